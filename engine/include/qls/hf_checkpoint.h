@@ -1,0 +1,37 @@
+// hf_checkpoint — a Hugging Face model directory: config.json plus single or sharded safetensors.
+#pragma once
+
+#include "qls/model_config.h"
+#include "qls/safetensors.h"
+
+#include <map>
+#include <string>
+#include <vector>
+
+namespace qls {
+
+class hf_checkpoint {
+public:
+    // Opens DIR/config.json and DIR/model.safetensors, or DIR/model.safetensors.index.json and every shard
+    // its weight_map names (each shard validated on open). Errors name the missing or malformed file.
+    static hf_checkpoint open(const std::string& dir);
+
+    const std::string& dir() const { return dir_; }
+    const model_config& config() const { return config_; }
+    std::vector<std::string> tensor_names() const;             // sorted
+    bool has(const std::string& name) const;
+    // The file that holds a tensor and its entry; throws naming the tensor if absent.
+    const safetensors_file& file_of(const std::string& name) const;
+    const safetensors_entry& entry(const std::string& name) const;
+    // Reads a tensor as f32 after checking its shape equals `expected` (derived from config.json);
+    // a mismatch throws error_code::shape_mismatch naming the file, tensor, both shapes and the config.
+    tensor read_f32(const std::string& name, const shape_t& expected) const;
+
+private:
+    std::string dir_;
+    model_config config_;
+    std::vector<safetensors_file> files_;
+    std::map<std::string, size_t> where_;                      // tensor name -> index in files_
+};
+
+} // namespace qls

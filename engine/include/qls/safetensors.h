@@ -1,0 +1,57 @@
+// safetensors reader (memory-mapped, fully validated) and writer (atomic); format: https://github.com/huggingface/safetensors#format
+#pragma once
+
+#include "qls/tensor.h"
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace qls {
+
+// One tensor's header record. begin/end are byte offsets relative to the start of the data section
+// (the byte after the 8-byte length and the JSON header), as in the file.
+struct safetensors_entry {
+    std::string name;
+    qls::dtype type = qls::dtype::f32;
+    shape_t shape;
+    uint64_t begin = 0;
+    uint64_t end = 0;
+};
+
+// An open, validated safetensors file. Opening checks: the file has at least 8 bytes; the header length
+// lies inside the file; the header is a JSON object; every entry has a known dtype, a shape of
+// non-negative integers and data_offsets [begin, end] with begin <= end, end inside the data section and
+// end - begin == numel * dtype size; no two entries' byte ranges overlap. Any failure throws qls::error
+// naming the file (and the tensor) and the problem. Copies share the mapping.
+class safetensors_file {
+public:
+    static safetensors_file open(const std::string& path);
+
+    const std::string& path() const;
+    const std::vector<safetensors_entry>& entries() const;   // sorted by begin offset
+    const safetensors_entry* find(std::string_view name) const; // nullptr when absent
+    const std::map<std::string, std::string>& metadata() const; // "__metadata__"
+
+    // Raw bytes of a tensor inside the mapping (read-only; valid while any copy of this object lives).
+    const std::byte* bytes(const safetensors_entry& e) const;
+    // Copy of a tensor in its stored dtype / converted to f32. Throws if the name is absent.
+    tensor read(std::string_view name) const;
+    tensor read_f32(std::string_view name) const;
+
+private:
+    struct impl;
+    std::shared_ptr<const impl> impl_;
+};
+
+// Writes tensors (contiguous, any dtype) with optional "__metadata__" atomically: the bytes go to
+// `path + ".tmp"`, are fsynced, then renamed over `path`, and the directory is fsynced. The header is
+// padded with spaces to a multiple of 8 bytes; data are laid out in the order given.
+void safetensors_save(const std::string& path, const std::vector<std::pair<std::string, tensor>>& tensors,
+                      const std::map<std::string, std::string>& metadata = {});
+
+} // namespace qls
