@@ -1,9 +1,48 @@
-// qlora — the command-line front end: parses a subcommand and its flags, calls the engine, prints results.
+// qlora — the command-line front end: dispatches subcommands, the one place CLI errors are caught and printed.
+#include "args.h"
+#include "commands.h"
+
+#include "qls/error.h"
+
 #include <cstdio>
 #include <cstring>
+#include <exception>
+#include <string>
+
+static void print_usage(FILE* f) {
+    std::fprintf(f,
+                 "qlora %s — QLoRA fine-tuning engine\n"
+                 "\n"
+                 "usage: qlora <command> [options]\n"
+                 "\n"
+                 "commands:\n"
+                 "  generate   sample text from a model\n"
+                 "             --model DIR [--prompt TEXT] [--max-new-tokens N] [--temperature T]\n"
+                 "             [--top-p P] [--top-k K] [--seed S]\n"
+                 "  info       describe a model directory: --model DIR\n"
+                 "  --version  print the version\n",
+                 QLS_VERSION);
+}
 
 int main(int argc, char** argv) {
-    if (argc > 1 && std::strcmp(argv[1], "--version") == 0) { std::printf("qlora %s\n", QLS_VERSION); return 0; }
-    std::fprintf(stderr, "usage: qlora <command>\n");
-    return 2;
+    if (argc < 2) { print_usage(stderr); return 2; }
+    const std::string cmd = argv[1];
+    try {
+        if (cmd == "--version" || cmd == "version") { std::printf("qlora %s\n", QLS_VERSION); return 0; }
+        if (cmd == "--help" || cmd == "-h" || cmd == "help") { print_usage(stdout); return 0; }
+        if (cmd == "generate") return qlora_cli::cmd_generate(argc, argv);
+        if (cmd == "info") return qlora_cli::cmd_info(argc, argv);
+        std::fprintf(stderr, "qlora: unknown command '%s'\n\n", cmd.c_str());
+        print_usage(stderr);
+        return 2;
+    } catch (const qlora_cli::usage_error& e) {
+        std::fprintf(stderr, "qlora %s: %s\n", cmd.c_str(), e.describe().c_str());
+        return 2;
+    } catch (const qls::error& e) {
+        std::fprintf(stderr, "qlora %s: error: %s\n", cmd.c_str(), e.describe().c_str());
+        return 1;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "qlora %s: unexpected error: %s\n", cmd.c_str(), e.what());
+        return 1;
+    }
 }

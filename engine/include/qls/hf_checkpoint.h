@@ -3,6 +3,7 @@
 
 #include "qls/model_config.h"
 #include "qls/safetensors.h"
+#include "qls/tokenizer.h"
 
 #include <map>
 #include <string>
@@ -33,5 +34,13 @@ private:
     std::vector<safetensors_file> files_;
     std::map<std::string, size_t> where_;                      // tensor name -> index in files_
 };
+
+// Loads DIR/tokenizer.model (SentencePiece only; tokenizer.json-only checkpoints are not supported) and checks
+// its vocabulary against config.json's vocab_size V. Rule: a tokenizer with more ids than V is an error (its
+// ids would index past the embedding); a tokenizer with fewer ids is accepted only when V exceeds it by at
+// most 128 (checkpoints often pad the embedding rows to a multiple of 64/128, or reserve a few added
+// tokens); any larger gap is an error, since the tokenizer then almost certainly belongs to another model.
+// Errors name both files and both sizes.
+tokenizer load_tokenizer_for(const hf_checkpoint& ckpt);
 
 } // namespace qls

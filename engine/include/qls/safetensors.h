@@ -50,7 +50,11 @@ private:
 
 // Writes tensors (contiguous, any dtype) with optional "__metadata__" atomically: the bytes go to
 // `path + ".tmp"`, are fsynced, then renamed over `path`, and the directory is fsynced. The header is
-// padded with spaces to a multiple of 8 bytes; data are laid out in the order given.
+// padded with spaces to a multiple of 8 bytes. Like the reference writer (safetensors.numpy.save_file),
+// tensors are ordered by dtype — I64, F64, F32, I32, BF16, F16, I16, I8, U8, BOOL — then by name (byte-wise
+// ascending), whatever the order given, and their data follow in that order without gaps; metadata keys are
+// written sorted. The output is byte-identical to save_file for the same tensors and at most one metadata
+// key (save_file writes several keys in a random order). An empty map writes no "__metadata__".
 void safetensors_save(const std::string& path, const std::vector<std::pair<std::string, tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 

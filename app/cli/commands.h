@@ -1,0 +1,9 @@
+// The qlora subcommands; each parses its own flags and returns the process exit status.
+#pragma once
+
+namespace qlora_cli {
+
+int cmd_generate(int argc, char** argv);
+int cmd_info(int argc, char** argv);
+
+} // namespace qlora_cli

@@ -1,0 +1,102 @@
+// The LLaMA model on the CPU reference backend: weights, a training pass (forward with saved activations,
+// backward to the input), and a KV-cache decoder for generation.
+//
+// Dimension legend: B batch, T time, N = B*T rows, C hidden, NH query heads, NKV key/value heads,
+// HS head size, H MLP hidden, V vocabulary, L layers. All tensors row-major; linear weights are (out, in)
+// exactly as Hugging Face stores them.
+#pragma once
+
+#include "qls/hf_checkpoint.h"
+#include "qls/model_config.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qls {
+
+template <class T> struct llama_layer_params {
+    std::vector<T> attn_norm;  // (C)
+    std::vector<T> wq;         // (NH*HS, C)
+    std::vector<T> wk;         // (NKV*HS, C)
+    std::vector<T> wv;         // (NKV*HS, C)
+    std::vector<T> wo;         // (C, NH*HS)
+    std::vector<T> mlp_norm;   // (C)
+    std::vector<T> w_gate;     // (H, C)
+    std::vector<T> w_up;       // (H, C)
+    std::vector<T> w_down;     // (C, H)
+};
+
+template <class T> struct llama_params {
+    std::vector<T> embed;                        // (V, C)
+    std::vector<llama_layer_params<T>> layers;   // L
+    std::vector<T> final_norm;                   // (C)
+    std::vector<T> lm_head;                      // (V, C); empty when tied to embed
+    const T* lm_head_data() const { return lm_head.empty() ? embed.data() : lm_head.data(); }
+};
+
+// A model: config, f32 weights and the rotary frequencies.
+struct llama_model {
+    model_config config;
+    llama_params<float> params;
+    std::vector<float> inv_freq;                 // (HS/2)
+    std::string dir;                             // where it was loaded from (may be empty)
+
+    // Reads every weight from the checkpoint (F32/F16/BF16 → f32), checking each shape against config.json.
+    static llama_model load(const hf_checkpoint& ckpt);
+    static llama_model load(const std::string& dir) { return load(hf_checkpoint::open(dir)); }
+    // A randomly initialised model of the given config (normal(0, 0.02) weights, unit norms), for tests.
+    static llama_model random(const model_config& cfg, uint64_t seed);
+
+    llama_params<double> params_f64() const;
+};
+
+// One training-style pass over a batch on the CPU: forward saves what backward needs; backward produces the
+// gradient of the mean loss with respect to the embedding output x0 (the model's continuous input).
+// T = float for training, double for gradient checks.
+template <class T> class llama_pass {
+public:
+    llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq, int B,
+               int Tn);
+    ~llama_pass();
+    llama_pass(const llama_pass&) = delete;
+    llama_pass& operator=(const llama_pass&) = delete;
+
+    // tokens (B,T); targets (B,T), -1 = no loss; positions (B,T) or nullptr for 0..T-1 per row;
+    // segments (B,T) or nullptr: tokens attend only within their segment (packed examples).
+    // x0 (B,T,C) or nullptr: use these input embeddings instead of looking tokens up (for gradient checks).
+    // Returns the mean loss over counted targets (0 when none).
+    T forward(const int* tokens, const int* targets, const int* positions = nullptr, const int* segments = nullptr,
+              const T* x0 = nullptr);
+    // Gradient of forward()'s mean loss; call after forward with the same inputs.
+    void backward();
+
+    const std::vector<T>& logits() const;   // (B, T, V) from the last forward
+    const std::vector<T>& dx0() const;      // (B, T, C) from the last backward
+    int counted_targets() const;
+
+private:
+    struct buffers;
+    std::unique_ptr<buffers> b_;
+};
+
+// Incremental decoding with a KV cache (batch 1, f32): feed one token at a time, get logits.
+class llama_decoder {
+public:
+    explicit llama_decoder(const llama_model& model, int max_positions = 0); // 0 → config.max_position_embeddings
+    // Appends token at the next position and returns the logits (V) for the token that follows it.
+    const std::vector<float>& step(int token);
+    int position() const { return pos_; }
+    int capacity() const { return max_pos_; }
+    void reset() { pos_ = 0; }
+
+private:
+    const llama_model* m_;
+    int max_pos_;
+    int pos_ = 0;
+    std::vector<float> k_cache_, v_cache_;   // (L, max_pos, NKV*HS)
+    std::vector<float> x_, xb_, q_, k_, v_, att_, atty_, gate_, up_, h_, logits_, scores_;
+};
+
+} // namespace qls

@@ -1,0 +1,402 @@
+// CPU reference ops of a LLaMA model: plain single-threaded loops, one forward/backward pair per op (see ops.h).
+//
+// Style follows llm.c's train_gpt2.c: every op is a few nested loops over row-major buffers, with the shapes in
+// the comments. Reductions (dot products, softmax sums, the RMS mean) accumulate in double even when T = float,
+// so the float instantiation is as close as possible to the exactly rounded result.
+#include "backends/cpu/ops.h"
+
+#include "qls/error.h"
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+namespace qls::cpu {
+
+// ---- embedding ----------------------------------------------------------------------------------------
+
+template <class T> void embedding_forward(T* out, const int* tokens, const T* wte, int N, int C) {
+    // out (N, C), tokens (N), wte (V, C): out[n, :] = wte[tokens[n], :]
+    for (int n = 0; n < N; n++) {
+        const T* w = wte + (long)tokens[n] * C;
+        T* o = out + (long)n * C;
+        for (int c = 0; c < C; c++) o[c] = w[c];
+    }
+}
+
+template <class T> void embedding_backward(T* dwte, const T* dout, const int* tokens, int N, int C) {
+    // dwte (V, C) += scatter of dout (N, C): a token seen twice receives the sum of both rows.
+    if (!dwte) return;
+    for (int n = 0; n < N; n++) {
+        T* dw = dwte + (long)tokens[n] * C;
+        const T* d = dout + (long)n * C;
+        for (int c = 0; c < C; c++) dw[c] += d[c];
+    }
+}
+
+// ---- RMSNorm ------------------------------------------------------------------------------------------
+// Zhang & Sennrich 2019 (https://arxiv.org/abs/1910.07467), eq. 4: y = x / RMS(x) * g, RMS(x) = sqrt(mean(x^2)),
+// with eps inside the square root as in HF LlamaRMSNorm:
+//   variance = hidden_states.pow(2).mean(-1, keepdim=True)
+//   hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
+//   return self.weight * hidden_states
+
+template <class T> void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int N, int C, T eps) {
+    // inp (N, C), weight (C) -> out (N, C), rstd (N)
+    for (int n = 0; n < N; n++) {
+        const T* x = inp + (long)n * C;
+        double ss = 0.0;
+        for (int c = 0; c < C; c++) ss += (double)x[c] * (double)x[c];
+        const double r = 1.0 / std::sqrt(ss / C + (double)eps);
+        T* o = out + (long)n * C;
+        for (int c = 0; c < C; c++) o[c] = (T)((double)x[c] * r * (double)weight[c]);
+        rstd[n] = (T)r;
+    }
+}
+
+template <class T>
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int N, int C) {
+    // y_c = w_c x_c r with r = (mean(x^2) + eps)^(-1/2), so dr/dx_j = -r^3 x_j / C and
+    //   dL/dx_j = r w_j dy_j - (r^3 / C) x_j sum_c (dy_c w_c x_c)
+    //   dL/dw_c = sum_n dy_{n,c} x_{n,c} r_n
+    for (int n = 0; n < N; n++) {
+        const T* x = inp + (long)n * C;
+        const T* dy = dout + (long)n * C;
+        const double r = (double)rstd[n];
+        if (dweight)
+            for (int c = 0; c < C; c++) dweight[c] += (T)((double)dy[c] * (double)x[c] * r);
+        if (dinp) {
+            double dot = 0.0; // sum_c dy_c w_c x_c
+            for (int c = 0; c < C; c++) dot += (double)dy[c] * (double)weight[c] * (double)x[c];
+            const double k = r * r * r * dot / C;
+            T* dx = dinp + (long)n * C;
+            for (int c = 0; c < C; c++) dx[c] += (T)(r * (double)weight[c] * (double)dy[c] - k * (double)x[c]);
+        }
+    }
+}
+
+// ---- linear (no bias) ---------------------------------------------------------------------------------
+// PyTorch nn.Linear layout: weight (OC, IC), out = inp · weightᵀ.
+
+template <class T> void matmul_forward(T* out, const T* inp, const T* weight, int N, int IC, int OC) {
+    // inp (N, IC), weight (OC, IC) -> out (N, OC)
+    for (int n = 0; n < N; n++) {
+        const T* x = inp + (long)n * IC;
+        for (int o = 0; o < OC; o++) {
+            const T* w = weight + (long)o * IC;
+            double acc = 0.0;
+            for (int i = 0; i < IC; i++) acc += (double)x[i] * (double)w[i];
+            out[(long)n * OC + o] = (T)acc;
+        }
+    }
+}
+
+template <class T>
+void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, int N, int IC, int OC) {
+    // dinp (N, IC) += dout (N, OC) · weight (OC, IC)
+    if (dinp) {
+        for (int n = 0; n < N; n++) {
+            const T* dy = dout + (long)n * OC;
+            T* dx = dinp + (long)n * IC;
+            for (int i = 0; i < IC; i++) {
+                double acc = 0.0;
+                for (int o = 0; o < OC; o++) acc += (double)dy[o] * (double)weight[(long)o * IC + i];
+                dx[i] += (T)acc;
+            }
+        }
+    }
+    // dweight (OC, IC) += doutᵀ (OC, N) · inp (N, IC)
+    if (dweight) {
+        for (int o = 0; o < OC; o++) {
+            T* dw = dweight + (long)o * IC;
+            for (int i = 0; i < IC; i++) {
+                double acc = 0.0;
+                for (int n = 0; n < N; n++) acc += (double)dout[(long)n * OC + o] * (double)inp[(long)n * IC + i];
+                dw[i] += (T)acc;
+            }
+        }
+    }
+}
+
+// ---- rotary position embedding ------------------------------------------------------------------------
+// HF transformers modeling_llama.py:
+//   freqs = (inv_freq_expanded.float() @ position_ids_expanded.float())   # float32: angle = pos * inv_freq
+//   emb = torch.cat((freqs, freqs), dim=-1); cos = emb.cos(); sin = emb.sin()
+//   rotate_half(x) = cat(-x[..., HS/2:], x[..., :HS/2])
+//   q_embed = q * cos + rotate_half(q) * sin
+// so element i < HS/2 pairs with i + HS/2 and both use angle pos * inv_freq[i]. The angle is formed in float
+// exactly as HF does; its cos/sin are then taken in double (the float instantiation rounds them once at the end).
+
+namespace {
+
+// cos/sin of the rotation of pair i at position p, with the angle rounded to float as in HF.
+inline void rope_angle(int p, float inv_freq, double& c, double& s) {
+    const float angle = (float)p * inv_freq;
+    c = std::cos((double)angle);
+    s = std::sin((double)angle);
+}
+
+} // namespace
+
+template <class T> void rope_forward(T* x, const int* pos, const float* inv_freq, int N, int NHX, int HS) {
+    // x (N, NHX, HS) in place; pos (N); inv_freq (HS/2)
+    QLS_ASSERT(HS % 2 == 0);
+    const int half = HS / 2;
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            double c, s;
+            rope_angle(pos[n], inv_freq[i], c, s);
+            for (int h = 0; h < NHX; h++) {
+                T* xh = x + ((long)n * NHX + h) * HS;
+                const double x1 = (double)xh[i], x2 = (double)xh[i + half];
+                xh[i] = (T)(x1 * c - x2 * s);
+                xh[i + half] = (T)(x2 * c + x1 * s);
+            }
+        }
+    }
+}
+
+template <class T> void rope_backward(T* dx, const int* pos, const float* inv_freq, int N, int NHX, int HS) {
+    // The forward map is the rotation R(θ) = [[c, -s], [s, c]] on each pair; its Jacobian transpose is R(-θ),
+    // so the gradient is rotated back in place: dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s.
+    QLS_ASSERT(HS % 2 == 0);
+    const int half = HS / 2;
+    for (int n = 0; n < N; n++) {
+        for (int i = 0; i < half; i++) {
+            double c, s;
+            rope_angle(pos[n], inv_freq[i], c, s);
+            for (int h = 0; h < NHX; h++) {
+                T* dh = dx + ((long)n * NHX + h) * HS;
+                const double d1 = (double)dh[i], d2 = (double)dh[i + half];
+                dh[i] = (T)(d1 * c + d2 * s);
+                dh[i + half] = (T)(d2 * c - d1 * s);
+            }
+        }
+    }
+}
+
+// ---- causal grouped-query attention -------------------------------------------------------------------
+// softmax(q kᵀ / sqrt(HS) + mask) v per head; grouped-query attention shares kv head h / (NH/NKV) among
+// NH/NKV consecutive query heads, as HF repeat_kv does (kv head j is repeated n_rep times: query heads
+// j*n_rep .. j*n_rep + n_rep - 1 read it).
+
+template <class T>
+void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn,
+                       int NH, int NKV, int HS) {
+    // q (B, T, NH, HS), k/v (B, T, NKV, HS) -> out (B, T, NH, HS), att (B, NH, T, T)
+    QLS_ASSERT(NKV > 0 && NH % NKV == 0);
+    const int rep = NH / NKV; // HF repeat_kv's n_rep
+    const double scale = 1.0 / std::sqrt((double)HS);
+    std::vector<double> score((size_t)Tn);   // scores of one row, in double
+    std::vector<char> visible((size_t)Tn);   // 1 where j <= t and the segment matches
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < Tn; t++) {
+            for (int h = 0; h < NH; h++) {
+                const int hk = h / rep;
+                const T* qt = q + (((long)b * Tn + t) * NH + h) * HS;
+                T* att_row = att + (((long)b * NH + h) * Tn + t) * Tn;
+
+                // pass 1: scaled scores q_t·k_j / sqrt(HS) of the visible keys and their max. j = t is always
+                // visible, so every row has at least one entry and maxval is finite.
+                double maxval = -INFINITY;
+                for (int j = 0; j <= t; j++) {
+                    visible[j] = !segment || segment[(long)b * Tn + j] == segment[(long)b * Tn + t];
+                    if (!visible[j]) continue;
+                    const T* kj = k + (((long)b * Tn + j) * NKV + hk) * HS;
+                    double dot = 0.0;
+                    for (int i = 0; i < HS; i++) dot += (double)qt[i] * (double)kj[i];
+                    score[j] = dot * scale;
+                    if (score[j] > maxval) maxval = score[j];
+                }
+
+                // pass 2: softmax over the visible keys; subtracting the row max keeps exp() <= 1 (softmax is
+                // shift invariant). Masked keys get probability exactly 0.
+                double sum = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    score[j] = visible[j] ? std::exp(score[j] - maxval) : 0.0;
+                    sum += score[j];
+                }
+                const double inv_sum = 1.0 / sum;
+                for (int j = 0; j <= t; j++) att_row[j] = (T)(score[j] * inv_sum);
+                for (int j = t + 1; j < Tn; j++) att_row[j] = (T)0; // causal mask: above the diagonal
+
+                // pass 3: out_t = sum_j att[t, j] v_j
+                T* ot = out + (((long)b * Tn + t) * NH + h) * HS;
+                for (int i = 0; i < HS; i++) {
+                    double acc = 0.0;
+                    for (int j = 0; j <= t; j++)
+                        acc += score[j] * inv_sum * (double)v[(((long)b * Tn + j) * NKV + hk) * HS + i];
+                    ot[i] = (T)acc;
+                }
+            }
+        }
+    }
+}
+
+template <class T>
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v,
+                        int B, int Tn, int NH, int NKV, int HS) {
+    // dout (B, T, NH, HS), att (B, NH, T, T) -> dq (B, T, NH, HS) +=, dk/dv (B, T, NKV, HS) +=
+    // With P = att (row t), S = scaled scores, O = P V:
+    //   dP[t, j] = dout_t · v_j                         dv_j += P[t, j] dout_t
+    //   dS[t, j] = P[t, j] (dP[t, j] - sum_j' P[t, j'] dP[t, j'])     (softmax Jacobian)
+    //   dq_t += dS[t, j] k_j / sqrt(HS)                 dk_j += dS[t, j] q_t / sqrt(HS)
+    // Masked keys have P exactly 0, hence dS = 0 and no gradient: the segment mask needs no second look.
+    // Query heads sharing a kv head all accumulate into it (the backward of HF repeat_kv is a sum).
+    QLS_ASSERT(NKV > 0 && NH % NKV == 0);
+    const int rep = NH / NKV;
+    const double scale = 1.0 / std::sqrt((double)HS);
+    std::vector<double> dp((size_t)Tn); // dP of one row
+    for (int b = 0; b < B; b++) {
+        for (int t = 0; t < Tn; t++) {
+            for (int h = 0; h < NH; h++) {
+                const int hk = h / rep;
+                const long qoff = (((long)b * Tn + t) * NH + h) * HS;
+                const T* qt = q + qoff;
+                const T* dout_t = dout + qoff;
+                const T* att_row = att + (((long)b * NH + h) * Tn + t) * Tn;
+
+                // dP and the row sum sum_j P dP
+                double pdp = 0.0;
+                for (int j = 0; j <= t; j++) {
+                    const T* vj = v + (((long)b * Tn + j) * NKV + hk) * HS;
+                    double acc = 0.0;
+                    for (int i = 0; i < HS; i++) acc += (double)dout_t[i] * (double)vj[i];
+                    dp[j] = acc;
+                    pdp += (double)att_row[j] * acc;
+                }
+
+                for (int j = 0; j <= t; j++) {
+                    const double p = (double)att_row[j];
+                    if (p == 0.0) continue; // masked (or underflowed): contributes nothing
+                    const long kvoff = (((long)b * Tn + j) * NKV + hk) * HS;
+                    if (dv)
+                        for (int i = 0; i < HS; i++) dv[kvoff + i] += (T)(p * (double)dout_t[i]);
+                    const double ds = p * (dp[j] - pdp) * scale; // dS / sqrt(HS), shared by dq and dk
+                    if (dq)
+                        for (int i = 0; i < HS; i++) dq[qoff + i] += (T)(ds * (double)k[kvoff + i]);
+                    if (dk)
+                        for (int i = 0; i < HS; i++) dk[kvoff + i] += (T)(ds * (double)qt[i]);
+                }
+            }
+        }
+    }
+}
+
+// ---- SwiGLU -------------------------------------------------------------------------------------------
+// Shazeer 2020 (https://arxiv.org/abs/2002.05202), eq. 5: FFN_SwiGLU = (Swish_1(x W) ⊗ x V) W2; here the
+// elementwise middle: out = silu(gate) * up with silu(x) = Swish_1(x) = x sigmoid(x) (HF act_fn = SiLU,
+// down_proj(act_fn(gate_proj(x)) * up_proj(x))).
+
+namespace {
+
+inline double sigmoid(double x) { return 1.0 / (1.0 + std::exp(-x)); } // exp overflow -> inf -> 0: still right
+
+} // namespace
+
+template <class T> void swiglu_forward(T* out, const T* gate, const T* up, long n) {
+    // gate, up, out (n)
+    for (long i = 0; i < n; i++) {
+        const double g = (double)gate[i];
+        out[i] = (T)(g * sigmoid(g) * (double)up[i]);
+    }
+}
+
+template <class T> void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, long n) {
+    // d silu(x)/dx = s + x s (1 - s) = s (1 + x (1 - s)), s = sigmoid(x)
+    for (long i = 0; i < n; i++) {
+        const double g = (double)gate[i];
+        const double s = sigmoid(g);
+        const double d = (double)dout[i];
+        if (dgate) dgate[i] += (T)(d * (double)up[i] * s * (1.0 + g * (1.0 - s)));
+        if (dup) dup[i] += (T)(d * g * s);
+    }
+}
+
+// ---- residual -----------------------------------------------------------------------------------------
+
+template <class T> void residual_forward(T* out, const T* a, const T* b, long n) {
+    // out (n) = a + b; the backward is "both inputs receive dout", which callers do by accumulating dout
+    // into both input gradients (no separate function).
+    for (long i = 0; i < n; i++) out[i] = a[i] + b[i];
+}
+
+// ---- cross-entropy ------------------------------------------------------------------------------------
+// loss = -log softmax(z)[y] = logsumexp(z) - z_y, with logsumexp(z) = m + log sum exp(z - m), m = max z.
+// d loss / dz = softmax(z) - onehot(y).
+
+namespace {
+
+// max and sum exp(z - max) of one row, in double.
+template <class T> void row_softmax_stats(const T* z, int V, double& maxval, double& sum) {
+    maxval = -INFINITY;
+    for (int i = 0; i < V; i++)
+        if ((double)z[i] > maxval) maxval = (double)z[i];
+    sum = 0.0;
+    for (int i = 0; i < V; i++) sum += std::exp((double)z[i] - maxval);
+}
+
+} // namespace
+
+template <class T> int cross_entropy_forward(T* losses, const T* logits, const int* targets, int N, int V) {
+    // logits (N, V), targets (N) in [0, V) or -1 -> losses (N); returns the number of targets != -1
+    int count = 0;
+    for (int n = 0; n < N; n++) {
+        const int y = targets[n];
+        if (y == -1) { losses[n] = (T)0; continue; }
+        QLS_ASSERT(y >= 0 && y < V);
+        const T* z = logits + (long)n * V;
+        double maxval, sum;
+        row_softmax_stats(z, V, maxval, sum);
+        losses[n] = (T)(maxval + std::log(sum) - (double)z[y]);
+        count++;
+    }
+    return count;
+}
+
+template <class T>
+void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, T dloss) {
+    // dlogits (N, V) += dloss * (softmax(logits) - onehot(target)); rows with target -1 are untouched.
+    if (!dlogits) return;
+    for (int n = 0; n < N; n++) {
+        const int y = targets[n];
+        if (y == -1) continue;
+        QLS_ASSERT(y >= 0 && y < V);
+        const T* z = logits + (long)n * V;
+        double maxval, sum;
+        row_softmax_stats(z, V, maxval, sum);
+        T* dz = dlogits + (long)n * V;
+        for (int i = 0; i < V; i++) {
+            const double p = std::exp((double)z[i] - maxval) / sum;
+            dz[i] += (T)((double)dloss * (p - (i == y ? 1.0 : 0.0)));
+        }
+    }
+}
+
+// ---- explicit instantiations: float (the spec) and double (gradient checks) ---------------------------
+
+#define QLS_CPU_OPS_INSTANTIATE(T)                                                                             \
+    template void embedding_forward<T>(T*, const int*, const T*, int, int);                                    \
+    template void embedding_backward<T>(T*, const T*, const int*, int, int);                                   \
+    template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int, int, T);                                 \
+    template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int, int);               \
+    template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                                    \
+    template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                     \
+    template void rope_forward<T>(T*, const int*, const float*, int, int, int);                                \
+    template void rope_backward<T>(T*, const int*, const float*, int, int, int);                               \
+    template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int*, int, int, int, int,   \
+                                       int);                                                                   \
+    template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, \
+                                        int, int, int);                                                        \
+    template void swiglu_forward<T>(T*, const T*, const T*, long);                                             \
+    template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, long);                              \
+    template void residual_forward<T>(T*, const T*, const T*, long);                                           \
+    template int cross_entropy_forward<T>(T*, const T*, const int*, int, int);                                 \
+    template void cross_entropy_backward<T>(T*, const T*, const int*, int, int, T);
+
+QLS_CPU_OPS_INSTANTIATE(float)
+QLS_CPU_OPS_INSTANTIATE(double)
+
+#undef QLS_CPU_OPS_INSTANTIATE
+
+} // namespace qls::cpu

@@ -1,0 +1,367 @@
+// The LLaMA model on the CPU reference backend: weight loading, forward/backward over a batch, KV-cache decoding.
+//
+// Forward (HF LlamaForCausalLM, modeling_llama.py), per layer l with x (N, C):
+//   h = rmsnorm(x) ; q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ ; rope(q), rope(k) ; a = attention(q,k,v) ; x = x + a·Woᵀ
+//   h = rmsnorm(x) ; x = x + (silu(h·Wgateᵀ) * h·Wupᵀ)·Wdownᵀ
+// then logits = rmsnorm(x)·Wlmᵀ and a mean cross-entropy over targets != -1.
+// Backward calls the ops' backward functions in exactly the reverse order.
+#include "qls/llama.h"
+
+#include "backends/cpu/ops.h"
+#include "qls/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <random>
+
+namespace qls {
+
+// ----------------------------------------------------------------------------
+// loading
+
+static std::vector<float> to_vector(const tensor& t) {
+    std::vector<float> v(size_t(t.numel()));
+    std::memcpy(v.data(), t.f32(), v.size() * sizeof(float));
+    return v;
+}
+
+llama_model llama_model::load(const hf_checkpoint& ckpt) {
+    llama_model m;
+    m.config = ckpt.config();
+    m.dir = ckpt.dir();
+    const model_config& c = m.config;
+    const int64_t C = c.hidden_size, H = c.intermediate_size, V = c.vocab_size;
+    const int64_t Q = int64_t(c.num_heads) * c.head_dim, KV = int64_t(c.num_kv_heads) * c.head_dim;
+
+    auto get = [&](const std::string& name, const shape_t& shape) { return to_vector(ckpt.read_f32(name, shape)); };
+    m.params.embed = get("model.embed_tokens.weight", {V, C});
+    m.params.layers.resize(size_t(c.num_layers));
+    for (int l = 0; l < c.num_layers; ++l) {
+        const std::string p = "model.layers." + std::to_string(l) + ".";
+        llama_layer_params<float>& L = m.params.layers[size_t(l)];
+        L.attn_norm = get(p + "input_layernorm.weight", {C});
+        L.wq = get(p + "self_attn.q_proj.weight", {Q, C});
+        L.wk = get(p + "self_attn.k_proj.weight", {KV, C});
+        L.wv = get(p + "self_attn.v_proj.weight", {KV, C});
+        L.wo = get(p + "self_attn.o_proj.weight", {C, Q});
+        L.mlp_norm = get(p + "post_attention_layernorm.weight", {C});
+        L.w_gate = get(p + "mlp.gate_proj.weight", {H, C});
+        L.w_up = get(p + "mlp.up_proj.weight", {H, C});
+        L.w_down = get(p + "mlp.down_proj.weight", {C, H});
+    }
+    m.params.final_norm = get("model.norm.weight", {C});
+    if (!c.tie_word_embeddings) {
+        if (!ckpt.has("lm_head.weight"))
+            throw error(error_code::format,
+                        ckpt.dir() + ": config.json has tie_word_embeddings false but no tensor 'lm_head.weight' exists",
+                        "set \"tie_word_embeddings\": true in config.json if the model shares its embedding and output "
+                        "weights, or re-export the checkpoint with its lm_head");
+        m.params.lm_head = get("lm_head.weight", {V, C});
+    }
+    m.inv_freq = rope_inv_freq(c);
+    return m;
+}
+
+llama_model llama_model::random(const model_config& cfg, uint64_t seed) {
+    llama_model m;
+    m.config = cfg;
+    std::mt19937_64 rng(seed);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    auto rnd = [&](size_t n) { std::vector<float> v(n); for (float& x : v) x = nd(rng); return v; };
+    auto ones = [](size_t n) { return std::vector<float>(n, 1.0f); };
+    const size_t C = size_t(cfg.hidden_size), H = size_t(cfg.intermediate_size), V = size_t(cfg.vocab_size);
+    const size_t Q = size_t(cfg.num_heads) * size_t(cfg.head_dim), KV = size_t(cfg.num_kv_heads) * size_t(cfg.head_dim);
+    m.params.embed = rnd(V * C);
+    m.params.layers.resize(size_t(cfg.num_layers));
+    for (auto& L : m.params.layers) {
+        L.attn_norm = ones(C); L.wq = rnd(Q * C); L.wk = rnd(KV * C); L.wv = rnd(KV * C); L.wo = rnd(C * Q);
+        L.mlp_norm = ones(C); L.w_gate = rnd(H * C); L.w_up = rnd(H * C); L.w_down = rnd(C * H);
+    }
+    m.params.final_norm = ones(C);
+    if (!cfg.tie_word_embeddings) m.params.lm_head = rnd(V * C);
+    m.inv_freq = rope_inv_freq(cfg);
+    return m;
+}
+
+llama_params<double> llama_model::params_f64() const {
+    auto d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
+    llama_params<double> p;
+    p.embed = d(params.embed);
+    for (const auto& L : params.layers)
+        p.layers.push_back({d(L.attn_norm), d(L.wq), d(L.wk), d(L.wv), d(L.wo), d(L.mlp_norm), d(L.w_gate), d(L.w_up),
+                            d(L.w_down)});
+    p.final_norm = d(params.final_norm);
+    p.lm_head = d(params.lm_head);
+    return p;
+}
+
+// ----------------------------------------------------------------------------
+// training pass
+
+template <class T> struct llama_pass<T>::buffers {
+    const model_config& cfg;
+    const llama_params<T>& p;
+    const std::vector<float>& inv_freq;
+    int B, Tn, N, C, NH, NKV, HS, H, V, L, Q, KV;
+
+    struct layer_acts {
+        std::vector<T> x_in;           // (N, C) residual stream entering the layer
+        std::vector<T> ln1, rstd1;     // (N, C), (N)
+        std::vector<T> q, k, v;        // (N, Q), (N, KV), (N, KV); q and k after rope
+        std::vector<T> att;            // (B, NH, T, T)
+        std::vector<T> atty;           // (N, Q)
+        std::vector<T> x_mid;          // (N, C) after the attention residual
+        std::vector<T> ln2, rstd2;     // (N, C), (N)
+        std::vector<T> gate, up, hmid; // (N, H)
+    };
+    std::vector<layer_acts> acts;
+    std::vector<T> x_final, lnf, rstdf, logits, losses; // (N,C), (N,C), (N), (N,V), (N)
+    std::vector<int> tokens, targets, positions, segments;
+    bool use_segments = false;
+    bool embedded_from_x0 = false;
+    int counted = 0;
+    std::vector<T> dx0;                                 // (N, C)
+
+    buffers(const model_config& c, const llama_params<T>& params, const std::vector<float>& f, int b, int t)
+        : cfg(c), p(params), inv_freq(f), B(b), Tn(t), N(b * t), C(c.hidden_size), NH(c.num_heads),
+          NKV(c.num_kv_heads), HS(c.head_dim), H(c.intermediate_size), V(c.vocab_size), L(c.num_layers),
+          Q(c.num_heads * c.head_dim), KV(c.num_kv_heads * c.head_dim) {
+        acts.resize(size_t(L));
+        const size_t n = size_t(N);
+        for (auto& a : acts) {
+            a.x_in.resize(n * C); a.ln1.resize(n * C); a.rstd1.resize(n);
+            a.q.resize(n * Q); a.k.resize(n * KV); a.v.resize(n * KV);
+            a.att.resize(size_t(B) * NH * Tn * Tn); a.atty.resize(n * Q); a.x_mid.resize(n * C);
+            a.ln2.resize(n * C); a.rstd2.resize(n); a.gate.resize(n * H); a.up.resize(n * H); a.hmid.resize(n * H);
+        }
+        x_final.resize(n * C); lnf.resize(n * C); rstdf.resize(n); logits.resize(n * V); losses.resize(n);
+        dx0.resize(n * C);
+        tokens.resize(n); targets.resize(n); positions.resize(n); segments.resize(n);
+    }
+};
+
+template <class T>
+llama_pass<T>::llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq,
+                          int B, int Tn) {
+    if (B <= 0 || Tn <= 0)
+        throw error(error_code::invalid_argument, "batch and sequence length must be positive (got batch " +
+                                                      std::to_string(B) + ", seq " + std::to_string(Tn) + ")");
+    b_ = std::make_unique<buffers>(cfg, params, inv_freq, B, Tn);
+}
+
+template <class T> llama_pass<T>::~llama_pass() = default;
+
+template <class T>
+T llama_pass<T>::forward(const int* tokens, const int* targets, const int* positions, const int* segments, const T* x0) {
+    buffers& s = *b_;
+    const auto& P = s.p;
+    const int N = s.N, C = s.C, Q = s.Q, KV = s.KV, H = s.H, V = s.V;
+    const T eps = T(s.cfg.rms_norm_eps);
+    for (int i = 0; i < N; ++i) {
+        int tok = tokens ? tokens[i] : 0;
+        if (!x0 && (tok < 0 || tok >= V))
+            throw error(error_code::invalid_argument,
+                        "token id " + std::to_string(tok) + " at position " + std::to_string(i) +
+                            " is outside the vocabulary (0.." + std::to_string(V - 1) + ")",
+                        "the tokenizer and the model disagree; use the tokenizer.model of this checkpoint");
+        s.tokens[size_t(i)] = tok;
+        s.targets[size_t(i)] = targets ? targets[i] : -1;
+        s.positions[size_t(i)] = positions ? positions[i] : i % s.Tn;
+        s.segments[size_t(i)] = segments ? segments[i] : 0;
+    }
+    s.use_segments = segments != nullptr;
+    s.embedded_from_x0 = x0 != nullptr;
+
+    // embedding → residual stream x (N, C)
+    std::vector<T>* x = &s.acts[0].x_in;
+    if (x0) std::copy(x0, x0 + size_t(N) * C, x->begin());
+    else cpu::embedding_forward(x->data(), s.tokens.data(), P.embed.data(), N, C);
+
+    for (int l = 0; l < s.L; ++l) {
+        auto& a = s.acts[size_t(l)];
+        const auto& W = P.layers[size_t(l)];
+        if (l > 0) {
+            // x_in(l) = x_mid(l-1) + down(l-1): the previous layer's output
+            auto& pa = s.acts[size_t(l - 1)];
+            std::vector<T> mlp_out(size_t(N) * C);
+            cpu::matmul_forward(mlp_out.data(), pa.hmid.data(), P.layers[size_t(l - 1)].w_down.data(), N, H, C);
+            cpu::residual_forward(a.x_in.data(), pa.x_mid.data(), mlp_out.data(), long(N) * C);
+        }
+        // attention block
+        cpu::rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x_in.data(), W.attn_norm.data(), N, C, eps);
+        cpu::matmul_forward(a.q.data(), a.ln1.data(), W.wq.data(), N, C, Q);
+        cpu::matmul_forward(a.k.data(), a.ln1.data(), W.wk.data(), N, C, KV);
+        cpu::matmul_forward(a.v.data(), a.ln1.data(), W.wv.data(), N, C, KV);
+        cpu::rope_forward(a.q.data(), s.positions.data(), s.inv_freq.data(), N, s.NH, s.HS);
+        cpu::rope_forward(a.k.data(), s.positions.data(), s.inv_freq.data(), N, s.NKV, s.HS);
+        cpu::attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(),
+                               s.use_segments ? s.segments.data() : nullptr, s.B, s.Tn, s.NH, s.NKV, s.HS);
+        std::vector<T> attn_out(size_t(N) * C);
+        cpu::matmul_forward(attn_out.data(), a.atty.data(), W.wo.data(), N, Q, C);
+        cpu::residual_forward(a.x_mid.data(), a.x_in.data(), attn_out.data(), long(N) * C);
+        // MLP block (down projection is applied at the start of the next layer / before the final norm)
+        cpu::rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.x_mid.data(), W.mlp_norm.data(), N, C, eps);
+        cpu::matmul_forward(a.gate.data(), a.ln2.data(), W.w_gate.data(), N, C, H);
+        cpu::matmul_forward(a.up.data(), a.ln2.data(), W.w_up.data(), N, C, H);
+        cpu::swiglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+    }
+    {
+        auto& la = s.acts[size_t(s.L - 1)];
+        std::vector<T> mlp_out(size_t(N) * C);
+        cpu::matmul_forward(mlp_out.data(), la.hmid.data(), P.layers[size_t(s.L - 1)].w_down.data(), N, H, C);
+        cpu::residual_forward(s.x_final.data(), la.x_mid.data(), mlp_out.data(), long(N) * C);
+    }
+    cpu::rmsnorm_forward(s.lnf.data(), s.rstdf.data(), s.x_final.data(), P.final_norm.data(), N, C, eps);
+    cpu::matmul_forward(s.logits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
+    s.counted = cpu::cross_entropy_forward(s.losses.data(), s.logits.data(), s.targets.data(), N, V);
+    double sum = 0;
+    for (T v : s.losses) sum += double(v);
+    return s.counted ? T(sum / s.counted) : T(0);
+}
+
+template <class T> void llama_pass<T>::backward() {
+    buffers& s = *b_;
+    const auto& P = s.p;
+    const int N = s.N, C = s.C, Q = s.Q, KV = s.KV, H = s.H, V = s.V;
+    const size_t nC = size_t(N) * C;
+    if (s.counted == 0) { std::fill(s.dx0.begin(), s.dx0.end(), T(0)); return; }
+
+    // loss → logits → final norm
+    std::vector<T> dlogits(size_t(N) * V, T(0));
+    cpu::cross_entropy_backward(dlogits.data(), s.logits.data(), s.targets.data(), N, V, T(1) / T(s.counted));
+    std::vector<T> dlnf(nC, T(0));
+    cpu::matmul_backward<T>(dlnf.data(), nullptr, dlogits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
+    std::vector<T> dx(nC, T(0)); // gradient of the residual stream at the current point
+    cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.x_final.data(), P.final_norm.data(), s.rstdf.data(), N,
+                             C);
+
+    std::vector<T> dhmid(size_t(N) * H), dgate(size_t(N) * H), dup(size_t(N) * H), dln(nC), dx_mid(nC);
+    std::vector<T> datty(size_t(N) * Q), dq(size_t(N) * Q), dk(size_t(N) * KV), dv(size_t(N) * KV);
+    for (int l = s.L - 1; l >= 0; --l) {
+        auto& a = s.acts[size_t(l)];
+        const auto& W = P.layers[size_t(l)];
+        // x_out = x_mid + down(hmid): dx flows to x_mid directly and through the MLP
+        std::copy(dx.begin(), dx.end(), dx_mid.begin());
+        std::fill(dhmid.begin(), dhmid.end(), T(0));
+        cpu::matmul_backward<T>(dhmid.data(), nullptr, dx.data(), a.hmid.data(), W.w_down.data(), N, H, C);
+        std::fill(dgate.begin(), dgate.end(), T(0));
+        std::fill(dup.begin(), dup.end(), T(0));
+        cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        std::fill(dln.begin(), dln.end(), T(0));
+        cpu::matmul_backward<T>(dln.data(), nullptr, dup.data(), a.ln2.data(), W.w_up.data(), N, C, H);
+        cpu::matmul_backward<T>(dln.data(), nullptr, dgate.data(), a.ln2.data(), W.w_gate.data(), N, C, H);
+        cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(),
+                                 a.rstd2.data(), N, C);
+        // x_mid = x_in + o(atty): dx_mid flows to x_in directly and through attention
+        std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
+        std::fill(datty.begin(), datty.end(), T(0));
+        cpu::matmul_backward<T>(datty.data(), nullptr, dx_mid.data(), a.atty.data(), W.wo.data(), N, Q, C);
+        std::fill(dq.begin(), dq.end(), T(0));
+        std::fill(dk.begin(), dk.end(), T(0));
+        std::fill(dv.begin(), dv.end(), T(0));
+        cpu::attention_backward(dq.data(), dk.data(), dv.data(), datty.data(), a.att.data(), a.q.data(), a.k.data(),
+                                a.v.data(), s.B, s.Tn, s.NH, s.NKV, s.HS);
+        cpu::rope_backward(dq.data(), s.positions.data(), s.inv_freq.data(), N, s.NH, s.HS);
+        cpu::rope_backward(dk.data(), s.positions.data(), s.inv_freq.data(), N, s.NKV, s.HS);
+        std::fill(dln.begin(), dln.end(), T(0));
+        cpu::matmul_backward<T>(dln.data(), nullptr, dq.data(), a.ln1.data(), W.wq.data(), N, C, Q);
+        cpu::matmul_backward<T>(dln.data(), nullptr, dk.data(), a.ln1.data(), W.wk.data(), N, C, KV);
+        cpu::matmul_backward<T>(dln.data(), nullptr, dv.data(), a.ln1.data(), W.wv.data(), N, C, KV);
+        cpu::rmsnorm_backward<T>(dx.data(), nullptr, dln.data(), a.x_in.data(), W.attn_norm.data(), a.rstd1.data(), N,
+                                 C);
+    }
+    s.dx0 = dx;
+}
+
+template <class T> const std::vector<T>& llama_pass<T>::logits() const { return b_->logits; }
+template <class T> const std::vector<T>& llama_pass<T>::dx0() const { return b_->dx0; }
+template <class T> int llama_pass<T>::counted_targets() const { return b_->counted; }
+
+template class llama_pass<float>;
+template class llama_pass<double>;
+
+// ----------------------------------------------------------------------------
+// KV-cache decoder (batch 1). Same math as the pass, one position at a time; attention over the cache.
+
+llama_decoder::llama_decoder(const llama_model& model, int max_positions) : m_(&model) {
+    const model_config& c = model.config;
+    max_pos_ = max_positions > 0 ? max_positions : c.max_position_embeddings;
+    const size_t KV = size_t(c.num_kv_heads) * size_t(c.head_dim), Q = size_t(c.num_heads) * size_t(c.head_dim);
+    k_cache_.resize(size_t(c.num_layers) * size_t(max_pos_) * KV);
+    v_cache_.resize(k_cache_.size());
+    x_.resize(size_t(c.hidden_size)); xb_.resize(x_.size());
+    q_.resize(Q); k_.resize(KV); v_.resize(KV); atty_.resize(Q);
+    gate_.resize(size_t(c.intermediate_size)); up_.resize(gate_.size()); h_.resize(gate_.size());
+    logits_.resize(size_t(c.vocab_size));
+    scores_.resize(size_t(max_pos_));
+}
+
+const std::vector<float>& llama_decoder::step(int token) {
+    const model_config& c = m_->config;
+    const auto& P = m_->params;
+    const int C = c.hidden_size, H = c.intermediate_size, V = c.vocab_size, NH = c.num_heads, NKV = c.num_kv_heads,
+              HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
+    if (token < 0 || token >= V)
+        throw error(error_code::invalid_argument,
+                    "token id " + std::to_string(token) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+    if (pos_ >= max_pos_)
+        throw error(error_code::invalid_argument,
+                    "the context is full (" + std::to_string(max_pos_) + " positions)",
+                    "ask for fewer new tokens or a shorter prompt");
+    const float eps = float(c.rms_norm_eps);
+    const int pos = pos_;
+    cpu::embedding_forward(x_.data(), &token, P.embed.data(), 1, C);
+    std::vector<float> rstd(1), tmp(static_cast<size_t>(C));
+    for (int l = 0; l < c.num_layers; ++l) {
+        const auto& W = P.layers[size_t(l)];
+        cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), W.attn_norm.data(), 1, C, eps);
+        cpu::matmul_forward(q_.data(), xb_.data(), W.wq.data(), 1, C, Q);
+        cpu::matmul_forward(k_.data(), xb_.data(), W.wk.data(), 1, C, KV);
+        cpu::matmul_forward(v_.data(), xb_.data(), W.wv.data(), 1, C, KV);
+        cpu::rope_forward(q_.data(), &pos, m_->inv_freq.data(), 1, NH, HS);
+        cpu::rope_forward(k_.data(), &pos, m_->inv_freq.data(), 1, NKV, HS);
+        float* kc = k_cache_.data() + size_t(l) * size_t(max_pos_) * KV;
+        float* vc = v_cache_.data() + size_t(l) * size_t(max_pos_) * KV;
+        std::copy(k_.begin(), k_.end(), kc + size_t(pos) * KV);
+        std::copy(v_.begin(), v_.end(), vc + size_t(pos) * KV);
+        // attention of this query over positions 0..pos (same formula as cpu::attention_forward)
+        const double scale = 1.0 / std::sqrt(double(HS));
+        for (int h = 0; h < NH; ++h) {
+            const int kvh = h / (NH / NKV);
+            const float* qh = q_.data() + size_t(h) * HS;
+            double maxv = -INFINITY;
+            for (int j = 0; j <= pos; ++j) {
+                const float* kj = kc + size_t(j) * KV + size_t(kvh) * HS;
+                double d = 0;
+                for (int i = 0; i < HS; ++i) d += double(qh[i]) * double(kj[i]);
+                scores_[size_t(j)] = float(d * scale);
+                maxv = std::max(maxv, double(scores_[size_t(j)]));
+            }
+            double sum = 0;
+            for (int j = 0; j <= pos; ++j) sum += std::exp(double(scores_[size_t(j)]) - maxv);
+            float* out = atty_.data() + size_t(h) * HS;
+            std::vector<double> acc(size_t(HS), 0.0);
+            for (int j = 0; j <= pos; ++j) {
+                const double pj = std::exp(double(scores_[size_t(j)]) - maxv) / sum;
+                const float* vj = vc + size_t(j) * KV + size_t(kvh) * HS;
+                for (int i = 0; i < HS; ++i) acc[size_t(i)] += pj * double(vj[i]);
+            }
+            for (int i = 0; i < HS; ++i) out[i] = float(acc[size_t(i)]);
+        }
+        cpu::matmul_forward(tmp.data(), atty_.data(), W.wo.data(), 1, Q, C);
+        for (int i = 0; i < C; ++i) x_[size_t(i)] += tmp[size_t(i)];
+        cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), W.mlp_norm.data(), 1, C, eps);
+        cpu::matmul_forward(gate_.data(), xb_.data(), W.w_gate.data(), 1, C, H);
+        cpu::matmul_forward(up_.data(), xb_.data(), W.w_up.data(), 1, C, H);
+        cpu::swiglu_forward(h_.data(), gate_.data(), up_.data(), long(H));
+        cpu::matmul_forward(tmp.data(), h_.data(), W.w_down.data(), 1, H, C);
+        for (int i = 0; i < C; ++i) x_[size_t(i)] += tmp[size_t(i)];
+    }
+    cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), P.final_norm.data(), 1, C, eps);
+    cpu::matmul_forward(logits_.data(), xb_.data(), P.lm_head_data(), 1, C, V);
+    ++pos_;
+    return logits_;
+}
+
+} // namespace qls

@@ -1,0 +1,36 @@
+// Value types the studio pages show and emit: a model's description and a generation request (Qt types only).
+#pragma once
+
+#include <QMetaType>
+#include <QString>
+
+struct ModelInfo {
+    QString dir;
+    QString architecture;
+    qint64 parameters = 0;
+    int layers = 0;
+    int hidden = 0;
+    int mlpHidden = 0;
+    int heads = 0;
+    int kvHeads = 0;
+    int headDim = 0;
+    int vocab = 0;
+    int context = 0;
+    double ropeTheta = 0;
+    QString ropeType;
+    bool tiedEmbeddings = false;
+    QString dtype;
+    QString tokenizer;   // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
+};
+
+struct GenerateRequest {
+    QString prompt;
+    int maxNewTokens = 200;
+    double temperature = 0.8;
+    double topP = 0.9;
+    int topK = 0;
+    quint64 seed = 1;
+};
+
+Q_DECLARE_METATYPE(ModelInfo)
+Q_DECLARE_METATYPE(GenerateRequest)
