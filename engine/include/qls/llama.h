@@ -7,6 +7,7 @@
 #pragma once
 
 #include "qls/hf_checkpoint.h"
+#include "qls/lora.h"
 #include "qls/model_config.h"
 
 #include <cstdint>
@@ -53,12 +54,16 @@ struct llama_model {
 };
 
 // One training-style pass over a batch on the CPU: forward saves what backward needs; backward produces the
-// gradient of the mean loss with respect to the embedding output x0 (the model's continuous input).
+// gradient of the mean loss with respect to the embedding output x0 (the model's continuous input) and to the
+// LoRA adapters; the base weights are frozen (no gradient).
 // T = float for training, double for gradient checks.
 template <class T> class llama_pass {
 public:
+    // lora (optional): adapters added to the projections; backward accumulates their gradients (da, db).
     llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq, int B,
-               int Tn);
+               int Tn, lora_weights<T>* lora = nullptr);
+    // Dropout on the adapters' inputs: on for training steps, with a per-step seed (lora_dropout_keep); off by default.
+    void set_dropout(bool enabled, uint64_t seed);
     ~llama_pass();
     llama_pass(const llama_pass&) = delete;
     llama_pass& operator=(const llama_pass&) = delete;
@@ -69,7 +74,7 @@ public:
     // Returns the mean loss over counted targets (0 when none).
     T forward(const int* tokens, const int* targets, const int* positions = nullptr, const int* segments = nullptr,
               const T* x0 = nullptr);
-    // Gradient of forward()'s mean loss; call after forward with the same inputs.
+    // Gradient of forward()'s mean loss with respect to x0 and (+=) every adapter's A and B; call after forward.
     void backward();
 
     const std::vector<T>& logits() const;   // (B, T, V) from the last forward

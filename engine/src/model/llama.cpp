@@ -103,8 +103,16 @@ template <class T> struct llama_pass<T>::buffers {
     const model_config& cfg;
     const llama_params<T>& p;
     const std::vector<float>& inv_freq;
+    lora_weights<T>* lora;
     int B, Tn, N, C, NH, NKV, HS, H, V, L, Q, KV;
+    bool dropout_on = false;
+    uint64_t dropout_seed = 0;
 
+    // What one adapter saves in forward: its input after dropout (only when dropout is on) and xa = xd·Aᵀ.
+    struct lora_acts {
+        std::vector<T> xd;             // (N, in)
+        std::vector<T> xa;             // (N, r)
+    };
     struct layer_acts {
         std::vector<T> x_in;           // (N, C) residual stream entering the layer
         std::vector<T> ln1, rstd1;     // (N, C), (N)
@@ -114,17 +122,18 @@ template <class T> struct llama_pass<T>::buffers {
         std::vector<T> x_mid;          // (N, C) after the attention residual
         std::vector<T> ln2, rstd2;     // (N, C), (N)
         std::vector<T> gate, up, hmid; // (N, H)
+        std::array<lora_acts, k_lora_target_count> lora;
     };
     std::vector<layer_acts> acts;
     std::vector<T> x_final, lnf, rstdf, logits, losses; // (N,C), (N,C), (N), (N,V), (N)
     std::vector<int> tokens, targets, positions, segments;
     bool use_segments = false;
-    bool embedded_from_x0 = false;
     int counted = 0;
     std::vector<T> dx0;                                 // (N, C)
 
-    buffers(const model_config& c, const llama_params<T>& params, const std::vector<float>& f, int b, int t)
-        : cfg(c), p(params), inv_freq(f), B(b), Tn(t), N(b * t), C(c.hidden_size), NH(c.num_heads),
+    buffers(const model_config& c, const llama_params<T>& params, const std::vector<float>& f, int b, int t,
+            lora_weights<T>* lw)
+        : cfg(c), p(params), inv_freq(f), lora(lw), B(b), Tn(t), N(b * t), C(c.hidden_size), NH(c.num_heads),
           NKV(c.num_kv_heads), HS(c.head_dim), H(c.intermediate_size), V(c.vocab_size), L(c.num_layers),
           Q(c.num_heads * c.head_dim), KV(c.num_kv_heads * c.head_dim) {
         acts.resize(size_t(L));
@@ -139,18 +148,75 @@ template <class T> struct llama_pass<T>::buffers {
         dx0.resize(n * C);
         tokens.resize(n); targets.resize(n); positions.resize(n); segments.resize(n);
     }
+
+    const lora_adapter<T>* adapter(int l, lora_target t) const {
+        if (!lora) return nullptr;
+        const lora_adapter<T>& ad = lora->at(l, t);
+        return ad.enabled() ? &ad : nullptr;
+    }
+    T dropout_p() const { return dropout_on && lora ? T(lora->config.dropout) : T(0); }
+
+    // out (N, OC) = inp (N, IC) · Wᵀ [+ scale · B (A dropout(inp))]
+    void linear_forward(int l, lora_target t, T* out, const T* inp, const T* W, int IC, int OC) {
+        cpu::matmul_forward(out, inp, W, N, IC, OC);
+        const lora_adapter<T>* ad = adapter(l, t);
+        if (!ad) return;
+        lora_acts& la = acts[size_t(l)].lora[size_t(t)];
+        la.xa.assign(size_t(N) * ad->rank, T(0));
+        const T* xd = inp;
+        const T p = dropout_p();
+        if (p > 0) {
+            // inverted dropout: kept elements scaled by 1/(1-p) (torch.nn.Dropout)
+            la.xd.resize(size_t(N) * IC);
+            const T keep_scale = T(1) / (T(1) - p);
+            for (size_t i = 0; i < la.xd.size(); ++i)
+                la.xd[i] = lora_dropout_keep(dropout_seed, l, t, i, float(p)) ? inp[i] * keep_scale : T(0);
+            xd = la.xd.data();
+        }
+        cpu::lora_forward(out, la.xa.data(), xd, ad->a.data(), ad->b.data(), N, IC, OC, ad->rank,
+                          T(lora->config.scale()));
+    }
+
+    // dinp (N, IC) += dout · W [+ adapter path]; adapter grads (da, db) +=
+    void linear_backward(int l, lora_target t, T* dinp, const T* dout, const T* inp, const T* W, int IC, int OC) {
+        cpu::matmul_backward<T>(dinp, nullptr, dout, inp, W, N, IC, OC);
+        lora_adapter<T>* ad = lora ? &lora->at(l, t) : nullptr;
+        if (!ad || !ad->enabled()) return;
+        lora_acts& la = acts[size_t(l)].lora[size_t(t)];
+        const T p = dropout_p();
+        const T* xd = p > 0 ? la.xd.data() : inp;
+        if (p == 0) {
+            cpu::lora_backward(dinp, ad->da.data(), ad->db.data(), dout, xd, la.xa.data(), ad->a.data(), ad->b.data(),
+                               N, IC, OC, ad->rank, T(lora->config.scale()));
+            return;
+        }
+        std::vector<T> dxd(size_t(N) * IC, T(0));
+        cpu::lora_backward(dxd.data(), ad->da.data(), ad->db.data(), dout, xd, la.xa.data(), ad->a.data(),
+                           ad->b.data(), N, IC, OC, ad->rank, T(lora->config.scale()));
+        const T keep_scale = T(1) / (T(1) - p);
+        for (size_t i = 0; i < dxd.size(); ++i)
+            if (lora_dropout_keep(dropout_seed, l, t, i, float(p))) dinp[i] += dxd[i] * keep_scale;
+    }
 };
 
 template <class T>
 llama_pass<T>::llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq,
-                          int B, int Tn) {
+                          int B, int Tn, lora_weights<T>* lora) {
     if (B <= 0 || Tn <= 0)
         throw error(error_code::invalid_argument, "batch and sequence length must be positive (got batch " +
                                                       std::to_string(B) + ", seq " + std::to_string(Tn) + ")");
-    b_ = std::make_unique<buffers>(cfg, params, inv_freq, B, Tn);
+    if (lora && int(lora->layers.size()) != cfg.num_layers)
+        throw error(error_code::invalid_argument, "the LoRA adapters have " + std::to_string(lora->layers.size()) +
+                                                      " layers but the model has " + std::to_string(cfg.num_layers));
+    b_ = std::make_unique<buffers>(cfg, params, inv_freq, B, Tn, lora);
 }
 
 template <class T> llama_pass<T>::~llama_pass() = default;
+
+template <class T> void llama_pass<T>::set_dropout(bool enabled, uint64_t seed) {
+    b_->dropout_on = enabled;
+    b_->dropout_seed = seed;
+}
 
 template <class T>
 T llama_pass<T>::forward(const int* tokens, const int* targets, const int* positions, const int* segments, const T* x0) {
@@ -171,46 +237,44 @@ T llama_pass<T>::forward(const int* tokens, const int* targets, const int* posit
         s.segments[size_t(i)] = segments ? segments[i] : 0;
     }
     s.use_segments = segments != nullptr;
-    s.embedded_from_x0 = x0 != nullptr;
 
     // embedding → residual stream x (N, C)
-    std::vector<T>* x = &s.acts[0].x_in;
-    if (x0) std::copy(x0, x0 + size_t(N) * C, x->begin());
-    else cpu::embedding_forward(x->data(), s.tokens.data(), P.embed.data(), N, C);
+    if (x0) std::copy(x0, x0 + size_t(N) * C, s.acts[0].x_in.begin());
+    else cpu::embedding_forward(s.acts[0].x_in.data(), s.tokens.data(), P.embed.data(), N, C);
 
+    std::vector<T> proj_out(size_t(N) * C);
     for (int l = 0; l < s.L; ++l) {
         auto& a = s.acts[size_t(l)];
         const auto& W = P.layers[size_t(l)];
         if (l > 0) {
-            // x_in(l) = x_mid(l-1) + down(l-1): the previous layer's output
+            // x_in(l) = x_mid(l-1) + down(hmid(l-1)): the previous layer's output
             auto& pa = s.acts[size_t(l - 1)];
-            std::vector<T> mlp_out(size_t(N) * C);
-            cpu::matmul_forward(mlp_out.data(), pa.hmid.data(), P.layers[size_t(l - 1)].w_down.data(), N, H, C);
-            cpu::residual_forward(a.x_in.data(), pa.x_mid.data(), mlp_out.data(), long(N) * C);
+            s.linear_forward(l - 1, lora_target::down, proj_out.data(), pa.hmid.data(),
+                             P.layers[size_t(l - 1)].w_down.data(), H, C);
+            cpu::residual_forward(a.x_in.data(), pa.x_mid.data(), proj_out.data(), long(N) * C);
         }
         // attention block
         cpu::rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x_in.data(), W.attn_norm.data(), N, C, eps);
-        cpu::matmul_forward(a.q.data(), a.ln1.data(), W.wq.data(), N, C, Q);
-        cpu::matmul_forward(a.k.data(), a.ln1.data(), W.wk.data(), N, C, KV);
-        cpu::matmul_forward(a.v.data(), a.ln1.data(), W.wv.data(), N, C, KV);
+        s.linear_forward(l, lora_target::q, a.q.data(), a.ln1.data(), W.wq.data(), C, Q);
+        s.linear_forward(l, lora_target::k, a.k.data(), a.ln1.data(), W.wk.data(), C, KV);
+        s.linear_forward(l, lora_target::v, a.v.data(), a.ln1.data(), W.wv.data(), C, KV);
         cpu::rope_forward(a.q.data(), s.positions.data(), s.inv_freq.data(), N, s.NH, s.HS);
         cpu::rope_forward(a.k.data(), s.positions.data(), s.inv_freq.data(), N, s.NKV, s.HS);
         cpu::attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(),
                                s.use_segments ? s.segments.data() : nullptr, s.B, s.Tn, s.NH, s.NKV, s.HS);
-        std::vector<T> attn_out(size_t(N) * C);
-        cpu::matmul_forward(attn_out.data(), a.atty.data(), W.wo.data(), N, Q, C);
-        cpu::residual_forward(a.x_mid.data(), a.x_in.data(), attn_out.data(), long(N) * C);
-        // MLP block (down projection is applied at the start of the next layer / before the final norm)
+        s.linear_forward(l, lora_target::o, proj_out.data(), a.atty.data(), W.wo.data(), Q, C);
+        cpu::residual_forward(a.x_mid.data(), a.x_in.data(), proj_out.data(), long(N) * C);
+        // MLP block (the down projection is applied at the start of the next layer / before the final norm)
         cpu::rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.x_mid.data(), W.mlp_norm.data(), N, C, eps);
-        cpu::matmul_forward(a.gate.data(), a.ln2.data(), W.w_gate.data(), N, C, H);
-        cpu::matmul_forward(a.up.data(), a.ln2.data(), W.w_up.data(), N, C, H);
+        s.linear_forward(l, lora_target::gate, a.gate.data(), a.ln2.data(), W.w_gate.data(), C, H);
+        s.linear_forward(l, lora_target::up, a.up.data(), a.ln2.data(), W.w_up.data(), C, H);
         cpu::swiglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
     }
     {
         auto& la = s.acts[size_t(s.L - 1)];
-        std::vector<T> mlp_out(size_t(N) * C);
-        cpu::matmul_forward(mlp_out.data(), la.hmid.data(), P.layers[size_t(s.L - 1)].w_down.data(), N, H, C);
-        cpu::residual_forward(s.x_final.data(), la.x_mid.data(), mlp_out.data(), long(N) * C);
+        s.linear_forward(s.L - 1, lora_target::down, proj_out.data(), la.hmid.data(),
+                         P.layers[size_t(s.L - 1)].w_down.data(), H, C);
+        cpu::residual_forward(s.x_final.data(), la.x_mid.data(), proj_out.data(), long(N) * C);
     }
     cpu::rmsnorm_forward(s.lnf.data(), s.rstdf.data(), s.x_final.data(), P.final_norm.data(), N, C, eps);
     cpu::matmul_forward(s.logits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
@@ -244,19 +308,19 @@ template <class T> void llama_pass<T>::backward() {
         // x_out = x_mid + down(hmid): dx flows to x_mid directly and through the MLP
         std::copy(dx.begin(), dx.end(), dx_mid.begin());
         std::fill(dhmid.begin(), dhmid.end(), T(0));
-        cpu::matmul_backward<T>(dhmid.data(), nullptr, dx.data(), a.hmid.data(), W.w_down.data(), N, H, C);
+        s.linear_backward(l, lora_target::down, dhmid.data(), dx.data(), a.hmid.data(), W.w_down.data(), H, C);
         std::fill(dgate.begin(), dgate.end(), T(0));
         std::fill(dup.begin(), dup.end(), T(0));
         cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
         std::fill(dln.begin(), dln.end(), T(0));
-        cpu::matmul_backward<T>(dln.data(), nullptr, dup.data(), a.ln2.data(), W.w_up.data(), N, C, H);
-        cpu::matmul_backward<T>(dln.data(), nullptr, dgate.data(), a.ln2.data(), W.w_gate.data(), N, C, H);
+        s.linear_backward(l, lora_target::up, dln.data(), dup.data(), a.ln2.data(), W.w_up.data(), C, H);
+        s.linear_backward(l, lora_target::gate, dln.data(), dgate.data(), a.ln2.data(), W.w_gate.data(), C, H);
         cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(),
                                  a.rstd2.data(), N, C);
         // x_mid = x_in + o(atty): dx_mid flows to x_in directly and through attention
         std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
         std::fill(datty.begin(), datty.end(), T(0));
-        cpu::matmul_backward<T>(datty.data(), nullptr, dx_mid.data(), a.atty.data(), W.wo.data(), N, Q, C);
+        s.linear_backward(l, lora_target::o, datty.data(), dx_mid.data(), a.atty.data(), W.wo.data(), Q, C);
         std::fill(dq.begin(), dq.end(), T(0));
         std::fill(dk.begin(), dk.end(), T(0));
         std::fill(dv.begin(), dv.end(), T(0));
@@ -265,9 +329,9 @@ template <class T> void llama_pass<T>::backward() {
         cpu::rope_backward(dq.data(), s.positions.data(), s.inv_freq.data(), N, s.NH, s.HS);
         cpu::rope_backward(dk.data(), s.positions.data(), s.inv_freq.data(), N, s.NKV, s.HS);
         std::fill(dln.begin(), dln.end(), T(0));
-        cpu::matmul_backward<T>(dln.data(), nullptr, dq.data(), a.ln1.data(), W.wq.data(), N, C, Q);
-        cpu::matmul_backward<T>(dln.data(), nullptr, dk.data(), a.ln1.data(), W.wk.data(), N, C, KV);
-        cpu::matmul_backward<T>(dln.data(), nullptr, dv.data(), a.ln1.data(), W.wv.data(), N, C, KV);
+        s.linear_backward(l, lora_target::q, dln.data(), dq.data(), a.ln1.data(), W.wq.data(), C, Q);
+        s.linear_backward(l, lora_target::k, dln.data(), dk.data(), a.ln1.data(), W.wk.data(), C, KV);
+        s.linear_backward(l, lora_target::v, dln.data(), dv.data(), a.ln1.data(), W.wv.data(), C, KV);
         cpu::rmsnorm_backward<T>(dx.data(), nullptr, dln.data(), a.x_in.data(), W.attn_norm.data(), a.rstd1.data(), N,
                                  C);
     }

@@ -373,6 +373,27 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int
     }
 }
 
+// ---- LoRA ----------------------------------------------------------------------------------------------
+// Composed of the linear op: the adapter is two skinny matmuls around a scale (PEFT LoraLayer.forward).
+
+template <class T>
+void lora_forward(T* out, T* xa, const T* xd, const T* A, const T* B, int N, int IC, int OC, int r, T scale) {
+    matmul_forward(xa, xd, A, N, IC, r);                   // xa (N, r)
+    std::vector<T> tmp((size_t)N * OC);
+    matmul_forward(tmp.data(), xa, B, N, r, OC);           // (N, OC)
+    for (size_t i = 0; i < tmp.size(); i++) out[i] += scale * tmp[i];
+}
+
+template <class T>
+void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa, const T* A, const T* B, int N,
+                   int IC, int OC, int r, T scale) {
+    std::vector<T> sdout((size_t)N * OC);
+    for (size_t i = 0; i < sdout.size(); i++) sdout[i] = scale * dout[i];
+    std::vector<T> dxa((size_t)N * r, T(0));
+    matmul_backward(dxa.data(), dB, sdout.data(), xa, B, N, r, OC); // dxa = s·dout·B ; dB += s·doutᵀ·xa
+    matmul_backward(dxd, dA, dxa.data(), xd, A, N, IC, r);          // dxd += dxa·A ; dA += dxaᵀ·xd
+}
+
 // ---- explicit instantiations: float (the spec) and double (gradient checks) ---------------------------
 
 #define QLS_CPU_OPS_INSTANTIATE(T)                                                                             \
@@ -382,6 +403,9 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int
     template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int, int);               \
     template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                                    \
     template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                     \
+    template void lora_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, T);                \
+    template void lora_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
+                                   int, T);                                                                    \
     template void rope_forward<T>(T*, const int*, const float*, int, int, int);                                \
     template void rope_backward<T>(T*, const int*, const float*, int, int, int);                               \
     template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int*, int, int, int, int,   \

@@ -35,6 +35,16 @@ template <class T> void matmul_forward(T* out, const T* inp, const T* weight, in
 template <class T>
 void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, int N, int IC, int OC);
 
+// ---- LoRA adapter on a linear layer --------------------------------------------------------------------
+// xa (N, r) = xd (N, IC) · A (r, IC)ᵀ ; out (N, OC) += scale · xa · B (OC, r)ᵀ
+// xd is the adapter's input after dropout (the caller applies the mask; PEFT: lora_B(lora_A(dropout(x))) * scaling).
+template <class T>
+void lora_forward(T* out, T* xa, const T* xd, const T* A, const T* B, int N, int IC, int OC, int r, T scale);
+// dB (OC, r) += scale · doutᵀ · xa ; dxa = scale · dout · B ; dA (r, IC) += dxaᵀ · xd ; dxd (N, IC) += dxa · A
+template <class T>
+void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa, const T* A, const T* B, int N,
+                   int IC, int OC, int r, T scale);
+
 // ---- rotary position embedding (HF rotate_half convention) --------------------------------------------
 // x (N, NHX, HS) rotated in place by angle pos[n] * inv_freq[i] for the pair (i, i + HS/2):
 //   x'[i]        = x[i] cos - x[i+HS/2] sin

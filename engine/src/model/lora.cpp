@@ -1,0 +1,158 @@
+// LoRA configuration, initialisation, merge and the dropout mask shared by every backend.
+#include "qls/lora.h"
+
+#include "qls/error.h"
+
+#include <algorithm>
+#include <cmath>
+#include <random>
+
+namespace qls {
+
+static constexpr const char* k_long_names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static constexpr const char* k_short_names[] = {"q", "k", "v", "o", "gate", "up", "down"};
+
+const char* lora_target_name(lora_target t) { return k_long_names[int(t)]; }
+const char* lora_target_short_name(lora_target t) { return k_short_names[int(t)]; }
+
+std::optional<lora_target> lora_target_from_name(std::string_view s) {
+    for (int i = 0; i < k_lora_target_count; ++i)
+        if (s == k_long_names[i] || s == k_short_names[i]) return lora_target(i);
+    return std::nullopt;
+}
+
+std::vector<lora_target> all_lora_targets() {
+    std::vector<lora_target> v;
+    for (int i = 0; i < k_lora_target_count; ++i) v.push_back(lora_target(i));
+    return v;
+}
+
+float lora_config::scale() const {
+    return use_rslora ? alpha / std::sqrt(float(rank)) : alpha / float(rank);
+}
+
+bool lora_config::targets_has(lora_target t) const {
+    return std::find(targets.begin(), targets.end(), t) != targets.end();
+}
+
+void validate_lora(const lora_config& c) {
+    if (c.rank < 1)
+        throw error(error_code::config, "LoRA rank must be at least 1 (got " + std::to_string(c.rank) + ")",
+                    "the QLoRA paper uses rank 64; 8-64 is typical");
+    if (!(c.alpha > 0) || !std::isfinite(c.alpha))
+        throw error(error_code::config, "LoRA alpha must be a positive number (got " + std::to_string(c.alpha) + ")",
+                    "the QLoRA paper uses alpha 16 with rank 64");
+    if (!(c.dropout >= 0 && c.dropout < 1))
+        throw error(error_code::config, "LoRA dropout must be in [0, 1) (got " + std::to_string(c.dropout) + ")",
+                    "use 0.05-0.1, or 0 for none");
+    if (c.targets.empty())
+        throw error(error_code::config, "LoRA targets are empty",
+                    "choose at least one of q, k, v, o, gate, up, down (the QLoRA paper uses all seven)");
+    for (size_t i = 0; i < c.targets.size(); ++i)
+        for (size_t j = i + 1; j < c.targets.size(); ++j)
+            if (c.targets[i] == c.targets[j])
+                throw error(error_code::config,
+                            std::string("LoRA target '") + lora_target_short_name(c.targets[i]) + "' is listed twice",
+                            "list each projection once");
+}
+
+std::pair<int, int> lora_in_out(const model_config& m, lora_target t) {
+    const int C = m.hidden_size, H = m.intermediate_size, Q = m.num_heads * m.head_dim, KV = m.num_kv_heads * m.head_dim;
+    switch (t) {
+    case lora_target::q: return {C, Q};
+    case lora_target::k: return {C, KV};
+    case lora_target::v: return {C, KV};
+    case lora_target::o: return {Q, C};
+    case lora_target::gate: return {C, H};
+    case lora_target::up: return {C, H};
+    case lora_target::down: return {H, C};
+    }
+    return {0, 0};
+}
+
+template <class T> void lora_weights<T>::zero_grad() {
+    for (auto& layer : layers)
+        for (auto& ad : layer) {
+            std::fill(ad.da.begin(), ad.da.end(), T(0));
+            std::fill(ad.db.begin(), ad.db.end(), T(0));
+        }
+}
+
+template <class T> size_t lora_weights<T>::parameter_count() const {
+    size_t n = 0;
+    for (const auto& layer : layers)
+        for (const auto& ad : layer) n += ad.a.size() + ad.b.size();
+    return n;
+}
+
+template struct lora_weights<float>;
+template struct lora_weights<double>;
+
+// splitmix64 (Steele, Lea, Flood 2014; http://prng.di.unimi.it/splitmix64.c) as a hash of (seed, layer, target, i).
+static inline uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint64_t seed) {
+    validate_lora(c);
+    lora_weights<float> w;
+    w.config = c;
+    w.layers.resize(size_t(m.num_layers));
+    for (int l = 0; l < m.num_layers; ++l)
+        for (lora_target t : all_lora_targets()) {
+            // one generator per adapter: the same seed gives the same A for (layer, target) whatever the subset
+            std::mt19937_64 rng(splitmix64(seed ^ splitmix64(uint64_t(l) << 8 | uint64_t(t))));
+            auto [in, out] = lora_in_out(m, t);
+            const float bound = 1.0f / std::sqrt(float(in));
+            lora_adapter<float>& ad = w.at(l, t);
+            if (!c.targets_has(t)) continue;
+            ad.in = in; ad.out = out; ad.rank = c.rank;
+            ad.a.resize(size_t(c.rank) * size_t(in));
+            // uniform in [-bound, bound) from the top 24 bits (exactly representable in float)
+            for (float& x : ad.a) x = (float(rng() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
+            ad.b.assign(size_t(out) * size_t(c.rank), 0.0f);
+            ad.da.assign(ad.a.size(), 0.0f);
+            ad.db.assign(ad.b.size(), 0.0f);
+        }
+    return w;
+}
+
+lora_weights<double> lora_to_f64(const lora_weights<float>& w) {
+    lora_weights<double> d;
+    d.config = w.config;
+    d.layers.resize(w.layers.size());
+    for (size_t l = 0; l < w.layers.size(); ++l)
+        for (size_t t = 0; t < size_t(k_lora_target_count); ++t) {
+            const auto& s = w.layers[l][t];
+            auto& o = d.layers[l][t];
+            o.in = s.in; o.out = s.out; o.rank = s.rank;
+            o.a.assign(s.a.begin(), s.a.end());
+            o.b.assign(s.b.begin(), s.b.end());
+            o.da.assign(s.da.size(), 0.0);
+            o.db.assign(s.db.size(), 0.0);
+        }
+    return d;
+}
+
+void lora_merge(float* w, const lora_adapter<float>& ad, float scale) {
+    // w (out, in) += scale · B (out, r) · A (r, in), accumulated in double
+    for (int o = 0; o < ad.out; ++o)
+        for (int i = 0; i < ad.in; ++i) {
+            double s = 0;
+            for (int r = 0; r < ad.rank; ++r)
+                s += double(ad.b[size_t(o) * ad.rank + r]) * double(ad.a[size_t(r) * ad.in + i]);
+            w[size_t(o) * ad.in + i] += float(scale * s);
+        }
+}
+
+bool lora_dropout_keep(uint64_t seed, int layer, lora_target t, uint64_t i, float p) {
+    if (p <= 0.0f) return true;
+    uint64_t h = splitmix64(seed ^ splitmix64((uint64_t(layer) << 8 | uint64_t(t)) ^ splitmix64(i)));
+    float u = float(h >> 40) * (1.0f / 16777216.0f); // [0, 1), 24 bits
+    return u >= p;
+}
+
+} // namespace qls
