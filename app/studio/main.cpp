@@ -5,6 +5,7 @@
 
 #include <QApplication>
 #include <QCommandLineParser>
+#include <QIcon>
 #include <QSettings>
 #include <QTimer>
 
@@ -15,6 +16,7 @@ int main(int argc, char** argv) {
     QApplication::setOrganizationName("QLoRA Studio");
     QApplication::setApplicationName("qlora-studio");
     QApplication::setApplicationVersion(QLS_VERSION);
+    QApplication::setWindowIcon(QIcon(":/icons/qlora-studio.svg"));
 
     QCommandLineParser parser;
     parser.setApplicationDescription("QLoRA Studio: fine-tune LLaMA-family models on your GPU");
