@@ -137,6 +137,41 @@ private slots:
         QVERIFY2(gmax > 1e-4, "adapter gradients are all near zero: the check would be vacuous");
     }
 
+    // Gradient checkpointing recomputes each layer in backward: loss, input gradient and adapter gradients must be
+    // bit-identical to a pass that kept every activation (dropout on, so the recomputed mask must match too).
+    void checkpointingIsBitIdentical() {
+        const llama_model& m = real();
+        lora_config c;
+        c.rank = 4;
+        c.dropout = 0.1f;
+        lora_weights<float> a = lora_init(m.config, c, 8);
+        std::mt19937_64 rng(9);
+        std::normal_distribution<float> nd(0.0f, 0.05f);
+        for (auto& layer : a.layers)
+            for (auto& ad : layer)
+                for (float& b : ad.b) b = nd(rng);
+        lora_weights<float> b = a;
+        std::vector<int> toks = {1, 403, 407, 261, 378, 432, 383, 286, 261, 376, 298, 315, 421};
+        std::vector<int> in(toks.begin(), toks.end() - 1), tgt(toks.begin() + 1, toks.end());
+        const int T = int(in.size());
+        llama_pass<float> plain(m.config, m.params, m.inv_freq, 1, T, &a);
+        llama_pass<float> ckpt(m.config, m.params, m.inv_freq, 1, T, &b);
+        ckpt.set_checkpointing(true);
+        plain.set_dropout(true, 77);
+        ckpt.set_dropout(true, 77);
+        float l1 = plain.forward(in.data(), tgt.data());
+        float l2 = ckpt.forward(in.data(), tgt.data());
+        QCOMPARE(l1, l2);
+        plain.backward();
+        ckpt.backward();
+        QVERIFY(plain.dx0() == ckpt.dx0());
+        for (int l = 0; l < m.config.num_layers; ++l)
+            for (lora_target t : all_lora_targets()) {
+                QVERIFY(a.at(l, t).da == b.at(l, t).da);
+                QVERIFY(a.at(l, t).db == b.at(l, t).db);
+            }
+    }
+
     void mergedWeightsEqualTheAdapterPath() {
         const llama_model& m = real();
         lora_config c;

@@ -64,6 +64,9 @@ public:
                int Tn, lora_weights<T>* lora = nullptr);
     // Dropout on the adapters' inputs: on for training steps, with a per-step seed (lora_dropout_keep); off by default.
     void set_dropout(bool enabled, uint64_t seed);
+    // Gradient checkpointing: forward keeps only each layer's input; backward recomputes the layer first.
+    // Results are bit-identical to a pass without it (the recomputation repeats the same arithmetic).
+    void set_checkpointing(bool enabled);
     ~llama_pass();
     llama_pass(const llama_pass&) = delete;
     llama_pass& operator=(const llama_pass&) = delete;

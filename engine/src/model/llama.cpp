@@ -113,8 +113,9 @@ template <class T> struct llama_pass<T>::buffers {
         std::vector<T> xd;             // (N, in)
         std::vector<T> xa;             // (N, r)
     };
+    // Saved by one layer's forward for its backward. Without checkpointing there is one per layer; with it, one
+    // scratch set that backward refills by recomputing the layer from its input xs[l].
     struct layer_acts {
-        std::vector<T> x_in;           // (N, C) residual stream entering the layer
         std::vector<T> ln1, rstd1;     // (N, C), (N)
         std::vector<T> q, k, v;        // (N, Q), (N, KV), (N, KV); q and k after rope
         std::vector<T> att;            // (B, NH, T, T)
@@ -125,7 +126,9 @@ template <class T> struct llama_pass<T>::buffers {
         std::array<lora_acts, k_lora_target_count> lora;
     };
     std::vector<layer_acts> acts;
-    std::vector<T> x_final, lnf, rstdf, logits, losses; // (N,C), (N,C), (N), (N,V), (N)
+    bool checkpointing = false;
+    std::vector<std::vector<T>> xs;                     // (L+1) × (N, C): residual stream entering layer l; xs[L] final
+    std::vector<T> lnf, rstdf, logits, losses;          // (N,C), (N), (N,V), (N)
     std::vector<int> tokens, targets, positions, segments;
     bool use_segments = false;
     int counted = 0;
@@ -136,18 +139,27 @@ template <class T> struct llama_pass<T>::buffers {
         : cfg(c), p(params), inv_freq(f), lora(lw), B(b), Tn(t), N(b * t), C(c.hidden_size), NH(c.num_heads),
           NKV(c.num_kv_heads), HS(c.head_dim), H(c.intermediate_size), V(c.vocab_size), L(c.num_layers),
           Q(c.num_heads * c.head_dim), KV(c.num_kv_heads * c.head_dim) {
-        acts.resize(size_t(L));
+        const size_t n = size_t(N);
+        xs.assign(size_t(L) + 1, std::vector<T>(n * C));
+        lnf.resize(n * C); rstdf.resize(n); logits.resize(n * V); losses.resize(n);
+        set_checkpointing(false);
+        dx0.resize(n * C);
+        tokens.resize(n); targets.resize(n); positions.resize(n); segments.resize(n);
+    }
+
+    void set_checkpointing(bool on) {
+        checkpointing = on;
+        acts.clear();
+        acts.resize(on ? 1 : size_t(L));
         const size_t n = size_t(N);
         for (auto& a : acts) {
-            a.x_in.resize(n * C); a.ln1.resize(n * C); a.rstd1.resize(n);
+            a.ln1.resize(n * C); a.rstd1.resize(n);
             a.q.resize(n * Q); a.k.resize(n * KV); a.v.resize(n * KV);
             a.att.resize(size_t(B) * NH * Tn * Tn); a.atty.resize(n * Q); a.x_mid.resize(n * C);
             a.ln2.resize(n * C); a.rstd2.resize(n); a.gate.resize(n * H); a.up.resize(n * H); a.hmid.resize(n * H);
         }
-        x_final.resize(n * C); lnf.resize(n * C); rstdf.resize(n); logits.resize(n * V); losses.resize(n);
-        dx0.resize(n * C);
-        tokens.resize(n); targets.resize(n); positions.resize(n); segments.resize(n);
     }
+    layer_acts& acts_of(int l) { return acts[checkpointing ? 0 : size_t(l)]; }
 
     const lora_adapter<T>* adapter(int l, lora_target t) const {
         if (!lora) return nullptr;
@@ -157,11 +169,11 @@ template <class T> struct llama_pass<T>::buffers {
     T dropout_p() const { return dropout_on && lora ? T(lora->config.dropout) : T(0); }
 
     // out (N, OC) = inp (N, IC) · Wᵀ [+ scale · B (A dropout(inp))]
-    void linear_forward(int l, lora_target t, T* out, const T* inp, const T* W, int IC, int OC) {
+    void linear_forward(layer_acts& a, int l, lora_target t, T* out, const T* inp, const T* W, int IC, int OC) {
         cpu::matmul_forward(out, inp, W, N, IC, OC);
         const lora_adapter<T>* ad = adapter(l, t);
         if (!ad) return;
-        lora_acts& la = acts[size_t(l)].lora[size_t(t)];
+        lora_acts& la = a.lora[size_t(t)];
         la.xa.assign(size_t(N) * ad->rank, T(0));
         const T* xd = inp;
         const T p = dropout_p();
@@ -178,11 +190,12 @@ template <class T> struct llama_pass<T>::buffers {
     }
 
     // dinp (N, IC) += dout · W [+ adapter path]; adapter grads (da, db) +=
-    void linear_backward(int l, lora_target t, T* dinp, const T* dout, const T* inp, const T* W, int IC, int OC) {
+    void linear_backward(layer_acts& a, int l, lora_target t, T* dinp, const T* dout, const T* inp, const T* W,
+                         int IC, int OC) {
         cpu::matmul_backward<T>(dinp, nullptr, dout, inp, W, N, IC, OC);
         lora_adapter<T>* ad = lora ? &lora->at(l, t) : nullptr;
         if (!ad || !ad->enabled()) return;
-        lora_acts& la = acts[size_t(l)].lora[size_t(t)];
+        lora_acts& la = a.lora[size_t(t)];
         const T p = dropout_p();
         const T* xd = p > 0 ? la.xd.data() : inp;
         if (p == 0) {
@@ -196,6 +209,62 @@ template <class T> struct llama_pass<T>::buffers {
         const T keep_scale = T(1) / (T(1) - p);
         for (size_t i = 0; i < dxd.size(); ++i)
             if (lora_dropout_keep(dropout_seed, l, t, i, float(p))) dinp[i] += dxd[i] * keep_scale;
+    }
+
+    // One decoder layer: xs[l] (N, C) → xs[l+1] (N, C), saving into a what layer_backward needs.
+    void layer_forward(int l, layer_acts& a) {
+        const auto& W = p.layers[size_t(l)];
+        const T eps = T(cfg.rms_norm_eps);
+        const T* x_in = xs[size_t(l)].data();
+        std::vector<T> proj_out(size_t(N) * C);
+        // attention block: x_mid = x_in + o(attention(rope(q(h)), rope(k(h)), v(h))), h = rmsnorm(x_in)
+        cpu::rmsnorm_forward(a.ln1.data(), a.rstd1.data(), x_in, W.attn_norm.data(), N, C, eps);
+        linear_forward(a, l, lora_target::q, a.q.data(), a.ln1.data(), W.wq.data(), C, Q);
+        linear_forward(a, l, lora_target::k, a.k.data(), a.ln1.data(), W.wk.data(), C, KV);
+        linear_forward(a, l, lora_target::v, a.v.data(), a.ln1.data(), W.wv.data(), C, KV);
+        cpu::rope_forward(a.q.data(), positions.data(), inv_freq.data(), N, NH, HS);
+        cpu::rope_forward(a.k.data(), positions.data(), inv_freq.data(), N, NKV, HS);
+        cpu::attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(),
+                               use_segments ? segments.data() : nullptr, B, Tn, NH, NKV, HS);
+        linear_forward(a, l, lora_target::o, proj_out.data(), a.atty.data(), W.wo.data(), Q, C);
+        cpu::residual_forward(a.x_mid.data(), x_in, proj_out.data(), long(N) * C);
+        // MLP block: x_out = x_mid + down(silu(gate(h)) * up(h)), h = rmsnorm(x_mid)
+        cpu::rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.x_mid.data(), W.mlp_norm.data(), N, C, eps);
+        linear_forward(a, l, lora_target::gate, a.gate.data(), a.ln2.data(), W.w_gate.data(), C, H);
+        linear_forward(a, l, lora_target::up, a.up.data(), a.ln2.data(), W.w_up.data(), C, H);
+        cpu::swiglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        linear_forward(a, l, lora_target::down, proj_out.data(), a.hmid.data(), W.w_down.data(), H, C);
+        cpu::residual_forward(xs[size_t(l) + 1].data(), a.x_mid.data(), proj_out.data(), long(N) * C);
+    }
+
+    // The reverse of layer_forward: dx (N, C) holds d loss/d xs[l+1] on entry and d loss/d xs[l] on return.
+    void layer_backward(int l, layer_acts& a, std::vector<T>& dx) {
+        const auto& W = p.layers[size_t(l)];
+        const size_t nC = size_t(N) * C;
+        std::vector<T> dhmid(size_t(N) * H, T(0)), dgate(size_t(N) * H, T(0)), dup(size_t(N) * H, T(0));
+        std::vector<T> dln(nC, T(0)), dx_mid(dx);
+        std::vector<T> datty(size_t(N) * Q, T(0)), dq(size_t(N) * Q, T(0)), dk(size_t(N) * KV, T(0)),
+            dv(size_t(N) * KV, T(0));
+        // x_out = x_mid + down(hmid): dx flows to x_mid directly and through the MLP
+        linear_backward(a, l, lora_target::down, dhmid.data(), dx.data(), a.hmid.data(), W.w_down.data(), H, C);
+        cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        linear_backward(a, l, lora_target::up, dln.data(), dup.data(), a.ln2.data(), W.w_up.data(), C, H);
+        linear_backward(a, l, lora_target::gate, dln.data(), dgate.data(), a.ln2.data(), W.w_gate.data(), C, H);
+        cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(),
+                                 a.rstd2.data(), N, C);
+        // x_mid = x_in + o(atty): dx_mid flows to x_in directly and through attention
+        std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
+        linear_backward(a, l, lora_target::o, datty.data(), dx_mid.data(), a.atty.data(), W.wo.data(), Q, C);
+        cpu::attention_backward(dq.data(), dk.data(), dv.data(), datty.data(), a.att.data(), a.q.data(), a.k.data(),
+                                a.v.data(), B, Tn, NH, NKV, HS);
+        cpu::rope_backward(dq.data(), positions.data(), inv_freq.data(), N, NH, HS);
+        cpu::rope_backward(dk.data(), positions.data(), inv_freq.data(), N, NKV, HS);
+        std::fill(dln.begin(), dln.end(), T(0));
+        linear_backward(a, l, lora_target::q, dln.data(), dq.data(), a.ln1.data(), W.wq.data(), C, Q);
+        linear_backward(a, l, lora_target::k, dln.data(), dk.data(), a.ln1.data(), W.wk.data(), C, KV);
+        linear_backward(a, l, lora_target::v, dln.data(), dv.data(), a.ln1.data(), W.wv.data(), C, KV);
+        cpu::rmsnorm_backward<T>(dx.data(), nullptr, dln.data(), xs[size_t(l)].data(), W.attn_norm.data(),
+                                 a.rstd1.data(), N, C);
     }
 };
 
@@ -213,6 +282,8 @@ llama_pass<T>::llama_pass(const model_config& cfg, const llama_params<T>& params
 
 template <class T> llama_pass<T>::~llama_pass() = default;
 
+template <class T> void llama_pass<T>::set_checkpointing(bool enabled) { b_->set_checkpointing(enabled); }
+
 template <class T> void llama_pass<T>::set_dropout(bool enabled, uint64_t seed) {
     b_->dropout_on = enabled;
     b_->dropout_seed = seed;
@@ -222,7 +293,7 @@ template <class T>
 T llama_pass<T>::forward(const int* tokens, const int* targets, const int* positions, const int* segments, const T* x0) {
     buffers& s = *b_;
     const auto& P = s.p;
-    const int N = s.N, C = s.C, Q = s.Q, KV = s.KV, H = s.H, V = s.V;
+    const int N = s.N, C = s.C, V = s.V;
     const T eps = T(s.cfg.rms_norm_eps);
     for (int i = 0; i < N; ++i) {
         int tok = tokens ? tokens[i] : 0;
@@ -239,44 +310,10 @@ T llama_pass<T>::forward(const int* tokens, const int* targets, const int* posit
     s.use_segments = segments != nullptr;
 
     // embedding → residual stream x (N, C)
-    if (x0) std::copy(x0, x0 + size_t(N) * C, s.acts[0].x_in.begin());
-    else cpu::embedding_forward(s.acts[0].x_in.data(), s.tokens.data(), P.embed.data(), N, C);
-
-    std::vector<T> proj_out(size_t(N) * C);
-    for (int l = 0; l < s.L; ++l) {
-        auto& a = s.acts[size_t(l)];
-        const auto& W = P.layers[size_t(l)];
-        if (l > 0) {
-            // x_in(l) = x_mid(l-1) + down(hmid(l-1)): the previous layer's output
-            auto& pa = s.acts[size_t(l - 1)];
-            s.linear_forward(l - 1, lora_target::down, proj_out.data(), pa.hmid.data(),
-                             P.layers[size_t(l - 1)].w_down.data(), H, C);
-            cpu::residual_forward(a.x_in.data(), pa.x_mid.data(), proj_out.data(), long(N) * C);
-        }
-        // attention block
-        cpu::rmsnorm_forward(a.ln1.data(), a.rstd1.data(), a.x_in.data(), W.attn_norm.data(), N, C, eps);
-        s.linear_forward(l, lora_target::q, a.q.data(), a.ln1.data(), W.wq.data(), C, Q);
-        s.linear_forward(l, lora_target::k, a.k.data(), a.ln1.data(), W.wk.data(), C, KV);
-        s.linear_forward(l, lora_target::v, a.v.data(), a.ln1.data(), W.wv.data(), C, KV);
-        cpu::rope_forward(a.q.data(), s.positions.data(), s.inv_freq.data(), N, s.NH, s.HS);
-        cpu::rope_forward(a.k.data(), s.positions.data(), s.inv_freq.data(), N, s.NKV, s.HS);
-        cpu::attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(),
-                               s.use_segments ? s.segments.data() : nullptr, s.B, s.Tn, s.NH, s.NKV, s.HS);
-        s.linear_forward(l, lora_target::o, proj_out.data(), a.atty.data(), W.wo.data(), Q, C);
-        cpu::residual_forward(a.x_mid.data(), a.x_in.data(), proj_out.data(), long(N) * C);
-        // MLP block (the down projection is applied at the start of the next layer / before the final norm)
-        cpu::rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.x_mid.data(), W.mlp_norm.data(), N, C, eps);
-        s.linear_forward(l, lora_target::gate, a.gate.data(), a.ln2.data(), W.w_gate.data(), C, H);
-        s.linear_forward(l, lora_target::up, a.up.data(), a.ln2.data(), W.w_up.data(), C, H);
-        cpu::swiglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
-    }
-    {
-        auto& la = s.acts[size_t(s.L - 1)];
-        s.linear_forward(s.L - 1, lora_target::down, proj_out.data(), la.hmid.data(),
-                         P.layers[size_t(s.L - 1)].w_down.data(), H, C);
-        cpu::residual_forward(s.x_final.data(), la.x_mid.data(), proj_out.data(), long(N) * C);
-    }
-    cpu::rmsnorm_forward(s.lnf.data(), s.rstdf.data(), s.x_final.data(), P.final_norm.data(), N, C, eps);
+    if (x0) std::copy(x0, x0 + size_t(N) * C, s.xs[0].begin());
+    else cpu::embedding_forward(s.xs[0].data(), s.tokens.data(), P.embed.data(), N, C);
+    for (int l = 0; l < s.L; ++l) s.layer_forward(l, s.acts_of(l));
+    cpu::rmsnorm_forward(s.lnf.data(), s.rstdf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(), N, C, eps);
     cpu::matmul_forward(s.logits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
     s.counted = cpu::cross_entropy_forward(s.losses.data(), s.logits.data(), s.targets.data(), N, V);
     double sum = 0;
@@ -287,7 +324,7 @@ T llama_pass<T>::forward(const int* tokens, const int* targets, const int* posit
 template <class T> void llama_pass<T>::backward() {
     buffers& s = *b_;
     const auto& P = s.p;
-    const int N = s.N, C = s.C, Q = s.Q, KV = s.KV, H = s.H, V = s.V;
+    const int N = s.N, C = s.C, V = s.V;
     const size_t nC = size_t(N) * C;
     if (s.counted == 0) { std::fill(s.dx0.begin(), s.dx0.end(), T(0)); return; }
 
@@ -297,43 +334,14 @@ template <class T> void llama_pass<T>::backward() {
     std::vector<T> dlnf(nC, T(0));
     cpu::matmul_backward<T>(dlnf.data(), nullptr, dlogits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
     std::vector<T> dx(nC, T(0)); // gradient of the residual stream at the current point
-    cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.x_final.data(), P.final_norm.data(), s.rstdf.data(), N,
+    cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(), s.rstdf.data(), N,
                              C);
 
-    std::vector<T> dhmid(size_t(N) * H), dgate(size_t(N) * H), dup(size_t(N) * H), dln(nC), dx_mid(nC);
-    std::vector<T> datty(size_t(N) * Q), dq(size_t(N) * Q), dk(size_t(N) * KV), dv(size_t(N) * KV);
     for (int l = s.L - 1; l >= 0; --l) {
-        auto& a = s.acts[size_t(l)];
-        const auto& W = P.layers[size_t(l)];
-        // x_out = x_mid + down(hmid): dx flows to x_mid directly and through the MLP
-        std::copy(dx.begin(), dx.end(), dx_mid.begin());
-        std::fill(dhmid.begin(), dhmid.end(), T(0));
-        s.linear_backward(l, lora_target::down, dhmid.data(), dx.data(), a.hmid.data(), W.w_down.data(), H, C);
-        std::fill(dgate.begin(), dgate.end(), T(0));
-        std::fill(dup.begin(), dup.end(), T(0));
-        cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
-        std::fill(dln.begin(), dln.end(), T(0));
-        s.linear_backward(l, lora_target::up, dln.data(), dup.data(), a.ln2.data(), W.w_up.data(), C, H);
-        s.linear_backward(l, lora_target::gate, dln.data(), dgate.data(), a.ln2.data(), W.w_gate.data(), C, H);
-        cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(),
-                                 a.rstd2.data(), N, C);
-        // x_mid = x_in + o(atty): dx_mid flows to x_in directly and through attention
-        std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
-        std::fill(datty.begin(), datty.end(), T(0));
-        s.linear_backward(l, lora_target::o, datty.data(), dx_mid.data(), a.atty.data(), W.wo.data(), Q, C);
-        std::fill(dq.begin(), dq.end(), T(0));
-        std::fill(dk.begin(), dk.end(), T(0));
-        std::fill(dv.begin(), dv.end(), T(0));
-        cpu::attention_backward(dq.data(), dk.data(), dv.data(), datty.data(), a.att.data(), a.q.data(), a.k.data(),
-                                a.v.data(), s.B, s.Tn, s.NH, s.NKV, s.HS);
-        cpu::rope_backward(dq.data(), s.positions.data(), s.inv_freq.data(), N, s.NH, s.HS);
-        cpu::rope_backward(dk.data(), s.positions.data(), s.inv_freq.data(), N, s.NKV, s.HS);
-        std::fill(dln.begin(), dln.end(), T(0));
-        s.linear_backward(l, lora_target::q, dln.data(), dq.data(), a.ln1.data(), W.wq.data(), C, Q);
-        s.linear_backward(l, lora_target::k, dln.data(), dk.data(), a.ln1.data(), W.wk.data(), C, KV);
-        s.linear_backward(l, lora_target::v, dln.data(), dv.data(), a.ln1.data(), W.wv.data(), C, KV);
-        cpu::rmsnorm_backward<T>(dx.data(), nullptr, dln.data(), a.x_in.data(), W.attn_norm.data(), a.rstd1.data(), N,
-                                 C);
+        // with checkpointing, recompute this layer's activations from its saved input (same inputs, same dropout
+        // mask: the recomputation is bit-identical to the first forward)
+        if (s.checkpointing) s.layer_forward(l, s.acts_of(l));
+        s.layer_backward(l, s.acts_of(l), dx);
     }
     s.dx0 = dx;
 }
