@@ -5,6 +5,7 @@
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
+#include "qls/peft.h"
 #include "qls/tokenizer.h"
 
 #include <chrono>
@@ -14,7 +15,8 @@
 namespace qlora_cli {
 
 int cmd_generate(int argc, char** argv) {
-    args a(argc, argv, 2, {"model", "prompt", "max-new-tokens", "temperature", "top-p", "top-k", "seed"}, {});
+    args a(argc, argv, 2, {"model", "adapter", "prompt", "max-new-tokens", "temperature", "top-p", "top-k", "seed"},
+           {"nf4"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     auto dir = a.get("model");
     if (!dir) throw usage_error("--model DIR is required", "point it at a Hugging Face model directory");
@@ -38,7 +40,16 @@ int cmd_generate(int argc, char** argv) {
 
     qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(*dir);
     qls::tokenizer tok = qls::load_tokenizer_for(ckpt);
-    qls::llama_model model = qls::llama_model::load(ckpt);
+    qls::llama_load_options lo;
+    lo.quantize_nf4 = a.has("nf4");
+    qls::llama_model model = qls::llama_model::load(ckpt, lo);
+    if (auto adapter = a.get("adapter")) {
+        // base + adapter: W + scale·B·A merged into the weights, the same function as PEFT's merge_and_unload
+        qls::lora_weights<float> lw = qls::load_peft(*adapter, model.config);
+        for (int l = 0; l < model.config.num_layers; ++l)
+            for (qls::lora_target t : qls::all_lora_targets())
+                if (lw.at(l, t).enabled()) qls::lora_merge(model.projection(l, t).data(), lw.at(l, t), lw.config.scale());
+    }
 
     qls::generate_result r = qls::generate(model, tok, o, [](const std::string& piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);

@@ -5,5 +5,9 @@ namespace qlora_cli {
 
 int cmd_generate(int argc, char** argv);
 int cmd_info(int argc, char** argv);
+int cmd_plan(int argc, char** argv);
+int cmd_train(int argc, char** argv);
+int cmd_resume(int argc, char** argv);
+int cmd_export(int argc, char** argv);
 
 } // namespace qlora_cli

@@ -16,10 +16,19 @@ static void print_usage(FILE* f) {
                  "usage: qlora <command> [options]\n"
                  "\n"
                  "commands:\n"
-                 "  generate   sample text from a model\n"
-                 "             --model DIR [--prompt TEXT] [--max-new-tokens N] [--temperature T]\n"
-                 "             [--top-p P] [--top-k K] [--seed S]\n"
+                 "  generate   sample text from a model, optionally with a LoRA adapter\n"
+                 "             --model DIR [--adapter DIR [--nf4]] [--prompt TEXT] [--max-new-tokens N]\n"
+                 "             [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
+                 "  train      fine-tune from a run configuration: --config run.json [--quiet]\n"
+                 "             (Ctrl-C saves a checkpoint and exits; format in README.md)\n"
+                 "  resume     continue a run from its newest checkpoint: RUN_DIR [--quiet]\n"
+                 "  export     write a run's adapter: RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]\n"
                  "  info       describe a model directory: --model DIR\n"
+                 "  plan       predict device memory and whether a run fits\n"
+                 "             (--model DIR | --shape 7b|13b|33b|65b|70b) [--seq N] [--batch N] [--rank N]\n"
+                 "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
+                 "             [--optimizer paged-adamw-8bit|paged-adamw-32bit|adamw-8bit|adamw-32bit]\n"
+                 "             [--no-checkpointing] [--budget-gib G] [--card-gib G] [--json] [--items]\n"
                  "  --version  print the version\n",
                  QLS_VERSION);
 }
@@ -32,6 +41,10 @@ int main(int argc, char** argv) {
         if (cmd == "--help" || cmd == "-h" || cmd == "help") { print_usage(stdout); return 0; }
         if (cmd == "generate") return qlora_cli::cmd_generate(argc, argv);
         if (cmd == "info") return qlora_cli::cmd_info(argc, argv);
+        if (cmd == "plan") return qlora_cli::cmd_plan(argc, argv);
+        if (cmd == "train") return qlora_cli::cmd_train(argc, argv);
+        if (cmd == "resume") return qlora_cli::cmd_resume(argc, argv);
+        if (cmd == "export") return qlora_cli::cmd_export(argc, argv);
         std::fprintf(stderr, "qlora: unknown command '%s'\n\n", cmd.c_str());
         print_usage(stderr);
         return 2;

@@ -9,6 +9,7 @@
 #include "qls/hf_checkpoint.h"
 #include "qls/lora.h"
 #include "qls/model_config.h"
+#include "qls/quant.h"
 
 #include <cstdint>
 #include <memory>
@@ -37,16 +38,33 @@ template <class T> struct llama_params {
     const T* lm_head_data() const { return lm_head.empty() ? embed.data() : lm_head.data(); }
 };
 
-// A model: config, f32 weights and the rotary frequencies.
+struct llama_load_options {
+    // Quantize the seven decoder projections to NF4 at load time (bitsandbytes-compatible, blocks of 64).
+    bool quantize_nf4 = false;
+    bool double_quant = true;
+};
+
+// A model: config, f32 weights and the rotary frequencies. When the base is NF4 (quantized at load or read from a
+// pre-quantized bitsandbytes checkpoint), `nf4` holds the quantized projections and `params` holds their exact
+// dequantization, so the CPU reference computes with precisely the weights a GPU backend dequantizes on the fly.
 struct llama_model {
     model_config config;
     llama_params<float> params;
     std::vector<float> inv_freq;                 // (HS/2)
     std::string dir;                             // where it was loaded from (may be empty)
+    // [L][lora_target] NF4 projections; empty when the base is not quantized
+    std::vector<std::array<nf4_tensor, k_lora_target_count>> nf4;
 
-    // Reads every weight from the checkpoint (F32/F16/BF16 → f32), checking each shape against config.json.
-    static llama_model load(const hf_checkpoint& ckpt);
-    static llama_model load(const std::string& dir) { return load(hf_checkpoint::open(dir)); }
+    bool quantized() const { return !nf4.empty(); }
+    // Reads every weight from the checkpoint (F32/F16/BF16 → f32, or bnb NF4 → dequantized), checking each shape
+    // against config.json.
+    static llama_model load(const hf_checkpoint& ckpt, const llama_load_options& opt = {});
+    static llama_model load(const std::string& dir, const llama_load_options& opt = {}) {
+        return load(hf_checkpoint::open(dir), opt);
+    }
+    // The projection weight of (layer, target) in params, (out, in) row-major.
+    std::vector<float>& projection(int layer, lora_target t);
+    const std::vector<float>& projection(int layer, lora_target t) const;
     // A randomly initialised model of the given config (normal(0, 0.02) weights, unit norms), for tests.
     static llama_model random(const model_config& cfg, uint64_t seed);
 
@@ -83,6 +101,9 @@ public:
     const std::vector<T>& logits() const;   // (B, T, V) from the last forward
     const std::vector<T>& dx0() const;      // (B, T, C) from the last backward
     int counted_targets() const;
+    // Bytes of the buffers this pass holds (saved activations, residual stream, logits): the CPU backend's
+    // "activations" and "logits/loss" memory, reported in step_stats.
+    size_t activation_bytes() const;
 
 private:
     struct buffers;

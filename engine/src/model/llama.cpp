@@ -26,29 +26,46 @@ static std::vector<float> to_vector(const tensor& t) {
     return v;
 }
 
-llama_model llama_model::load(const hf_checkpoint& ckpt) {
+llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_options& opt) {
     llama_model m;
     m.config = ckpt.config();
     m.dir = ckpt.dir();
     const model_config& c = m.config;
-    const int64_t C = c.hidden_size, H = c.intermediate_size, V = c.vocab_size;
-    const int64_t Q = int64_t(c.num_heads) * c.head_dim, KV = int64_t(c.num_kv_heads) * c.head_dim;
+    const int64_t C = c.hidden_size, V = c.vocab_size;
 
     auto get = [&](const std::string& name, const shape_t& shape) { return to_vector(ckpt.read_f32(name, shape)); };
     m.params.embed = get("model.embed_tokens.weight", {V, C});
     m.params.layers.resize(size_t(c.num_layers));
+    // A pre-quantized (bitsandbytes *-bnb-4bit) checkpoint is NF4 whatever the options say.
+    const bool prequantized = bnb_nf4_present(ckpt, "model.layers.0.self_attn.q_proj.weight");
+    const bool nf4 = prequantized || opt.quantize_nf4;
+    if (nf4) m.nf4.resize(size_t(c.num_layers));
+    static constexpr const char* k_proj_names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                                   "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                                   "mlp.down_proj"};
     for (int l = 0; l < c.num_layers; ++l) {
         const std::string p = "model.layers." + std::to_string(l) + ".";
         llama_layer_params<float>& L = m.params.layers[size_t(l)];
         L.attn_norm = get(p + "input_layernorm.weight", {C});
-        L.wq = get(p + "self_attn.q_proj.weight", {Q, C});
-        L.wk = get(p + "self_attn.k_proj.weight", {KV, C});
-        L.wv = get(p + "self_attn.v_proj.weight", {KV, C});
-        L.wo = get(p + "self_attn.o_proj.weight", {C, Q});
         L.mlp_norm = get(p + "post_attention_layernorm.weight", {C});
-        L.w_gate = get(p + "mlp.gate_proj.weight", {H, C});
-        L.w_up = get(p + "mlp.up_proj.weight", {H, C});
-        L.w_down = get(p + "mlp.down_proj.weight", {C, H});
+        for (lora_target t : all_lora_targets()) {
+            const std::string name = p + k_proj_names[int(t)] + ".weight";
+            auto [in, out] = lora_in_out(c, t);
+            std::vector<float>& w = m.projection(l, t);
+            w.resize(size_t(in) * size_t(out));
+            if (bnb_nf4_present(ckpt, name)) {
+                m.nf4[size_t(l)][size_t(t)] = read_bnb_nf4(ckpt, name, out, in);
+            } else if (prequantized) {
+                throw error(error_code::format,
+                            ckpt.dir() + ": tensor '" + name + "' is not 4-bit quantized while the rest of the "
+                                                              "checkpoint is (bitsandbytes NF4)",
+                            "the checkpoint is incomplete or mixed; download or export it again");
+            } else {
+                w = get(name, {out, in});
+                if (nf4) m.nf4[size_t(l)][size_t(t)] = nf4_quantize(w.data(), out, in, opt.double_quant);
+            }
+            if (nf4) nf4_dequantize(m.nf4[size_t(l)][size_t(t)], w.data());
+        }
     }
     m.params.final_norm = get("model.norm.weight", {C});
     if (!c.tie_word_embeddings) {
@@ -61,6 +78,24 @@ llama_model llama_model::load(const hf_checkpoint& ckpt) {
     }
     m.inv_freq = rope_inv_freq(c);
     return m;
+}
+
+std::vector<float>& llama_model::projection(int layer, lora_target t) {
+    llama_layer_params<float>& L = params.layers.at(size_t(layer));
+    switch (t) {
+    case lora_target::q: return L.wq;
+    case lora_target::k: return L.wk;
+    case lora_target::v: return L.wv;
+    case lora_target::o: return L.wo;
+    case lora_target::gate: return L.w_gate;
+    case lora_target::up: return L.w_up;
+    case lora_target::down: return L.w_down;
+    }
+    return L.wq;
+}
+
+const std::vector<float>& llama_model::projection(int layer, lora_target t) const {
+    return const_cast<llama_model*>(this)->projection(layer, t);
 }
 
 llama_model llama_model::random(const model_config& cfg, uint64_t seed) {
@@ -349,6 +384,21 @@ template <class T> void llama_pass<T>::backward() {
 template <class T> const std::vector<T>& llama_pass<T>::logits() const { return b_->logits; }
 template <class T> const std::vector<T>& llama_pass<T>::dx0() const { return b_->dx0; }
 template <class T> int llama_pass<T>::counted_targets() const { return b_->counted; }
+
+template <class T> size_t llama_pass<T>::activation_bytes() const {
+    const buffers& s = *b_;
+    size_t n = 0;
+    auto add = [&n](const std::vector<T>& v) { n += v.capacity() * sizeof(T); };
+    for (const auto& a : s.acts) {
+        for (const auto* v : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.atty, &a.x_mid, &a.ln2, &a.rstd2, &a.gate,
+                              &a.up, &a.hmid})
+            add(*v);
+        for (const auto& la : a.lora) { add(la.xd); add(la.xa); }
+    }
+    for (const auto& x : s.xs) add(x);
+    for (const auto* v : {&s.lnf, &s.rstdf, &s.logits, &s.losses, &s.dx0}) add(*v);
+    return n;
+}
 
 template class llama_pass<float>;
 template class llama_pass<double>;

@@ -7,6 +7,7 @@
 
 #include "qls/error.h"
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -79,7 +80,8 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
 // PyTorch nn.Linear layout: weight (OC, IC), out = inp · weightᵀ.
 
 template <class T> void matmul_forward(T* out, const T* inp, const T* weight, int N, int IC, int OC) {
-    // inp (N, IC), weight (OC, IC) -> out (N, OC)
+    // inp (N, IC), weight (OC, IC) -> out (N, OC); rows are independent, so OpenMP splits them
+#pragma omp parallel for schedule(static)
     for (int n = 0; n < N; n++) {
         const T* x = inp + (long)n * IC;
         for (int o = 0; o < OC; o++) {
@@ -93,26 +95,42 @@ template <class T> void matmul_forward(T* out, const T* inp, const T* weight, in
 
 template <class T>
 void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, int N, int IC, int OC) {
+    // Loop orders are chosen for contiguous memory access; every sum still runs over its index in ascending order
+    // in one double accumulator, so the result does not depend on the loop order or the thread count.
     // dinp (N, IC) += dout (N, OC) · weight (OC, IC)
     if (dinp) {
-        for (int n = 0; n < N; n++) {
-            const T* dy = dout + (long)n * OC;
-            T* dx = dinp + (long)n * IC;
-            for (int i = 0; i < IC; i++) {
-                double acc = 0.0;
-                for (int o = 0; o < OC; o++) acc += (double)dy[o] * (double)weight[(long)o * IC + i];
-                dx[i] += (T)acc;
+#pragma omp parallel
+        {
+            std::vector<double> acc((size_t)IC);
+#pragma omp for schedule(static)
+            for (int n = 0; n < N; n++) {
+                const T* dy = dout + (long)n * OC;
+                std::fill(acc.begin(), acc.end(), 0.0);
+                for (int o = 0; o < OC; o++) {
+                    const double d = (double)dy[o];
+                    const T* w = weight + (long)o * IC;
+                    for (int i = 0; i < IC; i++) acc[(size_t)i] += d * (double)w[i];
+                }
+                T* dx = dinp + (long)n * IC;
+                for (int i = 0; i < IC; i++) dx[i] += (T)acc[(size_t)i];
             }
         }
     }
     // dweight (OC, IC) += doutᵀ (OC, N) · inp (N, IC)
     if (dweight) {
-        for (int o = 0; o < OC; o++) {
-            T* dw = dweight + (long)o * IC;
-            for (int i = 0; i < IC; i++) {
-                double acc = 0.0;
-                for (int n = 0; n < N; n++) acc += (double)dout[(long)n * OC + o] * (double)inp[(long)n * IC + i];
-                dw[i] += (T)acc;
+#pragma omp parallel
+        {
+            std::vector<double> acc((size_t)IC);
+#pragma omp for schedule(static)
+            for (int o = 0; o < OC; o++) {
+                std::fill(acc.begin(), acc.end(), 0.0);
+                for (int n = 0; n < N; n++) {
+                    const double d = (double)dout[(long)n * OC + o];
+                    const T* x = inp + (long)n * IC;
+                    for (int i = 0; i < IC; i++) acc[(size_t)i] += d * (double)x[i];
+                }
+                T* dw = dweight + (long)o * IC;
+                for (int i = 0; i < IC; i++) dw[i] += (T)acc[(size_t)i];
             }
         }
     }

@@ -1,0 +1,144 @@
+// qlora plan: predict the device memory of a QLoRA run from config.json (or a named shape) and say whether it fits.
+#include "args.h"
+#include "commands.h"
+
+#include "qls/memory_plan.h"
+#include "qls/model_config.h"
+
+#include <cstdio>
+#include <string>
+
+namespace qlora_cli {
+
+namespace {
+
+// The engine names the offending field first ("rank: ...", "targets: ..."), and its field names are our flag names,
+// so a bad value becomes a usage error naming the flag.
+[[noreturn]] void rethrow_as_flag_error(const qls::error& e) {
+    throw usage_error(std::string("--") + e.what(), e.hint());
+}
+
+double positive_gib(const args& a, const std::string& flag) {
+    double g = a.get_double(flag, 0.0);
+    if (!(g > 0.0) || g > 1.0e6) throw usage_error("--" + flag + " must be a positive number of GiB (got " + *a.get(flag) + ")",
+                                                   "e.g. --" + flag + " 24 for a 24 GiB card");
+    return g;
+}
+
+void print_table(const qls::memory_plan& p) {
+    const uint64_t peak = p.peak_bytes();
+    std::printf("%-30s %10s %11s %7s\n", "category", "GiB", "MiB", "share");
+    for (int i = 0; i < qls::plan_category_count; ++i) {
+        const auto c = qls::plan_category(i);
+        if (c == qls::plan_category::cuda_context) continue;
+        const uint64_t b = p.category_bytes(c);
+        std::printf("%-30s %10.3f %11.1f %6.1f%%\n", qls::plan_category_label(c), qls::to_gib(b), qls::to_mib(b),
+                    peak ? 100.0 * double(b) / double(peak) : 0.0);
+    }
+    std::printf("%s\n", std::string(61, '-').c_str());
+    std::printf("%-30s %10.3f %11.1f\n", "total (device peak)", qls::to_gib(peak), qls::to_mib(peak));
+    if (p.host_bytes() > 0)
+        std::printf("%-30s %10.3f %11.1f\n", "paged states in host memory", qls::to_gib(p.host_bytes()),
+                    qls::to_mib(p.host_bytes()));
+    std::printf("%-30s %10.3f %11.1f\n", qls::plan_category_label(qls::plan_category::cuda_context),
+                qls::to_gib(p.context_bytes()), qls::to_mib(p.context_bytes()));
+    std::printf("%-30s %10.3f %11.1f\n", "card must hold", qls::to_gib(p.card_bytes_needed()),
+                qls::to_mib(p.card_bytes_needed()));
+    if (p.settings.budget_bytes > 0)
+        std::printf("%-30s %10.3f %11.1f\n", "budget", qls::to_gib(p.settings.budget_bytes),
+                    qls::to_mib(p.settings.budget_bytes));
+    if (p.settings.card_bytes > 0)
+        std::printf("%-30s %10.3f %11.1f\n", "card", qls::to_gib(p.settings.card_bytes),
+                    qls::to_mib(p.settings.card_bytes));
+    if (p.settings.budget_bytes == 0 && p.settings.card_bytes == 0)
+        std::printf("%-30s %10s\n", "budget", "none");
+}
+
+void print_items(const qls::memory_plan& p) {
+    std::printf("\n%-80s %-18s %-5s %-22s %5s %11s %s\n", "tensor", "category", "dtype", "shape (each)", "count", "MiB",
+                "placement");
+    for (const auto& it : p.items) {
+        std::string shape = "(";
+        for (size_t i = 0; i < it.shape.size(); ++i) shape += (i ? "," : "") + std::to_string(it.shape[i]);
+        shape += ")";
+        std::printf("%-80s %-18s %-5s %-22s %5lld %11.2f %s\n", it.name.c_str(), qls::plan_category_name(it.category),
+                    it.dtype.c_str(), shape.c_str(), (long long)it.count, qls::to_mib(it.bytes),
+                    qls::plan_placement_name(it.placement));
+    }
+}
+
+} // namespace
+
+int cmd_plan(int argc, char** argv) {
+    args a(argc, argv, 2,
+           {"model", "shape", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib",
+            "card-gib"},
+           {"no-checkpointing", "json", "items"});
+    if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
+    if (a.has("model") == a.has("shape"))
+        throw usage_error("give exactly one of --model DIR or --shape 7b|13b|33b|65b|70b",
+                          "--model reads DIR/config.json; --shape uses the real Llama dimensions of that size");
+
+    qls::model_config cfg;
+    std::string source;
+    if (auto shape = a.get("shape")) {
+        try {
+            cfg = qls::shape_config(*shape);
+        } catch (const qls::error& e) {
+            rethrow_as_flag_error(e);
+        }
+        source = "shape " + *shape;
+    } else {
+        std::string dir = *a.get("model");
+        std::string path = dir.size() >= 5 && dir.compare(dir.size() - 5, 5, ".json") == 0 ? dir : dir + "/config.json";
+        cfg = qls::load_model_config(path);   // config.json only: no weights are read
+        source = path;
+    }
+
+    qls::plan_settings s;
+    s.seq = a.get_int("seq", 2048);
+    s.batch = a.get_int("batch", 1);
+    s.lora.rank = a.get_int("rank", 64);
+    s.lora.alpha = float(a.get_double("alpha", s.lora.alpha));        // lora_config defaults: alpha 16, dropout 0.1
+    s.lora.dropout = float(a.get_double("dropout", s.lora.dropout));
+    s.gradient_checkpointing = !a.has("no-checkpointing");
+    if (a.has("budget-gib")) s.budget_bytes = qls::gib_to_bytes(positive_gib(a, "budget-gib"));
+    if (a.has("card-gib")) s.card_bytes = qls::gib_to_bytes(positive_gib(a, "card-gib"));
+    try {
+        if (auto t = a.get("targets")) s.lora.targets = qls::parse_lora_targets(*t);
+        if (auto o = a.get("optimizer")) s.optimizer = qls::parse_optimizer_kind(*o);
+        qls::validate_plan_settings(s);
+    } catch (const qls::error& e) {
+        if (e.code() != qls::error_code::invalid_argument) throw;
+        rethrow_as_flag_error(e);
+    }
+
+    const qls::memory_plan p = qls::make_memory_plan(cfg, s);
+    if (a.has("json")) {
+        std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
+        return 0;
+    }
+
+    const double params = double(cfg.parameter_count());
+    std::printf("model   %s: hidden %d, MLP %d, %d layers, %d query / %d key-value heads, vocab %d (%.2f %s parameters)\n",
+                source.c_str(), cfg.hidden_size, cfg.intermediate_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads,
+                cfg.vocab_size, params >= 1e9 ? params / 1e9 : params / 1e6, params >= 1e9 ? "B" : "M");
+    std::printf("run     batch %d x sequence %d, LoRA rank %d alpha %g dropout %g on %s (%.1f M trainable), %s, "
+                "gradient checkpointing %s\n",
+                s.batch, s.seq, s.lora.rank, double(s.lora.alpha), double(s.lora.dropout),
+                qls::lora_targets_string(s.lora.targets).c_str(), double(p.lora_parameters) / 1e6,
+                qls::optimizer_kind_flag(s.optimizer),
+                s.gradient_checkpointing ? "on" : "off");
+    std::printf("loss    chunked cross-entropy: fp32 logits for %d tokens at a time, never the full (B,T,V)\n\n",
+                p.loss_chunk_tokens);
+    print_table(p);
+    std::printf("\nverdict: %s\n", p.explanation.c_str());
+    if (!p.suggestions.empty()) {
+        std::printf("to make it fit:\n");
+        for (const auto& sg : p.suggestions) std::printf("  - %s\n", sg.text.c_str());
+    }
+    if (a.has("items")) print_items(p);
+    return 0;
+}
+
+} // namespace qlora_cli

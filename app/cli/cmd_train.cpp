@@ -1,0 +1,147 @@
+// qlora train / resume / export: run a fine-tune from run.json with a progress bar, continue one, export its adapter.
+#include "args.h"
+#include "commands.h"
+
+#include "qls/hf_checkpoint.h"
+#include "qls/peft.h"
+#include "qls/trainer.h"
+
+#include <atomic>
+#include <csignal>
+#include <cstdio>
+#include <filesystem>
+#include <unistd.h>
+
+namespace qlora_cli {
+
+namespace fs = std::filesystem;
+
+static std::atomic<qls::trainer*> g_trainer{nullptr};
+static std::atomic<int> g_interrupts{0};
+
+// SIGINT/SIGTERM: the first asks the trainer to stop after the current step and save a checkpoint (an atomic
+// store, safe in a handler); a second one falls back to the default action.
+extern "C" void on_interrupt(int sig) {
+    if (g_interrupts.fetch_add(1) >= 1) {
+        std::signal(sig, SIG_DFL);
+        std::raise(sig);
+        return;
+    }
+    if (qls::trainer* t = g_trainer.load()) t->request_stop();
+}
+
+static std::string format_duration(double s) {
+    if (!(s >= 0) || s > 1e7) return "?";
+    long v = long(s + 0.5);
+    char buf[32];
+    if (v >= 3600) std::snprintf(buf, sizeof buf, "%ldh%02ldm", v / 3600, (v / 60) % 60);
+    else if (v >= 60) std::snprintf(buf, sizeof buf, "%ldm%02lds", v / 60, v % 60);
+    else std::snprintf(buf, sizeof buf, "%lds", v);
+    return buf;
+}
+
+static qls::train_callbacks terminal_callbacks(bool quiet) {
+    const bool tty = isatty(fileno(stderr));
+    qls::train_callbacks cb;
+    cb.on_log = [tty](const std::string& line) { std::fprintf(stderr, "%s%s\n", tty ? "\r\033[K" : "", line.c_str()); };
+    cb.on_step = [tty, quiet](const qls::step_stats& s) {
+        if (quiet && !s.eval_loss) return;
+        std::string eval = s.eval_loss ? "  eval " + std::to_string(*s.eval_loss).substr(0, 6) : "";
+        if (tty) {
+            const int width = 24;
+            int filled = s.total_steps ? int(width * s.step / s.total_steps) : width;
+            std::string bar(size_t(filled), '#');
+            bar += std::string(size_t(width - filled), '.');
+            std::fprintf(stderr, "\r\033[Kstep %lld/%lld [%s] loss %.4f  %.0f tok/s  ETA %s%s", (long long)s.step,
+                         (long long)s.total_steps, bar.c_str(), s.loss, s.tokens_per_s, format_duration(s.eta_s).c_str(),
+                         eval.c_str());
+            if (s.step == s.total_steps || s.eval_loss) std::fputc('\n', stderr);
+        } else {
+            std::fprintf(stderr, "step %lld/%lld loss %.6f lr %.3g grad_norm %.4f %.0f tok/s ETA %s%s\n",
+                         (long long)s.step, (long long)s.total_steps, s.loss, s.lr, s.grad_norm, s.tokens_per_s,
+                         format_duration(s.eta_s).c_str(), eval.c_str());
+        }
+        std::fflush(stderr);
+    };
+    return cb;
+}
+
+static int run_trainer(qls::trainer& t, bool quiet) {
+    g_trainer = &t;
+    g_interrupts = 0;
+    std::signal(SIGINT, on_interrupt);
+    std::signal(SIGTERM, on_interrupt);
+    qls::train_outcome r = t.run(terminal_callbacks(quiet));
+    g_trainer = nullptr;
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    switch (r) {
+    case qls::train_outcome::completed:
+        std::printf("finished %lld steps; run %s; adapter %s\n", (long long)t.step(), t.run_dir().c_str(),
+                    qls::latest_checkpoint(t.run_dir()).c_str());
+        return 0;
+    case qls::train_outcome::stopped:
+        std::printf("stopped at step %lld and saved %s; continue with: qlora resume %s\n", (long long)t.step(),
+                    qls::latest_checkpoint(t.run_dir()).c_str(), t.run_dir().c_str());
+        return 0;
+    case qls::train_outcome::diverged:
+        std::fprintf(stderr, "qlora: %s\n", t.divergence_message().c_str());
+        return 3;
+    }
+    return 1;
+}
+
+int cmd_train(int argc, char** argv) {
+    args a(argc, argv, 2, {"config"}, {"quiet"});
+    auto path = a.get("config");
+    if (!path) throw usage_error("--config run.json is required", "the run.json format is described in README.md");
+    if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
+    qls::train_config cfg = qls::load_train_config(*path);
+    const bool quiet = a.has("quiet");
+    auto t = qls::trainer::create(cfg, terminal_callbacks(quiet));
+    const qls::memory_plan& p = t->plan();
+    std::fprintf(stderr, "plan: %.1f MiB predicted (%s); %zu trainable LoRA parameters; %lld steps\n",
+                 qls::to_mib(p.peak_bytes()), qls::plan_verdict_name(p.verdict), t->adapters().parameter_count(),
+                 (long long)t->total_steps());
+    return run_trainer(*t, quiet);
+}
+
+int cmd_resume(int argc, char** argv) {
+    args a(argc, argv, 2, {}, {"quiet"});
+    if (a.positional().size() != 1) throw usage_error("usage: qlora resume RUN_DIR");
+    auto t = qls::trainer::resume(a.positional()[0], terminal_callbacks(a.has("quiet")));
+    return run_trainer(*t, a.has("quiet"));
+}
+
+int cmd_export(int argc, char** argv) {
+    args a(argc, argv, 2, {"format", "checkpoint", "out"}, {});
+    if (a.positional().size() != 1)
+        throw usage_error("usage: qlora export RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]");
+    const std::string run_dir = a.positional()[0];
+    const std::string format = a.get_or("format", "peft");
+    if (format != "peft" && format != "merged") throw usage_error("--format must be peft or merged, got '" + format + "'");
+    std::string ck = a.get_or("checkpoint", qls::latest_checkpoint(run_dir));
+    if (a.get("checkpoint") && !fs::exists(ck)) ck = (fs::path(run_dir) / "checkpoints" / ck).string();
+    if (ck.empty() || !fs::exists(fs::path(ck) / "adapter_model.safetensors"))
+        throw qls::error(qls::error_code::io, run_dir + ": no checkpoint with an adapter to export",
+                         "train the run first (checkpoints/step-N/ holds the adapters)");
+    qls::train_config cfg = qls::load_train_config((fs::path(run_dir) / "config.json").string());
+    const std::string out = a.get_or("out", (fs::path(run_dir) / "exports" / (format + "-" + fs::path(ck).filename().string())).string());
+    qls::hf_checkpoint base = qls::hf_checkpoint::open(cfg.model);
+    qls::lora_weights<float> lw = qls::load_peft(ck, base.config());
+    if (format == "peft") {
+        qls::export_peft(out, lw, base.config(), cfg.model);
+    } else {
+        qls::llama_load_options lo;
+        lo.quantize_nf4 = cfg.quantize_nf4;
+        lo.double_quant = cfg.double_quant;
+        qls::llama_model m = qls::llama_model::load(base, lo);
+        std::fprintf(stderr, "merging %zu adapter parameters into %s base weights...\n", lw.parameter_count(),
+                     m.quantized() ? "the dequantized NF4" : "the");
+        qls::export_merged(out, base, m, lw);
+    }
+    std::printf("%s\n", out.c_str());
+    return 0;
+}
+
+} // namespace qlora_cli

@@ -1,0 +1,148 @@
+// memory_plan — one table of every tensor a QLoRA training step allocates on the device, summed into the predicted peak.
+//
+// The same table has three uses (reference/anchors-aesthetics.md §7.4, llm.c's TensorSpec table):
+//   1. the CUDA backend allocates one arena per placement from it and carves views out of it, in table order;
+//   2. the UI and `qlora plan` draw it before a run starts (per category, with the verdict and suggestions);
+//   3. the tests check it against bitsandbytes' storage and, on a GPU, against the measured peak.
+// The plan is static, like llm.c's: every item is a distinct allocation that lives for the whole run (no aliasing
+// between phases), so the sum of the items IS the arena the backend allocates and therefore the predicted peak.
+//
+// Dimension legend: B batch, T sequence, N = B*T tokens, C hidden, H MLP hidden, NH query heads, NKV key/value heads,
+// HS head size, Q = NH*HS, KV = NKV*HS, V vocabulary, L layers, r LoRA rank.
+#pragma once
+
+#include "qls/lora.h"          // defines: lora_config, lora_target, lora_in_out, all_lora_targets
+#include "qls/model_config.h"
+#include "qls/optim.h"         // defines: optimizer_kind, adamw_min_8bit_size, adamw_8bit_block
+#include "qls/pager.h"         // defines: pager_config (the page size of paged optimizer states)
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace qls {
+
+// ---- settings ---------------------------------------------------------------------------------------------------
+
+// The CLI spelling of an optimizer kind: "paged-adamw-8bit", "paged-adamw-32bit", "adamw-8bit", "adamw-32bit".
+const char* optimizer_kind_flag(optimizer_kind k);
+// Accepts the CLI spelling or optimizer_kind_name's ("paged_adamw_8bit"); throws qls::error naming the valid values.
+optimizer_kind parse_optimizer_kind(std::string_view name);
+
+// "q,k,v,o,gate,up,down" (any subset, any order, each once; PEFT's q_proj ... names too) or "all";
+// throws qls::error naming the valid values.
+std::vector<lora_target> parse_lora_targets(std::string_view csv);
+std::string lora_targets_string(const std::vector<lora_target>& targets);   // "q,v"
+
+struct plan_settings {
+    lora_config lora;                    // rank, alpha, dropout, targets (alpha does not change memory)
+    int batch = 1;                       // B
+    int seq = 2048;                      // T
+    optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
+    bool gradient_checkpointing = true;
+    uint64_t budget_bytes = 0;           // device bytes our arena may use; 0 = no budget
+    uint64_t card_bytes = 0;             // total memory of the card (cudaMemGetInfo total); 0 = unknown
+    size_t page_size = pager_config{}.page_size;   // bytes per optimizer-state page (paged kinds)
+};
+
+// Throws qls::error (invalid_argument) whose message starts with the field ("rank: ", "seq: ", "batch: ",
+// "dropout: ", "targets: ", "optimizer: ") and whose hint names the valid values.
+void validate_plan_settings(const plan_settings& s);
+
+// ---- the table --------------------------------------------------------------------------------------------------
+
+enum class plan_category : uint8_t {
+    quantized_weights,   // NF4 packed + double-quantized absmax + nested absmax + maps, every decoder linear
+    frozen_weights,      // bf16 embeddings and LM head, fp32 RMSNorm weights
+    lora_weights,        // fp32 A, B
+    lora_grads,          // fp32 dA, dB
+    optimizer_resident,  // AdamW states of the unpaged kinds, and the 8-bit qmaps
+    optimizer_paged,     // paged kinds: every state tensor (in whole pages), or the device page pool when paging
+    activations,         // checkpoints, saved activations and the backward's activation gradients
+    logits_loss,         // tokens, targets, final norm, one chunk of fp32 logits, per-token losses
+    workspace,           // dequantized weight double buffer, cuBLAS workspace, rope tables
+    cuda_context,        // driver + cuBLAS module memory: not in the budget, but on the card
+};
+constexpr int plan_category_count = 10;
+const char* plan_category_name(plan_category c);     // machine name: "quantized_weights", ...
+const char* plan_category_label(plan_category c);    // for people: "quantized weights (NF4+DQ)", ...
+
+enum class plan_placement : uint8_t {
+    device,          // our device arena: counted in the budget
+    host,            // pinned host memory (paged optimizer states evicted because the budget is short)
+    outside_budget,  // device memory the driver takes (CUDA context): counts against the card, not the budget
+};
+const char* plan_placement_name(plan_placement p);
+
+struct plan_item {
+    std::string name;                 // HF/PEFT-style tensor name; "*" stands for the layer index when count == L
+    plan_category category;
+    std::string dtype;                // "u8", "bf16", "f32", "i32" (packed NF4 is "u8" [(n+1)/2, 1], as bnb stores it)
+    std::vector<int64_t> shape;       // elements of ONE tensor
+    uint64_t bytes_each = 0;          // bytes of one tensor
+    int64_t count = 1;                // how many such tensors (e.g. L, one per layer)
+    uint64_t bytes = 0;               // bytes_each * count
+    plan_placement placement = plan_placement::device;
+    bool pageable = false;            // an optimizer state the pager may move to host
+    std::string formula;              // how bytes_each follows from the shape, with the source
+};
+
+enum class plan_verdict : uint8_t { fits, fits_with_paging, does_not_fit };
+const char* plan_verdict_name(plan_verdict v);    // "fits", "fits_with_paging", "does_not_fit"
+
+// One computed alternative when the plan does not fit: the settings that were tried and what they would need.
+struct plan_suggestion {
+    std::string text;                 // "sequence 1024 would fit (--seq 1024): predicted 21.3 GiB"
+    plan_settings settings;
+    uint64_t peak_bytes = 0;
+    plan_verdict verdict = plan_verdict::fits;
+};
+
+struct memory_plan {
+    model_config config;
+    plan_settings settings;
+    int loss_chunk_tokens = 0;          // rows of fp32 logits materialised at once by the chunked cross-entropy
+    int64_t lora_parameters = 0;        // trainable parameters
+    std::vector<plan_item> items;
+
+    // Device bytes of a category: items placed on the device (or outside the budget, for cuda_context).
+    // Host-placed items are excluded; see host_bytes().
+    uint64_t category_bytes(plan_category c) const;
+    // Predicted peak of our device arena: every device-placed item (the budget is checked against this).
+    uint64_t peak_bytes() const;
+    // Pinned host bytes (paged optimizer states evicted to the host).
+    uint64_t host_bytes() const;
+    // Device memory outside the budget (CUDA context and cuBLAS modules).
+    uint64_t context_bytes() const;
+    // What the card must hold: peak_bytes() + context_bytes().
+    uint64_t card_bytes_needed() const { return peak_bytes() + context_bytes(); }
+
+    uint64_t all_resident_bytes = 0;    // the peak if every optimizer state stayed on the device
+    uint64_t minimum_bytes = 0;         // the smallest peak this configuration can run in (paged states on host)
+    uint64_t limit_bytes = 0;           // min(budget, card - context) over those given; 0 = no limit
+
+    plan_verdict verdict = plan_verdict::fits;
+    std::string explanation;            // one sentence: fits or not, why, which categories dominate
+    std::vector<plan_suggestion> suggestions;   // computed, only when verdict == does_not_fit
+};
+
+// Builds the table for a model and settings; validates the settings first (qls::error on bad values).
+memory_plan make_memory_plan(const model_config& cfg, const plan_settings& s);
+
+// The real dimensions of the named model shapes (config.json of the public checkpoints):
+// "7b", "13b", "70b" = Llama-2 7B/13B/70B; "33b", "65b" = LLaMA-1 33B (often called 30B) and 65B.
+// Throws qls::error naming the valid names.
+model_config shape_config(std::string_view name);
+std::vector<std::string> shape_names();
+
+// One JSON object: model, settings, every item, category totals, peak, verdict, suggestions (machine-readable).
+std::string memory_plan_json(const memory_plan& p, int indent = 2);
+
+// Byte helpers for reports: 1 GiB = 2^30 bytes.
+inline double to_gib(uint64_t bytes) { return double(bytes) / double(1ull << 30); }
+inline double to_mib(uint64_t bytes) { return double(bytes) / double(1ull << 20); }
+inline uint64_t gib_to_bytes(double gib) { return uint64_t(gib * double(1ull << 30) + 0.5); }
+
+} // namespace qls
