@@ -76,8 +76,9 @@ private slots:
 
     // The "Done when" test of fine-tuning: 80 steps of rank-8 LoRA on the Pip corpus (seq 256, 4 sequences a step,
     // about one pass over the 89k-token corpus). The base model has never seen Pip; a trainer that does not apply
-    // its updates keeps the base's validation loss. We require the loss to fall by at least 0.30 nats (measured:
-    // see the log line) and greedy text from base + exported adapter to be about Pip while the base's is not.
+    // its updates keeps the base's validation loss (1.96 nats). Measured: 1.96 -> 1.07. We require a fall of at
+    // least 0.60 nats — more than the 20-step runs of a trainer with a wrong gradient sign or no LoRA gradient
+    // could produce — and greedy text from base + exported adapter to be about Pip while the base's is not.
     void fineTuneLearnsThePipCorpus() {
         QTemporaryDir tmp;
         train_config c = small_config(tmp.path(), "pip");
@@ -101,7 +102,7 @@ private slots:
         QVERIFY(m.back().eval_loss);
         const double after = *m.back().eval_loss;
         qInfo("validation loss %.4f -> %.4f", *before, after);
-        QVERIFY2(*before - after >= 0.30, qPrintable(QString("eval loss %1 -> %2").arg(*before).arg(after)));
+        QVERIFY2(*before - after >= 0.60, qPrintable(QString("eval loss %1 -> %2").arg(*before).arg(after)));
 
         // export the adapter as PEFT, load it back and generate greedily with and without it
         const std::string out = (fs::path(t->run_dir()) / "exports" / "peft").string();
