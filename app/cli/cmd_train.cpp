@@ -2,6 +2,7 @@
 #include "args.h"
 #include "commands.h"
 
+#include "qls/device.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/peft.h"
 #include "qls/trainer.h"
@@ -66,6 +67,13 @@ static qls::train_callbacks terminal_callbacks(bool quiet) {
     return cb;
 }
 
+// Which device the run uses, in words: training runs on the CPU reference backend in this version.
+static void print_device_line() {
+    const qls::gpu_probe g = qls::probe_gpu();
+    if (g.available) std::fprintf(stderr, "device: %s; this version trains on the CPU reference backend\n", g.message.c_str());
+    else std::fprintf(stderr, "device: %s\n", g.message.c_str());
+}
+
 static int run_trainer(qls::trainer& t, bool quiet) {
     g_trainer = &t;
     g_interrupts = 0;
@@ -98,6 +106,7 @@ int cmd_train(int argc, char** argv) {
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     qls::train_config cfg = qls::load_train_config(*path);
     const bool quiet = a.has("quiet");
+    print_device_line();
     auto t = qls::trainer::create(cfg, terminal_callbacks(quiet));
     const qls::memory_plan& p = t->plan();
     std::fprintf(stderr, "plan: %.1f MiB predicted (%s); %zu trainable LoRA parameters; %lld steps\n",
@@ -109,6 +118,7 @@ int cmd_train(int argc, char** argv) {
 int cmd_resume(int argc, char** argv) {
     args a(argc, argv, 2, {}, {"quiet"});
     if (a.positional().size() != 1) throw usage_error("usage: qlora resume RUN_DIR");
+    print_device_line();
     auto t = qls::trainer::resume(a.positional()[0], terminal_callbacks(a.has("quiet")));
     return run_trainer(*t, a.has("quiet"));
 }

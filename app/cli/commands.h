@@ -9,5 +9,7 @@ int cmd_plan(int argc, char** argv);
 int cmd_train(int argc, char** argv);
 int cmd_resume(int argc, char** argv);
 int cmd_export(int argc, char** argv);
+int cmd_check_gpu(int argc, char** argv);
+int cmd_devices(int argc, char** argv);
 
 } // namespace qlora_cli

@@ -29,6 +29,9 @@ static void print_usage(FILE* f) {
                  "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
                  "             [--optimizer paged-adamw-8bit|paged-adamw-32bit|adamw-8bit|adamw-32bit]\n"
                  "             [--no-checkpointing] [--budget-gib G] [--card-gib G] [--json] [--items]\n"
+                 "  devices    say which compute device this process can use\n"
+                 "  check-gpu  compare every CUDA kernel with the CPU reference on fresh random inputs\n"
+                 "             [--seed S]; exits non-zero when any check fails or there is no GPU\n"
                  "  --version  print the version\n",
                  QLS_VERSION);
 }
@@ -45,6 +48,8 @@ int main(int argc, char** argv) {
         if (cmd == "train") return qlora_cli::cmd_train(argc, argv);
         if (cmd == "resume") return qlora_cli::cmd_resume(argc, argv);
         if (cmd == "export") return qlora_cli::cmd_export(argc, argv);
+        if (cmd == "check-gpu") return qlora_cli::cmd_check_gpu(argc, argv);
+        if (cmd == "devices") return qlora_cli::cmd_devices(argc, argv);
         std::fprintf(stderr, "qlora: unknown command '%s'\n\n", cmd.c_str());
         print_usage(stderr);
         return 2;

@@ -1,11 +1,13 @@
 // qlora-studio — the desktop application's entry point: options, main window, controller, optional screenshot.
 #include "mainwindow.h"
+#include "qls/device.h"
 #include "engineworker.h"
 #include "studiocontroller.h"
 
 #include <QApplication>
 #include <QCommandLineParser>
 #include <QIcon>
+#include <QStatusBar>
 #include <QSettings>
 #include <QTimer>
 
@@ -31,6 +33,8 @@ int main(int argc, char** argv) {
 
     MainWindow window;
     StudioController controller(&window);
+    // the device line: a GPU, or why the CPU reference backend is used (never a crash without a driver)
+    window.statusBar()->showMessage(QString::fromStdString(qls::probe_gpu().message));
     window.show();
 
     QString dir = parser.value(modelOpt);

@@ -1,0 +1,39 @@
+// qlora check-gpu / devices: what GPU this process sees, and every CUDA op against the CPU reference.
+#include "args.h"
+#include "commands.h"
+
+#include "qls/device.h"
+
+#include <chrono>
+#include <cstdio>
+
+namespace qlora_cli {
+
+int cmd_devices(int argc, char** argv) {
+    args a(argc, argv, 2, {}, {});
+    const qls::gpu_probe p = qls::probe_gpu();
+    std::printf("%s\n", p.message.c_str());
+    return 0;
+}
+
+int cmd_check_gpu(int argc, char** argv) {
+    args a(argc, argv, 2, {"seed"}, {});
+    const uint64_t seed = a.has("seed") ? uint64_t(a.get_int64("seed", 0))
+                                        : uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
+    const qls::gpu_probe p = qls::probe_gpu();
+    std::printf("%s\n", p.message.c_str());
+    if (!p.available) return 1;
+    std::printf("inputs drawn with seed %llu\n\n", (unsigned long long)seed);
+    const auto rows = qls::run_gpu_op_checks(seed);
+    std::printf("%-18s %-16s %12s %12s %10s  %s\n", "op", "shape", "max |err|", "rel err", "tolerance", "result");
+    int failed = 0;
+    for (const auto& r : rows) {
+        std::printf("%-18s %-16s %12.3e %12.3e %10.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.max_abs_error,
+                    r.max_rel_error, r.tolerance, r.passed ? "ok" : "FAILED");
+        failed += !r.passed;
+    }
+    std::printf("\n%zu checks, %d failed\n", rows.size(), failed);
+    return failed ? 1 : 0;
+}
+
+} // namespace qlora_cli

@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Builds the engine and the qlora CLI with CUDA and without Qt, then runs `qlora check-gpu` (every CUDA kernel
+# against the CPU reference). For a machine with an NVIDIA GPU, the CUDA toolkit and CMake but no Qt.
+# Usage: packaging/gpu/run-gpu-checks.sh [DEPS]
+#   DEPS: a folder with SentencePiece and nlohmann/json unpacked from Debian packages (usr/...), for machines
+#         without them installed; make one with `dpkg -x` of libsentencepiece0, libsentencepiece-dev and
+#         nlohmann-json3-dev. Env: QLS_CUDA_ARCH (default 90 = Hopper), QLS_GPU_BUILD_DIR (default build-gpu).
+set -euo pipefail
+
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
+build="${QLS_GPU_BUILD_DIR:-$here/build-gpu}"
+deps="${1:-}"
+shift || true
+cmake_args=(-DQLS_BUILD_UI=OFF -DQLS_BUILD_TESTS=OFF -DQLS_WITH_CUDA=ON
+            -DCMAKE_CUDA_ARCHITECTURES="${QLS_CUDA_ARCH:-90}" -DCMAKE_BUILD_TYPE=Release)
+if [ -n "$deps" ]; then
+  deps="$(cd "$deps" && pwd)"
+  cmake_args+=(-DCMAKE_PREFIX_PATH="$deps/usr")
+  export LD_LIBRARY_PATH="$deps/usr/lib/x86_64-linux-gnu${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+fi
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export PATH="/usr/local/cuda/bin:$PATH"; fi
+generator=()
+command -v ninja >/dev/null && generator=(-G Ninja)
+
+cmake -S "$here" -B "$build" "${generator[@]}" "${cmake_args[@]}"
+cmake --build "$build" -j "$(nproc)" --target qlora
+"$build/bin/qlora" devices
+"$build/bin/qlora" check-gpu "$@"
