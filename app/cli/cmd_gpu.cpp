@@ -25,10 +25,10 @@ int cmd_check_gpu(int argc, char** argv) {
     if (!p.available) return 1;
     std::printf("inputs drawn with seed %llu\n\n", (unsigned long long)seed);
     const auto rows = qls::run_gpu_op_checks(seed);
-    std::printf("%-18s %-16s %12s %12s %10s  %s\n", "op", "shape", "max |err|", "rel err", "tolerance", "result");
+    std::printf("%-18s %-20s %12s %12s %10s  %s\n", "op", "shape", "max |err|", "rel err", "tolerance", "result");
     int failed = 0;
     for (const auto& r : rows) {
-        std::printf("%-18s %-16s %12.3e %12.3e %10.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.max_abs_error,
+        std::printf("%-18s %-20s %12.3e %12.3e %10.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.max_abs_error,
                     r.max_rel_error, r.tolerance, r.passed ? "ok" : "FAILED");
         failed += !r.passed;
     }

@@ -7,14 +7,18 @@
 #include "qls/quant.h"
 #include "qls/tensor.h"
 #include "qls_kernels/check.h"
+#include "qls_kernels/embedding.h"
 #include "qls_kernels/nf4.h"
 #include "qls_kernels/rmsnorm.h"
+#include "qls_kernels/rope.h"
+#include "qls_kernels/swiglu.h"
 
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <cmath>
 #include <random>
+#include <tuple>
 
 namespace qls {
 
@@ -41,6 +45,24 @@ std::vector<uint16_t> download_bf16(const dbuf& d, size_t n) {
     std::vector<uint16_t> v(n);
     QLS_CUDA_CHECK(cudaMemcpy(v.data(), d.p, n * 2, cudaMemcpyDeviceToHost));
     return v;
+}
+
+// A bf16 device result as floats.
+std::vector<float> download_bf16_as_f32(const dbuf& d, size_t n) {
+    std::vector<uint16_t> got = download_bf16(d, n);
+    std::vector<float> v(n);
+    for (size_t i = 0; i < n; ++i) v[i] = bf16_to_f32(got[i]);
+    return v;
+}
+
+// n values drawn from N(mean, stddev), rounded to bf16: `bits` goes to the GPU, `vals` (the same numbers as floats)
+// to the CPU op, so both see identical inputs.
+void random_bf16(size_t n, float mean, float stddev, std::mt19937_64& rng, std::vector<uint16_t>& bits,
+                 std::vector<float>& vals) {
+    std::normal_distribution<float> nd(mean, stddev);
+    bits.resize(n);
+    vals.resize(n);
+    for (size_t i = 0; i < n; ++i) { bits[i] = f32_to_bf16(nd(rng)); vals[i] = bf16_to_f32(bits[i]); }
 }
 
 void finish(gpu_check_row& r, const std::vector<float>& gpu, const std::vector<float>& cpu) {
@@ -100,6 +122,131 @@ gpu_check_row check_rmsnorm(int N, int C, std::mt19937_64& rng) {
     return r;
 }
 
+// Folds a second output's result into row r (ops with two outputs: one row, the worse of the two, each output's
+// error relative to its own largest value).
+void merge(gpu_check_row& r, const gpu_check_row& other) {
+    r.max_abs_error = std::max(r.max_abs_error, other.max_abs_error);
+    r.max_rel_error = std::max(r.max_rel_error, other.max_rel_error);
+    r.passed = r.passed && other.passed;
+}
+
+// RMSNorm backward (dinp only, written with =), bf16 in/out with fp32 math, against the fp32 CPU op (dinp zeroed
+// first, since the CPU op accumulates) on the same bf16-rounded dout, inp, weight and the same fp32 rstd.
+// Tolerance 2^-8: the output is rounded to bf16 (<= 2^-9 of each value); the fp32 row sum adds ~1e-6 at most.
+gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng) {
+    const size_t nc = static_cast<size_t>(N) * C;
+    std::vector<uint16_t> xb, wb, db;
+    std::vector<float> x, wt, dy;
+    random_bf16(nc, 0.0f, 1.0f, rng, xb, x);
+    random_bf16(static_cast<size_t>(C), 1.0f, 0.1f, rng, wb, wt);
+    random_bf16(nc, 0.0f, 1.0f, rng, db, dy);
+    std::vector<float> y(nc), rstd(static_cast<size_t>(N)), cpu(nc, 0.0f);
+    cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), wt.data(), N, C, 1e-5f);
+    cpu::rmsnorm_backward(cpu.data(), static_cast<float*>(nullptr), dy.data(), x.data(), wt.data(), rstd.data(), N, C);
+    dbuf dx = upload(xb), dw = upload(wb), ddy = upload(db), drstd = upload(rstd), ddinp(nc * 2);
+    qls_kernels::rmsnorm_backward(ddinp.as<__nv_bfloat16>(), ddy.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
+                                  dw.as<__nv_bfloat16>(), drstd.as<float>(), N, C, nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{"rmsnorm_backward", shape_str({N, C}), 0, 0, 1.0 / 256.0, false};
+    finish(r, download_bf16_as_f32(ddinp, nc), cpu);
+    return r;
+}
+
+// SwiGLU forward and backward on (N, H), bf16 in/out with fp32 math, against the fp32 CPU ops on the same
+// bf16-rounded inputs (gate ~ N(0, 2) to reach both tails of the sigmoid). The GPU backward writes (=), so the
+// CPU gradients start at zero. Tolerance 2^-8: the outputs are rounded to bf16 (<= 2^-9 of each value); expf and the
+// fp32 products add a few fp32 ulps (~1e-6). The backward row is the worse of dgate and dup, each relative to its
+// own largest value.
+gpu_check_row check_swiglu_forward(int N, int H, std::mt19937_64& rng) {
+    const size_t n = static_cast<size_t>(N) * H;
+    std::vector<uint16_t> gb, ub;
+    std::vector<float> g, u;
+    random_bf16(n, 0.0f, 2.0f, rng, gb, g);
+    random_bf16(n, 0.0f, 1.0f, rng, ub, u);
+    std::vector<float> cpu(n);
+    cpu::swiglu_forward(cpu.data(), g.data(), u.data(), long(n));
+    dbuf dg = upload(gb), du = upload(ub), dout(n * 2);
+    qls_kernels::swiglu_forward(dout.as<__nv_bfloat16>(), dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(),
+                                int64_t(n), nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{"swiglu_forward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
+    finish(r, download_bf16_as_f32(dout, n), cpu);
+    return r;
+}
+
+gpu_check_row check_swiglu_backward(int N, int H, std::mt19937_64& rng) {
+    const size_t n = static_cast<size_t>(N) * H;
+    std::vector<uint16_t> gb, ub, db;
+    std::vector<float> g, u, d;
+    random_bf16(n, 0.0f, 2.0f, rng, gb, g);
+    random_bf16(n, 0.0f, 1.0f, rng, ub, u);
+    random_bf16(n, 0.0f, 1.0f, rng, db, d);
+    std::vector<float> cpu_dg(n, 0.0f), cpu_du(n, 0.0f);
+    cpu::swiglu_backward(cpu_dg.data(), cpu_du.data(), d.data(), g.data(), u.data(), long(n));
+    dbuf dgate = upload(gb), dup = upload(ub), ddout = upload(db), out_dg(n * 2), out_du(n * 2);
+    qls_kernels::swiglu_backward(out_dg.as<__nv_bfloat16>(), out_du.as<__nv_bfloat16>(), ddout.as<__nv_bfloat16>(),
+                                 dgate.as<__nv_bfloat16>(), dup.as<__nv_bfloat16>(), int64_t(n), nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{"swiglu_backward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
+    finish(r, download_bf16_as_f32(out_dg, n), cpu_dg);
+    gpu_check_row r_up = r;
+    r_up.max_abs_error = r_up.max_rel_error = 0;
+    finish(r_up, download_bf16_as_f32(out_du, n), cpu_du);
+    merge(r, r_up);
+    return r;
+}
+
+// RoPE forward or backward in place on (N, NHX, HS), positions uniform in [0, 4095] (the last row at 4095),
+// inv_freq = 10000^(-2i/HS) (Llama), against the fp32 CPU op on the same bf16-rounded x.
+// Both sides compute the same fp32 angle float(pos) * inv_freq (up to 4095 rad); the GPU takes cosf/sinf of it
+// (<= 2 ulp over the full range, CUDA Programming Guide, so <= 2^-23 absolute), the CPU cos/sin in double. That
+// difference moves an output by <= (|x1| + |x2|) * 2^-22 <= 2^-20 of the largest value; the bf16 output rounding
+// (<= 2^-9 of each value) dominates. Tolerance 2^-8.
+gpu_check_row check_rope(bool backward, int N, int NHX, int HS, std::mt19937_64& rng) {
+    const size_t n = static_cast<size_t>(N) * NHX * HS;
+    std::vector<uint16_t> xb;
+    std::vector<float> cpu;
+    random_bf16(n, 0.0f, 1.0f, rng, xb, cpu);
+    std::uniform_int_distribution<int> pd(0, 4095);
+    std::vector<int> pos(static_cast<size_t>(N));
+    for (int& p : pos) p = pd(rng);
+    pos.back() = 4095;
+    std::vector<float> inv_freq(static_cast<size_t>(HS / 2));
+    for (int i = 0; i < HS / 2; ++i) inv_freq[i] = 1.0f / std::pow(10000.0f, float(2 * i) / float(HS));
+    if (backward) cpu::rope_backward(cpu.data(), pos.data(), inv_freq.data(), N, NHX, HS);
+    else cpu::rope_forward(cpu.data(), pos.data(), inv_freq.data(), N, NHX, HS);
+    dbuf dx = upload(xb), dpos = upload(pos), dfreq = upload(inv_freq);
+    if (backward)
+        qls_kernels::rope_backward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
+    else
+        qls_kernels::rope_forward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{backward ? "rope_backward" : "rope_forward", shape_str({N, NHX, HS}), 0, 0, 1.0 / 256.0, false};
+    finish(r, download_bf16_as_f32(dx, n), cpu);
+    return r;
+}
+
+// Embedding forward: a gather of bf16 rows, so the GPU must equal the CPU op bit for bit (tolerance 0).
+gpu_check_row check_embedding(int N, int V, int C, std::mt19937_64& rng) {
+    std::vector<uint16_t> wb;
+    std::vector<float> wte;
+    random_bf16(static_cast<size_t>(V) * C, 0.0f, 0.02f, rng, wb, wte);
+    std::uniform_int_distribution<int> td(0, V - 1);
+    std::vector<int> tokens(static_cast<size_t>(N));
+    for (int& t : tokens) t = td(rng);
+    tokens.front() = 0;
+    tokens.back() = V - 1;
+    const size_t nc = static_cast<size_t>(N) * C;
+    std::vector<float> cpu(nc);
+    cpu::embedding_forward(cpu.data(), tokens.data(), wte.data(), N, C);
+    dbuf dw = upload(wb), dt = upload(tokens), dout(nc * 2);
+    qls_kernels::embedding_forward(dout.as<__nv_bfloat16>(), dt.as<int>(), dw.as<__nv_bfloat16>(), N, C, nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{"embedding_forward", shape_str({N, V, C}), 0, 0, 0.0, false};
+    finish(r, download_bf16_as_f32(dout, nc), cpu);
+    return r;
+}
+
 } // namespace
 
 std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
@@ -114,6 +261,22 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
             rows.push_back(check_nf4(r, c, rng));
         for (auto [n, c] : {std::pair<int, int>{1, 64}, {7, 100}, {2048, 4096}, {513, 5120}})
             rows.push_back(check_rmsnorm(n, c, rng));
+        for (auto [n, c] : {std::pair<int, int>{1, 64}, {7, 100}, {2048, 4096}, {513, 5120}})
+            rows.push_back(check_rmsnorm_backward(n, c, rng));
+        // (N, H): tiny, odd, Llama-2-7B's MLP at 2048 tokens, odd rows with Llama-2-13B's H
+        for (auto [n, h] : {std::pair<int, int>{1, 64}, {7, 100}, {2048, 11008}, {513, 13824}}) {
+            rows.push_back(check_swiglu_forward(n, h, rng));
+            rows.push_back(check_swiglu_backward(n, h, rng));
+        }
+        // (N, NHX, HS): queries (NH = 32) and keys (NKV = 8) of a GQA model with HS = 128, plus an odd small case
+        for (auto [n, nhx, hs] : {std::tuple<int, int, int>{7, 32, 128}, {7, 8, 128}, {2048, 32, 128}, {2048, 8, 128},
+                                  {5, 3, 64}}) {
+            rows.push_back(check_rope(false, n, nhx, hs, rng));
+            rows.push_back(check_rope(true, n, nhx, hs, rng));
+        }
+        // (N, V, C): odd small table, Llama-2-7B's table at 2048 tokens
+        for (auto [n, v, c] : {std::tuple<int, int, int>{7, 50, 100}, {2048, 32000, 4096}})
+            rows.push_back(check_embedding(n, v, c, rng));
     } catch (const qls_kernels::cuda_failure& e) {
         throw error(error_code::device, e.what(), "check the driver (nvidia-smi) and that no other process holds the GPU");
     }
