@@ -319,6 +319,15 @@ private slots:
         }
     }
 
+    // The example in datasets/stories/pip.run.json (shown in README) parses and points at the corpus and model.
+    void bundledExampleConfigIsValid() {
+        const train_config c = load_train_config(std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip.run.json");
+        QVERIFY(fs::exists(c.train_file));
+        QVERIFY(fs::exists(c.validation_file));
+        QCOMPARE(fs::weakly_canonical(c.model), fs::weakly_canonical(testutil::model_dir()));
+        QCOMPARE(c.max_steps, int64_t(80));
+    }
+
     void configRoundTripsAndSchedules() {
         train_config c = small_config("/tmp", "rt");
         train_config d = parse_train_config(train_config_to_json(c), "x", "");
