@@ -4,9 +4,12 @@
 #include "backends/cpu/ops.h"
 #include "qls/dtype.h"
 #include "qls/error.h"
+#include "qls/optim.h"
 #include "qls/quant.h"
 #include "qls/tensor.h"
+#include "qls_kernels/adamw.h"
 #include "qls_kernels/check.h"
+#include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/embedding.h"
 #include "qls_kernels/nf4.h"
 #include "qls_kernels/rmsnorm.h"
@@ -17,6 +20,8 @@
 
 #include <algorithm>
 #include <cmath>
+#include <iterator>
+#include <limits>
 #include <random>
 #include <tuple>
 
@@ -247,6 +252,173 @@ gpu_check_row check_embedding(int N, int V, int C, std::mt19937_64& rng) {
     return r;
 }
 
+// Fused cross-entropy on (N, V): bf16 logits ~ N(0, 2), targets uniform in [0, V) with ~10% set to -1 (the first
+// row's target is 0, the last V - 1, where N allows), dloss = 1 / count. CPU: cpu::cross_entropy_forward and
+// cpu::cross_entropy_backward (double math, fp32 results; dlogits zeroed first since it accumulates) on the same
+// bf16-rounded logits. The GPU writes dlogits in place of the logits.
+// Tolerances: losses 1e-5 relative to the largest loss: the GPU sums exp in fp32 in another order (online rescaling
+// per thread, then a tree), expf/logf are within 2 ulp, so logsumexp is off by ~V_thread * 2^-24 relative (<~ 1e-6
+// for 64 terms per thread) and the loss (~log V + a few) by less; 1e-5 leaves a 10x margin. dlogits 2^-8: the bf16
+// output rounding (<= 2^-9 of each value) dominates the ~1e-6 of the fp32 softmax. One row: the worse of the two.
+std::vector<gpu_check_row> check_cross_entropy(int N, int V, std::mt19937_64& rng) {
+    const size_t nv = static_cast<size_t>(N) * V;
+    std::vector<uint16_t> zb;
+    std::vector<float> z;
+    random_bf16(nv, 0.0f, 2.0f, rng, zb, z);
+    std::uniform_int_distribution<int> td(0, V - 1);
+    std::bernoulli_distribution ignore(0.1);
+    std::vector<int> targets(static_cast<size_t>(N));
+    for (int& t : targets) t = ignore(rng) ? -1 : td(rng);
+    if (N > 1) {
+        targets.front() = 0;
+        targets.back() = V - 1;
+    }
+    std::vector<float> cpu_loss(static_cast<size_t>(N)), cpu_dz(nv, 0.0f);
+    const int count = cpu::cross_entropy_forward(cpu_loss.data(), z.data(), targets.data(), N, V);
+    const float dloss = count > 0 ? 1.0f / float(count) : 0.0f;
+    cpu::cross_entropy_backward(cpu_dz.data(), z.data(), targets.data(), N, V, dloss);
+    dbuf dz = upload(zb), dt = upload(targets), dl(static_cast<size_t>(N) * 4);
+    qls_kernels::cross_entropy_forward_backward(dl.as<float>(), dz.as<__nv_bfloat16>(), dz.as<__nv_bfloat16>(),
+                                                dt.as<int>(), N, V, dloss, nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    std::vector<float> gpu_loss(static_cast<size_t>(N));
+    QLS_CUDA_CHECK(cudaMemcpy(gpu_loss.data(), dl.p, gpu_loss.size() * 4, cudaMemcpyDeviceToHost));
+    // two rows, each with its own error and tolerance: the fp32 losses and the bf16 dlogits
+    gpu_check_row r{"ce_losses", shape_str({N, V}), 0, 0, 1e-5, false};
+    finish(r, gpu_loss, cpu_loss);
+    gpu_check_row r_dz{"ce_dlogits", shape_str({N, V}), 0, 0, 1.0 / 256.0, false};
+    finish(r_dz, download_bf16_as_f32(dz, nv), cpu_dz);
+    return {r, r_dz};
+}
+
+std::vector<float> download_f32(const dbuf& d, size_t n) {
+    std::vector<float> v(n);
+    QLS_CUDA_CHECK(cudaMemcpy(v.data(), d.p, n * 4, cudaMemcpyDeviceToHost));
+    return v;
+}
+
+// Gradients for step s of the AdamW checks: N(0, 1e-2), with a NaN and an Inf in step 2 for tensors of >= 255
+// elements (the 8-bit kernel's non-finite path; the 32-bit one would carry them into p, so it gets none).
+std::vector<float> adamw_grad(size_t n, int step, bool non_finite, std::mt19937_64& rng) {
+    std::normal_distribution<float> nd(0.0f, 1e-2f);
+    std::vector<float> g(n);
+    for (float& x : g) x = nd(rng);
+    if (non_finite && step == 2 && n >= 255) {
+        g[n / 3] = std::numeric_limits<float>::quiet_NaN();
+        g[n / 2] = std::numeric_limits<float>::infinity();
+    }
+    return g;
+}
+
+constexpr size_t adamw_check_sizes[] = {1, 255, 4097, 10000, 65537};
+
+// AdamW 32-bit: the 5 tensors above in ONE multi-tensor launch per step, 3 steps (lr 1e-3, 2e-3, 1e-3;
+// gnorm_scale 1, 0.5, 1; bnb default betas/eps, wd 0.01), params ~ N(0, 0.02), states from zero; against
+// qls::adamw_update_32bit per tensor. The kernel does the CPU's operations in the CPU's order with correctly rounded
+// intrinsics and the CPU's host-computed step constants, so p, m and v are expected bit-identical. Tolerance 2^-23
+// (one fp32 ulp of the largest value) relative to each array's largest |value|; one row: the worst of p, m, v
+// over all tensors.
+gpu_check_row check_adamw_32bit(std::mt19937_64& rng) {
+    const adamw_hparams h;
+    const qls_kernels::adamw_config cfg{h.beta1, h.beta2, h.eps, h.weight_decay};
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    const size_t T = std::size(adamw_check_sizes);
+    std::vector<std::vector<float>> p(T), m(T), v(T);
+    std::vector<dbuf> dp, dg, dm, dv;
+    std::vector<qls_kernels::adamw_tensor> desc;
+    int64_t max_n = 0;
+    for (size_t t = 0; t < T; ++t) {
+        const size_t n = adamw_check_sizes[t];
+        p[t].resize(n);
+        for (float& x : p[t]) x = nd(rng);
+        m[t].assign(n, 0.0f);
+        v[t].assign(n, 0.0f);
+        dp.push_back(upload(p[t]));
+        dm.push_back(upload(m[t]));
+        dv.push_back(upload(v[t]));
+        dg.emplace_back(n * 4);
+        desc.push_back({dp[t].as<float>(), dg[t].as<float>(), dm[t].as<float>(), dv[t].as<float>(), int64_t(n)});
+        max_n = std::max<int64_t>(max_n, int64_t(n));
+    }
+    dbuf ddesc = upload(desc);
+    const float lrs[3] = {1e-3f, 2e-3f, 1e-3f}, scales[3] = {1.0f, 0.5f, 1.0f};
+    for (int step = 1; step <= 3; ++step) {
+        for (size_t t = 0; t < T; ++t) {
+            std::vector<float> g = adamw_grad(adamw_check_sizes[t], step, false, rng);
+            QLS_CUDA_CHECK(cudaMemcpy(dg[t].p, g.data(), g.size() * 4, cudaMemcpyHostToDevice));
+            adamw_update_32bit(p[t].data(), g.data(), m[t].data(), v[t].data(), g.size(), step, lrs[step - 1], h,
+                               scales[step - 1]);
+        }
+        qls_kernels::adamw_update_32bit_multi(ddesc.as<qls_kernels::adamw_tensor>(), int(T), max_n, step,
+                                              lrs[step - 1], cfg, scales[step - 1], nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    gpu_check_row r{"adamw_32bit_multi (p, m, v)", "5 tensors [1, 255, 4097, 10000, 65537] x 3 steps", 0, 0,
+                    1.0 / 8388608.0, true};
+    for (size_t t = 0; t < T; ++t) {
+        const size_t n = adamw_check_sizes[t];
+        const std::vector<float>* cpu[3] = {&p[t], &m[t], &v[t]};
+        const dbuf* gpu[3] = {&dp[t], &dm[t], &dv[t]};
+        for (int k = 0; k < 3; ++k) {
+            gpu_check_row sub{r.op, r.shape, 0, 0, r.tolerance, false};
+            finish(sub, download_f32(*gpu[k], n), *cpu[k]);
+            merge(r, sub);
+        }
+    }
+    return r;
+}
+
+// AdamW 8-bit blockwise on one tensor of n elements (run for each of the sizes above, partial last blocks
+// included), 3 steps from zero codes and absmax, a NaN and an Inf gradient in step 2; against
+// qls::adamw_update_8bit_blockwise with qmap1 = dynamic_map(true), qmap2 = dynamic_map(false). Codes come from the
+// same quantize_2D search on the same fp32 values, absmax from an exact max, and p from the CPU's operations in its
+// order: codes and absmax must be identical (tolerance 0; the row's error counts a code mismatch as its code
+// distance over 255), p within 2^-23 of the largest |p| (expected 0). One row: the worst of p, codes, absmax.
+gpu_check_row check_adamw_8bit(size_t n, std::mt19937_64& rng) {
+    const adamw_hparams h;
+    const qls_kernels::adamw_config cfg{h.beta1, h.beta2, h.eps, h.weight_decay};
+    const std::array<float, 256> qm1 = dynamic_map(true), qm2 = dynamic_map(false);
+    const size_t nb = (n + adamw_8bit_block - 1) / adamw_8bit_block;
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<float> p(n), a1(nb, 0.0f), a2(nb, 0.0f);
+    for (float& x : p) x = nd(rng);
+    std::vector<uint8_t> c1(n, 0), c2(n, 0);
+    dbuf dp = upload(p), dg(n * 4), dc1 = upload(c1), dc2 = upload(c2), da1 = upload(a1), da2 = upload(a2);
+    dbuf dq1 = upload(std::vector<float>(qm1.begin(), qm1.end())), dq2 = upload(std::vector<float>(qm2.begin(), qm2.end()));
+    const float lrs[3] = {1e-3f, 2e-3f, 1e-3f}, scales[3] = {1.0f, 0.5f, 1.0f};
+    for (int step = 1; step <= 3; ++step) {
+        std::vector<float> g = adamw_grad(n, step, true, rng);
+        QLS_CUDA_CHECK(cudaMemcpy(dg.p, g.data(), n * 4, cudaMemcpyHostToDevice));
+        adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, step,
+                                    lrs[step - 1], h, qm1, qm2, scales[step - 1]);
+        qls_kernels::adamw_update_8bit_blockwise(dp.as<float>(), dg.as<float>(), dc1.as<uint8_t>(),
+                                                 dc2.as<uint8_t>(), da1.as<float>(), da2.as<float>(), int64_t(n),
+                                                 step, lrs[step - 1], cfg, dq1.as<float>(), dq2.as<float>(),
+                                                 scales[step - 1], nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    gpu_check_row r{"adamw_8bit_blockwise (p; codes, absmax exact)", shape_str({int64_t(n)}), 0, 0, 1.0 / 8388608.0,
+                    false};
+    finish(r, download_f32(dp, n), p);
+    for (int k = 0; k < 2; ++k) {
+        std::vector<uint8_t> got(n);
+        QLS_CUDA_CHECK(cudaMemcpy(got.data(), (k == 0 ? dc1 : dc2).p, n, cudaMemcpyDeviceToHost));
+        const std::vector<uint8_t>& want = k == 0 ? c1 : c2;
+        gpu_check_row sub{r.op, r.shape, 0, 0, 0.0, true};
+        for (size_t i = 0; i < n; ++i) {
+            const double d = std::fabs(double(got[i]) - double(want[i]));
+            sub.max_abs_error = std::max(sub.max_abs_error, d);
+            sub.max_rel_error = std::max(sub.max_rel_error, d / 255.0);
+        }
+        sub.passed = sub.max_abs_error == 0;
+        merge(r, sub);
+        gpu_check_row sa{r.op, r.shape, 0, 0, 0.0, false};
+        finish(sa, download_f32(k == 0 ? da1 : da2, nb), k == 0 ? a1 : a2);
+        merge(r, sa);
+    }
+    return r;
+}
+
 } // namespace
 
 std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
@@ -277,6 +449,12 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
         // (N, V, C): odd small table, Llama-2-7B's table at 2048 tokens
         for (auto [n, v, c] : {std::tuple<int, int, int>{7, 50, 100}, {2048, 32000, 4096}})
             rows.push_back(check_embedding(n, v, c, rng));
+        // (N, V): one row, a small odd chunk, a 1024-row chunk; V: small, Llama-2's 32000, odd 32001
+        for (int n : {1, 7, 1024})
+            for (int v : {512, 32000, 32001})
+                for (const gpu_check_row& r : check_cross_entropy(n, v, rng)) rows.push_back(r);
+        rows.push_back(check_adamw_32bit(rng));
+        for (size_t n : adamw_check_sizes) rows.push_back(check_adamw_8bit(n, rng));
     } catch (const qls_kernels::cuda_failure& e) {
         throw error(error_code::device, e.what(), "check the driver (nvidia-smi) and that no other process holds the GPU");
     }
