@@ -472,13 +472,14 @@ std::vector<std::pair<std::string, tensor>> optimizer::serialize_state() const {
 }
 
 void optimizer::load_state(const std::vector<std::pair<std::string, tensor>>& state) {
-    // Validate everything before changing anything.
-    const tensor& st = find_state(state, "optimizer.step", dtype::i64, {1});
+    // Validate everything before changing anything. (Copies of qls::tensor share storage: holding them by value
+    // costs nothing and keeps GCC 13's -Wdangling-reference quiet about find_state's temporary arguments.)
+    const tensor st = find_state(state, "optimizer.step", dtype::i64, {1});
     const int64_t step = st.data<int64_t>()[0];
     if (step < 0) throw error(error_code::format, "optimizer state 'optimizer.step' is negative");
     if (optimizer_kind_is_8bit(config_.kind)) {
-        const tensor& q1 = find_state(state, "optimizer.qmap1", dtype::f32, {256});
-        const tensor& q2 = find_state(state, "optimizer.qmap2", dtype::f32, {256});
+        const tensor q1 = find_state(state, "optimizer.qmap1", dtype::f32, {256});
+        const tensor q2 = find_state(state, "optimizer.qmap2", dtype::f32, {256});
         if (std::memcmp(q1.raw(), qmap1_.data(), 1024) != 0 || std::memcmp(q2.raw(), qmap2_.data(), 1024) != 0)
             throw error(error_code::format, "optimizer states 'optimizer.qmap1'/'optimizer.qmap2' differ from the "
                                             "dynamic maps this optimizer quantizes with");
