@@ -330,8 +330,11 @@ private slots:
 
     void configRoundTripsAndSchedules() {
         train_config c = small_config("/tmp", "rt");
+        // parsing makes paths absolute and normal; after that the JSON round trip is exact
         train_config d = parse_train_config(train_config_to_json(c), "x", "");
-        QCOMPARE(train_config_to_json(d), train_config_to_json(c));
+        QCOMPARE(fs::path(d.model), fs::absolute(c.model).lexically_normal());
+        train_config e = parse_train_config(train_config_to_json(d), "x", "");
+        QCOMPARE(train_config_to_json(e), train_config_to_json(d));
         c.learning_rate = 1.0f;
         c.warmup_steps = 10;
         c.schedule = lr_schedule::linear;

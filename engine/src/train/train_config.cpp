@@ -76,9 +76,12 @@ struct section {
     }
 };
 
+// Relative paths are relative to the config file's directory; the result is absolute, so a run's saved config.json
+// (and `qlora resume`) works from any working directory.
 std::string resolve(const std::string& base, const std::string& p) {
-    if (p.empty() || fs::path(p).is_absolute() || base.empty()) return p;
-    return (fs::path(base) / p).lexically_normal().string();
+    if (p.empty()) return p;
+    fs::path r = fs::path(p).is_absolute() || base.empty() ? fs::path(p) : fs::path(base) / p;
+    return fs::absolute(r).lexically_normal().string();
 }
 
 } // namespace

@@ -222,7 +222,10 @@ std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_ca
     validate_train_config(cfg);
     std::unique_ptr<trainer> t(new trainer());
     t->cfg_ = cfg;
-    t->run_dir_ = (fs::path(cfg.runs_dir) / cfg.name).string();
+    // absolute paths in the saved config.json, so `qlora resume` works from any working directory
+    for (std::string* p : {&t->cfg_.model, &t->cfg_.train_file, &t->cfg_.validation_file, &t->cfg_.runs_dir})
+        if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();
+    t->run_dir_ = (fs::path(t->cfg_.runs_dir) / cfg.name).string();
     if (!latest_checkpoint(t->run_dir_).empty())
         throw error(error_code::config,
                     t->run_dir_ + ": this run already has checkpoints",
@@ -233,7 +236,7 @@ std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_ca
     if (ec)
         throw error(error_code::io, t->run_dir_ + ": cannot create the run directory: " + ec.message(),
                     "check that runs_dir is writable");
-    write_file_atomic(fs::path(t->run_dir_) / "config.json", train_config_to_json(cfg));
+    write_file_atomic(fs::path(t->run_dir_) / "config.json", train_config_to_json(t->cfg_));
     write_file_atomic(fs::path(t->run_dir_) / "metrics.jsonl", "");
     t->log("run " + t->run_dir_ + ": " + std::to_string(t->train_.stats.examples) + " training examples, " +
            std::to_string(t->val_.stats.examples) + " validation examples, " + std::to_string(t->total_steps_) +
