@@ -31,10 +31,13 @@ private slots:
         QCOMPARE(info.layers, 5);
         QCOMPARE(info.vocab, 512);
         QCOMPARE(info.parameters, qint64(260032));
-        // the page shows the description
-        bool shown = false;
-        for (QLabel* l : w.modelPage()->findChildren<QLabel*>()) shown |= l->text() == "260,032" || l->text() == "260032";
-        QVERIFY(shown);
+        // the page shows the description (the worker's signal reaches the page through the event loop)
+        auto shown = [&w] {
+            for (QLabel* l : w.modelPage()->findChildren<QLabel*>())
+                if (l->text() == "260,032" || l->text() == "260032") return true;
+            return false;
+        };
+        QTRY_VERIFY_WITH_TIMEOUT(shown(), 10000);
 
         QSignalSpy finished(c.worker(), &EngineWorker::generationFinished);
         GenerateRequest r;
@@ -74,9 +77,12 @@ private slots:
         QTRY_COMPARE_WITH_TIMEOUT(failed.count(), 1, 10000);
         QVERIFY(failed.at(0).at(0).toString().contains(empty.path()));
         QVERIFY(failed.at(0).at(0).toString().contains("config.json"));
-        bool shown = false;
-        for (QLabel* l : w.modelPage()->findChildren<QLabel*>()) shown |= l->text().contains("Could not load the model");
-        QVERIFY(shown);
+        auto shown = [&w] {
+            for (QLabel* l : w.modelPage()->findChildren<QLabel*>())
+                if (l->text().contains("Could not load the model")) return true;
+            return false;
+        };
+        QTRY_VERIFY_WITH_TIMEOUT(shown(), 10000);
     }
 };
 
