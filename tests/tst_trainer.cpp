@@ -319,9 +319,9 @@ private slots:
         }
     }
 
-    // The example in datasets/stories/pip.run.json (shown in README) parses and points at the corpus and model.
+    // The example in resources/examples/pip.run.json (shown in README) parses and points at the corpus and model.
     void bundledExampleConfigIsValid() {
-        const train_config c = load_train_config(std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip.run.json");
+        const train_config c = load_train_config(std::string(QLS_SOURCE_DIR) + "/resources/examples/pip.run.json");
         QVERIFY(fs::exists(c.train_file));
         QVERIFY(fs::exists(c.validation_file));
         QCOMPARE(fs::weakly_canonical(c.model), fs::weakly_canonical(testutil::model_dir()));
