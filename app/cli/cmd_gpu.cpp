@@ -17,18 +17,25 @@ int cmd_devices(int argc, char** argv) {
 }
 
 int cmd_check_gpu(int argc, char** argv) {
-    args a(argc, argv, 2, {"seed"}, {});
+    args a(argc, argv, 2, {"seed", "model", "text", "finetune-steps"}, {});
+    if (a.has("model") != a.has("text"))
+        throw usage_error("--model DIR and --text FILE go together: the fine-tune check trains DIR on windows of FILE");
     const uint64_t seed = a.has("seed") ? uint64_t(a.get_int64("seed", 0))
                                         : uint64_t(std::chrono::system_clock::now().time_since_epoch().count());
     const qls::gpu_probe p = qls::probe_gpu();
     std::printf("%s\n", p.message.c_str());
     if (!p.available) return 1;
     std::printf("inputs drawn with seed %llu\n\n", (unsigned long long)seed);
-    const auto rows = qls::run_gpu_op_checks(seed);
-    std::printf("%-18s %-20s %12s %12s %10s  %s\n", "op", "shape", "max |err|", "rel err", "tolerance", "result");
+    auto rows = qls::run_gpu_op_checks(seed);
+    if (a.has("model")) {
+        const int steps = a.get_int("finetune-steps", 20);
+        if (steps < 1) throw usage_error("--finetune-steps must be at least 1");
+        for (auto& r : qls::run_gpu_finetune_check(*a.get("model"), *a.get("text"), steps, seed)) rows.push_back(r);
+    }
+    std::printf("%-18s %-26s %12s %12s %10s  %s\n", "op", "shape", "max |err|", "rel err", "tolerance", "result");
     int failed = 0;
     for (const auto& r : rows) {
-        std::printf("%-18s %-20s %12.3e %12.3e %10.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.max_abs_error,
+        std::printf("%-18s %-26s %12.3e %12.3e %10.3e  %s\n", r.op.c_str(), r.shape.c_str(), r.max_abs_error,
                     r.max_rel_error, r.tolerance, r.passed ? "ok" : "FAILED");
         failed += !r.passed;
     }

@@ -11,5 +11,6 @@ int cmd_resume(int argc, char** argv);
 int cmd_export(int argc, char** argv);
 int cmd_check_gpu(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
+int cmd_bench(int argc, char** argv);
 
 } // namespace qlora_cli

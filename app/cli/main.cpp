@@ -31,6 +31,7 @@ static void print_usage(FILE* f) {
                  "             [--no-checkpointing] [--budget-gib G] [--card-gib G] [--json] [--items]\n"
                  "  devices    say which compute device this process can use\n"
                  "  check-gpu  compare every CUDA kernel with the CPU reference on fresh random inputs\n"
+                 "  bench      time QLoRA training steps of a synthetic model shape on the GPU (--json)\n"
                  "             [--seed S]; exits non-zero when any check fails or there is no GPU\n"
                  "  --version  print the version\n",
                  QLS_VERSION);
@@ -50,6 +51,7 @@ int main(int argc, char** argv) {
         if (cmd == "export") return qlora_cli::cmd_export(argc, argv);
         if (cmd == "check-gpu") return qlora_cli::cmd_check_gpu(argc, argv);
         if (cmd == "devices") return qlora_cli::cmd_devices(argc, argv);
+        if (cmd == "bench") return qlora_cli::cmd_bench(argc, argv);
         std::fprintf(stderr, "qlora: unknown command '%s'\n\n", cmd.c_str());
         print_usage(stderr);
         return 2;

@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
 # Builds the engine and the qlora CLI with CUDA and without Qt, then runs `qlora check-gpu` (every CUDA kernel
-# against the CPU reference). For a machine with an NVIDIA GPU, the CUDA toolkit and CMake but no Qt.
+# against the CPU reference, and a short fine-tune of a real model beside the CPU) and `qlora bench` (training steps
+# of synthetic Llama shapes). For a machine with an NVIDIA GPU, the CUDA toolkit and CMake but no Qt.
 # Usage: packaging/gpu/run-gpu-checks.sh [DEPS]
+#   Env: QLS_CHECK_MODEL (a Hugging Face model directory for the fine-tune check; skipped when unset),
+#        QLS_BENCH (default "--shape 7b": `qlora bench` arguments, several runs separated by ';'; "" skips it).
 #   DEPS: a folder with SentencePiece and nlohmann/json unpacked from Debian packages (usr/...), for machines
 #         without them installed; make one with `dpkg -x` of libsentencepiece0, libsentencepiece-dev and
 #         nlohmann-json3-dev. Env: QLS_CUDA_ARCH (default 90 = Hopper), QLS_GPU_BUILD_DIR (default build-gpu).
@@ -25,4 +28,16 @@ command -v ninja >/dev/null && generator=(-G Ninja)
 cmake -S "$here" -B "$build" "${generator[@]}" "${cmake_args[@]}"
 cmake --build "$build" -j "$(nproc)" --target qlora
 "$build/bin/qlora" devices
-"$build/bin/qlora" check-gpu "$@"
+check_args=()
+if [ -n "${QLS_CHECK_MODEL:-}" ]; then
+  check_args=(--model "$QLS_CHECK_MODEL" --text "$here/datasets/stories/pip_the_lighthouse_mouse.txt")
+fi
+status=0
+"$build/bin/qlora" check-gpu "${check_args[@]}" "$@" || status=$?
+IFS=';' read -ra benches <<< "${QLS_BENCH---shape 7b}"
+for b in "${benches[@]}"; do
+  [ -n "${b// }" ] || continue
+  # shellcheck disable=SC2086  # each entry is a list of flags
+  "$build/bin/qlora" bench $b --json || status=$?
+done
+exit $status

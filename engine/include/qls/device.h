@@ -35,4 +35,10 @@ struct gpu_check_row {
 // Throws qls::error(device) when there is no usable GPU or the build has no CUDA backend.
 std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed);
 
+// A short LoRA fine-tune (rank 8, 32-bit AdamW, B 4 x T 64 windows of `text_file`) of the model in `model_dir`
+// (NF4 base) on the GPU beside the same steps on the CPU reference: one row per step, the two losses in `shape`,
+// passed when the GPU loss is within 1% of the CPU's. Throws qls::error(device) without a GPU or CUDA build.
+std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file,
+                                                  int steps, uint64_t seed);
+
 } // namespace qls

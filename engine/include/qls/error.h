@@ -14,6 +14,7 @@ enum class error_code {
     unsupported,     // valid input this build does not handle (a dtype, an architecture)
     invalid_argument,// a caller/user argument is out of range
     device,          // a CUDA/driver failure
+    out_of_memory,   // the device (or pinned host) memory a run needs is not there
     internal,        // a bug: an invariant did not hold
 };
 

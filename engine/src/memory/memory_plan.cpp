@@ -174,17 +174,18 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     }
 
     // ---- frozen weights: what QLoRA keeps unquantized --------------------------------------------------------------
-    // qlora.py: embed_tokens and lm_head cast to bf16, norms kept in fp32 (anchors-qlora.md §2.4); the LM head is
-    // not quantized (find_all_linear_names excludes it) and is used directly by the chunked loss GEMM.
+    // qlora.py: embed_tokens and lm_head cast to bf16 (anchors-qlora.md §2.4); the LM head is not quantized
+    // (find_all_linear_names excludes it) and is used directly by the chunked loss GEMM. Our RMSNorm kernels read
+    // bf16 weights (kernels/include/qls_kernels/rmsnorm.h), so the norms are bf16 too.
     tb.add("model.embed_tokens.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
            "token embeddings (V, C) bf16, looked up, never trained");
     if (!cfg.tie_word_embeddings)
         tb.add("lm_head.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
                "LM head (V, C) bf16 (kept unquantized as QLoRA does)");
-    tb.add(layer + "input_layernorm.weight", plan_category::frozen_weights, "f32", {C}, L, "RMSNorm weight (C) fp32");
-    tb.add(layer + "post_attention_layernorm.weight", plan_category::frozen_weights, "f32", {C}, L,
-           "RMSNorm weight (C) fp32");
-    tb.add("model.norm.weight", plan_category::frozen_weights, "f32", {C}, 1, "final RMSNorm weight (C) fp32");
+    tb.add(layer + "input_layernorm.weight", plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight (C) bf16");
+    tb.add(layer + "post_attention_layernorm.weight", plan_category::frozen_weights, "bf16", {C}, L,
+           "RMSNorm weight (C) bf16");
+    tb.add("model.norm.weight", plan_category::frozen_weights, "bf16", {C}, 1, "final RMSNorm weight (C) bf16");
 
     // ---- LoRA weights and grads, fp32 ------------------------------------------------------------------------------
     // Why fp32: the AdamW step changes a weight by about lr = 1e-4..2e-4 per step, while bf16 keeps 8 significant
@@ -203,7 +204,9 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
         lora.push_back({m + ".lora_B.weight", d.out, r});
     }
     int64_t lora_params = 0;
-    for (const auto& lt : lora) lora_params += lt.rows * lt.cols * L;
+    int64_t lora_layer_params = 0;
+    for (const auto& lt : lora) lora_layer_params += lt.rows * lt.cols;
+    lora_params = lora_layer_params * L;
     info.lora_params = lora_params;
     for (const auto& lt : lora)
         tb.add(lt.name, plan_category::lora_weights, "f32", {lt.rows, lt.cols}, L,
@@ -327,20 +330,20 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     // Backward scratch: one set, reused by every layer (activation gradients; the weights get no gradient).
     tb.add("grad.residual", plan_category::activations, "f32", {B, T, C}, 1,
            "dL/d residual stream (B,T,C) fp32: accumulates 2L+1 contributions, bf16 would round each add");
-    tb.add("grad.norm_out", plan_category::activations, "bf16", {B, T, C}, 1,
-           "dL/d normed input (B,T,C): sum of the q,k,v (or gate,up) input grads, GEMM beta=1");
+    tb.add("grad.residual_bf16", plan_category::activations, "bf16", {B, T, C}, 1,
+           "grad.residual rounded to bf16 (B,T,C), the GEMM operand of the o_proj/down_proj backward");
+    tb.add("grad.norm_out", plan_category::activations, "f32", {B, T, C}, 1,
+           "dL/d normed input (B,T,C) fp32: sum of the q,k,v (or gate,up) input grads, GEMM beta=1 in fp32");
     tb.add("grad.attn_out", plan_category::activations, "bf16", {B, T, Q}, 1, "dL/d attention output (B,T,NH*HS)");
     tb.add("grad.q", plan_category::activations, "bf16", {B, T, Q}, 1, "dL/dq (B,T,NH*HS)");
     tb.add("grad.k", plan_category::activations, "bf16", {B, T, KV}, 1, "dL/dk (B,T,NKV*HS)");
     tb.add("grad.v", plan_category::activations, "bf16", {B, T, KV}, 1, "dL/dv (B,T,NKV*HS)");
-    tb.add("grad.q_accum", plan_category::activations, "f32", {B, T, Q}, 1,
-           "fp32 dq accumulator across key blocks (flash-attention-2 backward's dq_accum)");
     tb.add("grad.attn_delta", plan_category::activations, "f32", {B, NH, T}, 1,
            "rowsum(dO∘O) per query row (B,NH,T) fp32, flash backward");
     tb.add("grad.mlp_hidden", plan_category::activations, "bf16", {B, T, H}, 1,
            "dL/d hidden (B,T,H), overwritten in place by dL/d gate");
     tb.add("grad.mlp_up", plan_category::activations, "bf16", {B, T, H}, 1, "dL/d up (B,T,H)");
-    tb.add("grad.lora_xa", plan_category::activations, "f32", {B, T, r}, 1,
+    tb.add("grad.lora_xa", plan_category::activations, "bf16", {B, T, r}, 1,
            "dL/d xa = scale·dout·B (B,T,r) fp32, reused by every adapter");
 
     // ---- logits and loss: chunked cross-entropy ------------------------------------------------------------------
@@ -352,11 +355,13 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     tb.add("loss.targets", plan_category::logits_loss, "i32", {B, T}, 1, "target ids (B,T), -1 = no loss");
     tb.add("loss.final_norm.out", plan_category::logits_loss, "bf16", {B, T, C}, 1, "final RMSNorm output (B,T,C)");
     tb.add("loss.final_norm.rstd", plan_category::logits_loss, "f32", {B, T}, 1, "final RMSNorm 1/rms (B,T)");
-    tb.add("loss.logits_chunk", plan_category::logits_loss, "f32", {chunk, V}, 1,
-           "fp32 logits for " + std::to_string(chunk) +
-               " token rows at a time (rows*V*4 <= 128 MiB), reused in place for dlogits; never (B,T,V)");
+    tb.add("loss.positions", plan_category::logits_loss, "i32", {B, T}, 1, "RoPE position of each token (B,T)");
+    tb.add("loss.segments", plan_category::logits_loss, "i32", {B, T}, 1, "packed-example id of each token (B,T)");
+    tb.add("loss.logits_chunk", plan_category::logits_loss, "bf16", {chunk, V}, 1,
+           "bf16 logits for " + std::to_string(chunk) +
+               " token rows at a time (fp32 softmax in the fused kernel), reused in place for dlogits; never (B,T,V)");
     tb.add("loss.losses", plan_category::logits_loss, "f32", {B, T}, 1, "per-token loss (B,T) fp32");
-    tb.add("loss.grad_final_norm.out", plan_category::logits_loss, "bf16", {B, T, C}, 1,
+    tb.add("loss.grad_final_norm.out", plan_category::logits_loss, "f32", {B, T, C}, 1,
            "dL/d final norm output (B,T,C), filled chunk by chunk");
 
     // ---- workspace --------------------------------------------------------------------------------------------------
@@ -371,8 +376,13 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
            "bf16 copy of the largest linear (out, in), double-buffered for overlap");
     tb.add("workspace.cublas", plan_category::workspace, "u8", {int64_t(cublas_workspace_bytes)}, 1,
            "cuBLAS workspace, 32 MiB (cublasSetWorkspace recommendation for Hopper)");
-    tb.add("workspace.rope_cos_sin", plan_category::workspace, "f32", {2, T, HS / 2}, 1,
-           "RoPE cos and sin tables (2, T, HS/2) fp32");
+    tb.add("workspace.rope_inv_freq", plan_category::workspace, "f32", {HS / 2}, 1,
+           "RoPE inverse frequencies (HS/2) fp32; the kernels take cos/sin of pos·inv_freq on the fly");
+    tb.add("workspace.lora_bf16", plan_category::workspace, "bf16", {lora_layer_params}, 1,
+           "one layer's LoRA A and B rounded to bf16, the GEMM operands (re-cast per layer and pass)");
+    tb.add("workspace.reductions", plan_category::workspace, "f32", {1024 + 2 + 16384}, 1,
+           "partial sums of the gradient norm (1024), two scalars (loss sum, grad norm²) and the fused AdamW's "
+           "descriptor table (16384 floats: 1638 tensors or pages per launch)");
     if (s.lora.dropout > 0.0f)
         tb.add("workspace.lora_dropout_input", plan_category::workspace, "bf16", {B, T, max_lora_in}, 1,
                "dropout(x)/(1-p) for the adapter GEMM, (B,T,max in) bf16, reused by every adapter");

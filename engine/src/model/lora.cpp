@@ -2,6 +2,7 @@
 #include "qls/lora.h"
 
 #include "qls/error.h"
+#include "qls_kernels/dropout_hash.h"
 
 #include <algorithm>
 #include <cmath>
@@ -88,13 +89,7 @@ template <class T> size_t lora_weights<T>::parameter_count() const {
 template struct lora_weights<float>;
 template struct lora_weights<double>;
 
-// splitmix64 (Steele, Lea, Flood 2014; http://prng.di.unimi.it/splitmix64.c) as a hash of (seed, layer, target, i).
-static inline uint64_t splitmix64(uint64_t x) {
-    x += 0x9e3779b97f4a7c15ull;
-    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
-    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
-    return x ^ (x >> 31);
-}
+using qls_kernels::splitmix64; // kernels/include/qls_kernels/dropout_hash.h
 
 lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint64_t seed) {
     validate_lora(c);
@@ -149,10 +144,7 @@ void lora_merge(float* w, const lora_adapter<float>& ad, float scale) {
 }
 
 bool lora_dropout_keep(uint64_t seed, int layer, lora_target t, uint64_t i, float p) {
-    if (p <= 0.0f) return true;
-    uint64_t h = splitmix64(seed ^ splitmix64((uint64_t(layer) << 8 | uint64_t(t)) ^ splitmix64(i)));
-    float u = float(h >> 40) * (1.0f / 16777216.0f); // [0, 1), 24 bits
-    return u >= p;
+    return qls_kernels::dropout_keep(seed, layer, int(t), i, p); // shared with the CUDA kernels
 }
 
 } // namespace qls

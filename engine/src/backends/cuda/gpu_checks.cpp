@@ -8,6 +8,7 @@
 #include "qls/quant.h"
 #include "qls/tensor.h"
 #include "qls_kernels/adamw.h"
+#include "qls_kernels/attention.h"
 #include "qls_kernels/check.h"
 #include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/embedding.h"
@@ -421,6 +422,55 @@ gpu_check_row check_adamw_8bit(size_t n, std::mt19937_64& rng) {
 
 } // namespace
 
+// Flash-style attention forward and backward (bf16 q, k, v, dout; fp32 softmax; bf16 P in the tensor-core products)
+// against the fp32 CPU op, which materialises the (B, NH, T, T) probabilities, on the same bf16-rounded inputs.
+// segment: packed examples (three segments per row) or none. Each output's error is relative to its largest value.
+// Tolerance 2^-6: beyond the output's bf16 rounding (2^-9), P and dS are rounded to bf16 before their products
+// (FlashAttention-2 does the same), which adds up to ~2^-8 relative over a row's sum.
+std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS, bool segments, std::mt19937_64& rng) {
+    const size_t nq = size_t(B) * T * NH * HS, nk = size_t(B) * T * NKV * HS;
+    std::vector<uint16_t> qb, kb, vb, db;
+    std::vector<float> q, k, v, dout;
+    random_bf16(nq, 0.0f, 1.0f, rng, qb, q);
+    random_bf16(nk, 0.0f, 1.0f, rng, kb, k);
+    random_bf16(nk, 0.0f, 1.0f, rng, vb, v);
+    random_bf16(nq, 0.0f, 1.0f, rng, db, dout);
+    std::vector<int> seg;
+    if (segments) {
+        seg.resize(size_t(B) * T);
+        for (int b = 0; b < B; ++b)
+            for (int t = 0; t < T; ++t) seg[size_t(b) * T + t] = t < T / 3 ? 0 : (t < (2 * T) / 3 ? 1 : 2);
+    }
+    const int* segp = segments ? seg.data() : nullptr;
+    std::vector<float> out(nq), att(size_t(B) * NH * T * T), dq(nq, 0.0f), dk(nk, 0.0f), dv(nk, 0.0f);
+    cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), segp, B, T, NH, NKV, HS);
+    cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), att.data(), q.data(), k.data(), v.data(), B,
+                            T, NH, NKV, HS);
+    dbuf gq = upload(qb), gk = upload(kb), gv = upload(vb), gd = upload(db);
+    dbuf gseg(std::max<size_t>(seg.size(), 1) * 4);
+    if (segments) QLS_CUDA_CHECK(cudaMemcpy(gseg.p, seg.data(), seg.size() * 4, cudaMemcpyHostToDevice));
+    dbuf gout(nq * 2), glse(size_t(B) * NH * T * 4), gdq(nq * 2), gdk(nk * 2), gdv(nk * 2),
+        gdelta(size_t(B) * NH * T * 4);
+    using bf = __nv_bfloat16;
+    const int* gsegp = segments ? gseg.as<int>() : nullptr;
+    qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
+                                   NH, NKV, HS, nullptr);
+    qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
+                                    gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B,
+                                    T, NH, NKV, HS, nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    const std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
+    gpu_check_row f{"attention_forward", shape, 0, 0, 1.0 / 64.0, false};
+    finish(f, download_bf16_as_f32(gout, nq), out);
+    gpu_check_row bq{"attention_bwd_dq", shape, 0, 0, 1.0 / 64.0, false};
+    finish(bq, download_bf16_as_f32(gdq, nq), dq);
+    gpu_check_row bk{"attention_bwd_dk", shape, 0, 0, 1.0 / 64.0, false};
+    finish(bk, download_bf16_as_f32(gdk, nk), dk);
+    gpu_check_row bv{"attention_bwd_dv", shape, 0, 0, 1.0 / 64.0, false};
+    finish(bv, download_bf16_as_f32(gdv, nk), dv);
+    return {f, bq, bk, bv};
+}
+
 std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
     const gpu_probe p = probe_gpu();
     if (!p.available)
@@ -453,6 +503,11 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
         for (int n : {1, 7, 1024})
             for (int v : {512, 32000, 32001})
                 for (const gpu_check_row& r : check_cross_entropy(n, v, rng)) rows.push_back(r);
+        // (B, T, NH, NKV, HS): stories260K's heads (HS 8), odd T with GQA and packing, Llama-2-7B's heads at 1024
+        for (auto [b, t, nh, nkv, hs, sg] :
+             {std::tuple<int, int, int, int, int, bool>{1, 64, 8, 4, 8, false}, {2, 100, 4, 2, 16, true},
+              {1, 257, 8, 1, 64, false}, {2, 130, 4, 4, 128, true}, {1, 1024, 32, 32, 128, false}})
+            for (const gpu_check_row& r : check_attention(b, t, nh, nkv, hs, sg, rng)) rows.push_back(r);
         rows.push_back(check_adamw_32bit(rng));
         for (size_t n : adamw_check_sizes) rows.push_back(check_adamw_8bit(n, rng));
     } catch (const qls_kernels::cuda_failure& e) {

@@ -1,0 +1,267 @@
+// qlora bench: QLoRA training steps of a synthetic model of a named shape on the GPU — tokens/s, memory, paging, plan.
+#include "args.h"
+#include "commands.h"
+
+#include "qls/device.h"
+#include "qls/gpu_train.h"
+#include "qls/memory_plan.h"
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+namespace qlora_cli {
+
+namespace {
+
+double median(std::vector<double> v) {
+    if (v.empty()) return 0;
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+// "C,H,L,NH,NKV,V" (head size C / NH)
+qls::model_config explicit_dims(const std::string& s) {
+    std::vector<int> v;
+    size_t pos = 0;
+    while (pos <= s.size()) {
+        const size_t comma = s.find(',', pos);
+        const std::string part = s.substr(pos, comma == std::string::npos ? std::string::npos : comma - pos);
+        try {
+            v.push_back(std::stoi(part));
+        } catch (...) {
+            throw usage_error("--dims: '" + part + "' is not a number", "e.g. --dims 4096,11008,32,32,32,32000");
+        }
+        if (comma == std::string::npos) break;
+        pos = comma + 1;
+    }
+    if (v.size() != 6 || std::any_of(v.begin(), v.end(), [](int x) { return x <= 0; }) || v[0] % v[3] != 0 ||
+        v[3] % v[4] != 0)
+        throw usage_error("--dims takes six positive numbers C,H,L,NH,NKV,V with NH dividing C and NKV dividing NH",
+                          "e.g. --dims 4096,11008,32,32,32,32000 (Llama-2-7B)");
+    qls::model_config c;
+    c.hidden_size = v[0];
+    c.intermediate_size = v[1];
+    c.num_layers = v[2];
+    c.num_heads = v[3];
+    c.num_kv_heads = v[4];
+    c.vocab_size = v[5];
+    c.head_dim = v[0] / v[3];
+    c.max_position_embeddings = 1 << 20;
+    c.rms_norm_eps = 1e-5;
+    return c;
+}
+
+struct batch_set {
+    std::vector<int> tokens, targets;
+};
+
+// Random token windows (uniform ids; every position has a target), deterministic in seed.
+std::vector<batch_set> make_batches(int count, int B, int T, int V, uint64_t seed) {
+    std::mt19937_64 rng(seed);
+    std::uniform_int_distribution<int> tok(0, V - 1);
+    std::vector<batch_set> out(static_cast<size_t>(count));
+    for (auto& b : out) {
+        b.tokens.resize(size_t(B) * T);
+        b.targets.resize(size_t(B) * T);
+        for (int r = 0; r < B; ++r) {
+            std::vector<int> seq(size_t(T) + 1);
+            for (int& x : seq) x = tok(rng);
+            for (int t = 0; t < T; ++t) {
+                b.tokens[size_t(r) * T + t] = seq[size_t(t)];
+                b.targets[size_t(r) * T + t] = seq[size_t(t) + 1];
+            }
+        }
+    }
+    return out;
+}
+
+struct run_result {
+    std::vector<double> step_ms, losses;
+    std::vector<uint64_t> h2d, d2h;
+    qls::gpu_memory_stats mem;
+    qls::memory_plan plan;
+    std::string device;
+    qls::lora_weights<float> lora;
+};
+
+run_result run_steps(const qls::model_config& cfg, const qls::gpu_train_options& o, int warmup, int steps,
+                     uint64_t seed, bool keep_lora) {
+    run_result r;
+    auto g = qls::gpu_trainer::synthetic(cfg, o, seed);
+    r.plan = g->plan();
+    r.device = g->device_name();
+    const auto batches = make_batches(std::min(warmup + steps, 8), o.batch, o.seq, cfg.vocab_size, seed + 1);
+    uint64_t h2d0 = 0, d2h0 = 0;
+    for (int s = 0; s < warmup + steps; ++s) {
+        const batch_set& bs = batches[size_t(s) % batches.size()];
+        qls::gpu_batch b;
+        b.tokens = bs.tokens.data();
+        b.targets = bs.targets.data();
+        const auto t0 = std::chrono::steady_clock::now();
+        const double loss = g->forward_backward(b, o.lora.dropout > 0, seed + uint64_t(s));
+        g->optimizer_step(2e-4f, 1, 0.3f);
+        const double ms = std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+        const qls::gpu_memory_stats m = g->memory();
+        if (s >= warmup) {
+            r.step_ms.push_back(ms);
+            r.losses.push_back(loss);
+            r.h2d.push_back(m.paging_h2d_bytes - h2d0);
+            r.d2h.push_back(m.paging_d2h_bytes - d2h0);
+        }
+        h2d0 = m.paging_h2d_bytes;
+        d2h0 = m.paging_d2h_bytes;
+    }
+    r.mem = g->memory();
+    if (keep_lora) r.lora = g->download_lora();
+    return r;
+}
+
+double mean_u64(const std::vector<uint64_t>& v) {
+    double s = 0;
+    for (uint64_t x : v) s += double(x);
+    return v.empty() ? 0 : s / double(v.size());
+}
+
+} // namespace
+
+int cmd_bench(int argc, char** argv) {
+    args a(argc, argv, 2,
+           {"shape", "dims", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib", "steps",
+            "warmup", "seed", "paging-check"},
+           {"no-checkpointing", "json"});
+    if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
+    if (a.has("shape") == a.has("dims"))
+        throw usage_error("give exactly one of --shape 7b|13b|33b|65b|70b or --dims C,H,L,NH,NKV,V");
+    const qls::model_config cfg = a.has("shape") ? qls::shape_config(*a.get("shape")) : explicit_dims(*a.get("dims"));
+    const std::string shape_name = a.has("shape") ? *a.get("shape") : "dims " + *a.get("dims");
+
+    qls::gpu_train_options o;
+    o.seq = a.get_int("seq", 2048);
+    o.batch = a.get_int("batch", 1);
+    if (o.seq < 2 || o.batch < 1) throw usage_error("--seq must be at least 2 and --batch at least 1");
+    o.lora.rank = a.get_int("rank", 64);
+    o.lora.alpha = float(a.get_double("alpha", 16.0));
+    o.lora.dropout = float(a.get_double("dropout", 0.0));
+    if (a.has("targets")) o.lora.targets = qls::parse_lora_targets(*a.get("targets"));
+    o.optimizer = qls::parse_optimizer_kind(a.get_or("optimizer", "paged-adamw-8bit"));
+    o.gradient_checkpointing = !a.has("no-checkpointing");
+    if (a.has("budget-gib")) o.budget_bytes = qls::gib_to_bytes(a.get_double("budget-gib", 0));
+    const int steps = a.get_int("steps", 10), warmup = a.get_int("warmup", 3);
+    if (steps < 1 || warmup < 0) throw usage_error("--steps must be at least 1 and --warmup at least 0");
+    const uint64_t seed = uint64_t(a.get_int64("seed", 1234));
+    const bool json = a.has("json");
+
+    const qls::gpu_probe probe = qls::probe_gpu();
+    if (!probe.available) {
+        std::fprintf(stderr, "qlora bench: %s\n", probe.message.c_str());
+        return 1;
+    }
+
+    nlohmann::json out;
+    if (a.has("paging-check")) {
+        // The same steps twice: every state resident, then under a budget 1 GiB below that run's arena, which forces
+        // the optimizer states through the pager. The adapters must come out bit for bit the same.
+        const int n = a.get_int("paging-check", 20);
+        qls::gpu_train_options ref = o;
+        ref.budget_bytes = 0;
+        run_result base = run_steps(cfg, ref, 0, n, seed, true);
+        qls::gpu_train_options lim = o;
+        lim.budget_bytes = base.mem.arena_bytes - (1ull << 30);
+        run_result paged = run_steps(cfg, lim, 0, n, seed, true);
+        size_t tensors = 0, differ = 0;
+        for (size_t l = 0; l < base.lora.layers.size(); ++l)
+            for (size_t t = 0; t < base.lora.layers[l].size(); ++t) {
+                const auto& x = base.lora.layers[l][t];
+                const auto& y = paged.lora.layers[l][t];
+                if (x.a.empty()) continue;
+                tensors += 2;
+                differ += x.a.size() != y.a.size() || std::memcmp(x.a.data(), y.a.data(), x.a.size() * 4) != 0;
+                differ += x.b.size() != y.b.size() || std::memcmp(x.b.data(), y.b.data(), x.b.size() * 4) != 0;
+            }
+        out = {{"mode", "paging-check"},
+               {"device", base.device},
+               {"shape", shape_name},
+               {"optimizer", qls::optimizer_kind_flag(o.optimizer)},
+               {"steps", n},
+               {"unpaged_arena_gib", qls::to_gib(base.mem.arena_bytes)},
+               {"budget_gib", qls::to_gib(lim.budget_bytes)},
+               {"paged_arena_gib", qls::to_gib(paged.mem.arena_bytes)},
+               {"verdict", qls::plan_verdict_name(paged.plan.verdict)},
+               {"pool_pages", paged.mem.pool_pages},
+               {"total_pages", paged.mem.total_pages},
+               {"paging_h2d_bytes_per_step", mean_u64(paged.h2d)},
+               {"paging_d2h_bytes_per_step", mean_u64(paged.d2h)},
+               {"pinned_host_gib", qls::to_gib(paged.mem.pinned_host_bytes)},
+               {"unpaged_ms_median", median(base.step_ms)},
+               {"paged_ms_median", median(paged.step_ms)},
+               {"lora_tensors", tensors},
+               {"lora_tensors_differing", differ},
+               {"bit_identical", differ == 0}};
+        if (json) std::printf("%s\n", out.dump().c_str());
+        else std::printf("%s\n", out.dump(2).c_str());
+        return differ == 0 ? 0 : 1;
+    }
+
+    run_result r = run_steps(cfg, o, warmup, steps, seed, false);
+    const double ms = median(r.step_ms);
+    const double tps = double(o.batch) * o.seq / (ms / 1000.0);
+    const uint64_t predicted_card = r.plan.card_bytes_needed();
+    const uint64_t measured_card = r.mem.device_used_peak_bytes;
+    out = {{"mode", "bench"},
+           {"device", r.device},
+           {"shape", shape_name},
+           {"seq", o.seq},
+           {"batch", o.batch},
+           {"rank", o.lora.rank},
+           {"targets", qls::lora_targets_string(o.lora.targets)},
+           {"optimizer", qls::optimizer_kind_flag(o.optimizer)},
+           {"checkpointing", o.gradient_checkpointing},
+           {"budget_gib", o.budget_bytes ? qls::to_gib(o.budget_bytes) : 0.0},
+           {"steps", steps},
+           {"warmup", warmup},
+           {"step_ms_median", ms},
+           {"tokens_per_s_median", tps},
+           {"loss_first", r.losses.front()},
+           {"loss_last", r.losses.back()},
+           {"arena_gib", qls::to_gib(r.mem.arena_bytes)},
+           {"plan_peak_gib", qls::to_gib(r.plan.peak_bytes())},
+           {"device_used_before_gib", qls::to_gib(r.mem.device_used_before_bytes)},
+           {"device_used_peak_gib", qls::to_gib(measured_card)},
+           {"plan_card_gib", qls::to_gib(predicted_card)},
+           {"plan_card_error_pct", 100.0 * (double(predicted_card) - double(measured_card)) / double(measured_card)},
+           {"verdict", qls::plan_verdict_name(r.plan.verdict)},
+           {"paging_h2d_bytes_per_step", mean_u64(r.h2d)},
+           {"paging_d2h_bytes_per_step", mean_u64(r.d2h)},
+           {"pool_pages", r.mem.pool_pages},
+           {"total_pages", r.mem.total_pages}};
+    nlohmann::json cats;
+    for (int c = 0; c < qls::plan_category_count; ++c)
+        cats[qls::plan_category_name(qls::plan_category(c))] = qls::to_gib(r.mem.category_bytes[c]);
+    out["arena_by_category_gib"] = cats;
+    if (json) {
+        std::printf("%s\n", out.dump().c_str());
+    } else {
+        std::printf("%s  %s  seq %d  batch %d  rank %d  %s%s\n", r.device.c_str(), shape_name.c_str(), o.seq, o.batch,
+                    o.lora.rank, qls::optimizer_kind_flag(o.optimizer), o.gradient_checkpointing ? "  checkpointing" : "");
+        std::printf("  step %.1f ms (median of %d)   %.0f tokens/s   loss %.3f -> %.3f\n", ms, steps, tps,
+                    r.losses.front(), r.losses.back());
+        std::printf("  arena %.2f GiB (plan %.2f)   card in use %.2f GiB (plan %.2f, %+.1f%%)\n",
+                    qls::to_gib(r.mem.arena_bytes), qls::to_gib(r.plan.peak_bytes()), qls::to_gib(measured_card),
+                    qls::to_gib(predicted_card), out["plan_card_error_pct"].get<double>());
+        if (r.mem.pool_pages)
+            std::printf("  paging %.1f MiB/step in, %.1f MiB/step out (%llu of %llu pages fit the pool)\n",
+                        mean_u64(r.h2d) / 1048576.0, mean_u64(r.d2h) / 1048576.0,
+                        (unsigned long long)r.mem.pool_pages, (unsigned long long)r.mem.total_pages);
+    }
+    return 0;
+}
+
+} // namespace qlora_cli

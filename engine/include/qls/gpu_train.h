@@ -1,0 +1,102 @@
+// gpu_train — the QLoRA training step on the CUDA backend: NF4 base dequantized into cuBLAS GEMMs, LoRA, flash-style
+// attention, chunked loss, gradient checkpointing, AdamW (paged or not), all memory carved from one planned arena.
+//
+// No CUDA types here (DESIGN.md: "no CUDA types in public headers"). In a build without CUDA every entry point throws
+// qls::error{device} saying so.
+//
+// Memory: make_memory_plan (memory_plan.h) lists every device tensor the step uses; the backend allocates ONE arena
+// of plan.peak_bytes() and carves each item out of it in table order, so the plan's prediction is the arena by
+// construction and the measured device use adds only the CUDA context (plan item cuda.context+cublas).
+// Paged optimizer kinds keep their states in the pager (pager.h) over CUDA page memory: device slots from the
+// arena's optimizer region, pinned host copies, copies on a separate stream; pages of layer l are prefetched while
+// the backward pass works on the layers below it.
+#pragma once
+
+#include "qls/llama.h"
+#include "qls/lora.h"
+#include "qls/memory_plan.h"
+#include "qls/optim.h"
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace qls {
+
+struct gpu_train_options {
+    lora_config lora;
+    int batch = 1;                      // B
+    int seq = 2048;                     // T
+    optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
+    adamw_hparams adamw{0.9f, 0.999f, 1e-8f, 0.0f};
+    bool gradient_checkpointing = true;
+    uint64_t budget_bytes = 0;          // arena budget; 0 = what the card has free (less a 5% margin)
+    size_t page_size = 64 * 1024;       // optimizer-state page (paged kinds)
+};
+
+// One micro-batch on the host: B*T int32 each. positions/segments may be nullptr (0..T-1; one segment per row).
+struct gpu_batch {
+    const int* tokens = nullptr;
+    const int* targets = nullptr;       // -1 = no loss
+    const int* positions = nullptr;
+    const int* segments = nullptr;
+};
+
+struct gpu_update_result {
+    double grad_norm = 0;               // of the accumulated gradients divided by grad_accum, before clipping
+    bool finite = true;                 // false: NaN/Inf gradient, nothing was updated
+};
+
+struct gpu_memory_stats {
+    uint64_t arena_bytes = 0;           // our one allocation (= plan.peak_bytes())
+    uint64_t category_bytes[plan_category_count] = {};   // arena bytes per plan category
+    uint64_t device_total_bytes = 0;    // cudaMemGetInfo total
+    uint64_t device_used_bytes = 0;     // total - free, now (every process on the card)
+    uint64_t device_used_peak_bytes = 0;// the largest device_used_bytes sampled after setup and after each step
+    uint64_t device_used_before_bytes = 0; // total - free before this trainer allocated anything (context included)
+    uint64_t paging_h2d_bytes = 0;      // cumulative
+    uint64_t paging_d2h_bytes = 0;
+    uint64_t resident_pages = 0, total_pages = 0, pool_pages = 0;
+    uint64_t pinned_host_bytes = 0;     // host copies of paged states
+};
+
+class gpu_trainer {
+public:
+    // A synthetic model of config `cfg`: NF4 + double-quant projections with random codes made on the device, random
+    // bf16 embeddings and LM head, unit norms; LoRA A ~ PEFT's kaiming-uniform bound, B = 0. Throws qls::error
+    // (device) without a GPU, or (out_of_memory) when the plan does not fit the budget (message: the plan's verdict).
+    static std::unique_ptr<gpu_trainer> synthetic(const model_config& cfg, const gpu_train_options& opt, uint64_t seed);
+    // A loaded model (its NF4 projections exactly as quantized; norms, embeddings and LM head rounded to bf16) and
+    // adapters initialised from `init` (which fixes the LoRA config: opt.lora is replaced by init.config).
+    static std::unique_ptr<gpu_trainer> from_model(const llama_model& model, const lora_weights<float>& init,
+                                                   const gpu_train_options& opt);
+    ~gpu_trainer();
+    gpu_trainer(const gpu_trainer&) = delete;
+    gpu_trainer& operator=(const gpu_trainer&) = delete;
+
+    // Forward and backward of one micro-batch: LoRA gradients +=; returns the mean loss over its counted targets
+    // (0 when none). dropout: the adapters' dropout with this step's seed (lora_dropout_keep), as the CPU pass.
+    double forward_backward(const gpu_batch& batch, bool dropout, uint64_t dropout_seed);
+    // Forward only (no gradients, no dropout): the mean loss, for evaluation.
+    double forward_loss(const gpu_batch& batch);
+    // AdamW over the accumulated gradients divided by grad_accum, clipped to max_grad_norm (0: no clipping), then
+    // zeroes the gradients. A NaN/Inf gradient norm skips the update (finite = false).
+    gpu_update_result optimizer_step(float lr, int grad_accum, float max_grad_norm);
+
+    // Device → host copies of the adapters (same config and shapes as `init` / the synthetic LoRA).
+    lora_weights<float> download_lora() const;
+    gpu_memory_stats memory() const;
+    const memory_plan& plan() const;
+    const model_config& config() const;
+    std::string device_name() const;
+    // Milliseconds of the last forward_backward + optimizer_step pair on the device (CUDA events).
+    double last_step_ms() const;
+
+private:
+    gpu_trainer();
+    struct impl;
+    std::unique_ptr<impl> p_;
+};
+
+} // namespace qls

@@ -1,0 +1,35 @@
+// qls::gpu_trainer in a build without the CUDA backend: every entry point says so (the CPU backend trains instead).
+#ifndef QLS_HAVE_CUDA
+#include "qls/gpu_train.h"
+
+#include "qls/error.h"
+
+namespace qls {
+
+namespace {
+[[noreturn]] void no_cuda() {
+    throw error(error_code::device, "this build has no CUDA backend",
+                "install the CUDA toolkit (nvcc) and rebuild (QLS_WITH_CUDA=AUTO turns it on), or train on the CPU");
+}
+} // namespace
+
+struct gpu_trainer::impl {};
+gpu_trainer::gpu_trainer() = default;
+gpu_trainer::~gpu_trainer() = default;
+std::unique_ptr<gpu_trainer> gpu_trainer::synthetic(const model_config&, const gpu_train_options&, uint64_t) { no_cuda(); }
+std::unique_ptr<gpu_trainer> gpu_trainer::from_model(const llama_model&, const lora_weights<float>&,
+                                                     const gpu_train_options&) {
+    no_cuda();
+}
+double gpu_trainer::forward_backward(const gpu_batch&, bool, uint64_t) { no_cuda(); }
+double gpu_trainer::forward_loss(const gpu_batch&) { no_cuda(); }
+gpu_update_result gpu_trainer::optimizer_step(float, int, float) { no_cuda(); }
+lora_weights<float> gpu_trainer::download_lora() const { no_cuda(); }
+gpu_memory_stats gpu_trainer::memory() const { no_cuda(); }
+const memory_plan& gpu_trainer::plan() const { no_cuda(); }
+const model_config& gpu_trainer::config() const { no_cuda(); }
+std::string gpu_trainer::device_name() const { no_cuda(); }
+double gpu_trainer::last_step_ms() const { no_cuda(); }
+
+} // namespace qls
+#endif
