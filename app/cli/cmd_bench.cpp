@@ -90,10 +90,11 @@ struct run_result {
     qls::memory_plan plan;
     std::string device;
     qls::lora_weights<float> lora;
+    std::vector<std::pair<std::string, double>> profile;   // ms per step by phase
 };
 
 run_result run_steps(const qls::model_config& cfg, const qls::gpu_train_options& o, int warmup, int steps,
-                     uint64_t seed, bool keep_lora) {
+                     uint64_t seed, bool keep_lora, int profile_steps = 0) {
     run_result r;
     auto g = qls::gpu_trainer::synthetic(cfg, o, seed);
     r.plan = g->plan();
@@ -121,6 +122,19 @@ run_result run_steps(const qls::model_config& cfg, const qls::gpu_train_options&
     }
     r.mem = g->memory();
     if (keep_lora) r.lora = g->download_lora();
+    if (profile_steps > 0) {
+        // Extra steps with a synchronization after every phase: where the time goes (not the timed steps above).
+        g->set_profiling(true);
+        for (int s = 0; s < profile_steps; ++s) {
+            const batch_set& bs = batches[size_t(s) % batches.size()];
+            qls::gpu_batch b;
+            b.tokens = bs.tokens.data();
+            b.targets = bs.targets.data();
+            g->forward_backward(b, o.lora.dropout > 0, seed + uint64_t(s));
+            g->optimizer_step(2e-4f, 1, 0.3f);
+        }
+        for (auto& [phase, ms] : g->profile()) r.profile.emplace_back(phase, ms / profile_steps);
+    }
     return r;
 }
 
@@ -135,7 +149,7 @@ double mean_u64(const std::vector<uint64_t>& v) {
 int cmd_bench(int argc, char** argv) {
     args a(argc, argv, 2,
            {"shape", "dims", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib", "steps",
-            "warmup", "seed", "paging-check"},
+            "warmup", "seed", "paging-check", "profile"},
            {"no-checkpointing", "json"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     if (a.has("shape") == a.has("dims"))
@@ -210,7 +224,7 @@ int cmd_bench(int argc, char** argv) {
         return differ == 0 ? 0 : 1;
     }
 
-    run_result r = run_steps(cfg, o, warmup, steps, seed, false);
+    run_result r = run_steps(cfg, o, warmup, steps, seed, false, a.get_int("profile", 0));
     const double ms = median(r.step_ms);
     const double tps = double(o.batch) * o.seq / (ms / 1000.0);
     const uint64_t predicted_card = r.plan.card_bytes_needed();
@@ -246,6 +260,11 @@ int cmd_bench(int argc, char** argv) {
     for (int c = 0; c < qls::plan_category_count; ++c)
         cats[qls::plan_category_name(qls::plan_category(c))] = qls::to_gib(r.mem.category_bytes[c]);
     out["arena_by_category_gib"] = cats;
+    if (!r.profile.empty()) {
+        nlohmann::json prof;
+        for (const auto& [phase, ms] : r.profile) prof[phase] = ms;
+        out["profile_ms_per_step"] = prof;
+    }
     if (json) {
         std::printf("%s\n", out.dump().c_str());
     } else {

@@ -20,6 +20,7 @@
 #include <cstdint>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qls {
@@ -84,7 +85,8 @@ public:
     // zeroes the gradients. A NaN/Inf gradient norm skips the update (finite = false).
     gpu_update_result optimizer_step(float lr, int grad_accum, float max_grad_norm);
 
-    // Device → host copies of the adapters (same config and shapes as `init` / the synthetic LoRA).
+    // Device → host copies of the adapters (same config and shapes as `init` / the synthetic LoRA), with their
+    // gradients accumulated since the last optimizer_step in da, db.
     lora_weights<float> download_lora() const;
     gpu_memory_stats memory() const;
     const memory_plan& plan() const;
@@ -92,6 +94,10 @@ public:
     std::string device_name() const;
     // Milliseconds of the last forward_backward + optimizer_step pair on the device (CUDA events).
     double last_step_ms() const;
+    // Profiling: when on, the stream is synchronized after each phase and the wall time is added to that phase's
+    // total ("attention.fwd", "gemm.base.fwd", ...), in milliseconds since profiling was turned on. Slows steps down.
+    void set_profiling(bool on);
+    std::vector<std::pair<std::string, double>> profile() const;
 
 private:
     gpu_trainer();

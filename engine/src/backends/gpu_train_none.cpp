@@ -30,6 +30,8 @@ const memory_plan& gpu_trainer::plan() const { no_cuda(); }
 const model_config& gpu_trainer::config() const { no_cuda(); }
 std::string gpu_trainer::device_name() const { no_cuda(); }
 double gpu_trainer::last_step_ms() const { no_cuda(); }
+void gpu_trainer::set_profiling(bool) { no_cuda(); }
+std::vector<std::pair<std::string, double>> gpu_trainer::profile() const { no_cuda(); }
 
 } // namespace qls
 #endif

@@ -25,6 +25,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -235,6 +236,18 @@ struct gpu_trainer::impl {
     std::vector<size_t> lora_bf16_offset;    // per target index in `targets`: offset of A in workspace.lora_bf16
     int deq_slot = 0;
     bool has_dropout_scratch = false;
+    bool profiling = false;
+    std::map<std::string, double> prof;
+    std::chrono::steady_clock::time_point prof_last;
+
+    // Profiling: charge the time since the last tick to `phase` (after the stream has drained).
+    void tick(const char* phase) {
+        if (!profiling) return;
+        QLS_CUDA_CHECK(cudaStreamSynchronize(stream));
+        const auto now = std::chrono::steady_clock::now();
+        prof[phase] += std::chrono::duration<double, std::milli>(now - prof_last).count();
+        prof_last = now;
+    }
 
     ~impl() {
         if (stream) cudaStreamSynchronize(stream);
@@ -417,6 +430,7 @@ struct gpu_trainer::impl {
         K::nf4_dequantize_dq(dst, item<uint8_t>(base, l), item<uint8_t>(base + ".absmax", l),
                              item<float>(base + ".nested_absmax", l), nested_offset[size_t(l)][size_t(t)], maps + 16, n,
                              64, 256, stream);
+        tick("nf4.dequantize");
         return dst;
     }
     int64_t max_weight_elems() const {
@@ -448,6 +462,7 @@ struct gpu_trainer::impl {
         auto [in, out] = in_out(t);
         const bf16* w = dequantize(l, t);
         blas->gemm(false, true, N, out, in, x, in, w, in, y, false, out, 1.0f, accumulate ? 1.0f : 0.0f);
+        tick("gemm.base.fwd");
         if (!adapted(t)) return;
         const bf16* xd = x;
         if (dropout_on(dropout)) {
@@ -458,6 +473,7 @@ struct gpu_trainer::impl {
         bf16* xa = xa_buf(l, t);
         blas->gemm(false, true, N, r, in, xd, in, lora_bf16(t, true), in, xa, false, r, 1.0f, 0.0f);
         blas->gemm(false, true, N, out, r, xa, r, lora_bf16(t, false), r, y, false, out, lora_scale, 1.0f);
+        tick("gemm.lora.fwd");
     }
 
     // dx (N, in) [bf16 or fp32; = or +=] dy (N, out) · W + drop'(s · dy · B · A); dA += dxaᵀ drop(x); dB += s dyᵀ xa
@@ -466,6 +482,7 @@ struct gpu_trainer::impl {
         auto [in, out] = in_out(t);
         const bf16* w = dequantize(l, t);
         blas->gemm(false, false, N, in, out, dy, out, w, in, dx, dx_f32, in, 1.0f, accumulate ? 1.0f : 0.0f);
+        tick("gemm.base.bwd");
         if (!adapted(t)) return;
         const bf16* xa = xa_buf(l, t);
         bf16* dxa = item<bf16>("grad.lora_xa");
@@ -488,6 +505,21 @@ struct gpu_trainer::impl {
             K::lora_dropout(dx_f32 ? nullptr : static_cast<bf16*>(dx), dx_f32 ? static_cast<float*>(dx) : nullptr,
                             scratch, int64_t(N) * in, seed, l, int(t), opt.lora.dropout, true, stream);
         }
+        tick("gemm.lora.bwd");
+    }
+
+    // xa (N, r) = drop(x) · Aᵀ of one adapter, without the base projection.
+    void lora_xa_only(int l, lora_target t, const bf16* x, bool dropout, uint64_t seed) {
+        if (!adapted(t)) return;
+        auto [in, out] = in_out(t);
+        const bf16* xd = x;
+        if (dropout_on(dropout)) {
+            bf16* scratch = item<bf16>("workspace.lora_dropout_input");
+            K::lora_dropout(scratch, nullptr, x, int64_t(N) * in, seed, l, int(t), opt.lora.dropout, false, stream);
+            xd = scratch;
+        }
+        blas->gemm(false, true, N, r, in, xd, in, lora_bf16(t, true), in, xa_buf(l, t), false, r, 1.0f, 0.0f);
+        tick("gemm.lora.fwd");
     }
 
     // Layer l forward from resid_in(l); writes resid_in(l + 1) unless recompute.
@@ -498,6 +530,7 @@ struct gpu_trainer::impl {
         const float* inv = item<float>("workspace.rope_inv_freq");
         const float eps = float(cfg.rms_norm_eps);
         cast_layer_lora(l);
+        tick("lora.cast");
         bf16* xn = act("attn_norm.out", l);
         K::rmsnorm_forward(xn, act_f32("attn_norm.rstd", l), x, item<bf16>(layer_prefix() + "input_layernorm.weight", l),
                            N, C, eps, stream);
@@ -508,7 +541,9 @@ struct gpu_trainer::impl {
         K::rope_forward(q, pos, inv, N, NH, HS, stream);
         K::rope_forward(k, pos, inv, N, NKV, HS, stream);
         bf16* att = act("attn.out", l);
+        tick("norm+rope");
         K::attention_forward(att, act_f32("attn.lse", l), q, k, v, seg, B, T, NH, NKV, HS, stream);
+        tick("attention.fwd");
         bf16* mid = act("residual_mid", l);
         QLS_CUDA_CHECK(cudaMemcpyAsync(mid, x, size_t(N) * C * 2, cudaMemcpyDeviceToDevice, stream));
         linear_forward(l, lora_target::o, att, mid, true, dropout, seed);
@@ -519,7 +554,11 @@ struct gpu_trainer::impl {
         linear_forward(l, lora_target::gate, xn2, gate, false, dropout, seed);
         linear_forward(l, lora_target::up, xn2, up, false, dropout, seed);
         K::swiglu_forward(hid, gate, up, int64_t(N) * H, stream);
-        if (recompute) return;
+        if (recompute) {
+            // the backward needs down's xa (for dB) but not its output: the next checkpoint already holds it
+            lora_xa_only(l, lora_target::down, hid, dropout, seed);
+            return;
+        }
         bf16* y = resid_in(l + 1);
         QLS_CUDA_CHECK(cudaMemcpyAsync(y, mid, size_t(N) * C * 2, cudaMemcpyDeviceToDevice, stream));
         linear_forward(l, lora_target::down, hid, y, true, dropout, seed);
@@ -528,7 +567,9 @@ struct gpu_trainer::impl {
     void layer_backward(int l, bool dropout, uint64_t seed) {
         if (ckpt) layer_forward(l, dropout, seed, true);
         else cast_layer_lora(l);
+        tick("other");
         prefetch_layer(l);
+        tick("paging.prefetch");
         const int* pos = item<int>("loss.positions");
         const int* seg = use_segments ? item<int>("loss.segments") : nullptr;
         const float* inv = item<float>("workspace.rope_inv_freq");
@@ -555,6 +596,7 @@ struct gpu_trainer::impl {
         K::attention_backward(dq, dk, dv, item<float>("grad.attn_delta"), datt, act("attn.out", l),
                               act_f32("attn.lse", l), act("q", l), act("k", l), act("v", l), seg, B, T, NH, NKV, HS,
                               stream);
+        tick("attention.bwd");
         K::rope_backward(dq, pos, inv, N, NH, HS, stream);
         K::rope_backward(dk, pos, inv, N, NKV, HS, stream);
         const bf16* xn = act("attn_norm.out", l);
@@ -643,7 +685,9 @@ struct gpu_trainer::impl {
         K::embedding_forward(resid_in(0), item<int>("loss.tokens"), item<bf16>("model.embed_tokens.weight"), N, C,
                              stream);
         for (int l = 0; l < L; ++l) layer_forward(l, backward && dropout, seed, false);
+        tick("other");
         const double loss = head(backward, counted);
+        tick("head (final norm, logits, loss)");
         if (backward)
             for (int l = L - 1; l >= 0; --l) layer_backward(l, dropout, seed);
         sample_memory();
@@ -687,8 +731,10 @@ struct gpu_trainer::impl {
                 const double coef = double(max_grad_norm) / (res.grad_norm + 1e-6);
                 if (coef < 1.0) scale = float(double(scale) * coef);
             }
+            tick("other");
             ++step_count;
             update(lr, scale);
+            tick("optimizer");
         }
         QLS_CUDA_CHECK(cudaMemsetAsync(gbase, 0, gbytes, stream));
         if (step_open) {
@@ -896,12 +942,16 @@ struct gpu_trainer::impl {
                 ad.rank = r;
                 ad.a.resize(size_t(r) * in);
                 ad.b.resize(size_t(out) * r);
-                ad.da.assign(ad.a.size(), 0.0f);
-                ad.db.assign(ad.b.size(), 0.0f);
+                ad.da.resize(ad.a.size());
+                ad.db.resize(ad.b.size());
                 QLS_CUDA_CHECK(cudaMemcpy(ad.a.data(), item<float>(lora_name(t, true), l), ad.a.size() * 4,
                                           cudaMemcpyDeviceToHost));
                 QLS_CUDA_CHECK(cudaMemcpy(ad.b.data(), item<float>(lora_name(t, false), l), ad.b.size() * 4,
                                           cudaMemcpyDeviceToHost));
+                QLS_CUDA_CHECK(cudaMemcpy(ad.da.data(), item<float>(lora_name(t, true) + ".grad", l),
+                                          ad.da.size() * 4, cudaMemcpyDeviceToHost));
+                QLS_CUDA_CHECK(cudaMemcpy(ad.db.data(), item<float>(lora_name(t, false) + ".grad", l),
+                                          ad.db.size() * 4, cudaMemcpyDeviceToHost));
             }
         return w;
     }
@@ -948,6 +998,17 @@ lora_weights<float> gpu_trainer::download_lora() const {
     return device_call("gpu_trainer::download_lora", [&] { return p_->download(); });
 }
 const memory_plan& gpu_trainer::plan() const { return p_->plan; }
+void gpu_trainer::set_profiling(bool on) {
+    device_call("gpu_trainer::set_profiling", [&] {
+        QLS_CUDA_CHECK(cudaStreamSynchronize(p_->stream));
+        p_->profiling = on;
+        p_->prof.clear();
+        p_->prof_last = std::chrono::steady_clock::now();
+    });
+}
+std::vector<std::pair<std::string, double>> gpu_trainer::profile() const {
+    return std::vector<std::pair<std::string, double>>(p_->prof.begin(), p_->prof.end());
+}
 const model_config& gpu_trainer::config() const { return p_->cfg; }
 std::string gpu_trainer::device_name() const { return p_->device; }
 double gpu_trainer::last_step_ms() const { return p_->last_ms; }
