@@ -3,7 +3,8 @@
 # against the CPU reference, and a short fine-tune of a real model beside the CPU) and `qlora bench` (training steps
 # of synthetic Llama shapes). For a machine with an NVIDIA GPU, the CUDA toolkit and CMake but no Qt.
 # Usage: packaging/gpu/run-gpu-checks.sh [DEPS]
-#   Env: QLS_CHECK_MODEL (a Hugging Face model directory for the fine-tune check; skipped when unset),
+#   Env: QLS_CHECK_MODEL (a Hugging Face model directory for the fine-tune checks, check-gpu's beside the CPU and a
+#        `qlora train` + `qlora resume` on the CUDA backend; skipped when unset),
 #        QLS_BENCH (default "--shape 7b": `qlora bench` arguments, several runs separated by ';'; "" skips it).
 #   DEPS: a folder with SentencePiece and nlohmann/json unpacked from Debian packages (usr/...), for machines
 #         without them installed; make one with `dpkg -x` of libsentencepiece0, libsentencepiece-dev and
@@ -34,6 +35,10 @@ if [ -n "${QLS_CHECK_MODEL:-}" ]; then
 fi
 status=0
 "$build/bin/qlora" check-gpu "${check_args[@]}" "$@" || status=$?
+if [ -n "${QLS_CHECK_MODEL:-}" ]; then
+  # `qlora train` on the CUDA backend, and stop + resume giving the same losses bit for bit
+  python3 "$here/packaging/gpu/check-gpu-training.py" "$build/bin/qlora" "$QLS_CHECK_MODEL" "$here" || status=$?
+fi
 IFS=';' read -ra benches <<< "${QLS_BENCH---shape 7b}"
 for b in "${benches[@]}"; do
   [ -n "${b// }" ] || continue

@@ -16,6 +16,7 @@
 #include "qls/lora.h"
 #include "qls/memory_plan.h"
 #include "qls/optim.h"
+#include "qls/tensor.h"
 
 #include <cstdint>
 #include <memory>
@@ -88,6 +89,15 @@ public:
     // Device → host copies of the adapters (same config and shapes as `init` / the synthetic LoRA), with their
     // gradients accumulated since the last optimizer_step in da, db.
     lora_weights<float> download_lora() const;
+    // Host → device copy of the adapters (resume); shapes must match.
+    void upload_lora(const lora_weights<float>& w);
+    // The optimizer's state in qls::optimizer::serialize_state's format ("optimizer.step", the 8-bit qmaps,
+    // "<param>.exp_avg"/"<param>.exp_avg_sq" or "<param>.state1/.state2/.absmax1/.absmax2"), where
+    // param_name(layer, target, is_b) names each LoRA tensor, so a checkpoint is the same whichever backend wrote it.
+    // load_optimizer_state restores exactly that (qls::error{format} naming a missing or misshapen tensor).
+    using param_namer = std::string (*)(int layer, lora_target t, bool is_b);
+    std::vector<std::pair<std::string, tensor>> serialize_optimizer_state(param_namer name) const;
+    void load_optimizer_state(const std::vector<std::pair<std::string, tensor>>& state, param_namer name);
     gpu_memory_stats memory() const;
     const memory_plan& plan() const;
     const model_config& config() const;

@@ -26,6 +26,7 @@ struct step_stats {
     uint64_t device_used_bytes = 0;    // measured: the backend's allocations (CUDA: cudaMemGetInfo / arena)
     uint64_t device_peak_bytes = 0;
     uint64_t device_total_bytes = 0;   // the card (0 on the CPU backend)
+    uint64_t arena_bytes = 0;          // CUDA: our one planned allocation (0 on the CPU backend)
     // paging of optimizer states
     uint64_t paging_h2d_bytes = 0;     // this step
     uint64_t paging_d2h_bytes = 0;     // this step

@@ -1,4 +1,4 @@
-// trainer — a QLoRA fine-tuning run on the CPU reference backend: data, steps, evaluation, checkpoints, resume, telemetry.
+// trainer — a QLoRA fine-tuning run on the CUDA backend or the CPU reference: data, steps, evaluation, checkpoints, resume, telemetry.
 //
 // A run lives in runs_dir/<name>/:
 //   config.json            the train_config it was started with (resume reads it back)
@@ -12,6 +12,7 @@
 #pragma once
 
 #include "qls/dataset.h"
+#include "qls/gpu_train.h"
 #include "qls/llama.h"
 #include "qls/lora.h"
 #include "qls/memory_plan.h"
@@ -77,7 +78,11 @@ public:
     const llama_model& model() const { return model_; }
     const tokenizer& tok() const { return tok_; }
     const lora_weights<float>& adapters() const { return lora_; }
+    // The CPU backend's optimizer (the CUDA backend keeps its states on the device: nullptr there).
     const optimizer& optim() const { return *optim_; }
+    bool has_cpu_optimizer() const { return optim_ != nullptr; }
+    // "cuda" when the steps run on the GPU (gpu_train.h), "cpu" on the reference backend.
+    const std::string& backend() const { return backend_; }
     const std::string& divergence_message() const { return divergence_; }
     // Mean loss over the validation set (or eval_batches of it), dropout off; nullopt without validation data.
     std::optional<double> evaluate();
@@ -98,7 +103,10 @@ private:
     lora_weights<float> lora_;
     std::unique_ptr<optimizer> optim_;
     std::unique_ptr<batcher> batches_;
-    std::unique_ptr<llama_pass<float>> pass_;
+    std::unique_ptr<llama_pass<float>> pass_;      // CPU backend
+    std::unique_ptr<gpu_trainer> gpu_;             // CUDA backend
+    std::string backend_ = "cpu";
+    void sync_lora_from_gpu();
     int64_t step_ = 0, total_steps_ = 0, tokens_total_ = 0;
     std::string divergence_;
     std::atomic<bool> stop_{false}, pause_{false};

@@ -26,6 +26,9 @@ double gpu_trainer::forward_loss(const gpu_batch&) { no_cuda(); }
 gpu_update_result gpu_trainer::optimizer_step(float, int, float) { no_cuda(); }
 lora_weights<float> gpu_trainer::download_lora() const { no_cuda(); }
 gpu_memory_stats gpu_trainer::memory() const { no_cuda(); }
+void gpu_trainer::upload_lora(const lora_weights<float>&) { no_cuda(); }
+std::vector<std::pair<std::string, tensor>> gpu_trainer::serialize_optimizer_state(param_namer) const { no_cuda(); }
+void gpu_trainer::load_optimizer_state(const std::vector<std::pair<std::string, tensor>>&, param_namer) { no_cuda(); }
 const memory_plan& gpu_trainer::plan() const { no_cuda(); }
 const model_config& gpu_trainer::config() const { no_cuda(); }
 std::string gpu_trainer::device_name() const { no_cuda(); }

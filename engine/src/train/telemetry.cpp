@@ -26,6 +26,7 @@ std::string step_stats_to_json(const step_stats& s) {
     j["device_used_bytes"] = s.device_used_bytes;
     j["device_peak_bytes"] = s.device_peak_bytes;
     j["device_total_bytes"] = s.device_total_bytes;
+    j["arena_bytes"] = s.arena_bytes;
     j["paging_h2d_bytes"] = s.paging_h2d_bytes;
     j["paging_d2h_bytes"] = s.paging_d2h_bytes;
     j["resident_pages"] = s.resident_pages;
@@ -65,6 +66,7 @@ step_stats step_stats_from_json(const std::string& line) {
     num("device_used_bytes", s.device_used_bytes);
     num("device_peak_bytes", s.device_peak_bytes);
     num("device_total_bytes", s.device_total_bytes);
+    num("arena_bytes", s.arena_bytes);
     num("paging_h2d_bytes", s.paging_h2d_bytes);
     num("paging_d2h_bytes", s.paging_d2h_bytes);
     num("resident_pages", s.resident_pages);

@@ -1,6 +1,7 @@
-// The training loop on the CPU reference backend, with atomic checkpoints, exact resume and per-step telemetry.
+// The training loop on the CUDA backend or the CPU reference, with atomic checkpoints, exact resume and per-step telemetry.
 #include "qls/trainer.h"
 
+#include "qls/device.h"
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/peft.h"
@@ -145,9 +146,23 @@ void trainer::build(const train_callbacks& cb) {
                     "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
                         std::to_string(model_.config.max_position_embeddings) + " positions",
                     "use training.seq_len <= " + std::to_string(model_.config.max_position_embeddings));
-    if (cfg_.backend == "cuda")
-        throw error(error_code::unsupported, "device.backend: this build trains on the CPU reference backend only",
-                    "set device.backend to \"cpu\" or \"auto\"");
+    // Backend: "cuda" requires a usable GPU; "auto" takes it when there is one and the model suits the kernels.
+    backend_ = "cpu";
+    if (cfg_.backend == "cuda" || cfg_.backend == "auto") {
+        const gpu_probe gp = probe_gpu();
+        std::string why;
+        if (!gp.available) why = gp.message;
+        else if (!cfg_.quantize_nf4 || !cfg_.double_quant)
+            why = "the CUDA backend trains on an NF4 + double-quant base (model.quantize_nf4 and double_quant true)";
+        else if (model_.config.head_dim % 8 != 0 || model_.config.head_dim > 128)
+            why = "head size " + std::to_string(model_.config.head_dim) + " is outside the CUDA attention kernels' range";
+        if (why.empty()) backend_ = "cuda";
+        else if (cfg_.backend == "cuda")
+            throw error(error_code::device, "device.backend \"cuda\": " + why,
+                        "set device.backend to \"auto\" or \"cpu\" to train on the CPU reference backend");
+        else
+            log("backend: cpu (" + why + ")");
+    }
 
     data_options dopt;
     dopt.format = parse_dataset_format(cfg_.dataset_format);
@@ -182,6 +197,21 @@ void trainer::build(const train_callbacks& cb) {
     }
 
     lora_ = lora_init(model_.config, cfg_.lora, cfg_.seed);
+    if (backend_ == "cuda") {
+        gpu_train_options go;
+        go.lora = cfg_.lora;
+        go.batch = cfg_.micro_batch;
+        go.seq = cfg_.seq_len;
+        go.optimizer = cfg_.optimizer;
+        go.adamw = cfg_.adamw;
+        go.gradient_checkpointing = cfg_.gradient_checkpointing;
+        go.budget_bytes = cfg_.budget_gib > 0 ? gib_to_bytes(cfg_.budget_gib) : 0;
+        go.page_size = cfg_.page_size;
+        gpu_ = gpu_trainer::from_model(model_, lora_, go);
+        plan_ = gpu_->plan(); // the plan with the card's size, exactly what the arena holds
+        log("backend: cuda (" + gpu_->device_name() + "), arena " + std::to_string(to_gib(plan_.peak_bytes())) +
+            " GiB, " + plan_verdict_name(plan_.verdict));
+    }
     std::vector<optim_param> params;
     for (int l = 0; l < model_.config.num_layers; ++l)
         for (lora_target t : cfg_.lora.targets) {
@@ -198,7 +228,7 @@ void trainer::build(const train_callbacks& cb) {
         uint64_t pool = cfg_.page_pool_bytes ? cfg_.page_pool_bytes : plan_.category_bytes(plan_category::optimizer_paged);
         oc.paging.device_budget_bytes = std::max<uint64_t>(pool, cfg_.page_size);
     }
-    optim_ = std::make_unique<optimizer>(std::move(params), oc);
+    if (!gpu_) optim_ = std::make_unique<optimizer>(std::move(params), oc);
 
     batch_options bo;
     bo.B = cfg_.micro_batch;
@@ -213,9 +243,11 @@ void trainer::build(const train_callbacks& cb) {
                        ? cfg_.max_steps
                        : std::max<int64_t>(1, int64_t(std::ceil(cfg_.epochs * double(per_epoch) / cfg_.grad_accum)));
 
-    pass_ = std::make_unique<llama_pass<float>>(model_.config, model_.params, model_.inv_freq, cfg_.micro_batch,
-                                                cfg_.seq_len, &lora_);
-    pass_->set_checkpointing(cfg_.gradient_checkpointing);
+    if (!gpu_) {
+        pass_ = std::make_unique<llama_pass<float>>(model_.config, model_.params, model_.inv_freq, cfg_.micro_batch,
+                                                    cfg_.seq_len, &lora_);
+        pass_->set_checkpointing(cfg_.gradient_checkpointing);
+    }
 }
 
 std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_callbacks& cb) {
@@ -295,7 +327,12 @@ std::unique_ptr<trainer> trainer::resume(const std::string& run_dir, const train
     safetensors_file of = safetensors_file::open((ck / "optimizer.safetensors").string());
     std::vector<std::pair<std::string, tensor>> state;
     for (const auto& e : of.entries()) state.emplace_back(e.name, of.read(e.name));
-    t->optim_->load_state(state);
+    if (t->gpu_) {
+        t->gpu_->upload_lora(t->lora_);
+        t->gpu_->load_optimizer_state(state, &peft_tensor_name);
+    } else {
+        t->optim_->load_state(state);
+    }
 
     // metrics.jsonl: drop lines after the checkpoint (steps that will be trained again) and any damaged tail
     std::string kept;
@@ -322,9 +359,11 @@ std::string trainer::save_checkpoint() {
     auto written = [&](const fs::path& p) {
         if (checkpoint_write_hook) checkpoint_write_hook(p.string());
     };
+    sync_lora_from_gpu();
     export_peft(tmp.string(), lora_, model_.config, cfg_.model);
     written(tmp / "adapter_model.safetensors");
-    safetensors_save((tmp / "optimizer.safetensors").string(), optim_->serialize_state());
+    safetensors_save((tmp / "optimizer.safetensors").string(),
+                     gpu_ ? gpu_->serialize_optimizer_state(&peft_tensor_name) : optim_->serialize_state());
     written(tmp / "optimizer.safetensors");
     const batcher_position pos = batches_->position();
     json st = {{"format", k_checkpoint_format},
@@ -354,6 +393,20 @@ std::string trainer::save_checkpoint() {
     return final_dir.string();
 }
 
+// The host copy of the adapters (lora_) follows the device's after each GPU step only when asked: checkpoints, the
+// adapters() accessor's users (export, playground) call this first.
+void trainer::sync_lora_from_gpu() {
+    if (!gpu_) return;
+    const lora_weights<float> w = gpu_->download_lora();
+    for (int l = 0; l < model_.config.num_layers; ++l)
+        for (lora_target t : cfg_.lora.targets) {
+            auto& dst = lora_.at(l, t);
+            const auto& src = w.at(l, t);
+            std::copy(src.a.begin(), src.a.end(), dst.a.begin());
+            std::copy(src.b.begin(), src.b.end(), dst.b.begin());
+        }
+}
+
 void trainer::append_metrics(const step_stats& s) {
     std::ofstream out(fs::path(run_dir_) / "metrics.jsonl", std::ios::app | std::ios::binary);
     out << step_stats_to_json(s) << '\n';
@@ -367,13 +420,19 @@ std::optional<double> trainer::evaluate() {
     batcher vb(val_.examples, bo);
     size_t n = vb.batches_per_epoch();
     if (cfg_.eval_batches > 0) n = std::min(n, size_t(cfg_.eval_batches));
-    pass_->set_dropout(false, 0);
+    if (pass_) pass_->set_dropout(false, 0);
     double sum = 0;
     int64_t count = 0;
     for (size_t i = 0; i < n; ++i) {
         batch b = vb.next();
         if (b.counted_targets == 0) continue;
-        double loss = pass_->forward(b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data());
+        double loss;
+        if (gpu_) {
+            gpu_batch gb{b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data()};
+            loss = gpu_->forward_loss(gb);
+        } else {
+            loss = pass_->forward(b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data());
+        }
         sum += loss * b.counted_targets;
         count += b.counted_targets;
     }
@@ -411,8 +470,9 @@ train_outcome trainer::run(const train_callbacks& cb) {
         // ---------------- TRAINING SECTION BEGIN ----------------
         const auto t0 = clock::now();
         const double lr = learning_rate_at(cfg_, step_, total_steps_);
-        const pager_stats paging_before = optim_->state_pager() ? optim_->state_pager()->stats() : pager_stats{};
-        lora_.zero_grad();
+        const pager_stats paging_before = optim_ && optim_->state_pager() ? optim_->state_pager()->stats() : pager_stats{};
+        const gpu_memory_stats gpu_before = gpu_ ? gpu_->memory() : gpu_memory_stats{};
+        if (!gpu_) lora_.zero_grad();
         double loss_sum = 0;
         int losses = 0;
         int64_t tokens = 0;
@@ -420,18 +480,47 @@ train_outcome trainer::run(const train_callbacks& cb) {
             batch b = batches_->next();
             for (int s : b.segments) tokens += s != 0;
             if (b.counted_targets == 0) continue; // an empty filler batch at the end of an epoch
-            pass_->set_dropout(true, mix(cfg_.seed ^ mix(uint64_t(step_) * 1024 + uint64_t(micro))));
-            const float loss = pass_->forward(b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data());
-            pass_->backward();
+            const uint64_t dropout_seed = mix(cfg_.seed ^ mix(uint64_t(step_) * 1024 + uint64_t(micro)));
+            float loss;
+            if (gpu_) {
+                gpu_batch gb{b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data()};
+                loss = float(gpu_->forward_backward(gb, true, dropout_seed));
+            } else {
+                pass_->set_dropout(true, dropout_seed);
+                loss = pass_->forward(b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data());
+                pass_->backward();
+            }
             loss_sum += loss;
             ++losses;
         }
+        const double loss = losses ? loss_sum / losses : 0.0;
+        double norm = 0;
+        if (gpu_) {
+            // the device scales by 1/grad_accum, clips, and skips the update on a NaN/Inf norm
+            if (!std::isfinite(loss)) {
+                divergence_ = "the loss became " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " at step " +
+                              std::to_string(step_ + 1) + "; training stopped without applying it. Lower "
+                              "optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
+                log(divergence_);
+                return train_outcome::diverged;
+            }
+            const gpu_update_result u = gpu_->optimizer_step(float(lr), cfg_.grad_accum, cfg_.max_grad_norm);
+            norm = u.grad_norm;
+            if (!u.finite) {
+                const std::string last = latest_checkpoint(run_dir_);
+                divergence_ = "the gradient norm became " + std::string(std::isnan(norm) ? "NaN" : "infinite") +
+                              " at step " + std::to_string(step_ + 1) + " (learning rate " + std::to_string(lr) +
+                              "); training stopped without applying it" +
+                              (last.empty() ? "" : "; the last good checkpoint is " + last) +
+                              ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
+                log(divergence_);
+                return train_outcome::diverged;
+            }
+        } else {
         // mean over micro-batches, as HF Trainer does (loss / gradient_accumulation_steps per micro-batch)
         const float inv = 1.0f / float(cfg_.grad_accum);
         for (size_t i = 0; i < grads.size(); ++i)
             for (size_t j = 0; j < sizes[i]; ++j) grads[i][j] *= inv;
-        const double loss = losses ? loss_sum / losses : 0.0;
-        double norm = 0;
         if (cfg_.max_grad_norm > 0) {
             norm = clip_grad_norm(grads, sizes, cfg_.max_grad_norm);
         } else {
@@ -451,6 +540,7 @@ train_outcome trainer::run(const train_callbacks& cb) {
             return train_outcome::diverged;
         }
         optim_->step(float(lr));
+        }
         ++step_;
         // ---------------- TRAINING SECTION END ----------------
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
@@ -472,11 +562,24 @@ train_outcome trainer::run(const train_callbacks& cb) {
         st.eta_s = ema_step_s * double(total_steps_ - step_);
         for (int c = 0; c < plan_category_count; ++c)
             st.plan_bytes.emplace_back(plan_category_name(plan_category(c)), plan_.category_bytes(plan_category(c)));
-        const pager* pg = optim_->state_pager();
-        const size_t optimizer_device = pg ? pg->capacity_pages() * pg->page_size() : optim_->state_bytes();
-        st.device_used_bytes = 2 * lora_bytes + optimizer_device + pass_->activation_bytes();
-        peak = std::max<size_t>(peak, st.device_used_bytes);
-        st.device_peak_bytes = peak;
+        const pager* pg = optim_ ? optim_->state_pager() : nullptr;
+        if (gpu_) {
+            // measured: the card in use (cudaMemGetInfo: context, arena and anything else on it) and our arena
+            const gpu_memory_stats m = gpu_->memory();
+            st.device_used_bytes = m.device_used_bytes;
+            st.device_peak_bytes = m.device_used_peak_bytes;
+            st.device_total_bytes = m.device_total_bytes;
+            st.arena_bytes = m.arena_bytes;
+            st.paging_h2d_bytes = m.paging_h2d_bytes - gpu_before.paging_h2d_bytes;
+            st.paging_d2h_bytes = m.paging_d2h_bytes - gpu_before.paging_d2h_bytes;
+            st.resident_pages = m.resident_pages;
+            st.total_pages = m.total_pages;
+        } else {
+            const size_t optimizer_device = pg ? pg->capacity_pages() * pg->page_size() : optim_->state_bytes();
+            st.device_used_bytes = 2 * lora_bytes + optimizer_device + pass_->activation_bytes();
+            peak = std::max<size_t>(peak, st.device_used_bytes);
+            st.device_peak_bytes = peak;
+        }
         if (pg) {
             const pager_stats d = pg->stats() - paging_before;
             st.paging_h2d_bytes = d.bytes_h2d;

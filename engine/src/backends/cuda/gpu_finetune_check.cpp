@@ -1,6 +1,7 @@
 // `qlora check-gpu --model`: a short LoRA fine-tune of a real model on the GPU beside the same steps on the CPU reference.
 #include "qls/device.h"
 
+#include "qls/dtype.h"
 #include "qls/error.h"
 #include "qls/gpu_train.h"
 #include "qls/hf_checkpoint.h"
@@ -19,45 +20,60 @@ namespace qls {
 
 namespace {
 
-// The LoRA gradients of one step (after one update, so that B != 0 and every gradient is non-zero), GPU against CPU,
-// one row per adapter kind (q.A, q.B, ..., down.B): the relative L2 error ||g_gpu - g_cpu|| / ||g_cpu|| of the whole
-// kind (every layer's tensor concatenated); the layer with the worst own error is named. Tolerance 3e-2: the GPU's
-// activations, activation gradients and GEMM operands are bf16 (2^-9 relative rounding each, over ~20 chained ops
-// per layer), and a gradient summed over all tokens can cancel.
-std::vector<gpu_check_row> compare_grads(const lora_weights<float>& cpu, const lora_weights<float>& gpu) {
+// Relative L2 error ||g - ref|| / ||ref|| of one adapter kind (every layer's tensor of target t, A or B,
+// concatenated), and the layer whose own error is the worst.
+struct kind_error {
+    double rel = 0, max_abs = 0, worst = -1;
+    size_t worst_layer = 0;
+    bool any = false;
+};
+kind_error kind_error_of(const lora_weights<float>& ref, const lora_weights<float>& g, size_t t, int which) {
+    kind_error k;
+    double num = 0, den = 0;
+    for (size_t l = 0; l < ref.layers.size(); ++l) {
+        const std::vector<float>& c = which ? ref.layers[l][t].db : ref.layers[l][t].da;
+        const std::vector<float>& x = which ? g.layers[l][t].db : g.layers[l][t].da;
+        if (c.empty()) continue;
+        k.any = true;
+        double n1 = 0, d1 = 0;
+        for (size_t i = 0; i < c.size() && i < x.size(); ++i) {
+            const double e = double(x[i]) - double(c[i]);
+            n1 += e * e;
+            d1 += double(c[i]) * double(c[i]);
+            k.max_abs = std::max(k.max_abs, std::fabs(e));
+        }
+        num += n1;
+        den += d1;
+        const double own = d1 > 0 ? std::sqrt(n1 / d1) : std::sqrt(n1);
+        if (!(own <= k.worst)) { k.worst = own; k.worst_layer = l; }
+    }
+    k.rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    return k;
+}
+
+// The LoRA gradients of one batch, GPU against the CPU reference, one row per adapter kind (q.A, q.B, ..., down.B).
+// The tolerance is calibrated on the model itself: `perturbed` holds the CPU's gradients with every weight rounded to
+// bf16 (a 2^-9 relative change), and the GPU, which also rounds every activation and activation gradient to bf16,
+// must stay within 5x that weight-rounding sensitivity (and within 1e-2 when the model is insensitive). On
+// stories260K the sensitivity is 1.4e-2 to 2.2e-2 and the GPU lands at 2.4x to 3.3x it; a wrong term (one adapter's
+// gradient computed from stale activations, say) gives errors of order 1.
+std::vector<gpu_check_row> compare_grads(const lora_weights<float>& cpu, const lora_weights<float>& perturbed,
+                                         const lora_weights<float>& gpu) {
     std::vector<gpu_check_row> rows;
     for (size_t t = 0; t < size_t(k_lora_target_count); ++t)
         for (int which = 0; which < 2; ++which) {
-            double num = 0, den = 0, mx = 0, worst = -1;
-            size_t worst_layer = 0;
-            bool any = false;
-            for (size_t l = 0; l < cpu.layers.size(); ++l) {
-                const std::vector<float>& c = which ? cpu.layers[l][t].db : cpu.layers[l][t].da;
-                const std::vector<float>& g = which ? gpu.layers[l][t].db : gpu.layers[l][t].da;
-                if (c.empty()) continue;
-                any = true;
-                double n1 = 0, d1 = 0;
-                for (size_t i = 0; i < c.size() && i < g.size(); ++i) {
-                    const double e = double(g[i]) - double(c[i]);
-                    n1 += e * e;
-                    d1 += double(c[i]) * double(c[i]);
-                    mx = std::max(mx, std::fabs(e));
-                }
-                num += n1;
-                den += d1;
-                const double own = d1 > 0 ? std::sqrt(n1 / d1) : std::sqrt(n1);
-                if (!(own <= worst)) { worst = own; worst_layer = l; }
-            }
-            if (!any) continue;
+            const kind_error e = kind_error_of(cpu, gpu, t, which);
+            if (!e.any) continue;
+            const kind_error sens = kind_error_of(cpu, perturbed, t, which);
             gpu_check_row r;
             r.op = std::string("grad ") + lora_target_short_name(lora_target(t)) + (which ? ".B" : ".A");
             char shape[96];
-            std::snprintf(shape, sizeof shape, "worst layer %zu: %.1e", worst_layer, worst);
+            std::snprintf(shape, sizeof shape, "bf16 sens %.1e, L%zu %.1e", sens.rel, e.worst_layer, e.worst);
             r.shape = shape;
-            r.max_abs_error = mx;
-            r.max_rel_error = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
-            r.tolerance = 3e-2;
-            r.passed = std::isfinite(r.max_rel_error) && r.max_rel_error <= r.tolerance;
+            r.max_abs_error = e.max_abs;
+            r.max_rel_error = e.rel;
+            r.tolerance = std::max(1e-2, 5.0 * sens.rel);
+            r.passed = std::isfinite(e.rel) && e.rel <= r.tolerance;
             rows.push_back(r);
         }
     return rows;
@@ -120,6 +136,53 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     std::vector<gpu_check_row> rows;
     std::vector<int> tokens(size_t(B) * T), targets(size_t(B) * T);
     const size_t span = ids.size() - size_t(T) - 1;
+
+    {
+        // Gradients of one batch with B drawn at random (like an adapter part-way through training; a zero B would
+        // make every dA zero): every adapter's dA and dB, GPU against the CPU pass.
+        lora_weights<float> gw = init;
+        uint64_t h = seed ^ 0x5bd1e995ull;
+        for (auto& layer : gw.layers)
+            for (auto& ad : layer)
+                for (float& x : ad.b) {
+                    h = h * 6364136223846793005ull + 1442695040888963407ull;
+                    x = (float(h >> 40) / 16777216.0f - 0.5f) * 0.04f;
+                }
+        for (int b = 0; b < B; ++b)
+            for (int t = 0; t < T; ++t) {
+                tokens[size_t(b) * T + t] = ids[size_t(b) * T + size_t(t)];
+                targets[size_t(b) * T + t] = ids[size_t(b) * T + size_t(t) + 1];
+            }
+        lora_weights<float> cg = gw;
+        llama_pass<float> gpass(model.config, model.params, model.inv_freq, B, T, &cg);
+        cg.zero_grad();
+        gpass.forward(tokens.data(), targets.data());
+        gpass.backward();
+        // the same pass with every weight rounded to bf16: the gradients' own sensitivity to bf16 rounding
+        llama_params<float> rounded = model.params;
+        auto round_all = [](std::vector<float>& v) {
+            for (float& x : v) x = bf16_to_f32(f32_to_bf16(x));
+        };
+        round_all(rounded.embed);
+        round_all(rounded.final_norm);
+        round_all(rounded.lm_head);
+        for (auto& lp : rounded.layers)
+            for (std::vector<float>* v : {&lp.attn_norm, &lp.wq, &lp.wk, &lp.wv, &lp.wo, &lp.mlp_norm, &lp.w_gate,
+                                          &lp.w_up, &lp.w_down})
+                round_all(*v);
+        lora_weights<float> pg = gw;
+        llama_pass<float> ppass(model.config, rounded, model.inv_freq, B, T, &pg);
+        pg.zero_grad();
+        ppass.forward(tokens.data(), targets.data());
+        ppass.backward();
+        std::unique_ptr<gpu_trainer> gg = gpu_trainer::from_model(model, gw, go);
+        gpu_batch gb;
+        gb.tokens = tokens.data();
+        gb.targets = targets.data();
+        gg->forward_backward(gb, false, 0);
+        for (const gpu_check_row& r : compare_grads(cg, pg, gg->download_lora())) rows.push_back(r);
+    }
+
     for (int s = 0; s < steps; ++s) {
         for (int b = 0; b < B; ++b) {
             const size_t off = (size_t(s) * B + size_t(b)) * size_t(T) % span;
@@ -135,8 +198,6 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         gb.tokens = tokens.data();
         gb.targets = targets.data();
         const double gpu_loss = gpu->forward_backward(gb, false, 0);
-        if (s == 1)
-            for (const gpu_check_row& r : compare_grads(cw, gpu->download_lora())) rows.push_back(r);
         cpu_opt.step(lr);
         gpu->optimizer_step(lr, 1, 0.0f);
         gpu_check_row r;
