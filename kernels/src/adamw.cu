@@ -9,6 +9,8 @@
 #include <algorithm>
 #include <cfloat>
 #include <cmath>
+#include <stdexcept>
+#include <string>
 
 namespace qls_kernels {
 
@@ -97,16 +99,17 @@ __global__ void adamw_32bit_multi_kernel(const adamw_tensor* tensors, step_const
 
 // One block of 256 threads per 256-element block (the CPU's adamw_update_8bit_blockwise). Threads past the end
 // load g = 0, state1 code 128, state2 code 0 and take part in the absmax reduction; only valid ones store.
-__global__ void adamw_8bit_blockwise_kernel(float* p, const float* g, uint8_t* state1, uint8_t* state2,
-                                            float* absmax1, float* absmax2, int64_t n, step_consts c,
-                                            const float* qmap1, const float* qmap2, float gnorm_scale) {
+// blk: the 256-element block of this tensor that this CUDA block updates (block-uniform).
+__device__ __forceinline__ void adamw_8bit_block(float* p, const float* g, uint8_t* state1, uint8_t* state2,
+                                                 float* absmax1, float* absmax2, int64_t n, int64_t blk,
+                                                 const step_consts& c, const float* qmap1, const float* qmap2,
+                                                 float gnorm_scale) {
     __shared__ float q1[256];
     __shared__ float q2[256];
     __shared__ float red1[q8_block / 32];
     __shared__ float red2[q8_block / 32];
     q1[threadIdx.x] = qmap1[threadIdx.x];
     q2[threadIdx.x] = qmap2[threadIdx.x];
-    const int64_t blk = blockIdx.x;
     const int64_t i = blk * q8_block + threadIdx.x;
     const bool valid = i < n;
     const float a1 = absmax1[blk], a2 = absmax2[blk];
@@ -157,6 +160,21 @@ __global__ void adamw_8bit_blockwise_kernel(float* p, const float* g, uint8_t* s
     state2[i] = n2;
 }
 
+__global__ void adamw_8bit_blockwise_kernel(float* p, const float* g, uint8_t* state1, uint8_t* state2,
+                                            float* absmax1, float* absmax2, int64_t n, step_consts c,
+                                            const float* qmap1, const float* qmap2, float gnorm_scale) {
+    adamw_8bit_block(p, g, state1, state2, absmax1, absmax2, n, blockIdx.x, c, qmap1, qmap2, gnorm_scale);
+}
+
+// grid (x: 256-element blocks, up to the largest tensor's; y: tensor). Blocks past a tensor's end return at once.
+__global__ void adamw_8bit_blockwise_multi_kernel(const adamw8_tensor* tensors, step_consts c, const float* qmap1,
+                                                  const float* qmap2, float gnorm_scale) {
+    const adamw8_tensor t = tensors[blockIdx.y];
+    const int64_t blk = blockIdx.x;
+    if (blk * q8_block >= t.n) return; // uniform over the block: before any barrier
+    adamw_8bit_block(t.p, t.g, t.state1, t.state2, t.absmax1, t.absmax2, t.n, blk, c, qmap1, qmap2, gnorm_scale);
+}
+
 // ----------------------------------------------------------------------------
 // kernel launchers
 
@@ -184,6 +202,23 @@ void adamw_update_8bit_blockwise(float* p, const float* g, uint8_t* state1, uint
     adamw_8bit_blockwise_kernel<<<unsigned(blocks), q8_block, 0, stream>>>(p, g, state1, state2, absmax1, absmax2,
                                                                            n, c, qmap1, qmap2, gnorm_scale);
     QLS_CUDA_CHECK(cudaGetLastError());
+}
+
+void adamw_update_8bit_blockwise_multi(const adamw8_tensor* tensors, int num_tensors, int64_t max_n, int64_t step,
+                                       float lr, const adamw_config& cfg, const float* qmap1, const float* qmap2,
+                                       float gnorm_scale, cudaStream_t stream) {
+    if (num_tensors <= 0 || max_n <= 0) return;
+    const step_consts c = make_consts(step, lr, cfg);
+    const int64_t blocks = (max_n + q8_block - 1) / q8_block;
+    if (blocks > int64_t(0x7fffffff))
+        throw std::invalid_argument("adamw_update_8bit_blockwise_multi: a tensor of " + std::to_string(max_n) +
+                                    " elements is too large for one launch");
+    for (int first = 0; first < num_tensors; first += 65535) {
+        const unsigned gy = unsigned(std::min(num_tensors - first, 65535));
+        adamw_8bit_blockwise_multi_kernel<<<dim3(unsigned(blocks), gy), q8_block, 0, stream>>>(
+            tensors + first, c, qmap1, qmap2, gnorm_scale);
+        QLS_CUDA_CHECK(cudaGetLastError());
+    }
 }
 
 } // namespace qls_kernels

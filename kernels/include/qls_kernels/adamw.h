@@ -43,4 +43,21 @@ void adamw_update_8bit_blockwise(float* p, const float* g, uint8_t* state1, uint
                                  float* absmax2, int64_t n, int64_t step, float lr, const adamw_config& cfg,
                                  const float* qmap1, const float* qmap2, float gnorm_scale, cudaStream_t stream);
 
+// One tensor (or 256-aligned chunk) of a multi-tensor 8-bit update; device pointers: p, g, state1, state2 [n],
+// absmax1, absmax2 [ceil(n / 256)].
+struct adamw8_tensor {
+    float* p;
+    const float* g;
+    uint8_t* state1;
+    uint8_t* state2;
+    float* absmax1;
+    float* absmax2;
+    int64_t n;
+};
+// adamw_update_8bit_blockwise over num_tensors tensors in ONE launch (grid y = tensor), each element exactly as the
+// single-tensor launcher computes it. tensors: a DEVICE array the caller keeps alive until the launch has run;
+// max_n: the largest n among them.
+void adamw_update_8bit_blockwise_multi(const adamw8_tensor* tensors, int num_tensors, int64_t max_n, int64_t step,
+                                       float lr, const adamw_config& cfg, const float* qmap1, const float* qmap2,
+                                       float gnorm_scale, cudaStream_t stream);
 } // namespace qls_kernels

@@ -4,11 +4,14 @@
 #include "backends/cpu/ops.h"
 #include "qls/dtype.h"
 #include "qls/error.h"
+#include "qls/lora.h"
 #include "qls/optim.h"
 #include "qls/quant.h"
 #include "qls/tensor.h"
 #include "qls_kernels/adamw.h"
 #include "qls_kernels/attention.h"
+#include "qls_kernels/elementwise.h"
+#include "qls_kernels/gemm.h"
 #include "qls_kernels/check.h"
 #include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/embedding.h"
@@ -420,6 +423,194 @@ gpu_check_row check_adamw_8bit(size_t n, std::mt19937_64& rng) {
     return r;
 }
 
+// The fused multi-tensor 8-bit AdamW (one launch over every tensor) against the CPU's per-tensor update, 3 steps:
+// codes and absmax exact, parameters within the fast-math bound of the single-tensor check.
+gpu_check_row check_adamw_8bit_multi(std::mt19937_64& rng) {
+    const adamw_hparams h;
+    const qls_kernels::adamw_config cfg{h.beta1, h.beta2, h.eps, h.weight_decay};
+    const std::array<float, 256> qm1 = dynamic_map(true), qm2 = dynamic_map(false);
+    const size_t T = std::size(adamw_check_sizes);
+    std::normal_distribution<float> nd(0.0f, 0.02f);
+    std::vector<std::vector<float>> p(T), a1(T), a2(T);
+    std::vector<std::vector<uint8_t>> c1(T), c2(T);
+    std::vector<dbuf> dp, dg, dc1, dc2, da1, da2;
+    std::vector<qls_kernels::adamw8_tensor> desc;
+    size_t max_n = 0;
+    for (size_t t = 0; t < T; ++t) {
+        const size_t n = adamw_check_sizes[t], nb = (n + adamw_8bit_block - 1) / adamw_8bit_block;
+        max_n = std::max(max_n, n);
+        p[t].resize(n);
+        for (float& x : p[t]) x = nd(rng);
+        a1[t].assign(nb, 0.0f);
+        a2[t].assign(nb, 0.0f);
+        c1[t].assign(n, 0);
+        c2[t].assign(n, 0);
+        dp.push_back(upload(p[t]));
+        dg.emplace_back(n * 4);
+        dc1.push_back(upload(c1[t]));
+        dc2.push_back(upload(c2[t]));
+        da1.push_back(upload(a1[t]));
+        da2.push_back(upload(a2[t]));
+        desc.push_back({dp[t].as<float>(), dg[t].as<float>(), dc1[t].as<uint8_t>(), dc2[t].as<uint8_t>(),
+                        da1[t].as<float>(), da2[t].as<float>(), int64_t(n)});
+    }
+    dbuf ddesc = upload(desc);
+    dbuf dq1 = upload(std::vector<float>(qm1.begin(), qm1.end())), dq2 = upload(std::vector<float>(qm2.begin(), qm2.end()));
+    const float lrs[3] = {1e-3f, 2e-3f, 1e-3f}, scales[3] = {1.0f, 0.5f, 1.0f};
+    for (int step = 1; step <= 3; ++step) {
+        for (size_t t = 0; t < T; ++t) {
+            const size_t n = adamw_check_sizes[t];
+            std::vector<float> g = adamw_grad(n, step, true, rng);
+            QLS_CUDA_CHECK(cudaMemcpy(dg[t].p, g.data(), n * 4, cudaMemcpyHostToDevice));
+            adamw_update_8bit_blockwise(p[t].data(), g.data(), c1[t].data(), c2[t].data(), a1[t].data(),
+                                        a2[t].data(), n, step, lrs[step - 1], h, qm1, qm2, scales[step - 1]);
+        }
+        qls_kernels::adamw_update_8bit_blockwise_multi(ddesc.as<qls_kernels::adamw8_tensor>(), int(T), int64_t(max_n),
+                                                       step, lrs[step - 1], cfg, dq1.as<float>(), dq2.as<float>(),
+                                                       scales[step - 1], nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    }
+    gpu_check_row r{"adamw_8bit_multi (p; codes, absmax exact)", std::to_string(T) + " tensors in one launch", 0, 0,
+                    1.0 / 8388608.0, true};
+    for (size_t t = 0; t < T; ++t) {
+        const size_t n = adamw_check_sizes[t], nb = a1[t].size();
+        gpu_check_row pr{r.op, r.shape, 0, 0, r.tolerance, false};
+        finish(pr, download_f32(dp[t], n), p[t]);
+        merge(r, pr);
+        for (int k = 0; k < 2; ++k) {
+            std::vector<uint8_t> got(n);
+            QLS_CUDA_CHECK(cudaMemcpy(got.data(), (k == 0 ? dc1 : dc2)[t].p, n, cudaMemcpyDeviceToHost));
+            gpu_check_row sub{r.op, r.shape, 0, 0, 0.0, true};
+            for (size_t i = 0; i < n; ++i)
+                if (got[i] != (k == 0 ? c1 : c2)[t][i]) { sub.passed = false; sub.max_abs_error = std::max(sub.max_abs_error, 1.0); }
+            merge(r, sub);
+            gpu_check_row sa{r.op, r.shape, 0, 0, 0.0, false};
+            finish(sa, download_f32((k == 0 ? da1 : da2)[t], nb), k == 0 ? a1[t] : a2[t]);
+            merge(r, sa);
+        }
+    }
+    return r;
+}
+
+// The small ops of the training step against their CPU definitions: LoRA dropout (the shared counter hash: the mask
+// and the scaled values exactly), the fp32-accumulating RMSNorm input gradient, the deterministic sum of squares.
+std::vector<gpu_check_row> check_step_ops(int N, int C, std::mt19937_64& rng) {
+    using bf = __nv_bfloat16;
+    std::vector<gpu_check_row> rows;
+    const size_t nc = size_t(N) * C;
+    const std::string shape = shape_str({N, C});
+    std::vector<uint16_t> xb, wb, db;
+    std::vector<float> x, w, dy;
+    random_bf16(nc, 0.0f, 1.0f, rng, xb, x);
+    random_bf16(size_t(C), 1.0f, 0.1f, rng, wb, w);
+    random_bf16(nc, 0.0f, 1.0f, rng, db, dy);
+    dbuf gx = upload(xb), gw = upload(wb);
+    {   // dropout p = 0.1 at (seed, layer 3, target up): out = keep ? x / 0.9 : 0, rounded to bf16
+        const uint64_t seed = rng();
+        std::vector<float> cpu(nc);
+        for (size_t i = 0; i < nc; ++i)
+            cpu[i] = lora_dropout_keep(seed, 3, lora_target::up, i, 0.1f) ? bf16_to_f32(f32_to_bf16(x[i] * (1.0f / 0.9f)))
+                                                                         : 0.0f;
+        dbuf out(nc * 2);
+        qls_kernels::lora_dropout(out.as<bf>(), nullptr, gx.as<bf>(), int64_t(nc), seed, 3, int(lora_target::up), 0.1f,
+                                  false, nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"lora_dropout", shape, 0, 0, 0.0, false};
+        finish(r, download_bf16_as_f32(out, nc), cpu);
+        rows.push_back(r);
+    }
+    {   // RMSNorm input gradient accumulated into fp32 (dres += ...), dout fp32
+        std::vector<float> y(nc), rstd(static_cast<size_t>(N)), cpu(nc);
+        cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        for (float& v : cpu) v = nd(rng);
+        std::vector<float> start = cpu;
+        cpu::rmsnorm_backward(cpu.data(), static_cast<float*>(nullptr), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        dbuf dres = upload(start), ddy = upload(dy), drstd = upload(rstd);
+        qls_kernels::rmsnorm_backward_accumulate(dres.as<float>(), ddy.as<float>(), gx.as<bf>(), gw.as<bf>(),
+                                                 drstd.as<float>(), N, C, nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"rmsnorm_bwd_accum", shape, 0, 0, 1e-5, false};
+        finish(r, download_f32(dres, nc), cpu);
+        rows.push_back(r);
+    }
+    {   // sum of squares (the gradient norm) against a double sum
+        double ref = 0;
+        for (float v : dy) ref += double(v) * double(v);
+        dbuf ddy = upload(dy), partial(size_t(qls_kernels::sum_squares_partials()) * 4), out(4);
+        qls_kernels::sum_squares(out.as<float>(), partial.as<float>(), ddy.as<float>(), int64_t(nc), nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"sum_squares", shape, 0, 0, 1e-6, false};
+        finish(r, download_f32(out, 1), {float(ref)});
+        rows.push_back(r);
+    }
+    return rows;
+}
+
+// The row-major cuBLAS wrapper in the three forms the step uses (y = x Wᵀ into bf16, dx = dy W into fp32 with
+// beta = 1, dW = dyᵀ x into fp32) against a double-precision product of the same bf16 operands.
+// Tolerances: bf16 output 2^-8 (its rounding); fp32 output 1e-4 (fp32 accumulation over K terms).
+std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng) {
+    using bf = __nv_bfloat16;
+    std::vector<gpu_check_row> rows;
+    std::vector<uint16_t> xb, wb, yb;
+    std::vector<float> x, w, dy;
+    random_bf16(size_t(M) * K, 0.0f, 1.0f, rng, xb, x);   // x (M, K)
+    random_bf16(size_t(N) * K, 0.0f, 1.0f, rng, wb, w);   // W (N, K)
+    random_bf16(size_t(M) * N, 0.0f, 1.0f, rng, yb, dy);  // dy (M, N)
+    dbuf gx = upload(xb), gw = upload(wb), gdy = upload(yb), ws(32u << 20);
+    qls_kernels::blas blas(nullptr, ws.p, 32u << 20);
+    const std::string shape = shape_str({M, N, K});
+    {   // y (M, N) = x Wᵀ, bf16 out
+        std::vector<float> cpu(size_t(M) * N);
+        for (int i = 0; i < M; ++i)
+            for (int j = 0; j < N; ++j) {
+                double acc = 0;
+                for (int k = 0; k < K; ++k) acc += double(x[size_t(i) * K + k]) * w[size_t(j) * K + k];
+                cpu[size_t(i) * N + j] = float(acc);
+            }
+        dbuf out(size_t(M) * N * 2);
+        blas.gemm(false, true, M, N, K, gx.as<bf>(), K, gw.as<bf>(), K, out.p, false, N, 1.0f, 0.0f);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"gemm x·Wᵀ bf16", shape, 0, 0, 1.0 / 256.0, false};
+        finish(r, download_bf16_as_f32(out, size_t(M) * N), cpu);
+        rows.push_back(r);
+    }
+    {   // dx (M, K) += dy W, fp32 out, beta = 1
+        std::normal_distribution<float> nd(0.0f, 1.0f);
+        std::vector<float> cpu(size_t(M) * K);
+        for (float& v : cpu) v = nd(rng);
+        dbuf out = upload(cpu);
+        for (int i = 0; i < M; ++i)
+            for (int k = 0; k < K; ++k) {
+                double acc = cpu[size_t(i) * K + k];
+                for (int j = 0; j < N; ++j) acc += double(dy[size_t(i) * N + j]) * w[size_t(j) * K + k];
+                cpu[size_t(i) * K + k] = float(acc);
+            }
+        blas.gemm(false, false, M, K, N, gdy.as<bf>(), N, gw.as<bf>(), K, out.p, true, K, 1.0f, 1.0f);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"gemm dy·W += f32", shape, 0, 0, 1e-4, false};
+        finish(r, download_f32(out, size_t(M) * K), cpu);
+        rows.push_back(r);
+    }
+    {   // dW (N, K) = dyᵀ x, fp32 out
+        std::vector<float> cpu(size_t(N) * K);
+        for (int j = 0; j < N; ++j)
+            for (int k = 0; k < K; ++k) {
+                double acc = 0;
+                for (int i = 0; i < M; ++i) acc += double(dy[size_t(i) * N + j]) * x[size_t(i) * K + k];
+                cpu[size_t(j) * K + k] = float(acc);
+            }
+        dbuf out(size_t(N) * K * 4);
+        blas.gemm(true, false, N, K, M, gdy.as<bf>(), N, gx.as<bf>(), K, out.p, true, K, 1.0f, 0.0f);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"gemm dyᵀ·x f32", shape, 0, 0, 1e-4, false};
+        finish(r, download_f32(out, size_t(N) * K), cpu);
+        rows.push_back(r);
+    }
+    return rows;
+}
+
 } // namespace
 
 // Flash-style attention forward and backward (bf16 q, k, v, dout; fp32 softmax; bf16 P in the tensor-core products)
@@ -509,6 +700,12 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
               {1, 257, 8, 1, 64, false}, {2, 130, 4, 4, 128, true}, {1, 1024, 32, 32, 128, false}})
             for (const gpu_check_row& r : check_attention(b, t, nh, nkv, hs, sg, rng)) rows.push_back(r);
         rows.push_back(check_adamw_32bit(rng));
+        rows.push_back(check_adamw_8bit_multi(rng));
+        for (auto [n, c] : {std::pair<int, int>{7, 100}, {2048, 4096}})
+            for (const gpu_check_row& r : check_step_ops(n, c, rng)) rows.push_back(r);
+        // (M, N, K): odd small, a LoRA-shaped one (rank 64), a 7B projection at 128 tokens
+        for (auto [m, n, k] : {std::tuple<int, int, int>{7, 33, 100}, {256, 64, 4096}, {128, 4096, 4096}})
+            for (const gpu_check_row& r : check_gemm(m, n, k, rng)) rows.push_back(r);
         for (size_t n : adamw_check_sizes) rows.push_back(check_adamw_8bit(n, rng));
     } catch (const qls_kernels::cuda_failure& e) {
         throw error(error_code::device, e.what(), "check the driver (nvidia-smi) and that no other process holds the GPU");

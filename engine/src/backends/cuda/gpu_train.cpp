@@ -760,13 +760,13 @@ struct gpu_trainer::impl {
         return c;
     }
 
-    // Descriptor table for the multi-tensor fp32 launch: workspace.reductions after the 1026 scalars.
-    K::adamw_tensor* descriptor_table(size_t count) {
-        const size_t cap = (plan_item_bytes("workspace.reductions") - k_reduction_floats * 4) / sizeof(K::adamw_tensor);
+    // Descriptor table for the multi-tensor launches: workspace.reductions after the 1026 scalars.
+    template <class D> D* descriptor_table(size_t count) {
+        const size_t cap = (plan_item_bytes("workspace.reductions") - k_reduction_floats * 4) / sizeof(D);
         if (count > cap)
             throw error(error_code::internal, "AdamW descriptor table holds " + std::to_string(cap) + ", need " +
                                                   std::to_string(count));
-        return reinterpret_cast<K::adamw_tensor*>(item<float>("workspace.reductions") + k_reduction_floats);
+        return reinterpret_cast<D*>(item<float>("workspace.reductions") + k_reduction_floats);
     }
     size_t plan_item_bytes(const std::string& name) const {
         for (const auto& it : plan.items)
@@ -775,7 +775,7 @@ struct gpu_trainer::impl {
     }
     void launch_fp32(const std::vector<K::adamw_tensor>& d, float lr, float scale) {
         if (d.empty()) return;
-        K::adamw_tensor* table = descriptor_table(d.size());
+        K::adamw_tensor* table = descriptor_table<K::adamw_tensor>(d.size());
         // pageable source: copied to staging before the call returns, so `d` may go right after (CUDA runtime API,
         // "API synchronization behavior", memcpy from pageable host memory)
         QLS_CUDA_CHECK(cudaMemcpyAsync(table, d.data(), d.size() * sizeof(K::adamw_tensor), cudaMemcpyHostToDevice,
@@ -785,19 +785,31 @@ struct gpu_trainer::impl {
         K::adamw_update_32bit_multi(table, int(d.size()), max_n, step_count, lr, kcfg(), scale, stream);
     }
 
+    void launch_8bit(const std::vector<K::adamw8_tensor>& d, float lr, float scale, const float* q1, const float* q2) {
+        if (d.empty()) return;
+        K::adamw8_tensor* table = descriptor_table<K::adamw8_tensor>(d.size());
+        QLS_CUDA_CHECK(cudaMemcpyAsync(table, d.data(), d.size() * sizeof(K::adamw8_tensor), cudaMemcpyHostToDevice,
+                                       stream));
+        int64_t max_n = 0;
+        for (const auto& t : d) max_n = std::max(max_n, t.n);
+        K::adamw_update_8bit_blockwise_multi(table, int(d.size()), max_n, step_count, lr, kcfg(), q1, q2, scale,
+                                             stream);
+    }
+
+    // Unpaged: one fused launch per state format over every tensor. Paged: per parameter (its pages are resident
+    // only between its acquire and the next), one fused launch over its pages.
     void update(float lr, float scale) {
         const float* q1 = mem->has("optimizer.qmap1+qmap2") ? item<float>("optimizer.qmap1+qmap2") : nullptr;
         const float* q2 = q1 ? q1 + 256 : nullptr;
         if (!paged) {
             std::vector<K::adamw_tensor> d;
+            std::vector<K::adamw8_tensor> d8;
             for (const opt_tensor& t : params) {
-                if (t.eightbit)
-                    K::adamw_update_8bit_blockwise(t.p, t.g, t.s1, t.s2, t.a1, t.a2, t.n, step_count, lr, kcfg(), q1,
-                                                   q2, scale, stream);
-                else
-                    d.push_back({t.p, t.g, t.m, t.v, t.n});
+                if (t.eightbit) d8.push_back({t.p, t.g, t.s1, t.s2, t.a1, t.a2, t.n});
+                else d.push_back({t.p, t.g, t.m, t.v, t.n});
             }
             launch_fp32(d, lr, scale);
+            launch_8bit(d8, lr, scale, q1, q2);
             return;
         }
         const size_t ps = pager_->page_size();
@@ -808,6 +820,7 @@ struct gpu_trainer::impl {
                 // a page of codes is ps elements (ps/256 blocks); its absmax lives in absmax page (p*ps/256*4)/ps
                 const int64_t per_page = int64_t(ps);
                 const size_t pages = pager_->page_count(t.ids[0]);
+                std::vector<K::adamw8_tensor> d8;
                 for (size_t pg = 0; pg < pages; ++pg) {
                     const int64_t e0 = int64_t(pg) * per_page;
                     const int64_t n = std::min(per_page, t.n - e0);
@@ -816,9 +829,9 @@ struct gpu_trainer::impl {
                     auto* s2 = static_cast<uint8_t*>(pager_->device_page(t.ids[1], pg));
                     auto* a1 = reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[2], ab / ps)) + ab % ps);
                     auto* a2 = reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[3], ab / ps)) + ab % ps);
-                    K::adamw_update_8bit_blockwise(t.p + e0, t.g + e0, s1, s2, a1, a2, n, step_count, lr, kcfg(), q1,
-                                                   q2, scale, stream);
+                    d8.push_back({t.p + e0, t.g + e0, s1, s2, a1, a2, n});
                 }
+                launch_8bit(d8, lr, scale, q1, q2);
             } else {
                 const int64_t per_page = int64_t(ps / 4);
                 std::vector<K::adamw_tensor> d;
