@@ -4,6 +4,9 @@
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
+#include "qls/lora.h"
+#include "qls/peft.h"
+#include "qls/train_config.h"
 #include "qls/tokenizer.h"
 
 #include <QElapsedTimer>
@@ -11,35 +14,72 @@
 EngineWorker::EngineWorker() = default;
 EngineWorker::~EngineWorker() = default;
 
+namespace {
+
+ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls::tokenizer& tok) {
+    const qls::model_config& c = model.config;
+    ModelInfo info;
+    info.dir = dir;
+    info.architecture = QString::fromStdString(c.model_type);
+    info.parameters = c.parameter_count();
+    info.layers = c.num_layers;
+    info.hidden = c.hidden_size;
+    info.mlpHidden = c.intermediate_size;
+    info.heads = c.num_heads;
+    info.kvHeads = c.num_kv_heads;
+    info.headDim = c.head_dim;
+    info.vocab = c.vocab_size;
+    info.context = c.max_position_embeddings;
+    info.ropeTheta = c.rope.theta;
+    info.ropeType = QString::fromStdString(c.rope.type);
+    info.tiedEmbeddings = c.tie_word_embeddings;
+    info.dtype = QString::fromStdString(c.torch_dtype);
+    info.tokenizer = EngineWorker::tr("tokenizer.model: %1 pieces, BOS %2, EOS %3 — matches the model")
+                         .arg(tok.vocab_size())
+                         .arg(tok.bos_id())
+                         .arg(tok.eos_id());
+    return info;
+}
+
+} // namespace
+
 void EngineWorker::loadModel(const QString& dir) {
     try {
         qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(dir.toStdString());
         auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
         auto model = std::make_unique<qls::llama_model>(qls::llama_model::load(ckpt));
-        const qls::model_config& c = model->config;
-        ModelInfo info;
-        info.dir = dir;
-        info.architecture = QString::fromStdString(c.model_type);
-        info.parameters = c.parameter_count();
-        info.layers = c.num_layers;
-        info.hidden = c.hidden_size;
-        info.mlpHidden = c.intermediate_size;
-        info.heads = c.num_heads;
-        info.kvHeads = c.num_kv_heads;
-        info.headDim = c.head_dim;
-        info.vocab = c.vocab_size;
-        info.context = c.max_position_embeddings;
-        info.ropeTheta = c.rope.theta;
-        info.ropeType = QString::fromStdString(c.rope.type);
-        info.tiedEmbeddings = c.tie_word_embeddings;
-        info.dtype = QString::fromStdString(c.torch_dtype);
-        info.tokenizer = tr("tokenizer.model: %1 pieces, BOS %2, EOS %3 — matches the model")
-                             .arg(tok->vocab_size())
-                             .arg(tok->bos_id())
-                             .arg(tok->eos_id());
+        const ModelInfo info = describe(dir, *model, *tok);
         m_model = std::move(model);
         m_tokenizer = std::move(tok);
         emit modelLoaded(info);
+    } catch (const qls::error& e) {
+        emit modelFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
+    } catch (const std::exception& e) {
+        emit modelFailed(QString::fromStdString(e.what()), QString());
+    }
+}
+
+void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) {
+    try {
+        const qls::train_config cfg = qls::load_train_config((runDir + "/config.json").toStdString());
+        qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(cfg.model);
+        auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
+        qls::llama_load_options opt;
+        opt.quantize_nf4 = cfg.quantize_nf4;
+        opt.double_quant = cfg.double_quant;
+        auto model = std::make_unique<qls::llama_model>(qls::llama_model::load(ckpt, opt));
+        const qls::lora_weights<float> adapter = qls::load_peft(checkpointDir.toStdString(), model->config);
+        const float scale = adapter.config.scale();
+        for (size_t l = 0; l < adapter.layers.size(); ++l)
+            for (int t = 0; t < qls::k_lora_target_count; ++t) {
+                const auto& ad = adapter.layers[l][size_t(t)];
+                if (ad.enabled()) qls::lora_merge(model->projection(int(l), qls::lora_target(t)).data(), ad, scale);
+            }
+        const ModelInfo info = describe(QString::fromStdString(cfg.model), *model, *tok);
+        m_model = std::move(model);
+        m_tokenizer = std::move(tok);
+        emit modelLoaded(info);
+        emit runLoaded(runDir, checkpointDir);
     } catch (const qls::error& e) {
         emit modelFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {

@@ -1,4 +1,4 @@
-// EngineWorker — the engine on a worker thread for the studio: loads models and generates; values cross by queued signals.
+// EngineWorker — the engine on a worker thread for the studio: loads models (optionally with a run's adapter merged) and generates; values cross by queued signals.
 #pragma once
 
 #include "modelinfo.h"
@@ -24,11 +24,15 @@ public:
 
 public slots:
     void loadModel(const QString& dir);
+    // The base model of a past run (as it trained: NF4 when the run quantized) with the PEFT adapter of one of its
+    // checkpoints merged into the projections, for the Playground.
+    void loadRun(const QString& runDir, const QString& checkpointDir);
     void generate(const GenerateRequest& request);
 
 signals:
     void modelLoaded(const ModelInfo& info);
     void modelFailed(const QString& message, const QString& hint);
+    void runLoaded(const QString& runDir, const QString& checkpointDir);
     void textGenerated(const QString& text);
     void generationFinished(const QString& status);
     void generationFailed(const QString& message, const QString& hint);

@@ -1,38 +1,106 @@
-// StudioController: queued connections between the pages (GUI thread) and the EngineWorker (worker thread).
+// StudioController: queued connections between the pages (GUI thread), the EngineWorker and the TrainingSession (worker threads).
 #include "studiocontroller.h"
 
+#include "datasetpage.h"
+#include "demoassets.h"
+#include "enginesession.h"
 #include "engineworker.h"
+#include "exportpage.h"
 #include "mainwindow.h"
 #include "modelpage.h"
+#include "monitorpage.h"
+#include "planpage.h"
 #include "playgroundpage.h"
+#include "runspage.h"
+#include "trainingpage.h"
 
+#include "qls/error.h"
+#include "qls/memory_plan.h"
+#include "qls/model_config.h"
+#include "qls/trainer.h"
+#include "qls/train_config.h"
+
+#include <QDateTime>
+#include <QDir>
+#include <QFileInfo>
 #include <QSettings>
+#include <QStatusBar>
 
-StudioController::StudioController(MainWindow* window, QObject* parent) : QObject(parent), m_window(window) {
+StudioController::StudioController(MainWindow* window, TrainingSession* session, QObject* parent)
+    : QObject(parent), m_window(window), m_session(session), m_gpu(qls::probe_gpu()) {
     qRegisterMetaType<ModelInfo>();
     qRegisterMetaType<GenerateRequest>();
     m_worker = new EngineWorker;
     m_worker->moveToThread(&m_thread);
     connect(&m_thread, &QThread::finished, m_worker, &QObject::deleteLater);
+    if (!m_session) m_session = new EngineSession(this);
 
     ModelPage* model = window->modelPage();
     PlaygroundPage* play = window->playgroundPage();
+    MonitorPage* monitor = window->monitorPage();
+    RunsPage* runs = window->runsPage();
+    DatasetPage* dataset = window->datasetPage();
+    TrainingPage* training = window->trainingPage();
+    PlanPage* plan = window->planPage();
+
+    // ---- model and playground (EngineWorker) ---------------------------------------------------------------------
     connect(model, &ModelPage::loadRequested, this, &StudioController::loadModel);
     connect(this, &StudioController::loadRequested, m_worker, &EngineWorker::loadModel, Qt::QueuedConnection);
+    connect(this, &StudioController::runLoadRequested, m_worker, &EngineWorker::loadRun, Qt::QueuedConnection);
     connect(m_worker, &EngineWorker::modelLoaded, model, &ModelPage::showModel, Qt::QueuedConnection);
-    connect(m_worker, &EngineWorker::modelLoaded, this, [play](const ModelInfo& info) {
+    connect(m_worker, &EngineWorker::modelLoaded, this, [this, play, dataset, plan](const ModelInfo& info) {
         play->setModelReady(true);
+        m_window->setDemoOffered(false);
         QSettings().setValue("model/lastDir", info.dir);
+        dataset->setModelDir(info.dir);
+        try {
+            plan->setModelConfig(qls::load_model_config((info.dir + "/config.json").toStdString()));
+        } catch (const qls::error&) {
+            plan->clearModel();
+        }
+        syncPlan();
     });
     connect(m_worker, &EngineWorker::modelFailed, model, &ModelPage::showError, Qt::QueuedConnection);
-    connect(m_worker, &EngineWorker::modelFailed, play, [play] { play->setModelReady(false); });
-
+    connect(m_worker, &EngineWorker::modelFailed, play, [play, plan] {
+        play->setModelReady(false);
+        plan->clearModel();
+    });
+    connect(m_worker, &EngineWorker::runLoaded, this, [this](const QString& runDir, const QString& checkpoint) {
+        m_window->statusBar()->showMessage(tr("Playground: %1 with the adapter of %2")
+                                               .arg(QFileInfo(runDir).fileName(), QDir::toNativeSeparators(checkpoint)));
+    });
     connect(play, &PlaygroundPage::generateRequested, m_worker, &EngineWorker::generate, Qt::QueuedConnection);
     // requestStop is an atomic flag: call it directly from the GUI thread so it is seen mid-generation.
     connect(play, &PlaygroundPage::stopRequested, this, [this] { m_worker->requestStop(); });
     connect(m_worker, &EngineWorker::textGenerated, play, &PlaygroundPage::appendText, Qt::QueuedConnection);
     connect(m_worker, &EngineWorker::generationFinished, play, &PlaygroundPage::showFinished, Qt::QueuedConnection);
     connect(m_worker, &EngineWorker::generationFailed, play, &PlaygroundPage::showError, Qt::QueuedConnection);
+
+    // ---- setup pages -----------------------------------------------------------------------------------------------
+    connect(training, &TrainingPage::changed, this, &StudioController::syncPlan);
+    plan->setCardBytes(qint64(m_gpu.total_bytes));
+
+    // ---- training (TrainingSession) --------------------------------------------------------------------------------
+    monitor->setSession(m_session);
+    window->setSession(m_session);
+    connect(monitor, &MonitorPage::startRequested, this, &StudioController::startTraining);
+    connect(m_session, &TrainingSession::started, runs, &RunsPage::refresh);
+    connect(m_session, &TrainingSession::finished, runs, &RunsPage::refresh);
+    connect(m_session, &TrainingSession::failed, runs, &RunsPage::refresh);
+    connect(window, &MainWindow::demoRequested, this, [this] { startDemo(60); });
+
+    // ---- past runs -------------------------------------------------------------------------------------------------
+    connect(runs, &RunsPage::openRequested, this, &StudioController::openRun);
+    connect(runs, &RunsPage::resumeRequested, this, &StudioController::resumeRun);
+    connect(runs, &RunsPage::playgroundRequested, this, &StudioController::tryRunInPlayground);
+    connect(runs, &RunsPage::exportRequested, this, &StudioController::exportRun);
+    // a run that ends leaves its newest checkpoint ready on the Export page
+    connect(m_session, &TrainingSession::started, this, [this](qint64, const QString& runDir) { m_currentRunDir = runDir; });
+    connect(m_session, &TrainingSession::finished, this, [this](const QString&, const QString& checkpoint) {
+        if (!checkpoint.isEmpty()) m_window->exportPage()->setCheckpoint(runModelDir(m_currentRunDir), checkpoint);
+    });
+
+    restoreLastChoices();
     m_thread.start();
 }
 
@@ -46,4 +114,186 @@ void StudioController::loadModel(const QString& dir) {
     m_window->modelPage()->setDirectory(dir);
     m_window->modelPage()->showLoading(dir);
     emit loadRequested(dir);
+}
+
+// ---- configuration -----------------------------------------------------------------------------------------------
+
+bool StudioController::buildConfig(qls::train_config* config, QString* reason) const {
+    qls::train_config c;
+    auto refuse = [reason](const QString& why) {
+        if (reason) *reason = why;
+        return false;
+    };
+    c.model = m_window->modelPage()->directory().toStdString();
+    if (c.model.empty())
+        return refuse(tr("Model: no model is chosen. Choose one on the Model page, or run the demo."));
+    if (!QFileInfo::exists(QString::fromStdString(c.model) + "/config.json"))
+        return refuse(tr("Model: %1 has no config.json. Choose a Hugging Face model directory on the Model page.")
+                          .arg(QString::fromStdString(c.model)));
+    QString why;
+    if (!m_window->datasetPage()->validate(&why)) return refuse(tr("Dataset: %1").arg(why));
+    if (!m_window->trainingPage()->validate(&why)) return refuse(tr("Training: %1").arg(why));
+    m_window->datasetPage()->applyTo(c);
+    m_window->trainingPage()->applyTo(c);
+    const QString runs = m_window->runsPage()->runsDirectory();
+    c.runs_dir = (runs.isEmpty() ? QString("runs") : runs).toStdString();
+    const QString name = m_window->monitorPage()->runName();
+    c.name = (name.isEmpty() ? "run-" + QDateTime::currentDateTime().toString("yyyyMMdd-hhmmss") : name).toStdString();
+    try {
+        qls::validate_train_config(c);
+    } catch (const qls::error& e) {
+        return refuse(QString::fromStdString(e.what()) + (e.hint().empty() ? QString() : " — " + QString::fromStdString(e.hint())));
+    }
+    *config = c;
+    return true;
+}
+
+void StudioController::startTraining() {
+    qls::train_config c;
+    QString reason;
+    if (!buildConfig(&c, &reason)) {
+        m_window->monitorPage()->showFailed(reason, tr("Fix it on that page, then press Start again."));
+        return;
+    }
+    rememberChoices(c);
+    m_window->monitorPage()->setBudgetBytes(qls::gib_to_bytes(c.budget_gib));
+    m_window->monitorPage()->setRunName(QString());
+    m_session->start(c);
+    m_window->showPage(MainWindow::Page::Monitor);
+}
+
+void StudioController::syncPlan() {
+    TrainingPage* training = m_window->trainingPage();
+    if (!training->validate(nullptr)) return; // the page shows what is wrong; the plan keeps the last valid settings
+    qls::train_config c;
+    training->applyTo(c);
+    m_window->planPage()->setTrainConfig(c);
+    m_window->datasetPage()->setSeqLen(c.seq_len);
+    m_window->datasetPage()->setSeed(c.seed);
+}
+
+void StudioController::restoreLastChoices() {
+    const QString json = QSettings().value("training/lastConfig").toString();
+    if (json.isEmpty()) return;
+    try {
+        const qls::train_config c = qls::parse_train_config(json.toStdString(), "the saved settings", "");
+        m_window->datasetPage()->loadFrom(c);
+        m_window->trainingPage()->loadFrom(c);
+    } catch (const qls::error&) {
+        // settings written by another version: the pages keep their defaults
+    }
+    syncPlan();
+}
+
+void StudioController::rememberChoices(const qls::train_config& c) const {
+    QSettings().setValue("training/lastConfig", QString::fromStdString(qls::train_config_to_json(c)));
+}
+
+// ---- demo ----------------------------------------------------------------------------------------------------------
+
+bool StudioController::demoPaths(DemoPaths* paths, QString* error) {
+    // the demo model and corpus are compiled in; the first use extracts them to the user's cache folder
+    DemoAssets demo;
+    if (!demo.extract()) {
+        if (error) *error = tr("The demo files could not be prepared: %1").arg(demo.errorString());
+        return false;
+    }
+    DemoPaths p;
+    p.model = demo.modelDir();
+    p.train = demo.datasetFile();
+    p.validation = demo.validationFile();
+    *paths = p;
+    return true;
+}
+
+qls::train_config StudioController::demoConfig(const DemoPaths& paths, int steps, const QString& runsDir) {
+    qls::train_config c;
+    c.name = ("demo-" + QDateTime::currentDateTime().toString("yyyyMMdd-hhmmss")).toStdString();
+    c.runs_dir = (runsDir.isEmpty() ? QString("runs") : runsDir).toStdString();
+    c.model = paths.model.toStdString();
+    c.train_file = paths.train.toStdString();
+    c.validation_file = paths.validation.toStdString();
+    c.lora.rank = 8;
+    c.lora.alpha = 16;
+    c.lora.dropout = 0.0f;
+    c.optimizer = qls::optimizer_kind::paged_adamw_8bit;
+    c.learning_rate = 3e-3f;
+    c.schedule = qls::lr_schedule::cosine;
+    c.warmup_steps = std::min(4, steps / 10);
+    c.seq_len = 128;
+    c.micro_batch = 4;
+    c.grad_accum = 1;
+    c.max_steps = steps;
+    c.eval_every = std::max(1, steps / 5);
+    c.eval_batches = 4;
+    c.checkpoint_every = 0;
+    c.gradient_checkpointing = false;
+    c.seed = 42;
+    return c;
+}
+
+void StudioController::startDemo(int steps) {
+    DemoPaths paths;
+    QString error;
+    if (!demoPaths(&paths, &error)) {
+        m_window->monitorPage()->showFailed(error, tr("Choose a model on the Model page and a dataset on the Dataset page instead."));
+        m_window->showPage(MainWindow::Page::Monitor);
+        return;
+    }
+    const qls::train_config c = demoConfig(paths, steps, m_window->runsPage()->runsDirectory());
+    loadModel(paths.model);
+    m_window->datasetPage()->loadFrom(c);
+    m_window->trainingPage()->loadFrom(c);
+    m_window->monitorPage()->setBudgetBytes(0);
+    m_session->start(c);
+    m_window->showPage(MainWindow::Page::Monitor);
+}
+
+// ---- past runs ---------------------------------------------------------------------------------------------------
+
+void StudioController::openRun(const QString& runDir) {
+    quint64 budget = 0;
+    try {
+        budget = qls::gib_to_bytes(qls::load_train_config((runDir + "/config.json").toStdString()).budget_gib);
+    } catch (const qls::error&) {
+        // no budget line for a run whose config cannot be read; its metrics still draw
+    }
+    const std::vector<qls::step_stats> metrics = qls::read_metrics(runDir.toStdString());
+    MonitorPage* monitor = m_window->monitorPage();
+    monitor->setBudgetBytes(budget);
+    monitor->showRun(runDir, QVector<qls::step_stats>(metrics.begin(), metrics.end()));
+    m_window->showPage(MainWindow::Page::Monitor);
+}
+
+void StudioController::resumeRun(const QString& runDir) {
+    openRun(runDir);
+    m_session->continueRun(runDir);
+}
+
+QString StudioController::runModelDir(const QString& runDir) {
+    try {
+        return QString::fromStdString(qls::load_train_config((runDir + "/config.json").toStdString()).model);
+    } catch (const qls::error&) {
+        return QString();
+    }
+}
+
+void StudioController::exportRun(const QString& runDir, const QString& checkpointDir) {
+    if (checkpointDir.isEmpty()) {
+        m_window->statusBar()->showMessage(tr("%1 has no checkpoint to export yet.").arg(QFileInfo(runDir).fileName()));
+        return;
+    }
+    m_window->exportPage()->setCheckpoint(runModelDir(runDir), checkpointDir);
+    m_window->showPage(MainWindow::Page::Export);
+}
+
+void StudioController::tryRunInPlayground(const QString& runDir, const QString& checkpointDir) {
+    if (checkpointDir.isEmpty()) {
+        m_window->statusBar()->showMessage(tr("%1 has no checkpoint to try yet.").arg(QFileInfo(runDir).fileName()));
+        return;
+    }
+    m_window->modelPage()->showLoading(runDir);
+    m_window->playgroundPage()->setModelReady(false);
+    emit runLoadRequested(runDir, checkpointDir);
+    m_window->showPage(MainWindow::Page::Playground);
 }

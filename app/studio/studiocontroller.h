@@ -1,25 +1,69 @@
-// StudioController — lives on the GUI thread, owns the worker thread and wires the pages to the engine worker.
+// StudioController — lives on the GUI thread: owns the engine worker thread and the training session, wires the pages to them.
 #pragma once
 
+#include "qls/device.h"
+
 #include <QObject>
+#include <QString>
 #include <QThread>
 
 class EngineWorker;
 class MainWindow;
+class TrainingSession;
+
+namespace qls {
+struct train_config;
+}
 
 class StudioController : public QObject {
     Q_OBJECT
 public:
-    explicit StudioController(MainWindow* window, QObject* parent = nullptr);
+    // session: the training session to drive (tests pass a fake); nullptr creates the engine's (EngineSession).
+    explicit StudioController(MainWindow* window, TrainingSession* session = nullptr, QObject* parent = nullptr);
     ~StudioController() override; // stops a running generation, then quits and joins the worker thread
+
     void loadModel(const QString& dir);
     EngineWorker* worker() const { return m_worker; }
+    TrainingSession* session() const { return m_session; }
+    const qls::gpu_probe& gpu() const { return m_gpu; }
+
+    // The run the pages describe (model, dataset, training settings, runs folder, run name); false with the reason,
+    // naming the page and the field, when something is missing or out of range.
+    bool buildConfig(qls::train_config* config, QString* reason) const;
+    // The Monitor's Start: buildConfig, then the session starts it (or the Monitor shows why not).
+    void startTraining();
+
+    // The demo: the bundled model and story dataset with small settings, `steps` optimizer steps.
+    struct DemoPaths {
+        QString model;
+        QString train;
+        QString validation;
+    };
+    static bool demoPaths(DemoPaths* paths, QString* error);
+    static qls::train_config demoConfig(const DemoPaths& paths, int steps, const QString& runsDir);
+    void startDemo(int steps);
+
+    // The Runs page's actions.
+    void openRun(const QString& runDir);
+    void resumeRun(const QString& runDir);
+    void tryRunInPlayground(const QString& runDir, const QString& checkpointDir);
+    void exportRun(const QString& runDir, const QString& checkpointDir);
+    // The base model a run trained (its config.json), "" when unreadable.
+    static QString runModelDir(const QString& runDir);
 
 signals:
     void loadRequested(const QString& dir);
+    void runLoadRequested(const QString& runDir, const QString& checkpointDir);
 
 private:
+    void syncPlan();
+    void restoreLastChoices();
+    void rememberChoices(const qls::train_config& config) const;
+
     MainWindow* m_window;
     QThread m_thread;
     EngineWorker* m_worker;
+    TrainingSession* m_session;
+    qls::gpu_probe m_gpu;
+    QString m_currentRunDir;
 };

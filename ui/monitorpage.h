@@ -1,0 +1,143 @@
+// MonitorPage — a run as it trains (or a past run from the Runs page): loss, learning rate, throughput, memory and paging charts, progress and the step log.
+#pragma once
+
+#include "trainingsession.h" // qls::step_stats as a metatype
+
+#include <QStringList>
+#include <QTimer>
+#include <QVector>
+#include <QWidget>
+
+#include <array>
+
+class QCPGraph;
+class QCPItemTracer;
+class QCPTextElement;
+class QCheckBox;
+class QCustomPlot;
+class QLabel;
+class QLineEdit;
+class QPlainTextEdit;
+class QProgressBar;
+class QPushButton;
+
+class MonitorPage : public QWidget {
+    Q_OBJECT
+public:
+    enum Chart { LossChart, LearningRateChart, ThroughputChart, MemoryChart, PagingChart, ChartCount };
+    // The fixed series (the memory chart's stacked plan categories come from the run: memoryCategoryGraphs()).
+    enum Series {
+        TrainLoss, EvalLoss, LearningRate, TokensPerSecond,
+        MemoryMeasured, MemoryBudget, MemoryCard,
+        PagingHostToDevice, PagingDeviceToHost, ResidentPages,
+        SeriesCount
+    };
+    // At most this many replots a second, however fast steps arrive (the charts are redrawn on a coalescing timer,
+    // less often when drawing them is slow).
+    static constexpr int maxReplotsPerSecond = 30;
+
+    explicit MonitorPage(QWidget* parent = nullptr);
+
+    // Connects the session's signals to this page and its buttons to the session (Pause, Resume, Stop and save).
+    void setSession(TrainingSession* session);
+    TrainingSession* session() const { return m_session; }
+    // The name of the next run (its directory under the runs folder); empty = the controller picks one.
+    QString runName() const;
+    void setRunName(const QString& name);
+    // The VRAM budget the run was given (a line on the memory chart); 0 = none.
+    void setBudgetBytes(quint64 bytes);
+
+    const QVector<qls::step_stats>& history() const { return m_history; }
+    QCustomPlot* chart(Chart c) const { return m_plots[size_t(c)]; }
+    QCPGraph* graph(Series s) const { return m_series[size_t(s)]; }
+    QList<QCPGraph*> memoryCategoryGraphs() const { return m_memoryGraphs; }
+    QStringList memoryCategories() const { return m_memoryCategories; }
+    QString chartTitle(Chart c) const;
+    QString progressText() const;
+    int progressValue() const;
+    int progressMaximum() const;
+    QString logText() const;
+    QString runTitle() const;
+    int replotCount() const { return m_replotCount; }
+    bool logScale() const;
+    void setLogScale(bool on);
+    // Chart export; false with a message naming the file and the cause.
+    bool saveChartPng(Chart c, const QString& file, QString* error = nullptr) const;
+    bool exportCsv(const QString& file, QString* error = nullptr) const;
+    static QString formatDuration(double seconds);
+
+public slots:
+    // A run has begun: clears the charts unless runDir is the run already shown (a resumed run goes on drawing).
+    void beginRun(qint64 totalSteps, const QString& runDir);
+    void addStats(const qls::step_stats& stats);
+    void addLogLine(const QString& line);
+    void showFinished(const QString& status, const QString& checkpointDir);
+    void showFailed(const QString& message, const QString& hint);
+    // Redraws a past run (metrics.jsonl read by the controller) without a session.
+    void showRun(const QString& runDir, const QVector<qls::step_stats>& history);
+
+signals:
+    // Start was pressed: the controller assembles the configuration from the pages and starts the session.
+    void startRequested();
+
+protected:
+    void showEvent(QShowEvent* event) override;
+
+private:
+    QCustomPlot* makePlot(Chart c, const QString& title);
+    QCPGraph* addGraph(Chart c, const QString& name, const QColor& color, bool rightAxis = false);
+    void buildMemoryCategories(const qls::step_stats& s);
+    void appendToCharts(const qls::step_stats& s);
+    void rebuildCharts();
+    void clearCharts();
+    void markDirty();
+    void replotNow();
+    void adaptReplotInterval();
+    void updateButtons();
+    void updateProgress();
+    void updateTitles();
+    void showTooltip(Chart c, const QPoint& pos);
+    void contextMenu(Chart c, const QPoint& pos);
+    void saveChartInteractive(Chart c);
+    void exportCsvInteractive();
+    void setStatus(const QString& html);
+    const qls::step_stats* statsAt(double step) const;
+    double memoryScale() const;
+    QString memoryUnit() const;
+
+    TrainingSession* m_session = nullptr;
+    std::array<QCustomPlot*, ChartCount> m_plots{};
+    std::array<QCPTextElement*, ChartCount> m_titles{};
+    std::array<QCPItemTracer*, ChartCount> m_tracers{};
+    std::array<bool, ChartCount> m_follow{};     // axes follow the data until the user zooms or drags
+    std::array<QCPGraph*, SeriesCount> m_series{};
+    QList<QCPGraph*> m_memoryGraphs;             // cumulative stack, bottom first
+    QStringList m_memoryCategories;              // plan category machine names, in stack order
+    int m_memoryUnitPower = 1;                   // 1 KiB, 2 MiB, 3 GiB
+
+    QVector<qls::step_stats> m_history;
+    QString m_runDir;
+    qint64 m_totalSteps = 0;
+    quint64 m_budgetBytes = 0;
+    bool m_anyPaging = false;
+    bool m_anyCard = false;
+
+    QTimer m_replotTimer;
+    bool m_dirty = false;
+    int m_replotCount = 0;
+    QStringList m_pendingLog;
+
+    QLineEdit* m_runName;
+    QPushButton* m_start;
+    QPushButton* m_pause;
+    QPushButton* m_resume;
+    QPushButton* m_stop;
+    QPushButton* m_savePng;
+    QPushButton* m_saveCsv;
+    QCheckBox* m_logScale;
+    QLabel* m_runLabel;
+    QLabel* m_status;
+    QProgressBar* m_progress;
+    QLabel* m_progressLabel;
+    QPlainTextEdit* m_log;
+};

@@ -1,0 +1,66 @@
+// PlanPage — predicted VRAM of a run before it starts: a stacked bar per category against the budget and the card, the verdict and what to change.
+#pragma once
+
+#include "qls/memory_plan.h"
+#include "qls/model_config.h"
+#include "qls/train_config.h"
+
+#include <QWidget>
+
+#include <array>
+#include <optional>
+
+class QCPBars;
+class QCustomPlot;
+class QLabel;
+class QTableWidget;
+
+// The plan is qls::make_memory_plan: arithmetic over one table of tensor sizes (no allocation, no I/O), so it is
+// computed on the GUI thread whenever an input changes. Its suggestions are found by re-planning variants (a
+// bisection over the sequence length, ~30 plans); a 70B plan with every suggestion takes a few milliseconds
+// (tests/tst_ui_setup.cpp measures it and fails above 50 ms).
+class PlanPage : public QWidget {
+    Q_OBJECT
+public:
+    explicit PlanPage(QWidget* parent = nullptr);
+
+    // Everything the plan depends on: the run's settings (lora, micro_batch, seq_len, optimizer,
+    // gradient_checkpointing, budget_gib, page_size), the model's dimensions (qls::load_model_config(dir +
+    // "/config.json") or qls::shape_config("7b")) and the card's total memory in bytes (0 = unknown: no card line).
+    // Recomputes and redraws at once.
+    void setInput(const qls::train_config& config, const qls::model_config& model, qint64 cardBytes);
+    void setTrainConfig(const qls::train_config& config);
+    void setModelConfig(const qls::model_config& model);
+    void setCardBytes(qint64 cardBytes);
+    // No model yet: the page says so and draws nothing.
+    void clearModel();
+
+    // The plan on show (empty when there is no model or the settings are invalid).
+    const std::optional<qls::memory_plan>& plan() const { return m_plan; }
+    // The verdict line as shown ("Fits", "Fits with paging", "Does not fit", or why there is no plan).
+    QString verdictText() const;
+    // Each stacked bar's value in GiB, in qls::plan_category order (cuda_context last).
+    std::array<double, qls::plan_category_count> barValuesGiB() const;
+
+signals:
+    // The plan was recomputed (also when it failed: plan() is then empty).
+    void planChanged();
+
+private:
+    void recompute();
+    void showPlan();
+    void showNoPlan(const QString& why, bool error);
+
+    qls::train_config m_config;
+    std::optional<qls::model_config> m_model;
+    qint64 m_cardBytes = 0;
+    std::optional<qls::memory_plan> m_plan;
+
+    QLabel* m_summary;
+    QLabel* m_verdict;
+    QLabel* m_explanation;
+    QLabel* m_suggestions;
+    QCustomPlot* m_chart;
+    std::array<QCPBars*, qls::plan_category_count> m_bars{};
+    QTableWidget* m_table;
+};

@@ -1,0 +1,106 @@
+// TrainingPage — LoRA, optimizer, schedule, batch, steps, checkpointing and device settings, with inline validation and JSON presets.
+#pragma once
+
+#include <QWidget>
+
+#include <functional>
+#include <vector>
+
+class QCheckBox;
+class QComboBox;
+class QDoubleSpinBox;
+class QLabel;
+class QLineEdit;
+class QSpinBox;
+class QFormLayout;
+
+namespace qls {
+struct train_config;
+}
+
+// Every input writes one field of qls::train_config. Validation reuses qls::validate_train_config: each field is
+// checked on its own (its value on top of the defaults), so every wrong field shows the engine's message, naming
+// the field and the fix, in red right below it; refused values are never clamped away.
+//
+// Presets are run.json fragments: the sections "lora", "quantization", "optimizer" (kind, lr, weight_decay,
+// max_grad_norm, schedule, warmup_steps, warmup_ratio), "training" (every key) and "device" (budget_gib), with the
+// keys and meaning of run.json (README.md). A preset can be pasted into a run.json as is; loading one goes through
+// qls::parse_train_config, so unknown keys, wrong types and out-of-range values are refused with the parser's
+// message ("preset.json: lora.rank: ...").
+class TrainingPage : public QWidget {
+    Q_OBJECT
+public:
+    explicit TrainingPage(QWidget* parent = nullptr);
+    ~TrainingPage() override;
+
+    // Writes the page's fields into c (other fields are left as they are). Call validate() first.
+    void applyTo(qls::train_config& c) const;
+    // Shows the page's fields of c.
+    void loadFrom(const qls::train_config& c);
+    // Checks every field, shows each problem below its field; false with the first problem in *reason.
+    bool validate(QString* reason = nullptr) const;
+
+    // Preset files (format above); false with the reason in *error (also shown on the page).
+    bool savePreset(const QString& path, QString* error = nullptr) const;
+    bool loadPreset(const QString& path, QString* error = nullptr);
+
+    // The inline message shown for a run.json key ("lora.rank", "optimizer.lr", "training.seq_len", ...); empty when
+    // the field is valid or unknown.
+    QString fieldError(const QString& key) const;
+
+signals:
+    void changed();
+
+private:
+    struct Field {
+        QString key;                                        // run.json key, e.g. "training.seq_len"
+        QString label;                                      // what the form calls it
+        QWidget* input = nullptr;
+        QLabel* error = nullptr;                            // red, below the input; hidden when valid
+        std::function<void(qls::train_config&)> write;      // this field's value into a config (may throw qls::error)
+    };
+    QWidget* addField(QFormLayout* form, const QString& key, const QString& label, QWidget* input,
+                      const QString& tooltip, std::function<void(qls::train_config&)> write);
+    QString checkField(const Field& f) const;
+    void onEdited();
+    void updateDerived();
+    void savePresetInteractive();
+    void loadPresetInteractive();
+
+    std::vector<Field> m_fields;
+    // LoRA
+    QSpinBox* m_rank;
+    QDoubleSpinBox* m_alpha;
+    QDoubleSpinBox* m_dropout;
+    std::vector<QCheckBox*> m_targets;   // q k v o gate up down, in qls::lora_target order
+    QCheckBox* m_rslora;
+    QCheckBox* m_nf4;
+    QCheckBox* m_doubleQuant;
+    QLabel* m_scale;
+    // optimizer
+    QComboBox* m_optimizer;
+    QLineEdit* m_lr;
+    QComboBox* m_schedule;
+    QSpinBox* m_warmupSteps;
+    QDoubleSpinBox* m_warmupRatio;
+    QDoubleSpinBox* m_weightDecay;
+    QDoubleSpinBox* m_maxGradNorm;
+    // steps
+    QSpinBox* m_seqLen;
+    QSpinBox* m_microBatch;
+    QSpinBox* m_gradAccum;
+    QCheckBox* m_packing;
+    QDoubleSpinBox* m_epochs;
+    QSpinBox* m_maxSteps;
+    QSpinBox* m_evalEvery;
+    QSpinBox* m_evalBatches;
+    QCheckBox* m_gradientCheckpointing;
+    QSpinBox* m_checkpointEvery;
+    QSpinBox* m_keepCheckpoints;
+    QLabel* m_effectiveBatch;
+    // device
+    QDoubleSpinBox* m_budget;
+    QLineEdit* m_seed;
+    QLabel* m_presetStatus;
+    bool m_loading = false;
+};
