@@ -132,6 +132,11 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     go.adamw = hp;
     go.gradient_checkpointing = true;
     std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, go);
+    // the same run with every layer's activations kept (no recomputation): must give the same bits
+    gpu_train_options keep = go;
+    keep.gradient_checkpointing = false;
+    std::unique_ptr<gpu_trainer> gpu_keep = gpu_trainer::from_model(model, init, keep);
+    double keep_max_diff = 0;
 
     std::vector<gpu_check_row> rows;
     std::vector<int> tokens(size_t(B) * T), targets(size_t(B) * T);
@@ -200,6 +205,9 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         const double gpu_loss = gpu->forward_backward(gb, false, 0);
         cpu_opt.step(lr);
         gpu->optimizer_step(lr, 1, 0.0f);
+        const double keep_loss = gpu_keep->forward_backward(gb, false, 0);
+        gpu_keep->optimizer_step(lr, 1, 0.0f);
+        keep_max_diff = std::max(keep_max_diff, std::fabs(keep_loss - gpu_loss));
         gpu_check_row r;
         r.op = "finetune step " + std::to_string(s + 1);
         char shape[96];
@@ -210,6 +218,25 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         // bf16 activations and weights against the fp32 reference: 1% of the loss
         r.tolerance = 1e-2;
         r.passed = std::isfinite(gpu_loss) && r.max_rel_error <= r.tolerance;
+        rows.push_back(r);
+    }
+    {
+        // gradient checkpointing recomputes each layer with the same kernels on the same inputs: the losses and the
+        // adapters after every step must equal the run that kept all activations, bit for bit
+        const lora_weights<float> a = gpu->download_lora(), b = gpu_keep->download_lora();
+        size_t differ = 0;
+        for (size_t l = 0; l < a.layers.size(); ++l)
+            for (size_t t = 0; t < a.layers[l].size(); ++t) {
+                differ += a.layers[l][t].a != b.layers[l][t].a;
+                differ += a.layers[l][t].b != b.layers[l][t].b;
+            }
+        gpu_check_row r;
+        r.op = "checkpointing off";
+        r.shape = std::to_string(differ) + " adapter tensors differ";
+        r.max_abs_error = keep_max_diff;
+        r.max_rel_error = keep_max_diff;
+        r.tolerance = 0.0;
+        r.passed = keep_max_diff == 0.0 && differ == 0;
         rows.push_back(r);
     }
     return rows;
