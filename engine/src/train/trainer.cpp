@@ -455,6 +455,17 @@ train_outcome trainer::run(const train_callbacks& cb) {
     const size_t lora_bytes = lora_.parameter_count() * sizeof(float);
     double ema_step_s = 0;
     size_t peak = 0;
+    // The loss or the gradient norm (`value`) became NaN/Inf: nothing of this step is applied or saved.
+    auto diverge = [&](bool is_loss, double value, double lr) {
+        const std::string last = latest_checkpoint(run_dir_);
+        divergence_ = std::string(is_loss ? "the loss" : "the gradient norm") + " became " +
+                      (std::isnan(value) ? "NaN" : "infinite") + " at step " + std::to_string(step_ + 1) +
+                      " (learning rate " + std::to_string(lr) + "); training stopped without applying it" +
+                      (last.empty() ? "" : "; the last good checkpoint is " + last) +
+                      ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
+        log(divergence_);
+        return train_outcome::diverged;
+    };
     while (step_ < total_steps_) {
         if (pause_ && !stop_) {
             log("paused at step " + std::to_string(step_));
@@ -498,24 +509,11 @@ train_outcome trainer::run(const train_callbacks& cb) {
         if (gpu_) {
             // the device scales by 1/grad_accum, clips, and skips the update on a NaN/Inf norm
             if (!std::isfinite(loss)) {
-                divergence_ = "the loss became " + std::string(std::isnan(loss) ? "NaN" : "infinite") + " at step " +
-                              std::to_string(step_ + 1) + "; training stopped without applying it. Lower "
-                              "optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
-                log(divergence_);
-                return train_outcome::diverged;
+                return diverge(true, loss, lr);
             }
             const gpu_update_result u = gpu_->optimizer_step(float(lr), cfg_.grad_accum, cfg_.max_grad_norm);
             norm = u.grad_norm;
-            if (!u.finite) {
-                const std::string last = latest_checkpoint(run_dir_);
-                divergence_ = "the gradient norm became " + std::string(std::isnan(norm) ? "NaN" : "infinite") +
-                              " at step " + std::to_string(step_ + 1) + " (learning rate " + std::to_string(lr) +
-                              "); training stopped without applying it" +
-                              (last.empty() ? "" : "; the last good checkpoint is " + last) +
-                              ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
-                log(divergence_);
-                return train_outcome::diverged;
-            }
+            if (!u.finite) return diverge(false, norm, lr);
         } else {
         // mean over micro-batches, as HF Trainer does (loss / gradient_accumulation_steps per micro-batch)
         const float inv = 1.0f / float(cfg_.grad_accum);
@@ -529,15 +527,7 @@ train_outcome trainer::run(const train_callbacks& cb) {
             norm = std::sqrt(norm);
         }
         if (!std::isfinite(loss) || !std::isfinite(norm)) {
-            const std::string last = latest_checkpoint(run_dir_);
-            divergence_ = std::string(!std::isfinite(loss) ? "the loss" : "the gradient norm") + " became " +
-                          (std::isnan(!std::isfinite(loss) ? loss : norm) ? "NaN" : "infinite") + " at step " +
-                          std::to_string(step_ + 1) + " (learning rate " + std::to_string(lr) +
-                          "); training stopped without applying it" +
-                          (last.empty() ? "" : "; the last good checkpoint is " + last) +
-                          ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
-            log(divergence_);
-            return train_outcome::diverged;
+            return !std::isfinite(loss) ? diverge(true, loss, lr) : diverge(false, norm, lr);
         }
         optim_->step(float(lr));
         }

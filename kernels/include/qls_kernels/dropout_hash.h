@@ -5,15 +5,7 @@
 // (seed, layer, target, element index) so every backend reproduces a step's mask without storing it.
 #pragma once
 #include <cstdint>
-#if defined(__CUDACC__)
-#ifndef QLS_HD
-#define QLS_HD __host__ __device__ __forceinline__
-#endif
-#else
-#ifndef QLS_HD
-#define QLS_HD inline
-#endif
-#endif
+#include "qls_kernels/host_device.h"
 
 namespace qls_kernels {
 

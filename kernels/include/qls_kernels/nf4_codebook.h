@@ -23,15 +23,7 @@
 // bytes exactly computes it the same way (the host engine uses the correctly rounded one: see qls/quant.h).
 #pragma once
 
-#if defined(__CUDACC__)
-#ifndef QLS_HD
-#define QLS_HD __host__ __device__ __forceinline__
-#endif
-#else
-#ifndef QLS_HD
-#define QLS_HD inline
-#endif
-#endif
+#include "qls_kernels/host_device.h"
 
 // The 16 code values, index 0..15 (bnb `nf4_dequantization_lut`). One list, expanded below into the host array and
 // into the device-usable decoder.
