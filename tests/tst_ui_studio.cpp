@@ -46,7 +46,8 @@ private slots:
         emit w.playgroundPage()->generateRequested(r);
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 30000);
         QTRY_VERIFY(w.playgroundPage()->output().startsWith("Once upon a time, there was a little girl named Lily."));
-        QVERIFY(finished.at(0).at(0).toString().contains("30 tokens"));
+        QCOMPARE(finished.at(0).at(0).value<ModelSide>(), ModelSide::Base);
+        QVERIFY(finished.at(0).at(1).toString().contains("30 tokens"));
     }
 
     void stopInterruptsGeneration() {
@@ -64,7 +65,7 @@ private slots:
         QTRY_VERIFY_WITH_TIMEOUT(text.count() > 0, 30000);
         emit w.playgroundPage()->stopRequested();
         QTRY_COMPARE_WITH_TIMEOUT(finished.count(), 1, 30000);
-        const QString status = finished.at(0).at(0).toString();
+        const QString status = finished.at(0).at(1).toString();
         QVERIFY2(status.contains("stopped") || status.contains("end of text"), qPrintable(status));
     }
 

@@ -23,6 +23,10 @@ struct ModelInfo {
     QString tokenizer;   // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
 };
 
+// Which of the Playground's two models a request uses and a result belongs to: the base model as loaded, or the base
+// with a run's PEFT adapter merged into its projections.
+enum class ModelSide { Base, Adapter };
+
 struct GenerateRequest {
     QString prompt;
     int maxNewTokens = 200;
@@ -30,7 +34,9 @@ struct GenerateRequest {
     double topP = 0.9;
     int topK = 0;
     quint64 seed = 1;
+    ModelSide side = ModelSide::Base;
 };
 
 Q_DECLARE_METATYPE(ModelInfo)
 Q_DECLARE_METATYPE(GenerateRequest)
+Q_DECLARE_METATYPE(ModelSide)

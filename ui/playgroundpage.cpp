@@ -1,29 +1,37 @@
-// PlaygroundPage: sampling controls, a Generate/Stop pair and the streamed output.
+// PlaygroundPage: sampling controls, a Generate/Stop pair and two streamed outputs; Generate runs the base side, then the adapter side.
 #include "playgroundpage.h"
 
 #include <QDoubleSpinBox>
 #include <QFormLayout>
+#include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
+#include <QStackedWidget>
 #include <QVBoxLayout>
 
+#include <algorithm>
+
+namespace {
+
+const char* const kAdapterTitle = QT_TRANSLATE_NOOP("PlaygroundPage", "Base + adapter");
+
+} // namespace
+
 PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
-    auto* layout = new QHBoxLayout(this);
-    auto* left = new QVBoxLayout;
-    left->addWidget(new QLabel(tr("<h2>Playground</h2>"), this));
+    auto* layout = new QVBoxLayout(this);
+    layout->addWidget(new QLabel(tr("<h2>Playground</h2>"), this));
+
+    // ---- prompt and settings ---------------------------------------------------------------------------------------
+    auto* top = new QHBoxLayout;
     m_prompt = new QPlainTextEdit(this);
     m_prompt->setPlaceholderText(tr("Prompt (empty: the model starts a new document)"));
-    m_prompt->setMaximumHeight(90);
-    left->addWidget(m_prompt);
-    m_output = new QPlainTextEdit(this);
-    m_output->setReadOnly(true);
-    left->addWidget(m_output, 1);
-    m_status = new QLabel(this);
-    left->addWidget(m_status);
-    layout->addLayout(left, 3);
+    m_prompt->setToolTip(tr("The text both models continue; the same prompt goes to the base model and to the base "
+                            "with the adapter"));
+    m_prompt->setMaximumHeight(150); // about the settings' height: the outputs get the rest
+    top->addWidget(m_prompt, 1);
 
     auto* form = new QFormLayout;
     m_maxTokens = new QSpinBox(this);
@@ -46,30 +54,78 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     m_seed = new QSpinBox(this);
     m_seed->setRange(0, 2147483647);
     m_seed->setValue(1);
-    m_seed->setToolTip(tr("The same seed, prompt and settings give the same text"));
+    m_seed->setToolTip(tr("The same seed, prompt and settings give the same text; both sides use this seed, so their "
+                          "outputs differ only because of the adapter"));
     form->addRow(tr("Max new tokens"), m_maxTokens);
     form->addRow(tr("Temperature"), m_temperature);
     form->addRow(tr("Top-p"), m_topP);
     form->addRow(tr("Top-k"), m_topK);
     form->addRow(tr("Seed"), m_seed);
-    m_generate = new QPushButton(tr("Generate"), this);
-    m_stop = new QPushButton(tr("Stop"), this);
-    m_stop->setEnabled(false);
-    auto* right = new QVBoxLayout;
-    right->addLayout(form);
-    right->addWidget(m_generate);
-    right->addWidget(m_stop);
-    right->addStretch(1);
-    layout->addLayout(right, 1);
+    top->addLayout(form);
 
-    connect(m_generate, &QPushButton::clicked, this, [this] {
-        m_output->clear();
-        m_generate->setEnabled(false);
-        m_stop->setEnabled(true);
-        m_status->setText(tr("Generating…"));
-        emit generateRequested(request());
+    auto* buttons = new QVBoxLayout;
+    m_generate = new QPushButton(tr("Generate"), this);
+    m_generate->setToolTip(tr("Generate from the base model, then from the base with the adapter (when one is loaded), "
+                              "with the same prompt, settings and seed"));
+    m_stop = new QPushButton(tr("Stop"), this);
+    m_stop->setToolTip(tr("Stop the generation in progress and skip the side that has not started"));
+    m_stop->setEnabled(false);
+    buttons->addWidget(m_generate);
+    buttons->addWidget(m_stop);
+    buttons->addStretch(1);
+    top->addLayout(buttons);
+    layout->addLayout(top);
+
+    // ---- the two outputs ---------------------------------------------------------------------------------------------
+    auto makePane = [this](Pane& p, const QString& title, const QString& tip) {
+        p.box = new QGroupBox(title, this);
+        p.box->setToolTip(tip);
+        p.output = new QPlainTextEdit(p.box);
+        p.output->setReadOnly(true);
+        p.output->setToolTip(tip);
+        p.status = new QLabel(p.box);
+        p.status->setWordWrap(true);
+        p.status->setToolTip(tr("Tokens generated, speed, and why the generation ended"));
+    };
+    makePane(m_base, tr("Base model"), tr("Text from the base model alone (the model loaded on the Model page)"));
+    auto* baseLayout = new QVBoxLayout(m_base.box);
+    baseLayout->addWidget(m_base.output, 1);
+    baseLayout->addWidget(m_base.status);
+
+    makePane(m_adapter, tr(kAdapterTitle),
+             tr("Text from the base model with the run's adapter merged into its weights (NF4 base when the run "
+                "trained that way)"));
+    m_adapterHint = new QLabel(m_adapter.box);
+    m_adapterHint->setWordWrap(true);
+    m_adapterHint->setAlignment(Qt::AlignCenter);
+    m_adapterHint->setTextFormat(Qt::RichText);
+    m_adapterHint->setMargin(12);
+    m_adapterHint->setToolTip(tr("How to put a fine-tuned adapter beside the base model"));
+    m_adapterStack = new QStackedWidget(m_adapter.box);
+    m_adapterStack->addWidget(m_adapterHint);
+    m_adapterStack->addWidget(m_adapter.output);
+    auto* adapterLayout = new QVBoxLayout(m_adapter.box);
+    adapterLayout->addWidget(m_adapterStack, 1);
+    adapterLayout->addWidget(m_adapter.status);
+
+    auto* panes = new QHBoxLayout;
+    panes->addWidget(m_base.box, 1);
+    panes->addWidget(m_adapter.box, 1);
+    layout->addLayout(panes, 1);
+
+    m_status = new QLabel(this);
+    m_status->setWordWrap(true);
+    m_status->setToolTip(tr("What the Playground is doing, or what it needs first"));
+    layout->addWidget(m_status);
+
+    connect(m_generate, &QPushButton::clicked, this, &PlaygroundPage::generate);
+    connect(m_stop, &QPushButton::clicked, this, [this] {
+        m_skipRest = true;
+        if (m_current == ModelSide::Base && m_hasAdapter) m_adapter.status->setText(tr("Skipped (stopped)."));
+        m_stop->setEnabled(false);
+        emit stopRequested();
     });
-    connect(m_stop, &QPushButton::clicked, this, &PlaygroundPage::stopRequested);
+    clearAdapter();
     setModelReady(false);
 }
 
@@ -81,29 +137,131 @@ GenerateRequest PlaygroundPage::request() const {
     r.topP = m_topP->value();
     r.topK = m_topK->value();
     r.seed = quint64(m_seed->value());
+    r.side = ModelSide::Base;
     return r;
 }
 
-QString PlaygroundPage::output() const { return m_output->toPlainText(); }
+void PlaygroundPage::setSettings(const GenerateRequest& r) {
+    m_prompt->setPlainText(r.prompt);
+    m_maxTokens->setValue(r.maxNewTokens);
+    m_temperature->setValue(r.temperature);
+    m_topP->setValue(r.topP);
+    m_topK->setValue(r.topK);
+    m_seed->setValue(int(std::min<quint64>(r.seed, quint64(m_seed->maximum()))));
+}
+
+QString PlaygroundPage::output(ModelSide side) const { return pane(side).output->toPlainText(); }
+QString PlaygroundPage::paneTitle(ModelSide side) const { return pane(side).box->title(); }
+QString PlaygroundPage::paneStatus(ModelSide side) const { return pane(side).status->text(); }
+QString PlaygroundPage::adapterHint() const { return m_adapterStack->currentIndex() == 0 ? m_adapterHint->text() : QString(); }
+
+void PlaygroundPage::generate() {
+    if (!m_ready || m_running) return;
+    m_base.output->clear();
+    m_adapter.output->clear();
+    m_base.status->clear();
+    m_adapter.status->clear();
+    m_sequence = request();
+    m_skipRest = false;
+    m_running = true;
+    m_status->clear();
+    start(ModelSide::Base);
+}
+
+void PlaygroundPage::start(ModelSide side) {
+    m_current = side;
+    GenerateRequest r = m_sequence;
+    r.side = side;
+    pane(side).status->setText(tr("Generating…"));
+    if (side == ModelSide::Base && m_hasAdapter) m_adapter.status->setText(tr("Waiting for the base model…"));
+    updateButtons();
+    emit generateRequested(r);
+}
+
+void PlaygroundPage::sideDone(ModelSide side) {
+    if (!m_running || side != m_current) return; // a result of a request this page did not start
+    if (side == ModelSide::Base && m_hasAdapter && !m_adapterLoading && !m_skipRest) {
+        start(ModelSide::Adapter);
+        return;
+    }
+    if (side == ModelSide::Base && m_hasAdapter && !m_skipRest) m_adapter.status->clear();
+    m_running = false;
+    updateButtons();
+}
 
 void PlaygroundPage::setModelReady(bool ready) {
     m_ready = ready;
-    m_generate->setEnabled(ready);
     if (!ready) m_status->setText(tr("Load a model on the Model page first."));
     else m_status->clear();
+    updateButtons();
 }
 
-void PlaygroundPage::appendText(const QString& text) {
-    m_output->moveCursor(QTextCursor::End);
-    m_output->insertPlainText(text);
+void PlaygroundPage::showHint(const QString& html) {
+    m_adapterHint->setText(html);
+    m_adapterStack->setCurrentIndex(0);
 }
 
-void PlaygroundPage::showFinished(const QString& status) {
-    m_generate->setEnabled(m_ready);
-    m_stop->setEnabled(false);
-    m_status->setText(status);
+void PlaygroundPage::clearAdapter() {
+    m_hasAdapter = false;
+    m_adapterLoading = false;
+    m_adapter.box->setTitle(tr(kAdapterTitle));
+    m_adapter.output->clear();
+    m_adapter.status->clear();
+    showHint(tr("<p><b>No adapter is loaded</b>, so only the base model generates.</p>"
+                "<p>To compare a fine-tune with the base model, open a run's checkpoint from the <b>Runs</b> page "
+                "(select the run, then <i>Playground</i>), or finish a training run: its newest checkpoint loads "
+                "here by itself.</p>"));
+    updateButtons();
 }
 
-void PlaygroundPage::showError(const QString& message, const QString& hint) {
-    showFinished(hint.isEmpty() ? message : message + " — " + hint);
+void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& checkpointName) {
+    m_hasAdapter = false;
+    m_adapterLoading = true;
+    m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
+    m_adapter.output->clear();
+    m_adapter.status->clear();
+    showHint(tr("<p>Loading the adapter of <b>%1/%2</b> …</p>").arg(runName.toHtmlEscaped(), checkpointName.toHtmlEscaped()));
+    updateButtons();
+}
+
+void PlaygroundPage::setAdapter(const QString& runName, const QString& checkpointName) {
+    m_hasAdapter = true;
+    m_adapterLoading = false;
+    m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
+    m_adapter.output->clear();
+    m_adapter.status->clear();
+    m_adapterStack->setCurrentIndex(1);
+    updateButtons();
+}
+
+void PlaygroundPage::showAdapterError(const QString& message, const QString& hint) {
+    m_hasAdapter = false;
+    m_adapterLoading = false;
+    m_adapter.box->setTitle(tr(kAdapterTitle));
+    showHint(tr("<p><b>The adapter could not be loaded:</b> %1</p>%2"
+                "<p>Only the base model generates. Open another checkpoint from the <b>Runs</b> page, or finish a "
+                "training run.</p>")
+                 .arg(message.toHtmlEscaped(), hint.isEmpty() ? QString() : "<p>" + hint.toHtmlEscaped() + "</p>"));
+    updateButtons();
+}
+
+void PlaygroundPage::appendText(ModelSide side, const QString& text) {
+    QPlainTextEdit* out = pane(side).output;
+    out->moveCursor(QTextCursor::End);
+    out->insertPlainText(text);
+}
+
+void PlaygroundPage::showFinished(ModelSide side, const QString& status) {
+    pane(side).status->setText(status);
+    sideDone(side);
+}
+
+void PlaygroundPage::showError(ModelSide side, const QString& message, const QString& hint) {
+    pane(side).status->setText(hint.isEmpty() ? message : message + " — " + hint);
+    sideDone(side);
+}
+
+void PlaygroundPage::updateButtons() {
+    m_generate->setEnabled(m_ready && !m_running && !m_adapterLoading);
+    m_stop->setEnabled(m_running && !m_skipRest);
 }

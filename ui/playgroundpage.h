@@ -1,4 +1,4 @@
-// PlaygroundPage — prompt in, streamed generation out, with the sampling settings beside it.
+// PlaygroundPage — one prompt, two streamed outputs side by side: the base model and the base with a run's adapter.
 #pragma once
 
 #include "modelinfo.h"
@@ -6,31 +6,60 @@
 #include <QWidget>
 
 class QDoubleSpinBox;
+class QGroupBox;
 class QLabel;
 class QPlainTextEdit;
 class QPushButton;
 class QSpinBox;
+class QStackedWidget;
 
 class PlaygroundPage : public QWidget {
     Q_OBJECT
 public:
     explicit PlaygroundPage(QWidget* parent = nullptr);
+    // The settings as they stand, for the base side (the adapter side gets the same with side = Adapter).
     GenerateRequest request() const;
-    QString output() const;
+    // Puts a request's prompt and settings into the fields (its side is ignored).
+    void setSettings(const GenerateRequest& request);
+    QString output(ModelSide side = ModelSide::Base) const;
+    QString paneTitle(ModelSide side) const;
+    QString paneStatus(ModelSide side) const;
+    // What the adapter pane says while it has no adapter (how to get one, or why loading failed).
+    QString adapterHint() const;
+    bool hasAdapter() const { return m_hasAdapter; }
+    bool isGenerating() const { return m_running; }
 
 public slots:
+    // The Generate button: the base side, then (when an adapter is loaded and Stop was not pressed) the adapter side
+    // with exactly the same prompt, settings and seed.
+    void generate();
     void setModelReady(bool ready);
-    void appendText(const QString& text);
-    void showFinished(const QString& status);
-    void showError(const QString& message, const QString& hint);
+    void showAdapterLoading(const QString& runName, const QString& checkpointName);
+    void setAdapter(const QString& runName, const QString& checkpointName);
+    void showAdapterError(const QString& message, const QString& hint);
+    void clearAdapter();
+    void appendText(ModelSide side, const QString& text);
+    void showFinished(ModelSide side, const QString& status);
+    void showError(ModelSide side, const QString& message, const QString& hint);
 
 signals:
     void generateRequested(const GenerateRequest& request);
     void stopRequested();
 
 private:
+    struct Pane {
+        QGroupBox* box = nullptr;
+        QPlainTextEdit* output = nullptr;
+        QLabel* status = nullptr;
+    };
+    Pane& pane(ModelSide side) { return side == ModelSide::Base ? m_base : m_adapter; }
+    const Pane& pane(ModelSide side) const { return side == ModelSide::Base ? m_base : m_adapter; }
+    void start(ModelSide side);
+    void sideDone(ModelSide side);
+    void showHint(const QString& html);
+    void updateButtons();
+
     QPlainTextEdit* m_prompt;
-    QPlainTextEdit* m_output;
     QSpinBox* m_maxTokens;
     QDoubleSpinBox* m_temperature;
     QDoubleSpinBox* m_topP;
@@ -39,5 +68,15 @@ private:
     QPushButton* m_generate;
     QPushButton* m_stop;
     QLabel* m_status;
+    Pane m_base;
+    Pane m_adapter;
+    QStackedWidget* m_adapterStack; // 0: the hint, 1: the output
+    QLabel* m_adapterHint;
     bool m_ready = false;
+    bool m_hasAdapter = false;
+    bool m_adapterLoading = false;
+    bool m_running = false;   // a Generate sequence is in progress
+    bool m_skipRest = false;  // Stop was pressed: do not start the adapter side
+    ModelSide m_current = ModelSide::Base;
+    GenerateRequest m_sequence; // the settings of the sequence in progress
 };

@@ -1,4 +1,4 @@
-// EngineWorker: the one catch site for engine errors in the studio; every result leaves as a signal.
+// EngineWorker: the one catch site for engine errors in the studio; every result leaves as a signal tagged with its side.
 #include "engineworker.h"
 
 #include "qls/generate.h"
@@ -10,6 +10,7 @@
 #include "qls/tokenizer.h"
 
 #include <QElapsedTimer>
+#include <QFileInfo>
 
 EngineWorker::EngineWorker() = default;
 EngineWorker::~EngineWorker() = default;
@@ -43,31 +44,64 @@ ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls:
 
 } // namespace
 
-void EngineWorker::loadModel(const QString& dir) {
+bool EngineWorker::loadBase(const QString& dir) {
     try {
         qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(dir.toStdString());
         auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
         auto model = std::make_unique<qls::llama_model>(qls::llama_model::load(ckpt));
         const ModelInfo info = describe(dir, *model, *tok);
-        m_model = std::move(model);
+        m_base = std::move(model);
         m_tokenizer = std::move(tok);
+        m_baseDir = dir;
         emit modelLoaded(info);
+        return true;
     } catch (const qls::error& e) {
         emit modelFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {
         emit modelFailed(QString::fromStdString(e.what()), QString());
     }
+    return false;
 }
 
+void EngineWorker::loadModel(const QString& dir) {
+    if (loadBase(dir) && m_adapted) unloadAdapter();
+}
+
+void EngineWorker::unloadAdapter() {
+    m_adapted.reset();
+    emit adapterUnloaded();
+}
+
+namespace {
+
+bool sameDirectory(const QString& a, const QString& b) {
+    const QString ca = QFileInfo(a).canonicalFilePath();
+    return !ca.isEmpty() && ca == QFileInfo(b).canonicalFilePath();
+}
+
+} // namespace
+
 void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) {
+    m_adapted.reset(); // never hold two merged copies at once
     try {
         const qls::train_config cfg = qls::load_train_config((runDir + "/config.json").toStdString());
-        qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(cfg.model);
-        auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
-        qls::llama_load_options opt;
-        opt.quantize_nf4 = cfg.quantize_nf4;
-        opt.double_quant = cfg.double_quant;
-        auto model = std::make_unique<qls::llama_model>(qls::llama_model::load(ckpt, opt));
+        const QString modelDir = QString::fromStdString(cfg.model);
+        if (!m_base || !sameDirectory(modelDir, m_baseDir)) {
+            if (!loadBase(modelDir)) {
+                emit runFailed(tr("The base model of %1 could not be loaded.").arg(QFileInfo(runDir).fileName()),
+                               tr("See the Model page for the reason."));
+                return;
+            }
+        }
+        std::unique_ptr<qls::llama_model> model;
+        if (cfg.quantize_nf4) {
+            qls::llama_load_options opt;
+            opt.quantize_nf4 = true;
+            opt.double_quant = cfg.double_quant;
+            model = std::make_unique<qls::llama_model>(qls::llama_model::load(modelDir.toStdString(), opt));
+        } else {
+            model = std::make_unique<qls::llama_model>(*m_base);
+        }
         const qls::lora_weights<float> adapter = qls::load_peft(checkpointDir.toStdString(), model->config);
         const float scale = adapter.config.scale();
         for (size_t l = 0; l < adapter.layers.size(); ++l)
@@ -75,24 +109,26 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
                 const auto& ad = adapter.layers[l][size_t(t)];
                 if (ad.enabled()) qls::lora_merge(model->projection(int(l), qls::lora_target(t)).data(), ad, scale);
             }
-        const ModelInfo info = describe(QString::fromStdString(cfg.model), *model, *tok);
-        m_model = std::move(model);
-        m_tokenizer = std::move(tok);
-        emit modelLoaded(info);
+        m_adapted = std::move(model);
         emit runLoaded(runDir, checkpointDir);
     } catch (const qls::error& e) {
-        emit modelFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
+        emit runFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {
-        emit modelFailed(QString::fromStdString(e.what()), QString());
+        emit runFailed(QString::fromStdString(e.what()), QString());
     }
 }
 
 void EngineWorker::generate(const GenerateRequest& request) {
-    if (!m_model) {
-        emit generationFailed(tr("No model is loaded."), tr("Load a model on the Model page first."));
+    const ModelSide side = request.side;
+    const qls::llama_model* model = side == ModelSide::Adapter ? m_adapted.get() : m_base.get();
+    if (!model) {
+        if (side == ModelSide::Adapter)
+            emit generationFailed(side, tr("No adapter is loaded."),
+                                  tr("Open a run's checkpoint from the Runs page, or finish a training run."));
+        else
+            emit generationFailed(side, tr("No model is loaded."), tr("Load a model on the Model page first."));
         return;
     }
-    m_stop = false;
     try {
         qls::generate_options o;
         o.prompt = request.prompt.toStdString();
@@ -103,8 +139,10 @@ void EngineWorker::generate(const GenerateRequest& request) {
         o.sampling.seed = request.seed;
         QElapsedTimer timer;
         timer.start();
-        qls::generate_result r = qls::generate(*m_model, *m_tokenizer, o, [this](const std::string& piece) {
-            emit textGenerated(QString::fromStdString(piece));
+        // a Stop that came before this request started (the flag is reset when a request is queued) cancels it here
+        qls::generate_result r = qls::generate(*model, *m_tokenizer, o, [this, side](const std::string& piece) {
+            if (m_stop.load()) return false;
+            emit textGenerated(side, QString::fromStdString(piece));
             return !m_stop.load();
         });
         const double secs = std::max(1e-9, timer.elapsed() / 1000.0);
@@ -112,14 +150,14 @@ void EngineWorker::generate(const GenerateRequest& request) {
                       : r.reason == qls::stop_reason::cancelled    ? tr("stopped")
                       : r.reason == qls::stop_reason::context_full ? tr("context full")
                                                                    : tr("token limit");
-        emit generationFinished(tr("%1 tokens in %2 s (%3 tokens/s), %4")
-                                    .arg(r.new_ids.size())
-                                    .arg(secs, 0, 'f', 2)
-                                    .arg(r.new_ids.size() / secs, 0, 'f', 1)
-                                    .arg(why));
+        emit generationFinished(side, tr("%1 tokens in %2 s (%3 tokens/s), %4")
+                                          .arg(r.new_ids.size())
+                                          .arg(secs, 0, 'f', 2)
+                                          .arg(r.new_ids.size() / secs, 0, 'f', 1)
+                                          .arg(why));
     } catch (const qls::error& e) {
-        emit generationFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
+        emit generationFailed(side, QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {
-        emit generationFailed(QString::fromStdString(e.what()), QString());
+        emit generationFailed(side, QString::fromStdString(e.what()), QString());
     }
 }

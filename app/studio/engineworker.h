@@ -1,4 +1,4 @@
-// EngineWorker — the engine on a worker thread for the studio: loads models (optionally with a run's adapter merged) and generates; values cross by queued signals.
+// EngineWorker — the engine on a worker thread for the studio: holds the base model and, while a run's adapter is loaded, a second copy with it merged; generates from either; values cross by queued signals.
 #pragma once
 
 #include "modelinfo.h"
@@ -19,26 +19,43 @@ class EngineWorker : public QObject {
 public:
     EngineWorker();
     ~EngineWorker() override;
-    // Thread-safe: asks a running generation to stop after its current token.
+    // Thread-safe: asks the running generation to stop after its current token; a request queued but not yet started
+    // stops at once. The flag stays up until resetStop().
     void requestStop() { m_stop = true; }
+    // Thread-safe: call on the sending thread just before queueing a generate(), so that a Stop pressed after that
+    // (even before the worker reaches the request) cancels it, and an older Stop does not.
+    void resetStop() { m_stop = false; }
+
+    bool hasAdapter() const { return m_adapted != nullptr; } // worker thread only
 
 public slots:
+    // The base model (f32, as stored). Drops a loaded adapter (adapterUnloaded), which belonged to the old base.
     void loadModel(const QString& dir);
-    // The base model of a past run (as it trained: NF4 when the run quantized) with the PEFT adapter of one of its
-    // checkpoints merged into the projections, for the Playground.
+    // The adapter side: the base model of a past run (as it trained: NF4 when the run quantized) with the PEFT adapter
+    // of one of its checkpoints merged into the projections. Loads the run's base model as the base side too when it
+    // is not the one loaded (modelLoaded). The previous adapter side is freed first.
     void loadRun(const QString& runDir, const QString& checkpointDir);
+    // Frees the adapter side (adapterUnloaded).
+    void unloadAdapter();
+    // Generates from request.side's model; textGenerated/generationFinished/generationFailed carry that side.
     void generate(const GenerateRequest& request);
 
 signals:
     void modelLoaded(const ModelInfo& info);
     void modelFailed(const QString& message, const QString& hint);
     void runLoaded(const QString& runDir, const QString& checkpointDir);
-    void textGenerated(const QString& text);
-    void generationFinished(const QString& status);
-    void generationFailed(const QString& message, const QString& hint);
+    void runFailed(const QString& message, const QString& hint);
+    void adapterUnloaded();
+    void textGenerated(ModelSide side, const QString& text);
+    void generationFinished(ModelSide side, const QString& status);
+    void generationFailed(ModelSide side, const QString& message, const QString& hint);
 
 private:
-    std::unique_ptr<qls::llama_model> m_model;
+    bool loadBase(const QString& dir); // emits modelLoaded or modelFailed
+
+    std::unique_ptr<qls::llama_model> m_base;
+    std::unique_ptr<qls::llama_model> m_adapted; // only while an adapter is loaded
     std::unique_ptr<qls::tokenizer> m_tokenizer;
+    QString m_baseDir;
     std::atomic<bool> m_stop{false};
 };

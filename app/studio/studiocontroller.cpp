@@ -30,6 +30,7 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     : QObject(parent), m_window(window), m_session(session), m_gpu(qls::probe_gpu()) {
     qRegisterMetaType<ModelInfo>();
     qRegisterMetaType<GenerateRequest>();
+    qRegisterMetaType<ModelSide>();
     m_worker = new EngineWorker;
     m_worker->moveToThread(&m_thread);
     connect(&m_thread, &QThread::finished, m_worker, &QObject::deleteLater);
@@ -65,11 +66,20 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
         play->setModelReady(false);
         plan->clearModel();
     });
-    connect(m_worker, &EngineWorker::runLoaded, this, [this](const QString& runDir, const QString& checkpoint) {
+    // the adapter side: loaded from Runs → Playground and after a run finishes; dropped when another base loads
+    connect(m_worker, &EngineWorker::runLoaded, this, [this, play](const QString& runDir, const QString& checkpoint) {
+        play->setAdapter(QFileInfo(runDir).fileName(), QFileInfo(checkpoint).fileName());
         m_window->statusBar()->showMessage(tr("Playground: %1 with the adapter of %2")
                                                .arg(QFileInfo(runDir).fileName(), QDir::toNativeSeparators(checkpoint)));
     });
-    connect(play, &PlaygroundPage::generateRequested, m_worker, &EngineWorker::generate, Qt::QueuedConnection);
+    connect(m_worker, &EngineWorker::runFailed, play, &PlaygroundPage::showAdapterError, Qt::QueuedConnection);
+    connect(m_worker, &EngineWorker::adapterUnloaded, play, &PlaygroundPage::clearAdapter, Qt::QueuedConnection);
+    // A Stop pressed after a request is queued must cancel it even before the worker starts it, and an older Stop must
+    // not: reset the worker's flag here, on the GUI thread, then queue the request.
+    connect(play, &PlaygroundPage::generateRequested, this, [this](const GenerateRequest& request) {
+        m_worker->resetStop();
+        QMetaObject::invokeMethod(m_worker, [worker = m_worker, request] { worker->generate(request); }, Qt::QueuedConnection);
+    });
     // requestStop is an atomic flag: call it directly from the GUI thread so it is seen mid-generation.
     connect(play, &PlaygroundPage::stopRequested, this, [this] { m_worker->requestStop(); });
     connect(m_worker, &EngineWorker::textGenerated, play, &PlaygroundPage::appendText, Qt::QueuedConnection);
@@ -97,7 +107,9 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     // a run that ends leaves its newest checkpoint ready on the Export page
     connect(m_session, &TrainingSession::started, this, [this](qint64, const QString& runDir) { m_currentRunDir = runDir; });
     connect(m_session, &TrainingSession::finished, this, [this](const QString&, const QString& checkpoint) {
-        if (!checkpoint.isEmpty()) m_window->exportPage()->setCheckpoint(runModelDir(m_currentRunDir), checkpoint);
+        if (checkpoint.isEmpty()) return;
+        m_window->exportPage()->setCheckpoint(runModelDir(m_currentRunDir), checkpoint);
+        loadAdapter(m_currentRunDir, checkpoint); // and in the Playground beside the base model
     });
 
     restoreLastChoices();
@@ -292,8 +304,11 @@ void StudioController::tryRunInPlayground(const QString& runDir, const QString& 
         m_window->statusBar()->showMessage(tr("%1 has no checkpoint to try yet.").arg(QFileInfo(runDir).fileName()));
         return;
     }
-    m_window->modelPage()->showLoading(runDir);
-    m_window->playgroundPage()->setModelReady(false);
-    emit runLoadRequested(runDir, checkpointDir);
+    loadAdapter(runDir, checkpointDir);
     m_window->showPage(MainWindow::Page::Playground);
+}
+
+void StudioController::loadAdapter(const QString& runDir, const QString& checkpointDir) {
+    m_window->playgroundPage()->showAdapterLoading(QFileInfo(runDir).fileName(), QFileInfo(checkpointDir).fileName());
+    emit runLoadRequested(runDir, checkpointDir);
 }

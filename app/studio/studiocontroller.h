@@ -46,6 +46,8 @@ public:
     // The Runs page's actions.
     void openRun(const QString& runDir);
     void resumeRun(const QString& runDir);
+    // Loads the checkpoint's adapter as the Playground's adapter side (and the run's base model, when another one is
+    // loaded), then shows the Playground. A run that finishes with a checkpoint loads it the same way, staying put.
     void tryRunInPlayground(const QString& runDir, const QString& checkpointDir);
     void exportRun(const QString& runDir, const QString& checkpointDir);
     // The base model a run trained (its config.json), "" when unreadable.
@@ -56,6 +58,7 @@ signals:
     void runLoadRequested(const QString& runDir, const QString& checkpointDir);
 
 private:
+    void loadAdapter(const QString& runDir, const QString& checkpointDir);
     void syncPlan();
     void restoreLastChoices();
     void rememberChoices(const qls::train_config& config) const;

@@ -1,0 +1,243 @@
+// The Playground's two panes (base model, base + a real PEFT adapter) driven through the controller and the real engine worker thread, checked against `qlora generate`.
+#include "testutil.h"
+
+#include "engineworker.h"
+#include "fakesession.h"
+#include "mainwindow.h"
+#include "playgroundpage.h"
+#include "runspage.h"
+#include "studiocontroller.h"
+
+#include "qls/train_config.h"
+
+#include <QApplication>
+#include <QPushButton>
+#include <QSignalSpy>
+
+namespace {
+
+const QString kPrompt = "Once upon a time";
+const int kTokens = 40;
+
+QString modelDir() { return QFileInfo(QString::fromStdString(testutil::model_dir())).absoluteFilePath(); }
+QString adapterDir() { return QString(QLS_SOURCE_DIR) + "/tests/data/peft/reference_adapter"; }
+
+// root/tiny/config.json (the test model, trained in NF4 as runs are by default) and root/tiny/checkpoints/step-1/
+// holding the reference adapter; returns the run directory.
+QString makeRun(const QString& root) {
+    const QString run = root + "/tiny";
+    const QString ckpt = run + "/checkpoints/step-1";
+    if (!QDir().mkpath(ckpt)) return QString();
+    qls::train_config c;
+    c.name = "tiny";
+    c.runs_dir = root.toStdString();
+    c.model = modelDir().toStdString();
+    c.train_file = (root + "/train.txt").toStdString();
+    c.quantize_nf4 = true;
+    c.double_quant = true;
+    QFile f(run + "/config.json");
+    if (!f.open(QIODevice::WriteOnly)) return QString();
+    f.write(QByteArray::fromStdString(qls::train_config_to_json(c)));
+    f.close();
+    for (const char* name : {"adapter_config.json", "adapter_model.safetensors"})
+        if (!QFile::copy(adapterDir() + "/" + name, ckpt + "/" + name)) return QString();
+    return run;
+}
+
+// What `qlora generate` prints for the same greedy request, without its closing newline.
+QString cliText(const QStringList& extra) {
+    QStringList args = {"generate", "--model", modelDir(), "--temperature", "0", "--max-new-tokens",
+                        QString::number(kTokens), "--prompt", kPrompt};
+    args += extra;
+    const testutil::cli_result r = testutil::run_cli(args, 60000);
+    if (r.exit_code != 0) qWarning() << "qlora generate failed:" << r.err;
+    QString out = r.out;
+    if (out.endsWith('\n')) out.chop(1);
+    return out;
+}
+
+QPushButton* button(QWidget* page, const QString& text) {
+    for (QPushButton* b : page->findChildren<QPushButton*>())
+        if (b->text() == text) return b;
+    return nullptr;
+}
+
+GenerateRequest greedy() {
+    GenerateRequest r;
+    r.prompt = kPrompt;
+    r.maxNewTokens = kTokens;
+    r.temperature = 0;
+    r.seed = 7;
+    return r;
+}
+
+} // namespace
+
+class TestUiPlayground : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase() {
+        QLS_REQUIRE_MODEL();
+        QVERIFY2(QFileInfo::exists(testutil::qlora_exe()), qPrintable(testutil::qlora_exe() + " is not built"));
+        QCoreApplication::setOrganizationName("QLoRA Studio Tests");
+        QCoreApplication::setApplicationName("tst_ui_playground");
+        QSettings().clear();
+        QVERIFY(m_tmp.isValid());
+        m_run = makeRun(m_tmp.path());
+        QVERIFY(!m_run.isEmpty());
+        m_base = cliText({});
+        m_adapted = cliText({"--adapter", adapterDir(), "--nf4"});
+        QVERIFY(m_base.startsWith(kPrompt) && m_base.size() > kPrompt.size() + 20);
+        QVERIFY(m_adapted.startsWith(kPrompt) && m_adapted.size() > kPrompt.size() + 20);
+        QVERIFY2(m_base != m_adapted, "the reference adapter should change greedy text");
+    }
+
+    void withoutAdapterOnlyTheBaseRuns() {
+        MainWindow w;
+        StudioController c(&w);
+        PlaygroundPage* play = w.playgroundPage();
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        c.loadModel(modelDir());
+        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QTRY_VERIFY(button(play, "Generate")->isEnabled());
+        QCOMPARE(play->paneTitle(ModelSide::Base), QString("Base model"));
+        QCOMPARE(play->paneTitle(ModelSide::Adapter), QString("Base + adapter"));
+        QVERIFY(play->adapterHint().contains("Runs") && play->adapterHint().contains("training run"));
+
+        QSignalSpy finished(c.worker(), &EngineWorker::generationFinished);
+        play->setSettings(greedy());
+        button(play, "Generate")->click();
+        QVERIFY(play->isGenerating());
+        QVERIFY(!button(play, "Generate")->isEnabled()); // the GUI thread is free while the worker generates
+        QTRY_VERIFY_WITH_TIMEOUT(!play->isGenerating(), 30000);
+        QCOMPARE(finished.count(), 1);
+        QCOMPARE(finished.at(0).at(0).value<ModelSide>(), ModelSide::Base);
+        QCOMPARE(play->output(ModelSide::Base), m_base);
+        QVERIFY(play->output(ModelSide::Adapter).isEmpty());
+        QVERIFY(play->adapterHint().contains("Runs"));
+        QVERIFY(play->paneStatus(ModelSide::Base).contains(QString("%1 tokens").arg(kTokens)));
+        QVERIFY(button(play, "Generate")->isEnabled());
+
+        w.showPage(MainWindow::Page::Playground);
+        w.resize(1280, 800);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        QVERIFY(w.grab().save(QString(QLS_BIN_DIR) + "/../tst_ui_playground-no-adapter.png"));
+    }
+
+    void bothPanesMatchTheCli() {
+        MainWindow w;
+        StudioController c(&w);
+        PlaygroundPage* play = w.playgroundPage();
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        QSignalSpy runLoaded(c.worker(), &EngineWorker::runLoaded);
+        c.loadModel(modelDir());
+        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        // Runs → Playground: the adapter side loads (the run's base is the one already loaded: not loaded again)
+        emit w.runsPage()->playgroundRequested(m_run, m_run + "/checkpoints/step-1");
+        QCOMPARE(w.currentPage(), MainWindow::Page::Playground);
+        QVERIFY(!button(play, "Generate")->isEnabled());
+        QVERIFY(play->adapterHint().contains("Loading"));
+        QTRY_COMPARE_WITH_TIMEOUT(runLoaded.count(), 1, 30000);
+        QTRY_VERIFY(play->hasAdapter());
+        QCOMPARE(loaded.count(), 1);
+        QCOMPARE(play->paneTitle(ModelSide::Adapter), QString("Base + adapter (tiny/step-1)"));
+        QVERIFY(play->adapterHint().isEmpty());
+
+        QSignalSpy finished(c.worker(), &EngineWorker::generationFinished);
+        play->setSettings(greedy());
+        button(play, "Generate")->click();
+        QTRY_VERIFY_WITH_TIMEOUT(!play->isGenerating(), 30000);
+        QCOMPARE(finished.count(), 2);
+        QCOMPARE(finished.at(0).at(0).value<ModelSide>(), ModelSide::Base);
+        QCOMPARE(finished.at(1).at(0).value<ModelSide>(), ModelSide::Adapter);
+        QCOMPARE(play->output(ModelSide::Base), m_base);
+        QCOMPARE(play->output(ModelSide::Adapter), m_adapted);
+        QVERIFY(play->output(ModelSide::Base) != play->output(ModelSide::Adapter));
+        QVERIFY(play->paneStatus(ModelSide::Adapter).contains(QString("%1 tokens").arg(kTokens)));
+
+        // the picture: both panes filled
+        w.resize(1280, 800);
+        w.show();
+        QVERIFY(QTest::qWaitForWindowExposed(&w));
+        const QString png = QString(QLS_BIN_DIR) + "/../tst_ui_playground.png";
+        QVERIFY(w.grab().save(png));
+        qInfo() << "screenshot" << QFileInfo(png).absoluteFilePath();
+
+        // loading another base model drops the adapter side
+        QSignalSpy unloaded(c.worker(), &EngineWorker::adapterUnloaded);
+        c.loadModel(modelDir());
+        QTRY_COMPARE_WITH_TIMEOUT(unloaded.count(), 1, 30000);
+        QTRY_VERIFY(!play->hasAdapter());
+        QVERIFY(play->adapterHint().contains("Runs"));
+    }
+
+    void stopSkipsTheAdapterSide() {
+        MainWindow w;
+        StudioController c(&w);
+        PlaygroundPage* play = w.playgroundPage();
+        QSignalSpy runLoaded(c.worker(), &EngineWorker::runLoaded);
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        // no base loaded yet: the run's base model loads with its adapter
+        c.tryRunInPlayground(m_run, m_run + "/checkpoints/step-1");
+        QTRY_COMPARE_WITH_TIMEOUT(runLoaded.count(), 1, 30000);
+        QCOMPARE(loaded.count(), 1);
+        QTRY_VERIFY(play->hasAdapter() && button(play, "Generate")->isEnabled());
+
+        QSignalSpy text(c.worker(), &EngineWorker::textGenerated);
+        QSignalSpy finished(c.worker(), &EngineWorker::generationFinished);
+        GenerateRequest r = greedy();
+        r.maxNewTokens = 100000; // only Stop or the 512-position context ends it
+        r.temperature = 1.0;
+        play->setSettings(r);
+        button(play, "Generate")->click();
+        QTRY_VERIFY_WITH_TIMEOUT(text.count() > 0, 30000);
+        button(play, "Stop")->click();
+        QTRY_VERIFY_WITH_TIMEOUT(!play->isGenerating(), 30000);
+        QCOMPARE(finished.count(), 1);
+        QCOMPARE(finished.at(0).at(0).value<ModelSide>(), ModelSide::Base);
+        QVERIFY(play->output(ModelSide::Adapter).isEmpty());
+        const QString status = play->paneStatus(ModelSide::Adapter);
+        QVERIFY2(status.contains("Skipped") || play->paneStatus(ModelSide::Base).contains("end of text"), qPrintable(status));
+        QTest::qWait(200);
+        QCOMPARE(finished.count(), 1); // nothing ran after Stop
+    }
+
+    void finishedRunLoadsItsAdapter() {
+        MainWindow w;
+        FakeSession fake;
+        fake.runDir = m_run;
+        fake.script = FakeSession::makeScript(1, 0);
+        StudioController c(&w, &fake);
+        QSignalSpy runLoaded(c.worker(), &EngineWorker::runLoaded);
+        fake.start(qls::train_config{});
+        QTRY_COMPARE_WITH_TIMEOUT(runLoaded.count(), 1, 30000);
+        QCOMPARE(runLoaded.at(0).at(1).toString(), m_run + "/checkpoints/step-1");
+        QTRY_VERIFY(w.playgroundPage()->hasAdapter());
+        QCOMPARE(w.playgroundPage()->paneTitle(ModelSide::Adapter), QString("Base + adapter (tiny/step-1)"));
+    }
+
+    void badCheckpointSaysWhy() {
+        MainWindow w;
+        StudioController c(&w);
+        QSignalSpy failed(c.worker(), &EngineWorker::runFailed);
+        QTemporaryDir empty;
+        c.tryRunInPlayground(m_run, empty.path());
+        QTRY_COMPARE_WITH_TIMEOUT(failed.count(), 1, 30000);
+        PlaygroundPage* play = w.playgroundPage();
+        QTRY_VERIFY(play->adapterHint().contains("could not be loaded"));
+        QVERIFY(play->adapterHint().contains("adapter_config.json"));
+        QVERIFY(!play->hasAdapter());
+        QTRY_VERIFY(button(play, "Generate")->isEnabled()); // the base side still works
+    }
+
+private:
+    QTemporaryDir m_tmp;
+    QString m_run;
+    QString m_base;
+    QString m_adapted;
+};
+
+QTEST_MAIN(TestUiPlayground)
+#include "tst_ui_playground.moc"
