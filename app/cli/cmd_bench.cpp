@@ -10,6 +10,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 #include <random>
@@ -279,6 +280,13 @@ int cmd_bench(int argc, char** argv) {
             std::printf("  paging %.1f MiB/step in, %.1f MiB/step out (%llu of %llu pages fit the pool)\n",
                         mean_u64(r.h2d) / 1048576.0, mean_u64(r.d2h) / 1048576.0,
                         (unsigned long long)r.mem.pool_pages, (unsigned long long)r.mem.total_pages);
+    }
+    // The plan is the product's promise about memory: a prediction more than 10% off the card's measured use is a
+    // failure of this run (exit status 1), not just a number in the report.
+    const double err = out["plan_card_error_pct"].get<double>();
+    if (std::fabs(err) > 10.0) {
+        std::fprintf(stderr, "qlora bench: the memory plan is %+.1f%% off the measured device use (limit 10%%)\n", err);
+        return 1;
     }
     return 0;
 }

@@ -4,6 +4,7 @@
 // __fdiv_rn, __fsqrt_rn, __fmaf_rn) so nvcc neither contracts nor approximates anything: the fused multiply-adds are
 // exactly the CPU's std::fma calls and nothing else. The step constants are computed on the host by the CPU's code.
 #include "qls_kernels/adamw.h"
+#include "qls_kernels/adamw_math.h"
 #include "qls_kernels/check.h"
 
 #include <algorithm>
@@ -19,7 +20,7 @@ namespace {
 constexpr int adamw_block = 256; // threads per block for the fp32 update
 constexpr int q8_block = 256;    // elements per absmax block = threads per block for the 8-bit update
 
-// The step constants, as consts_for() in engine/src/optim/adamw.cpp (same host expressions, same libm calls).
+// The host step constants (adamw_math.h, the CPU's own expressions) plus what the kernels read per element.
 struct step_consts {
     float correction2;
     float step_size;
@@ -29,11 +30,11 @@ struct step_consts {
 };
 
 step_consts make_consts(int64_t step, float lr, const adamw_config& h) {
+    const adamw_step_constants k = adamw_constants(step, lr, h.beta1, h.beta2, h.weight_decay);
     step_consts c;
-    const float correction1 = 1.0f - std::pow(h.beta1, float(step));
-    c.correction2 = std::sqrt(1.0f - std::pow(h.beta2, float(step)));
-    c.step_size = (-lr * c.correction2) / correction1;
-    c.decay = std::fma(-lr, h.weight_decay, 1.0f);
+    c.correction2 = k.correction2;
+    c.step_size = k.step_size;
+    c.decay = k.decay;
     c.b1 = h.beta1;
     c.b2 = h.beta2;
     c.omb1 = 1.0f - h.beta1;
@@ -41,39 +42,6 @@ step_consts make_consts(int64_t step, float lr, const adamw_config& h) {
     c.eps = h.eps;
     c.use_decay = h.weight_decay > 0.0f;
     return c;
-}
-
-// bnb quantize_2D<SIGNED>, as quantize_2d in engine/src/optim/adamw.cpp: binary search over the sorted 256-entry
-// code with the quadrant pivots code[63], code[127], code[191] for the first two levels, then the nearer neighbour
-// by comparison with the float32 midpoint. NaN ends at code 0, as on the CPU.
-template <bool SIGNED> __device__ uint8_t quantize_2d(const float* code, float x) {
-    int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-    float lower = SIGNED ? -1.0f : 0.0f;
-    float upper = 1.0f;
-    const float quadrants[3] = {code[63], code[127], code[191]};
-    float val = quadrants[1];
-    int local_pivot = 1, offset = 1;
-    for (int i = 64; i > 0; i >>= 1) {
-        if (x > val) {
-            lower_pivot = pivot;
-            lower = val;
-            pivot += i;
-            local_pivot += offset;
-        } else {
-            upper_pivot = pivot;
-            upper = val;
-            pivot -= i;
-            local_pivot -= offset;
-        }
-        val = i >= 64 ? quadrants[local_pivot] : code[pivot];
-        offset -= 1;
-    }
-    if (x > val) {
-        const float midpoint = __fmul_rn(__fadd_rn(upper, val), 0.5f);
-        return uint8_t(x > midpoint ? upper_pivot : pivot);
-    }
-    const float midpoint = __fmul_rn(__fadd_rn(lower, val), 0.5f);
-    return uint8_t(x < midpoint ? lower_pivot : pivot);
 }
 
 } // namespace

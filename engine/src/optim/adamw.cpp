@@ -3,6 +3,7 @@
 
 #include "qls/error.h"
 #include "qls/quant.h"
+#include "qls_kernels/adamw_math.h"
 
 #include <algorithm>
 #include <cfloat>
@@ -42,59 +43,11 @@ namespace {
 #pragma GCC optimize("fp-contract=off")
 #endif
 
-// bnb `kOptimizer32bit2State` step constants:
-//   correction1 = 1.0f - powf(beta1, step); correction2 = sqrtf(1.0f - powf(beta2, step));
-//   step_size = -lr*correction2/correction1;
-struct step_consts {
-    float correction2 = 0;
-    float step_size = 0;
-    float decay = 1; // 1 - lr*wd
-};
+// The step constants and bnb's quantize_2D search: kernels/include/qls_kernels/adamw_math.h, shared with the kernels.
+using qls_kernels::quantize_2d;
 
-step_consts consts_for(int64_t step, float lr, const adamw_hparams& h) {
-    step_consts c;
-    // powf(beta, (float)step). On the GPU both kernels get __powf (ex2.approx(y·lg2.approx(x))) through
-    // --use_fast_math, and the 8-bit kernel divides with __fdividef; this is the correctly rounded value they
-    // approximate (see the note above and tst_optim for the tolerance this implies).
-    const float correction1 = 1.0f - std::pow(h.beta1, float(step));
-    c.correction2 = std::sqrt(1.0f - std::pow(h.beta2, float(step)));
-    c.step_size = (-lr * c.correction2) / correction1;
-    // (1.0f-(lr*weight_decay)): contracted to fma(-lr, wd, 1).
-    c.decay = std::fma(-lr, h.weight_decay, 1.0f);
-    return c;
-}
-
-// bnb `quantize_2D<SIGNED>` (csrc/cuda/optimizers.cu): binary search over the sorted 256-entry code with the three
-// quadrant pivots code[63], code[127], code[191] for the first two levels, then round to the nearer neighbour by
-// comparing with the midpoint. x is state/absmax (NaN when absmax is 0; it then ends at code 0, as on the GPU).
-template <bool SIGNED> uint8_t quantize_2d(const float* code, float x) {
-    int pivot = 127, upper_pivot = 255, lower_pivot = 0;
-    float lower = SIGNED ? -1.0f : 0.0f;
-    float upper = 1.0f;
-    const float quadrants[3] = {code[63], code[127], code[191]};
-    float val = quadrants[1];
-    int local_pivot = 1, offset = 1;
-    for (int i = 64; i > 0; i >>= 1) {
-        if (x > val) {
-            lower_pivot = pivot;
-            lower = val;
-            pivot += i;
-            local_pivot += offset;
-        } else {
-            upper_pivot = pivot;
-            upper = val;
-            pivot -= i;
-            local_pivot -= offset;
-        }
-        val = i >= 64 ? quadrants[local_pivot] : code[pivot];
-        offset -= 1;
-    }
-    if (x > val) {
-        const float midpoint = (upper + val) * 0.5f;
-        return uint8_t(x > midpoint ? upper_pivot : pivot);
-    }
-    const float midpoint = (lower + val) * 0.5f;
-    return uint8_t(x < midpoint ? lower_pivot : pivot);
+qls_kernels::adamw_step_constants consts_for(int64_t step, float lr, const adamw_hparams& h) {
+    return qls_kernels::adamw_constants(step, lr, h.beta1, h.beta2, h.weight_decay);
 }
 
 void check_positive_finite(float v, const char* what) {
@@ -116,7 +69,7 @@ void check_positive_finite(float v, const char* what) {
 void adamw_update_32bit(float* p, const float* g, float* m, float* v, size_t n, int64_t step, float lr,
                         const adamw_hparams& h, float gnorm_scale) {
     QLS_ASSERT(step >= 1);
-    const step_consts c = consts_for(step, lr, h);
+    const qls_kernels::adamw_step_constants c = consts_for(step, lr, h);
     const float b1 = h.beta1, b2 = h.beta2, omb1 = 1.0f - h.beta1, omb2 = 1.0f - h.beta2;
     const float eps = h.eps;
     const bool decay = h.weight_decay > 0.0f;
@@ -141,7 +94,7 @@ void adamw_update_8bit_blockwise(float* p, const float* g, uint8_t* state1, uint
                                  const std::array<float, 256>& qmap1, const std::array<float, 256>& qmap2,
                                  float gnorm_scale) {
     QLS_ASSERT(step >= 1);
-    const step_consts c = consts_for(step, lr, h);
+    const qls_kernels::adamw_step_constants c = consts_for(step, lr, h);
     const float b1 = h.beta1, b2 = h.beta2, omb1 = 1.0f - h.beta1, omb2 = 1.0f - h.beta2;
     const float eps = h.eps;
     const bool decay = h.weight_decay > 0.0f;
