@@ -18,8 +18,29 @@ struct gpu_probe {
     std::string message;            // one line for people: the device, or why the CPU backend is used
 };
 
-// Asks the CUDA runtime (cudaGetDeviceCount returns an error, not a crash, on machines without a driver).
-gpu_probe probe_gpu();
+// Asks the CUDA runtime about GPU `index` (cudaGetDeviceCount returns an error, not a crash, on machines without a
+// driver). free_bytes is measured after the CUDA context exists, so it is what a run can still allocate.
+gpu_probe probe_gpu(int index = 0);
+
+// The device a run trains on, as the plan and the backend see it.
+struct compute_device {
+    std::string backend = "cpu";        // "cpu" | "cuda"
+    int index = 0;                      // CUDA device index
+    std::string name = "CPU";           // "NVIDIA H200"
+    uint64_t total_bytes = 0;           // device memory (0: the CPU backend, no device memory to plan against)
+    uint64_t free_bytes = 0;            // free when probed (0: unknown)
+    std::string label() const;          // "cpu" or "cuda:0 (NVIDIA H200)"
+};
+
+// Which device a run uses: device.backend "cuda" needs a usable GPU `gpu_index` and a model the kernels take (NF4 +
+// double quant, head size a multiple of 8 up to 128) and throws qls::error{device} naming the reason otherwise;
+// "auto" takes the GPU when it can and otherwise the CPU, with `why` saying why; "cpu" is the CPU.
+struct device_choice {
+    compute_device device;
+    std::string why;                    // set when "auto" fell back to the CPU
+};
+device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim,
+                                  const gpu_probe& probe);
 
 // One row of `qlora check-gpu`: an op at one shape, GPU against the CPU reference on fresh random inputs.
 struct gpu_check_row {

@@ -42,8 +42,9 @@ struct plan_settings {
     int seq = 2048;                      // T
     optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
     bool gradient_checkpointing = true;
-    uint64_t budget_bytes = 0;           // device bytes our arena may use; 0 = no budget
+    uint64_t budget_bytes = 0;           // device bytes our arena may use; 0 = no budget of your own (run_plan.h)
     uint64_t card_bytes = 0;             // total memory of the card (cudaMemGetInfo total); 0 = unknown
+    uint64_t free_bytes = 0;             // free device memory when planned; with no budget the limit is 95% of it
     size_t page_size = pager_config{}.page_size;   // bytes per optimizer-state page (paged kinds)
 };
 
@@ -121,7 +122,7 @@ struct memory_plan {
 
     uint64_t all_resident_bytes = 0;    // the peak if every optimizer state stayed on the device
     uint64_t minimum_bytes = 0;         // the smallest peak this configuration can run in (paged states on host)
-    uint64_t limit_bytes = 0;           // min(budget, card - context) over those given; 0 = no limit
+    uint64_t limit_bytes = 0;           // min(budget or 95% of free, card - context) over those given; 0 = no limit
 
     plan_verdict verdict = plan_verdict::fits;
     std::string explanation;            // one sentence: fits or not, why, which categories dominate

@@ -61,6 +61,8 @@ constexpr uint64_t loss_chunk_cap_bytes = 128ull << 20;
 constexpr int64_t loss_chunk_align = 128, loss_chunk_min = 128, loss_chunk_max = 4096;
 
 constexpr uint64_t gib = 1ull << 30;
+// With no budget of one's own, a run may take this share of the device's free memory (run_plan.h).
+constexpr double free_fraction = 0.95;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 uint64_t round_up(uint64_t a, uint64_t m) { return (a + m - 1) / m * m; }
@@ -603,6 +605,7 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
     // 3. The limit: our budget, and the card less what the driver takes; the tighter of those given.
     uint64_t limit = 0;
     if (s.budget_bytes > 0) limit = s.budget_bytes;
+    else if (s.free_bytes > 0) limit = uint64_t(double(s.free_bytes) * free_fraction);
     if (s.card_bytes > 0) {
         uint64_t card_limit = s.card_bytes > cuda_context_bytes ? s.card_bytes - cuda_context_bytes : 1;
         limit = limit == 0 ? card_limit : std::min(limit, card_limit);
@@ -612,6 +615,8 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
     std::string limit_text;
     if (s.budget_bytes > 0 && (s.card_bytes == 0 || s.budget_bytes <= limit))
         limit_text = "the " + fmt_gib(limit) + " budget";
+    else if (s.budget_bytes == 0 && s.free_bytes > 0 && (s.card_bytes == 0 || limit < s.card_bytes - cuda_context_bytes))
+        limit_text = "the " + fmt_gib(limit) + " the device has free (95% of " + fmt_gib(s.free_bytes) + ")";
     else if (s.card_bytes > 0)
         limit_text = "the " + fmt_gib(limit) + " a " + fmt_gib(s.card_bytes) + " card leaves after " +
                      fmt_gib(cuda_context_bytes) + " of CUDA context";
@@ -871,6 +876,7 @@ std::string memory_plan_json(const memory_plan& p, int indent) {
         j["gradient_checkpointing"] = s.gradient_checkpointing;
         j["budget_bytes"] = s.budget_bytes;
         j["card_bytes"] = s.card_bytes;
+        if (s.free_bytes > 0) j["free_bytes"] = s.free_bytes;
         j["page_size"] = s.page_size;
         return j;
     };
