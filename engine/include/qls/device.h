@@ -12,7 +12,8 @@ struct gpu_probe {
     bool built_with_cuda = false;   // this build contains the CUDA backend
     bool available = false;         // a usable CUDA device was found
     int device_count = 0;
-    std::string name;               // device 0
+    int index = 0;                  // the device probed
+    std::string name;
     int cc_major = 0, cc_minor = 0;
     uint64_t total_bytes = 0, free_bytes = 0;
     std::string message;            // one line for people: the device, or why the CPU backend is used

@@ -52,7 +52,8 @@ struct train_config {
     uint64_t seed = 42;
     // device
     std::string backend = "auto";            // auto | cpu | cuda
-    double budget_gib = 0.0;                 // 0 = the card's free memory
+    int gpu = 0;                             // the CUDA device index (`qlora devices`)
+    double budget_gib = 0.0;                 // 0 = no budget of your own: 95% of the device's free memory (run_plan.h)
     uint64_t page_pool_bytes = 0;            // paged optimizers: device pool for states; 0 = what the plan gives
     size_t page_size = 64 * 1024;
 

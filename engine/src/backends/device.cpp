@@ -9,7 +9,7 @@
 
 namespace qls {
 
-gpu_probe probe_gpu() {
+gpu_probe probe_gpu(int index) {
     gpu_probe p;
 #ifdef QLS_HAVE_CUDA
     p.built_with_cuda = true;
@@ -25,7 +25,13 @@ gpu_probe probe_gpu() {
         return p;
     }
     cudaDeviceProp prop{};
-    if (cudaGetDeviceProperties(&prop, 0) != cudaSuccess) {
+    if (index < 0 || index >= count) {
+        p.device_count = count;
+        p.message = "CUDA device " + std::to_string(index) + " does not exist (this machine has " +
+                    std::to_string(count) + "): using the CPU reference backend";
+        return p;
+    }
+    if (cudaGetDeviceProperties(&prop, index) != cudaSuccess) {
         p.message = "the CUDA device could not be queried: using the CPU reference backend";
         cudaGetLastError();
         return p;
@@ -35,17 +41,51 @@ gpu_probe probe_gpu() {
     p.cc_major = prop.major;
     p.cc_minor = prop.minor;
     size_t free_b = 0, total_b = 0;
-    if (cudaSetDevice(0) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
+    if (cudaSetDevice(index) == cudaSuccess && cudaMemGetInfo(&free_b, &total_b) == cudaSuccess) {
         p.free_bytes = free_b;
         p.total_bytes = total_b;
     }
     p.available = true;
-    p.message = "CUDA GPU: " + p.name + " (compute " + std::to_string(p.cc_major) + "." + std::to_string(p.cc_minor) +
+    p.index = index;
+    p.message = "CUDA GPU " + std::to_string(index) + ": " + p.name + " (compute " + std::to_string(p.cc_major) + "." + std::to_string(p.cc_minor) +
                 ", " + std::to_string(p.total_bytes >> 20) + " MiB)";
 #else
     p.message = "this build has no CUDA backend (configured without nvcc): using the CPU reference backend";
 #endif
     return p;
+}
+
+std::string compute_device::label() const {
+    if (backend != "cuda") return backend;
+    return "cuda:" + std::to_string(index) + (name.empty() ? "" : " (" + name + ")");
+}
+
+device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim,
+                                  const gpu_probe& probe) {
+    device_choice c;
+    if (backend == "cpu") return c;
+    std::string why;
+    if (!probe.available) why = probe.message;
+    else if (probe.index != gpu_index)
+        why = "the GPU probe was made for device " + std::to_string(probe.index) + ", not device.gpu " +
+              std::to_string(gpu_index);
+    else if (!nf4_double_quant)
+        why = "the CUDA backend trains on an NF4 + double-quant base (model.quantize_nf4 and double_quant true)";
+    else if (head_dim % 8 != 0 || head_dim > 128)
+        why = "head size " + std::to_string(head_dim) + " is outside the CUDA attention kernels' range";
+    if (why.empty()) {
+        c.device.backend = "cuda";
+        c.device.index = gpu_index;
+        c.device.name = probe.name;
+        c.device.total_bytes = probe.total_bytes;
+        c.device.free_bytes = probe.free_bytes;
+        return c;
+    }
+    if (backend == "cuda")
+        throw error(error_code::device, "device.backend \"cuda\": " + why,
+                    "set device.backend to \"auto\" or \"cpu\" to train on the CPU reference backend");
+    c.why = why;
+    return c;
 }
 
 #ifndef QLS_HAVE_CUDA

@@ -189,6 +189,7 @@ train_config parse_train_config(const std::string& text, const std::string& sour
 
     section dev = sub("device");
     dev.str("backend", c.backend);
+    dev.integer("gpu", c.gpu);
     dev.number("budget_gib", c.budget_gib);
     dev.integer("page_pool_bytes", c.page_pool_bytes);
     dev.integer("page_size", c.page_size);
@@ -254,7 +255,9 @@ void validate_train_config(const train_config& c) {
     if (c.keep_checkpoints < 1) bad("training.keep_checkpoints", "must be at least 1", "3 keeps the last three");
     if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda")
         bad("device.backend", "is \"" + c.backend + "\"", "use auto, cpu or cuda");
-    if (!(c.budget_gib >= 0)) bad("device.budget_gib", "must be >= 0", "0 uses the card's free memory");
+    if (c.gpu < 0) bad("device.gpu", "must be >= 0, got " + std::to_string(c.gpu), "0 is the first GPU (`qlora devices`)");
+    if (!(c.budget_gib >= 0))
+        bad("device.budget_gib", "must be >= 0", "0 means no budget of your own: 95% of the device's free memory");
     if (c.page_size == 0 || c.page_size % 1024 != 0)
         bad("device.page_size", "must be a positive multiple of 1024 bytes, got " + std::to_string(c.page_size), "65536 is the default");
 }
@@ -299,6 +302,7 @@ std::string train_config_to_json(const train_config& c) {
                      {"gradient_checkpointing", c.gradient_checkpointing},
                      {"seed", c.seed}};
     j["device"] = {{"backend", c.backend},
+                   {"gpu", c.gpu},
                    {"budget_gib", c.budget_gib},
                    {"page_pool_bytes", c.page_pool_bytes},
                    {"page_size", c.page_size}};
