@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,7 +49,10 @@ public:
     // (refuses a plan that does not fit the budget, with the plan's suggestions); initialises LoRA and the
     // optimizer; creates the run directory and writes config.json. Refuses a run directory that already holds
     // checkpoints (hint: resume it or choose another name).
-    static std::unique_ptr<trainer> create(const train_config& cfg, const train_callbacks& cb = {});
+    // plan: the run's plan when the caller already made it with plan_run for this configuration (the studio's Plan
+    // page); it is used as it is when plan_matches, so the run computes its plan once. Otherwise the trainer plans.
+    static std::unique_ptr<trainer> create(const train_config& cfg, const train_callbacks& cb = {},
+                                           const std::optional<memory_plan>& plan = std::nullopt);
     // Continues runs_dir/<name> from its newest complete checkpoint: same data order, optimizer state, step.
     static std::unique_ptr<trainer> resume(const std::string& run_dir, const train_callbacks& cb = {});
     ~trainer();
@@ -89,7 +93,7 @@ public:
 
 private:
     trainer() = default;
-    void build(const train_callbacks& cb);
+    void build(const train_callbacks& cb, const std::optional<memory_plan>& plan = std::nullopt);
     void log(const std::string& line) const;
     void append_metrics(const step_stats& s);
 

@@ -5,6 +5,7 @@
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/peft.h"
+#include "qls/run_plan.h"
 #include "qls/safetensors.h"
 
 #include <nlohmann/json.hpp>
@@ -133,7 +134,7 @@ void trainer::request_continue() {
 }
 
 // Everything both create() and resume() rebuild from the config: model, tokenizer, data, plan, adapters, optimizer.
-void trainer::build(const train_callbacks& cb) {
+void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>& given_plan) {
     cb_ = cb;
     hf_checkpoint ckpt = hf_checkpoint::open(cfg_.model);
     tok_ = load_tokenizer_for(ckpt);
@@ -180,15 +181,10 @@ void trainer::build(const train_callbacks& cb) {
     for (const std::string& w : train_.warnings) log("data: " + w);
     for (const std::string& w : val_.warnings) log("validation data: " + w);
 
-    plan_settings ps;
-    ps.lora = cfg_.lora;
-    ps.batch = cfg_.micro_batch;
-    ps.seq = cfg_.seq_len;
-    ps.optimizer = cfg_.optimizer;
-    ps.gradient_checkpointing = cfg_.gradient_checkpointing;
-    ps.budget_bytes = cfg_.budget_gib > 0 ? gib_to_bytes(cfg_.budget_gib) : 0;
-    ps.page_size = cfg_.page_size;
-    plan_ = make_memory_plan(model_.config, ps);
+    compute_device dev;   // interim: the CPU's plan until the backends take the device (next step)
+    const plan_settings ps = plan_settings_for(cfg_, dev);
+    if (given_plan && plan_matches(*given_plan, model_.config, ps)) plan_ = *given_plan;
+    else plan_ = plan_run(model_.config, ps);
     if (plan_.verdict == plan_verdict::does_not_fit) {
         std::string hint;
         for (const auto& sg : plan_.suggestions) hint += (hint.empty() ? "" : "; ") + sg.text;
@@ -250,7 +246,8 @@ void trainer::build(const train_callbacks& cb) {
     }
 }
 
-std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_callbacks& cb) {
+std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_callbacks& cb,
+                                         const std::optional<memory_plan>& plan) {
     validate_train_config(cfg);
     std::unique_ptr<trainer> t(new trainer());
     t->cfg_ = cfg;
@@ -262,7 +259,7 @@ std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_ca
         throw error(error_code::config,
                     t->run_dir_ + ": this run already has checkpoints",
                     "continue it with `qlora resume " + t->run_dir_ + "`, or choose another name");
-    t->build(cb);
+    t->build(cb, plan);
     std::error_code ec;
     fs::create_directories(fs::path(t->run_dir_) / "checkpoints", ec);
     if (ec)
