@@ -1,4 +1,4 @@
-// trainer — a QLoRA fine-tuning run on the CUDA backend or the CPU reference: data, steps, evaluation, checkpoints, resume, telemetry.
+// trainer — a QLoRA fine-tuning run: data, steps, evaluation, checkpoints, resume, telemetry, over a train_backend.
 //
 // A run lives in runs_dir/<name>/:
 //   config.json            the train_config it was started with (resume reads it back)
@@ -6,19 +6,22 @@
 //   checkpoints/step-N/    adapter_config.json + adapter_model.safetensors (a PEFT adapter), optimizer.safetensors,
 //                          trainer_state.json; written into checkpoints/.tmp-step-N, fsynced, then renamed
 //   exports/               what `qlora export` writes
-// The step (TRAINING SECTION of llm.c's train_gpt2.c, in our terms):
-//   for each of grad_accum micro-batches: batch → forward (dropout seeded by (seed, step, micro)) → backward
-//   (adapter grads +=) ; grads /= grad_accum ; clip to max_grad_norm ; stop on NaN/Inf ; AdamW (paged or not)
+// The step (TRAINING SECTION of llm.c's train_gpt2.c, in our terms; trainer.cpp reads it on one screen):
+//   for each of grad_accum micro-batches: batch → backend.forward_backward (dropout seeded by (seed, step, micro),
+//   adapter grads +=) ; stop on a NaN/Inf loss ; backend.optimizer_step (grads /= grad_accum, clip to
+//   max_grad_norm, AdamW paged or not; stop on a NaN/Inf norm)
+// Setup: model → device (choose_train_device) → the run's one plan (run_plan.h) → backend (train_backend.h).
 #pragma once
 
 #include "qls/dataset.h"
-#include "qls/gpu_train.h"
+#include "qls/device.h"
 #include "qls/llama.h"
 #include "qls/lora.h"
 #include "qls/memory_plan.h"
 #include "qls/optim.h"
 #include "qls/telemetry.h"
 #include "qls/tokenizer.h"
+#include "qls/train_backend.h"
 #include "qls/train_config.h"
 
 #include <atomic>
@@ -81,12 +84,14 @@ public:
     const std::vector<std::string>& data_warnings() const { return train_.warnings; }
     const llama_model& model() const { return model_; }
     const tokenizer& tok() const { return tok_; }
-    const lora_weights<float>& adapters() const { return lora_; }
-    // The CPU backend's optimizer (the CUDA backend keeps its states on the device: nullptr there).
-    const optimizer& optim() const { return *optim_; }
-    bool has_cpu_optimizer() const { return optim_ != nullptr; }
-    // "cuda" when the steps run on the GPU (gpu_train.h), "cpu" on the reference backend.
-    const std::string& backend() const { return backend_; }
+    // The adapters' current values (CUDA: copied from the device on each call).
+    const lora_weights<float>& adapters() const { return backend_->adapters(); }
+    // The CPU backend's optimizer (the CUDA backend keeps its states on the device: has_cpu_optimizer() false there).
+    const optimizer& optim() const;
+    bool has_cpu_optimizer() const { return backend_->host_optimizer() != nullptr; }
+    // "cuda" when the steps run on the GPU, "cpu" on the reference backend.
+    std::string backend() const { return backend_->kind(); }
+    const compute_device& device() const { return device_; }
     const std::string& divergence_message() const { return divergence_; }
     // Mean loss over the validation set (or eval_batches of it), dropout off; nullopt without validation data.
     std::optional<double> evaluate();
@@ -94,23 +99,22 @@ public:
 private:
     trainer() = default;
     void build(const train_callbacks& cb, const std::optional<memory_plan>& plan = std::nullopt);
+    void restore(const std::string& checkpoint_dir);
     void log(const std::string& line) const;
     void append_metrics(const step_stats& s);
+    step_stats telemetry(double loss, double lr, double grad_norm, int64_t tokens, double dt, double eta_s,
+                         const backend_memory& before) const;
 
     train_config cfg_;
     std::string run_dir_;
     train_callbacks cb_;
     tokenizer tok_;
-    llama_model model_;
+    llama_model model_;                            // before backend_: the CPU backend computes with its weights
     dataset train_, val_;
+    compute_device device_;
     memory_plan plan_;
-    lora_weights<float> lora_;
-    std::unique_ptr<optimizer> optim_;
+    std::unique_ptr<train_backend> backend_;
     std::unique_ptr<batcher> batches_;
-    std::unique_ptr<llama_pass<float>> pass_;      // CPU backend
-    std::unique_ptr<gpu_trainer> gpu_;             // CUDA backend
-    std::string backend_ = "cpu";
-    void sync_lora_from_gpu();
     int64_t step_ = 0, total_steps_ = 0, tokens_total_ = 0;
     std::string divergence_;
     std::atomic<bool> stop_{false}, pause_{false};
