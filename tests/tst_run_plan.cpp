@@ -1,0 +1,198 @@
+// The seams of a run: one plan per run (plan_run counted), the budget's one meaning, the device choice, and the
+// train_backend interface against the CPU reference it wraps.
+#include "testutil.h"
+
+#include "qls/error.h"
+#include "qls/peft.h"
+#include "qls/run_plan.h"
+#include "qls/train_backend.h"
+#include "qls/trainer.h"
+
+#include <cstring>
+
+using namespace qls;
+
+static std::string pip(const char* file) { return std::string(QLS_SOURCE_DIR) + "/datasets/stories/" + file; }
+
+static train_config tiny_config(const QString& runs, const std::string& name) {
+    train_config c;
+    c.name = name;
+    c.runs_dir = runs.toStdString();
+    c.model = testutil::model_dir();
+    c.train_file = pip("pip_the_lighthouse_mouse.txt");
+    c.validation_file = pip("pip_the_lighthouse_mouse.val.txt");
+    c.backend = "cpu";
+    c.lora.rank = 4;
+    c.seq_len = 32;
+    c.micro_batch = 2;
+    c.grad_accum = 2;
+    c.max_steps = 3;
+    c.eval_batches = 1;
+    c.checkpoint_every = 0;
+    return c;
+}
+
+class TestRunPlan : public QObject {
+    Q_OBJECT
+private slots:
+    void initTestCase() { QLS_REQUIRE_MODEL(); }
+
+    // create() plans once; given a matching plan it plans not at all; a plan for other settings is not used.
+    void aRunComputesItsPlanOnce() {
+        QTemporaryDir tmp;
+        const train_config c = tiny_config(tmp.path(), "once");
+        const uint64_t n0 = plan_run_count();
+        auto t = trainer::create(c);
+        QCOMPARE(plan_run_count() - n0, uint64_t(1));
+        QCOMPARE(t->run(), train_outcome::completed);
+        QCOMPARE(plan_run_count() - n0, uint64_t(1));   // neither the steps nor the checkpoints plan again
+
+        const model_config m = load_model_config(testutil::model_dir() + "/config.json");
+        const memory_plan p = plan_run(m, plan_settings_for(c, compute_device{}));
+        const uint64_t n1 = plan_run_count();
+        train_config c2 = c;
+        c2.name = "given";
+        auto g = trainer::create(c2, {}, p);
+        QCOMPARE(plan_run_count(), n1);                   // the caller's plan was used as it is
+        QCOMPARE(g->plan().peak_bytes(), p.peak_bytes());
+
+        train_config c3 = c;
+        c3.name = "other";
+        c3.seq_len = 64;                                  // the given plan is for seq 32: planned again
+        auto o = trainer::create(c3, {}, p);
+        QCOMPARE(plan_run_count(), n1 + 1);
+        QCOMPARE(o->plan().settings.seq, 64);
+    }
+
+    // GiB → bytes once; the device's size and free memory join the plan only for the CUDA backend.
+    void settingsForADevice() {
+        train_config c;
+        c.budget_gib = 1.5;
+        compute_device cpu;
+        plan_settings s = plan_settings_for(c, cpu);
+        QCOMPARE(s.budget_bytes, uint64_t(1.5 * double(1ull << 30)));
+        QCOMPARE(s.card_bytes, uint64_t(0));
+        QCOMPARE(s.free_bytes, uint64_t(0));
+        compute_device gpu;
+        gpu.backend = "cuda";
+        gpu.total_bytes = 24ull << 30;
+        gpu.free_bytes = 20ull << 30;
+        s = plan_settings_for(c, gpu);
+        QCOMPARE(s.card_bytes, uint64_t(24ull << 30));
+        QCOMPARE(s.free_bytes, uint64_t(20ull << 30));
+        QCOMPARE(s.seq, c.seq_len);
+        QCOMPARE(s.batch, c.micro_batch);
+        QCOMPARE(int(s.optimizer), int(c.optimizer));
+    }
+
+    // Budget 0 means the device's free memory (95%) when it is known, else no limit; a budget of one's own wins.
+    void budgetZeroHasOneMeaning() {
+        const model_config m = shape_config("7b");
+        train_config c;
+        c.seq_len = 2048;
+        c.micro_batch = 1;
+        compute_device gpu;
+        gpu.backend = "cuda";
+        gpu.total_bytes = 80ull << 30;
+        gpu.free_bytes = 4ull << 30;
+        const memory_plan on_gpu = plan_run(m, plan_settings_for(c, gpu));
+        QCOMPARE(on_gpu.limit_bytes, uint64_t(double(4ull << 30) * 0.95));
+        QVERIFY(on_gpu.verdict != plan_verdict::fits);     // 7B does not fit 3.8 GiB unpaged
+        QVERIFY2(on_gpu.explanation.find("free") != std::string::npos, on_gpu.explanation.c_str());
+        const memory_plan on_cpu = plan_run(m, plan_settings_for(c, compute_device{}));
+        QCOMPARE(on_cpu.limit_bytes, uint64_t(0));
+        QCOMPARE(int(on_cpu.verdict), int(plan_verdict::fits));
+        c.budget_gib = 12;
+        const memory_plan budgeted = plan_run(m, plan_settings_for(c, gpu));
+        QCOMPARE(budgeted.limit_bytes, uint64_t(12ull << 30));
+    }
+
+    void deviceChoice() {
+        gpu_probe none;
+        none.message = "no CUDA GPU found: using the CPU reference backend";
+        QCOMPARE(QString::fromStdString(choose_train_device("cpu", 0, true, 64, none).device.backend), QString("cpu"));
+        const device_choice a = choose_train_device("auto", 0, true, 64, none);
+        QCOMPARE(QString::fromStdString(a.device.backend), QString("cpu"));
+        QCOMPARE(a.why, none.message);
+        try {
+            choose_train_device("cuda", 0, true, 64, none);
+            QFAIL("device.backend cuda without a GPU must be refused");
+        } catch (const error& e) {
+            QVERIFY(std::string(e.what()).find("device.backend \"cuda\"") != std::string::npos);
+        }
+        gpu_probe gp;
+        gp.available = true;
+        gp.index = 1;
+        gp.name = "Test GPU";
+        gp.total_bytes = 48ull << 30;
+        gp.free_bytes = 40ull << 30;
+        const device_choice g = choose_train_device("auto", 1, true, 64, gp);
+        QCOMPARE(QString::fromStdString(g.device.label()), QString("cuda:1 (Test GPU)"));
+        QCOMPARE(g.device.free_bytes, gp.free_bytes);
+        QVERIFY(choose_train_device("auto", 1, false, 64, gp).why.find("NF4") != std::string::npos);
+        QVERIFY(choose_train_device("auto", 1, true, 20, gp).why.find("head size 20") != std::string::npos);
+    }
+
+    // The CPU backend behind the interface: one step through train_backend equals llama_pass + optimizer by hand.
+    void cpuBackendIsTheReference() {
+        llama_load_options lo;
+        lo.quantize_nf4 = true;
+        const llama_model m = llama_model::load(testutil::model_dir(), lo);
+        lora_config lc;
+        lc.rank = 4;
+        lc.dropout = 0.0f;
+        const lora_weights<float> init = lora_init(m.config, lc, 3);
+        plan_settings ps;
+        ps.lora = lc;
+        ps.batch = 1;
+        ps.seq = 16;
+        ps.optimizer = optimizer_kind::adamw_32bit;
+        const memory_plan plan = plan_run(m.config, ps);
+        auto be = make_train_backend(compute_device{}, m, init, plan, {});
+        QCOMPARE(QString(be->kind()), QString("cpu"));
+        std::vector<int> tokens(16), targets(16);
+        for (int i = 0; i < 16; ++i) tokens[size_t(i)] = 1 + (i * 37) % (m.config.vocab_size - 1);
+        for (int i = 0; i < 16; ++i) targets[size_t(i)] = i + 1 < 16 ? tokens[size_t(i + 1)] : -1;
+        train_batch b{tokens.data(), targets.data(), nullptr, nullptr};
+        const double loss = be->forward_backward(b, 0);
+        const train_update u = be->optimizer_step(1e-2f, 1, 0.0f);
+        QVERIFY(u.applied && u.grad_norm > 0);
+
+        lora_weights<float> ref = init;
+        llama_pass<float> pass(m.config, m.params, m.inv_freq, 1, 16, &ref);
+        std::vector<optim_param> params;
+        for (int l = 0; l < m.config.num_layers; ++l)
+            for (lora_target t : lc.targets) {
+                auto& ad = ref.at(l, t);
+                params.push_back({peft_tensor_name(l, t, false), ad.a.data(), ad.da.data(), ad.a.size()});
+                params.push_back({peft_tensor_name(l, t, true), ad.b.data(), ad.db.data(), ad.b.size()});
+            }
+        optimizer_config oc;
+        oc.kind = optimizer_kind::adamw_32bit;
+        oc.hparams = train_backend_options{}.adamw;
+        optimizer opt(params, oc);
+        ref.zero_grad();
+        QCOMPARE(double(pass.forward(tokens.data(), targets.data())), loss);
+        pass.backward();
+        opt.step(1e-2f);
+        for (int l = 0; l < m.config.num_layers; ++l)
+            for (lora_target t : lc.targets) {
+                const auto& x = be->adapters().at(l, t);
+                const auto& y = ref.at(l, t);
+                QVERIFY(std::memcmp(x.b.data(), y.b.data(), x.b.size() * 4) == 0);
+                QVERIFY(std::memcmp(x.a.data(), y.a.data(), x.a.size() * 4) == 0);
+                for (float g : x.db) QCOMPARE(g, 0.0f);   // optimizer_step leaves the gradients zeroed
+            }
+        QVERIFY(be->memory().used_bytes > 0);
+        QCOMPARE(be->memory().total_bytes, uint64_t(0));
+        // a checkpoint's state round-trips through the interface
+        auto state = be->optimizer_state();
+        auto be2 = make_train_backend(compute_device{}, m, init, plan, {});
+        be2->set_adapters(be->adapters());
+        be2->load_optimizer_state(state);
+        QCOMPARE(be2->forward_backward(b, 0), be->forward_backward(b, 0));
+    }
+};
+
+QTEST_GUILESS_MAIN(TestRunPlan)
+#include "tst_run_plan.moc"
