@@ -6,9 +6,10 @@
 // config classes do for the optional fields (num_key_value_heads, head_dim, rope_scaling, ...).
 #include "qls/model_config.h"
 
-#include <algorithm>
+#include "qls/architecture.h"
 #include "qls/error.h"
 
+#include <algorithm>
 #include <nlohmann/json.hpp>
 
 #include <climits>
@@ -181,19 +182,22 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
 
     // Architecture. AutoConfig also refuses a config.json without model_type.
     cfg.model_type = *r.string("model_type", true);
-    if (cfg.model_type != "llama" && cfg.model_type != "mistral")
+    const architecture* arch = find_architecture(cfg.model_type);
+    if (!arch)
         r.fail(error_code::unsupported, "model_type",
-               "is \"" + cfg.model_type + "\"; only LLaMA-architecture models (\"llama\" or \"mistral\") are supported",
+               "is \"" + cfg.model_type + "\"; supported model types are " + supported_model_types() +
+                   " (LLaMA-architecture models)",
                "QLoRA Studio trains LLaMA-family checkpoints (Llama 1/2/3, TinyLlama, Mistral, ...); choose such a model");
     const bool mistral = cfg.model_type == "mistral";
     std::string act = r.string("hidden_act", false).value_or("silu");
-    if (act != "silu")
+    if (arch->mlp == mlp_kind::swiglu && act != "silu")
         r.fail(error_code::unsupported, "hidden_act", "is \"" + act + "\"; only \"silu\" (SwiGLU MLP) is supported",
                "LLaMA and Mistral use silu; this checkpoint uses a different MLP");
-    for (const char* key : {"attention_bias", "mlp_bias"})
-        if (r.boolean(key).value_or(false))
-            r.fail(error_code::unsupported, key, "is true; projections with bias terms are not supported",
-                   "LLaMA-family models have no biases in their linear layers; this is a different architecture");
+    if (!arch->projection_bias)
+        for (const char* key : {"attention_bias", "mlp_bias"})
+            if (r.boolean(key).value_or(false))
+                r.fail(error_code::unsupported, key, "is true; projections with bias terms are not supported",
+                       "LLaMA-family models have no biases in their linear layers; this is a different architecture");
 
     // Dimensions (required: LlamaConfig's own defaults describe a 7B model, never what a file means to say).
     cfg.hidden_size = *r.integer("hidden_size", true, 1);

@@ -8,6 +8,7 @@
 #include "qls/llama.h"
 
 #include "backends/cpu/ops.h"
+#include "qls/architecture.h"
 #include "qls/error.h"
 
 #include <algorithm>
@@ -31,26 +32,24 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
     m.config = ckpt.config();
     m.dir = ckpt.dir();
     const model_config& c = m.config;
-    const int64_t C = c.hidden_size, V = c.vocab_size;
-
+    const architecture& arch = architecture_for(c);
     auto get = [&](const std::string& name, const shape_t& shape) { return to_vector(ckpt.read_f32(name, shape)); };
-    m.params.embed = get("model.embed_tokens.weight", {V, C});
+    auto get_base = [&](base_tensor t, int layer = -1) {
+        return get(arch.hf_name(t, layer), arch.base_shape(c, t));
+    };
+    m.params.embed = get_base(base_tensor::embed);
     m.params.layers.resize(size_t(c.num_layers));
     // A pre-quantized (bitsandbytes *-bnb-4bit) checkpoint is NF4 whatever the options say.
-    const bool prequantized = bnb_nf4_present(ckpt, "model.layers.0.self_attn.q_proj.weight");
+    const bool prequantized = bnb_nf4_present(ckpt, arch.hf_weight(0, arch.projections.front()));
     const bool nf4 = prequantized || opt.quantize_nf4;
     if (nf4) m.nf4.resize(size_t(c.num_layers));
-    static constexpr const char* k_proj_names[] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
-                                                   "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
-                                                   "mlp.down_proj"};
     for (int l = 0; l < c.num_layers; ++l) {
-        const std::string p = "model.layers." + std::to_string(l) + ".";
         llama_layer_params<float>& L = m.params.layers[size_t(l)];
-        L.attn_norm = get(p + "input_layernorm.weight", {C});
-        L.mlp_norm = get(p + "post_attention_layernorm.weight", {C});
-        for (lora_target t : all_lora_targets()) {
-            const std::string name = p + k_proj_names[int(t)] + ".weight";
-            auto [in, out] = lora_in_out(c, t);
+        L.attn_norm = get_base(base_tensor::attn_norm, l);
+        L.mlp_norm = get_base(base_tensor::mlp_norm, l);
+        for (lora_target t : arch.projections) {
+            const std::string name = arch.hf_weight(l, t);
+            const auto [out, in] = arch.projection_shape(c, t);
             std::vector<float>& w = m.projection(l, t);
             w.resize(size_t(in) * size_t(out));
             if (bnb_nf4_present(ckpt, name)) {
@@ -67,14 +66,15 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
             if (nf4) nf4_dequantize(m.nf4[size_t(l)][size_t(t)], w.data());
         }
     }
-    m.params.final_norm = get("model.norm.weight", {C});
+    m.params.final_norm = get_base(base_tensor::final_norm);
     if (!c.tie_word_embeddings) {
-        if (!ckpt.has("lm_head.weight"))
+        const std::string head = arch.hf_name(base_tensor::lm_head);
+        if (!ckpt.has(head))
             throw error(error_code::format,
-                        ckpt.dir() + ": config.json has tie_word_embeddings false but no tensor 'lm_head.weight' exists",
+                        ckpt.dir() + ": config.json has tie_word_embeddings false but no tensor '" + head + "' exists",
                         "set \"tie_word_embeddings\": true in config.json if the model shares its embedding and output "
                         "weights, or re-export the checkpoint with its lm_head");
-        m.params.lm_head = get("lm_head.weight", {V, C});
+        m.params.lm_head = get_base(base_tensor::lm_head);
     }
     m.inv_freq = rope_inv_freq(c);
     return m;

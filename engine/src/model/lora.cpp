@@ -1,6 +1,8 @@
 // LoRA configuration, initialisation, merge and the dropout mask shared by every backend.
 #include "qls/lora.h"
 
+#include "qls/architecture.h"
+
 #include "qls/error.h"
 #include "qls_kernels/dropout_hash.h"
 
@@ -58,17 +60,8 @@ void validate_lora(const lora_config& c) {
 }
 
 std::pair<int, int> lora_in_out(const model_config& m, lora_target t) {
-    const int C = m.hidden_size, H = m.intermediate_size, Q = m.num_heads * m.head_dim, KV = m.num_kv_heads * m.head_dim;
-    switch (t) {
-    case lora_target::q: return {C, Q};
-    case lora_target::k: return {C, KV};
-    case lora_target::v: return {C, KV};
-    case lora_target::o: return {Q, C};
-    case lora_target::gate: return {C, H};
-    case lora_target::up: return {C, H};
-    case lora_target::down: return {H, C};
-    }
-    return {0, 0};
+    const auto [out, in] = architecture_for(m).projection_shape(m, t);
+    return {int(in), int(out)};
 }
 
 template <class T> void lora_weights<T>::zero_grad() {
