@@ -201,9 +201,10 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
         go.optimizer = cfg_.optimizer;
         go.adamw = cfg_.adamw;
         go.gradient_checkpointing = cfg_.gradient_checkpointing;
-        go.budget_bytes = cfg_.budget_gib > 0 ? gib_to_bytes(cfg_.budget_gib) : 0;
         go.page_size = cfg_.page_size;
-        gpu_ = gpu_trainer::from_model(model_, lora_, go);
+        const gpu_probe gp = probe_gpu();
+        const compute_device gd{"cuda", gp.index, gp.name, gp.total_bytes, gp.free_bytes};
+        gpu_ = gpu_trainer::from_model(model_, lora_, plan_run(model_.config, plan_settings_for(cfg_, gd)), go);
         plan_ = gpu_->plan(); // the plan with the card's size, exactly what the arena holds
         log("backend: cuda (" + gpu_->device_name() + "), arena " + std::to_string(to_gib(plan_.peak_bytes())) +
             " GiB, " + plan_verdict_name(plan_.verdict));
