@@ -187,8 +187,10 @@ void gpu_trainer::impl::update(float lr, float scale) {
                 const size_t ab = size_t(e0 / adamw_8bit_block) * 4; // byte offset of this chunk's absmax
                 auto* s1 = static_cast<uint8_t*>(pager_->device_page(t.ids[0], pg));
                 auto* s2 = static_cast<uint8_t*>(pager_->device_page(t.ids[1], pg));
-                auto* a1 = reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[2], ab / ps)) + ab % ps);
-                auto* a2 = reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[3], ab / ps)) + ab % ps);
+                auto* a1 =
+                    reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[2], ab / ps)) + ab % ps);
+                auto* a2 =
+                    reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[3], ab / ps)) + ab % ps);
                 d8.push_back({t.p + e0, t.g + e0, s1, s2, a1, a2, n});
             }
             launch_8bit(d8, lr, scale, q1, q2);

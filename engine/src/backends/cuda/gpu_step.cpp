@@ -23,9 +23,10 @@ const bf16* gpu_trainer::impl::dequantize(int l, lora_target t) {
     bf16* dst = item<bf16>({plan_item_id::ws_dequantized_weight}) + size_t(deq_slot) * size_t(max_weight_elems());
     deq_slot ^= 1;
     const float* maps = item<float>({plan_item_id::nf4_maps, t}, l);
-    K::nf4_dequantize_dq(dst, item<uint8_t>({plan_item_id::nf4_codes, t}, l), item<uint8_t>({plan_item_id::nf4_absmax, t}, l),
-                         item<float>({plan_item_id::nf4_nested_absmax, t}, l), nested_offset[size_t(l)][size_t(t)], maps + 16, n,
-                         64, 256, stream);
+    K::nf4_dequantize_dq(dst, item<uint8_t>({plan_item_id::nf4_codes, t}, l),
+                         item<uint8_t>({plan_item_id::nf4_absmax, t}, l),
+                         item<float>({plan_item_id::nf4_nested_absmax, t}, l), nested_offset[size_t(l)][size_t(t)],
+                         maps + 16, n, 64, 256, stream);
     tick("nf4.dequantize");
     return dst;
 }
@@ -132,8 +133,8 @@ void gpu_trainer::impl::layer_forward(int l, bool dropout, uint64_t seed, bool r
     cast_layer_lora(l);
     tick("lora.cast");
     bf16* xn = act({plan_item_id::act_attn_norm_out}, l);
-    K::rmsnorm_forward(xn, act_f32({plan_item_id::act_attn_norm_rstd}, l), x, item<bf16>({plan_item_id::attn_norm_weight}, l),
-                       N, C, eps, stream);
+    K::rmsnorm_forward(xn, act_f32({plan_item_id::act_attn_norm_rstd}, l), x,
+                       item<bf16>({plan_item_id::attn_norm_weight}, l), N, C, eps, stream);
     bf16 *q = act({plan_item_id::act_q}, l), *k = act({plan_item_id::act_k}, l), *v = act({plan_item_id::act_v}, l);
     linear_forward(l, lora_target::q, xn, q, false, dropout, seed);
     linear_forward(l, lora_target::k, xn, k, false, dropout, seed);
@@ -150,7 +151,8 @@ void gpu_trainer::impl::layer_forward(int l, bool dropout, uint64_t seed, bool r
     bf16* xn2 = act({plan_item_id::act_mlp_norm_out}, l);
     K::rmsnorm_forward(xn2, act_f32({plan_item_id::act_mlp_norm_rstd}, l), mid,
                        item<bf16>({plan_item_id::mlp_norm_weight}, l), N, C, eps, stream);
-    bf16 *gate = act({plan_item_id::act_mlp_gate}, l), *up = act({plan_item_id::act_mlp_up}, l), *hid = act({plan_item_id::act_mlp_hidden}, l);
+    bf16 *gate = act({plan_item_id::act_mlp_gate}, l), *up = act({plan_item_id::act_mlp_up}, l),
+         *hid = act({plan_item_id::act_mlp_hidden}, l);
     linear_forward(l, lora_target::gate, xn2, gate, false, dropout, seed);
     linear_forward(l, lora_target::up, xn2, up, false, dropout, seed);
     K::swiglu_forward(hid, gate, up, int64_t(N) * H, stream);
@@ -180,8 +182,10 @@ void gpu_trainer::impl::layer_backward(int l, bool dropout, uint64_t seed) {
     K::cast_f32_to_bf16(dres_bf, dres, int64_t(N) * C, stream);
     bf16* dh = item<bf16>({plan_item_id::grad_mlp_hidden});
     bf16* dup = item<bf16>({plan_item_id::grad_mlp_up});
-    linear_backward(l, lora_target::down, dres_bf, act({plan_item_id::act_mlp_hidden}, l), dh, false, false, dropout, seed);
-    K::swiglu_backward(dh, dup, dh, act({plan_item_id::act_mlp_gate}, l), act({plan_item_id::act_mlp_up}, l), int64_t(N) * H, stream);
+    linear_backward(l, lora_target::down, dres_bf, act({plan_item_id::act_mlp_hidden}, l), dh, false, false, dropout,
+                    seed);
+    K::swiglu_backward(dh, dup, dh, act({plan_item_id::act_mlp_gate}, l), act({plan_item_id::act_mlp_up}, l),
+                       int64_t(N) * H, stream);
     const bf16* xn2 = act({plan_item_id::act_mlp_norm_out}, l);
     linear_backward(l, lora_target::gate, dh, xn2, dnorm, true, false, dropout, seed);
     linear_backward(l, lora_target::up, dup, xn2, dnorm, true, true, dropout, seed);
@@ -191,11 +195,14 @@ void gpu_trainer::impl::layer_backward(int l, bool dropout, uint64_t seed) {
     // attention
     K::cast_f32_to_bf16(dres_bf, dres, int64_t(N) * C, stream);
     bf16* datt = item<bf16>({plan_item_id::grad_attn_out});
-    linear_backward(l, lora_target::o, dres_bf, act({plan_item_id::act_attn_out}, l), datt, false, false, dropout, seed);
-    bf16 *dq = item<bf16>({plan_item_id::grad_q}), *dk = item<bf16>({plan_item_id::grad_k}), *dv = item<bf16>({plan_item_id::grad_v});
-    K::attention_backward(dq, dk, dv, item<float>({plan_item_id::grad_attn_delta}), datt, act({plan_item_id::act_attn_out}, l),
-                          act_f32({plan_item_id::act_attn_lse}, l), act({plan_item_id::act_q}, l), act({plan_item_id::act_k}, l), act({plan_item_id::act_v}, l), seg, B, T, NH, NKV, HS,
-                          stream);
+    linear_backward(l, lora_target::o, dres_bf, act({plan_item_id::act_attn_out}, l), datt, false, false, dropout,
+                    seed);
+    bf16 *dq = item<bf16>({plan_item_id::grad_q}), *dk = item<bf16>({plan_item_id::grad_k}),
+         *dv = item<bf16>({plan_item_id::grad_v});
+    K::attention_backward(dq, dk, dv, item<float>({plan_item_id::grad_attn_delta}), datt,
+                          act({plan_item_id::act_attn_out}, l), act_f32({plan_item_id::act_attn_lse}, l),
+                          act({plan_item_id::act_q}, l), act({plan_item_id::act_k}, l), act({plan_item_id::act_v}, l),
+                          seg, B, T, NH, NKV, HS, stream);
     tick("attention.bwd");
     K::rope_backward(dq, pos, inv, N, NH, HS, stream);
     K::rope_backward(dk, pos, inv, N, NKV, HS, stream);
@@ -217,7 +224,8 @@ double gpu_trainer::impl::head(bool backward, int counted) {
     float* rstdf = item<float>({plan_item_id::loss_final_norm_rstd});
     const bf16* wf = item<bf16>({plan_item_id::final_norm_weight});
     K::rmsnorm_forward(lnf, rstdf, resid_in(L), wf, N, C, eps, stream);
-    const bf16* lm = mem->has({plan_item_id::lm_head}) ? item<bf16>({plan_item_id::lm_head}) : item<bf16>({plan_item_id::embed_tokens});
+    const bf16* lm = mem->has({plan_item_id::lm_head}) ? item<bf16>({plan_item_id::lm_head})
+                                                       : item<bf16>({plan_item_id::embed_tokens});
     bf16* logits = item<bf16>({plan_item_id::loss_logits_chunk});
     float* losses = item<float>({plan_item_id::loss_losses});
     const int* tgt = item<int>({plan_item_id::loss_targets});
@@ -258,8 +266,10 @@ int gpu_trainer::impl::upload_batch(const gpu_batch& b) {
             throw error(error_code::invalid_argument, "target id " + std::to_string(b.targets[i]) + " is invalid");
         counted += b.targets[i] >= 0;
     }
-    QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_tokens}), b.tokens, size_t(N) * 4, cudaMemcpyHostToDevice, stream));
-    QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_targets}), b.targets, size_t(N) * 4, cudaMemcpyHostToDevice, stream));
+    QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_tokens}), b.tokens, size_t(N) * 4,
+                                   cudaMemcpyHostToDevice, stream));
+    QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_targets}), b.targets, size_t(N) * 4,
+                                   cudaMemcpyHostToDevice, stream));
     std::vector<int> pos;
     const int* pp = b.positions;
     if (!pp) {
@@ -267,7 +277,8 @@ int gpu_trainer::impl::upload_batch(const gpu_batch& b) {
         for (int i = 0; i < N; ++i) pos[size_t(i)] = i % T;
         pp = pos.data();
     }
-    QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_positions}), pp, size_t(N) * 4, cudaMemcpyHostToDevice, stream));
+    QLS_CUDA_CHECK(
+        cudaMemcpyAsync(item<int>({plan_item_id::loss_positions}), pp, size_t(N) * 4, cudaMemcpyHostToDevice, stream));
     use_segments = b.segments != nullptr;
     if (use_segments)
         QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_segments}), b.segments, size_t(N) * 4,
@@ -282,8 +293,8 @@ double gpu_trainer::impl::run(const gpu_batch& b, bool backward, bool dropout, u
         step_open = true;
     }
     const int counted = upload_batch(b);
-    K::embedding_forward(resid_in(0), item<int>({plan_item_id::loss_tokens}), item<bf16>({plan_item_id::embed_tokens}), N, C,
-                         stream);
+    K::embedding_forward(resid_in(0), item<int>({plan_item_id::loss_tokens}), item<bf16>({plan_item_id::embed_tokens}),
+                         N, C, stream);
     for (int l = 0; l < L; ++l) layer_forward(l, backward && dropout, seed, false);
     tick("other");
     const double loss = head(backward, counted);

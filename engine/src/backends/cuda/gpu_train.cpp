@@ -91,7 +91,8 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
     QLS_CUDA_CHECK(cudaEventCreate(&ev_start));
     QLS_CUDA_CHECK(cudaEventCreate(&ev_stop));
     mem = std::make_unique<cuda_arena>(plan);
-    blas = std::make_unique<K::blas>(stream, mem->get({plan_item_id::ws_cublas}), mem->bytes({plan_item_id::ws_cublas}));
+    blas =
+        std::make_unique<K::blas>(stream, mem->get({plan_item_id::ws_cublas}), mem->bytes({plan_item_id::ws_cublas}));
     has_dropout_scratch = mem->has({plan_item_id::ws_lora_dropout_input});
     nested_offset.assign(size_t(L), {});
 

@@ -191,7 +191,9 @@ struct gpu_trainer::impl {
     float* lora_w(lora_target t, bool a, int l) const { return item<float>({plan_item_id::lora_weight, t, !a}, l); }
     float* lora_g(lora_target t, bool a, int l) const { return item<float>({plan_item_id::lora_grad, t, !a}, l); }
     bool adapted(lora_target t) const { return std::find(targets.begin(), targets.end(), t) != targets.end(); }
-    int target_index(lora_target t) const { return int(std::find(targets.begin(), targets.end(), t) - targets.begin()); }
+    int target_index(lora_target t) const {
+        return int(std::find(targets.begin(), targets.end(), t) - targets.begin());
+    }
     std::pair<int, int> in_out(lora_target t) const { return lora_in_out(cfg, t); }
 
     // ---- setup (gpu_train.cpp) --------------------------------------------------------------------------------------

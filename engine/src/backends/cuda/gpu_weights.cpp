@@ -72,7 +72,8 @@ template <class E> void gpu_trainer::impl::put(void* dst, const std::vector<E>& 
 
 void gpu_trainer::impl::model_weights(const llama_model& m) {
     if (!m.quantized())
-        throw error(error_code::unsupported, "the CUDA backend trains on an NF4 base; this model was loaded unquantized",
+        throw error(error_code::unsupported,
+                    "the CUDA backend trains on an NF4 base; this model was loaded unquantized",
                     "load it with NF4 quantization (model.quantize_nf4 true)");
     for (int l = 0; l < L; ++l)
         for (int ti = 0; ti < k_lora_target_count; ++ti) {
