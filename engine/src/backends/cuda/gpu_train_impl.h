@@ -9,6 +9,7 @@
 //   gpu_optimizer_state.cpp  optimizer state in and out (checkpoints)
 //   cuda_arena.cpp           the one cudaMalloc, carved into the plan's device items by plan_item_key
 //   cuda_paging.cpp          cuda_page_memory under the pager, and the backward's page prefetch
+//   (cuda_train_backend.cpp, qls::train_backend over gpu_trainer, uses only the public gpu_train.h.)
 //
 // Shapes (llama.h legend): N = B*T rows, C hidden, H MLP hidden, Q = NH*HS, KV = NKV*HS, V vocabulary, r LoRA rank.
 // Activations bf16, residual gradient and normed-input gradients fp32, LoRA masters and gradients fp32.
