@@ -4,6 +4,7 @@
 
 #include "qls/device.h"
 #include "qls/error.h"
+#include "qls/gpu_checks.h"
 
 class TestDevice : public QObject {
     Q_OBJECT

@@ -2,9 +2,12 @@
 #include "args.h"
 #include "commands.h"
 
-#include "qls/device.h"
+#include "qls/device.h"        // defines: probe_gpu, compute_device
 #include "qls/gpu_train.h"
+#include "qls/lora.h"          // defines: parse_lora_targets, lora_targets_string
 #include "qls/memory_plan.h"
+#include "qls/optim.h"         // defines: parse_optimizer_kind, optimizer_kind_flag
+#include "qls/run_plan.h"      // defines: plan_run, plan_settings_on
 
 #include <nlohmann/json.hpp>
 
@@ -94,10 +97,31 @@ struct run_result {
     std::vector<std::pair<std::string, double>> profile;   // ms per step by phase
 };
 
-run_result run_steps(const qls::model_config& cfg, const qls::gpu_train_options& o, int warmup, int steps,
-                     uint64_t seed, bool keep_lora, int profile_steps = 0) {
+// The run's plan through the one plan path (run_plan.h): these settings on the GPU as it is now (size, free memory);
+// budget_bytes 0 = no budget of one's own (the plan then allows 95% of what the GPU has free).
+qls::memory_plan plan_on_gpu(const qls::model_config& cfg, const qls::gpu_train_options& o, uint64_t budget_bytes) {
+    const qls::gpu_probe p = qls::probe_gpu(o.device);
+    qls::compute_device d;
+    d.backend = "cuda";
+    d.index = p.index;
+    d.name = p.name;
+    d.total_bytes = p.total_bytes;
+    d.free_bytes = p.free_bytes;
+    qls::plan_settings s;
+    s.lora = o.lora;
+    s.batch = o.batch;
+    s.seq = o.seq;
+    s.optimizer = o.optimizer;
+    s.gradient_checkpointing = o.gradient_checkpointing;
+    s.budget_bytes = budget_bytes;
+    s.page_size = o.page_size;
+    return qls::plan_run(cfg, qls::plan_settings_on(s, d));
+}
+
+run_result run_steps(const qls::model_config& cfg, const qls::gpu_train_options& o, uint64_t budget_bytes, int warmup,
+                     int steps, uint64_t seed, bool keep_lora, int profile_steps = 0) {
     run_result r;
-    auto g = qls::gpu_trainer::synthetic(cfg, o, seed);
+    auto g = qls::gpu_trainer::synthetic(cfg, plan_on_gpu(cfg, o, budget_bytes), o, seed);
     r.plan = g->plan();
     r.device = g->device_name();
     const auto batches = make_batches(std::min(warmup + steps, 8), o.batch, o.seq, cfg.vocab_size, seed + 1);
@@ -168,7 +192,7 @@ int cmd_bench(int argc, char** argv) {
     if (a.has("targets")) o.lora.targets = qls::parse_lora_targets(*a.get("targets"));
     o.optimizer = qls::parse_optimizer_kind(a.get_or("optimizer", "paged-adamw-8bit"));
     o.gradient_checkpointing = !a.has("no-checkpointing");
-    if (a.has("budget-gib")) o.budget_bytes = qls::gib_to_bytes(a.get_double("budget-gib", 0));
+    const uint64_t budget = a.has("budget-gib") ? qls::gib_to_bytes(a.get_double("budget-gib", 0)) : 0;
     const int steps = a.get_int("steps", 10), warmup = a.get_int("warmup", 3);
     if (steps < 1 || warmup < 0) throw usage_error("--steps must be at least 1 and --warmup at least 0");
     const uint64_t seed = uint64_t(a.get_int64("seed", 1234));
@@ -185,12 +209,9 @@ int cmd_bench(int argc, char** argv) {
         // The same steps twice: every state resident, then under a budget 1 GiB below that run's arena, which forces
         // the optimizer states through the pager. The adapters must come out bit for bit the same.
         const int n = a.get_int("paging-check", 20);
-        qls::gpu_train_options ref = o;
-        ref.budget_bytes = 0;
-        run_result base = run_steps(cfg, ref, 0, n, seed, true);
-        qls::gpu_train_options lim = o;
-        lim.budget_bytes = base.mem.arena_bytes - (1ull << 30);
-        run_result paged = run_steps(cfg, lim, 0, n, seed, true);
+        run_result base = run_steps(cfg, o, 0, 0, n, seed, true);
+        const uint64_t lim_budget = base.mem.arena_bytes - (1ull << 30);
+        run_result paged = run_steps(cfg, o, lim_budget, 0, n, seed, true);
         size_t tensors = 0, differ = 0;
         for (size_t l = 0; l < base.lora.layers.size(); ++l)
             for (size_t t = 0; t < base.lora.layers[l].size(); ++t) {
@@ -207,7 +228,7 @@ int cmd_bench(int argc, char** argv) {
                {"optimizer", qls::optimizer_kind_flag(o.optimizer)},
                {"steps", n},
                {"unpaged_arena_gib", qls::to_gib(base.mem.arena_bytes)},
-               {"budget_gib", qls::to_gib(lim.budget_bytes)},
+               {"budget_gib", qls::to_gib(lim_budget)},
                {"paged_arena_gib", qls::to_gib(paged.mem.arena_bytes)},
                {"verdict", qls::plan_verdict_name(paged.plan.verdict)},
                {"pool_pages", paged.mem.pool_pages},
@@ -225,7 +246,7 @@ int cmd_bench(int argc, char** argv) {
         return differ == 0 ? 0 : 1;
     }
 
-    run_result r = run_steps(cfg, o, warmup, steps, seed, false, a.get_int("profile", 0));
+    run_result r = run_steps(cfg, o, budget, warmup, steps, seed, false, a.get_int("profile", 0));
     const double ms = median(r.step_ms);
     const double tps = double(o.batch) * o.seq / (ms / 1000.0);
     const uint64_t predicted_card = r.plan.card_bytes_needed();
@@ -239,7 +260,7 @@ int cmd_bench(int argc, char** argv) {
            {"targets", qls::lora_targets_string(o.lora.targets)},
            {"optimizer", qls::optimizer_kind_flag(o.optimizer)},
            {"checkpointing", o.gradient_checkpointing},
-           {"budget_gib", o.budget_bytes ? qls::to_gib(o.budget_bytes) : 0.0},
+           {"budget_gib", budget ? qls::to_gib(budget) : 0.0},
            {"steps", steps},
            {"warmup", warmup},
            {"step_ms_median", ms},

@@ -2,8 +2,10 @@
 #include "args.h"
 #include "commands.h"
 
+#include "qls/lora.h"          // defines: parse_lora_targets, lora_targets_string
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
+#include "qls/optim.h"         // defines: parse_optimizer_kind, optimizer_kind_flag
 
 #include <cstdio>
 #include <string>

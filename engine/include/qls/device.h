@@ -1,5 +1,5 @@
-// What compute device this process can use: the CUDA GPU probe (never throws, never crashes without a driver) and
-// the GPU-vs-CPU op checks behind `qlora check-gpu`.
+// What compute device this process can use: the CUDA GPU probe (never throws, never crashes without a driver) and the
+// choice of a run's device. (The GPU-vs-CPU checks behind `qlora check-gpu` are not in the engine: qls/gpu_checks.h.)
 #pragma once
 
 #include <cstdint>
@@ -42,25 +42,5 @@ struct device_choice {
 };
 device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim,
                                   const gpu_probe& probe);
-
-// One row of `qlora check-gpu`: an op at one shape, GPU against the CPU reference on fresh random inputs.
-struct gpu_check_row {
-    std::string op;          // "nf4_dequantize", "rmsnorm_forward"
-    std::string shape;       // "[4096, 4096]"
-    double max_abs_error = 0;
-    double max_rel_error = 0;  // max |gpu - cpu| / max |cpu|
-    double tolerance = 0;      // on max_rel_error
-    bool passed = false;
-};
-
-// Runs every GPU op the CUDA backend has against the CPU reference at several shapes, inputs drawn from `seed`.
-// Throws qls::error(device) when there is no usable GPU or the build has no CUDA backend.
-std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed);
-
-// A short LoRA fine-tune (rank 8, 32-bit AdamW, B 4 x T 64 windows of `text_file`) of the model in `model_dir`
-// (NF4 base) on the GPU beside the same steps on the CPU reference: one row per step, the two losses in `shape`,
-// passed when the GPU loss is within 1% of the CPU's. Throws qls::error(device) without a GPU or CUDA build.
-std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file,
-                                                  int steps, uint64_t seed);
 
 } // namespace qls

@@ -4,12 +4,15 @@
 // No CUDA types here (DESIGN.md: "no CUDA types in public headers"). In a build without CUDA every entry point throws
 // qls::error{device} saying so.
 //
-// Memory: make_memory_plan (memory_plan.h) lists every device tensor the step uses; the backend allocates ONE arena
-// of plan.peak_bytes() and carves each item out of it in table order, so the plan's prediction is the arena by
-// construction and the measured device use adds only the CUDA context (plan item cuda.context+cublas).
+// Memory: the trainer never plans. It receives the run's memory_plan (plan_run, run_plan.h), which lists every device
+// tensor the step uses; it allocates ONE arena of plan.peak_bytes() and carves each item out of it in table order,
+// found by its plan_item_key, so the plan's prediction is the arena by construction and the measured device use adds
+// only the CUDA context (plan item cuda.context+cublas).
 // Paged optimizer kinds keep their states in the pager (pager.h) over CUDA page memory: device slots from the
 // arena's optimizer region, pinned host copies, copies on a separate stream; pages of layer l are prefetched while
 // the backward pass works on the layers below it.
+// Threads: every entry point makes the trainer's GPU (gpu_train_options::device) current on the calling thread, so a
+// trainer may be created on one thread and used on another.
 #pragma once
 
 #include "qls/llama.h"
@@ -33,9 +36,11 @@ struct gpu_train_options {
     optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
     adamw_hparams adamw{0.9f, 0.999f, 1e-8f, 0.0f};
     bool gradient_checkpointing = true;
-    uint64_t budget_bytes = 0;          // arena budget; 0 = what the card has free (less a 5% margin)
     size_t page_size = 64 * 1024;       // optimizer-state page (paged kinds)
+    int device = 0;                     // the CUDA device index (`qlora devices`)
 };
+// lora (rank, targets, dropout on or off), batch, seq, optimizer, gradient_checkpointing and page_size must be those
+// the memory plan was made with (qls::error{invalid_argument} otherwise); the budget lives in the plan.
 
 // One micro-batch on the host: B*T int32 each. positions/segments may be nullptr (0..T-1; one segment per row).
 struct gpu_batch {
@@ -66,13 +71,16 @@ struct gpu_memory_stats {
 class gpu_trainer {
 public:
     // A synthetic model of config `cfg`: NF4 + double-quant projections with random codes made on the device, random
-    // bf16 embeddings and LM head, unit norms; LoRA A ~ PEFT's kaiming-uniform bound, B = 0. Throws qls::error
-    // (device) without a GPU, or (out_of_memory) when the plan does not fit the budget (message: the plan's verdict).
-    static std::unique_ptr<gpu_trainer> synthetic(const model_config& cfg, const gpu_train_options& opt, uint64_t seed);
+    // bf16 embeddings and LM head, unit norms; LoRA A ~ PEFT's kaiming-uniform bound, B = 0. `plan` is the run's
+    // (plan_run for cfg and opt's settings on this device). Throws qls::error (device) without a GPU, (out_of_memory)
+    // when the plan's verdict is does_not_fit (message: the plan's explanation) or its arena cannot be allocated.
+    static std::unique_ptr<gpu_trainer> synthetic(const model_config& cfg, const memory_plan& plan,
+                                                  const gpu_train_options& opt, uint64_t seed);
     // A loaded model (its NF4 projections exactly as quantized; norms, embeddings and LM head rounded to bf16) and
-    // adapters initialised from `init` (which fixes the LoRA config: opt.lora is replaced by init.config).
+    // adapters initialised from `init` (which fixes the LoRA config: opt.lora is replaced by init.config), inside
+    // `plan` as synthetic.
     static std::unique_ptr<gpu_trainer> from_model(const llama_model& model, const lora_weights<float>& init,
-                                                   const gpu_train_options& opt);
+                                                   const memory_plan& plan, const gpu_train_options& opt);
     ~gpu_trainer();
     gpu_trainer(const gpu_trainer&) = delete;
     gpu_trainer& operator=(const gpu_trainer&) = delete;

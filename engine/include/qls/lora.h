@@ -20,6 +20,10 @@ const char* lora_target_name(lora_target t);                  // "q_proj", "k_pr
 const char* lora_target_short_name(lora_target t);            // "q", "k", ..., "down"
 std::optional<lora_target> lora_target_from_name(std::string_view s); // accepts "q" or "q_proj"
 std::vector<lora_target> all_lora_targets();
+// "q,k,v,o,gate,up,down" (any subset, any order, each once; PEFT's q_proj ... names too) or "all";
+// throws qls::error naming the valid values.
+std::vector<lora_target> parse_lora_targets(std::string_view csv);
+std::string lora_targets_string(const std::vector<lora_target>& targets);   // "q,v"
 
 struct lora_config {
     int rank = 64;                     // r; QLoRA paper: 64

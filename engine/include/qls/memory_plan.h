@@ -11,9 +11,9 @@
 // HS head size, Q = NH*HS, KV = NKV*HS, V vocabulary, L layers, r LoRA rank.
 #pragma once
 
-#include "qls/lora.h"          // defines: lora_config, lora_target, lora_in_out, all_lora_targets
+#include "qls/lora.h"          // defines: lora_config, lora_target, lora_in_out, parse_lora_targets
 #include "qls/model_config.h"
-#include "qls/optim.h"         // defines: optimizer_kind, adamw_min_8bit_size, adamw_8bit_block
+#include "qls/optim.h"         // defines: optimizer_kind, optimizer_kind_flag, adamw_8bit_block
 #include "qls/pager.h"         // defines: pager_config (the page size of paged optimizer states)
 
 #include <cstddef>
@@ -25,16 +25,6 @@
 namespace qls {
 
 // ---- settings ---------------------------------------------------------------------------------------------------
-
-// The CLI spelling of an optimizer kind: "paged-adamw-8bit", "paged-adamw-32bit", "adamw-8bit", "adamw-32bit".
-const char* optimizer_kind_flag(optimizer_kind k);
-// Accepts the CLI spelling or optimizer_kind_name's ("paged_adamw_8bit"); throws qls::error naming the valid values.
-optimizer_kind parse_optimizer_kind(std::string_view name);
-
-// "q,k,v,o,gate,up,down" (any subset, any order, each once; PEFT's q_proj ... names too) or "all";
-// throws qls::error naming the valid values.
-std::vector<lora_target> parse_lora_targets(std::string_view csv);
-std::string lora_targets_string(const std::vector<lora_target>& targets);   // "q,v"
 
 struct plan_settings {
     lora_config lora;                    // rank, alpha, dropout, targets (alpha does not change memory)
@@ -77,7 +67,52 @@ enum class plan_placement : uint8_t {
 };
 const char* plan_placement_name(plan_placement p);
 
+// What an item is, for code: the CUDA arena finds each tensor by its key (an array index), never by its name.
+// Items the table builds once per linear (NF4 storage) or per adapter (LoRA tensors, their optimizer states, xa)
+// carry the target in the key, and LoRA tensor items whether they belong to A (r, in) or B (out, r).
+enum class plan_item_id : uint8_t {
+    // quantized weights, per linear (key.target): model.layers.*.<module>.weight[.absmax|.nested_absmax|.maps]
+    nf4_codes, nf4_absmax, nf4_nested_absmax, nf4_maps,
+    // frozen weights
+    embed_tokens, lm_head, attn_norm_weight, mlp_norm_weight, final_norm_weight,
+    // per LoRA tensor (key.target, key.lora_b): the fp32 master, its gradient, its AdamW states (32-bit: exp_avg,
+    // exp_avg_sq; 8-bit: state1, state2 codes and absmax1, absmax2)
+    lora_weight, lora_grad,
+    adam_exp_avg, adam_exp_avg_sq, adam_state1, adam_state2, adam_absmax1, adam_absmax2,
+    // optimizer, one each: the unused tails of the paged states' last pages, the 8-bit qmaps, the device page pool
+    adam_page_padding, adam_qmaps, adam_page_pool,
+    // activations: act.layers.*.<x> (count L) or act.recompute.<x> (count 1, checkpointing); lora_xa per target
+    act_checkpoint, act_residual_in, act_attn_norm_rstd, act_attn_norm_out, act_q, act_k, act_v, act_attn_lse,
+    act_attn_out, act_residual_mid, act_mlp_norm_rstd, act_mlp_norm_out, act_mlp_gate, act_mlp_up, act_mlp_hidden,
+    act_lora_xa, act_final_residual,
+    // the backward's activation gradients (grad.*)
+    grad_residual, grad_residual_bf16, grad_norm_out, grad_attn_out, grad_q, grad_k, grad_v, grad_attn_delta,
+    grad_mlp_hidden, grad_mlp_up, grad_lora_xa,
+    // logits and loss (loss.*)
+    loss_tokens, loss_targets, loss_final_norm_out, loss_final_norm_rstd, loss_positions, loss_segments,
+    loss_logits_chunk, loss_losses, loss_grad_final_norm_out,
+    // workspace (workspace.*)
+    ws_dequantized_weight, ws_cublas, ws_rope_inv_freq, ws_lora_bf16, ws_reductions, ws_lora_dropout_input,
+    // outside the budget
+    cuda_context,
+};
+constexpr int plan_item_id_count = int(plan_item_id::cuda_context) + 1;
+
+struct plan_item_key {
+    plan_item_id id = plan_item_id::cuda_context;
+    lora_target target = lora_target::q;   // per-linear and per-adapter items; q for the others
+    bool lora_b = false;                   // LoRA tensor items: B; false: A (and every other item)
+
+    // Dense index in [0, plan_item_key_count): arrays indexed by key.
+    constexpr size_t index() const {
+        return (size_t(id) * size_t(k_lora_target_count) + size_t(target)) * 2 + size_t(lora_b);
+    }
+    friend constexpr bool operator==(const plan_item_key&, const plan_item_key&) = default;
+};
+constexpr size_t plan_item_key_count = size_t(plan_item_id_count) * size_t(k_lora_target_count) * 2;
+
 struct plan_item {
+    plan_item_key key;                // what it is, for code (the arena's lookup)
     std::string name;                 // HF/PEFT-style tensor name; "*" stands for the layer index when count == L
     plan_category category;
     std::string dtype;                // "u8", "bf16", "f32", "i32" (packed NF4 is "u8" [(n+1)/2, 1], as bnb stores it)

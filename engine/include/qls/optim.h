@@ -34,6 +34,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -81,6 +82,10 @@ enum class optimizer_kind {
 const char* optimizer_kind_name(optimizer_kind k); // "adamw_32bit", "paged_adamw_8bit", ...
 bool optimizer_kind_is_paged(optimizer_kind k);
 bool optimizer_kind_is_8bit(optimizer_kind k);
+// The CLI spelling of an optimizer kind: "paged-adamw-8bit", "paged-adamw-32bit", "adamw-8bit", "adamw-32bit".
+const char* optimizer_kind_flag(optimizer_kind k);
+// Accepts the CLI spelling or optimizer_kind_name's ("paged_adamw_8bit"); throws qls::error naming the valid values.
+optimizer_kind parse_optimizer_kind(std::string_view name);
 
 // One trainable parameter: data and grad point at numel floats that the caller owns and keeps alive.
 struct optim_param {

@@ -88,15 +88,4 @@ device_choice choose_train_device(const std::string& backend, int gpu_index, boo
     return c;
 }
 
-#ifndef QLS_HAVE_CUDA
-std::vector<gpu_check_row> run_gpu_op_checks(uint64_t) {
-    throw error(error_code::device, "this build has no CUDA backend, so there is nothing to check on a GPU",
-                "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
-}
-std::vector<gpu_check_row> run_gpu_finetune_check(const std::string&, const std::string&, int, uint64_t) {
-    throw error(error_code::device, "this build has no CUDA backend, so there is nothing to check on a GPU",
-                "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
-}
-#endif
-
 } // namespace qls

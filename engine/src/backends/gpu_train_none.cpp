@@ -1,6 +1,8 @@
-// qls::gpu_trainer in a build without the CUDA backend: every entry point says so (the CPU backend trains instead).
+// qls::gpu_trainer and make_cuda_train_backend in a build without the CUDA backend: every entry point says so (the
+// CPU backend trains instead).
 #ifndef QLS_HAVE_CUDA
 #include "qls/gpu_train.h"
+#include "qls/train_backend.h"
 
 #include "qls/error.h"
 
@@ -16,8 +18,11 @@ namespace {
 struct gpu_trainer::impl {};
 gpu_trainer::gpu_trainer() = default;
 gpu_trainer::~gpu_trainer() = default;
-std::unique_ptr<gpu_trainer> gpu_trainer::synthetic(const model_config&, const gpu_train_options&, uint64_t) { no_cuda(); }
-std::unique_ptr<gpu_trainer> gpu_trainer::from_model(const llama_model&, const lora_weights<float>&,
+std::unique_ptr<gpu_trainer> gpu_trainer::synthetic(const model_config&, const memory_plan&, const gpu_train_options&,
+                                                    uint64_t) {
+    no_cuda();
+}
+std::unique_ptr<gpu_trainer> gpu_trainer::from_model(const llama_model&, const lora_weights<float>&, const memory_plan&,
                                                      const gpu_train_options&) {
     no_cuda();
 }
@@ -35,6 +40,11 @@ std::string gpu_trainer::device_name() const { no_cuda(); }
 double gpu_trainer::last_step_ms() const { no_cuda(); }
 void gpu_trainer::set_profiling(bool) { no_cuda(); }
 std::vector<std::pair<std::string, double>> gpu_trainer::profile() const { no_cuda(); }
+
+std::unique_ptr<train_backend> make_cuda_train_backend(int, const llama_model&, const lora_weights<float>&,
+                                                       const memory_plan&, const train_backend_options&) {
+    no_cuda();
+}
 
 } // namespace qls
 #endif

@@ -107,9 +107,10 @@ std::string target_module(lora_target t) {
 struct table {
     std::vector<plan_item> items;
 
-    plan_item& add(std::string name, plan_category cat, std::string dt, std::vector<int64_t> shape, int64_t count,
-                   std::string formula) {
+    plan_item& add(plan_item_key key, std::string name, plan_category cat, std::string dt, std::vector<int64_t> shape,
+                   int64_t count, std::string formula) {
         plan_item it;
+        it.key = key;
         it.name = std::move(name);
         it.category = cat;
         it.dtype = std::move(dt);
@@ -164,13 +165,14 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
         const int64_t nb = ceil_div(n, nf4_block), nn = ceil_div(nb, nf4_nested_block);
         const std::string base = layer + target_module(t) + ".weight";
         const std::string dims = "(" + std::to_string(d.out) + "x" + std::to_string(d.in) + ")";
-        tb.add(base, plan_category::quantized_weights, "u8", {ceil_div(n, 2), 1}, L,
+        tb.add({plan_item_id::nf4_codes, t}, base, plan_category::quantized_weights, "u8", {ceil_div(n, 2), 1}, L,
                "NF4 packed: ceil(out*in/2) bytes " + dims + ", two 4-bit codes per byte (bnb quantize_4bit)");
-        tb.add(base + ".absmax", plan_category::quantized_weights, "u8", {nb}, L,
+        tb.add({plan_item_id::nf4_absmax, t}, base + ".absmax", plan_category::quantized_weights, "u8", {nb}, L,
                "double-quantized absmax: one uint8 code per 64-element block, ceil(out*in/64)");
-        tb.add(base + ".nested_absmax", plan_category::quantized_weights, "f32", {nn}, L,
-               "nested absmax: one fp32 per 256 absmax codes, ceil(ceil(out*in/64)/256) * 4 bytes");
-        tb.add(base + ".quant_map+nested_quant_map+nested_offset", plan_category::quantized_weights, "f32",
+        tb.add({plan_item_id::nf4_nested_absmax, t}, base + ".nested_absmax", plan_category::quantized_weights, "f32",
+               {nn}, L, "nested absmax: one fp32 per 256 absmax codes, ceil(ceil(out*in/64)/256) * 4 bytes");
+        tb.add({plan_item_id::nf4_maps, t}, base + ".quant_map+nested_quant_map+nested_offset",
+               plan_category::quantized_weights, "f32",
                {nf4_quant_map_entries + nf4_nested_map_entries + nf4_offset_entries}, L,
                "bnb QuantState per tensor: 16 NF4 codes + 256-entry dynamic map + 1 offset, fp32");
     }
@@ -179,15 +181,17 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     // qlora.py: embed_tokens and lm_head cast to bf16 (anchors-qlora.md §2.4); the LM head is not quantized
     // (find_all_linear_names excludes it) and is used directly by the chunked loss GEMM. Our RMSNorm kernels read
     // bf16 weights (kernels/include/qls_kernels/rmsnorm.h), so the norms are bf16 too.
-    tb.add("model.embed_tokens.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
+    tb.add({plan_item_id::embed_tokens}, "model.embed_tokens.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
            "token embeddings (V, C) bf16, looked up, never trained");
     if (!cfg.tie_word_embeddings)
-        tb.add("lm_head.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
+        tb.add({plan_item_id::lm_head}, "lm_head.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
                "LM head (V, C) bf16 (kept unquantized as QLoRA does)");
-    tb.add(layer + "input_layernorm.weight", plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight (C) bf16");
-    tb.add(layer + "post_attention_layernorm.weight", plan_category::frozen_weights, "bf16", {C}, L,
-           "RMSNorm weight (C) bf16");
-    tb.add("model.norm.weight", plan_category::frozen_weights, "bf16", {C}, 1, "final RMSNorm weight (C) bf16");
+    tb.add({plan_item_id::attn_norm_weight}, layer + "input_layernorm.weight", plan_category::frozen_weights, "bf16",
+           {C}, L, "RMSNorm weight (C) bf16");
+    tb.add({plan_item_id::mlp_norm_weight}, layer + "post_attention_layernorm.weight", plan_category::frozen_weights,
+           "bf16", {C}, L, "RMSNorm weight (C) bf16");
+    tb.add({plan_item_id::final_norm_weight}, "model.norm.weight", plan_category::frozen_weights, "bf16", {C}, 1,
+           "final RMSNorm weight (C) bf16");
 
     // ---- LoRA weights and grads, fp32 ------------------------------------------------------------------------------
     // Why fp32: the AdamW step changes a weight by about lr = 1e-4..2e-4 per step, while bf16 keeps 8 significant
@@ -197,13 +201,15 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     struct lora_tensor {
         std::string name;
         int64_t rows, cols;
+        lora_target target;
+        bool b; // B (out, r); false: A (r, in)
     };
     std::vector<lora_tensor> lora;
     for (lora_target t : s.lora.targets) {
         const linear_shape d = linear_dims(cfg, t);
         const std::string m = layer + target_module(t);
-        lora.push_back({m + ".lora_A.weight", r, d.in});
-        lora.push_back({m + ".lora_B.weight", d.out, r});
+        lora.push_back({m + ".lora_A.weight", r, d.in, t, false});
+        lora.push_back({m + ".lora_B.weight", d.out, r, t, true});
     }
     int64_t lora_params = 0;
     int64_t lora_layer_params = 0;
@@ -211,12 +217,13 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     lora_params = lora_layer_params * L;
     info.lora_params = lora_params;
     for (const auto& lt : lora)
-        tb.add(lt.name, plan_category::lora_weights, "f32", {lt.rows, lt.cols}, L,
+        tb.add({plan_item_id::lora_weight, lt.target, lt.b}, lt.name, plan_category::lora_weights, "f32",
+               {lt.rows, lt.cols}, L,
                "LoRA " + std::string(lt.name.find("lora_A") != std::string::npos ? "A (r, in)" : "B (out, r)") +
                    " fp32 master weight");
     for (const auto& lt : lora)
-        tb.add(lt.name + ".grad", plan_category::lora_grads, "f32", {lt.rows, lt.cols}, L,
-               "gradient of the LoRA weight, fp32, accumulated over micro-batches");
+        tb.add({plan_item_id::lora_grad, lt.target, lt.b}, lt.name + ".grad", plan_category::lora_grads, "f32",
+               {lt.rows, lt.cols}, L, "gradient of the LoRA weight, fp32, accumulated over micro-batches");
 
     // ---- optimizer states ------------------------------------------------------------------------------------------
     // Per LoRA tensor of n elements, what qls::optimizer (optim.h) allocates, in the bitsandbytes layout
@@ -233,8 +240,9 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     const uint64_t page = s.page_size;
     uint64_t padding = 0, working_set = 0;
     bool any8 = false;
-    auto state = [&](const std::string& name, const char* dt, int64_t elems, const std::string& formula) {
-        plan_item& it = tb.add(name, ocat, dt, {elems}, L, formula);
+    auto state = [&](plan_item_key key, const std::string& name, const char* dt, int64_t elems,
+                     const std::string& formula) {
+        plan_item& it = tb.add(key, name, ocat, dt, {elems}, L, formula);
         it.pageable = paged;
         const uint64_t padded = round_up(it.bytes_each, page);
         if (paged) padding += (padded - it.bytes_each) * uint64_t(L);
@@ -245,30 +253,39 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
         uint64_t ws = 0;
         if (is8 && n >= adam8_min_size) {
             any8 = true;
-            ws += state(lt.name + ".state1", "u8", n, "AdamW m as uint8 codes of the signed dynamic map: 1 byte/param");
-            ws += state(lt.name + ".state2", "u8", n, "AdamW v as uint8 codes of the unsigned dynamic map: 1 byte/param");
-            ws += state(lt.name + ".absmax1", "f32", ceil_div(n, adam8_block), "fp32 absmax of m per 256 params");
-            ws += state(lt.name + ".absmax2", "f32", ceil_div(n, adam8_block), "fp32 absmax of v per 256 params");
+            ws += state({plan_item_id::adam_state1, lt.target, lt.b}, lt.name + ".state1", "u8", n,
+                        "AdamW m as uint8 codes of the signed dynamic map: 1 byte/param");
+            ws += state({plan_item_id::adam_state2, lt.target, lt.b}, lt.name + ".state2", "u8", n,
+                        "AdamW v as uint8 codes of the unsigned dynamic map: 1 byte/param");
+            ws += state({plan_item_id::adam_absmax1, lt.target, lt.b}, lt.name + ".absmax1", "f32",
+                        ceil_div(n, adam8_block), "fp32 absmax of m per 256 params");
+            ws += state({plan_item_id::adam_absmax2, lt.target, lt.b}, lt.name + ".absmax2", "f32",
+                        ceil_div(n, adam8_block), "fp32 absmax of v per 256 params");
         } else {
             const std::string why = is8 ? " (fewer than 4096 elements stay 32-bit: min_8bit_size)" : "";
-            ws += state(lt.name + ".exp_avg", "f32", n, "AdamW m fp32: 4 bytes/param" + why);
-            ws += state(lt.name + ".exp_avg_sq", "f32", n, "AdamW v fp32: 4 bytes/param" + why);
+            ws += state({plan_item_id::adam_exp_avg, lt.target, lt.b}, lt.name + ".exp_avg", "f32", n,
+                        "AdamW m fp32: 4 bytes/param" + why);
+            ws += state({plan_item_id::adam_exp_avg_sq, lt.target, lt.b}, lt.name + ".exp_avg_sq", "f32", n,
+                        "AdamW v fp32: 4 bytes/param" + why);
         }
         working_set = std::max(working_set, ws);
     }
     info.largest_working_set = paged ? working_set : 0;
     if (paged && padding > 0) {
-        plan_item& pad = tb.add("optimizer.page_padding", ocat, "u8", {int64_t(padding)}, 1,
-                                "the unused tail of each state tensor's last " + std::to_string(page) + "-byte page");
+        plan_item& pad =
+            tb.add({plan_item_id::adam_page_padding}, "optimizer.page_padding", ocat, "u8", {int64_t(padding)}, 1,
+                   "the unused tail of each state tensor's last " + std::to_string(page) + "-byte page");
         pad.pageable = true;
     }
     if (any8)
-        tb.add("optimizer.qmap1+qmap2", plan_category::optimizer_resident, "f32", {2, adam8_qmap_entries}, 1,
+        tb.add({plan_item_id::adam_qmaps}, "optimizer.qmap1+qmap2", plan_category::optimizer_resident, "f32",
+               {2, adam8_qmap_entries}, 1,
                "signed (m) and unsigned (v) 256-entry dynamic quantization maps, shared by all tensors");
     if (paged_to_host) {
         for (auto& it : tb.items)
             if (it.pageable) it.placement = plan_placement::host;
-        tb.add("optimizer.page_pool", plan_category::optimizer_paged, "u8", {int64_t(pool_bytes)}, 1,
+        tb.add({plan_item_id::adam_page_pool}, "optimizer.page_pool", plan_category::optimizer_paged, "u8",
+               {int64_t(pool_bytes)}, 1,
                "device page pool: what the budget leaves, at least two updates' working sets (one updating, the "
                "next prefetching on the copy stream)");
     }
@@ -294,58 +311,67 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     const std::string act = ckpt ? "act.recompute." : "act.layers.*.";
     const std::string how = ckpt ? " (one layer, recomputed from its checkpoint)" : " (saved for every layer)";
     if (ckpt)
-        tb.add("act.layers.*.checkpoint", plan_category::activations, "bf16", {B, T, C}, L,
-               "gradient checkpoint: the layer's residual input (B,T,C) bf16, one per layer");
+        tb.add({plan_item_id::act_checkpoint}, "act.layers.*.checkpoint", plan_category::activations, "bf16", {B, T, C},
+               L, "gradient checkpoint: the layer's residual input (B,T,C) bf16, one per layer");
     else
-        tb.add("act.layers.*.residual_in", plan_category::activations, "bf16", {B, T, C}, L,
-               "the layer's residual input (B,T,C) bf16, for the attention RMSNorm backward");
-    tb.add(act + "attn_norm.rstd", plan_category::activations, "f32", {B, T}, per, "1/rms per token (B,T) fp32" + how);
-    tb.add(act + "attn_norm.out", plan_category::activations, "bf16", {B, T, C}, per,
+        tb.add({plan_item_id::act_residual_in}, "act.layers.*.residual_in", plan_category::activations, "bf16",
+               {B, T, C}, L, "the layer's residual input (B,T,C) bf16, for the attention RMSNorm backward");
+    tb.add({plan_item_id::act_attn_norm_rstd}, act + "attn_norm.rstd", plan_category::activations, "f32", {B, T}, per,
+           "1/rms per token (B,T) fp32" + how);
+    tb.add({plan_item_id::act_attn_norm_out}, act + "attn_norm.out", plan_category::activations, "bf16", {B, T, C}, per,
            "normed input of q,k,v (B,T,C) bf16" + how);
-    tb.add(act + "q", plan_category::activations, "bf16", {B, T, Q}, per, "queries after RoPE (B,T,NH*HS)" + how);
-    tb.add(act + "k", plan_category::activations, "bf16", {B, T, KV}, per, "keys after RoPE (B,T,NKV*HS)" + how);
-    tb.add(act + "v", plan_category::activations, "bf16", {B, T, KV}, per, "values (B,T,NKV*HS)" + how);
-    tb.add(act + "attn.lse", plan_category::activations, "f32", {B, NH, T}, per,
+    tb.add({plan_item_id::act_q}, act + "q", plan_category::activations, "bf16", {B, T, Q}, per,
+           "queries after RoPE (B,T,NH*HS)" + how);
+    tb.add({plan_item_id::act_k}, act + "k", plan_category::activations, "bf16", {B, T, KV}, per,
+           "keys after RoPE (B,T,NKV*HS)" + how);
+    tb.add({plan_item_id::act_v}, act + "v", plan_category::activations, "bf16", {B, T, KV}, per,
+           "values (B,T,NKV*HS)" + how);
+    tb.add({plan_item_id::act_attn_lse}, act + "attn.lse", plan_category::activations, "f32", {B, NH, T}, per,
            "softmax log-sum-exp per query row (B,NH,T) fp32, flash-style: no (B,NH,T,T)" + how);
-    tb.add(act + "attn.out", plan_category::activations, "bf16", {B, T, Q}, per,
+    tb.add({plan_item_id::act_attn_out}, act + "attn.out", plan_category::activations, "bf16", {B, T, Q}, per,
            "attention output, input of o_proj (B,T,NH*HS)" + how);
-    tb.add(act + "residual_mid", plan_category::activations, "bf16", {B, T, C}, per,
+    tb.add({plan_item_id::act_residual_mid}, act + "residual_mid", plan_category::activations, "bf16", {B, T, C}, per,
            "residual after attention (B,T,C), input of the MLP RMSNorm" + how);
-    tb.add(act + "mlp_norm.rstd", plan_category::activations, "f32", {B, T}, per, "1/rms per token (B,T) fp32" + how);
-    tb.add(act + "mlp_norm.out", plan_category::activations, "bf16", {B, T, C}, per,
+    tb.add({plan_item_id::act_mlp_norm_rstd}, act + "mlp_norm.rstd", plan_category::activations, "f32", {B, T}, per,
+           "1/rms per token (B,T) fp32" + how);
+    tb.add({plan_item_id::act_mlp_norm_out}, act + "mlp_norm.out", plan_category::activations, "bf16", {B, T, C}, per,
            "normed input of gate, up (B,T,C)" + how);
-    tb.add(act + "mlp.gate", plan_category::activations, "bf16", {B, T, H}, per, "gate_proj output (B,T,H)" + how);
-    tb.add(act + "mlp.up", plan_category::activations, "bf16", {B, T, H}, per, "up_proj output (B,T,H)" + how);
-    tb.add(act + "mlp.hidden", plan_category::activations, "bf16", {B, T, H}, per,
+    tb.add({plan_item_id::act_mlp_gate}, act + "mlp.gate", plan_category::activations, "bf16", {B, T, H}, per,
+           "gate_proj output (B,T,H)" + how);
+    tb.add({plan_item_id::act_mlp_up}, act + "mlp.up", plan_category::activations, "bf16", {B, T, H}, per,
+           "up_proj output (B,T,H)" + how);
+    tb.add({plan_item_id::act_mlp_hidden}, act + "mlp.hidden", plan_category::activations, "bf16", {B, T, H}, per,
            "silu(gate)*up (B,T,H), input of down_proj" + how);
     for (lora_target t : s.lora.targets)
-        tb.add(act + target_module(t) + ".lora_xa", plan_category::activations, "bf16", {B, T, r},
-               per, "LoRA x·Aᵀ (B,T,r) bf16, needed for dB" + how);
+        tb.add({plan_item_id::act_lora_xa, t}, act + target_module(t) + ".lora_xa", plan_category::activations, "bf16",
+               {B, T, r}, per, "LoRA x·Aᵀ (B,T,r) bf16, needed for dB" + how);
     // Dropout masks: none stored. lora_dropout_keep (lora.h) recomputes each keep-decision from (seed, layer,
     // target, element) with a counter-based hash in forward and backward; the adapter GEMM reads the dropped input
     // from one (B,T,max in) scratch buffer (workspace below).
     int64_t max_lora_in = 0;
     for (lora_target t : s.lora.targets) max_lora_in = std::max(max_lora_in, linear_dims(cfg, t).in);
-    tb.add("act.final_residual", plan_category::activations, "bf16", {B, T, C}, 1,
+    tb.add({plan_item_id::act_final_residual}, "act.final_residual", plan_category::activations, "bf16", {B, T, C}, 1,
            "output of the last layer (B,T,C), input of the final RMSNorm");
 
     // Backward scratch: one set, reused by every layer (activation gradients; the weights get no gradient).
-    tb.add("grad.residual", plan_category::activations, "f32", {B, T, C}, 1,
+    tb.add({plan_item_id::grad_residual}, "grad.residual", plan_category::activations, "f32", {B, T, C}, 1,
            "dL/d residual stream (B,T,C) fp32: accumulates 2L+1 contributions, bf16 would round each add");
-    tb.add("grad.residual_bf16", plan_category::activations, "bf16", {B, T, C}, 1,
+    tb.add({plan_item_id::grad_residual_bf16}, "grad.residual_bf16", plan_category::activations, "bf16", {B, T, C}, 1,
            "grad.residual rounded to bf16 (B,T,C), the GEMM operand of the o_proj/down_proj backward");
-    tb.add("grad.norm_out", plan_category::activations, "f32", {B, T, C}, 1,
+    tb.add({plan_item_id::grad_norm_out}, "grad.norm_out", plan_category::activations, "f32", {B, T, C}, 1,
            "dL/d normed input (B,T,C) fp32: sum of the q,k,v (or gate,up) input grads, GEMM beta=1 in fp32");
-    tb.add("grad.attn_out", plan_category::activations, "bf16", {B, T, Q}, 1, "dL/d attention output (B,T,NH*HS)");
-    tb.add("grad.q", plan_category::activations, "bf16", {B, T, Q}, 1, "dL/dq (B,T,NH*HS)");
-    tb.add("grad.k", plan_category::activations, "bf16", {B, T, KV}, 1, "dL/dk (B,T,NKV*HS)");
-    tb.add("grad.v", plan_category::activations, "bf16", {B, T, KV}, 1, "dL/dv (B,T,NKV*HS)");
-    tb.add("grad.attn_delta", plan_category::activations, "f32", {B, NH, T}, 1,
+    tb.add({plan_item_id::grad_attn_out}, "grad.attn_out", plan_category::activations, "bf16", {B, T, Q}, 1,
+           "dL/d attention output (B,T,NH*HS)");
+    tb.add({plan_item_id::grad_q}, "grad.q", plan_category::activations, "bf16", {B, T, Q}, 1, "dL/dq (B,T,NH*HS)");
+    tb.add({plan_item_id::grad_k}, "grad.k", plan_category::activations, "bf16", {B, T, KV}, 1, "dL/dk (B,T,NKV*HS)");
+    tb.add({plan_item_id::grad_v}, "grad.v", plan_category::activations, "bf16", {B, T, KV}, 1, "dL/dv (B,T,NKV*HS)");
+    tb.add({plan_item_id::grad_attn_delta}, "grad.attn_delta", plan_category::activations, "f32", {B, NH, T}, 1,
            "rowsum(dO∘O) per query row (B,NH,T) fp32, flash backward");
-    tb.add("grad.mlp_hidden", plan_category::activations, "bf16", {B, T, H}, 1,
+    tb.add({plan_item_id::grad_mlp_hidden}, "grad.mlp_hidden", plan_category::activations, "bf16", {B, T, H}, 1,
            "dL/d hidden (B,T,H), overwritten in place by dL/d gate");
-    tb.add("grad.mlp_up", plan_category::activations, "bf16", {B, T, H}, 1, "dL/d up (B,T,H)");
-    tb.add("grad.lora_xa", plan_category::activations, "bf16", {B, T, r}, 1,
+    tb.add({plan_item_id::grad_mlp_up}, "grad.mlp_up", plan_category::activations, "bf16", {B, T, H}, 1,
+           "dL/d up (B,T,H)");
+    tb.add({plan_item_id::grad_lora_xa}, "grad.lora_xa", plan_category::activations, "bf16", {B, T, r}, 1,
            "dL/d xa = scale·dout·B (B,T,r) fp32, reused by every adapter");
 
     // ---- logits and loss: chunked cross-entropy ------------------------------------------------------------------
@@ -353,18 +379,25 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     // softmax + loss + dlogits in place (then bf16 in place for the GEMM), dlnf[chunk] = dlogits·lm_head.
     const int chunk = loss_chunk_rows(N, V);
     info.loss_chunk = chunk;
-    tb.add("loss.tokens", plan_category::logits_loss, "i32", {B, T}, 1, "input token ids (B,T)");
-    tb.add("loss.targets", plan_category::logits_loss, "i32", {B, T}, 1, "target ids (B,T), -1 = no loss");
-    tb.add("loss.final_norm.out", plan_category::logits_loss, "bf16", {B, T, C}, 1, "final RMSNorm output (B,T,C)");
-    tb.add("loss.final_norm.rstd", plan_category::logits_loss, "f32", {B, T}, 1, "final RMSNorm 1/rms (B,T)");
-    tb.add("loss.positions", plan_category::logits_loss, "i32", {B, T}, 1, "RoPE position of each token (B,T)");
-    tb.add("loss.segments", plan_category::logits_loss, "i32", {B, T}, 1, "packed-example id of each token (B,T)");
-    tb.add("loss.logits_chunk", plan_category::logits_loss, "bf16", {chunk, V}, 1,
+    tb.add({plan_item_id::loss_tokens}, "loss.tokens", plan_category::logits_loss, "i32", {B, T}, 1,
+           "input token ids (B,T)");
+    tb.add({plan_item_id::loss_targets}, "loss.targets", plan_category::logits_loss, "i32", {B, T}, 1,
+           "target ids (B,T), -1 = no loss");
+    tb.add({plan_item_id::loss_final_norm_out}, "loss.final_norm.out", plan_category::logits_loss, "bf16", {B, T, C}, 1,
+           "final RMSNorm output (B,T,C)");
+    tb.add({plan_item_id::loss_final_norm_rstd}, "loss.final_norm.rstd", plan_category::logits_loss, "f32", {B, T}, 1,
+           "final RMSNorm 1/rms (B,T)");
+    tb.add({plan_item_id::loss_positions}, "loss.positions", plan_category::logits_loss, "i32", {B, T}, 1,
+           "RoPE position of each token (B,T)");
+    tb.add({plan_item_id::loss_segments}, "loss.segments", plan_category::logits_loss, "i32", {B, T}, 1,
+           "packed-example id of each token (B,T)");
+    tb.add({plan_item_id::loss_logits_chunk}, "loss.logits_chunk", plan_category::logits_loss, "bf16", {chunk, V}, 1,
            "bf16 logits for " + std::to_string(chunk) +
                " token rows at a time (fp32 softmax in the fused kernel), reused in place for dlogits; never (B,T,V)");
-    tb.add("loss.losses", plan_category::logits_loss, "f32", {B, T}, 1, "per-token loss (B,T) fp32");
-    tb.add("loss.grad_final_norm.out", plan_category::logits_loss, "f32", {B, T, C}, 1,
-           "dL/d final norm output (B,T,C), filled chunk by chunk");
+    tb.add({plan_item_id::loss_losses}, "loss.losses", plan_category::logits_loss, "f32", {B, T}, 1,
+           "per-token loss (B,T) fp32");
+    tb.add({plan_item_id::loss_grad_final_norm_out}, "loss.grad_final_norm.out", plan_category::logits_loss, "f32",
+           {B, T, C}, 1, "dL/d final norm output (B,T,C), filled chunk by chunk");
 
     // ---- workspace --------------------------------------------------------------------------------------------------
     // Training-size GEMMs dequantize the whole NF4 weight into bf16 and call cuBLAS (as bnb does for M > 1536,
@@ -374,23 +407,26 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
         const linear_shape d = linear_dims(cfg, t);
         if (d.out * d.in > max_n) { max_n = d.out * d.in; max_out = d.out; max_in = d.in; }
     }
-    tb.add("workspace.dequantized_weight", plan_category::workspace, "bf16", {2, max_out, max_in}, 1,
-           "bf16 copy of the largest linear (out, in), double-buffered for overlap");
-    tb.add("workspace.cublas", plan_category::workspace, "u8", {int64_t(cublas_workspace_bytes)}, 1,
+    tb.add({plan_item_id::ws_dequantized_weight}, "workspace.dequantized_weight", plan_category::workspace, "bf16",
+           {2, max_out, max_in}, 1, "bf16 copy of the largest linear (out, in), double-buffered for overlap");
+    tb.add({plan_item_id::ws_cublas}, "workspace.cublas", plan_category::workspace, "u8",
+           {int64_t(cublas_workspace_bytes)}, 1,
            "cuBLAS workspace, 32 MiB (cublasSetWorkspace recommendation for Hopper)");
-    tb.add("workspace.rope_inv_freq", plan_category::workspace, "f32", {HS / 2}, 1,
+    tb.add({plan_item_id::ws_rope_inv_freq}, "workspace.rope_inv_freq", plan_category::workspace, "f32", {HS / 2}, 1,
            "RoPE inverse frequencies (HS/2) fp32; the kernels take cos/sin of pos·inv_freq on the fly");
-    tb.add("workspace.lora_bf16", plan_category::workspace, "bf16", {lora_layer_params}, 1,
-           "one layer's LoRA A and B rounded to bf16, the GEMM operands (re-cast per layer and pass)");
-    tb.add("workspace.reductions", plan_category::workspace, "f32", {1024 + 2 + 16384}, 1,
+    tb.add({plan_item_id::ws_lora_bf16}, "workspace.lora_bf16", plan_category::workspace, "bf16", {lora_layer_params},
+           1, "one layer's LoRA A and B rounded to bf16, the GEMM operands (re-cast per layer and pass)");
+    tb.add({plan_item_id::ws_reductions}, "workspace.reductions", plan_category::workspace, "f32", {1024 + 2 + 16384},
+           1,
            "partial sums of the gradient norm (1024), two scalars (loss sum, grad norm²) and the fused AdamW's "
            "descriptor table (16384 floats: 1638 tensors or pages per launch)");
     if (s.lora.dropout > 0.0f)
-        tb.add("workspace.lora_dropout_input", plan_category::workspace, "bf16", {B, T, max_lora_in}, 1,
+        tb.add({plan_item_id::ws_lora_dropout_input}, "workspace.lora_dropout_input", plan_category::workspace, "bf16",
+               {B, T, max_lora_in}, 1,
                "dropout(x)/(1-p) for the adapter GEMM, (B,T,max in) bf16, reused by every adapter");
 
     // ---- CUDA context: on the card, outside the budget -------------------------------------------------------------
-    plan_item& ctx = tb.add("cuda.context+cublas", plan_category::cuda_context, "u8",
+    plan_item& ctx = tb.add({plan_item_id::cuda_context}, "cuda.context+cublas", plan_category::cuda_context, "u8",
                             {int64_t(cuda_context_bytes)}, 1,
                             "driver context 527 MiB + cublasCreate 68 MiB, measured on H100 (CUDA 13, lazy loading)");
     ctx.placement = plan_placement::outside_budget;
@@ -656,54 +692,6 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
 } // namespace
 
 // ---- names ---------------------------------------------------------------------------------------------------------
-
-const char* optimizer_kind_flag(optimizer_kind k) {
-    switch (k) {
-    case optimizer_kind::paged_adamw_8bit: return "paged-adamw-8bit";
-    case optimizer_kind::paged_adamw_32bit: return "paged-adamw-32bit";
-    case optimizer_kind::adamw_8bit: return "adamw-8bit";
-    case optimizer_kind::adamw_32bit: return "adamw-32bit";
-    }
-    return "?";
-}
-
-optimizer_kind parse_optimizer_kind(std::string_view name) {
-    for (auto k : {optimizer_kind::paged_adamw_8bit, optimizer_kind::paged_adamw_32bit, optimizer_kind::adamw_8bit,
-                   optimizer_kind::adamw_32bit})
-        if (name == optimizer_kind_flag(k) || name == optimizer_kind_name(k)) return k;
-    throw error(error_code::invalid_argument, "optimizer: unknown optimizer '" + std::string(name) + "'",
-                "valid optimizers: paged-adamw-8bit, paged-adamw-32bit, adamw-8bit, adamw-32bit");
-}
-
-std::vector<lora_target> parse_lora_targets(std::string_view csv) {
-    const std::string valid = "valid targets: a comma-separated subset of q,k,v,o,gate,up,down, each once, or all";
-    if (csv == "all") return all_lora_targets();
-    std::vector<lora_target> out;
-    size_t pos = 0;
-    while (true) {
-        const size_t comma = csv.find(',', pos);
-        const std::string_view tok = csv.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
-        const std::optional<lora_target> t = lora_target_from_name(tok);   // "q" or PEFT's "q_proj"
-        if (!t)
-            throw error(error_code::invalid_argument,
-                        "targets: unknown LoRA target '" + std::string(tok) + "' in '" + std::string(csv) + "'", valid);
-        if (std::find(out.begin(), out.end(), *t) != out.end())
-            throw error(error_code::invalid_argument, "targets: '" + std::string(tok) + "' is listed twice", valid);
-        out.push_back(*t);
-        if (comma == std::string_view::npos) break;
-        pos = comma + 1;
-    }
-    return out;
-}
-
-std::string lora_targets_string(const std::vector<lora_target>& targets) {
-    std::string s;
-    for (lora_target t : targets) {
-        if (!s.empty()) s += ",";
-        s += lora_target_short_name(t);
-    }
-    return s;
-}
 
 const char* plan_category_name(plan_category c) {
     static const char* names[] = {"quantized_weights", "frozen_weights",  "lora_weights", "lora_grads",

@@ -30,6 +30,37 @@ std::vector<lora_target> all_lora_targets() {
     return v;
 }
 
+std::vector<lora_target> parse_lora_targets(std::string_view csv) {
+    const std::string valid = "valid targets: a comma-separated subset of q,k,v,o,gate,up,down, each once, or all";
+    if (csv == "all") return all_lora_targets();
+    std::vector<lora_target> out;
+    size_t pos = 0;
+    while (true) {
+        const size_t comma = csv.find(',', pos);
+        const std::string_view tok =
+            csv.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        const std::optional<lora_target> t = lora_target_from_name(tok); // "q" or PEFT's "q_proj"
+        if (!t)
+            throw error(error_code::invalid_argument,
+                        "targets: unknown LoRA target '" + std::string(tok) + "' in '" + std::string(csv) + "'", valid);
+        if (std::find(out.begin(), out.end(), *t) != out.end())
+            throw error(error_code::invalid_argument, "targets: '" + std::string(tok) + "' is listed twice", valid);
+        out.push_back(*t);
+        if (comma == std::string_view::npos) break;
+        pos = comma + 1;
+    }
+    return out;
+}
+
+std::string lora_targets_string(const std::vector<lora_target>& targets) {
+    std::string s;
+    for (lora_target t : targets) {
+        if (!s.empty()) s += ",";
+        s += lora_target_short_name(t);
+    }
+    return s;
+}
+
 float lora_config::scale() const {
     return use_rslora ? alpha / std::sqrt(float(rank)) : alpha / float(rank);
 }

@@ -196,6 +196,24 @@ bool optimizer_kind_is_8bit(optimizer_kind k) {
     return k == optimizer_kind::adamw_8bit || k == optimizer_kind::paged_adamw_8bit;
 }
 
+const char* optimizer_kind_flag(optimizer_kind k) {
+    switch (k) {
+    case optimizer_kind::paged_adamw_8bit: return "paged-adamw-8bit";
+    case optimizer_kind::paged_adamw_32bit: return "paged-adamw-32bit";
+    case optimizer_kind::adamw_8bit: return "adamw-8bit";
+    case optimizer_kind::adamw_32bit: return "adamw-32bit";
+    }
+    return "?";
+}
+
+optimizer_kind parse_optimizer_kind(std::string_view name) {
+    for (auto k : {optimizer_kind::paged_adamw_8bit, optimizer_kind::paged_adamw_32bit, optimizer_kind::adamw_8bit,
+                   optimizer_kind::adamw_32bit})
+        if (name == optimizer_kind_flag(k) || name == optimizer_kind_name(k)) return k;
+    throw error(error_code::invalid_argument, "optimizer: unknown optimizer '" + std::string(name) + "'",
+                "valid optimizers: paged-adamw-8bit, paged-adamw-32bit, adamw-8bit, adamw-32bit");
+}
+
 // The states of one parameter. fp32: m, v [numel]. 8-bit: state1, state2 [numel] codes, absmax1, absmax2
 // [blocks]. Unpaged kinds hold them in the vectors; paged kinds in pager tensors ids[0..n_ids).
 struct optimizer::slot {

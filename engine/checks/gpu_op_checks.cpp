@@ -1,5 +1,7 @@
 // `qlora check-gpu`: each CUDA kernel against the CPU reference on fresh random inputs at several shapes.
-#include "qls/device.h"
+#include "qls/gpu_checks.h"
+
+#include "qls/device.h"   // defines: probe_gpu
 
 #include "backends/cpu/ops.h"
 #include "qls/dtype.h"

@@ -1,5 +1,7 @@
 // `qlora check-gpu --model`: a short LoRA fine-tune of a real model on the GPU beside the same steps on the CPU reference.
-#include "qls/device.h"
+#include "qls/gpu_checks.h"
+
+#include "qls/device.h"   // defines: probe_gpu, compute_device
 
 #include "qls/dtype.h"
 #include "qls/error.h"
@@ -8,6 +10,7 @@
 #include "qls/llama.h"
 #include "qls/lora.h"
 #include "qls/optim.h"
+#include "qls/run_plan.h"     // defines: plan_run, plan_settings_on
 #include "qls/tokenizer.h"
 
 #include <algorithm>
@@ -131,11 +134,30 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     go.optimizer = optimizer_kind::adamw_32bit;
     go.adamw = hp;
     go.gradient_checkpointing = true;
-    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, go);
+    go.device = p.index;
+    // Each trainer gets the run's plan through the one plan path (run_plan.h), on the device as it is right then.
+    auto plan_for = [&](const gpu_train_options& o) {
+        const gpu_probe now = probe_gpu(p.index);
+        compute_device d;
+        d.backend = "cuda";
+        d.index = now.index;
+        d.name = now.name;
+        d.total_bytes = now.total_bytes;
+        d.free_bytes = now.free_bytes;
+        plan_settings s;
+        s.lora = init.config;
+        s.batch = o.batch;
+        s.seq = o.seq;
+        s.optimizer = o.optimizer;
+        s.gradient_checkpointing = o.gradient_checkpointing;
+        s.page_size = o.page_size;
+        return plan_run(model.config, plan_settings_on(s, d));
+    };
+    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, plan_for(go), go);
     // the same run with every layer's activations kept (no recomputation): must give the same bits
     gpu_train_options keep = go;
     keep.gradient_checkpointing = false;
-    std::unique_ptr<gpu_trainer> gpu_keep = gpu_trainer::from_model(model, init, keep);
+    std::unique_ptr<gpu_trainer> gpu_keep = gpu_trainer::from_model(model, init, plan_for(keep), keep);
     double keep_max_diff = 0;
 
     std::vector<gpu_check_row> rows;
@@ -180,7 +202,7 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         pg.zero_grad();
         ppass.forward(tokens.data(), targets.data());
         ppass.backward();
-        std::unique_ptr<gpu_trainer> gg = gpu_trainer::from_model(model, gw, go);
+        std::unique_ptr<gpu_trainer> gg = gpu_trainer::from_model(model, gw, plan_for(go), go);
         gpu_batch gb;
         gb.tokens = tokens.data();
         gb.targets = targets.data();

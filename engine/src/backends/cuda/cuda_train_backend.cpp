@@ -1,0 +1,97 @@
+// cuda_train_backend — qls::train_backend (train_backend.h) over gpu_trainer: the CUDA backend as the trainer sees it.
+// A thin adapter: no kernel work of its own; every call is one gpu_trainer call.
+#include "qls/gpu_train.h"
+#include "qls/peft.h"            // defines: peft_tensor_name (the optimizer state's parameter names)
+#include "qls/train_backend.h"
+
+#include <memory>
+
+namespace qls {
+
+namespace {
+
+gpu_batch to_gpu(const train_batch& b) { return gpu_batch{b.tokens, b.targets, b.positions, b.segments}; }
+
+class cuda_train_backend final : public train_backend {
+public:
+    cuda_train_backend(int index, std::unique_ptr<gpu_trainer> gpu, const lora_weights<float>& init)
+        : index_(index), gpu_(std::move(gpu)), host_(init) {}
+
+    const char* kind() const override { return "cuda"; }
+    std::string name() const override { return "cuda:" + std::to_string(index_) + " (" + gpu_->device_name() + ")"; }
+
+    // Dropout is always on in training, as the trainer has always run the GPU step (lora_dropout_keep, this seed).
+    double forward_backward(const train_batch& b, uint64_t dropout_seed) override {
+        return gpu_->forward_backward(to_gpu(b), true, dropout_seed);
+    }
+    double forward_loss(const train_batch& b) override { return gpu_->forward_loss(to_gpu(b)); }
+    train_update optimizer_step(float lr, int grad_accum, float max_grad_norm) override {
+        const gpu_update_result u = gpu_->optimizer_step(lr, grad_accum, max_grad_norm);
+        return train_update{u.grad_norm, u.finite};
+    }
+
+    // The host mirror, refreshed from the device on each call: values and gradients of the adapted targets; the
+    // config and every adapter's shape stay those of `init`.
+    const lora_weights<float>& adapters() const override {
+        const lora_weights<float> d = gpu_->download_lora();
+        for (size_t l = 0; l < host_.layers.size(); ++l)
+            for (lora_target t : host_.config.targets) {
+                lora_adapter<float>& h = host_.at(int(l), t);
+                const lora_adapter<float>& g = d.at(int(l), t);
+                h.a = g.a;
+                h.b = g.b;
+                h.da = g.da;
+                h.db = g.db;
+            }
+        return host_;
+    }
+    void set_adapters(const lora_weights<float>& w) override { gpu_->upload_lora(w); }
+
+    std::vector<std::pair<std::string, tensor>> optimizer_state() const override {
+        return gpu_->serialize_optimizer_state(&peft_tensor_name);
+    }
+    void load_optimizer_state(const std::vector<std::pair<std::string, tensor>>& state) override {
+        gpu_->load_optimizer_state(state, &peft_tensor_name);
+    }
+
+    backend_memory memory() const override {
+        const gpu_memory_stats s = gpu_->memory();
+        backend_memory m;
+        m.used_bytes = s.device_used_bytes;
+        m.peak_bytes = s.device_used_peak_bytes;
+        m.total_bytes = s.device_total_bytes;
+        m.arena_bytes = s.arena_bytes;
+        m.paging_h2d_bytes = s.paging_h2d_bytes;
+        m.paging_d2h_bytes = s.paging_d2h_bytes;
+        m.resident_pages = s.resident_pages;
+        m.total_pages = s.total_pages;
+        return m;
+    }
+
+private:
+    int index_;
+    std::unique_ptr<gpu_trainer> gpu_;
+    mutable lora_weights<float> host_;   // adapters(): the device's adapters as of the last call
+};
+
+} // namespace
+
+// The plan fixes B, T, checkpointing, the optimizer and the page size; `init` fixes the LoRA config.
+// opt.page_pool_bytes is not used: the CUDA page pool is the plan's optimizer_paged region of the arena.
+std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const llama_model& model,
+                                                       const lora_weights<float>& init, const memory_plan& plan,
+                                                       const train_backend_options& opt) {
+    gpu_train_options o;
+    o.lora = init.config;
+    o.batch = plan.settings.batch;
+    o.seq = plan.settings.seq;
+    o.optimizer = plan.settings.optimizer;
+    o.adamw = opt.adamw;
+    o.gradient_checkpointing = plan.settings.gradient_checkpointing;
+    o.page_size = plan.settings.page_size;
+    o.device = device_index;
+    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, plan, o);
+    return std::make_unique<cuda_train_backend>(device_index, std::move(gpu), init);
+}
+
+} // namespace qls
