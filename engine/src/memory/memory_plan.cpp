@@ -9,6 +9,8 @@
 // NKV key/value heads, HS head size, Q = NH*HS, KV = NKV*HS, V vocabulary, L layers, r LoRA rank.
 #include "qls/memory_plan.h"
 
+#include "qls/architecture.h"
+
 #include "qls/error.h" // defines: qls::error, QLS_ASSERT
 
 #include <nlohmann/json.hpp>
@@ -86,20 +88,18 @@ std::string fmt_pct(double x) {
     return buf;
 }
 
-// The (out, in) shape of each linear of a LLaMA block, as Hugging Face stores the weight.
+// The (out, in) shape of each linear of a decoder block, as Hugging Face stores the weight (architecture.h).
 struct linear_shape {
     int64_t out, in;
 };
-// q (NH*HS, C), k/v (NKV*HS, C), o (C, NH*HS), gate/up (H, C), down (C, H): lora_in_out (lora.h) gives (in, out).
 linear_shape linear_dims(const model_config& c, lora_target t) {
-    const auto [in, out] = lora_in_out(c, t);
-    return {int64_t(out), int64_t(in)};
+    const auto [out, in] = architecture_for(c).projection_shape(c, t);
+    return {out, in};
 }
 
-// "self_attn.q_proj", ..., "mlp.down_proj": the module path under model.layers.N in HF checkpoints.
-std::string target_module(lora_target t) {
-    const bool attn = t == lora_target::q || t == lora_target::k || t == lora_target::v || t == lora_target::o;
-    return std::string(attn ? "self_attn." : "mlp.") + lora_target_name(t);
+// "self_attn.q_proj", ..., "mlp.down_proj": the module path within a layer (the activations' display names).
+std::string target_module(const model_config& c, lora_target t) {
+    return architecture_for(c).hf_projection[size_t(t)];
 }
 
 // ---- the table builder -----------------------------------------------------------------------------------------
@@ -147,10 +147,7 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     const int64_t C = cfg.hidden_size, H = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
     const int64_t NH = cfg.num_heads, HS = cfg.head_dim;
     const int64_t Q = NH * HS, KV = int64_t(cfg.num_kv_heads) * HS;
-    const std::string layer = "model.layers.*.";
-    const std::array<lora_target, k_lora_target_count> every = {lora_target::q, lora_target::k, lora_target::v,
-                                                               lora_target::o, lora_target::gate, lora_target::up,
-                                                               lora_target::down};
+    const architecture& arch = architecture_for(cfg);   // tensor names, which projections exist
 
     // ---- quantized weights: all 7 linears of every layer are NF4 + double quant, LoRA target or not -------------
     // Per linear of n = out*in elements, exactly what bnb keeps on the device (Params4bit + QuantState):
@@ -159,11 +156,11 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     //   weight.nested_absmax f32 [n/64/256]       one fp32 absmax per 256 codes
     //   maps                 f32 [16 + 256 + 1]   quant_map (NF4 codebook), nested_quant_map (dynamic map), offset
     // ≈ 4 + 8/64 + 32/(64*256) = 4.127 bits per weight (anchors-qlora.md §2.2).
-    for (lora_target t : every) {
+    for (lora_target t : arch.projections) {
         const linear_shape d = linear_dims(cfg, t);
         const int64_t n = d.out * d.in;
         const int64_t nb = ceil_div(n, nf4_block), nn = ceil_div(nb, nf4_nested_block);
-        const std::string base = layer + target_module(t) + ".weight";
+        const std::string base = arch.hf_weight_any_layer(t);
         const std::string dims = "(" + std::to_string(d.out) + "x" + std::to_string(d.in) + ")";
         tb.add({plan_item_id::nf4_codes, t}, base, plan_category::quantized_weights, "u8", {ceil_div(n, 2), 1}, L,
                "NF4 packed: ceil(out*in/2) bytes " + dims + ", two 4-bit codes per byte (bnb quantize_4bit)");
@@ -181,16 +178,16 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     // qlora.py: embed_tokens and lm_head cast to bf16 (anchors-qlora.md §2.4); the LM head is not quantized
     // (find_all_linear_names excludes it) and is used directly by the chunked loss GEMM. Our RMSNorm kernels read
     // bf16 weights (kernels/include/qls_kernels/rmsnorm.h), so the norms are bf16 too.
-    tb.add({plan_item_id::embed_tokens}, "model.embed_tokens.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
+    tb.add({plan_item_id::embed_tokens}, arch.hf_name(base_tensor::embed), plan_category::frozen_weights, "bf16", {V, C}, 1,
            "token embeddings (V, C) bf16, looked up, never trained");
     if (!cfg.tie_word_embeddings)
-        tb.add({plan_item_id::lm_head}, "lm_head.weight", plan_category::frozen_weights, "bf16", {V, C}, 1,
+        tb.add({plan_item_id::lm_head}, arch.hf_name(base_tensor::lm_head), plan_category::frozen_weights, "bf16", {V, C}, 1,
                "LM head (V, C) bf16 (kept unquantized as QLoRA does)");
-    tb.add({plan_item_id::attn_norm_weight}, layer + "input_layernorm.weight", plan_category::frozen_weights, "bf16",
+    tb.add({plan_item_id::attn_norm_weight}, arch.hf_name_any_layer(base_tensor::attn_norm), plan_category::frozen_weights, "bf16",
            {C}, L, "RMSNorm weight (C) bf16");
-    tb.add({plan_item_id::mlp_norm_weight}, layer + "post_attention_layernorm.weight", plan_category::frozen_weights,
+    tb.add({plan_item_id::mlp_norm_weight}, arch.hf_name_any_layer(base_tensor::mlp_norm), plan_category::frozen_weights,
            "bf16", {C}, L, "RMSNorm weight (C) bf16");
-    tb.add({plan_item_id::final_norm_weight}, "model.norm.weight", plan_category::frozen_weights, "bf16", {C}, 1,
+    tb.add({plan_item_id::final_norm_weight}, arch.hf_name(base_tensor::final_norm), plan_category::frozen_weights, "bf16", {C}, 1,
            "final RMSNorm weight (C) bf16");
 
     // ---- LoRA weights and grads, fp32 ------------------------------------------------------------------------------
@@ -207,7 +204,7 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     std::vector<lora_tensor> lora;
     for (lora_target t : s.lora.targets) {
         const linear_shape d = linear_dims(cfg, t);
-        const std::string m = layer + target_module(t);
+        const std::string m = arch.hf_layer_prefix + "*." + arch.hf_projection[size_t(t)];
         lora.push_back({m + ".lora_A.weight", r, d.in, t, false});
         lora.push_back({m + ".lora_B.weight", d.out, r, t, true});
     }
@@ -343,7 +340,7 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     tb.add({plan_item_id::act_mlp_hidden}, act + "mlp.hidden", plan_category::activations, "bf16", {B, T, H}, per,
            "silu(gate)*up (B,T,H), input of down_proj" + how);
     for (lora_target t : s.lora.targets)
-        tb.add({plan_item_id::act_lora_xa, t}, act + target_module(t) + ".lora_xa", plan_category::activations, "bf16",
+        tb.add({plan_item_id::act_lora_xa, t}, act + target_module(cfg, t) + ".lora_xa", plan_category::activations, "bf16",
                {B, T, r}, per, "LoRA x·Aᵀ (B,T,r) bf16, needed for dB" + how);
     // Dropout masks: none stored. lora_dropout_keep (lora.h) recomputes each keep-decision from (seed, layer,
     // target, element) with a counter-based hash in forward and backward; the adapter GEMM reads the dropped input
@@ -403,7 +400,7 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     // Training-size GEMMs dequantize the whole NF4 weight into bf16 and call cuBLAS (as bnb does for M > 1536,
     // anchors-qlora.md §2.3); two buffers let the next layer's dequantization overlap the current GEMM.
     int64_t max_out = 0, max_in = 0, max_n = 0;
-    for (lora_target t : every) {
+    for (lora_target t : arch.projections) {
         const linear_shape d = linear_dims(cfg, t);
         if (d.out * d.in > max_n) { max_n = d.out * d.in; max_out = d.out; max_in = d.in; }
     }

@@ -2,6 +2,7 @@
 // the device, or a loaded model's NF4 projections as quantized and the rest rounded to bf16) and the fp32 adapters.
 #include "gpu_train_impl.h"
 
+#include "qls/architecture.h"            // defines: architecture_for (which projections, which layer ops)
 #include "qls/dtype.h"                   // defines: f32_to_bf16
 #include "qls/quant.h"                   // defines: dynamic_map
 #include "qls_kernels/elementwise.h"     // defines: fill_*
@@ -75,10 +76,16 @@ void gpu_trainer::impl::model_weights(const llama_model& m) {
         throw error(error_code::unsupported,
                     "the CUDA backend trains on an NF4 base; this model was loaded unquantized",
                     "load it with NF4 quantization (model.quantize_nf4 true)");
-    for (int l = 0; l < L; ++l)
-        for (int ti = 0; ti < k_lora_target_count; ++ti) {
-            const lora_target t = lora_target(ti);
-            const nf4_tensor& w = m.nf4[size_t(l)][size_t(ti)];
+    // The step's kernels are LLaMA's: RMSNorm, rotate_half RoPE, SwiGLU, no biases (architecture.h).
+    const architecture& arch = architecture_for(m.config);
+    if (arch.norm != norm_kind::rms || arch.rope != rope_kind::rotate_half || arch.mlp != mlp_kind::swiglu ||
+        arch.projection_bias)
+        throw error(error_code::unsupported, "the CUDA backend has no kernels yet for the layers of the " +
+                                                 arch.family + " family",
+                    "train it on the CPU reference backend (device.backend \"cpu\")");
+    for (int l = 0; l < L; ++l) {
+        for (lora_target t : arch.projections) {
+            const nf4_tensor& w = m.nf4[size_t(l)][size_t(t)];
             if (!w.double_quant || w.blocksize != 64 || w.nested_blocksize != 256)
                 throw error(error_code::unsupported,
                             "layer " + std::to_string(l) + " " + lora_target_name(t) +
@@ -88,12 +95,11 @@ void gpu_trainer::impl::model_weights(const llama_model& m) {
             put(item<uint8_t>({plan_item_id::nf4_absmax, t}, l), w.absmax_codes);
             put(item<float>({plan_item_id::nf4_nested_absmax, t}, l), w.absmax_scale);
             upload_maps(l, t, w.nested_map, w.absmax_offset);
-            const llama_layer_params<float>& lp = m.params.layers[size_t(l)];
-            if (ti == 0) {
-                put(item<bf16>({plan_item_id::attn_norm_weight}, l), to_bf16(lp.attn_norm));
-                put(item<bf16>({plan_item_id::mlp_norm_weight}, l), to_bf16(lp.mlp_norm));
-            }
         }
+        const llama_layer_params<float>& lp = m.params.layers[size_t(l)];
+        put(item<bf16>({plan_item_id::attn_norm_weight}, l), to_bf16(lp.attn_norm));
+        put(item<bf16>({plan_item_id::mlp_norm_weight}, l), to_bf16(lp.mlp_norm));
+    }
     put(item<bf16>({plan_item_id::embed_tokens}), to_bf16(m.params.embed));
     if (mem->has({plan_item_id::lm_head})) put(item<bf16>({plan_item_id::lm_head}), to_bf16(m.params.lm_head));
     put(item<bf16>({plan_item_id::final_norm_weight}), to_bf16(m.params.final_norm));
