@@ -8,6 +8,9 @@
 #include "qls/train_backend.h"
 #include "qls/trainer.h"
 
+#include <QJsonDocument>
+#include <QJsonObject>
+
 #include <cstring>
 
 using namespace qls;
@@ -62,6 +65,29 @@ private slots:
         auto o = trainer::create(c3, {}, p);
         QCOMPARE(plan_run_count(), n1 + 1);
         QCOMPARE(o->plan().settings.seq, 64);
+    }
+
+    // `qlora plan --config run.json` and `qlora train` of that run make the same plan (one path, one result).
+    void cliPlanOfARunIsTheTrainersPlan() {
+        QTemporaryDir tmp;
+        train_config c = tiny_config(tmp.path(), "cli");
+        c.budget_gib = 0.05;   // a budget of one's own: 51.2 MiB, under the run's all-resident need
+        const QString run_json = tmp.path() + "/run.json";
+        {
+            QFile f(run_json);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(QByteArray::fromStdString(train_config_to_json(c)));
+        }
+        const testutil::cli_result r = testutil::run_cli({"plan", "--config", run_json, "--json"});
+        QCOMPARE(r.exit_code, 0);
+        const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8()).object();
+        auto t = trainer::create(c);
+        QCOMPARE(uint64_t(j["peak_bytes"].toDouble()), t->plan().peak_bytes());
+        QCOMPARE(j["verdict"].toString(), QString(plan_verdict_name(t->plan().verdict)));
+        QCOMPARE(uint64_t(j["settings"].toObject()["budget_bytes"].toDouble()), gib_to_bytes(0.05));
+        const testutil::cli_result bad = testutil::run_cli({"plan", "--config", run_json, "--seq", "64"});
+        QCOMPARE(bad.exit_code, 2);
+        QVERIFY(bad.err.contains("--seq cannot be combined with --config"));
     }
 
     // GiB → bytes once; the device's size and free memory join the plan only for the CUDA backend.

@@ -1,4 +1,5 @@
-// qlora plan: predict the device memory of a QLoRA run from config.json (or a named shape) and say whether it fits.
+// qlora plan: predict the device memory of a QLoRA run (a run.json on its device, or a model's config.json or a named
+// shape with flags) and say whether it fits; through plan_run, the path every run plans by (run_plan.h).
 #include "args.h"
 #include "commands.h"
 
@@ -6,6 +7,8 @@
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
 #include "qls/optim.h"         // defines: parse_optimizer_kind, optimizer_kind_flag
+#include "qls/run_plan.h"      // defines: plan_run, plan_settings_for
+#include "qls/train_config.h"
 
 #include <cstdio>
 #include <string>
@@ -73,13 +76,42 @@ void print_items(const qls::memory_plan& p) {
 
 int cmd_plan(int argc, char** argv) {
     args a(argc, argv, 2,
-           {"model", "shape", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib",
-            "card-gib"},
+           {"model", "shape", "config", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer",
+            "budget-gib", "card-gib"},
            {"no-checkpointing", "json", "items"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
-    if (a.has("model") == a.has("shape"))
-        throw usage_error("give exactly one of --model DIR or --shape 7b|13b|33b|65b|70b",
-                          "--model reads DIR/config.json; --shape uses the real Llama dimensions of that size");
+    if (int(a.has("model")) + int(a.has("shape")) + int(a.has("config")) != 1)
+        throw usage_error("give exactly one of --config run.json, --model DIR or --shape 7b|13b|33b|65b|70b",
+                          "--config plans that run on the device it would use; --model reads DIR/config.json; "
+                          "--shape uses the real Llama dimensions of that size");
+    if (auto run = a.get("config")) {
+        // Exactly the plan `qlora train --config` makes: the run's settings on the device it would train on.
+        for (const char* f : {"seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib",
+                              "card-gib", "no-checkpointing"})
+            if (a.has(f))
+                throw usage_error(std::string("--") + f + " cannot be combined with --config",
+                                  "change the run's setting in " + *run + " instead");
+        const qls::train_config rc = qls::load_train_config(*run);
+        const qls::model_config mc = qls::load_model_config(rc.model + "/config.json");
+        const qls::device_choice dc =
+            qls::choose_train_device(rc.backend, rc.gpu, rc.quantize_nf4 && rc.double_quant, mc.head_dim,
+                                     rc.backend == "cpu" ? qls::gpu_probe{} : qls::probe_gpu(rc.gpu));
+        const qls::memory_plan p = qls::plan_run(mc, qls::plan_settings_for(rc, dc.device));
+        if (a.has("json")) {
+            std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
+            return 0;
+        }
+        std::printf("run     %s on %s%s\n", run->c_str(), dc.device.label().c_str(),
+                    dc.why.empty() ? "" : (" (" + dc.why + ")").c_str());
+        print_table(p);
+        std::printf("\nverdict: %s\n", p.explanation.c_str());
+        if (!p.suggestions.empty()) {
+            std::printf("to make it fit:\n");
+            for (const auto& sg : p.suggestions) std::printf("  - %s\n", sg.text.c_str());
+        }
+        if (a.has("items")) print_items(p);
+        return 0;
+    }
 
     qls::model_config cfg;
     std::string source;
@@ -115,7 +147,7 @@ int cmd_plan(int argc, char** argv) {
         rethrow_as_flag_error(e);
     }
 
-    const qls::memory_plan p = qls::make_memory_plan(cfg, s);
+    const qls::memory_plan p = qls::plan_run(cfg, s);   // no device: only --budget-gib / --card-gib limit it
     if (a.has("json")) {
         std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
         return 0;
