@@ -257,6 +257,7 @@ void MonitorPage::showFinished(const QString& status, const QString& checkpointD
         text += tr(" Checkpoint: %1").arg(QDir::toNativeSeparators(checkpointDir).toHtmlEscaped());
     setStatus(text);
     m_pendingLog << tr("finished: %1").arg(status);
+    updateTitles();   // the titles name the last step at once, not at the next redraw
     markDirty();
     updateButtons();
 }
