@@ -62,12 +62,14 @@ public:
     // what reached the session
     int startCount = 0, continueCount = 0, pauseCount = 0, resumeCount = 0, stopCount = 0;
     std::optional<qls::train_config> lastConfig;
+    std::optional<qls::memory_plan> lastPlan;
     QString lastContinued;
     int played() const { return m_next; }
 
-    void start(const qls::train_config& config) override {
+    void start(const qls::train_config& config, const std::optional<qls::memory_plan>& plan = std::nullopt) override {
         ++startCount;
         lastConfig = config;
+        lastPlan = plan;
         begin();
     }
     void continueRun(const QString& dir) override {

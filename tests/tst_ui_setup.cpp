@@ -613,7 +613,10 @@ private slots:
         const qint64 card = qint64(qls::gib_to_bytes(80));
         PlanPage page;
         QSignalSpy planned(&page, &PlanPage::planChanged);
-        page.setInput(c, m, card);
+        qls::compute_device gpu;   // a card of `card` bytes (free memory unknown)
+        gpu.backend = "cuda";
+        gpu.total_bytes = uint64_t(card);
+        page.setInput(c, m, gpu);
         QCOMPARE(planned.count(), 1);
         QVERIFY(page.plan().has_value());
         QCOMPARE(page.verdictText(), verdict);
@@ -654,7 +657,7 @@ private slots:
         QVERIFY(!page.plan().has_value());   // no model yet
         qls::train_config c;
         c.budget_gib = 24;
-        page.setInput(c, qls::shape_config("7b"), 0);
+        page.setInput(c, qls::shape_config("7b"), qls::compute_device{});
         QCOMPARE(page.verdictText(), QString("Fits"));
         const uint64_t before = page.plan()->peak_bytes();
         c.seq_len = 4096;
@@ -711,7 +714,10 @@ private slots:
         qls::train_config pc;
         pc.seq_len = 2048;
         pc.budget_gib = 24;
-        plan.setInput(pc, qls::shape_config("7b"), qint64(qls::gib_to_bytes(80)));
+        qls::compute_device card80;
+        card80.backend = "cuda";
+        card80.total_bytes = qls::gib_to_bytes(80);
+        plan.setInput(pc, qls::shape_config("7b"), card80);
         grabPage(plan, "planpage-fits");
         pc.budget_gib = 4;
         plan.setTrainConfig(pc);

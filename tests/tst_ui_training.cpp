@@ -3,13 +3,16 @@
 
 #include "datasetpage.h"
 #include "enginesession.h"
+#include "engineworker.h"
 #include "mainwindow.h"
 #include "modelpage.h"
 #include "monitorpage.h"
+#include "planpage.h"
 #include "runspage.h"
 #include "studiocontroller.h"
 #include "trainingpage.h"
 
+#include "qls/run_plan.h"
 #include "qls/trainer.h"
 #include "qls/train_config.h"
 
@@ -120,6 +123,43 @@ private slots:
         QCOMPARE(m->graph(MonitorPage::TrainLoss)->dataCount(), 0);
         emit w.runsPage()->openRequested(runs.filePath("widgets"));
         QCOMPARE(m->graph(MonitorPage::TrainLoss)->dataCount(), 6);
+    }
+
+    // One plan path: the Plan page plans the run through plan_run on the run's device; Start hands that plan to the
+    // trainer, so the run adds no plan computation of its own.
+    void runFromTheWidgetsPlansOnce() {
+        QTemporaryDir runs;
+        MainWindow w;
+        StudioController c(&w);
+        w.show();
+        const qls::train_config cfg = smallConfig(runs.path(), "planned", 3);
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        c.loadModel(QString::fromStdString(cfg.model));
+        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 60000);
+        w.datasetPage()->loadFrom(cfg);
+        w.trainingPage()->loadFrom(cfg);
+        w.runsPage()->setRunsDirectory(runs.path());
+        w.monitorPage()->setRunName("planned");
+        QTRY_VERIFY(w.planPage()->plan().has_value());
+        const qls::memory_plan shown = *w.planPage()->plan();
+        QCOMPARE(shown.settings.seq, 32);
+        QCOMPARE(shown.settings.lora.rank, 4);
+        QCOMPARE(w.planPage()->device().backend, std::string("cpu"));   // this build and test train on the CPU
+        const uint64_t before = qls::plan_run_count();
+
+        QSignalSpy finished(c.session(), &TrainingSession::finished);
+        QSignalSpy failed(c.session(), &TrainingSession::failed);
+        button(w.monitorPage(), "Start")->click();
+        QTRY_VERIFY_WITH_TIMEOUT(finished.count() + failed.count() == 1, 60000);
+        QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.at(0).at(0).toString()));
+        QCOMPARE(finished.at(0).at(0).toString(), QString("completed 3 steps"));
+        QCOMPARE(qls::plan_run_count(), before);   // the run used the Plan page's plan
+        // the telemetry is that plan's: the Monitor's stacked categories carry its bytes
+        const qls::step_stats& last = w.monitorPage()->history().last();
+        for (const auto& [name, bytes] : last.plan_bytes)
+            for (int i = 0; i < qls::plan_category_count; ++i)
+                if (name == qls::plan_category_name(qls::plan_category(i)))
+                    QCOMPARE(bytes, shown.category_bytes(qls::plan_category(i)));
     }
 
     void pauseResumeStopAndContinue() {

@@ -2,7 +2,6 @@
 #include "datasetpage.h"
 
 #include "qls/error.h"
-#include "qls/hf_checkpoint.h"
 #include "qls/train_config.h"
 
 #include <QButtonGroup>
@@ -36,25 +35,6 @@ namespace {
 
 const char* k_errorStyle = "color:#b00020";
 
-// Everything one analysis needs, copied: the pool thread touches nothing of the page.
-struct AnalysisRequest {
-    quint64 generation = 0;
-    std::string trainFile, validationFile;
-    bool useValidationFile = false;
-    double validationFraction = 0;
-    qls::data_options options;
-    quint64 seed = 0;
-    QString modelDir;
-    std::shared_ptr<const qls::tokenizer> tokenizer;   // reused when it was loaded for modelDir
-    QString tokenizerDir;
-};
-
-QString errorText(const qls::error& e) {
-    QString m = QString::fromStdString(e.what());
-    if (!e.hint().empty()) m += QObject::tr(" — fix: %1").arg(QString::fromStdString(e.hint()));
-    return m;
-}
-
 QStringList toQStringList(const std::vector<std::string>& v) {
     QStringList out;
     out.reserve(qsizetype(v.size()));
@@ -62,146 +42,9 @@ QStringList toQStringList(const std::vector<std::string>& v) {
     return out;
 }
 
-// A token as the preview shows it: SentencePiece's "▁" is the space it stands for, byte-fallback pieces <0xNN> are
-// the character when printable ASCII, a visible ↵ before a newline, else the byte in hex; <s>, </s> stay as written.
-QString tokenText(const qls::tokenizer& tok, int id) {
-    const std::string p = tok.piece(id);
-    if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p[5] == '>') {
-        bool ok = false;
-        const int b = QString::fromStdString(p.substr(3, 2)).toInt(&ok, 16);
-        if (ok) {
-            if (b == '\n') return QStringLiteral("↵\n");
-            if (b == '\t') return QStringLiteral("⇥");
-            if (b >= 0x20 && b < 0x7f) return QString(QChar(b));
-            return QStringLiteral("‹%1›").arg(QString::fromStdString(p.substr(3, 2)));
-        }
-    }
-    QString s = QString::fromStdString(p);
-    s.replace(QChar(0x2581), QLatin1Char(' '));
-    return s;
-}
-
-// Counts of a validation fraction, through the engine's own split (so its rounding and its refusal of a fraction
-// that leaves no training example are the ones the run will meet).
-void splitCounts(qls::dataset all, const AnalysisRequest& rq, DatasetAnalysis& r) {
-    try {
-        qls::dataset_split split = qls::split_dataset(std::move(all), rq.validationFraction, rq.seed);
-        r.trainExamples = split.train.examples.size();
-        r.validationExamples = split.validation.examples.size();
-    } catch (const qls::error& e) {
-        r.validationError = errorText(e);
-    }
-}
-
-DatasetAnalysis analyze(const AnalysisRequest& rq) {
-    QElapsedTimer timer;
-    timer.start();
-    DatasetAnalysis r;
-    r.generation = rq.generation;
-    if (!rq.modelDir.isEmpty()) {
-        r.tokenizerDir = rq.modelDir;
-        if (rq.tokenizer && rq.tokenizerDir == rq.modelDir) {
-            r.tokenizer = rq.tokenizer;
-        } else {
-            try {
-                r.tokenizer = std::make_shared<const qls::tokenizer>(
-                    qls::load_tokenizer_for(qls::hf_checkpoint::open(rq.modelDir.toStdString())));
-            } catch (const qls::error& e) {
-                r.modelError = errorText(e);
-            }
-        }
-    }
-    if (rq.trainFile.empty()) return r;
-
-    qls::data_options opt = rq.options;
-    try {
-        r.format = opt.format == qls::dataset_format::auto_detect ? qls::detect_format(rq.trainFile, opt.max_record_bytes)
-                                                                    : opt.format;
-        r.formatKnown = true;
-    } catch (const qls::error& e) {
-        r.trainError = errorText(e);
-        return r;
-    }
-    try {
-        r.tmpl = qls::resolve_template(opt.tmpl, r.format);
-        r.templateKnown = true;
-    } catch (const qls::error& e) {
-        r.templateError = errorText(e);
-        return r;
-    }
-    opt.format = r.format;
-
-    qls::data_options vopt = opt;   // the validation file's format is detected on its own, its template is train's
-    vopt.format = qls::dataset_format::auto_detect;
-    vopt.tmpl = r.tmpl;
-
-    if (!r.tokenizer) {
-        // No tokenizer: read and check the records only.
-        try {
-            qls::record_set rs = qls::read_records(rq.trainFile, opt);
-            r.records = rs.records.size();
-            r.warnings = toQStringList(rs.warnings);
-            r.trainExamples = r.records;
-            if (rq.useValidationFile) {
-                try {
-                    qls::record_set vs = qls::read_records(rq.validationFile, vopt);
-                    r.validationExamples = vs.records.size();
-                    r.validationWarnings = toQStringList(vs.warnings);
-                } catch (const qls::error& e) {
-                    r.validationError = errorText(e);
-                }
-            } else if (rq.validationFraction > 0) {
-                qls::dataset all;   // the split needs only the count
-                all.path = rq.trainFile;
-                all.examples.resize(r.records);
-                splitCounts(std::move(all), rq, r);
-            }
-        } catch (const qls::error& e) {
-            r.trainError = errorText(e);
-        }
-        r.elapsedMs = timer.elapsed();
-        return r;
-    }
-
-    qls::dataset ds;
-    try {
-        ds = qls::load_dataset(rq.trainFile, *r.tokenizer, opt);
-    } catch (const qls::error& e) {
-        r.trainError = errorText(e);
-        r.elapsedMs = timer.elapsed();
-        return r;
-    }
-    r.tokenized = true;
-    r.records = ds.examples.size();
-    r.stats = ds.stats;
-    r.warnings = toQStringList(ds.warnings);
-    const size_t n = std::min<size_t>(ds.examples.size(), DatasetPage::previewLimit);
-    r.preview.reserve(n);
-    for (size_t i = 0; i < n; ++i) {
-        const qls::data_example& ex = ds.examples[i];
-        DatasetAnalysis::Example e;
-        e.source = QString::fromStdString(ex.source);
-        e.ids = ex.ids;
-        e.loss = ex.loss;
-        e.truncated = ex.truncated;
-        e.pieces.reserve(qsizetype(ex.ids.size()));
-        for (int id : ex.ids) e.pieces << tokenText(*r.tokenizer, id);
-        r.preview.push_back(std::move(e));
-    }
-    r.trainExamples = ds.examples.size();
-    if (rq.useValidationFile) {
-        try {
-            qls::dataset v = qls::load_dataset(rq.validationFile, *r.tokenizer, vopt);
-            r.validationExamples = v.examples.size();
-            r.validationWarnings = toQStringList(v.warnings);
-        } catch (const qls::error& e) {
-            r.validationError = errorText(e);
-        }
-    } else if (rq.validationFraction > 0) {
-        splitCounts(std::move(ds), rq, r);
-    }
-    r.elapsedMs = timer.elapsed();
-    return r;
+// The analysis runs on a pool thread with copies only: the engine's use-case, tagged with the request it answers.
+DatasetAnalysis analyze(const qls::dataset_analysis_request& rq, quint64 generation) {
+    return DatasetAnalysis::fromEngine(qls::analyze_dataset(rq), generation);
 }
 
 QString formatLabel(qls::dataset_format f) {
@@ -551,21 +394,20 @@ void DatasetPage::startAnalysis() {
         return;
     }
     m_rerun = false;
-    AnalysisRequest rq;
-    rq.generation = m_generation;
-    rq.trainFile = m_trainFile->text().trimmed().toStdString();
-    rq.useValidationFile = m_valFile->isChecked() && !m_validationFile->text().trimmed().isEmpty();
-    rq.validationFile = m_validationFile->text().trimmed().toStdString();
-    rq.validationFraction = m_valFraction->isChecked() ? m_validationFraction->value() : 0.0;
+    qls::dataset_analysis_request rq;
+    rq.train_file = m_trainFile->text().trimmed().toStdString();
+    if (m_valFile->isChecked()) rq.validation_file = m_validationFile->text().trimmed().toStdString();
+    rq.validation_fraction = m_valFraction->isChecked() ? m_validationFraction->value() : 0.0;
     rq.options.format = qls::parse_dataset_format(m_format->currentData().toString().toStdString());
     rq.options.tmpl = qls::parse_chat_template(m_template->currentData().toString().toStdString());
     rq.options.seq_len = m_seqLen;
     rq.options.train_on_prompt = m_trainOnPrompt->isChecked();
     rq.options.on_bad_record = m_skipMalformed->isChecked() ? qls::bad_record_policy::skip : qls::bad_record_policy::fail;
     rq.seed = m_seed;
-    rq.modelDir = m_modelDir;
-    rq.tokenizer = m_tokenizer;
-    rq.tokenizerDir = m_tokenizerDir;
+    rq.model_dir = m_modelDir.toStdString();
+    rq.tok = m_tokenizer;
+    rq.tokenizer_dir = m_tokenizerDir.toStdString();
+    rq.preview_limit = previewLimit;
     if (m_seqLen < 2) {
         // load_dataset would refuse it; the Training page shows the field's message.
         m_result = DatasetAnalysis{};
@@ -576,7 +418,7 @@ void DatasetPage::startAnalysis() {
         return;
     }
     m_running = true;
-    m_watcher->setFuture(QtConcurrent::run(analyze, rq));
+    m_watcher->setFuture(QtConcurrent::run(analyze, rq, m_generation));
 }
 
 void DatasetPage::onAnalysisDone() {
@@ -743,6 +585,40 @@ void DatasetPage::showExample(int row) {
         cur.insertText(ex.pieces.value(qsizetype(i)), f);
     }
     m_preview->moveCursor(QTextCursor::Start);
+}
+
+DatasetAnalysis DatasetAnalysis::fromEngine(const qls::dataset_analysis& a, quint64 generation) {
+    DatasetAnalysis r;
+    r.generation = generation;
+    r.format = a.format;
+    r.tmpl = a.tmpl;
+    r.formatKnown = a.format_known;
+    r.templateKnown = a.template_known;
+    r.tokenized = a.tokenized;
+    r.records = a.records;
+    r.preview.reserve(a.preview.size());
+    for (const qls::dataset_preview_example& e : a.preview) {
+        Example x;
+        x.source = QString::fromStdString(e.source);
+        x.ids = e.ids;
+        x.loss = e.loss;
+        x.pieces = toQStringList(e.pieces);
+        x.truncated = e.truncated;
+        r.preview.push_back(std::move(x));
+    }
+    r.stats = a.stats;
+    r.warnings = toQStringList(a.warnings);
+    r.trainExamples = a.train_examples;
+    r.validationExamples = a.validation_examples;
+    r.validationWarnings = toQStringList(a.validation_warnings);
+    r.trainError = QString::fromStdString(a.train_error);
+    r.templateError = QString::fromStdString(a.template_error);
+    r.validationError = QString::fromStdString(a.validation_error);
+    r.modelError = QString::fromStdString(a.model_error);
+    r.tokenizer = a.tok;
+    r.tokenizerDir = QString::fromStdString(a.tokenizer_dir);
+    r.elapsedMs = qint64(a.elapsed_ms);
+    return r;
 }
 
 QTextDocument* DatasetPage::previewDocument() const { return m_preview->document(); }

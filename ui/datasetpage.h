@@ -1,7 +1,7 @@
 // DatasetPage — choose the training data, its format and prompt template, see rendered examples with their loss tokens, the length histogram and the validation split.
 #pragma once
 
-#include "qls/dataset.h"
+#include "qls/dataset_analysis.h"
 
 #include <QFutureWatcher>
 #include <QString>
@@ -30,7 +30,8 @@ namespace qls {
 struct train_config;
 }
 
-// What one analysis of the dataset settings found (a value: built on a pool thread, shown on the GUI thread).
+// What one analysis of the dataset settings found: qls::analyze_dataset's answer (built on a pool thread) in the
+// page's types, shown on the GUI thread.
 struct DatasetAnalysis {
     struct Example {
         QString source;                  // "file:line"
@@ -57,6 +58,8 @@ struct DatasetAnalysis {
     std::shared_ptr<const qls::tokenizer> tokenizer;   // loaded (or reused) for modelDir
     QString tokenizerDir;
     qint64 elapsedMs = 0;
+
+    static DatasetAnalysis fromEngine(const qls::dataset_analysis& a, quint64 generation);
 };
 
 // Reading, rendering and tokenizing a whole file runs on Qt's thread pool (QtConcurrent), one analysis at a time;

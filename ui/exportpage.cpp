@@ -1,11 +1,9 @@
-// ExportPage: the form, the export job (engine calls on a QtConcurrent thread, progress by stage) and the result display.
+// ExportPage: the form, the export job (qls::run_export on a QtConcurrent thread, progress by stage) and the result display.
 #include "exportpage.h"
 
 #include "qls/error.h"
-#include "qls/hf_checkpoint.h"
-#include "qls/llama.h"
-#include "qls/peft.h"
-#include "qls/train_config.h"
+#include "qls/run_catalog.h"
+#include "qls/run_export.h"
 
 #include <QButtonGroup>
 #include <QCheckBox>
@@ -31,83 +29,31 @@
 
 namespace {
 
-// Everything the job needs, copied so that the page may change (or go away) while it runs.
-struct ExportRequest {
-    QString modelDir;
-    QString checkpointDir;
-    QString outputDir;
-    ExportPage::Format format = ExportPage::Format::Peft;
-    bool nf4 = true;
-    bool doubleQuant = true;
-};
-
-QString runDirOf(const QString& checkpointDir) {
-    const QFileInfo ck(QDir::cleanPath(checkpointDir));
-    const QFileInfo parent(ck.absolutePath());
-    return parent.fileName() == QLatin1String("checkpoints") ? parent.absolutePath() : QString();
-}
-
 ExportResult failure(const QString& message, const QString& hint) { return {false, {}, message, hint}; }
 
-// Checks what the engine would otherwise report later (or less directly): missing folders and files.
-ExportResult checkRequest(const ExportRequest& r) {
-    const QString adapterHint =
-        QObject::tr("choose a checkpoint folder of a run (runs/<name>/checkpoints/step-N), which holds "
-                    "adapter_config.json and adapter_model.safetensors");
-    if (r.checkpointDir.isEmpty()) return failure(QObject::tr("No checkpoint chosen."), adapterHint);
-    if (!QFileInfo(r.checkpointDir).isDir())
-        return failure(QObject::tr("%1: no such folder.").arg(r.checkpointDir), adapterHint);
-    for (const char* name : {"adapter_config.json", "adapter_model.safetensors"}) {
-        if (!QFileInfo::exists(r.checkpointDir + QLatin1Char('/') + QLatin1String(name)))
-            return failure(QObject::tr("%1 is not a checkpoint: it holds no %2.").arg(r.checkpointDir, QLatin1String(name)),
-                           adapterHint);
+QString stageText(const qls::export_progress& p, bool nf4) {
+    switch (p.stage) {
+    case qls::export_stage::reading_config: return QObject::tr("Reading the base model's config.json…");
+    case qls::export_stage::reading_adapter: return QObject::tr("Reading the adapter…");
+    case qls::export_stage::writing_adapter: return QObject::tr("Writing adapter_config.json and adapter_model.safetensors…");
+    case qls::export_stage::loading_base:
+        return nf4 ? QObject::tr("Loading and quantizing the base weights (NF4)…") : QObject::tr("Loading the base weights…");
+    case qls::export_stage::merging: return QObject::tr("Merging the adapter and writing the model…");
+    case qls::export_stage::done: return QObject::tr("Done.");
     }
-    const QString modelHint = QObject::tr("choose the base model the run was trained on (a Hugging Face folder with "
-                                          "config.json and model.safetensors)");
-    if (r.modelDir.isEmpty()) return failure(QObject::tr("No base model chosen."), modelHint);
-    if (!QFileInfo::exists(r.modelDir + QStringLiteral("/config.json")))
-        return failure(QObject::tr("%1: no config.json, so this is not a model folder.").arg(r.modelDir), modelHint);
-    if (r.outputDir.isEmpty())
-        return failure(QObject::tr("No output folder chosen."), QObject::tr("enter or browse for a folder to write"));
-    const QString out = QFileInfo(r.outputDir).absoluteFilePath();
-    for (const QString& in : {r.checkpointDir, r.modelDir}) {
-        if (QDir::cleanPath(out) == QDir::cleanPath(QFileInfo(in).absoluteFilePath()))
-            return failure(QObject::tr("The output folder %1 is an input of the export.").arg(r.outputDir),
-                           QObject::tr("choose a new folder, e.g. the run's exports/ folder"));
-    }
-    return {true, {}, {}, {}};
+    return {};
 }
 
-// Runs on a pool thread. Progress is by stage: the engine's calls report nothing finer.
-void runExport(QPromise<ExportResult>& promise, const ExportRequest& r) {
-    ExportResult checked = checkRequest(r);
-    if (!checked.ok) {
-        promise.addResult(checked);
-        return;
-    }
-    const bool merged = r.format == ExportPage::Format::Merged;
-    promise.setProgressRange(0, merged ? 4 : 3);
+// Runs on a pool thread: the engine's export use-case, its stages as the future's progress.
+void runExport(QPromise<ExportResult>& promise, const qls::export_request& r) {
     try {
-        const std::string model = r.modelDir.toStdString(), out = r.outputDir.toStdString();
-        promise.setProgressValueAndText(0, QObject::tr("Reading the base model's config.json…"));
-        const qls::hf_checkpoint base = qls::hf_checkpoint::open(model);
-        promise.setProgressValueAndText(1, QObject::tr("Reading the adapter…"));
-        const qls::lora_weights<float> lw = qls::load_peft(r.checkpointDir.toStdString(), base.config());
-        if (!merged) {
-            promise.setProgressValueAndText(2, QObject::tr("Writing adapter_config.json and adapter_model.safetensors…"));
-            qls::export_peft(out, lw, base.config(), model);
-        } else {
-            promise.setProgressValueAndText(2, r.nf4 ? QObject::tr("Loading and quantizing the base weights (NF4)…")
-                                                     : QObject::tr("Loading the base weights…"));
-            qls::llama_load_options lo;
-            lo.quantize_nf4 = r.nf4;
-            lo.double_quant = r.doubleQuant;
-            const qls::llama_model m = qls::llama_model::load(base, lo);
-            promise.setProgressValueAndText(3, QObject::tr("Merging the adapter and writing the model…"));
-            qls::export_merged(out, base, m, lw);
-        }
-        promise.setProgressValueAndText(merged ? 4 : 3, QObject::tr("Done."));
-        promise.addResult(ExportResult{true, QFileInfo(r.outputDir).absoluteFilePath(), {}, {}});
+        qls::export_callbacks cb;
+        cb.on_stage = [&promise, nf4 = r.quantize_nf4](const qls::export_progress& p) {
+            if (p.index == 0) promise.setProgressRange(0, p.count);
+            promise.setProgressValueAndText(p.index, stageText(p, nf4));
+        };
+        const qls::export_result res = qls::run_export(r, cb);
+        promise.addResult(ExportResult{true, QString::fromStdString(res.output_dir), {}, {}});
     } catch (const qls::error& e) {
         promise.addResult(failure(QString::fromStdString(e.what()), QString::fromStdString(e.hint())));
     } catch (const std::bad_alloc&) {
@@ -229,16 +175,13 @@ void ExportPage::setCheckpoint(const QString& modelDir, const QString& checkpoin
     m_progress->setRange(0, 1);
     m_progress->setValue(0);
 
-    // The run's own config says whether its base was NF4 while the adapter trained.
+    // The run's own config says whether its base was NF4 while the adapter trained (an unreadable one only loses
+    // this default; the export itself does not need it).
     bool nf4 = true;
-    const QString runDir = runDirOf(m_checkpointDir);
-    const QString runConfig = runDir + QStringLiteral("/config.json");
-    if (!runDir.isEmpty() && QFileInfo::exists(runConfig)) {
-        try {
-            nf4 = qls::load_train_config(runConfig.toStdString()).quantize_nf4;
-        } catch (const std::exception&) {
-            // an unreadable run config only loses this default; the export itself does not need it
-        }
+    const std::string runDir = qls::checkpoint_run_dir(m_checkpointDir.toStdString());
+    if (!runDir.empty()) {
+        const qls::run_info run = qls::read_run(runDir);
+        if (run.problem.empty()) nf4 = run.quantize_nf4;
     }
     m_nf4->setChecked(nf4);
     updateDefaultOutput();
@@ -265,12 +208,8 @@ QString ExportPage::statusText() const { return m_status->text(); }
 // runs/<name>/exports/<peft|merged>-<step-N>, as `qlora export` writes by default; beside the checkpoint otherwise.
 void ExportPage::updateDefaultOutput() {
     if (m_outputEdited || m_checkpointDir.isEmpty()) return;
-    const QString kind = format() == Format::Merged ? QStringLiteral("merged") : QStringLiteral("peft");
-    const QString name = QFileInfo(m_checkpointDir).fileName();
-    const QString runDir = runDirOf(m_checkpointDir);
-    m_output->setText(runDir.isEmpty() ? QFileInfo(m_checkpointDir).absolutePath() + QLatin1Char('/') + name +
-                                             QLatin1Char('-') + kind
-                                       : runDir + QStringLiteral("/exports/") + kind + QLatin1Char('-') + name);
+    m_output->setText(QString::fromStdString(qls::default_export_dir(
+        m_checkpointDir.toStdString(), format() == Format::Merged ? qls::export_format::merged : qls::export_format::peft)));
 }
 
 void ExportPage::browseOutput() {
@@ -293,20 +232,20 @@ void ExportPage::setBusy(bool busy) {
 
 void ExportPage::startExport() {
     if (isRunning()) return;
-    ExportRequest r;
-    r.modelDir = m_modelDir;
-    r.checkpointDir = m_checkpointDir;
-    r.outputDir = outputDir();
-    r.format = format();
-    r.nf4 = mergeIntoNf4();
+    qls::export_request r;
+    r.model_dir = m_modelDir.toStdString();
+    r.checkpoint_dir = m_checkpointDir.toStdString();
+    r.output_dir = outputDir().toStdString();
+    r.format = format() == Format::Merged ? qls::export_format::merged : qls::export_format::peft;
+    r.quantize_nf4 = mergeIntoNf4();
     m_resultPath.clear();
     m_result->clear();
     m_openFolder->setEnabled(false);
-    m_progress->setRange(0, r.format == Format::Merged ? 4 : 3);
+    m_progress->setRange(0, qls::export_stage_count(r.format));
     m_progress->setValue(0);
     m_status->setText(tr("Exporting…"));
     setBusy(true);
-    emit exportStarted(r.outputDir);
+    emit exportStarted(outputDir());
     m_watcher.setFuture(QtConcurrent::run(runExport, r));
 }
 

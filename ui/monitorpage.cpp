@@ -1,15 +1,18 @@
-// MonitorPage: QCustomPlot charts fed step by step and redrawn on a coalescing ~30 Hz timer (anchors §7.5, §7.8 habit 15).
+// MonitorPage: composes the ui/charts/ classes, feeds them step by step and redraws them on a coalescing ~30 Hz timer (anchors §7.5, §7.8 habit 15).
 #include "monitorpage.h"
 
+#include "charts/learningratechart.h"
+#include "charts/losschart.h"
+#include "charts/memorychart.h"
+#include "charts/pagingchart.h"
+#include "charts/throughputchart.h"
 #include "trainingsession.h"
 
-// NOTE: QCustomPlot still uses foreach
-#undef QT_NO_FOREACH
-#include <qcustomplot.h>
-
 #include <QCheckBox>
+#include <QDir>
 #include <QFileDialog>
 #include <QFileInfo>
+#include <QFontDatabase>
 #include <QGridLayout>
 #include <QHBoxLayout>
 #include <QLabel>
@@ -21,52 +24,13 @@
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSaveFile>
-#include <QSplitter>
 #include <QTextStream>
-#include <QToolTip>
 #include <QVBoxLayout>
 
 #include <algorithm>
 #include <cmath>
 
-namespace {
-
-const QColor kPalette[] = {QColor(0x1f, 0x77, 0xb4), QColor(0xff, 0x7f, 0x0e), QColor(0x2c, 0xa0, 0x2c),
-                           QColor(0xd6, 0x27, 0x28), QColor(0x94, 0x67, 0xbd), QColor(0x8c, 0x56, 0x4b),
-                           QColor(0xe3, 0x77, 0xc2), QColor(0x7f, 0x7f, 0x7f), QColor(0xbc, 0xbd, 0x22),
-                           QColor(0x17, 0xbe, 0xcf)};
-
-// Short legend names for the memory plan's categories (machine names of qls::plan_category_name).
-QString categoryLabel(const QString& machineName) {
-    static const QHash<QString, QString> labels = {
-        {"quantized_weights", "NF4 weights"}, {"frozen_weights", "frozen"},        {"lora_weights", "LoRA"},
-        {"lora_grads", "LoRA grads"},         {"optimizer_resident", "optimizer"}, {"optimizer_paged", "optim. paged"},
-        {"activations", "activations"},       {"logits_loss", "logits"},           {"workspace", "workspace"},
-        {"cuda_context", "CUDA context"}};
-    QString s = labels.value(machineName, machineName);
-    s.replace('_', ' ');
-    return s;
-}
-
-double megabytesPerSecond(uint64_t bytes, double seconds) { return seconds > 0 ? double(bytes) / seconds / 1e6 : 0.0; }
-
-// The CUDA context is device memory the driver takes, outside our budget; a CPU run has none.
-const char* const kContextCategory = "cuda_context";
-
-uint64_t planTotal(const qls::step_stats& s, bool withContext = true) {
-    uint64_t t = 0;
-    for (const auto& [name, bytes] : s.plan_bytes)
-        if (withContext || name != kContextCategory) t += bytes;
-    return t;
-}
-
-// 1 = KiB, 2 = MiB, 3 = GiB: the unit that keeps the memory chart's numbers readable.
-int unitPowerFor(uint64_t bytes) { return bytes >= (1ull << 30) ? 3 : bytes >= (1ull << 20) ? 2 : 1; }
-
-} // namespace
-
 MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
-    m_follow.fill(true);
     auto* outer = new QVBoxLayout(this);
 
     // ---- controls ---------------------------------------------------------------------------------------------
@@ -134,11 +98,13 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     auto* grid = new QGridLayout(chartsArea);
     grid->setContentsMargins(0, 0, 0, 0);
     grid->setSpacing(4);
-    makePlot(LossChart, tr("Loss"));
-    makePlot(LearningRateChart, tr("Learning rate"));
-    makePlot(ThroughputChart, tr("Throughput (tokens/s)"));
-    makePlot(MemoryChart, tr("Memory"));
-    makePlot(PagingChart, tr("Paging (MB/s)"));
+    m_loss = new ::LossChart(&m_history, chartsArea);
+    m_learningRate = new ::LearningRateChart(&m_history, chartsArea);
+    auto* throughput = new ::ThroughputChart(&m_history, chartsArea);
+    m_memory = new ::MemoryChart(&m_history, chartsArea);
+    m_paging = new ::PagingChart(&m_history, chartsArea);
+    m_charts = {m_loss, m_learningRate, throughput, m_memory, m_paging};
+    for (int c = 0; c < ChartCount; ++c) m_charts[size_t(c)]->setPlotObjectName(QString("chart%1").arg(c));
     m_log = new QPlainTextEdit(chartsArea);
     m_log->setReadOnly(true);
     m_log->setMaximumBlockCount(20000);
@@ -147,48 +113,34 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     m_log->setPlaceholderText(tr("Step log: one line per optimizer step, and the engine's messages"));
     m_log->setToolTip(tr("One line per optimizer step (loss, learning rate, gradient norm, throughput) and the "
                          "engine's messages (data warnings, evaluations, checkpoints)"));
-    grid->addWidget(m_plots[LossChart], 0, 0);
-    grid->addWidget(m_plots[LearningRateChart], 0, 1);
-    grid->addWidget(m_plots[ThroughputChart], 0, 2);
-    grid->addWidget(m_plots[MemoryChart], 1, 0);
-    grid->addWidget(m_plots[PagingChart], 1, 1);
+    grid->addWidget(m_charts[LossChart], 0, 0);
+    grid->addWidget(m_charts[LearningRateChart], 0, 1);
+    grid->addWidget(m_charts[ThroughputChart], 0, 2);
+    grid->addWidget(m_charts[MemoryChart], 1, 0);
+    grid->addWidget(m_charts[PagingChart], 1, 1);
     grid->addWidget(m_log, 1, 2);
     for (int i = 0; i < 3; ++i) grid->setColumnStretch(i, 1);
     for (int i = 0; i < 2; ++i) grid->setRowStretch(i, 1);
     outer->addWidget(chartsArea, 1);
 
     // ---- series -----------------------------------------------------------------------------------------------
-    m_series[TrainLoss] = addGraph(LossChart, tr("train"), kPalette[0]);
-    m_series[EvalLoss] = addGraph(LossChart, tr("eval"), kPalette[1]);
-    m_series[EvalLoss]->setScatterStyle(QCPScatterStyle(QCPScatterStyle::ssCircle, 6));
-    m_series[LearningRate] = addGraph(LearningRateChart, tr("learning rate"), kPalette[2]);
-    m_series[TokensPerSecond] = addGraph(ThroughputChart, tr("tokens/s"), kPalette[4]);
-    m_series[MemoryMeasured] = addGraph(MemoryChart, tr("measured"), Qt::black);
-    m_series[MemoryBudget] = addGraph(MemoryChart, tr("budget"), kPalette[3]);
-    m_series[MemoryBudget]->setPen(QPen(kPalette[3], 1.5, Qt::DashLine));
-    m_series[MemoryCard] = addGraph(MemoryChart, tr("card"), Qt::darkGray);
-    m_series[MemoryCard]->setPen(QPen(Qt::darkGray, 1.5, Qt::DotLine));
-    m_series[PagingHostToDevice] = addGraph(PagingChart, tr("host→device"), kPalette[0]);
-    m_series[PagingDeviceToHost] = addGraph(PagingChart, tr("device→host"), kPalette[1]);
-    m_series[ResidentPages] = addGraph(PagingChart, tr("resident pages"), kPalette[2], true);
-    m_series[ResidentPages]->setLineStyle(QCPGraph::lsStepLeft);
-    m_plots[PagingChart]->yAxis2->setVisible(true);
-    m_plots[PagingChart]->yAxis2->setLabel(tr("pages"));
-    m_plots[PagingChart]->yAxis->setLabel(tr("MB/s"));
-    m_plots[LossChart]->yAxis->setLabel(tr("loss"));
-    m_plots[ThroughputChart]->yAxis->setLabel(tr("tokens/s"));
-    m_plots[LearningRateChart]->yAxis->setNumberFormat("g");
-    m_plots[LearningRateChart]->yAxis->setNumberPrecision(2);
-    // budget and card lines only appear in the legend once the run has them
-    for (Series s : {MemoryBudget, MemoryCard}) m_series[s]->removeFromLegend();
+    m_series[TrainLoss] = m_loss->graph(::LossChart::Train);
+    m_series[EvalLoss] = m_loss->graph(::LossChart::Eval);
+    m_series[LearningRate] = m_learningRate->graph(0);
+    m_series[TokensPerSecond] = throughput->graph(0);
+    m_series[MemoryMeasured] = m_memory->graph(::MemoryChart::Measured);
+    m_series[MemoryBudget] = m_memory->graph(::MemoryChart::Budget);
+    m_series[MemoryCard] = m_memory->graph(::MemoryChart::Card);
+    m_series[PagingHostToDevice] = m_paging->graph(::PagingChart::HostToDevice);
+    m_series[PagingDeviceToHost] = m_paging->graph(::PagingChart::DeviceToHost);
+    m_series[ResidentPages] = m_paging->graph(::PagingChart::ResidentPages);
     for (int c = 0; c < ChartCount; ++c) {
-        m_tracers[c] = new QCPItemTracer(m_plots[c]);
-        m_tracers[c]->setStyle(QCPItemTracer::tsCrosshair);
-        m_tracers[c]->setPen(QPen(QColor(0, 0, 0, 90), 1, Qt::DashLine));
-        m_tracers[c]->setVisible(false);
+        connect(m_charts[size_t(c)], &MonitorChart::followRequested, this, &MonitorPage::markDirty);
+        connect(m_charts[size_t(c)], &MonitorChart::contextMenuRequested, this,
+                [this, c](const QPoint& p) { contextMenu(Chart(c), p); });
     }
     // the loss chart's replots are the ones counted (every chart is replotted in the same pass)
-    connect(m_plots[LossChart], &QCustomPlot::afterReplot, this, [this] { ++m_replotCount; });
+    connect(m_loss, &MonitorChart::replotted, this, [this] { ++m_replotCount; });
 
     // ---- behaviour --------------------------------------------------------------------------------------------
     m_replotTimer.setSingleShot(true);
@@ -219,57 +171,9 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     updateTitles();
 }
 
-QCustomPlot* MonitorPage::makePlot(Chart c, const QString& title) {
-    auto* plot = new QCustomPlot(this);
-    plot->setObjectName(QString("chart%1").arg(int(c)));
-    plot->setMinimumSize(260, 180);
-    plot->setInteractions(QCP::iRangeDrag | QCP::iRangeZoom);
-    // Long runs put thousands of points on a few hundred pixels: adaptive sampling (on by default) thins them, and
-    // fast polylines skip the raster engine's costly stroke joins, so one replot stays a few milliseconds.
-    plot->setPlottingHint(QCP::phFastPolylines, true);
-    plot->axisRect()->setRangeDragAxes({plot->xAxis}, {plot->yAxis, plot->yAxis2});
-    plot->axisRect()->setRangeZoomAxes({plot->xAxis}, {plot->yAxis, plot->yAxis2});
-    plot->xAxis->setLabel(tr("step"));
-    QFont small = font();
-    small.setPointSizeF(std::max(7.0, small.pointSizeF() - 1));
-    for (QCPAxis* a : {plot->xAxis, plot->yAxis, plot->yAxis2}) {
-        a->setTickLabelFont(small);
-        a->setLabelFont(small);
-    }
-    plot->legend->setVisible(true);
-    plot->legend->setFont(small);
-    plot->legend->setBrush(QColor(255, 255, 255, 200));
-    plot->legend->setRowSpacing(-3);
-    plot->axisRect()->insetLayout()->setInsetAlignment(0, Qt::AlignTop | Qt::AlignRight);
-    plot->plotLayout()->insertRow(0);
-    QFont bold = font();
-    bold.setBold(true);
-    m_titles[c] = new QCPTextElement(plot, title, bold);
-    plot->plotLayout()->addElement(0, 0, m_titles[c]);
-    plot->setToolTip(tr("Hover for the values at a step; drag to pan, wheel to zoom, double-click to follow the run "
-                        "again, right-click to save the chart or export the data"));
-    plot->setContextMenuPolicy(Qt::CustomContextMenu);
-    connect(plot, &QCustomPlot::mouseMove, this, [this, c](QMouseEvent* e) {
-        if (e->buttons() & Qt::LeftButton) m_follow[c] = false;
-        showTooltip(c, e->pos());
-    });
-    connect(plot, &QCustomPlot::mouseWheel, this, [this, c] { m_follow[c] = false; });
-    connect(plot, &QCustomPlot::mouseDoubleClick, this, [this, c] {
-        m_follow[c] = true;
-        markDirty();
-    });
-    connect(plot, &QCustomPlot::customContextMenuRequested, this, [this, c](const QPoint& p) { contextMenu(c, p); });
-    m_plots[c] = plot;
-    return plot;
-}
-
-QCPGraph* MonitorPage::addGraph(Chart c, const QString& name, const QColor& color, bool rightAxis) {
-    QCustomPlot* plot = m_plots[c];
-    QCPGraph* g = plot->addGraph(plot->xAxis, rightAxis ? plot->yAxis2 : plot->yAxis);
-    g->setName(name);
-    g->setPen(QPen(color, 1.25));
-    return g;
-}
+QCustomPlot* MonitorPage::chart(Chart c) const { return m_charts[size_t(c)]->plot(); }
+QList<QCPGraph*> MonitorPage::memoryCategoryGraphs() const { return m_memory->categoryGraphs(); }
+QStringList MonitorPage::memoryCategories() const { return m_memory->categories(); }
 
 void MonitorPage::setSession(TrainingSession* session) {
     if (m_session) disconnect(m_session, nullptr, this, nullptr);
@@ -289,8 +193,8 @@ QString MonitorPage::runName() const { return m_runName->text().trimmed(); }
 void MonitorPage::setRunName(const QString& name) { m_runName->setText(name); }
 
 void MonitorPage::setBudgetBytes(quint64 bytes) {
-    if (bytes == m_budgetBytes) return;
-    m_budgetBytes = bytes;
+    if (bytes == m_memory->budgetBytes()) return;
+    m_memory->setBudgetBytes(bytes);
     rebuildCharts();
     markDirty();
 }
@@ -306,7 +210,7 @@ void MonitorPage::beginRun(qint64 totalSteps, const QString& runDir) {
         m_log->clear();
         m_pendingLog.clear();
         clearCharts();
-        m_follow.fill(true);
+        for (MonitorChart* c : m_charts) c->setFollow(true);
     }
     m_status->hide();
     m_runLabel->setText(tr("Run %1 — %2").arg(QFileInfo(runDir).fileName().toHtmlEscaped(), QDir::toNativeSeparators(runDir)));
@@ -323,17 +227,11 @@ void MonitorPage::addStats(const qls::step_stats& s) {
     }
     m_history.push_back(s);
     m_totalSteps = std::max<qint64>(m_totalSteps, s.total_steps);
-    uint64_t peak = std::max({planTotal(s, s.device_total_bytes > 0), s.device_used_bytes, s.device_peak_bytes, s.device_total_bytes, uint64_t(m_budgetBytes)});
-    const int power = unitPowerFor(peak);
-    if (power > m_memoryUnitPower) {
-        m_memoryUnitPower = power;
-        rebuild = true;
-    }
-    if (m_memoryCategories.isEmpty() && !s.plan_bytes.empty()) buildMemoryCategories(s);
+    if (m_memory->noteStep(s)) rebuild = true;   // the memory unit grew
     if (rebuild)
         rebuildCharts();
     else
-        appendToCharts(s);
+        for (MonitorChart* c : m_charts) c->append(s);
 
     QString line = QString("step %1/%2  loss %3  lr %4  grad %5  %6 tok/s  %7 s")
                        .arg(s.step)
@@ -359,6 +257,7 @@ void MonitorPage::showFinished(const QString& status, const QString& checkpointD
         text += tr(" Checkpoint: %1").arg(QDir::toNativeSeparators(checkpointDir).toHtmlEscaped());
     setStatus(text);
     m_pendingLog << tr("finished: %1").arg(status);
+    updateTitles();   // the titles name the last step at once, not at the next redraw
     markDirty();
     updateButtons();
 }
@@ -376,12 +275,7 @@ void MonitorPage::showRun(const QString& runDir, const QVector<qls::step_stats>&
     m_runDir.clear();
     beginRun(history.isEmpty() ? 0 : history.last().total_steps, runDir);
     m_history = history;
-    m_memoryUnitPower = 1;
-    for (const qls::step_stats& s : history) {
-        m_memoryUnitPower = std::max(m_memoryUnitPower,
-                                     unitPowerFor(std::max({planTotal(s, s.device_total_bytes > 0), s.device_used_bytes, s.device_total_bytes, uint64_t(m_budgetBytes)})));
-        if (m_memoryCategories.isEmpty() && !s.plan_bytes.empty()) buildMemoryCategories(s);
-    }
+    m_memory->noteHistory(history);
     rebuildCharts();
     if (history.isEmpty())
         setStatus(tr("<b>This run has no recorded steps</b> (its metrics.jsonl is empty or missing)."));
@@ -393,111 +287,23 @@ void MonitorPage::showRun(const QString& runDir, const QVector<qls::step_stats>&
 
 // ---- charts ---------------------------------------------------------------------------------------------------
 
-double MonitorPage::memoryScale() const { return std::pow(1024.0, m_memoryUnitPower); }
-
-QString MonitorPage::memoryUnit() const { return m_memoryUnitPower >= 3 ? "GiB" : m_memoryUnitPower == 2 ? "MiB" : "KiB"; }
-
-void MonitorPage::buildMemoryCategories(const qls::step_stats& s) {
-    QCustomPlot* plot = m_plots[MemoryChart];
-    int colour = 0;
-    for (const auto& [name, bytes] : s.plan_bytes) {
-        if (bytes == 0) continue;
-        if (s.device_total_bytes == 0 && name == kContextCategory) continue; // a CPU run has no CUDA context
-        QCPGraph* g = plot->addGraph();
-        QColor c = kPalette[(colour++) % std::size(kPalette)];
-        g->setName(categoryLabel(QString::fromStdString(name)));
-        g->setPen(QPen(c.darker(120), 1));
-        c.setAlpha(110);
-        g->setBrush(c);
-        g->setChannelFillGraph(m_memoryGraphs.isEmpty() ? nullptr : m_memoryGraphs.last());
-        m_memoryGraphs << g;
-        m_memoryCategories << QString::fromStdString(name);
-    }
-    // up to ten categories: the legend goes below the chart, three entries a row, instead of covering the stack
-    if (plot->axisRect()->insetLayout()->take(plot->legend)) {
-        plot->axisRect()->insetLayout()->simplify();
-        plot->plotLayout()->addElement(plot->plotLayout()->rowCount(), 0, plot->legend);
-        plot->plotLayout()->setRowStretchFactor(plot->plotLayout()->rowCount() - 1, 0.001);
-        plot->legend->setWrap(3);
-        plot->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, false);
-        plot->legend->setFillOrder(QCPLayoutGrid::foRowsFirst, true);
-        plot->legend->setBorderPen(Qt::NoPen);
-        plot->legend->setMargins(QMargins(4, 0, 4, 2));
-    }
-    // the measured, budget and card lines stay on top of the stacked areas
-    if (!plot->layer("lines")) plot->addLayer("lines", plot->layer("main"), QCustomPlot::limAbove);
-    for (Series sr : {MemoryMeasured, MemoryBudget, MemoryCard}) m_series[sr]->setLayer("lines");
-}
-
-void MonitorPage::appendToCharts(const qls::step_stats& s) {
-    const double x = double(s.step);
-    m_series[TrainLoss]->addData(x, s.loss);
-    if (s.eval_loss) m_series[EvalLoss]->addData(x, *s.eval_loss);
-    m_series[LearningRate]->addData(x, s.lr);
-    m_series[TokensPerSecond]->addData(x, s.tokens_per_s);
-
-    const double unit = memoryScale();
-    double cumulative = 0;
-    for (int i = 0; i < m_memoryCategories.size(); ++i) {
-        const std::string name = m_memoryCategories[i].toStdString();
-        for (const auto& [n, bytes] : s.plan_bytes)
-            if (n == name) cumulative += double(bytes) / unit;
-        m_memoryGraphs[i]->addData(x, cumulative);
-    }
-    m_series[MemoryMeasured]->addData(x, double(s.device_used_bytes) / unit);
-    if (m_budgetBytes > 0) {
-        m_series[MemoryBudget]->addData(x, double(m_budgetBytes) / unit);
-        m_series[MemoryBudget]->addToLegend();
-    }
-    if (s.device_total_bytes > 0) {
-        m_anyCard = true;
-        m_series[MemoryCard]->addData(x, double(s.device_total_bytes) / unit);
-        m_series[MemoryCard]->addToLegend();
-    }
-
-    if (s.total_pages > 0 || s.paging_h2d_bytes > 0 || s.paging_d2h_bytes > 0) m_anyPaging = true;
-    m_series[PagingHostToDevice]->addData(x, megabytesPerSecond(s.paging_h2d_bytes, s.step_time_s));
-    m_series[PagingDeviceToHost]->addData(x, megabytesPerSecond(s.paging_d2h_bytes, s.step_time_s));
-    m_series[ResidentPages]->addData(x, double(s.resident_pages));
-}
-
 void MonitorPage::clearCharts() {
-    for (QCPItemTracer* t : m_tracers) {
-        t->setVisible(false);
-        t->setGraph(nullptr);
-    }
-    for (QCPGraph* g : m_series) g->data()->clear();
-    for (QCPGraph* g : m_memoryGraphs) m_plots[MemoryChart]->removeGraph(g);
-    m_memoryGraphs.clear();
-    m_memoryCategories.clear();
-    m_memoryUnitPower = 1;
-    m_anyPaging = false;
-    m_anyCard = false;
-    for (Series s : {MemoryBudget, MemoryCard}) m_series[s]->removeFromLegend();
+    for (MonitorChart* c : m_charts) c->clearData();
+    m_memory->reset();
 }
 
 void MonitorPage::rebuildCharts() {
-    for (QCPGraph* g : m_series) g->data()->clear();
-    for (QCPGraph* g : m_memoryGraphs) g->data()->clear();
-    m_anyPaging = false;
-    m_anyCard = false;
-    if (m_budgetBytes == 0) m_series[MemoryBudget]->removeFromLegend();
-    for (const qls::step_stats& s : m_history) appendToCharts(s);
+    for (MonitorChart* c : m_charts) c->clearData();
+    for (const qls::step_stats& s : m_history)
+        for (MonitorChart* c : m_charts) c->append(s);
 }
 
 bool MonitorPage::logScale() const { return m_logScale->isChecked(); }
 
 void MonitorPage::setLogScale(bool on) {
     if (m_logScale->isChecked() != on) m_logScale->setChecked(on); // re-enters through toggled
-    QCPAxis* y = m_plots[LossChart]->yAxis;
-    const bool isLog = y->scaleType() == QCPAxis::stLogarithmic;
-    if (isLog == on) return;
-    y->setScaleType(on ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
-    if (on)
-        y->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
-    else
-        y->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
-    m_follow[LossChart] = true;
+    if (m_loss->logScale() == on) return;
+    m_loss->setLogScale(on);
     markDirty();
 }
 
@@ -510,7 +316,7 @@ void MonitorPage::adaptReplotInterval() {
     // Redrawing must not eat the GUI thread: when the charts' last replots took long (long runs, a slow machine),
     // the next one waits at least three times as long, so drawing stays under about a quarter of the thread.
     double ms = 0;
-    for (QCustomPlot* p : m_plots) ms += p->replotTime(false);
+    for (MonitorChart* c : m_charts) ms += c->lastReplotMs();
     const int interval = std::clamp(int(std::ceil(3.0 * ms)), 1000 / maxReplotsPerSecond, 1000);
     m_replotTimer.setInterval(interval);
 }
@@ -530,76 +336,14 @@ void MonitorPage::replotNow() {
     if (!m_dirty || !isVisible()) return; // hidden: showEvent replots when the page comes back
     m_dirty = false;
     adaptReplotInterval();
-    for (int c = 0; c < ChartCount; ++c) {
-        QCustomPlot* plot = m_plots[c];
-        if (m_follow[c] && !m_history.isEmpty()) {
-            const double first = m_history.first().step, last = m_history.last().step;
-            plot->xAxis->setRange(first == last ? first - 1 : first, std::max(last, first + 1));
-            for (QCPAxis* y : {plot->yAxis, plot->yAxis2}) {
-                const bool isLog = y->scaleType() == QCPAxis::stLogarithmic;
-                bool any = false;
-                QCPRange r;
-                for (QCPAbstractPlottable* p : y->plottables()) {
-                    bool found = false;
-                    const QCPRange pr = p->getValueRange(found, isLog ? QCP::sdPositive : QCP::sdBoth);
-                    if (!found) continue;
-                    r = any ? QCPRange(std::min(r.lower, pr.lower), std::max(r.upper, pr.upper)) : pr;
-                    any = true;
-                }
-                if (!any) continue;
-                if (isLog) {
-                    y->setRange(r.lower / 1.15, r.upper * 1.15);
-                } else if (c == LossChart) {
-                    const double span = std::max({r.upper - r.lower, std::abs(r.upper) * 0.05, 1e-9});
-                    y->setRange(r.lower - 0.08 * span, r.upper + 0.12 * span);
-                } else {
-                    // throughput, learning rate, bytes and pages start at zero
-                    const double lower = std::min(0.0, r.lower);
-                    const double span = std::max(r.upper - lower, 1e-12);
-                    y->setRange(lower, r.upper > lower ? r.upper + 0.12 * span : 1.0);
-                }
-            }
-        }
-        if (c == PagingChart && m_follow[c] && !m_history.isEmpty()) {
-            uint64_t pages = 0;
-            for (const qls::step_stats& s : m_history) pages = std::max({pages, s.total_pages, s.resident_pages});
-            plot->yAxis2->setRange(0, std::max<double>(1.0, double(pages) * 1.15));
-        }
-        plot->replot(QCustomPlot::rpQueuedReplot);
+    for (MonitorChart* c : m_charts) {
+        c->fitToData();
+        c->replot();
     }
 }
 
 void MonitorPage::updateTitles() {
-    const qls::step_stats* last = m_history.isEmpty() ? nullptr : &m_history.last();
-    auto set = [this](Chart c, const QString& t) { m_titles[c]->setText(t); };
-    if (!last) {
-        set(LossChart, tr("Loss"));
-        set(LearningRateChart, tr("Learning rate"));
-        set(ThroughputChart, tr("Throughput (tokens/s)"));
-        set(MemoryChart, tr("Memory"));
-        set(PagingChart, tr("Paging (MB/s)"));
-        return;
-    }
-    QString loss = tr("Loss — %1").arg(last->loss, 0, 'f', 3);
-    for (auto it = m_history.crbegin(); it != m_history.crend(); ++it)
-        if (it->eval_loss) {
-            loss += tr(" (eval %1 at step %2)").arg(*it->eval_loss, 0, 'f', 3).arg(it->step);
-            break;
-        }
-    set(LossChart, loss);
-    set(LearningRateChart, tr("Learning rate — %1").arg(last->lr, 0, 'g', 3));
-    set(ThroughputChart, tr("Throughput — %1 tokens/s").arg(QLocale().toString(last->tokens_per_s, 'f', 0)));
-    const double unit = memoryScale();
-    QString mem = tr("Memory (%1) — used %2 of plan %3")
-                      .arg(memoryUnit())
-                      .arg(double(last->device_used_bytes) / unit, 0, 'f', 1)
-                      .arg(double(planTotal(*last, m_anyCard)) / unit, 0, 'f', 1);
-    if (!m_anyCard) mem = tr("Memory (%1) — CPU run: plan and engine bytes").arg(memoryUnit());
-    set(MemoryChart, mem);
-    if (!m_anyPaging)
-        set(PagingChart, tr("Paging (MB/s) — no paged optimizer states"));
-    else
-        set(PagingChart, tr("Paging (MB/s) — %1 of %2 pages resident").arg(last->resident_pages).arg(last->total_pages));
+    for (MonitorChart* c : m_charts) c->setTitle(m_history.isEmpty() ? c->idleTitle() : c->titleFor(m_history));
 }
 
 void MonitorPage::updateProgress() {
@@ -640,21 +384,12 @@ void MonitorPage::setStatus(const QString& html) {
 
 // ---- reading values back --------------------------------------------------------------------------------------
 
-QString MonitorPage::chartTitle(Chart c) const { return m_titles[c] ? m_titles[c]->text() : QString(); }
+QString MonitorPage::chartTitle(Chart c) const { return m_charts[c] ? m_charts[c]->title() : QString(); }
 QString MonitorPage::progressText() const { return m_progressLabel->text(); }
 int MonitorPage::progressValue() const { return m_progress->value(); }
 int MonitorPage::progressMaximum() const { return m_progress->maximum(); }
 QString MonitorPage::logText() const { return m_log->toPlainText() + (m_pendingLog.isEmpty() ? QString() : "\n" + m_pendingLog.join('\n')); }
 QString MonitorPage::runTitle() const { return m_runLabel->text(); }
-
-const qls::step_stats* MonitorPage::statsAt(double step) const {
-    if (m_history.isEmpty()) return nullptr;
-    auto it = std::lower_bound(m_history.cbegin(), m_history.cend(), step,
-                               [](const qls::step_stats& s, double x) { return double(s.step) < x; });
-    if (it == m_history.cend()) return &m_history.last();
-    if (it != m_history.cbegin() && std::abs(double((it - 1)->step) - step) < std::abs(double(it->step) - step)) --it;
-    return &*it;
-}
 
 QString MonitorPage::formatDuration(double seconds) {
     if (!std::isfinite(seconds) || seconds < 0) return tr("unknown");
@@ -665,77 +400,18 @@ QString MonitorPage::formatDuration(double seconds) {
     return tr("%1 h %2 min").arg(s / 3600).arg((s % 3600) / 60, 2, 10, QChar('0'));
 }
 
-void MonitorPage::showTooltip(Chart c, const QPoint& pos) {
-    QCustomPlot* plot = m_plots[c];
-    const qls::step_stats* s = statsAt(plot->xAxis->pixelToCoord(pos.x()));
-    if (!s || !plot->axisRect()->rect().contains(pos)) {
-        m_tracers[c]->setVisible(false);
-        m_tracers[c]->setGraph(nullptr);
-        QToolTip::hideText();
-        plot->replot(QCustomPlot::rpQueuedReplot);
-        return;
-    }
-    static const Series traced[] = {TrainLoss, LearningRate, TokensPerSecond, MemoryMeasured, PagingHostToDevice};
-    m_tracers[c]->setGraph(m_series[traced[c]]); // set on hover only: a tracer on an empty graph complains
-    m_tracers[c]->setGraphKey(double(s->step));
-    m_tracers[c]->setVisible(true);
-    QString text = tr("<b>step %1</b> (epoch %2)").arg(s->step).arg(s->epoch, 0, 'f', 2);
-    const double unit = memoryScale();
-    switch (c) {
-    case LossChart:
-        text += tr("<br>train loss %1").arg(s->loss, 0, 'f', 4);
-        if (s->eval_loss) text += tr("<br>eval loss %1").arg(*s->eval_loss, 0, 'f', 4);
-        text += tr("<br>gradient norm %1").arg(s->grad_norm, 0, 'f', 3);
-        break;
-    case LearningRateChart:
-        text += tr("<br>learning rate %1").arg(s->lr, 0, 'e', 3);
-        break;
-    case ThroughputChart:
-        text += tr("<br>%1 tokens/s<br>%2 tokens in %3 s")
-                    .arg(QLocale().toString(s->tokens_per_s, 'f', 0))
-                    .arg(s->tokens)
-                    .arg(s->step_time_s, 0, 'f', 3);
-        break;
-    case MemoryChart:
-        for (const auto& [name, bytes] : s->plan_bytes)
-            if (bytes > 0 && (s->device_total_bytes > 0 || name != kContextCategory))
-                text += tr("<br>%1: %2 %3").arg(categoryLabel(QString::fromStdString(name))).arg(double(bytes) / unit, 0, 'f', 2).arg(memoryUnit());
-        text += tr("<br>measured %1 %3, peak %2 %3")
-                    .arg(double(s->device_used_bytes) / unit, 0, 'f', 2)
-                    .arg(double(s->device_peak_bytes) / unit, 0, 'f', 2)
-                    .arg(memoryUnit());
-        if (m_budgetBytes > 0) text += tr("<br>budget %1 %2").arg(double(m_budgetBytes) / unit, 0, 'f', 2).arg(memoryUnit());
-        text += s->device_total_bytes > 0 ? tr("<br>card %1 %2").arg(double(s->device_total_bytes) / unit, 0, 'f', 2).arg(memoryUnit())
-                                          : tr("<br>CPU backend: no card");
-        break;
-    case PagingChart:
-        text += tr("<br>host→device %1 MB/s (%2 bytes)<br>device→host %3 MB/s (%4 bytes)<br>resident pages %5 of %6")
-                    .arg(megabytesPerSecond(s->paging_h2d_bytes, s->step_time_s), 0, 'f', 2)
-                    .arg(s->paging_h2d_bytes)
-                    .arg(megabytesPerSecond(s->paging_d2h_bytes, s->step_time_s), 0, 'f', 2)
-                    .arg(s->paging_d2h_bytes)
-                    .arg(s->resident_pages)
-                    .arg(s->total_pages);
-        break;
-    case ChartCount:
-        break;
-    }
-    QToolTip::showText(plot->mapToGlobal(pos), text, plot);
-    plot->replot(QCustomPlot::rpQueuedReplot);
-}
-
 // ---- export -----------------------------------------------------------------------------------------------------
 
-void MonitorPage::contextMenu(Chart c, const QPoint& pos) {
+void MonitorPage::contextMenu(Chart c, const QPoint& pos) {   // pos: global
     QMenu menu(this);
     menu.addAction(tr("Save this chart as PNG…"), this, [this, c] { saveChartInteractive(c); });
     menu.addAction(tr("Export the data as CSV…"), this, &MonitorPage::exportCsvInteractive);
     menu.addSeparator();
     menu.addAction(tr("Fit to the data and follow the run"), this, [this, c] {
-        m_follow[c] = true;
+        m_charts[c]->setFollow(true);
         markDirty();
     });
-    menu.exec(m_plots[c]->mapToGlobal(pos));
+    menu.exec(pos);
 }
 
 void MonitorPage::saveChartInteractive(Chart c) {
@@ -755,9 +431,7 @@ void MonitorPage::exportCsvInteractive() {
 }
 
 bool MonitorPage::saveChartPng(Chart c, const QString& file, QString* error) const {
-    QCustomPlot* plot = m_plots[c];
-    const int w = std::max(plot->width(), 800), h = std::max(plot->height(), 500);
-    if (plot->savePng(file, w, h)) return true;
+    if (m_charts[c]->savePng(file)) return true;
     if (error)
         *error = tr("Could not write the chart to %1: check that the folder exists and is writable, and that the "
                     "name ends in .png.")

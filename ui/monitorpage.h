@@ -10,9 +10,12 @@
 
 #include <array>
 
+class LearningRateChart;
+class LossChart;
+class MemoryChart;
+class MonitorChart;
+class PagingChart;
 class QCPGraph;
-class QCPItemTracer;
-class QCPTextElement;
 class QCheckBox;
 class QCustomPlot;
 class QLabel;
@@ -21,6 +24,8 @@ class QPlainTextEdit;
 class QProgressBar;
 class QPushButton;
 
+// The charts are ui/charts/ classes (one QCustomPlot each); the page keeps the run's steps, feeds every chart and
+// redraws them together on one coalescing timer.
 class MonitorPage : public QWidget {
     Q_OBJECT
 public:
@@ -44,14 +49,16 @@ public:
     // The name of the next run (its directory under the runs folder); empty = the controller picks one.
     QString runName() const;
     void setRunName(const QString& name);
-    // The VRAM budget the run was given (a line on the memory chart); 0 = none.
+    // The VRAM budget the run was given (a line on the memory chart), as the run's plan holds it
+    // (memory_plan::settings.budget_bytes); 0 = none.
     void setBudgetBytes(quint64 bytes);
 
     const QVector<qls::step_stats>& history() const { return m_history; }
-    QCustomPlot* chart(Chart c) const { return m_plots[size_t(c)]; }
+    QCustomPlot* chart(Chart c) const;
+    MonitorChart* chartWidget(Chart c) const { return m_charts[size_t(c)]; }
     QCPGraph* graph(Series s) const { return m_series[size_t(s)]; }
-    QList<QCPGraph*> memoryCategoryGraphs() const { return m_memoryGraphs; }
-    QStringList memoryCategories() const { return m_memoryCategories; }
+    QList<QCPGraph*> memoryCategoryGraphs() const;
+    QStringList memoryCategories() const;
     QString chartTitle(Chart c) const;
     QString progressText() const;
     int progressValue() const;
@@ -84,10 +91,6 @@ protected:
     void showEvent(QShowEvent* event) override;
 
 private:
-    QCustomPlot* makePlot(Chart c, const QString& title);
-    QCPGraph* addGraph(Chart c, const QString& name, const QColor& color, bool rightAxis = false);
-    void buildMemoryCategories(const qls::step_stats& s);
-    void appendToCharts(const qls::step_stats& s);
     void rebuildCharts();
     void clearCharts();
     void markDirty();
@@ -96,31 +99,22 @@ private:
     void updateButtons();
     void updateProgress();
     void updateTitles();
-    void showTooltip(Chart c, const QPoint& pos);
     void contextMenu(Chart c, const QPoint& pos);
     void saveChartInteractive(Chart c);
     void exportCsvInteractive();
     void setStatus(const QString& html);
-    const qls::step_stats* statsAt(double step) const;
-    double memoryScale() const;
-    QString memoryUnit() const;
 
     TrainingSession* m_session = nullptr;
-    std::array<QCustomPlot*, ChartCount> m_plots{};
-    std::array<QCPTextElement*, ChartCount> m_titles{};
-    std::array<QCPItemTracer*, ChartCount> m_tracers{};
-    std::array<bool, ChartCount> m_follow{};     // axes follow the data until the user zooms or drags
+    ::LossChart* m_loss;
+    ::LearningRateChart* m_learningRate;
+    ::MemoryChart* m_memory;
+    ::PagingChart* m_paging;
+    std::array<MonitorChart*, ChartCount> m_charts{};
     std::array<QCPGraph*, SeriesCount> m_series{};
-    QList<QCPGraph*> m_memoryGraphs;             // cumulative stack, bottom first
-    QStringList m_memoryCategories;              // plan category machine names, in stack order
-    int m_memoryUnitPower = 1;                   // 1 KiB, 2 MiB, 3 GiB
 
     QVector<qls::step_stats> m_history;
     QString m_runDir;
     qint64 m_totalSteps = 0;
-    quint64 m_budgetBytes = 0;
-    bool m_anyPaging = false;
-    bool m_anyCard = false;
 
     QTimer m_replotTimer;
     bool m_dirty = false;

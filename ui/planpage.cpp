@@ -1,4 +1,4 @@
-// PlanPage: runs qls::make_memory_plan on every input change and draws its categories as one stacked bar with budget and card lines.
+// PlanPage: runs qls::plan_run on every input change and draws its categories as one stacked bar with budget and card lines.
 #include "planpage.h"
 
 #include "qls/error.h"
@@ -140,10 +140,10 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     showNoPlan(tr("Load a model on the Model page to see the memory plan."), false);
 }
 
-void PlanPage::setInput(const qls::train_config& config, const qls::model_config& model, qint64 cardBytes) {
+void PlanPage::setInput(const qls::train_config& config, const qls::model_config& model, const qls::compute_device& device) {
     m_config = config;
     m_model = model;
-    m_cardBytes = cardBytes;
+    m_device = device;
     recompute();
 }
 
@@ -157,8 +157,12 @@ void PlanPage::setModelConfig(const qls::model_config& model) {
     recompute();
 }
 
-void PlanPage::setCardBytes(qint64 cardBytes) {
-    m_cardBytes = cardBytes;
+void PlanPage::setDevice(const qls::compute_device& device) {
+    const qls::compute_device& d = m_device;
+    if (d.backend == device.backend && d.index == device.index && d.name == device.name &&
+        d.total_bytes == device.total_bytes && d.free_bytes == device.free_bytes)
+        return;
+    m_device = device;
     recompute();
 }
 
@@ -174,17 +178,8 @@ void PlanPage::recompute() {
         emit planChanged();
         return;
     }
-    qls::plan_settings s;
-    s.lora = m_config.lora;
-    s.batch = m_config.micro_batch;
-    s.seq = m_config.seq_len;
-    s.optimizer = m_config.optimizer;
-    s.gradient_checkpointing = m_config.gradient_checkpointing;
-    s.budget_bytes = m_config.budget_gib > 0 ? qls::gib_to_bytes(m_config.budget_gib) : 0;
-    s.card_bytes = m_cardBytes > 0 ? uint64_t(m_cardBytes) : 0;
-    s.page_size = m_config.page_size;
     try {
-        m_plan = qls::make_memory_plan(*m_model, s);
+        m_plan = qls::plan_run(*m_model, qls::plan_settings_for(m_config, m_device));
     } catch (const qls::error& e) {
         QString msg = QString::fromStdString(e.what());
         if (!e.hint().empty()) msg += tr(" — fix: %1").arg(QString::fromStdString(e.hint()));

@@ -1,8 +1,10 @@
 // PlanPage — predicted VRAM of a run before it starts: a stacked bar per category against the budget and the card, the verdict and what to change.
 #pragma once
 
+#include "qls/device.h"
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
+#include "qls/run_plan.h"
 #include "qls/train_config.h"
 
 #include <QWidget>
@@ -15,10 +17,12 @@ class QCustomPlot;
 class QLabel;
 class QTableWidget;
 
-// The plan is qls::make_memory_plan: arithmetic over one table of tensor sizes (no allocation, no I/O), so it is
-// computed on the GUI thread whenever an input changes. Its suggestions are found by re-planning variants (a
-// bisection over the sequence length, ~30 plans); a 70B plan with every suggestion takes a few milliseconds
-// (tests/tst_ui_setup.cpp measures it and fails above 50 ms).
+// The plan is the run's: qls::plan_run(model, qls::plan_settings_for(config, device)) for the device the run will use
+// (the one plan path, run_plan.h); the controller hands it to the trainer when Start is pressed, so a run started
+// here plans once. It is arithmetic over one table of tensor sizes (no allocation, no I/O), so it is computed on the
+// GUI thread whenever an input changes. Its suggestions are found by re-planning variants (a bisection over the
+// sequence length, ~30 plans); a 70B plan with every suggestion takes a few milliseconds (tests/tst_ui_setup.cpp
+// measures it and fails above 50 ms).
 class PlanPage : public QWidget {
     Q_OBJECT
 public:
@@ -26,12 +30,14 @@ public:
 
     // Everything the plan depends on: the run's settings (lora, micro_batch, seq_len, optimizer,
     // gradient_checkpointing, budget_gib, page_size), the model's dimensions (qls::load_model_config(dir +
-    // "/config.json") or qls::shape_config("7b")) and the card's total memory in bytes (0 = unknown: no card line).
-    // Recomputes and redraws at once.
-    void setInput(const qls::train_config& config, const qls::model_config& model, qint64 cardBytes);
+    // "/config.json") or qls::shape_config("7b")) and the device the run will use (qls::choose_train_device; the CPU
+    // backend by default: no card line, and a budget of 0 means no limit). Recomputes and redraws at once.
+    void setInput(const qls::train_config& config, const qls::model_config& model, const qls::compute_device& device);
     void setTrainConfig(const qls::train_config& config);
     void setModelConfig(const qls::model_config& model);
-    void setCardBytes(qint64 cardBytes);
+    // Recomputes only when the device differs from the one planned for.
+    void setDevice(const qls::compute_device& device);
+    const qls::compute_device& device() const { return m_device; }
     // No model yet: the page says so and draws nothing.
     void clearModel();
 
@@ -53,7 +59,7 @@ private:
 
     qls::train_config m_config;
     std::optional<qls::model_config> m_model;
-    qint64 m_cardBytes = 0;
+    qls::compute_device m_device;
     std::optional<qls::memory_plan> m_plan;
 
     QLabel* m_summary;

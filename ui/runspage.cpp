@@ -1,14 +1,13 @@
-// RunsPage: reads each run directory's config.json, the tail of metrics.jsonl and its checkpoints; actions leave as signals.
+// RunsPage: lists the runs the engine's run catalog finds (qls/run_catalog.h); actions leave as signals.
 #include "runspage.h"
 
+#include "qls/run_catalog.h"
+
 #include <QDir>
-#include <QFile>
 #include <QFileDialog>
 #include <QFileInfo>
 #include <QHBoxLayout>
 #include <QHeaderView>
-#include <QJsonDocument>
-#include <QJsonObject>
 #include <QLabel>
 #include <QLineEdit>
 #include <QPushButton>
@@ -20,75 +19,28 @@
 
 namespace {
 
-// The last complete lines of a file (reads at most its final 256 KiB).
-QList<QByteArray> tailLines(const QString& path) {
-    QFile f(path);
-    if (!f.open(QIODevice::ReadOnly)) return {};
-    const qint64 chunk = 256 * 1024;
-    const bool partial = f.size() > chunk;
-    if (partial) f.seek(f.size() - chunk);
-    QList<QByteArray> lines = f.readAll().split('\n');
-    if (partial && !lines.isEmpty()) lines.removeFirst(); // cut in the middle
-    return lines;
-}
-
 enum Column { ColName, ColModified, ColSteps, ColLoss, ColEval, ColCheckpoint, ColModel, ColCount };
 
 } // namespace
 
-RunSummary RunSummary::read(const QString& dirPath) {
+RunSummary RunSummary::fromInfo(const qls::run_info& info) {
     RunSummary r;
-    QDir dir(dirPath);
-    r.dir = dir.absolutePath();
-    r.name = dir.dirName();
-    QFile cfg(dir.filePath("config.json"));
-    if (!cfg.exists()) cfg.setFileName(dir.filePath("run.json"));
-    if (!cfg.open(QIODevice::ReadOnly)) {
-        r.problem = QObject::tr("%1: no config.json, so this is not a run directory").arg(QDir::toNativeSeparators(r.dir));
-        return r;
-    }
-    QJsonParseError err;
-    const QJsonDocument doc = QJsonDocument::fromJson(cfg.readAll(), &err);
-    if (!doc.isObject()) {
-        r.problem = QObject::tr("%1: not valid JSON (%2)").arg(QDir::toNativeSeparators(cfg.fileName()), err.errorString());
-    } else {
-        const QJsonObject o = doc.object();
-        r.model = o.value("model").toString();
-        r.trainFile = o.value("data").toObject().value("train").toString();
-    }
-    r.modified = QFileInfo(cfg.fileName()).lastModified();
-    const QString metrics = dir.filePath("metrics.jsonl");
-    if (QFileInfo::exists(metrics)) r.modified = std::max(r.modified, QFileInfo(metrics).lastModified());
-    const QList<QByteArray> lines = tailLines(metrics);
-    bool haveLast = false;
-    for (auto it = lines.crbegin(); it != lines.crend(); ++it) {
-        if (it->trimmed().isEmpty()) continue;
-        const QJsonDocument line = QJsonDocument::fromJson(*it);
-        if (!line.isObject()) continue; // a line cut short by a crash
-        const QJsonObject o = line.object();
-        if (!haveLast) {
-            haveLast = true;
-            r.lastStep = qint64(o.value("step").toDouble());
-            r.totalSteps = qint64(o.value("total_steps").toDouble());
-            if (o.contains("loss")) r.lastLoss = o.value("loss").toDouble();
-        }
-        if (o.contains("eval_loss")) {
-            r.lastEvalLoss = o.value("eval_loss").toDouble();
-            break;
-        }
-    }
-    const QDir checkpoints(dir.filePath("checkpoints"));
-    for (const QString& n : checkpoints.entryList(QDir::Dirs | QDir::NoDotAndDotDot)) {
-        if (!n.startsWith("step-")) continue;
-        bool ok = false;
-        const qint64 step = n.mid(5).toLongLong(&ok);
-        if (ok && step >= 0 && QFileInfo::exists(checkpoints.filePath(n + "/trainer_state.json"))) r.checkpointSteps << step;
-    }
-    std::sort(r.checkpointSteps.begin(), r.checkpointSteps.end());
-    if (!r.checkpointSteps.isEmpty())
-        r.latestCheckpoint = checkpoints.absoluteFilePath(QString("step-%1").arg(r.checkpointSteps.last()));
+    r.dir = QString::fromStdString(info.dir);
+    r.name = QString::fromStdString(info.name);
+    r.model = QString::fromStdString(info.model);
+    r.trainFile = QString::fromStdString(info.train_file);
+    r.modified = QDateTime::fromMSecsSinceEpoch(info.modified_ms);
+    r.lastStep = info.last_step;
+    r.totalSteps = info.total_steps;
+    r.lastLoss = info.last_loss;
+    r.lastEvalLoss = info.last_eval_loss;
+    for (int64_t s : info.checkpoint_steps) r.checkpointSteps << qint64(s);
+    r.latestCheckpoint = QString::fromStdString(info.latest_checkpoint);
+    r.problem = QString::fromStdString(info.problem);
     return r;
 }
+
+RunSummary RunSummary::read(const QString& dir) { return fromInfo(qls::read_run(dir.toStdString())); }
 
 RunsPage::RunsPage(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
@@ -185,10 +137,8 @@ void RunsPage::refresh() {
         return;
     }
     m_list->setSortingEnabled(false);
-    for (const QFileInfo& fi : dir.entryInfoList(QDir::Dirs | QDir::NoDotAndDotDot, QDir::Name)) {
-        if (!QFileInfo::exists(fi.absoluteFilePath() + "/config.json") && !QFileInfo::exists(fi.absoluteFilePath() + "/run.json"))
-            continue; // not a run (exports, scratch folders)
-        const RunSummary r = RunSummary::read(fi.absoluteFilePath());
+    for (const qls::run_info& info : qls::list_runs(dir.absolutePath().toStdString())) {
+        const RunSummary r = RunSummary::fromInfo(info);
         m_runs << r;
         auto* item = new QTreeWidgetItem(m_list);
         item->setData(ColName, Qt::UserRole, r.dir);

@@ -1,4 +1,4 @@
-// RunsPage — the past runs under the runs folder (runs/<name>/config.json, metrics.jsonl, checkpoints/step-N): open, resume, export, try.
+// RunsPage — the past runs under the runs folder (qls::list_runs: config.json, metrics.jsonl, checkpoints/step-N): open, resume, export, try.
 #pragma once
 
 #include <QDateTime>
@@ -9,12 +9,16 @@
 
 #include <optional>
 
+namespace qls {
+struct run_info;
+}
+
 class QLabel;
 class QLineEdit;
 class QPushButton;
 class QTreeWidget;
 
-// What the Runs page knows about one run directory, read from its files (no engine needed).
+// What the Runs page knows about one run directory: qls::run_info (the engine's run catalog) in the page's types.
 struct RunSummary {
     QString dir;                   // absolute path of runs/<name>
     QString name;
@@ -30,8 +34,9 @@ struct RunSummary {
     QString problem;               // why the directory is not a usable run, "" when it is
 
     bool complete() const { return totalSteps > 0 && lastStep >= totalSteps; }
-    // A summary from the run directory's files; problems go to `problem`, never an exception.
+    // A summary from the run directory's files (qls::read_run); problems go to `problem`, never an exception.
     static RunSummary read(const QString& dir);
+    static RunSummary fromInfo(const qls::run_info& info);
 };
 
 class RunsPage : public QWidget {

@@ -320,7 +320,8 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
     m_budget->setSpecialValueText(tr("card's free memory"));
     addField(dev, "device.budget_gib", tr("VRAM budget"), m_budget,
              tr("Device memory this run may use, e.g. 24 to behave like a 24 GB card on a bigger one. Paged optimizer "
-                "states beyond it move to pinned host memory. 0 uses the card's free memory."),
+                "states beyond it move to pinned host memory.\n\n0 = no budget of your own: 95% of the device's free "
+                "memory when the run is planned; on the CPU backend no limit."),
              [this](qls::train_config& c) { c.budget_gib = m_budget->value(); });
     m_seed = new QLineEdit(QString::number(d.seed), content);
     addField(dev, "training.seed", tr("Seed"), m_seed,

@@ -6,11 +6,14 @@
 // stepStats() per optimizer step, and exactly one of finished() or failed() ends it.
 #pragma once
 
+#include "qls/memory_plan.h"
 #include "qls/telemetry.h"
 
 #include <QMetaType>
 #include <QObject>
 #include <QString>
+
+#include <optional>
 
 namespace qls {
 struct train_config;
@@ -32,7 +35,9 @@ public:
     static QString stateName(State s);
 
     // A new run from a complete configuration (the pages' values); refused with failed() when a run is active.
-    virtual void start(const qls::train_config& config) = 0;
+    // plan: the run's plan as the Plan page computed it (qls::plan_run for this configuration and device); the trainer
+    // uses it when it matches the run (qls::plan_matches), so the run is planned once; empty: the trainer plans.
+    virtual void start(const qls::train_config& config, const std::optional<qls::memory_plan>& plan = std::nullopt) = 0;
     // Continues runs_dir/<name> from its newest checkpoint (the Runs page's Resume).
     virtual void continueRun(const QString& runDir) = 0;
     // Holds the run between two steps; resume() lets it go on. Both are no-ops in the wrong state.

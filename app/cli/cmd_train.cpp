@@ -4,7 +4,7 @@
 
 #include "qls/device.h"
 #include "qls/hf_checkpoint.h"
-#include "qls/peft.h"
+#include "qls/run_export.h"
 #include "qls/trainer.h"
 
 #include <atomic>
@@ -130,27 +130,17 @@ int cmd_export(int argc, char** argv) {
     const std::string run_dir = a.positional()[0];
     const std::string format = a.get_or("format", "peft");
     if (format != "peft" && format != "merged") throw usage_error("--format must be peft or merged, got '" + format + "'");
-    std::string ck = a.get_or("checkpoint", qls::latest_checkpoint(run_dir));
-    if (a.get("checkpoint") && !fs::exists(ck)) ck = (fs::path(run_dir) / "checkpoints" / ck).string();
-    if (ck.empty() || !fs::exists(fs::path(ck) / "adapter_model.safetensors"))
-        throw qls::error(qls::error_code::io, run_dir + ": no checkpoint with an adapter to export",
-                         "train the run first (checkpoints/step-N/ holds the adapters)");
-    qls::train_config cfg = qls::load_train_config((fs::path(run_dir) / "config.json").string());
-    const std::string out = a.get_or("out", (fs::path(run_dir) / "exports" / (format + "-" + fs::path(ck).filename().string())).string());
-    qls::hf_checkpoint base = qls::hf_checkpoint::open(cfg.model);
-    qls::lora_weights<float> lw = qls::load_peft(ck, base.config());
-    if (format == "peft") {
-        qls::export_peft(out, lw, base.config(), cfg.model);
-    } else {
-        qls::llama_load_options lo;
-        lo.quantize_nf4 = cfg.quantize_nf4;
-        lo.double_quant = cfg.double_quant;
-        qls::llama_model m = qls::llama_model::load(base, lo);
-        std::fprintf(stderr, "merging %zu adapter parameters into %s base weights...\n", lw.parameter_count(),
-                     m.quantized() ? "the dequantized NF4" : "the");
-        qls::export_merged(out, base, m, lw);
-    }
-    std::printf("%s\n", out.c_str());
+    const qls::export_request r = qls::export_request_for_run(
+        run_dir, format == "merged" ? qls::export_format::merged : qls::export_format::peft, a.get_or("checkpoint", ""),
+        a.get_or("out", ""));
+    qls::export_callbacks cb;
+    cb.on_stage = [](const qls::export_progress& p) {
+        if (p.stage == qls::export_stage::merging)
+            std::fprintf(stderr, "merging %zu adapter parameters into %s base weights...\n", p.adapter_parameters,
+                         p.nf4_base ? "the dequantized NF4" : "the");
+    };
+    qls::run_export(r, cb);
+    std::printf("%s\n", r.output_dir.c_str());
     return 0;
 }
 

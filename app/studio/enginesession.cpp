@@ -60,13 +60,13 @@ bool EngineSession::refuseWhenActive() {
     return true;
 }
 
-void EngineSession::start(const qls::train_config& config) {
+void EngineSession::start(const qls::train_config& config, const std::optional<qls::memory_plan>& plan) {
     if (refuseWhenActive()) return;
     m_pauseRequested = false;
     m_runDir.clear();
     setState(State::Starting);
     TrainingWorker* w = m_worker;
-    QMetaObject::invokeMethod(m_worker, [w, config] { w->startRun(config); }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(m_worker, [w, config, plan] { w->startRun(config, plan); }, Qt::QueuedConnection);
 }
 
 void EngineSession::continueRun(const QString& runDir) {

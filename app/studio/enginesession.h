@@ -14,7 +14,7 @@ public:
     // Asks a running run to stop (it saves a checkpoint of its last completed step), then quits and joins the thread.
     ~EngineSession() override;
 
-    void start(const qls::train_config& config) override;
+    void start(const qls::train_config& config, const std::optional<qls::memory_plan>& plan = std::nullopt) override;
     void continueRun(const QString& runDir) override;
     void pause() override;
     void resume() override;

@@ -17,6 +17,8 @@
 #include "qls/error.h"
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
+#include "qls/run_catalog.h"
+#include "qls/run_plan.h"
 #include "qls/trainer.h"
 #include "qls/train_config.h"
 
@@ -55,15 +57,18 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
         QSettings().setValue("model/lastDir", info.dir);
         dataset->setModelDir(info.dir);
         try {
-            plan->setModelConfig(qls::load_model_config((info.dir + "/config.json").toStdString()));
+            m_modelConfig = qls::load_model_config((info.dir + "/config.json").toStdString());
+            plan->setModelConfig(*m_modelConfig);
         } catch (const qls::error&) {
+            m_modelConfig.reset();
             plan->clearModel();
         }
         syncPlan();
     });
     connect(m_worker, &EngineWorker::modelFailed, model, &ModelPage::showError, Qt::QueuedConnection);
-    connect(m_worker, &EngineWorker::modelFailed, play, [play, plan] {
+    connect(m_worker, &EngineWorker::modelFailed, play, [this, play, plan] {
         play->setModelReady(false);
+        m_modelConfig.reset();
         plan->clearModel();
     });
     // the adapter side: loaded from Runs → Playground and after a run finishes; dropped when another base loads
@@ -88,7 +93,6 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
 
     // ---- setup pages -----------------------------------------------------------------------------------------------
     connect(training, &TrainingPage::changed, this, &StudioController::syncPlan);
-    plan->setCardBytes(qint64(m_gpu.total_bytes));
 
     // ---- training (TrainingSession) --------------------------------------------------------------------------------
     monitor->setSession(m_session);
@@ -168,9 +172,16 @@ void StudioController::startTraining() {
         return;
     }
     rememberChoices(c);
-    m_window->monitorPage()->setBudgetBytes(qls::gib_to_bytes(c.budget_gib));
+    // The Plan page's plan is the run's when it was made for these settings on this device (the trainer checks the
+    // model's dimensions too): the run then computes no plan of its own.
+    PlanPage* planPage = m_window->planPage();
+    std::optional<qls::memory_plan> plan = planPage->plan();
+    const qls::plan_settings settings = qls::plan_settings_for(c, planPage->device());
+    if (plan && !qls::plan_matches(*plan, plan->config, settings)) plan.reset();
+    // the budget line is the run's plan's (budget_gib becomes bytes in run_plan only)
+    m_window->monitorPage()->setBudgetBytes(plan ? plan->settings.budget_bytes : settings.budget_bytes);
     m_window->monitorPage()->setRunName(QString());
-    m_session->start(c);
+    m_session->start(c, plan);
     m_window->showPage(MainWindow::Page::Monitor);
 }
 
@@ -179,9 +190,21 @@ void StudioController::syncPlan() {
     if (!training->validate(nullptr)) return; // the page shows what is wrong; the plan keeps the last valid settings
     qls::train_config c;
     training->applyTo(c);
+    m_window->planPage()->setDevice(runDevice(c));
     m_window->planPage()->setTrainConfig(c);
     m_window->datasetPage()->setSeqLen(c.seq_len);
     m_window->datasetPage()->setSeed(c.seed);
+}
+
+qls::compute_device StudioController::runDevice(const qls::train_config& c) {
+    if (m_gpu.index != c.gpu) m_gpu = qls::probe_gpu(c.gpu);
+    try {
+        return qls::choose_train_device(c.backend, c.gpu, c.quantize_nf4 && c.double_quant,
+                                        m_modelConfig ? m_modelConfig->head_dim : 0, m_gpu)
+            .device;
+    } catch (const qls::error&) {
+        return qls::compute_device{};
+    }
 }
 
 void StudioController::restoreLastChoices() {
@@ -266,7 +289,9 @@ void StudioController::startDemo(int steps) {
 void StudioController::openRun(const QString& runDir) {
     quint64 budget = 0;
     try {
-        budget = qls::gib_to_bytes(qls::load_train_config((runDir + "/config.json").toStdString()).budget_gib);
+        // a past run's budget as its plan settings hold it (its plan itself is not stored)
+        budget = qls::plan_settings_for(qls::load_train_config((runDir + "/config.json").toStdString()), qls::compute_device{})
+                     .budget_bytes;
     } catch (const qls::error&) {
         // no budget line for a run whose config cannot be read; its metrics still draw
     }
@@ -283,11 +308,8 @@ void StudioController::resumeRun(const QString& runDir) {
 }
 
 QString StudioController::runModelDir(const QString& runDir) {
-    try {
-        return QString::fromStdString(qls::load_train_config((runDir + "/config.json").toStdString()).model);
-    } catch (const qls::error&) {
-        return QString();
-    }
+    const qls::run_info run = qls::read_run(runDir.toStdString());
+    return run.problem.empty() ? QString::fromStdString(run.model) : QString();
 }
 
 void StudioController::exportRun(const QString& runDir, const QString& checkpointDir) {

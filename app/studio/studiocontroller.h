@@ -2,10 +2,13 @@
 #pragma once
 
 #include "qls/device.h"
+#include "qls/model_config.h"
 
 #include <QObject>
 #include <QString>
 #include <QThread>
+
+#include <optional>
 
 class EngineWorker;
 class MainWindow;
@@ -30,8 +33,12 @@ public:
     // The run the pages describe (model, dataset, training settings, runs folder, run name); false with the reason,
     // naming the page and the field, when something is missing or out of range.
     bool buildConfig(qls::train_config* config, QString* reason) const;
-    // The Monitor's Start: buildConfig, then the session starts it (or the Monitor shows why not).
+    // The Monitor's Start: buildConfig, then the session starts it with the Plan page's plan when that plan is this
+    // run's (so the run plans once), or the Monitor shows why not.
     void startTraining();
+    // The device a run of this configuration trains on (qls::choose_train_device with the studio's GPU probe and the
+    // loaded model's head size); the CPU when the configuration asks for a GPU there is not (the run then says why).
+    qls::compute_device runDevice(const qls::train_config& config);
 
     // The demo: the bundled model and story dataset with small settings, `steps` optimizer steps.
     struct DemoPaths {
@@ -68,5 +75,6 @@ private:
     EngineWorker* m_worker;
     TrainingSession* m_session;
     qls::gpu_probe m_gpu;
+    std::optional<qls::model_config> m_modelConfig;   // the loaded model's dimensions (for the run's device)
     QString m_currentRunDir;
 };

@@ -27,8 +27,8 @@ void TrainingWorker::requestContinue() {
     if (m_trainer) m_trainer->request_continue();
 }
 
-void TrainingWorker::startRun(const qls::train_config& config) {
-    execute([config](const qls::train_callbacks& cb) { return qls::trainer::create(config, cb); });
+void TrainingWorker::startRun(const qls::train_config& config, const std::optional<qls::memory_plan>& plan) {
+    execute([config, plan](const qls::train_callbacks& cb) { return qls::trainer::create(config, cb, plan); });
 }
 
 void TrainingWorker::continueRun(const QString& runDir) {

@@ -11,6 +11,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 
 namespace qls {
 class trainer;
@@ -30,7 +31,8 @@ public:
     void requestContinue();
 
     // Worker thread (invoked queued): the whole run, from loading the model to the last checkpoint.
-    void startRun(const qls::train_config& config);
+    // plan: the Plan page's plan of this run, handed to qls::trainer::create (used there when it matches the run).
+    void startRun(const qls::train_config& config, const std::optional<qls::memory_plan>& plan = std::nullopt);
     void continueRun(const QString& runDir);
 
 signals:

@@ -1,0 +1,66 @@
+// run_export — exporting a run's checkpoint as a PEFT adapter or a merged Hugging Face model: the one path behind `qlora export` and the studio's Export page.
+//
+// Stages (reported through export_callbacks::on_stage, in this order; the engine calls report nothing finer):
+//   peft:   reading_config → reading_adapter → writing_adapter → done
+//   merged: reading_config → reading_adapter → loading_base → merging → done
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace qls {
+
+enum class export_format { peft, merged };
+const char* export_format_name(export_format f);   // "peft", "merged"
+
+struct export_request {
+    std::string model_dir;        // the base model the run trained (a Hugging Face folder)
+    std::string checkpoint_dir;   // runs/<name>/checkpoints/step-N: adapter_config.json + adapter_model.safetensors
+    std::string output_dir;       // the folder to write; must not be one of the inputs
+    export_format format = export_format::peft;
+    bool quantize_nf4 = true;     // merged: fold the adapter into the dequantized NF4 base, as it trained
+    bool double_quant = true;
+};
+
+enum class export_stage { reading_config, reading_adapter, writing_adapter, loading_base, merging, done };
+
+struct export_progress {
+    export_stage stage = export_stage::reading_config;
+    int index = 0;                // 0 .. count; index == count at done
+    int count = 0;                // export_stage_count(format)
+    size_t adapter_parameters = 0;   // known from merging on
+    bool nf4_base = false;           // merging: the base weights are the dequantized NF4 ones
+};
+
+struct export_callbacks {
+    std::function<void(const export_progress&)> on_stage;   // called on the exporting thread
+};
+
+struct export_result {
+    std::string output_dir;       // absolute
+    export_format format = export_format::peft;
+    size_t adapter_parameters = 0;
+};
+
+int export_stage_count(export_format f);   // 3 (peft) or 4 (merged)
+
+// The folder an export writes by default: runs/<name>/exports/<format>-step-N for a run's checkpoint, else
+// <checkpoint>-<format> beside it.
+std::string default_export_dir(const std::string& checkpoint_dir, export_format f);
+
+// Refuses what the engine would otherwise report later or less directly: no checkpoint, a folder that is missing or
+// holds no adapter, no base model or one without config.json, no output folder, an output that is an input.
+// Throws qls::error naming the folder, with a hint saying what to choose.
+void check_export_request(const export_request& r);
+
+// check_export_request, then reads the base config and the adapter and writes the export. Throws qls::error (the
+// engine's message names the damaged file) or std::bad_alloc.
+export_result run_export(const export_request& r, const export_callbacks& cb = {});
+
+// `qlora export RUN_DIR`: the request for a run from its config.json (base model, NF4 as trained), its newest or the
+// chosen checkpoint (find_checkpoint) and the output ("" = default_export_dir).
+export_request export_request_for_run(const std::string& run_dir, export_format f, const std::string& checkpoint = {},
+                                      const std::string& output_dir = {});
+
+} // namespace qls
