@@ -6,17 +6,16 @@
 // config classes do for the optional fields (num_key_value_heads, head_dim, rope_scaling, ...).
 #include "qls/model_config.h"
 
-#include <algorithm>
 #include "qls/error.h"
+#include "qls/file_io.h"
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
-#include <fstream>
 #include <numbers>
 #include <optional>
-#include <sstream>
 
 namespace qls {
 
@@ -292,14 +291,8 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
 }
 
 model_config load_model_config(const std::string& config_json_path) {
-    std::ifstream in(config_json_path, std::ios::binary);
-    if (!in)
-        throw error(error_code::io, "cannot open " + config_json_path,
-                    "a Hugging Face model directory must contain config.json");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw error(error_code::io, "cannot read " + config_json_path);
-    return parse_model_config(ss.str(), config_json_path);
+    return parse_model_config(
+        read_file_text(config_json_path, "a Hugging Face model directory must contain config.json"), config_json_path);
 }
 
 long long model_config::parameter_count() const {
