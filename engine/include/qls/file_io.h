@@ -1,4 +1,4 @@
-// Whole-file reads, atomic writes (temporary file, fsync, rename, fsync the folder), directory publishing and path joins.
+// Whole-file reads, atomic writes (temporary file, fsync, rename, fsync the folder), folder publishing, path joins.
 #pragma once
 
 #include <span>
@@ -33,7 +33,8 @@ void write_file_atomic(const std::string& path, std::span<const std::string_view
 // Publishes a folder written in full under a temporary name (a sibling, e.g. "run/checkpoints/.tmp-step-8") as
 // final_dir: staged_dir is fsynced, renamed to final_dir and final_dir's parent is fsynced. An existing final_dir is
 // replaced only once the new one is in place: it is first renamed to ".tmp-old-<name>" beside it, then removed (and
-// put back if the rename of staged_dir fails). Throws error_code::io "FINAL_DIR: cannot move STAGED_DIR into place: ...".
+// put back if the rename of staged_dir fails). Throws error_code::io "FINAL_DIR: cannot move STAGED_DIR into place:
+// <reason>".
 void publish_dir_atomic(const std::string& staged_dir, const std::string& final_dir);
 
 } // namespace qls

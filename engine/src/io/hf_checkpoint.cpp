@@ -70,7 +70,8 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
     } else if (path_is_file(index_path)) {
         json index;
         try {
-            index = json::parse(read_file_text(index_path, "download model.safetensors.index.json again from the model repository"));
+            index = json::parse(
+                read_file_text(index_path, "download model.safetensors.index.json again from the model repository"));
         } catch (const json::parse_error& e) {
             throw error(error_code::format, index_path + ": not valid JSON: " + e.what(),
                         "the index is damaged or incomplete; download model.safetensors.index.json again");
