@@ -22,7 +22,7 @@ namespace qls {
 // MLP targets; lora_B when `b`). Shapes: lora_A [r, in], lora_B [out, r] with (in, out) = lora_in_out(m, t).
 std::string peft_tensor_name(int layer, lora_target t, bool b);
 
-// The adapter_config.json text export_peft writes: every key the PEFT version we checked against (see peft.cpp)
+// The adapter_config.json text export_peft writes: every key the PEFT version we checked against (see peft_write.cpp)
 // writes for a LoraConfig, sorted, indented by 2 like json.dumps(..., indent=2, sort_keys=True); target_modules are
 // the PEFT module names sorted (PEFT itself writes a set as a list in hash order); layers_to_transform lists the
 // layers holding adapters when that is not all of them.

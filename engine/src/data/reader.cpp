@@ -3,6 +3,7 @@
 // record reported as "file:line: problem".
 #include "qls/dataset.h"
 #include "qls/error.h"
+#include "qls/file_io.h"
 
 #include "data/data_internal.h"
 
@@ -336,9 +337,7 @@ std::string to_record(const json& j, dataset_format f, data_record& r) {
 // ---- JSON arrays ---------------------------------------------------------------------------------------------
 
 std::string read_whole(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw error(error_code::io, "cannot open dataset file " + path, "check the file's permissions");
-    std::string s((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    std::string s = read_file_text(path, "check the dataset file's permissions");
     if (s.compare(0, 3, "\xEF\xBB\xBF") == 0) s.erase(0, 3);
     return s;
 }

@@ -4,15 +4,15 @@
 // "model.safetensors" before SAFE_WEIGHTS_INDEX_NAME "model.safetensors.index.json"); the index layout
 // ({"metadata": {...}, "weight_map": {tensor: shard file}}) is what save_pretrained writes for sharded models.
 #include "qls/hf_checkpoint.h"
+
 #include "qls/error.h"
+#include "qls/file_io.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <filesystem>
-#include <fstream>
 #include <set>
-#include <sstream>
 
 namespace qls {
 
@@ -21,25 +21,6 @@ namespace fs = std::filesystem;
 namespace {
 
 using json = nlohmann::json;
-
-std::string join(const std::string& dir, const std::string& name) {
-    if (dir.empty()) return name;
-    return dir.back() == '/' ? dir + name : dir + "/" + name;
-}
-
-bool is_file(const std::string& p) {
-    std::error_code ec;
-    return fs::is_regular_file(p, ec);
-}
-
-std::string read_text(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw error(error_code::io, "cannot open " + path);
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw error(error_code::io, "cannot read " + path);
-    return ss.str();
-}
 
 // Sorted names of the regular files in dir whose name ends with `suffix`.
 std::vector<std::string> files_ending_with(const std::string& dir, const std::string& suffix) {
@@ -74,22 +55,23 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
 
     hf_checkpoint ck;
     ck.dir_ = dir;
-    const std::string config_path = join(dir, "config.json");
-    if (!is_file(config_path))
+    const std::string config_path = path_join(dir, "config.json");
+    if (!path_is_file(config_path))
         throw error(error_code::io, config_path + " not found: " + dir + " must be a Hugging Face model directory",
                     "a Hugging Face model directory holds config.json, model.safetensors (or a sharded "
                     "model.safetensors.index.json) and tokenizer.model; download the complete model repository");
     ck.config_ = load_model_config(config_path);
 
-    const std::string single = join(dir, "model.safetensors");
-    const std::string index_path = join(dir, "model.safetensors.index.json");
-    if (is_file(single)) {
+    const std::string single = path_join(dir, "model.safetensors");
+    const std::string index_path = path_join(dir, "model.safetensors.index.json");
+    if (path_is_file(single)) {
         ck.files_.push_back(safetensors_file::open(single));
         for (const safetensors_entry& e : ck.files_[0].entries()) ck.where_[e.name] = 0;
-    } else if (is_file(index_path)) {
+    } else if (path_is_file(index_path)) {
         json index;
         try {
-            index = json::parse(read_text(index_path));
+            index = json::parse(
+                read_file_text(index_path, "download model.safetensors.index.json again from the model repository"));
         } catch (const json::parse_error& e) {
             throw error(error_code::format, index_path + ": not valid JSON: " + e.what(),
                         "the index is damaged or incomplete; download model.safetensors.index.json again");
@@ -122,8 +104,8 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
         }
         std::map<std::string, size_t> shard_index;
         for (const std::string& shard : shards) {
-            std::string p = join(dir, shard);
-            if (!is_file(p))
+            std::string p = path_join(dir, shard);
+            if (!path_is_file(p))
                 throw error(error_code::io,
                             index_path + " names shard " + shard + ", but " + p + " is missing",
                             "the download is incomplete; fetch every model-*-of-*.safetensors file the index lists");
@@ -190,16 +172,16 @@ tensor hf_checkpoint::read_f32(const std::string& name, const shape_t& expected)
     if (e.shape != expected)
         throw error(error_code::shape_mismatch,
                     f.path() + ": tensor '" + name + "' has shape " + shape_str(e.shape) + ", but " +
-                        join(dir_, "config.json") + " implies " + shape_str(expected),
+                        path_join(dir_, "config.json") + " implies " + shape_str(expected),
                     "config.json disagrees with the weights: make sure config.json belongs to this checkpoint "
                     "(hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim, vocab_size)");
     return f.read_f32(name);
 }
 
 tokenizer load_tokenizer_for(const hf_checkpoint& ckpt) {
-    const std::string path = join(ckpt.dir(), "tokenizer.model");
-    const std::string config_path = join(ckpt.dir(), "config.json");
-    if (!is_file(path))
+    const std::string path = path_join(ckpt.dir(), "tokenizer.model");
+    const std::string config_path = path_join(ckpt.dir(), "config.json");
+    if (!path_is_file(path))
         throw error(error_code::io, path + " not found: the model directory has no SentencePiece tokenizer",
                     "copy tokenizer.model from the original model repository; only SentencePiece tokenizer.model "
                     "files are supported (not tokenizer.json alone)");

@@ -8,16 +8,15 @@
 
 #include "qls/architecture.h"
 #include "qls/error.h"
+#include "qls/file_io.h"
 
-#include <algorithm>
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <climits>
 #include <cmath>
-#include <fstream>
 #include <numbers>
 #include <optional>
-#include <sstream>
 
 namespace qls {
 
@@ -296,14 +295,8 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
 }
 
 model_config load_model_config(const std::string& config_json_path) {
-    std::ifstream in(config_json_path, std::ios::binary);
-    if (!in)
-        throw error(error_code::io, "cannot open " + config_json_path,
-                    "a Hugging Face model directory must contain config.json");
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw error(error_code::io, "cannot read " + config_json_path);
-    return parse_model_config(ss.str(), config_json_path);
+    return parse_model_config(
+        read_file_text(config_json_path, "a Hugging Face model directory must contain config.json"), config_json_path);
 }
 
 long long model_config::parameter_count() const {

@@ -6,6 +6,8 @@
 // string -> string. Tensors are row-major and little-endian.
 #include "qls/safetensors.h"
 
+#include "qls/file_io.h"
+
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
@@ -367,36 +369,6 @@ tensor safetensors_file::read_f32(std::string_view name) const {
 
 // ---- writer ------------------------------------------------------------------------------------------
 
-namespace {
-
-[[noreturn]] void fail_write(const std::string& path, const std::string& problem) {
-    throw error(error_code::io, "cannot write '" + path + "': " + problem,
-                "check that the folder exists and is writable, that the path is not a folder, and that the disk "
-                "is not full");
-}
-
-void write_all(int fd, const void* data, size_t n, const std::string& path, const std::string& tmp) {
-    const char* p = static_cast<const char*>(data);
-    while (n > 0) {
-        ssize_t w = ::write(fd, p, std::min<size_t>(n, size_t(1) << 30));
-        if (w < 0) {
-            if (errno == EINTR) continue;
-            fail_write(path, "writing '" + tmp + "' failed: " + errno_text(errno));
-        }
-        p += w;
-        n -= size_t(w);
-    }
-}
-
-std::string parent_dir(const std::string& path) {
-    auto slash = path.find_last_of('/');
-    if (slash == std::string::npos) return ".";
-    if (slash == 0) return "/";
-    return path.substr(0, slash);
-}
-
-} // namespace
-
 void safetensors_save(const std::string& path, const std::vector<std::pair<std::string, tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata) {
     // Same order as the reference writer (safetensors/src/tensor.rs, prepare()): descending dtype rank, then
@@ -458,32 +430,12 @@ void safetensors_save(const std::string& path, const std::vector<std::pair<std::
     unsigned char len[8];
     for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
 
-    const std::string tmp = path + ".tmp";
-    int fd;
-    do { fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); } while (fd < 0 && errno == EINTR);
-    if (fd < 0) fail_write(path, "cannot create temporary file '" + tmp + "': " + errno_text(errno));
-    try {
-        write_all(fd, len, 8, path, tmp);
-        write_all(fd, header.data(), header.size(), path, tmp);
-        for (const auto* nt : order) write_all(fd, nt->second.raw(), nt->second.nbytes(), path, tmp);
-        if (::fsync(fd) != 0) fail_write(path, "fsync of '" + tmp + "' failed: " + errno_text(errno));
-        int rc = ::close(fd);
-        fd = -1;
-        if (rc != 0) fail_write(path, "closing '" + tmp + "' failed: " + errno_text(errno));
-        if (::rename(tmp.c_str(), path.c_str()) != 0)
-            fail_write(path, "renaming '" + tmp + "' over it failed: " + errno_text(errno));
-    } catch (...) {
-        if (fd >= 0) ::close(fd);
-        ::unlink(tmp.c_str());
-        throw;
-    }
-    // Make the rename durable. Some file systems cannot fsync a directory (EINVAL); the data are safe anyway.
-    const std::string dir = parent_dir(path);
-    fd_guard d;
-    d.fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (d.fd < 0) fail_write(path, "the file was written but its folder '" + dir + "' cannot be opened to sync it: " + errno_text(errno));
-    if (::fsync(d.fd) != 0 && errno != EINVAL && errno != EROFS)
-        fail_write(path, "the file was written but syncing its folder '" + dir + "' failed: " + errno_text(errno));
+    std::vector<std::string_view> parts;
+    parts.reserve(order.size() + 2);
+    parts.emplace_back(reinterpret_cast<const char*>(len), sizeof len);
+    parts.emplace_back(header);
+    for (const auto* nt : order) parts.emplace_back(static_cast<const char*>(nt->second.raw()), nt->second.nbytes());
+    write_file_atomic(path, parts);
 }
 
 } // namespace qls

@@ -5,6 +5,7 @@
 #include "qls/quant.h"
 
 #include "qls/error.h"
+#include "qls/file_io.h"
 #include "qls_kernels/nf4_codebook.h"
 
 #include <nlohmann/json.hpp>
@@ -273,7 +274,7 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
     if (shape != expected)
         throw error(error_code::shape_mismatch,
                     where + ": tensor '" + qs_key + "' says weight '" + name + "' has shape " + shape_str(shape) +
-                        ", but " + ckpt.dir() + "/config.json implies " + shape_str(expected),
+                        ", but " + path_join(ckpt.dir(), "config.json") + " implies " + shape_str(expected),
                     "config.json disagrees with the quantized weights: make sure config.json belongs to this "
                     "checkpoint (hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim)");
 

@@ -2,16 +2,15 @@
 #include "qls/train_config.h"
 
 #include "qls/error.h"
+#include "qls/file_io.h"
 #include "qls/memory_plan.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 #include <numbers>
 #include <set>
-#include <sstream>
 
 namespace qls {
 
@@ -209,14 +208,11 @@ train_config parse_train_config(const std::string& text, const std::string& sour
 }
 
 train_config load_train_config(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in)
-        throw error(error_code::io, path + ": cannot open the run configuration",
-                    "check the path; `qlora train --config run.json` expects a JSON file (format in README.md)");
-    std::stringstream ss;
-    ss << in.rdbuf();
+    const std::string text = read_file_text(
+        path, "check the path of the run configuration; `qlora train --config run.json` expects a JSON file (format "
+              "in README.md)");
     std::string base = fs::path(path).parent_path().string();
-    return parse_train_config(ss.str(), path, base.empty() ? "." : base);
+    return parse_train_config(text, path, base.empty() ? "." : base);
 }
 
 void validate_train_config(const train_config& c) {

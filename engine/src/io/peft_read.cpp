@@ -1,151 +1,43 @@
-// PEFT LoRA adapters: adapter_config.json + adapter_model.safetensors export and validated import; merged HF export.
+// PEFT LoRA adapter import: adapter_config.json validated field by field, module selection as PEFT decides it, and
+// adapter_model.safetensors checked tensor by tensor against the model.
 //
 // Checked against PEFT 0.21.2 (with transformers 5.24.0, torch 2.15.0; tests/data/peft/make_peft_fixture.py):
-//   - peft/config.py PeftConfigMixin.save_pretrained: json.dumps(asdict(config), indent=2, sort_keys=True), sets turned
-//     into lists (in set iteration order, which depends on Python's string hash seed), no trailing newline;
-//     from_peft_type drops keys it does not know (forward compatibility), only "peft_type" is required.
-//   - peft/tuners/lora/config.py LoraConfig: the field list and defaults written by peft_adapter_config_json below.
-//   - peft/peft_model.py PeftModel.save_pretrained: inference_mode = True, base_model_name_or_path filled in,
-//     safe_save_file(state_dict, "adapter_model.safetensors", metadata={"format": "pt"}).
-//   - peft/utils/save_and_load.py get_peft_model_state_dict: keys "base_model.model." + module path + ".lora_A.weight"
-//     (the adapter name ".default" removed).
+//   - peft/config.py PeftConfigMixin.from_peft_type drops keys it does not know (forward compatibility), only
+//     "peft_type" is required.
+//   - peft/tuners/lora/config.py LoraConfig: defaults r = 8, lora_alpha = 8, lora_dropout = 0.0.
 //   - peft/tuners/tuners_utils.py check_target_module_exists: a target_modules list entry matches a module key equal to
 //     it or ending in "." + entry; a string is re.fullmatch'ed; layers_to_transform picks layer indices; exclude_modules
 //     removes matches. The keys are the base model's module names, e.g. "model.layers.0.self_attn.q_proj".
 //   - peft/utils/constants.py: default target_modules for llama ["q_proj", "v_proj"]; "all-linear" shorthand.
 #include "qls/peft.h"
 
+#include "io/peft_internal.h"
 #include "qls/error.h"
+#include "qls/file_io.h"
 #include "qls/safetensors.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
-#include <cerrno>
-#include <charconv>
 #include <cmath>
-#include <cstdio>
-#include <cstring>
-#include <fcntl.h>
 #include <filesystem>
-#include <fstream>
 #include <regex>
 #include <set>
-#include <sstream>
-#include <sys/stat.h>
-#include <tuple>
-#include <unistd.h>
 
 namespace qls {
 
 namespace fs = std::filesystem;
+using namespace peft_detail;
 
 namespace {
 
 using json = nlohmann::json;
 
-constexpr const char* k_config_name = "adapter_config.json";
-constexpr const char* k_weights_name = "adapter_model.safetensors";
-
-// The PEFT release whose LoraConfig field set and defaults peft_adapter_config_json reproduces (its "peft_version").
-constexpr const char* k_peft_format_version = "0.21.2";
-
 const char* const k_adapter_hint =
     "a PEFT LoRA adapter directory holds adapter_config.json and adapter_model.safetensors as "
     "PeftModel.save_pretrained writes them; save the adapter again from the tool that trained it";
-
-std::string strip_slashes(std::string d) {
-    while (d.size() > 1 && d.back() == '/') d.pop_back();
-    return d;
-}
-
-std::string join(const std::string& dir, const std::string& name) {
-    if (dir.empty()) return name;
-    return dir.back() == '/' ? dir + name : dir + "/" + name;
-}
-
-bool is_file(const std::string& p) {
-    std::error_code ec;
-    return fs::is_regular_file(p, ec);
-}
-
-std::string read_bytes(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw error(error_code::io, "cannot open " + path + ": " + std::strerror(errno));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    if (in.bad()) throw error(error_code::io, "cannot read " + path);
-    return ss.str();
-}
-
-// Atomic write: bytes to path + ".tmp", fsync, rename over path, fsync the folder (as safetensors_save does).
-void write_file_atomic(const std::string& path, const std::string& bytes) {
-    const std::string tmp = path + ".tmp";
-    int fd = -1;
-    // Throws with errno's text; removes the temporary file unless it was already renamed.
-    auto fail = [&](const std::string& what, bool unlink_tmp = true) {
-        const int e = errno;
-        if (fd >= 0) ::close(fd);
-        if (unlink_tmp) ::unlink(tmp.c_str());
-        throw error(error_code::io, "cannot write " + path + ": " + what + ": " + std::strerror(e),
-                    "check that the folder exists, is writable and the disk is not full");
-    };
-    do { fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644); } while (fd < 0 && errno == EINTR);
-    if (fd < 0) fail("cannot create " + tmp, false);
-    size_t done = 0;
-    while (done < bytes.size()) {
-        const ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
-        if (n < 0 && errno == EINTR) continue;
-        if (n <= 0) fail("writing " + tmp + " failed");
-        done += size_t(n);
-    }
-    if (::fsync(fd) != 0) fail("fsync of " + tmp + " failed");
-    const int rc = ::close(fd);
-    fd = -1;
-    if (rc != 0) fail("closing " + tmp + " failed");
-    if (::rename(tmp.c_str(), path.c_str()) != 0) fail("renaming " + tmp + " failed");
-    std::string dir = fs::path(path).parent_path().string();
-    if (dir.empty()) dir = ".";
-    // Some file systems cannot fsync a directory (EINVAL); the data are safe anyway.
-    fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd >= 0 && ::fsync(fd) != 0 && errno != EINVAL && errno != EROFS) fail("syncing " + dir + " failed", false);
-    if (fd >= 0) ::close(fd);
-}
-
-void make_dir(const std::string& dir) {
-    std::error_code ec;
-    if (fs::is_directory(dir, ec)) return;
-    if (fs::exists(dir, ec))
-        throw error(error_code::io, "cannot export to " + dir + ": it exists and is not a directory",
-                    "choose a new or existing folder as the output");
-    fs::create_directories(dir, ec);
-    if (ec)
-        throw error(error_code::io, "cannot create the output folder " + dir + ": " + ec.message(),
-                    "check that the parent folder exists and is writable");
-}
-
-// The shortest decimal that reads back as f (what Python prints for the same float32 value held as a double).
-double shortest_double(float f) {
-    char buf[64];
-    auto r = std::to_chars(buf, buf + sizeof buf, f);
-    return std::strtod(std::string(buf, r.ptr).c_str(), nullptr);
-}
-
-// A float as PEFT would hold it: an int when integral (PEFT's lora_alpha is an int field), else a float.
-json number_json(float f) {
-    if (std::isfinite(f) && f == std::trunc(f) && std::fabs(f) < 9.0e15f) return json(int64_t(f));
-    return json(shortest_double(f));
-}
-
-const char* section_of(lora_target t) {
-    return (t == lora_target::gate || t == lora_target::up || t == lora_target::down) ? "mlp" : "self_attn";
-}
-
-// The base model's module key PEFT matches target_modules against: "model.layers.3.mlp.up_proj".
-std::string module_key(int layer, lora_target t) {
-    return "model.layers." + std::to_string(layer) + "." + section_of(t) + "." + lora_target_name(t);
-}
 
 // What the in/out features of a projection are called, for mismatch messages.
 std::string in_feature_name(lora_target t) {
@@ -198,175 +90,6 @@ bool is_unset(const json& cfg, const char* key) {
 struct lora_selection {
     std::vector<std::array<bool, k_lora_target_count>> on; // [L][target]
 };
-
-} // namespace
-
-std::string peft_tensor_name(int layer, lora_target t, bool b) {
-    return "base_model.model." + module_key(layer, t) + (b ? ".lora_B.weight" : ".lora_A.weight");
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// export
-
-namespace {
-
-// Which layers hold adapters, after checking every adapter against the model and the config. Throws when the set of
-// adapters is not layers × config.targets (the only shape PEFT's target_modules + layers_to_transform express).
-std::vector<int> check_exportable(const lora_weights<float>& w, const model_config& m, const std::string& what) {
-    try {
-        validate_lora(w.config);
-    } catch (const error& e) {
-        throw error(e.code(), what + ": " + e.what(), e.hint());
-    }
-    if (int(w.layers.size()) != m.num_layers)
-        throw error(error_code::invalid_argument,
-                    what + ": the LoRA weights have " + std::to_string(w.layers.size()) + " layers but the model has " +
-                        std::to_string(m.num_layers),
-                    "export the adapters with the model they were trained on");
-    std::vector<int> layers;
-    for (int l = 0; l < m.num_layers; ++l) {
-        int count = 0;
-        for (int ti = 0; ti < k_lora_target_count; ++ti) {
-            const lora_target t = lora_target(ti);
-            const lora_adapter<float>& ad = w.at(l, t);
-            if (!ad.enabled()) continue;
-            ++count;
-            auto [in, out] = lora_in_out(m, t);
-            const std::string where = std::string("layer ") + std::to_string(l) + " " + lora_target_name(t);
-            if (!w.config.targets_has(t))
-                throw error(error_code::invalid_argument,
-                            what + ": " + where + " has an adapter but the LoRA config does not target " +
-                                lora_target_name(t));
-            if (ad.in != in || ad.out != out)
-                throw error(error_code::shape_mismatch,
-                            what + ": " + where + " adapter is " + std::to_string(ad.out) + "x" + std::to_string(ad.in) +
-                                " but the model's projection is " + std::to_string(out) + "x" + std::to_string(in),
-                            "export the adapters with the model they were trained on");
-            if (ad.rank != w.config.rank)
-                throw error(error_code::invalid_argument,
-                            what + ": " + where + " adapter has rank " + std::to_string(ad.rank) +
-                                " but the LoRA config says r = " + std::to_string(w.config.rank),
-                            "PEFT adapters of one rank only are exported (no rank_pattern)");
-            if (ad.a.size() != size_t(ad.rank) * size_t(in) || ad.b.size() != size_t(out) * size_t(ad.rank))
-                throw error(error_code::internal, what + ": " + where + " adapter's A/B sizes disagree with its shape");
-        }
-        if (count == 0) continue;
-        if (count != int(w.config.targets.size()))
-            throw error(error_code::invalid_argument,
-                        what + ": layer " + std::to_string(l) + " has adapters on " + std::to_string(count) + " of the " +
-                            std::to_string(w.config.targets.size()) + " targeted projections",
-                        "PEFT describes adapters as target_modules x layers_to_transform: every adapted layer needs "
-                        "all targeted projections");
-        layers.push_back(l);
-    }
-    if (layers.empty())
-        throw error(error_code::invalid_argument, what + ": the LoRA weights hold no adapter",
-                    "train or load an adapter before exporting");
-    return layers;
-}
-
-std::vector<lora_target> sorted_targets(const lora_config& c) {
-    std::vector<lora_target> t = c.targets;
-    std::sort(t.begin(), t.end(), [](lora_target a, lora_target b) {
-        return std::strcmp(lora_target_name(a), lora_target_name(b)) < 0;
-    });
-    return t;
-}
-
-} // namespace
-
-namespace {
-
-// `what` names the output in error messages.
-std::string adapter_config_json(const lora_weights<float>& w, const model_config& m,
-                                const std::string& base_model_name_or_path, const std::string& what) {
-    const std::vector<int> layers = check_exportable(w, m, what);
-    json targets = json::array();
-    for (lora_target t : sorted_targets(w.config)) targets.push_back(lora_target_name(t));
-    json layers_to_transform = nullptr;
-    if (int(layers.size()) != m.num_layers) layers_to_transform = layers;
-
-    // Every field LoraConfig (PEFT 0.21.2) writes, with its default unless this adapter sets it. std::map keys are
-    // byte-sorted, which equals Python's sort_keys for these ASCII names.
-    json c = json::object();
-    c["alora_invocation_tokens"] = nullptr;
-    c["alpha_pattern"] = json::object();
-    c["arrow_config"] = nullptr;
-    c["auto_mapping"] = nullptr;
-    c["base_model_name_or_path"] = base_model_name_or_path;
-    c["bias"] = "none";
-    c["corda_config"] = nullptr;
-    c["ensure_weight_tying"] = false;
-    c["eva_config"] = nullptr;
-    c["exclude_modules"] = nullptr;
-    c["fan_in_fan_out"] = false;
-    c["inference_mode"] = true;              // PeftModel.save_pretrained forces it
-    c["init_lora_weights"] = true;
-    c["kasa_config"] = nullptr;
-    c["layer_replication"] = nullptr;
-    c["layers_pattern"] = nullptr;
-    c["layers_to_transform"] = layers_to_transform;
-    c["loftq_config"] = json::object();
-    c["lora_alpha"] = number_json(w.config.alpha);
-    c["lora_bias"] = false;
-    c["lora_dropout"] = shortest_double(w.config.dropout); // a Python float: 0.0, 0.05
-    c["lora_ga_config"] = nullptr;
-    c["megatron_config"] = nullptr;
-    c["megatron_core"] = "megatron.core";
-    c["modules_to_save"] = nullptr;
-    c["monteclora_config"] = nullptr;
-    c["peft_type"] = "LORA";
-    c["peft_version"] = k_peft_format_version;
-    c["qalora_group_size"] = 16;
-    c["r"] = w.config.rank;
-    c["rank_pattern"] = json::object();
-    c["revision"] = nullptr;
-    c["target_modules"] = targets;
-    c["target_parameters"] = nullptr;
-    c["task_type"] = "CAUSAL_LM";
-    c["trainable_token_indices"] = nullptr;
-    c["use_bdlora"] = nullptr;
-    c["use_dora"] = false;
-    c["use_qalora"] = false;
-    c["use_rslora"] = w.config.use_rslora;
-    c["velora_config"] = nullptr;
-    // json.dumps(indent=2) layout; ensure_ascii like Python's default.
-    return c.dump(2, ' ', true);
-}
-
-} // namespace
-
-std::string peft_adapter_config_json(const lora_weights<float>& w, const model_config& m,
-                                     const std::string& base_model_name_or_path) {
-    return adapter_config_json(w, m, base_model_name_or_path, "adapter_config.json");
-}
-
-void export_peft(const std::string& out_dir_in, const lora_weights<float>& w, const model_config& m,
-                 const std::string& base_model_name_or_path) {
-    const std::string out_dir = strip_slashes(out_dir_in);
-    const std::string config_path = join(out_dir, k_config_name);
-    const std::string weights_path = join(out_dir, k_weights_name);
-    // validates w before anything is written
-    const std::string config_text =
-        adapter_config_json(w, m, base_model_name_or_path, "cannot export the adapter to " + out_dir);
-    make_dir(out_dir);
-
-    std::vector<std::pair<std::string, tensor>> tensors;
-    for (int l = 0; l < m.num_layers; ++l)
-        for (lora_target t : all_lora_targets()) {
-            const lora_adapter<float>& ad = w.at(l, t);
-            if (!ad.enabled()) continue;
-            tensors.emplace_back(peft_tensor_name(l, t, false), tensor::from_f32(ad.a, {ad.rank, ad.in}));
-            tensors.emplace_back(peft_tensor_name(l, t, true), tensor::from_f32(ad.b, {ad.out, ad.rank}));
-        }
-    safetensors_save(weights_path, tensors, {{"format", "pt"}});
-    write_file_atomic(config_path, config_text);
-}
-
-// ---------------------------------------------------------------------------------------------------------------
-// import
-
-namespace {
 
 // Selected (layer, target) pairs as PEFT's check_target_module_exists decides them for this model's module keys.
 lora_selection select_modules(const json& cfg, const model_config& m, const std::string& config_path) {
@@ -513,14 +236,14 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     if (!fs::is_directory(dir, ec))
         throw error(error_code::io, "adapter directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
                     k_adapter_hint);
-    const std::string config_path = join(dir, k_config_name);
-    const std::string weights_path = join(dir, k_weights_name);
-    if (!is_file(config_path))
+    const std::string config_path = path_join(dir, k_config_name);
+    const std::string weights_path = path_join(dir, k_weights_name);
+    if (!path_is_file(config_path))
         throw error(error_code::io, config_path + " not found: " + dir + " is not a PEFT adapter directory", k_adapter_hint);
 
     json cfg;
     try {
-        cfg = json::parse(read_bytes(config_path));
+        cfg = json::parse(read_file_text(config_path, k_adapter_hint));
     } catch (const json::parse_error& e) {
         throw error(error_code::format, config_path + ": not valid JSON: " + e.what(), k_adapter_hint);
     }
@@ -626,10 +349,10 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     validate_lora(lc);
 
     // The weights.
-    if (!is_file(weights_path)) {
-        if (is_file(join(dir, "adapter_model.bin")))
+    if (!path_is_file(weights_path)) {
+        if (path_is_file(path_join(dir, "adapter_model.bin")))
             throw error(error_code::unsupported,
-                        weights_path + " not found; " + join(dir, "adapter_model.bin") + " (PyTorch pickle) is not supported",
+                        weights_path + " not found; " + path_join(dir, "adapter_model.bin") + " (PyTorch pickle) is not supported",
                         "convert it once in Python: PeftModel.from_pretrained(base, \"" + dir +
                             "\").save_pretrained(OUT_DIR, safe_serialization=True)");
         throw error(error_code::io, weights_path + " not found: the adapter's weights are missing", k_adapter_hint);
@@ -736,198 +459,5 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     return w;
 }
 
-// ---------------------------------------------------------------------------------------------------------------
-// merged export
-
-namespace {
-
-// Position of a weight in LlamaForCausalLM.state_dict() order (embed, each layer's modules in registration order,
-// final norm, lm_head), so shards fill in the order transformers' save_pretrained would fill them; unknown names last.
-struct state_dict_rank {
-    int group = 4;
-    long long layer = 0;
-    int within = 0;
-    bool operator<(const state_dict_rank& o) const {
-        return std::tie(group, layer, within) < std::tie(o.group, o.layer, o.within);
-    }
-};
-
-state_dict_rank rank_of(const std::string& name) {
-    static const std::regex k_layer(R"(^model\.layers\.(\d+)\.(.+)$)");
-    static const char* const k_within[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-                                           "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
-                                           "mlp.down_proj.weight", "input_layernorm.weight",
-                                           "post_attention_layernorm.weight"};
-    if (name == "model.embed_tokens.weight") return {0, 0, 0};
-    if (name == "model.norm.weight") return {2, 0, 0};
-    if (name == "lm_head.weight") return {3, 0, 0};
-    std::smatch mt;
-    if (std::regex_match(name, mt, k_layer)) {
-        int w = 9;
-        for (int i = 0; i < 9; ++i)
-            if (mt[2].str() == k_within[i]) w = i;
-        return {1, std::stoll(mt[1].str().substr(0, 12)), w};
-    }
-    return {4, 0, 0};
-}
-
-// The f32 projection weight a tensor name refers to in model.params, or nullptr with target untouched.
-const std::vector<float>* projection_of(const llama_model& model, const std::string& name, int& layer, lora_target& target) {
-    static const std::regex k_proj(R"(^model\.layers\.(\d+)\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.weight$)");
-    std::smatch mt;
-    if (!std::regex_match(name, mt, k_proj)) return nullptr;
-    const long long l = std::stoll(mt[1].str().substr(0, 12));
-    const auto t = lora_target_from_name(mt[3].str());
-    if (!t || mt[2].str() != section_of(*t) || l >= model.config.num_layers) return nullptr;
-    layer = int(l);
-    target = *t;
-    const llama_layer_params<float>& L = model.params.layers[size_t(l)];
-    switch (*t) {
-    case lora_target::q: return &L.wq;
-    case lora_target::k: return &L.wk;
-    case lora_target::v: return &L.wv;
-    case lora_target::o: return &L.wo;
-    case lora_target::gate: return &L.w_gate;
-    case lora_target::up: return &L.w_up;
-    case lora_target::down: return &L.w_down;
-    }
-    return nullptr;
-}
-
-void check_same_model(const model_config& a, const model_config& b, const std::string& base_dir) {
-    const bool same = a.hidden_size == b.hidden_size && a.intermediate_size == b.intermediate_size &&
-                      a.num_layers == b.num_layers && a.num_heads == b.num_heads && a.num_kv_heads == b.num_kv_heads &&
-                      a.head_dim == b.head_dim && a.vocab_size == b.vocab_size;
-    if (!same)
-        throw error(error_code::invalid_argument,
-                    "merged export: the model passed in does not have the dimensions of the checkpoint " + base_dir,
-                    "pass the model that was loaded from this checkpoint");
-}
-
-} // namespace
-
-void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, const llama_model& model,
-                   const lora_weights<float>& w, uint64_t max_shard_bytes) {
-    const std::string out_dir = strip_slashes(out_dir_in);
-    const model_config& m = model.config;
-    check_same_model(base.config(), m, base.dir());
-    if (max_shard_bytes == 0)
-        throw error(error_code::invalid_argument, "merged export: the shard size limit must be positive");
-    if (int(model.params.layers.size()) != m.num_layers)
-        throw error(error_code::invalid_argument, "merged export: the model holds no weights for its " +
-                                                      std::to_string(m.num_layers) + " layers",
-                    "load the model's weights before exporting");
-    (void)check_exportable(w, m, "merged export");
-    {
-        std::error_code ec1, ec2;
-        if (fs::exists(out_dir, ec1) && fs::equivalent(out_dir, base.dir(), ec2))
-            throw error(error_code::invalid_argument,
-                        "merged export: the output folder " + out_dir + " is the base model's own folder",
-                        "choose a new folder: the base weights are read while the merged ones are written");
-    }
-    make_dir(out_dir);
-    const float scale = w.config.scale();
-
-    // Plan shards the way huggingface_hub's split_state_dict_into_shards_factory does (used by save_pretrained):
-    // walk the state dict in order; a tensor larger than the limit gets a shard of its own; otherwise start a new
-    // shard when adding it would exceed the limit.
-    std::vector<std::string> names = base.tensor_names();
-    std::stable_sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
-        const state_dict_rank ra = rank_of(a), rb = rank_of(b);
-        if (ra < rb) return true;
-        if (rb < ra) return false;
-        return a < b;
-    });
-    std::vector<std::vector<std::string>> shards;
-    std::vector<std::string> current;
-    uint64_t current_size = 0, total_size = 0, total_parameters = 0;
-    for (const std::string& n : names) {
-        const safetensors_entry& e = base.entry(n);
-        const uint64_t bytes = e.end - e.begin;
-        total_size += bytes;
-        total_parameters += uint64_t(shape_numel(e.shape));
-        if (bytes > max_shard_bytes) { shards.push_back({n}); continue; }
-        if (current_size + bytes > max_shard_bytes) { shards.push_back(current); current.clear(); current_size = 0; }
-        current.push_back(n);
-        current_size += bytes;
-    }
-    if (!current.empty()) shards.push_back(current);
-
-    auto materialize = [&](const std::string& name) {
-        const safetensors_entry& e = base.entry(name);
-        int layer = 0;
-        lora_target t = lora_target::q;
-        const std::vector<float>* proj = projection_of(model, name, layer, t);
-        tensor out(e.type, e.shape);
-        if (!proj) {
-            if (out.nbytes()) std::memcpy(out.raw(), base.file_of(name).bytes(e), out.nbytes());
-            return out;
-        }
-        if (!dtype_is_float(e.type) || e.type == dtype::f64)
-            throw error(error_code::unsupported,
-                        base.file_of(name).path() + ": tensor '" + name + "' is stored as " + dtype_name(e.type) +
-                            "; merged projections are written as F32, F16 or BF16");
-        if (int64_t(proj->size()) != shape_numel(e.shape))
-            throw error(error_code::invalid_argument,
-                        "merged export: model weight for '" + name + "' has " + std::to_string(proj->size()) +
-                            " values but the checkpoint's tensor has shape " + shape_str(e.shape),
-                        "pass the model that was loaded from this checkpoint");
-        std::vector<float> merged = *proj;
-        const lora_adapter<float>& ad = w.at(layer, t);
-        if (ad.enabled()) lora_merge(merged.data(), ad, scale);
-        convert_from_f32(out.raw(), merged.data(), e.type, merged.size());
-        return out;
-    };
-
-    std::set<std::string> written;
-    const std::map<std::string, std::string> metadata{{"format", "pt"}};
-    if (shards.size() <= 1) {
-        std::vector<std::pair<std::string, tensor>> ts;
-        for (const std::string& n : names) ts.emplace_back(n, materialize(n));
-        safetensors_save(join(out_dir, "model.safetensors"), ts, metadata);
-        written.insert("model.safetensors");
-    } else {
-        json weight_map = json::object();
-        char fname[64];
-        for (size_t s = 0; s < shards.size(); ++s) {
-            std::snprintf(fname, sizeof fname, "model-%05zu-of-%05zu.safetensors", s + 1, shards.size());
-            std::vector<std::pair<std::string, tensor>> ts;
-            for (const std::string& n : shards[s]) {
-                ts.emplace_back(n, materialize(n));
-                weight_map[n] = fname;
-            }
-            safetensors_save(join(out_dir, fname), ts, metadata);
-            written.insert(fname);
-        }
-        // transformers 5 modeling_utils.py save_pretrained: {"metadata": {"total_parameters", "total_size"}, "weight_map"},
-        // json.dumps(index, indent=2, sort_keys=True) + "\n".
-        json index = {{"metadata", {{"total_parameters", total_parameters}, {"total_size", total_size}}},
-                      {"weight_map", weight_map}};
-        write_file_atomic(join(out_dir, "model.safetensors.index.json"), index.dump(2, ' ', true) + "\n");
-        written.insert("model.safetensors.index.json");
-    }
-
-    // Remove weight files of an earlier export that the new layout does not use (transformers' save_pretrained
-    // cleans its folder the same way), so that a loader does not pick up a stale model.safetensors.
-    static const std::regex k_weight_file(R"(^(model\.safetensors|model\.safetensors\.index\.json|model-\d{5}-of-\d{5}\.safetensors)$)");
-    std::error_code ec;
-    for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
-        const std::string n = it->path().filename().string();
-        if (std::regex_match(n, k_weight_file) && !written.count(n)) {
-            std::error_code rm;
-            fs::remove(it->path(), rm);
-            if (rm)
-                throw error(error_code::io, "merged export: cannot remove the stale " + it->path().string() + ": " + rm.message(),
-                            "delete it by hand: a loader could pick it instead of the new weights");
-        }
-    }
-
-    for (const char* aux : {"config.json", "generation_config.json", "tokenizer.model", "tokenizer.json",
-                            "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json"}) {
-        const std::string src = join(base.dir(), aux);
-        if (!is_file(src)) continue;
-        write_file_atomic(join(out_dir, aux), read_bytes(src));
-    }
-}
 
 } // namespace qls

@@ -1,0 +1,41 @@
+// What peft_read.cpp, peft_write.cpp and peft_merge.cpp share: the adapter file names, PEFT's module keys and the
+// export-side checks (adapters against the model, the output folder).
+#pragma once
+
+#include "qls/lora.h"
+#include "qls/model_config.h"
+
+#include <string>
+#include <vector>
+
+namespace qls::peft_detail {
+
+inline constexpr const char* k_config_name = "adapter_config.json";
+inline constexpr const char* k_weights_name = "adapter_model.safetensors";
+
+// dir without trailing slashes ("/" stays "/").
+inline std::string strip_slashes(std::string d) {
+    while (d.size() > 1 && d.back() == '/') d.pop_back();
+    return d;
+}
+
+// "mlp" for gate/up/down, "self_attn" for q/k/v/o: the submodule a projection lives in.
+inline const char* section_of(lora_target t) {
+    return (t == lora_target::gate || t == lora_target::up || t == lora_target::down) ? "mlp" : "self_attn";
+}
+
+// The base model's module key PEFT matches target_modules against: "model.layers.3.mlp.up_proj".
+inline std::string module_key(int layer, lora_target t) {
+    return "model.layers." + std::to_string(layer) + "." + section_of(t) + "." + lora_target_name(t);
+}
+
+// Which layers hold adapters, after checking every adapter against the model and the config. Throws when the set of
+// adapters is not layers × config.targets (the only shape PEFT's target_modules + layers_to_transform express).
+// `what` starts every message. (peft_write.cpp)
+std::vector<int> check_exportable(const lora_weights<float>& w, const model_config& m, const std::string& what);
+
+// Creates the output folder dir (and its parents) unless it is there; refuses a path that is not a folder.
+// (peft_write.cpp)
+void make_dir(const std::string& dir);
+
+} // namespace qls::peft_detail
