@@ -2,6 +2,7 @@
 // export-side checks (adapters against the model, the output folder).
 #pragma once
 
+#include "qls/architecture.h"   // defines: architecture (module paths, PEFT prefix)
 #include "qls/lora.h"
 #include "qls/model_config.h"
 
@@ -19,15 +20,14 @@ inline std::string strip_slashes(std::string d) {
     return d;
 }
 
-// "mlp" for gate/up/down, "self_attn" for q/k/v/o: the submodule a projection lives in.
-inline const char* section_of(lora_target t) {
-    return (t == lora_target::gate || t == lora_target::up || t == lora_target::down) ? "mlp" : "self_attn";
+// "mlp" for gate/up/down, "self_attn" for q/k/v/o (LLaMA): the submodule a projection lives in, from the table.
+inline std::string section_of(const architecture& a, lora_target t) {
+    const std::string& m = a.hf_projection[size_t(t)];
+    return m.substr(0, m.find('.'));
 }
 
 // The base model's module key PEFT matches target_modules against: "model.layers.3.mlp.up_proj".
-inline std::string module_key(int layer, lora_target t) {
-    return "model.layers." + std::to_string(layer) + "." + section_of(t) + "." + lora_target_name(t);
-}
+inline std::string module_key(const architecture& a, int layer, lora_target t) { return a.hf_module(layer, t); }
 
 // Which layers hold adapters, after checking every adapter against the model and the config. Throws when the set of
 // adapters is not layers × config.targets (the only shape PEFT's target_modules + layers_to_transform express).

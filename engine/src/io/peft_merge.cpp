@@ -27,7 +27,7 @@ namespace {
 
 using json = nlohmann::json;
 
-// Position of a weight in LlamaForCausalLM.state_dict() order (embed, each layer's modules in registration order,
+// Position of a weight in <Family>ForCausalLM.state_dict() order (embed, each layer's modules in registration order,
 // final norm, lm_head), so shards fill in the order transformers' save_pretrained would fill them; unknown names last.
 struct state_dict_rank {
     int group = 4;
@@ -38,45 +38,40 @@ struct state_dict_rank {
     }
 };
 
-state_dict_rank rank_of(const std::string& name) {
-    static const std::regex k_layer(R"(^model\.layers\.(\d+)\.(.+)$)");
-    static const char* const k_within[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-                                           "self_attn.o_proj.weight", "mlp.gate_proj.weight", "mlp.up_proj.weight",
-                                           "mlp.down_proj.weight", "input_layernorm.weight",
-                                           "post_attention_layernorm.weight"};
-    if (name == "model.embed_tokens.weight") return {0, 0, 0};
-    if (name == "model.norm.weight") return {2, 0, 0};
-    if (name == "lm_head.weight") return {3, 0, 0};
-    std::smatch mt;
-    if (std::regex_match(name, mt, k_layer)) {
-        int w = 9;
-        for (int i = 0; i < 9; ++i)
-            if (mt[2].str() == k_within[i]) w = i;
-        return {1, std::stoll(mt[1].str().substr(0, 12)), w};
+state_dict_rank rank_of(const architecture& a, const std::string& name) {
+    if (name == a.hf_name(base_tensor::embed)) return {0, 0, 0};
+    if (name == a.hf_name(base_tensor::final_norm)) return {2, 0, 0};
+    if (name == a.hf_name(base_tensor::lm_head)) return {3, 0, 0};
+    // within a layer: the projections in registration order, then the two norms
+    std::vector<std::string> within;
+    for (lora_target t : a.projections) within.push_back(a.hf_projection[size_t(t)] + ".weight");
+    within.push_back(a.hf_base[size_t(base_tensor::attn_norm)]);
+    within.push_back(a.hf_base[size_t(base_tensor::mlp_norm)]);
+    const std::string& pre = a.hf_layer_prefix;
+    if (name.compare(0, pre.size(), pre) == 0) {
+        const size_t dot = name.find('.', pre.size());
+        const std::string digits = name.substr(pre.size(), dot == std::string::npos ? 0 : dot - pre.size());
+        if (!digits.empty() && digits.size() <= 12 &&
+            std::all_of(digits.begin(), digits.end(), [](char c) { return c >= '0' && c <= '9'; })) {
+            int w = int(within.size());
+            for (size_t i = 0; i < within.size(); ++i)
+                if (name.compare(dot + 1, std::string::npos, within[i]) == 0) w = int(i);
+            return {1, std::stoll(digits), w};
+        }
     }
     return {4, 0, 0};
 }
 
 // The f32 projection weight a tensor name refers to in model.params, or nullptr with target untouched.
 const std::vector<float>* projection_of(const llama_model& model, const std::string& name, int& layer, lora_target& target) {
-    static const std::regex k_proj(R"(^model\.layers\.(\d+)\.(self_attn|mlp)\.(q|k|v|o|gate|up|down)_proj\.weight$)");
-    std::smatch mt;
-    if (!std::regex_match(name, mt, k_proj)) return nullptr;
-    const long long l = std::stoll(mt[1].str().substr(0, 12));
-    const auto t = lora_target_from_name(mt[3].str());
-    if (!t || mt[2].str() != section_of(*t) || l >= model.config.num_layers) return nullptr;
-    layer = int(l);
-    target = *t;
-    const llama_layer_params<float>& L = model.params.layers[size_t(l)];
-    switch (*t) {
-    case lora_target::q: return &L.wq;
-    case lora_target::k: return &L.wk;
-    case lora_target::v: return &L.wv;
-    case lora_target::o: return &L.wo;
-    case lora_target::gate: return &L.w_gate;
-    case lora_target::up: return &L.w_up;
-    case lora_target::down: return &L.w_down;
-    }
+    const architecture& a = architecture_for(model.config);
+    for (int l = 0; l < model.config.num_layers; ++l)
+        for (lora_target t : a.projections)
+            if (name == a.hf_weight(l, t)) {
+                layer = l;
+                target = t;
+                return &model.projection(l, t);
+            }
     return nullptr;
 }
 
@@ -118,8 +113,9 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
     // walk the state dict in order; a tensor larger than the limit gets a shard of its own; otherwise start a new
     // shard when adding it would exceed the limit.
     std::vector<std::string> names = base.tensor_names();
-    std::stable_sort(names.begin(), names.end(), [](const std::string& a, const std::string& b) {
-        const state_dict_rank ra = rank_of(a), rb = rank_of(b);
+    const architecture& arch = architecture_for(m);
+    std::stable_sort(names.begin(), names.end(), [&arch](const std::string& a, const std::string& b) {
+        const state_dict_rank ra = rank_of(arch, a), rb = rank_of(arch, b);
         if (ra < rb) return true;
         if (rb < ra) return false;
         return a < b;

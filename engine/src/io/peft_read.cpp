@@ -93,6 +93,7 @@ struct lora_selection {
 
 // Selected (layer, target) pairs as PEFT's check_target_module_exists decides them for this model's module keys.
 lora_selection select_modules(const json& cfg, const model_config& m, const std::string& config_path) {
+    const architecture& arch = architecture_for(m);
     const int L = m.num_layers;
     lora_selection sel;
     sel.on.assign(size_t(L), {});
@@ -129,7 +130,7 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
             bool any = false;
             for (int l = 0; l < L; ++l)
                 for (lora_target t : all_lora_targets())
-                    if (std::regex_match(module_key(l, t), re)) sel.on[size_t(l)][size_t(t)] = any = true;
+                    if (std::regex_match(module_key(arch, l, t), re)) sel.on[size_t(l)][size_t(t)] = any = true;
             if (!any)
                 throw error(error_code::config,
                             config_path + ": target_modules \"" + s + "\" matches none of this model's projections",
@@ -147,7 +148,7 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
             bool any = false;
             for (int l = 0; l < L; ++l)
                 for (lora_target t : all_lora_targets())
-                    if (entry_matches(module_key(l, t), entry)) sel.on[size_t(l)][size_t(t)] = any = true;
+                    if (entry_matches(module_key(arch, l, t), entry)) sel.on[size_t(l)][size_t(t)] = any = true;
             if (!any)
                 throw error(error_code::unsupported,
                             config_path + ": target_modules lists \"" + entry +
@@ -202,7 +203,7 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
             std::regex re = regex_of("exclude_modules", ex.get<std::string>());
             for (int l = 0; l < L; ++l)
                 for (lora_target t : all_lora_targets())
-                    if (std::regex_match(module_key(l, t), re)) sel.on[size_t(l)][size_t(t)] = false;
+                    if (std::regex_match(module_key(arch, l, t), re)) sel.on[size_t(l)][size_t(t)] = false;
         } else if (ex.is_array()) {
             for (const json& e : ex) {
                 if (!e.is_string())
@@ -210,7 +211,7 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
                                 "exclude_modules must be a list of module names");
                 for (int l = 0; l < L; ++l)
                     for (lora_target t : all_lora_targets())
-                        if (entry_matches(module_key(l, t), e.get<std::string>())) sel.on[size_t(l)][size_t(t)] = false;
+                        if (entry_matches(module_key(arch, l, t), e.get<std::string>())) sel.on[size_t(l)][size_t(t)] = false;
             }
         } else {
             throw error(error_code::config, config_path + ": exclude_modules is " + shown(ex), "exclude_modules must be a list or a string");
@@ -359,14 +360,18 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     }
     const safetensors_file f = safetensors_file::open(weights_path);
 
+    const architecture& arch = architecture_for(m);
     std::set<std::string> expected;
     for (int l = 0; l < m.num_layers; ++l)
         for (lora_target t : all_lora_targets())
             if (sel.on[size_t(l)][size_t(t)]) {
-                expected.insert(peft_tensor_name(l, t, false));
-                expected.insert(peft_tensor_name(l, t, true));
+                expected.insert(arch.peft_name(l, t, false));
+                expected.insert(arch.peft_name(l, t, true));
             }
-    static const std::regex k_lora_name(R"(^base_model\.model\.model\.layers\.(\d+)\.(self_attn|mlp)\.([A-Za-z0-9_]+)\.lora_(A|B)\.weight$)");
+    // "<peft prefix><layer prefix><l>.<module path>.lora_A|B.weight" (architecture.h)
+    auto escaped = [](const std::string& x) { return std::regex_replace(x, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)"); };
+    const std::regex k_lora_name("^" + escaped(arch.peft_prefix + arch.hf_layer_prefix) +
+                                 R"((\d+)\.([A-Za-z0-9_.]+)\.lora_(A|B)\.weight$)");
     const std::string base_hint = cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string()
                                       ? "load the adapter on the base model it was trained for (adapter_config.json names \"" +
                                             cfg["base_model_name_or_path"].get<std::string>() + "\")"
@@ -376,8 +381,8 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
         std::smatch mt;
         if (std::regex_match(e.name, mt, k_lora_name)) {
             const long long layer = std::stoll(mt[1].str().substr(0, 12));
-            const auto target = lora_target_from_name(mt[3].str());
-            const bool known = target && mt[2].str() == section_of(*target) && mt[3].str() == lora_target_name(*target);
+            bool known = false;
+            for (lora_target t : arch.projections) known = known || mt[2].str() == arch.hf_projection[size_t(t)];
             if (known && layer >= m.num_layers)
                 throw error(error_code::shape_mismatch,
                             weights_path + ": tensor '" + e.name + "' adapts layer " + std::to_string(layer) +
@@ -409,7 +414,7 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
             auto [in, out] = lora_in_out(m, t);
             lora_adapter<float>& ad = w.at(l, t);
             for (bool is_b : {false, true}) {
-                const std::string name = peft_tensor_name(l, t, is_b);
+                const std::string name = arch.peft_name(l, t, is_b);
                 const safetensors_entry* e = f.find(name);
                 if (!e)
                     throw error(error_code::format,
@@ -449,8 +454,8 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
                 throw error(error_code::shape_mismatch, weights_path + ": tensor '" + name + "' " + problem, base_hint);
             }
             ad.in = in; ad.out = out; ad.rank = r;
-            const tensor ta = f.read_f32(peft_tensor_name(l, t, false));
-            const tensor tb = f.read_f32(peft_tensor_name(l, t, true));
+            const tensor ta = f.read_f32(arch.peft_name(l, t, false));
+            const tensor tb = f.read_f32(arch.peft_name(l, t, true));
             ad.a.assign(ta.f32(), ta.f32() + ta.numel());
             ad.b.assign(tb.f32(), tb.f32() + tb.numel());
             ad.da.assign(ad.a.size(), 0.0f);

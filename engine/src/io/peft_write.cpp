@@ -123,7 +123,8 @@ std::vector<int> check_exportable(const lora_weights<float>& w, const model_conf
 } // namespace peft_detail
 
 std::string peft_tensor_name(int layer, lora_target t, bool b) {
-    return "base_model.model." + module_key(layer, t) + (b ? ".lora_B.weight" : ".lora_A.weight");
+    // the first (LLaMA) family's names: also the optimizer state's parameter keys, the same for every family
+    return architectures().front().peft_name(layer, t, b);
 }
 
 // ---------------------------------------------------------------------------------------------------------------
@@ -214,13 +215,14 @@ void export_peft(const std::string& out_dir_in, const lora_weights<float>& w, co
         adapter_config_json(w, m, base_model_name_or_path, "cannot export the adapter to " + out_dir);
     make_dir(out_dir);
 
+    const architecture& arch = architecture_for(m);   // PEFT's tensor names
     std::vector<std::pair<std::string, tensor>> tensors;
     for (int l = 0; l < m.num_layers; ++l)
         for (lora_target t : all_lora_targets()) {
             const lora_adapter<float>& ad = w.at(l, t);
             if (!ad.enabled()) continue;
-            tensors.emplace_back(peft_tensor_name(l, t, false), tensor::from_f32(ad.a, {ad.rank, ad.in}));
-            tensors.emplace_back(peft_tensor_name(l, t, true), tensor::from_f32(ad.b, {ad.out, ad.rank}));
+            tensors.emplace_back(arch.peft_name(l, t, false), tensor::from_f32(ad.a, {ad.rank, ad.in}));
+            tensors.emplace_back(arch.peft_name(l, t, true), tensor::from_f32(ad.b, {ad.out, ad.rank}));
         }
     safetensors_save(weights_path, tensors, {{"format", "pt"}});
     write_file_atomic(config_path, config_text);

@@ -2,68 +2,25 @@
 #include "qls/trainer.h"
 
 #include "qls/error.h"
+#include "qls/file_io.h"
 #include "qls/peft.h"
 #include "qls/safetensors.h"
-#include "train/run_files.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
-#include <fcntl.h>
 #include <filesystem>
 #include <fstream>
-#include <sstream>
-#include <unistd.h>
 
 namespace qls {
 
 namespace fs = std::filesystem;
 using json = nlohmann::json;
 
-namespace run_files {
-
-void fsync_path(const fs::path& p, bool directory) {
-    int fd = ::open(p.c_str(), directory ? O_RDONLY | O_DIRECTORY : O_RDONLY);
-    if (fd < 0) return;
-    ::fsync(fd);
-    ::close(fd);
-}
-
-void write_file_atomic(const fs::path& path, const std::string& text) {
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out)
-            throw error(error_code::io, tmp.string() + ": cannot create the file",
-                        "check that the run directory is writable and the disk is not full");
-        out << text;
-        out.flush();
-        if (!out) throw error(error_code::io, tmp.string() + ": write failed", "check free disk space");
-    }
-    fsync_path(tmp, false);
-    std::error_code ec;
-    fs::rename(tmp, path, ec);
-    if (ec) throw error(error_code::io, path.string() + ": cannot rename into place: " + ec.message());
-    fsync_path(path.parent_path(), true);
-}
-
-std::string read_text(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    if (!in) throw error(error_code::io, p.string() + ": cannot open", "the run directory is incomplete");
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-} // namespace run_files
-
-using run_files::fsync_path;
-using run_files::read_text;
-using run_files::write_file_atomic;
-
 namespace {
 
 constexpr int k_checkpoint_format = 1;
+const char* const k_incomplete_hint = "the run directory is incomplete";
 
 int64_t checkpoint_step(const fs::path& dir) {
     const std::string n = dir.filename().string();
@@ -137,19 +94,8 @@ std::string trainer::save_checkpoint() {
                {"batcher", {{"epoch", pos.epoch}, {"cursor", pos.cursor}, {"seed", pos.seed}}}};
     write_file_atomic(tmp / "trainer_state.json", st.dump(2));
     written(tmp / "trainer_state.json");
-    fsync_path(tmp, true);
-    // step-N exists when a stopped run is saved again at the same step: replace it only after the new one is whole
-    if (fs::exists(final_dir)) {
-        const fs::path old = dir / (".tmp-old-" + name);
-        fs::remove_all(old, ec);
-        fs::rename(final_dir, old, ec);
-        fs::rename(tmp, final_dir, ec);
-        fs::remove_all(old);
-    } else {
-        fs::rename(tmp, final_dir, ec);
-    }
-    if (ec) throw error(error_code::io, final_dir.string() + ": cannot move the checkpoint into place: " + ec.message());
-    fsync_path(dir, true);
+    // step-N exists when a stopped run is saved again at the same step: it is replaced only once the new one is whole
+    publish_dir_atomic(tmp, final_dir);
     auto all = list_checkpoints(run_dir_);
     for (size_t i = 0; i + size_t(cfg_.keep_checkpoints) < all.size(); ++i) fs::remove_all(all[i].second, ec);
     log("checkpoint " + final_dir.string());
@@ -161,7 +107,7 @@ void trainer::restore(const std::string& ckpt_dir) {
     const fs::path ck(ckpt_dir);
     json st;
     try {
-        st = json::parse(read_text(ck / "trainer_state.json"));
+        st = json::parse(read_file_text(ck / "trainer_state.json", k_incomplete_hint));
     } catch (const json::exception& e) {
         throw error(error_code::format, (ck / "trainer_state.json").string() + ": not valid JSON: " + e.what(),
                     "delete this checkpoint directory to resume from the one before it");

@@ -3,8 +3,8 @@
 
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
+#include "qls/file_io.h"
 #include "qls/run_plan.h"
-#include "train/run_files.h"
 
 #include <algorithm>
 #include <chrono>
@@ -15,8 +15,6 @@
 namespace qls {
 
 namespace fs = std::filesystem;
-using run_files::read_text;
-using run_files::write_file_atomic;
 
 namespace {
 
@@ -160,7 +158,7 @@ std::unique_ptr<trainer> trainer::resume(const std::string& run_dir, const train
                     "start the run again with `qlora train --config " + cfg_path.string() + "`");
     std::unique_ptr<trainer> t(new trainer());
     // config.json holds absolute (resolved) paths, so no base directory is needed
-    t->cfg_ = parse_train_config(read_text(cfg_path), cfg_path.string(), "");
+    t->cfg_ = parse_train_config(read_file_text(cfg_path, "the run directory is incomplete"), cfg_path.string(), "");
     t->run_dir_ = run_dir;
     t->build(cb);
     t->restore(ckpt_dir);
