@@ -87,6 +87,22 @@ private slots:
         QCOMPARE(QString::fromStdString(supported_model_types()), QString("llama, mistral"));
     }
 
+    // A family whose layers the LLaMA code does not compute is refused by name, not computed wrongly.
+    void layersTheCodeLacksAreRefused() {
+        architecture a = architecture_for("llama");
+        require_llama_layers(a, "the CPU training pass");   // LLaMA itself passes
+        a.family = "biased";
+        a.projection_bias = true;
+        try {
+            require_llama_layers(a, "generation");
+            QFAIL("a family with biases must be refused");
+        } catch (const error& e) {
+            QCOMPARE(int(e.code()), int(error_code::unsupported));
+            const std::string m = e.what();
+            QVERIFY2(m.find("generation") != std::string::npos && m.find("biased") != std::string::npos, m.c_str());
+        }
+    }
+
     void unknownTypeIsRefusedWithTheSupportedOnes() {
         QVERIFY(find_architecture("gpt2") == nullptr);
         try {

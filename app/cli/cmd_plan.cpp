@@ -72,6 +72,17 @@ void print_items(const qls::memory_plan& p) {
     }
 }
 
+// The table, the verdict, what would make it fit and (items) every tensor.
+void print_report(const qls::memory_plan& p, bool items) {
+    print_table(p);
+    std::printf("\nverdict: %s\n", p.explanation.c_str());
+    if (!p.suggestions.empty()) {
+        std::printf("to make it fit:\n");
+        for (const auto& sg : p.suggestions) std::printf("  - %s\n", sg.text.c_str());
+    }
+    if (items) print_items(p);
+}
+
 } // namespace
 
 int cmd_plan(int argc, char** argv) {
@@ -94,8 +105,7 @@ int cmd_plan(int argc, char** argv) {
         const qls::train_config rc = qls::load_train_config(*run);
         const qls::model_config mc = qls::load_model_config(rc.model + "/config.json");
         const qls::device_choice dc =
-            qls::choose_train_device(rc.backend, rc.gpu, rc.quantize_nf4 && rc.double_quant, mc.head_dim,
-                                     rc.backend == "cpu" ? qls::gpu_probe{} : qls::probe_gpu(rc.gpu));
+            qls::choose_train_device(rc.backend, rc.gpu, rc.quantize_nf4 && rc.double_quant, mc.head_dim);
         const qls::memory_plan p = qls::plan_run(mc, qls::plan_settings_for(rc, dc.device));
         if (a.has("json")) {
             std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
@@ -103,13 +113,7 @@ int cmd_plan(int argc, char** argv) {
         }
         std::printf("run     %s on %s%s\n", run->c_str(), dc.device.label().c_str(),
                     dc.why.empty() ? "" : (" (" + dc.why + ")").c_str());
-        print_table(p);
-        std::printf("\nverdict: %s\n", p.explanation.c_str());
-        if (!p.suggestions.empty()) {
-            std::printf("to make it fit:\n");
-            for (const auto& sg : p.suggestions) std::printf("  - %s\n", sg.text.c_str());
-        }
-        if (a.has("items")) print_items(p);
+        print_report(p, a.has("items"));
         return 0;
     }
 
@@ -165,13 +169,7 @@ int cmd_plan(int argc, char** argv) {
                 s.gradient_checkpointing ? "on" : "off");
     std::printf("loss    chunked cross-entropy: fp32 logits for %d tokens at a time, never the full (B,T,V)\n\n",
                 p.loss_chunk_tokens);
-    print_table(p);
-    std::printf("\nverdict: %s\n", p.explanation.c_str());
-    if (!p.suggestions.empty()) {
-        std::printf("to make it fit:\n");
-        for (const auto& sg : p.suggestions) std::printf("  - %s\n", sg.text.c_str());
-    }
-    if (a.has("items")) print_items(p);
+    print_report(p, a.has("items"));
     return 0;
 }
 

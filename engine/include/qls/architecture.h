@@ -83,6 +83,10 @@ const architecture& architecture_for(std::string_view model_type);
 inline const architecture& architecture_for(const model_config& c) { return architecture_for(c.model_type); }
 // nullptr when no entry reads this model_type.
 const architecture* find_architecture(std::string_view model_type);
+// Throws qls::error{unsupported} naming `who` unless the family's layers are the ones the LLaMA code computes
+// (RMSNorm, rotate_half RoPE, SwiGLU, no biases): the CPU pass, the decoder and the CUDA step call it, so a family
+// whose ops they lack is refused instead of computed wrongly.
+void require_llama_layers(const architecture& a, const std::string& who);
 // Every family, in table order.
 const std::vector<architecture>& architectures();
 // "llama, mistral": the model_type values any entry reads, for messages.

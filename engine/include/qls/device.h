@@ -42,5 +42,7 @@ struct device_choice {
 };
 device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim,
                                   const gpu_probe& probe);
+// The same, probing GPU gpu_index first unless backend is "cpu".
+device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim);
 
 } // namespace qls

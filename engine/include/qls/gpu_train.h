@@ -20,6 +20,7 @@
 #include "qls/memory_plan.h"
 #include "qls/optim.h"
 #include "qls/tensor.h"
+#include "qls/train_backend.h"     // defines: train_batch
 
 #include <cstdint>
 #include <memory>
@@ -42,13 +43,8 @@ struct gpu_train_options {
 // lora (rank, targets, dropout on or off), batch, seq, optimizer, gradient_checkpointing and page_size must be those
 // the memory plan was made with (qls::error{invalid_argument} otherwise); the budget lives in the plan.
 
-// One micro-batch on the host: B*T int32 each. positions/segments may be nullptr (0..T-1; one segment per row).
-struct gpu_batch {
-    const int* tokens = nullptr;
-    const int* targets = nullptr;       // -1 = no loss
-    const int* positions = nullptr;
-    const int* segments = nullptr;
-};
+// One micro-batch on the host (train_backend.h): B*T int32 each; positions/segments may be nullptr.
+using gpu_batch = train_batch;
 
 struct gpu_update_result {
     double grad_norm = 0;               // of the accumulated gradients divided by grad_accum, before clipping

@@ -88,4 +88,9 @@ device_choice choose_train_device(const std::string& backend, int gpu_index, boo
     return c;
 }
 
+device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim) {
+    return choose_train_device(backend, gpu_index, nf4_double_quant, head_dim,
+                               backend == "cpu" ? gpu_probe{} : probe_gpu(gpu_index));
+}
+
 } // namespace qls

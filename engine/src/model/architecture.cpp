@@ -69,6 +69,13 @@ const architecture& architecture_for(std::string_view model_type) {
                 "choose a model of a supported family");
 }
 
+void require_llama_layers(const architecture& a, const std::string& who) {
+    if (a.norm != norm_kind::rms || a.rope != rope_kind::rotate_half || a.mlp != mlp_kind::swiglu || a.projection_bias)
+        throw error(error_code::unsupported, who + " has no implementation yet of the layers of the " + a.family +
+                                                 " family (its norm, RoPE, MLP or biases differ from LLaMA's)",
+                    "choose a model of a supported family");
+}
+
 std::string architecture::hf_name(base_tensor t, int layer) const {
     const std::string& n = hf_base[size_t(t)];
     return base_tensor_per_layer(t) ? hf_layer_prefix + layer_dot(layer) + n : n;

@@ -306,6 +306,7 @@ template <class T> struct llama_pass<T>::buffers {
 template <class T>
 llama_pass<T>::llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq,
                           int B, int Tn, lora_weights<T>* lora) {
+    require_llama_layers(architecture_for(cfg), "the CPU training pass");
     if (B <= 0 || Tn <= 0)
         throw error(error_code::invalid_argument, "batch and sequence length must be positive (got batch " +
                                                       std::to_string(B) + ", seq " + std::to_string(Tn) + ")");
@@ -408,6 +409,7 @@ template class llama_pass<double>;
 
 llama_decoder::llama_decoder(const llama_model& model, int max_positions) : m_(&model) {
     const model_config& c = model.config;
+    require_llama_layers(architecture_for(c), "generation");
     max_pos_ = max_positions > 0 ? max_positions : c.max_position_embeddings;
     const size_t KV = size_t(c.num_kv_heads) * size_t(c.head_dim), Q = size_t(c.num_heads) * size_t(c.head_dim);
     k_cache_.resize(size_t(c.num_layers) * size_t(max_pos_) * KV);

@@ -67,8 +67,7 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
                         std::to_string(model_.config.max_position_embeddings) + " positions",
                     "use training.seq_len <= " + std::to_string(model_.config.max_position_embeddings));
     const device_choice dc =
-        choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant, model_.config.head_dim,
-                            cfg_.backend == "cpu" ? gpu_probe{} : probe_gpu(cfg_.gpu));
+        choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant, model_.config.head_dim);
     device_ = dc.device;
     if (!dc.why.empty()) log("backend: cpu (" + dc.why + ")");
 
@@ -102,9 +101,8 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     bo.adamw = cfg_.adamw;
     bo.page_pool_bytes = cfg_.page_pool_bytes;
     backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_, bo);
-    if (device_.backend != "cpu")
-        log("backend: " + backend_->name() + ", arena " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB, " +
-            plan_verdict_name(plan_.verdict));
+    log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB, " +
+        plan_verdict_name(plan_.verdict));
 
     batch_options bt;
     bt.B = cfg_.micro_batch;

@@ -10,8 +10,6 @@ namespace qls {
 
 namespace {
 
-gpu_batch to_gpu(const train_batch& b) { return gpu_batch{b.tokens, b.targets, b.positions, b.segments}; }
-
 class cuda_train_backend final : public train_backend {
 public:
     cuda_train_backend(int index, std::unique_ptr<gpu_trainer> gpu, const lora_weights<float>& init)
@@ -22,9 +20,9 @@ public:
 
     // Dropout is always on in training, as the trainer has always run the GPU step (lora_dropout_keep, this seed).
     double forward_backward(const train_batch& b, uint64_t dropout_seed) override {
-        return gpu_->forward_backward(to_gpu(b), true, dropout_seed);
+        return gpu_->forward_backward(b, true, dropout_seed);
     }
-    double forward_loss(const train_batch& b) override { return gpu_->forward_loss(to_gpu(b)); }
+    double forward_loss(const train_batch& b) override { return gpu_->forward_loss(b); }
     train_update optimizer_step(float lr, int grad_accum, float max_grad_norm) override {
         const gpu_update_result u = gpu_->optimizer_step(lr, grad_accum, max_grad_norm);
         return train_update{u.grad_norm, u.finite};

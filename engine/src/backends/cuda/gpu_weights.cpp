@@ -78,11 +78,7 @@ void gpu_trainer::impl::model_weights(const llama_model& m) {
                     "load it with NF4 quantization (model.quantize_nf4 true)");
     // The step's kernels are LLaMA's: RMSNorm, rotate_half RoPE, SwiGLU, no biases (architecture.h).
     const architecture& arch = architecture_for(m.config);
-    if (arch.norm != norm_kind::rms || arch.rope != rope_kind::rotate_half || arch.mlp != mlp_kind::swiglu ||
-        arch.projection_bias)
-        throw error(error_code::unsupported, "the CUDA backend has no kernels yet for the layers of the " +
-                                                 arch.family + " family",
-                    "train it on the CPU reference backend (device.backend \"cpu\")");
+    require_llama_layers(arch, "the CUDA backend");
     for (int l = 0; l < L; ++l) {
         for (lora_target t : arch.projections) {
             const nf4_tensor& w = m.nf4[size_t(l)][size_t(t)];
