@@ -33,10 +33,10 @@ public:
             s.tokens_per_s = double(s.tokens) / s.step_time_s;
             s.eta_s = s.step_time_s * double(n - i);
             s.plan_bytes = {{"quantized_weights", 3ull << 30}, {"frozen_weights", 1ull << 29},
-                            {"lora_weights", 160ull << 20}, {"lora_grads", 160ull << 20},
-                            {"optimizer_resident", 0},      {"optimizer_paged", 320ull << 20},
-                            {"activations", 2ull << 30},    {"logits_loss", 256ull << 20},
-                            {"workspace", 128ull << 20},    {"cuda_context", 600ull << 20}};
+                            {"lora_weights", 160ull << 20},    {"lora_grads", 160ull << 20},
+                            {"optimizer_resident", 0},         {"optimizer_paged", 320ull << 20},
+                            {"activations", 2ull << 30},       {"logits_loss", 256ull << 20},
+                            {"workspace", 128ull << 20},       {"cuda_context", 600ull << 20}};
             s.device_used_bytes = (6ull << 30) + uint64_t(i) * (1ull << 20);
             s.device_peak_bytes = s.device_used_bytes;
             s.device_total_bytes = cardBytes;

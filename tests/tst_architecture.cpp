@@ -61,7 +61,7 @@ private slots:
             for (lora_target t : a.projections) {
                 QVERIFY2(ck.has(a.hf_weight(l, t)), a.hf_weight(l, t).c_str());
                 const auto [out, in] = a.projection_shape(c, t);
-                ck.read_f32(a.hf_weight(l, t), {out, in});   // throws on a shape mismatch
+                ck.read_f32(a.hf_weight(l, t), {out, in}); // throws on a shape mismatch
                 const auto [lin, lout] = lora_in_out(c, t);
                 QCOMPARE(int64_t(lin), in);
                 QCOMPARE(int64_t(lout), out);
@@ -90,7 +90,7 @@ private slots:
     // A family whose layers the LLaMA code does not compute is refused by name, not computed wrongly.
     void layersTheCodeLacksAreRefused() {
         architecture a = architecture_for("llama");
-        require_llama_layers(a, "the CPU training pass");   // LLaMA itself passes
+        require_llama_layers(a, "the CPU training pass"); // LLaMA itself passes
         a.family = "biased";
         a.projection_bias = true;
         try {

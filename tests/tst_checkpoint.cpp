@@ -47,7 +47,8 @@ std::string expect_error(const std::function<void()>& f, qls::error_code code, c
     } catch (const qls::error& e) {
         std::string msg = e.what();
         if (e.code() != code)
-            qWarning("expected code %s, got %s: %s", qls::error_code_name(code), qls::error_code_name(e.code()), msg.c_str());
+            qWarning("expected code %s, got %s: %s", qls::error_code_name(code), qls::error_code_name(e.code()),
+                     msg.c_str());
         if (e.code() != code) return "<wrong code>";
         for (const std::string& p : parts)
             if (msg.find(p) == std::string::npos) {
@@ -60,10 +61,10 @@ std::string expect_error(const std::function<void()>& f, qls::error_code code, c
 }
 // The describe() text of the error the last EXPECT_ERROR caught.
 std::string last_error;
-#define EXPECT_ERROR(fn, code, ...)                                                                                 \
-    do {                                                                                                             \
-        last_error = expect_error(fn, code, __VA_ARGS__);                                                            \
-        QVERIFY2(last_error.rfind("<", 0) != 0, qPrintable(QString::fromStdString(last_error)));                    \
+#define EXPECT_ERROR(fn, code, ...)                                                              \
+    do {                                                                                         \
+        last_error = expect_error(fn, code, __VA_ARGS__);                                        \
+        QVERIFY2(last_error.rfind("<", 0) != 0, qPrintable(QString::fromStdString(last_error))); \
     } while (0)
 
 // Every tensor of the real checkpoint, read through the safetensors reader.
@@ -126,10 +127,11 @@ private slots:
         std::memcpy(want.data(), raw.data() + 8 + hlen + begin, 64 * 4);
         for (int i = 0; i < 64; ++i) QCOMPARE(norm.f32()[i], want[size_t(i)]);
 
-        EXPECT_ERROR([&] { ck.entry("lm_head.weight"); }, qls::error_code::format, {"lm_head.weight", testutil::model_dir()});
+        EXPECT_ERROR([&] { ck.entry("lm_head.weight"); }, qls::error_code::format,
+                     {"lm_head.weight", testutil::model_dir()});
         EXPECT_ERROR([&] { ck.read_f32("model.norm.weight", {32}); }, qls::error_code::shape_mismatch,
-                                     {testutil::model_dir() + "/model.safetensors", "model.norm.weight", "[64]", "[32]",
-                                      testutil::model_dir() + "/config.json"});
+                     {testutil::model_dir() + "/model.safetensors", "model.norm.weight", "[64]", "[32]",
+                      testutil::model_dir() + "/config.json"});
         QVERIFY(last_error.find("config.json disagrees with the weights") != std::string::npos);
 
         qls::tokenizer tok = qls::load_tokenizer_for(ck);
@@ -142,8 +144,9 @@ private slots:
         scratch_dir d;
         d.copy("model.safetensors");
         EXPECT_ERROR([&] { qls::hf_checkpoint::open(d.path()); }, qls::error_code::io,
-                                       {d.file("config.json"), "Hugging Face model directory"});
-        EXPECT_ERROR([&] { qls::hf_checkpoint::open(d.file("nope")); }, qls::error_code::io, {d.file("nope"), "does not exist"});
+                     {d.file("config.json"), "Hugging Face model directory"});
+        EXPECT_ERROR([&] { qls::hf_checkpoint::open(d.file("nope")); }, qls::error_code::io,
+                     {d.file("nope"), "does not exist"});
     }
 
     void missing_weights() {
@@ -151,13 +154,14 @@ private slots:
         scratch_dir d;
         d.copy("config.json");
         EXPECT_ERROR([&] { qls::hf_checkpoint::open(d.path()); }, qls::error_code::io,
-                                       {d.file("model.safetensors"), d.file("model.safetensors.index.json")});
+                     {d.file("model.safetensors"), d.file("model.safetensors.index.json")});
         QVERIFY(last_error.find("safe_serialization") == std::string::npos);
 
         write_file(d.file("pytorch_model.bin"), std::string(64, '\x80'));
         EXPECT_ERROR([&] { qls::hf_checkpoint::open(d.path()); }, qls::error_code::io,
-                           {d.file("model.safetensors"), "pytorch_model.bin"});
-        QVERIFY2(last_error.find("save_pretrained") != std::string::npos && last_error.find("safe_serialization=True") != std::string::npos &&
+                     {d.file("model.safetensors"), "pytorch_model.bin"});
+        QVERIFY2(last_error.find("save_pretrained") != std::string::npos &&
+                     last_error.find("safe_serialization=True") != std::string::npos &&
                      last_error.find("not supported") != std::string::npos,
                  last_error.c_str());
     }
@@ -218,9 +222,12 @@ private slots:
             qls::hf_checkpoint ck = qls::hf_checkpoint::open(d.path());
             const qls::model_config& c = ck.config();
             EXPECT_ERROR(
-                [&] { ck.read_f32("model.embed_tokens.weight", {c.vocab_size, c.hidden_size}); },
+                [&] {
+                    ck.read_f32("model.embed_tokens.weight", {c.vocab_size, c.hidden_size});
+                },
                 qls::error_code::shape_mismatch,
-                {d.file("model.safetensors"), "model.embed_tokens.weight", "[512, 64]", "[512, 32]", d.file("config.json")});
+                {d.file("model.safetensors"), "model.embed_tokens.weight", "[512, 64]", "[512, 32]",
+                 d.file("config.json")});
             QVERIFY(last_error.find("config.json disagrees with the weights") != std::string::npos);
         }
         // A wrong-shaped tensor in the weights, config.json untouched.
@@ -233,9 +240,12 @@ private slots:
             qls::safetensors_save(d.file("model.safetensors"), all);
             qls::hf_checkpoint ck = qls::hf_checkpoint::open(d.path());
             const qls::model_config& c = ck.config();
-            EXPECT_ERROR([&] { ck.read_f32("model.layers.3.mlp.up_proj.weight", {c.intermediate_size, c.hidden_size}); },
-                         qls::error_code::shape_mismatch,
-                         {d.file("model.safetensors"), "model.layers.3.mlp.up_proj.weight", "[170, 64]", "[172, 64]"});
+            EXPECT_ERROR(
+                [&] {
+                    ck.read_f32("model.layers.3.mlp.up_proj.weight", {c.intermediate_size, c.hidden_size});
+                },
+                qls::error_code::shape_mismatch,
+                {d.file("model.safetensors"), "model.layers.3.mlp.up_proj.weight", "[170, 64]", "[172, 64]"});
         }
     }
 
@@ -248,7 +258,7 @@ private slots:
             d.copy("model.safetensors");
             qls::hf_checkpoint ck = qls::hf_checkpoint::open(d.path());
             EXPECT_ERROR([&] { qls::load_tokenizer_for(ck); }, qls::error_code::io,
-                                           {d.file("tokenizer.model"), "not found"});
+                         {d.file("tokenizer.model"), "not found"});
             QVERIFY(last_error.find("copy tokenizer.model from the original model repository") != std::string::npos);
             QVERIFY(last_error.find("SentencePiece") != std::string::npos);
         }

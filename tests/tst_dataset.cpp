@@ -56,7 +56,8 @@ std::string expect_error(F&& f, std::initializer_list<std::string> needles,
         const std::string text = e.describe();
         for (const auto& n : needles)
             if (text.find(n) == std::string::npos) {
-                QTest::qFail(qPrintable(QString("error \"%1\" lacks \"%2\"").arg(QString::fromStdString(text), QString::fromStdString(n))),
+                QTest::qFail(qPrintable(QString("error \"%1\" lacks \"%2\"")
+                                            .arg(QString::fromStdString(text), QString::fromStdString(n))),
                              loc.file_name(), int(loc.line()));
                 break;
             }
@@ -69,7 +70,8 @@ std::string expect_error(F&& f, std::initializer_list<std::string> needles,
 bool contains(const std::string& hay, const std::string& needle) { return hay.find(needle) != std::string::npos; }
 
 bool any_warning(const std::vector<std::string>& w, const std::string& needle1, const std::string& needle2 = {}) {
-    return std::any_of(w.begin(), w.end(), [&](const std::string& s) { return contains(s, needle1) && contains(s, needle2); });
+    return std::any_of(w.begin(), w.end(),
+                       [&](const std::string& s) { return contains(s, needle1) && contains(s, needle2); });
 }
 
 qls::data_example synthetic(int id, size_t len, size_t prompt_len) {
@@ -83,7 +85,8 @@ qls::data_example synthetic(int id, size_t len, size_t prompt_len) {
 }
 
 // Checks the structural invariants of a batch against the examples; returns the examples' ids seen in it.
-std::vector<std::vector<int>> check_batch(const qls::batch& b, const std::vector<qls::data_example>& examples, int pad_id) {
+std::vector<std::vector<int>> check_batch(const qls::batch& b, const std::vector<qls::data_example>& examples,
+                                          int pad_id) {
     std::vector<std::vector<int>> seen;
     std::map<std::vector<int>, const qls::data_example*> by_ids;
     for (const auto& ex : examples) by_ids[ex.ids] = &ex;
@@ -94,27 +97,43 @@ std::vector<std::vector<int>> check_batch(const qls::batch& b, const std::vector
         int expected_segment = 1;
         size_t t = 0;
         while (t < T && b.segments[o + t] != 0) {
-            if (b.segments[o + t] != expected_segment) { QTest::qFail("segment ids must count 1, 2, 3 in a row", __FILE__, __LINE__); return seen; }
+            if (b.segments[o + t] != expected_segment) {
+                QTest::qFail("segment ids must count 1, 2, 3 in a row", __FILE__, __LINE__);
+                return seen;
+            }
             size_t e = t;
             while (e < T && b.segments[o + e] == expected_segment) ++e;
             std::vector<int> ids(b.tokens.begin() + std::ptrdiff_t(o + t), b.tokens.begin() + std::ptrdiff_t(o + e));
             auto it = by_ids.find(ids);
-            if (it == by_ids.end()) { QTest::qFail("a segment is not one whole example", __FILE__, __LINE__); return seen; }
+            if (it == by_ids.end()) {
+                QTest::qFail("a segment is not one whole example", __FILE__, __LINE__);
+                return seen;
+            }
             const qls::data_example& ex = *it->second;
             for (size_t i = t; i < e; ++i) {
-                if (b.positions[o + i] != int(i - t)) { QTest::qFail("positions must restart at 0 per example", __FILE__, __LINE__); return seen; }
+                if (b.positions[o + i] != int(i - t)) {
+                    QTest::qFail("positions must restart at 0 per example", __FILE__, __LINE__);
+                    return seen;
+                }
                 const size_t k = i - t;
                 const int want = (k + 1 < ex.ids.size() && ex.loss[k + 1]) ? ex.ids[k + 1] : -1;
-                if (b.targets[o + i] != want) { QTest::qFail("target differs from the next trained token", __FILE__, __LINE__); return seen; }
+                if (b.targets[o + i] != want) {
+                    QTest::qFail("target differs from the next trained token", __FILE__, __LINE__);
+                    return seen;
+                }
                 if (want != -1) ++counted;
             }
-            if (b.targets[o + e - 1] != -1) { QTest::qFail("the last token of a segment must have no target", __FILE__, __LINE__); return seen; }
+            if (b.targets[o + e - 1] != -1) {
+                QTest::qFail("the last token of a segment must have no target", __FILE__, __LINE__);
+                return seen;
+            }
             seen.push_back(ids);
             ++expected_segment;
             t = e;
         }
         for (size_t i = t; i < T; ++i) {
-            if (b.segments[o + i] != 0 || b.targets[o + i] != -1 || b.tokens[o + i] != pad_id || b.positions[o + i] != int(i - t)) {
+            if (b.segments[o + i] != 0 || b.targets[o + i] != -1 || b.tokens[o + i] != pad_id ||
+                b.positions[o + i] != int(i - t)) {
                 QTest::qFail("padding must be segment 0, target -1, the pad id, positions from 0", __FILE__, __LINE__);
                 return seen;
             }
@@ -157,8 +176,9 @@ private slots:
     void initTestCase() { QLS_REQUIRE_MODEL(); }
 
     void names_round_trip() {
-        for (auto f : {qls::dataset_format::auto_detect, qls::dataset_format::alpaca, qls::dataset_format::chat_messages,
-                       qls::dataset_format::chat_sharegpt, qls::dataset_format::text_jsonl, qls::dataset_format::plain_text})
+        for (auto f :
+             {qls::dataset_format::auto_detect, qls::dataset_format::alpaca, qls::dataset_format::chat_messages,
+              qls::dataset_format::chat_sharegpt, qls::dataset_format::text_jsonl, qls::dataset_format::plain_text})
             QCOMPARE(qls::parse_dataset_format(qls::dataset_format_name(f)), f);
         for (auto t : {qls::chat_template::auto_select, qls::chat_template::alpaca, qls::chat_template::llama2_chat,
                        qls::chat_template::chatml, qls::chat_template::raw})
@@ -169,21 +189,27 @@ private slots:
 
     void formats_parse_and_detect() {
         QTemporaryDir dir;
-        const std::string alpaca_json = write_file(dir, "a.json",
+        const std::string alpaca_json = write_file(
+            dir, "a.json",
             "[\n  {\"instruction\": \"Add.\", \"input\": \"2 and 3\", \"output\": \"5\", \"id\": 7},\n"
             "  {\"instruction\": \"Say hi.\",\n   \"output\": \"Hi!\"}\n]\n");
-        const std::string alpaca_jsonl = write_file(dir, "a.jsonl",
+        const std::string alpaca_jsonl = write_file(
+            dir, "a.jsonl",
             "{\"instruction\": \"Add.\", \"input\": \"\", \"output\": \"5\"}\n\n{\"instruction\": \"Say hi.\", \"input\": null, \"output\": \"Hi!\"}\n");
-        const std::string messages = write_file(dir, "m.jsonl",
+        const std::string messages = write_file(
+            dir, "m.jsonl",
             "{\"messages\": [{\"role\": \"system\", \"content\": \"Be kind.\"}, {\"role\": \"user\", \"content\": \"Hi\"}, "
             "{\"role\": \"assistant\", \"content\": \"Hello!\"}]}\n"
             "{\"messages\": [{\"role\": \"user\", \"content\": \"A\"}, {\"role\": \"assistant\", \"content\": \"B\"}, "
             "{\"role\": \"user\", \"content\": \"C\"}, {\"role\": \"assistant\", \"content\": \"D\"}]}\n");
-        const std::string sharegpt = write_file(dir, "s.jsonl",
+        const std::string sharegpt = write_file(
+            dir, "s.jsonl",
             "{\"conversations\": [{\"from\": \"system\", \"value\": \"S\"}, {\"from\": \"human\", \"value\": \"Q\"}, "
             "{\"from\": \"gpt\", \"value\": \"A\"}]}\n");
-        const std::string text = write_file(dir, "t.jsonl", "{\"text\": \"Once upon a time\"}\n{\"text\": \"The end.\", \"meta\": 1}\n");
-        const std::string plain = write_file(dir, "p.txt", "\n\nFirst story,\nsecond line.  \n\n\n  Second story.\n\nThird.\n\n");
+        const std::string text = write_file(
+            dir, "t.jsonl", "{\"text\": \"Once upon a time\"}\n{\"text\": \"The end.\", \"meta\": 1}\n");
+        const std::string plain = write_file(dir, "p.txt",
+                                             "\n\nFirst story,\nsecond line.  \n\n\n  Second story.\n\nThird.\n\n");
         const std::string lines = write_file(dir, "l.txt", "One.\nTwo.\n  \nThree.\n");
         const std::string lines_nb = write_file(dir, "n.txt", "One.\nTwo.\nThree.\n");
         const std::string bracket = write_file(dir, "b.txt", "[Verse 1]\nLa la.\n\n[Verse 2]\nLo lo.\n");
@@ -282,7 +308,8 @@ private slots:
         r.instruction = "Name a color.";
         r.output = "Blue is a color.";
         r.source = "x:1";
-        const std::string prompt = std::string(k_alpaca_no_input) + "### Instruction:\nName a color.\n\n### Response:\n";
+        const std::string prompt = std::string(k_alpaca_no_input) +
+                                   "### Instruction:\nName a color.\n\n### Response:\n";
         auto ex = qls::render_example(r, tok(), qls::chat_template::alpaca, false);
         QCOMPARE(ex.ids, cat({{1}, enc(prompt), enc("Blue is a color."), {2}}));
         // Decoded: the response piece carries SentencePiece's dummy-prefix space.
@@ -296,8 +323,9 @@ private slots:
         for (size_t i = 0; i < ex.ids.size(); ++i) QCOMPARE(int(ex.loss[i]), i >= p ? 1 : 0);
 
         r.input = "red, car, blue";
-        const std::string prompt_in = std::string(k_alpaca_input) +
-                                      "### Instruction:\nName a color.\n\n### Input:\nred, car, blue\n\n### Response:\n";
+        const std::string prompt_in =
+            std::string(k_alpaca_input) +
+            "### Instruction:\nName a color.\n\n### Input:\nred, car, blue\n\n### Response:\n";
         ex = qls::render_example(r, tok(), qls::chat_template::alpaca, false);
         QCOMPARE(ex.ids, cat({{1}, enc(prompt_in), enc("Blue is a color."), {2}}));
         QCOMPARE(tok().decode(ex.ids), prompt_in + " Blue is a color.");
@@ -312,17 +340,27 @@ private slots:
     void llama2_template() {
         qls::data_record r;
         r.type = qls::data_record::kind::chat;
-        r.messages = {{qls::chat_role::system, "Be brief."}, {qls::chat_role::user, "Hi"},
-                      {qls::chat_role::assistant, "Hello there!"}, {qls::chat_role::user, " How are you? "},
+        r.messages = {{qls::chat_role::system, "Be brief."},
+                      {qls::chat_role::user, "Hi"},
+                      {qls::chat_role::assistant, "Hello there!"},
+                      {qls::chat_role::user, " How are you? "},
                       {qls::chat_role::assistant, "Fine."}};
         auto ex = qls::render_example(r, tok(), qls::chat_template::llama2_chat, false);
         // Meta: per exchange bos + "[INST] {user} [/INST] {answer} " + eos; contents strip()ped.
-        const std::vector<int> want = cat({{1}, enc("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]"), enc("Hello there! "), {2},
-                                           {1}, enc("[INST] How are you? [/INST]"), enc("Fine. "), {2}});
+        const std::vector<int> want = cat({{1},
+                                           enc("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST]"),
+                                           enc("Hello there! "),
+                                           {2},
+                                           {1},
+                                           enc("[INST] How are you? [/INST]"),
+                                           enc("Fine. "),
+                                           {2}});
         QCOMPARE(ex.ids, want);
         // stories260K removes extra whitespace, so the answers' trailing spaces vanish in its ids.
-        QCOMPARE(tok().decode(ex.ids),
-                 std::string("[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello there! [INST] How are you? [/INST] Fine."));
+        QCOMPARE(
+            tok().decode(ex.ids),
+            std::string(
+                "[INST] <<SYS>>\nBe brief.\n<</SYS>>\n\nHi [/INST] Hello there! [INST] How are you? [/INST] Fine."));
         QCOMPARE(loss_ids(ex), cat({enc("Hello there! "), {2}, enc("Fine. "), {2}}));
         // The second BOS is not trained; with train_on_prompt it is.
         size_t second_bos = std::find(ex.ids.begin() + 1, ex.ids.end(), 1) - ex.ids.begin();
@@ -342,13 +380,17 @@ private slots:
     void chatml_template() {
         qls::data_record r;
         r.type = qls::data_record::kind::chat;
-        r.messages = {{qls::chat_role::system, "Be brief."}, {qls::chat_role::user, "Hi"},
-                      {qls::chat_role::assistant, "Hello!"}, {qls::chat_role::user, "Bye"},
+        r.messages = {{qls::chat_role::system, "Be brief."},
+                      {qls::chat_role::user, "Hi"},
+                      {qls::chat_role::assistant, "Hello!"},
+                      {qls::chat_role::user, "Bye"},
                       {qls::chat_role::assistant, "Goodbye!"}};
         auto ex = qls::render_example(r, tok(), qls::chat_template::chatml, false);
-        const std::string p1 = "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
+        const std::string p1 =
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n";
         const std::string p2 = "<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n";
-        QCOMPARE(ex.ids, cat({{1}, enc(p1), enc("Hello!<|im_end|>\n"), {2}, enc(p2), enc("Goodbye!<|im_end|>\n"), {2}}));
+        QCOMPARE(ex.ids,
+                 cat({{1}, enc(p1), enc("Hello!<|im_end|>\n"), {2}, enc(p2), enc("Goodbye!<|im_end|>\n"), {2}}));
         QCOMPARE(tok().decode(ex.ids), p1 + " Hello!<|im_end|>\n " + p2 + " Goodbye!<|im_end|>\n");
         QCOMPARE(loss_ids(ex), cat({enc("Hello!<|im_end|>\n"), {2}, enc("Goodbye!<|im_end|>\n"), {2}}));
     }
@@ -405,15 +447,20 @@ private slots:
     void generation_prompt_is_training_prefix() {
         qls::data_record r;
         r.type = qls::data_record::kind::chat;
-        r.messages = {{qls::chat_role::system, "Be brief."}, {qls::chat_role::user, "Hi"},
-                      {qls::chat_role::assistant, "Hello!"}, {qls::chat_role::user, "Bye"},
+        r.messages = {{qls::chat_role::system, "Be brief."},
+                      {qls::chat_role::user, "Hi"},
+                      {qls::chat_role::assistant, "Hello!"},
+                      {qls::chat_role::user, "Bye"},
                       {qls::chat_role::assistant, "Goodbye!"}};
         for (auto t : {qls::chat_template::llama2_chat, qls::chat_template::chatml}) {
             const auto ex = qls::render_example(r, tok(), t, false);
             // The prefix before the second response.
             size_t second = 0, runs = 0;
             for (size_t i = 1; i < ex.loss.size(); ++i)
-                if (ex.loss[i] && !ex.loss[i - 1] && ++runs == 2) { second = i; break; }
+                if (ex.loss[i] && !ex.loss[i - 1] && ++runs == 2) {
+                    second = i;
+                    break;
+                }
             QVERIFY(second > 0);
             std::vector<qls::chat_message> conv(r.messages.begin(), r.messages.end() - 1);
             const auto prompt = qls::render_generation_prompt(conv, tok(), t);
@@ -424,16 +471,22 @@ private slots:
         a.instruction = "Name a color.";
         a.output = "Blue.";
         const auto ex = qls::render_example(a, tok(), qls::chat_template::alpaca, false);
-        const auto prompt = qls::render_generation_prompt({{qls::chat_role::user, "Name a color."}}, tok(), qls::chat_template::alpaca);
+        const auto prompt = qls::render_generation_prompt({{qls::chat_role::user, "Name a color."}}, tok(),
+                                                          qls::chat_template::alpaca);
         QCOMPARE(prompt, std::vector<int>(ex.ids.begin(), ex.ids.end() - std::ptrdiff_t(ex.loss_tokens())));
-        expect_error([] { qls::render_generation_prompt({{qls::chat_role::user, "a"}, {qls::chat_role::assistant, "b"}}, tok(),
-                                                        qls::chat_template::chatml); }, {"ending with a user message"});
+        expect_error(
+            [] {
+                qls::render_generation_prompt({{qls::chat_role::user, "a"}, {qls::chat_role::assistant, "b"}}, tok(),
+                                              qls::chat_template::chatml);
+            },
+            {"ending with a user message"});
     }
 
     void truncation_and_stats() {
         QTemporaryDir dir;
         // Lengths with BOS/EOS: "Once upon a time" → 6 tokens; the long one is longer than 8.
-        const std::string f = write_file(dir, "t.jsonl",
+        const std::string f = write_file(
+            dir, "t.jsonl",
             "{\"text\": \"Once upon a time\"}\n"
             "{\"text\": \"Once upon a time, there was a little girl named Lily. She loved to play outside.\"}\n"
             "{\"text\": \"Zoo\"}\n");
@@ -448,7 +501,8 @@ private slots:
         QVERIFY(!ds.examples[0].truncated);
         QCOMPARE(ds.examples[1].ids.size(), size_t(8));
         QVERIFY(ds.examples[1].truncated);
-        const auto full = tok().encode("Once upon a time, there was a little girl named Lily. She loved to play outside.", true);
+        const auto full = tok().encode(
+            "Once upon a time, there was a little girl named Lily. She loved to play outside.", true);
         QCOMPARE(ds.examples[1].ids, std::vector<int>(full.begin(), full.begin() + 8));
         QCOMPARE(ds.examples[2].ids, (std::vector<int>{1, 410, 469, 347, 2}));
         const auto& s = ds.stats;
@@ -467,7 +521,8 @@ private slots:
         QCOMPARE(s.histogram[7], size_t(1)); // length 8
 
         // compute_stats on its own: bins of width ceil(100/16) = 7; lengths 1, 7, 8, 100 → bins 0, 0, 1, 15.
-        std::vector<qls::data_example> exs = {synthetic(0, 1, 1), synthetic(1, 7, 2), synthetic(2, 8, 8), synthetic(3, 100, 50)};
+        std::vector<qls::data_example> exs = {synthetic(0, 1, 1), synthetic(1, 7, 2), synthetic(2, 8, 8),
+                                              synthetic(3, 100, 50)};
         exs[3].truncated = true;
         const auto st = qls::compute_stats(exs, 100, 4);
         QCOMPARE(st.histogram_bin_width, 7);
@@ -482,7 +537,8 @@ private slots:
 
     void prompt_longer_than_seq_len() {
         QTemporaryDir dir;
-        const std::string f = write_file(dir, "a.jsonl",
+        const std::string f = write_file(
+            dir, "a.jsonl",
             "{\"instruction\": \"Say hi.\", \"output\": \"Hi!\"}\n"
             "{\"instruction\": \"Once upon a time there was a very long instruction that goes on and on and on and on.\", "
             "\"output\": \"Ok.\"}\n");
@@ -497,7 +553,8 @@ private slots:
         QCOMPARE(ds.examples.size(), size_t(1));
         QCOMPARE(ds.stats.skipped, size_t(1));
         QCOMPARE(ds.warnings.size(), size_t(1));
-        QVERIFY2(contains(ds.warnings[0], f + ":2: ") && contains(ds.warnings[0], "no response token"), ds.warnings[0].c_str());
+        QVERIFY2(contains(ds.warnings[0], f + ":2: ") && contains(ds.warnings[0], "no response token"),
+                 ds.warnings[0].c_str());
         QCOMPARE(ds.stats.truncated, size_t(0));
         // Fatal policy: the same problem is an error naming file:line.
         opt.on_bad_record = qls::bad_record_policy::fail;
@@ -545,7 +602,8 @@ private slots:
             for (auto& ids : check_batch(bt, exs, 0)) seen.insert(ids);
             counted += size_t(bt.counted_targets);
             for (int r = 0; r < 2; ++r) {
-                const size_t pads = size_t(std::count(bt.segments.begin() + r * 64, bt.segments.begin() + (r + 1) * 64, 0));
+                const size_t pads = size_t(std::count(bt.segments.begin() + r * 64, bt.segments.begin() + (r + 1) * 64,
+                                                      0));
                 if (pads == 64) ++empty_rows;
                 else pad_tokens += pads;
             }
@@ -614,7 +672,7 @@ private slots:
                 }
                 if (L > 0) {
                     QCOMPARE(bt.targets[o + L - 1], -1);
-                    QCOMPARE(bt.targets[o], -1);              // token 1 is prompt (loss from index 2)
+                    QCOMPARE(bt.targets[o], -1); // token 1 is prompt (loss from index 2)
                     QCOMPARE(bt.targets[o + 1], exs[row].ids[2]);
                 }
             }
@@ -725,7 +783,11 @@ private slots:
     void bundled_datasets_load_cleanly() {
         const QString root = QString(QLS_SOURCE_DIR) + "/datasets";
         if (!QFileInfo::exists(root)) QSKIP("datasets/ is not in this checkout");
-        struct expect { const char* file; qls::dataset_format format; size_t examples; };
+        struct expect {
+            const char* file;
+            qls::dataset_format format;
+            size_t examples;
+        };
         const expect known[] = {
             {"stories/pip_the_lighthouse_mouse.txt", qls::dataset_format::plain_text, 300},
             {"stories/pip_the_lighthouse_mouse.val.txt", qls::dataset_format::plain_text, 30},
@@ -769,15 +831,16 @@ private slots:
 
     void bad_json_missing_fields_wrong_types() {
         QTemporaryDir dir;
-        const std::string f = write_file(dir, "a.jsonl",
-            "{\"instruction\": \"Say hi.\", \"output\": \"Hi!\"}\n"          // 1 ok
-            "{\"instruction\": \"x\", \"output\": }\n"                        // 2 bad JSON
-            "{\"instruction\": \"x\"}\n"                                      // 3 missing output
-            "{\"instruction\": \"x\", \"output\": 5}\n"                       // 4 wrong type
-            "{\"instruction\": \"x\", \"output\": \"  \"}\n"                  // 5 empty
-            "[1, 2]\n"                                                         // 6 not an object
+        const std::string f = write_file(
+            dir, "a.jsonl",
+            "{\"instruction\": \"Say hi.\", \"output\": \"Hi!\"}\n"             // 1 ok
+            "{\"instruction\": \"x\", \"output\": }\n"                          // 2 bad JSON
+            "{\"instruction\": \"x\"}\n"                                        // 3 missing output
+            "{\"instruction\": \"x\", \"output\": 5}\n"                         // 4 wrong type
+            "{\"instruction\": \"x\", \"output\": \"  \"}\n"                    // 5 empty
+            "[1, 2]\n"                                                          // 6 not an object
             "{\"instruction\": \"x\", \"input\": [\"a\"], \"output\": \"y\"}\n" // 7 input wrong type
-            "{\"instruction\": \"Say bye.\", \"output\": \"Bye!\"}\n");      // 8 ok
+            "{\"instruction\": \"Say bye.\", \"output\": \"Bye!\"}\n");         // 8 ok
         qls::data_options opt;
         const auto rs = qls::read_records(f, opt);
         QCOMPARE(rs.records.size(), size_t(2));
@@ -808,7 +871,8 @@ private slots:
 
     void bad_chat_records() {
         QTemporaryDir dir;
-        const std::string f = write_file(dir, "m.jsonl",
+        const std::string f = write_file(
+            dir, "m.jsonl",
             "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}]}\n"
             "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"tool\", \"content\": \"x\"}]}\n"
             "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Yo\"}, {\"role\": \"user\", \"content\": \"?\"}]}\n"
@@ -834,7 +898,8 @@ private slots:
         QVERIFY(any_warning(rs.warnings, f + ":10: ", "\"role\" must be a string, got number"));
         QVERIFY(any_warning(rs.warnings, f + ":11: ", "no user or assistant turn"));
 
-        const std::string g = write_file(dir, "s.jsonl",
+        const std::string g = write_file(
+            dir, "s.jsonl",
             "{\"conversations\": [{\"from\": \"human\", \"value\": \"Hi\"}, {\"from\": \"gpt\", \"value\": \"Yo\"}]}\n"
             "{\"conversations\": [{\"from\": \"human\", \"value\": \"Hi\"}, {\"from\": \"bing\", \"value\": \"Yo\"}]}\n"
             "{\"conversations\": [{\"from\": \"human\"}, {\"from\": \"gpt\", \"value\": \"Yo\"}]}\n");
@@ -887,12 +952,14 @@ private slots:
     void line_of_10_megabytes() {
         QTemporaryDir dir;
         std::string big = "{\"text\": \"" + std::string(10 * 1024 * 1024, 'a') + "\"}";
-        const std::string f = write_file(dir, "big.jsonl", "{\"text\": \"Once upon a time\"}\n" + big + "\n{\"text\": \"Zoo\"}\n");
+        const std::string f = write_file(dir, "big.jsonl",
+                                         "{\"text\": \"Once upon a time\"}\n" + big + "\n{\"text\": \"Zoo\"}\n");
         qls::data_options opt;
         const auto ds = qls::load_dataset(f, tok(), opt);
         QCOMPARE(ds.examples.size(), size_t(2));
         QCOMPARE(ds.stats.skipped, size_t(1));
-        QVERIFY2(any_warning(ds.warnings, f + ":2: line of " + std::to_string(big.size()) + " bytes", "1048576-byte record limit"),
+        QVERIFY2(any_warning(ds.warnings, f + ":2: line of " + std::to_string(big.size()) + " bytes",
+                             "1048576-byte record limit"),
                  ds.warnings.empty() ? "" : ds.warnings[0].c_str());
         QCOMPARE(ds.examples[1].source, f + ":3");
         opt.on_bad_record = qls::bad_record_policy::fail;
@@ -903,7 +970,8 @@ private slots:
         const auto da = qls::load_dataset(arr, tok(), opt);
         QCOMPARE(da.examples.size(), size_t(1));
         QVERIFY(any_warning(da.warnings, arr + ":3: ", "record limit"));
-        const std::string txt = write_file(dir, "big.txt", "Short story.\n\n" + std::string(10 * 1024 * 1024, 'a') + "\n\nAnother.\n");
+        const std::string txt = write_file(dir, "big.txt",
+                                           "Short story.\n\n" + std::string(10 * 1024 * 1024, 'a') + "\n\nAnother.\n");
         const auto dt = qls::load_dataset(txt, tok(), opt);
         QCOMPARE(dt.examples.size(), size_t(2));
         QVERIFY(any_warning(dt.warnings, txt + ":3: ", "record limit"));
@@ -911,7 +979,8 @@ private slots:
 
     void invalid_utf8() {
         QTemporaryDir dir;
-        const std::string f = write_file(dir, "u.jsonl", "{\"text\": \"ok\"}\n{\"text\": \"caf\xC3\x28\"}\n{\"text\": \"\xFF\"}\n");
+        const std::string f = write_file(dir, "u.jsonl",
+                                         "{\"text\": \"ok\"}\n{\"text\": \"caf\xC3\x28\"}\n{\"text\": \"\xFF\"}\n");
         const auto rs = qls::read_records(f, {});
         QCOMPARE(rs.records.size(), size_t(1));
         QVERIFY(any_warning(rs.warnings, f + ":2: ", "invalid UTF-8 at byte 14"));
@@ -928,9 +997,10 @@ private slots:
 
     void json_array_problems() {
         QTemporaryDir dir;
-        const std::string f = write_file(dir, "a.json",
+        const std::string f = write_file(
+            dir, "a.json",
             "[\n"
-            "  {\"instruction\": \"a\", \"output\": \"b\"},\n"      // line 2
+            "  {\"instruction\": \"a\", \"output\": \"b\"},\n"     // line 2
             "  {\"instruction\": \"c\",\n"                         // line 3
             "   \"output\": nope},\n"                              // line 4: bad JSON reported here
             "  {\"instruction\": \"e\", \"output\": \"f [x]\"},\n" // line 5: brackets inside a string
@@ -940,7 +1010,8 @@ private slots:
         QCOMPARE(rs.records.size(), size_t(2));
         QCOMPARE(rs.records[1].output, std::string("f [x]"));
         QCOMPARE(rs.records[1].source, f + ":5");
-        QVERIFY(any_warning(rs.warnings, f + ":4: ", "invalid JSON at column 15")); // "no" of nope, as nlohmann reports it
+        QVERIFY(any_warning(rs.warnings,
+                            f + ":4: ", "invalid JSON at column 15")); // "no" of nope, as nlohmann reports it
         QVERIFY(any_warning(rs.warnings, f + ":6: ", "missing the field \"output\""));
         QVERIFY(any_warning(rs.warnings, f + ":7: ", "trailing comma"));
         const std::string open = write_file(dir, "o.json", "[{\"text\": \"a\"}, {\"text\": \"b\"");
@@ -951,7 +1022,8 @@ private slots:
         QVERIFY(any_warning(qls::read_records(one_line, {}).warnings, one_line + ":1: ", "invalid JSON at column 27"));
         const std::string after = write_file(dir, "t.json", "[{\"text\": \"a\"}]\n\nextra\n");
         QVERIFY(any_warning(qls::read_records(after, {}).warnings, after + ":3: ", "after the closing"));
-        const std::string deep = write_file(dir, "d.jsonl", "{\"text\": \"a\"}\n{\"text\": " + std::string(100000, '[') + "}\n");
+        const std::string deep = write_file(dir, "d.jsonl",
+                                            "{\"text\": \"a\"}\n{\"text\": " + std::string(100000, '[') + "}\n");
         QVERIFY(any_warning(qls::read_records(deep, {}).warnings, deep + ":2: ", "nested deeper"));
     }
 

@@ -65,7 +65,10 @@ void ref_f32_to_f16(f16_ref ref, const float* in, uint16_t* out, size_t n) {
         std::memcpy(&out[i], &h, 2);
     }
 #else
-    (void)ref; (void)in; (void)out; (void)n;
+    (void)ref;
+    (void)in;
+    (void)out;
+    (void)n;
 #endif
 }
 
@@ -77,10 +80,14 @@ QString compare_f16(f16_ref ref, const std::vector<uint32_t>& bits) {
     ref_f32_to_f16(ref, in.data(), want.data(), in.size() / 4 * 4);
     for (size_t i = 0; i < bits.size(); ++i) {
         uint16_t got = qls::f32_to_f16(in[i]);
-        bool ok = ref == f16_ref::f16c || !f32_is_nan_bits(bits[i]) ? got == want[i] : f16_is_nan(got) && f16_is_nan(want[i]);
-        if (!ok) return QString("f32 0x%1 (%2): got 0x%3, reference 0x%4")
-                     .arg(bits[i], 8, 16, QChar('0')).arg(double(in[i]), 0, 'g', 9)
-                     .arg(got, 4, 16, QChar('0')).arg(want[i], 4, 16, QChar('0'));
+        bool ok = ref == f16_ref::f16c || !f32_is_nan_bits(bits[i]) ? got == want[i]
+                                                                    : f16_is_nan(got) && f16_is_nan(want[i]);
+        if (!ok)
+            return QString("f32 0x%1 (%2): got 0x%3, reference 0x%4")
+                .arg(bits[i], 8, 16, QChar('0'))
+                .arg(double(in[i]), 0, 'g', 9)
+                .arg(got, 4, 16, QChar('0'))
+                .arg(want[i], 4, 16, QChar('0'));
     }
     return {};
 }
@@ -112,7 +119,10 @@ private slots:
     // ---- bf16 -----------------------------------------------------------------------------------
 
     void bf16_round_to_nearest_even_ties() {
-        struct tie { uint32_t f32; uint16_t bf16; };
+        struct tie {
+            uint32_t f32;
+            uint16_t bf16;
+        };
         const tie cases[] = {
             {0x3F808000u, 0x3F80u}, // exactly halfway, even below: stays
             {0x3F818000u, 0x3F82u}, // exactly halfway, odd below: rounds up to even
@@ -148,7 +158,8 @@ private slots:
         const uint32_t nans[] = {0x7FC00000u, 0x7F800001u, 0xFF800001u, 0x7FFFFFFFu, 0xFFFFFFFFu, 0x7F80FFFFu};
         for (uint32_t u : nans) {
             uint16_t h = qls::f32_to_bf16(qls::f32_from_bits(u));
-            QVERIFY2(bf16_is_nan(h), qPrintable(QString("0x%1 -> 0x%2").arg(u, 8, 16, QChar('0')).arg(h, 4, 16, QChar('0'))));
+            QVERIFY2(bf16_is_nan(h),
+                     qPrintable(QString("0x%1 -> 0x%2").arg(u, 8, 16, QChar('0')).arg(h, 4, 16, QChar('0'))));
             QCOMPARE(h & 0x8000u, (u >> 16) & 0x8000u); // sign kept
             QVERIFY(h & 0x0040u);                       // quiet
             QVERIFY(std::isnan(qls::bf16_to_f32(h)));
@@ -181,7 +192,9 @@ private slots:
             if (ref == f16_ref::f16c) {
                 const float hw = hw_f16_to_f32(h);
                 if (f16_is_nan(h)) QVERIFY(std::isnan(f) && std::isnan(hw));
-                else QVERIFY2(qls::f32_bits(f) == qls::f32_bits(hw), qPrintable(QString("f16 0x%1").arg(i, 4, 16, QChar('0'))));
+                else
+                    QVERIFY2(qls::f32_bits(f) == qls::f32_bits(hw),
+                             qPrintable(QString("f16 0x%1").arg(i, 4, 16, QChar('0'))));
             }
 #endif
             const uint16_t back = qls::f32_to_f16(f);
@@ -190,8 +203,10 @@ private slots:
                 QVERIFY(f16_is_nan(back));
                 QCOMPARE(back & 0x8000u, h & 0x8000u);
             } else {
-                QVERIFY2(back == h, qPrintable(QString("f16 0x%1 -> %2 -> 0x%3").arg(i, 4, 16, QChar('0'))
-                                                   .arg(double(f), 0, 'g', 9).arg(back, 4, 16, QChar('0'))));
+                QVERIFY2(back == h, qPrintable(QString("f16 0x%1 -> %2 -> 0x%3")
+                                                   .arg(i, 4, 16, QChar('0'))
+                                                   .arg(double(f), 0, 'g', 9)
+                                                   .arg(back, 4, 16, QChar('0'))));
             }
         }
         (void)ref;
@@ -199,31 +214,35 @@ private slots:
 
     void f16_edge_values() {
         // Exact expectations first (independent of any reference), then the same values against hardware.
-        struct c { float f; uint16_t h; };
+        struct c {
+            float f;
+            uint16_t h;
+        };
         const c cases[] = {
-            {65504.0f, 0x7BFF},                      // largest finite half
-            {65519.99f, 0x7BFF},                     // just below the rounding boundary
-            {65520.0f, 0x7C00},                      // halfway to 65536 (= 2^16): ties to even, which is +inf
+            {65504.0f, 0x7BFF},  // largest finite half
+            {65519.99f, 0x7BFF}, // just below the rounding boundary
+            {65520.0f, 0x7C00},  // halfway to 65536 (= 2^16): ties to even, which is +inf
             {-65520.0f, 0xFC00},
             {1e10f, 0x7C00},
-            {std::ldexp(1.0f, -24), 0x0001},         // smallest subnormal
-            {std::ldexp(1.0f, -25), 0x0000},         // exactly half of it: tie to even zero
+            {std::ldexp(1.0f, -24), 0x0001},                       // smallest subnormal
+            {std::ldexp(1.0f, -25), 0x0000},                       // exactly half of it: tie to even zero
             {std::nextafter(std::ldexp(1.0f, -25), 1.0f), 0x0001}, // just above half: up
-            {std::ldexp(3.0f, -25), 0x0002},         // 1.5 ulp: tie to even 2
-            {std::ldexp(1.0f, -14), 0x0400},         // smallest normal
-            {std::ldexp(1023.0f, -24), 0x03FF},      // largest subnormal
-            {std::ldexp(2047.0f, -25), 0x0400},      // tie between largest subnormal and smallest normal: even
-            {1.0f + std::ldexp(1.0f, -11), 0x3C00},  // tie at 1.0, even: stays
-            {1.0f + std::ldexp(3.0f, -11), 0x3C02},  // tie, odd: up
+            {std::ldexp(3.0f, -25), 0x0002},                       // 1.5 ulp: tie to even 2
+            {std::ldexp(1.0f, -14), 0x0400},                       // smallest normal
+            {std::ldexp(1023.0f, -24), 0x03FF},                    // largest subnormal
+            {std::ldexp(2047.0f, -25), 0x0400},     // tie between largest subnormal and smallest normal: even
+            {1.0f + std::ldexp(1.0f, -11), 0x3C00}, // tie at 1.0, even: stays
+            {1.0f + std::ldexp(3.0f, -11), 0x3C02}, // tie, odd: up
             {-0.0f, 0x8000},
             {0.0f, 0x0000},
             {std::numeric_limits<float>::infinity(), 0x7C00},
             {std::numeric_limits<float>::denorm_min(), 0x0000},
         };
         for (const c& x : cases)
-            QVERIFY2(qls::f32_to_f16(x.f) == x.h,
-                     qPrintable(QString("%1 -> 0x%2, want 0x%3").arg(double(x.f), 0, 'g', 12)
-                                    .arg(qls::f32_to_f16(x.f), 4, 16, QChar('0')).arg(x.h, 4, 16, QChar('0'))));
+            QVERIFY2(qls::f32_to_f16(x.f) == x.h, qPrintable(QString("%1 -> 0x%2, want 0x%3")
+                                                                 .arg(double(x.f), 0, 'g', 12)
+                                                                 .arg(qls::f32_to_f16(x.f), 4, 16, QChar('0'))
+                                                                 .arg(x.h, 4, 16, QChar('0'))));
         const f16_ref ref = pick_f16_ref();
         if (ref == f16_ref::none) QSKIP("no F16C and no _Float16 in this compiler: the exact cases above ran");
         std::vector<uint32_t> bits;
@@ -252,7 +271,8 @@ private slots:
                     for (size_t j = 0; j < block; ++j)
                         if (qls::f32_to_f16(in[j]) != want[j]) {
                             uint64_t b = sign | (start + j), cur = first_bad.load();
-                            while (b < cur && !first_bad.compare_exchange_weak(cur, b)) {}
+                            while (b < cur && !first_bad.compare_exchange_weak(cur, b)) {
+                            }
                             return;
                         }
                 }
@@ -262,8 +282,7 @@ private slots:
         std::vector<std::thread> pool;
         for (unsigned k = 0; k < nthreads; ++k) pool.emplace_back(work, k);
         for (auto& t : pool) t.join();
-        if (first_bad.load() != ~uint64_t(0))
-            QCOMPARE(compare_f16(ref, {uint32_t(first_bad.load())}), QString());
+        if (first_bad.load() != ~uint64_t(0)) QCOMPARE(compare_f16(ref, {uint32_t(first_bad.load())}), QString());
 
         // 20M uniformly random bit patterns: every exponent, NaNs and infinities included.
         std::mt19937 rng(12345);
@@ -366,10 +385,10 @@ private slots:
         qls::tensor_view r = w.reshape({2, 6});
         QCOMPARE(r.strides, std::vector<int64_t>({6, 1}));
         QCOMPARE(r.at<float>({1, 0}), 6.0f);
-        QVERIFY_THROWS_EXCEPTION(qls::error, cols.reshape({6}));   // not contiguous
-        QVERIFY_THROWS_EXCEPTION(qls::error, w.reshape({5, 2}));   // wrong element count
-        QVERIFY_THROWS_EXCEPTION(qls::error, w.slice(0, 2, 4));    // past the end
-        QVERIFY_THROWS_EXCEPTION(qls::error, w.select(1, 4));      // index out of range
+        QVERIFY_THROWS_EXCEPTION(qls::error, cols.reshape({6})); // not contiguous
+        QVERIFY_THROWS_EXCEPTION(qls::error, w.reshape({5, 2})); // wrong element count
+        QVERIFY_THROWS_EXCEPTION(qls::error, w.slice(0, 2, 4));  // past the end
+        QVERIFY_THROWS_EXCEPTION(qls::error, w.select(1, 4));    // index out of range
 
         // Byte offsets use the element size: a bf16 view steps by 2 bytes.
         qls::tensor b = t.to(qls::dtype::bf16);

@@ -27,7 +27,9 @@ private slots:
         std::vector<float> logits;
         for (double x : p) logits.push_back(float(std::log(x)));
         sampling_options o;
-        o.temperature = 1; o.top_p = 1; o.seed = 42;
+        o.temperature = 1;
+        o.top_p = 1;
+        o.seed = 42;
         sampler s(o);
         const int n = 20000;
         std::map<int, int> count;
@@ -35,14 +37,17 @@ private slots:
         for (size_t k = 0; k < p.size(); ++k) {
             double sigma = std::sqrt(p[k] * (1 - p[k]) / n);
             double f = double(count[int(k)]) / n;
-            QVERIFY2(std::fabs(f - p[k]) < 4 * sigma, qPrintable(QString("token %1: %2 vs %3").arg(k).arg(f).arg(p[k])));
+            QVERIFY2(std::fabs(f - p[k]) < 4 * sigma,
+                     qPrintable(QString("token %1: %2 vs %3").arg(k).arg(f).arg(p[k])));
         }
     }
 
     void temperatureSharpens() {
         std::vector<float> logits = {1.0f, 0.0f};
         sampling_options o;
-        o.temperature = 0.25f; o.top_p = 1; o.seed = 1;
+        o.temperature = 0.25f;
+        o.top_p = 1;
+        o.seed = 1;
         sampler s(o);
         int first = 0;
         for (int i = 0; i < 4000; ++i) first += s.sample(logits) == 0;
@@ -53,12 +58,15 @@ private slots:
     void topKAndTopPTruncate() {
         std::vector<float> logits = {2.0f, 1.9f, 1.8f, 0.0f, -1.0f};
         sampling_options o;
-        o.top_k = 2; o.top_p = 1; o.seed = 5;
+        o.top_k = 2;
+        o.top_p = 1;
+        o.seed = 5;
         sampler k2(o);
         for (int i = 0; i < 2000; ++i) QVERIFY(k2.sample(logits) <= 1);
         // softmax(2, 1.9, 1.8, 0, -1) = (0.344, 0.311, 0.282, 0.047, 0.017): top_p 0.3 keeps only token 0
         sampling_options q;
-        q.top_p = 0.3f; q.seed = 6;
+        q.top_p = 0.3f;
+        q.seed = 6;
         sampler p03(q);
         for (int i = 0; i < 500; ++i) QCOMPARE(p03.sample(logits), 0);
         // top_p 0.6 keeps tokens 0 and 1 (0.344 + 0.311 = 0.655 ≥ 0.6), never 2
@@ -91,11 +99,14 @@ private slots:
         sampling_options o;
         o.temperature = -1;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_sampling(o));
-        o = {}; o.top_p = 0;
+        o = {};
+        o.top_p = 0;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_sampling(o));
-        o = {}; o.top_p = 1.5f;
+        o = {};
+        o.top_p = 1.5f;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_sampling(o));
-        o = {}; o.top_k = -3;
+        o = {};
+        o.top_k = -3;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_sampling(o));
     }
 
@@ -121,8 +132,17 @@ private slots:
 
     void cliSeededSamplingIsReproducible() {
         QLS_REQUIRE_MODEL();
-        QStringList args = {"generate", "--model", QString::fromStdString(testutil::model_dir()), "--temperature", "1",
-                            "--top-p", "0.9", "--seed", "133742", "--max-new-tokens", "40"};
+        QStringList args = {"generate",
+                            "--model",
+                            QString::fromStdString(testutil::model_dir()),
+                            "--temperature",
+                            "1",
+                            "--top-p",
+                            "0.9",
+                            "--seed",
+                            "133742",
+                            "--max-new-tokens",
+                            "40"};
         auto a = testutil::run_cli(args), b = testutil::run_cli(args);
         QCOMPARE(a.exit_code, 0);
         QCOMPARE(a.out, b.out);

@@ -110,19 +110,24 @@ private slots:
         const llama_model& m = real().model;
         std::vector<int> a = real().tok.encode("The dog ran to the park.", true);
         std::vector<int> b = real().tok.encode("Tom had a red hat.", true);
-        a.resize(8); b.resize(8);
+        a.resize(8);
+        b.resize(8);
         llama_pass<float> one(m.config, m.params, m.inv_freq, 1, 8);
         one.forward(a.data(), nullptr);
         std::vector<float> la = one.logits();
         one.forward(b.data(), nullptr);
         std::vector<float> lb = one.logits();
 
-        std::vector<int> both(a); both.insert(both.end(), b.begin(), b.end());
+        std::vector<int> both(a);
+        both.insert(both.end(), b.begin(), b.end());
         llama_pass<float> two(m.config, m.params, m.inv_freq, 2, 8);
         two.forward(both.data(), nullptr);
         llama_pass<float> packed(m.config, m.params, m.inv_freq, 1, 16);
         std::vector<int> pos(16), seg(16);
-        for (int i = 0; i < 16; ++i) { pos[size_t(i)] = i % 8; seg[size_t(i)] = i / 8; }
+        for (int i = 0; i < 16; ++i) {
+            pos[size_t(i)] = i % 8;
+            seg[size_t(i)] = i / 8;
+        }
         packed.forward(both.data(), nullptr, pos.data(), seg.data());
         double worst = 0;
         for (size_t i = 0; i < la.size(); ++i) {
@@ -200,7 +205,10 @@ private slots:
             double num = (lp - lm) / (2 * h);
             double err = std::fabs(num - grad[i]) - (1e-8 + 1e-5 * std::fabs(grad[i]));
             gmax = std::max(gmax, std::fabs(grad[i]));
-            if (err > worst_excess) { worst_excess = err; worst_i = int(i); }
+            if (err > worst_excess) {
+                worst_excess = err;
+                worst_i = int(i);
+            }
         }
         QVERIFY2(gmax > 1e-4, "gradient is all (near) zero: the check would be vacuous");
         QVERIFY2(worst_i < 0, qPrintable(QString("element %1: analytic %2 vs numeric differs beyond tolerance by %3")
@@ -211,8 +219,15 @@ private slots:
 
     void randomModelRuns() {
         model_config c;
-        c.hidden_size = 16; c.intermediate_size = 24; c.num_layers = 2; c.num_heads = 4; c.num_kv_heads = 2;
-        c.head_dim = 4; c.vocab_size = 37; c.max_position_embeddings = 32; c.tie_word_embeddings = false;
+        c.hidden_size = 16;
+        c.intermediate_size = 24;
+        c.num_layers = 2;
+        c.num_heads = 4;
+        c.num_kv_heads = 2;
+        c.head_dim = 4;
+        c.vocab_size = 37;
+        c.max_position_embeddings = 32;
+        c.tie_word_embeddings = false;
         llama_model m = llama_model::random(c, 7);
         std::vector<int> toks = {1, 5, 9, 2, 30, 36}, tgt = {5, 9, 2, 30, 36, -1};
         llama_pass<float> pass(m.config, m.params, m.inv_freq, 1, 6);
@@ -220,7 +235,8 @@ private slots:
         QCOMPARE(pass.counted_targets(), 5);
         // tiny random weights → nearly uniform predictions: logits have std ≈ 0.02·sqrt(C) = 0.08, so the mean of five
         // token losses lies within ±0.04 (1σ) of log V; 0.25 is a 6σ bound that a wrong loss (e.g. no softmax) breaks
-        QVERIFY2(std::fabs(loss - std::log(37.0f)) < 0.25f, qPrintable(QString("loss %1 vs log(37) %2").arg(loss).arg(std::log(37.0f))));
+        QVERIFY2(std::fabs(loss - std::log(37.0f)) < 0.25f,
+                 qPrintable(QString("loss %1 vs log(37) %2").arg(loss).arg(std::log(37.0f))));
     }
 
     void outOfVocabularyTokenIsAnError() {

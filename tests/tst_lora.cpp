@@ -35,7 +35,8 @@ private slots:
         const int N = 5, IC = 7, OC = 9, r = 3;
         const double scale = 1.7;
         std::mt19937_64 rng(11);
-        auto x = random_vec(size_t(N) * IC, rng), A = random_vec(size_t(r) * IC, rng), B = random_vec(size_t(OC) * r, rng);
+        auto x = random_vec(size_t(N) * IC, rng), A = random_vec(size_t(r) * IC, rng),
+             B = random_vec(size_t(OC) * r, rng);
         auto R = random_vec(size_t(N) * OC, rng); // loss = sum(out * R)
         auto loss = [&](const std::vector<double>& xx, const std::vector<double>& AA, const std::vector<double>& BB) {
             std::vector<double> out(size_t(N) * OC, 0.0), xa(size_t(N) * r);
@@ -47,15 +48,17 @@ private slots:
         std::vector<double> out(size_t(N) * OC, 0.0), xa(size_t(N) * r);
         cpu::lora_forward(out.data(), xa.data(), x.data(), A.data(), B.data(), N, IC, OC, r, scale);
         std::vector<double> dx(x.size(), 0.0), dA(A.size(), 0.0), dB(B.size(), 0.0);
-        cpu::lora_backward(dx.data(), dA.data(), dB.data(), R.data(), x.data(), xa.data(), A.data(), B.data(), N, IC, OC,
-                           r, scale);
+        cpu::lora_backward(dx.data(), dA.data(), dB.data(), R.data(), x.data(), xa.data(), A.data(), B.data(), N, IC,
+                           OC, r, scale);
         // loss is bilinear in each argument: central differences are exact up to rounding (~1e-10 here)
         const double h = 1e-5;
         auto check = [&](std::vector<double>& v, const std::vector<double>& g, const char* what) {
             for (size_t i = 0; i < v.size(); ++i) {
                 double keep = v[i];
-                v[i] = keep + h; double lp = loss(x, A, B);
-                v[i] = keep - h; double lm = loss(x, A, B);
+                v[i] = keep + h;
+                double lp = loss(x, A, B);
+                v[i] = keep - h;
+                double lm = loss(x, A, B);
                 v[i] = keep;
                 double num = (lp - lm) / (2 * h);
                 QVERIFY2(std::fabs(num - g[i]) <= 1e-7 * (1 + std::fabs(g[i])),
@@ -107,7 +110,11 @@ private slots:
         pass.forward(in.data(), tgt.data());
         pass.backward();
 
-        struct probe { double* value; double grad; QString name; };
+        struct probe {
+            double* value;
+            double grad;
+            QString name;
+        };
         std::vector<probe> probes;
         std::uniform_int_distribution<int> pick_layer(0, m.config.num_layers - 1), pick_t(0, k_lora_target_count - 1);
         for (int i = 0; i < 400; ++i) {
@@ -117,7 +124,12 @@ private slots:
             std::vector<double>& v = use_a ? ad.a : ad.b;
             std::vector<double>& g = use_a ? ad.da : ad.db;
             size_t j = std::uniform_int_distribution<size_t>(0, v.size() - 1)(rng);
-            probes.push_back({&v[j], g[j], QString("layer %1 %2 %3[%4]").arg(l).arg(lora_target_name(lora_target(t))).arg(use_a ? "A" : "B").arg(j)});
+            probes.push_back({&v[j], g[j],
+                              QString("layer %1 %2 %3[%4]")
+                                  .arg(l)
+                                  .arg(lora_target_name(lora_target(t)))
+                                  .arg(use_a ? "A" : "B")
+                                  .arg(j)});
         }
         const double h = 1e-5;
         double gmax = 0;
@@ -242,21 +254,31 @@ private slots:
 
     void scalesAndValidation() {
         lora_config c;
-        c.rank = 64; c.alpha = 16;
+        c.rank = 64;
+        c.alpha = 16;
         QCOMPARE(c.scale(), 0.25f);
         c.use_rslora = true;
         QCOMPARE(c.scale(), 2.0f);
         lora_config bad = c;
         bad.rank = 0;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_lora(bad));
-        bad = c; bad.alpha = -1;
+        bad = c;
+        bad.alpha = -1;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_lora(bad));
-        bad = c; bad.dropout = 1.0f;
+        bad = c;
+        bad.dropout = 1.0f;
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_lora(bad));
-        bad = c; bad.targets = {};
+        bad = c;
+        bad.targets = {};
         QVERIFY_THROWS_EXCEPTION(qls::error, validate_lora(bad));
-        bad = c; bad.targets = {lora_target::q, lora_target::q};
-        try { validate_lora(bad); QFAIL("expected an error"); } catch (const qls::error& e) { QVERIFY(QString(e.what()).contains("'q'")); }
+        bad = c;
+        bad.targets = {lora_target::q, lora_target::q};
+        try {
+            validate_lora(bad);
+            QFAIL("expected an error");
+        } catch (const qls::error& e) {
+            QVERIFY(QString(e.what()).contains("'q'"));
+        }
         QCOMPARE(lora_target_from_name("gate_proj").value(), lora_target::gate);
         QCOMPARE(lora_target_from_name("down").value(), lora_target::down);
         QVERIFY(!lora_target_from_name("lm_head"));

@@ -46,9 +46,9 @@ uint64_t bnb_nf4_dq_bytes(uint64_t n) {
 // Llama-2-7B's decoder linears, written out from meta-llama/Llama-2-7b-hf config.json (hidden 4096, MLP 11008).
 uint64_t llama2_7b_reference_quantized_bytes() {
     const uint64_t C = 4096, H = 11008, L = 32;
-    const uint64_t per_layer = 4 * bnb_nf4_dq_bytes(C * C)     // q, k, v, o (4096 x 4096)
-                               + 2 * bnb_nf4_dq_bytes(H * C)   // gate, up (11008 x 4096)
-                               + bnb_nf4_dq_bytes(C * H);      // down (4096 x 11008)
+    const uint64_t per_layer = 4 * bnb_nf4_dq_bytes(C * C)   // q, k, v, o (4096 x 4096)
+                               + 2 * bnb_nf4_dq_bytes(H * C) // gate, up (11008 x 4096)
+                               + bnb_nf4_dq_bytes(C * H);    // down (4096 x 11008)
     return L * per_layer;
 }
 
@@ -124,11 +124,11 @@ void expect_error(const std::function<void()>& f, const std::string& field, cons
         const std::string msg = e.what();
         QVERIFY2(e.code() == error_code::invalid_argument, qPrintable(QString::fromStdString(msg)));
         QVERIFY2(msg.rfind(field + ":", 0) == 0,
-                 qPrintable(QString("message does not start with \"%1:\": %2").arg(QString::fromStdString(field),
-                                                                                   QString::fromStdString(msg))));
+                 qPrintable(QString("message does not start with \"%1:\": %2")
+                                .arg(QString::fromStdString(field), QString::fromStdString(msg))));
         QVERIFY2(e.hint().find(valid) != std::string::npos,
-                 qPrintable(QString("hint lacks \"%1\": %2").arg(QString::fromStdString(valid),
-                                                                 QString::fromStdString(e.hint()))));
+                 qPrintable(QString("hint lacks \"%1\": %2")
+                                .arg(QString::fromStdString(valid), QString::fromStdString(e.hint()))));
         return;
     }
     QFAIL(qPrintable(QString("no qls::error for field %1").arg(QString::fromStdString(field))));
@@ -160,9 +160,14 @@ private slots:
     // ---- sizes against bitsandbytes --------------------------------------------------------------------------
 
     void shapes_have_the_real_llama_dimensions() {
-        struct row { const char* name; int C, H, L, NH, NKV; };
-        const row rows[] = {{"7b", 4096, 11008, 32, 32, 32}, {"13b", 5120, 13824, 40, 40, 40},
-                            {"33b", 6656, 17920, 60, 52, 52}, {"65b", 8192, 22016, 80, 64, 64},
+        struct row {
+            const char* name;
+            int C, H, L, NH, NKV;
+        };
+        const row rows[] = {{"7b", 4096, 11008, 32, 32, 32},
+                            {"13b", 5120, 13824, 40, 40, 40},
+                            {"33b", 6656, 17920, 60, 52, 52},
+                            {"65b", 8192, 22016, 80, 64, 64},
                             {"70b", 8192, 28672, 80, 64, 8}};
         for (const row& r : rows) {
             model_config c = shape_config(r.name);
@@ -181,9 +186,10 @@ private slots:
     void quantized_7b_matches_bnb_storage_formula() {
         const memory_plan p = make_memory_plan(shape_config("7b"), plan_settings{});
         const uint64_t ours = p.category_bytes(plan_category::quantized_weights);
-        const uint64_t ref = llama2_7b_reference_quantized_bytes();   // 3,341,015,936 bytes = 3.11 GiB
+        const uint64_t ref = llama2_7b_reference_quantized_bytes(); // 3,341,015,936 bytes = 3.11 GiB
         const double rel = std::fabs(double(ours) - double(ref)) / double(ref);
-        QVERIFY2(rel < 0.02, qPrintable(QString("plan %1 vs bnb formula %2 bytes (%3%)").arg(ours).arg(ref).arg(rel * 100)));
+        QVERIFY2(rel < 0.02,
+                 qPrintable(QString("plan %1 vs bnb formula %2 bytes (%3%)").arg(ours).arg(ref).arg(rel * 100)));
         // 4.127 bits per weight (anchors-qlora.md §2.2) over the 6.476 B decoder-linear weights.
         const double bits = 8.0 * double(ours) / (32.0 * (4 * 4096.0 * 4096 + 3 * 4096.0 * 11008));
         QVERIFY2(std::fabs(bits - 4.127) < 0.002, qPrintable(QString::number(bits, 'f', 4)));
@@ -192,7 +198,9 @@ private slots:
     void quantized_7b_matches_measured_bitsandbytes() {
         const std::string path = std::string(QLS_SOURCE_DIR) + "/tests/data/bnb/llama2_7b_nf4_bytes.json";
         std::ifstream in(path);
-        if (!in) QSKIP("tests/data/bnb/llama2_7b_nf4_bytes.json is absent (made by tests/data/bnb/make_bnb_fixtures.py on a GPU)");
+        if (!in)
+            QSKIP(
+                "tests/data/bnb/llama2_7b_nf4_bytes.json is absent (made by tests/data/bnb/make_bnb_fixtures.py on a GPU)");
         json m = json::parse(in);
         const memory_plan p = make_memory_plan(shape_config("7b"), plan_settings{});
 
@@ -200,7 +208,8 @@ private slots:
         const uint64_t measured = m.at("linear_nf4_dq_bytes_all_layers").get<uint64_t>();
         const uint64_t ours = p.category_bytes(plan_category::quantized_weights);
         const double rel = std::fabs(double(ours) - double(measured)) / double(measured);
-        QVERIFY2(rel < 0.02, qPrintable(QString("plan %1 vs measured %2 bytes (%3%)").arg(ours).arg(measured).arg(rel * 100)));
+        QVERIFY2(rel < 0.02,
+                 qPrintable(QString("plan %1 vs measured %2 bytes (%3%)").arg(ours).arg(measured).arg(rel * 100)));
 
         // Component by component, exactly: packed weight, uint8 absmax codes, fp32 nested absmax, maps + offset.
         const std::map<std::string, std::string> module_of = {{"q_k_v_o [4096, 4096]", "self_attn.q_proj"},
@@ -224,9 +233,9 @@ private slots:
         }
         // Frozen weights: bf16 embeddings and LM head as bnb keeps them; our norms are bf16 (the RMSNorm kernels read
         // bf16 weights), half of bnb's fp32 norms.
-        QCOMPARE(p.category_bytes(plan_category::frozen_weights),
-                 m.at("embed_tokens_bf16_bytes").get<uint64_t>() + m.at("lm_head_bf16_bytes").get<uint64_t>() +
-                     m.at("norms_fp32_bytes").get<uint64_t>() / 2);
+        QCOMPARE(p.category_bytes(plan_category::frozen_weights), m.at("embed_tokens_bf16_bytes").get<uint64_t>() +
+                                                                      m.at("lm_head_bf16_bytes").get<uint64_t>() +
+                                                                      m.at("norms_fp32_bytes").get<uint64_t>() / 2);
     }
 
     // ---- the table's arithmetic --------------------------------------------------------------------------------
@@ -237,10 +246,13 @@ private slots:
         plan_settings drop = settings(512, 1, 64, optimizer_kind::paged_adamw_8bit, true, 48);
         drop.lora.dropout = 0.05f;
         check_table(make_memory_plan(shape_config("65b"), drop));
-        check_table(make_memory_plan(shape_config("65b"), settings(528, 4, 64, optimizer_kind::paged_adamw_32bit, true, 48)));
-        check_table(make_memory_plan(shape_config("70b"), settings(16384, 1, 64, optimizer_kind::paged_adamw_8bit, true, 24)));
+        check_table(make_memory_plan(shape_config("65b"),
+                                     settings(528, 4, 64, optimizer_kind::paged_adamw_32bit, true, 48)));
+        check_table(make_memory_plan(shape_config("70b"),
+                                     settings(16384, 1, 64, optimizer_kind::paged_adamw_8bit, true, 24)));
         // JSON carries the same totals.
-        const memory_plan p = make_memory_plan(shape_config("33b"), settings(1024, 1, 32, optimizer_kind::adamw_8bit, true));
+        const memory_plan p = make_memory_plan(shape_config("33b"),
+                                               settings(1024, 1, 32, optimizer_kind::adamw_8bit, true));
         json j = json::parse(memory_plan_json(p));
         uint64_t sum = 0;
         for (const auto& it : j.at("items"))
@@ -267,18 +279,21 @@ private slots:
     }
 
     void loss_is_chunked() {
-        const memory_plan p = make_memory_plan(shape_config("7b"), settings(16384, 1, 64, optimizer_kind::paged_adamw_8bit, true));
-        QCOMPARE(p.loss_chunk_tokens, 1024);   // 1024 * 32000 * 4 = 125 MiB <= 128 MiB
+        const memory_plan p = make_memory_plan(shape_config("7b"),
+                                               settings(16384, 1, 64, optimizer_kind::paged_adamw_8bit, true));
+        QCOMPARE(p.loss_chunk_tokens, 1024); // 1024 * 32000 * 4 = 125 MiB <= 128 MiB
         const plan_item* logits = find_item(p, "loss.logits_chunk");
         QVERIFY(logits);
         QCOMPARE(logits->shape, (std::vector<int64_t>{1024, 32000}));
-        QVERIFY(logits->bytes < 16384ull * 32000 * 4 / 8);   // far below the full (B,T,V)
+        QVERIFY(logits->bytes < 16384ull * 32000 * 4 / 8); // far below the full (B,T,V)
         // No (B,NH,T,T) attention matrix anywhere: no item has T in two of its dimensions.
         for (const auto& it : p.items)
             QVERIFY2(std::count(it.shape.begin(), it.shape.end(), int64_t(16384)) <= 1,
                      qPrintable(QString::fromStdString(it.name)));
         // A short run never materialises more rows than it has tokens.
-        QCOMPARE(make_memory_plan(shape_config("7b"), settings(100, 2, 8, optimizer_kind::adamw_32bit, true)).loss_chunk_tokens, 200);
+        QCOMPARE(make_memory_plan(shape_config("7b"), settings(100, 2, 8, optimizer_kind::adamw_32bit, true))
+                     .loss_chunk_tokens,
+                 200);
     }
 
     // ---- monotonicity ------------------------------------------------------------------------------------------
@@ -336,15 +351,20 @@ private slots:
         QCOMPARE(double(optimizer_bytes(s32)), 8.0 * n);
         QVERIFY2(std::fabs(double(optimizer_bytes(s8)) / n - (2.0 + 8.0 / 256)) < 0.001,
                  qPrintable(QString::number(double(optimizer_bytes(s8)) / n, 'f', 5)));
-        QCOMPARE(optimizer_bytes(p8), optimizer_bytes(s8));   // paging moves states, it does not resize them
+        QCOMPARE(optimizer_bytes(p8), optimizer_bytes(s8)); // paging moves states, it does not resize them
         QCOMPARE(optimizer_bytes(p32), optimizer_bytes(s32));
     }
 
     void small_tensors_keep_fp32_states_and_paging_covers_every_state() {
         // stories260K-like: C 64, H 172, NH 8, NKV 4 → A (8,64) = 512 elements < 4096: fp32 even under 8-bit.
         model_config c;
-        c.hidden_size = 64; c.intermediate_size = 172; c.num_layers = 5; c.num_heads = 8; c.num_kv_heads = 4;
-        c.head_dim = 8; c.vocab_size = 512;
+        c.hidden_size = 64;
+        c.intermediate_size = 172;
+        c.num_layers = 5;
+        c.num_heads = 8;
+        c.num_kv_heads = 4;
+        c.head_dim = 8;
+        c.vocab_size = 512;
         const auto p = make_memory_plan(c, settings(256, 1, 8, optimizer_kind::paged_adamw_8bit, true));
         const plan_item* m = find_item(p, "model.layers.*.self_attn.q_proj.lora_A.weight.exp_avg");
         QVERIFY(m);
@@ -399,7 +419,7 @@ private slots:
             const memory_plan p = make_memory_plan(c, s);
             QVERIFY2(p.verdict == plan_verdict::fits, p.explanation.c_str());
             QVERIFY(p.peak_bytes() <= gib_to_bytes(48));
-            QVERIFY(p.peak_bytes() > gib_to_bytes(38));   // the 4-bit base alone is 31 GiB, LoRA + grads 6 GiB
+            QVERIFY(p.peak_bytes() > gib_to_bytes(38)); // the 4-bit base alone is 31 GiB, LoRA + grads 6 GiB
             QVERIFY(p.suggestions.empty());
             QVERIFY(p.explanation.rfind("fits:", 0) == 0);
         }
@@ -428,7 +448,7 @@ private slots:
         QCOMPARE(p.verdict, plan_verdict::does_not_fit);
         QVERIFY(p.peak_bytes() > gib_to_bytes(24));
         QVERIFY(p.explanation.find("does not fit") != std::string::npos);
-        QVERIFY(p.explanation.find("quantized weights") != std::string::npos);   // it names what dominates
+        QVERIFY(p.explanation.find("quantized weights") != std::string::npos); // it names what dominates
         QVERIFY(!p.suggestions.empty());
         bool budget_line = false;
         for (const auto& sg : p.suggestions) {
@@ -438,7 +458,7 @@ private slots:
                 // The computed budget really fits those exact settings.
                 const memory_plan again = make_memory_plan(shape_config("70b"), sg.settings);
                 QVERIFY2(again.verdict != plan_verdict::does_not_fit, again.explanation.c_str());
-                QVERIFY(sg.settings.budget_bytes > gib_to_bytes(60));   // the 4-bit 70B base alone is 33 GiB
+                QVERIFY(sg.settings.budget_bytes > gib_to_bytes(60)); // the 4-bit 70B base alone is 33 GiB
             }
         }
         QVERIFY(budget_line);
@@ -472,7 +492,8 @@ private slots:
         QCOMPARE(off.verdict, plan_verdict::does_not_fit);
         bool ckpt = false;
         for (const auto& sg : off.suggestions)
-            if (sg.text.find("checkpointing on") != std::string::npos && sg.settings.gradient_checkpointing) ckpt = true;
+            if (sg.text.find("checkpointing on") != std::string::npos && sg.settings.gradient_checkpointing)
+                ckpt = true;
         QVERIFY(ckpt);
     }
 
@@ -508,12 +529,15 @@ private slots:
         expect_error(with([](plan_settings& s) { s.lora.dropout = 1.0f; }), "dropout", "0 <= p < 1");
         expect_error(with([](plan_settings& s) { s.lora.alpha = 0.0f; }), "alpha", "> 0");
         expect_error(with([](plan_settings& s) { s.lora.targets.clear(); }), "targets", "q,k,v,o,gate,up,down");
-        expect_error(with([](plan_settings& s) { s.lora.targets = {lora_target::q, lora_target::q}; }), "targets",
-                     "q,k,v,o,gate,up,down");
+        expect_error(with([](plan_settings& s) {
+                         s.lora.targets = {lora_target::q, lora_target::q};
+                     }),
+                     "targets", "q,k,v,o,gate,up,down");
         expect_error([] { parse_lora_targets("q,x"); }, "targets", "q,k,v,o,gate,up,down");
         expect_error([] { parse_lora_targets("q,q"); }, "targets", "q,k,v,o,gate,up,down");
         expect_error([] { parse_lora_targets(""); }, "targets", "q,k,v,o,gate,up,down");
-        expect_error([] { parse_optimizer_kind("sgd"); }, "optimizer", "paged-adamw-8bit, paged-adamw-32bit, adamw-8bit, adamw-32bit");
+        expect_error([] { parse_optimizer_kind("sgd"); }, "optimizer",
+                     "paged-adamw-8bit, paged-adamw-32bit, adamw-8bit, adamw-32bit");
         expect_error([] { shape_config("8b"); }, "shape", "7b, 13b, 33b, 65b, 70b");
         // The valid spellings parse.
         QCOMPARE(parse_lora_targets("all").size(), size_t(7));
@@ -550,7 +574,8 @@ private slots:
             QFAIL(qPrintable(QString("not JSON: %1\n%2").arg(e.what(), r.out.left(400))));
         }
         for (int c = 0; c < plan_category_count; ++c)
-            QVERIFY2(j.at("categories").contains(plan_category_name(plan_category(c))), plan_category_name(plan_category(c)));
+            QVERIFY2(j.at("categories").contains(plan_category_name(plan_category(c))),
+                     plan_category_name(plan_category(c)));
         uint64_t sum = 0;
         for (auto& [name, bytes] : j.at("categories").items())
             if (name != "cuda_context") sum += bytes.get<uint64_t>();
@@ -565,7 +590,7 @@ private slots:
     void cli_verdicts() {
         auto r = testutil::run_cli({"plan", "--shape", "65b", "--budget-gib", "48"});
         QVERIFY2(r.exit_code == 0, qPrintable(r.err));
-        QVERIFY2(r.out.contains("verdict: fits"), qPrintable(r.out));   // 65B at seq 2048: 43.9 GiB of 48
+        QVERIFY2(r.out.contains("verdict: fits"), qPrintable(r.out)); // 65B at seq 2048: 43.9 GiB of 48
         auto n = testutil::run_cli({"plan", "--shape", "70b", "--seq", "16384", "--budget-gib", "24"});
         QVERIFY2(n.exit_code == 0, qPrintable(n.err));
         QVERIFY2(n.out.contains("verdict: does not fit"), qPrintable(n.out));
@@ -583,7 +608,11 @@ private slots:
     }
 
     void cli_bad_flags_are_named() {
-        struct bad { QStringList args; int code; QString must; };
+        struct bad {
+            QStringList args;
+            int code;
+            QString must;
+        };
         const QList<bad> cases = {
             {{"plan", "--shape", "7b", "--rank", "0"}, 2, "--rank"},
             {{"plan", "--shape", "7b", "--rank", "abc"}, 2, "--rank"},
@@ -603,8 +632,10 @@ private slots:
         };
         for (const bad& b : cases) {
             auto r = testutil::run_cli(b.args);
-            QVERIFY2(r.exit_code == b.code,
-                     qPrintable(QString("%1: exit %2, want %3: %4").arg(b.args.join(' ')).arg(r.exit_code).arg(b.code).arg(r.err)));
+            QVERIFY2(
+                r.exit_code == b.code,
+                qPrintable(
+                    QString("%1: exit %2, want %3: %4").arg(b.args.join(' ')).arg(r.exit_code).arg(b.code).arg(r.err)));
             QVERIFY2(r.err.contains(b.must), qPrintable(b.args.join(' ') + ": " + r.err));
         }
         // The valid values are listed for an unknown optimizer or target.

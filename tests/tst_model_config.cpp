@@ -38,7 +38,8 @@ void expect_error(const std::function<void()>& f, qls::error_code code, const st
                                                        QString::fromStdString(msg))));
         for (const std::string& p : parts)
             QVERIFY2(msg.find(p) != std::string::npos,
-                     qPrintable(QString("message lacks \"%1\": %2").arg(QString::fromStdString(p), QString::fromStdString(msg))));
+                     qPrintable(QString("message lacks \"%1\": %2")
+                                    .arg(QString::fromStdString(p), QString::fromStdString(msg))));
         QVERIFY2(!e.hint().empty(), qPrintable("no hint for: " + QString::fromStdString(msg)));
         return;
     }
@@ -46,9 +47,9 @@ void expect_error(const std::function<void()>& f, qls::error_code code, const st
 }
 
 bool same_config(const qls::model_config& a, const qls::model_config& b) {
-    return a.model_type == b.model_type && a.hidden_size == b.hidden_size && a.intermediate_size == b.intermediate_size &&
-           a.num_layers == b.num_layers && a.num_heads == b.num_heads && a.num_kv_heads == b.num_kv_heads &&
-           a.head_dim == b.head_dim && a.vocab_size == b.vocab_size &&
+    return a.model_type == b.model_type && a.hidden_size == b.hidden_size &&
+           a.intermediate_size == b.intermediate_size && a.num_layers == b.num_layers && a.num_heads == b.num_heads &&
+           a.num_kv_heads == b.num_kv_heads && a.head_dim == b.head_dim && a.vocab_size == b.vocab_size &&
            a.max_position_embeddings == b.max_position_embeddings && a.rms_norm_eps == b.rms_norm_eps &&
            a.rope.theta == b.rope.theta && a.rope.type == b.rope.type && a.rope.factor == b.rope.factor &&
            a.rope.low_freq_factor == b.rope.low_freq_factor && a.rope.high_freq_factor == b.rope.high_freq_factor &&
@@ -65,8 +66,11 @@ json llama31_json() {
     j["num_key_value_heads"] = 8;
     j["max_position_embeddings"] = 131072;
     j["rope_theta"] = 500000.0;
-    j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 1.0},
-                         {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+    j["rope_scaling"] = {{"rope_type", "llama3"},
+                         {"factor", 8.0},
+                         {"low_freq_factor", 1.0},
+                         {"high_freq_factor", 4.0},
+                         {"original_max_position_embeddings", 8192}};
     return j;
 }
 
@@ -121,9 +125,9 @@ private slots:
         json b = a;
         b.erase("rope_theta");
         b.erase("rope_scaling");
-        b["rope_parameters"] = {{"rope_theta", 500000.0}, {"rope_type", "llama3"}, {"factor", 8.0},
-                                {"low_freq_factor", 1.0}, {"high_freq_factor", 4.0},
-                                {"original_max_position_embeddings", 8192}};
+        b["rope_parameters"] = {{"rope_theta", 500000.0},  {"rope_type", "llama3"},
+                                {"factor", 8.0},           {"low_freq_factor", 1.0},
+                                {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
         qls::model_config ca = parse(a), cb = parse(b);
         QVERIFY(same_config(ca, cb));
         QCOMPARE(cb.rope.type, std::string("llama3"));
@@ -163,13 +167,16 @@ private slots:
         }
         // Hand-checked entries (Python float64 of the formula above): i=0 and 10 unscaled, 29..34 blended,
         // 35 and 63 divided by 8.
-        struct { int i; double v; } hand[] = {{0, 1.0},
-                                              {10, 0.12868737343265052},
-                                              {29, 0.002166570763503359},
-                                              {30, 0.0013718935677611381},
-                                              {34, 0.00017850781276799638},
-                                              {35, 9.556212353964683e-05},
-                                              {63, 3.068925988914511e-07}};
+        struct {
+            int i;
+            double v;
+        } hand[] = {{0, 1.0},
+                    {10, 0.12868737343265052},
+                    {29, 0.002166570763503359},
+                    {30, 0.0013718935677611381},
+                    {34, 0.00017850781276799638},
+                    {35, 9.556212353964683e-05},
+                    {63, 3.068925988914511e-07}};
         for (auto h : hand)
             QVERIFY2(std::abs(inv[size_t(h.i)] - h.v) <= 2e-6 * h.v, qPrintable(QString("i=%1").arg(h.i)));
 
@@ -191,9 +198,9 @@ private slots:
     void defaults() {
         QLS_REQUIRE_MODEL();
         json j = stories_json();
-        for (const char* k : {"num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta",
-                              "tie_word_embeddings", "bos_token_id", "eos_token_id", "torch_dtype", "hidden_act",
-                              "attention_bias", "mlp_bias"})
+        for (const char* k :
+             {"num_key_value_heads", "max_position_embeddings", "rms_norm_eps", "rope_theta", "tie_word_embeddings",
+              "bos_token_id", "eos_token_id", "torch_dtype", "hidden_act", "attention_bias", "mlp_bias"})
             j.erase(k);
         qls::model_config c = parse(j);
         QCOMPARE(c.num_kv_heads, 8); // = num_attention_heads
@@ -256,43 +263,78 @@ private slots:
             expect_error([&] { parse(j); }, code, parts);
         };
         bad([](json& j) { j.erase("hidden_size"); }, error_code::config, {"'hidden_size'", "missing"});
-        bad([](json& j) { j["hidden_size"] = "64"; }, error_code::config, {"'hidden_size'", "\"64\"", "a string", "integer"});
+        bad([](json& j) { j["hidden_size"] = "64"; }, error_code::config,
+            {"'hidden_size'", "\"64\"", "a string", "integer"});
         bad([](json& j) { j["hidden_size"] = 64.5; }, error_code::config, {"'hidden_size'", "64.5"});
         bad([](json& j) { j["vocab_size"] = nullptr; }, error_code::config, {"'vocab_size'", "null"});
         bad([](json& j) { j["num_hidden_layers"] = 0; }, error_code::config, {"'num_hidden_layers'", "positive"});
         bad([](json& j) { j["intermediate_size"] = -3; }, error_code::config, {"'intermediate_size'", "-3"});
         bad([](json& j) { j["num_key_value_heads"] = 3; }, error_code::config,
             {"'num_key_value_heads'", "divide num_attention_heads (8)", "3"});
-        bad([](json& j) { j["num_attention_heads"] = 5; j["num_key_value_heads"] = 5; }, error_code::config, {"'num_attention_heads'", "hidden_size (64)"});
-        bad([](json& j) { j["head_dim"] = 9; j["num_key_value_heads"] = 8; }, error_code::config, {"'head_dim'", "even"});
+        bad(
+            [](json& j) {
+                j["num_attention_heads"] = 5;
+                j["num_key_value_heads"] = 5;
+            },
+            error_code::config, {"'num_attention_heads'", "hidden_size (64)"});
+        bad(
+            [](json& j) {
+                j["head_dim"] = 9;
+                j["num_key_value_heads"] = 8;
+            },
+            error_code::config, {"'head_dim'", "even"});
         bad([](json& j) { j["attention_bias"] = true; }, error_code::unsupported, {"'attention_bias'", "bias"});
         bad([](json& j) { j["mlp_bias"] = true; }, error_code::unsupported, {"'mlp_bias'", "bias"});
         bad([](json& j) { j["hidden_act"] = "gelu"; }, error_code::unsupported, {"'hidden_act'", "gelu", "silu"});
         bad([](json& j) { j["model_type"] = "gpt2"; }, error_code::unsupported, {"'model_type'", "gpt2", "llama"});
         bad([](json& j) { j.erase("model_type"); }, error_code::config, {"'model_type'", "missing"});
-        bad([](json& j) { j["tie_word_embeddings"] = "yes"; }, error_code::config, {"'tie_word_embeddings'", "true or false"});
+        bad([](json& j) { j["tie_word_embeddings"] = "yes"; }, error_code::config,
+            {"'tie_word_embeddings'", "true or false"});
         bad([](json& j) { j["eos_token_id"] = "2"; }, error_code::config, {"'eos_token_id'", "\"2\""});
         bad([](json& j) { j["eos_token_id"] = json::array(); }, error_code::config, {"'eos_token_id'", "non-empty"});
         bad([](json& j) { j["eos_token_id"] = 600; }, error_code::config, {"'eos_token_id'", "600", "vocab_size 512"});
         bad([](json& j) { j["rope_theta"] = -1.0; }, error_code::config, {"'rope_theta'", "positive"});
-        bad([](json& j) { j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}}; }, error_code::unsupported,
-            {"'rope_scaling.rope_type'", "yarn", "llama3"});
-        bad([](json& j) { j["rope_scaling"] = {{"type", "wobbly"}}; }, error_code::unsupported,
-            {"'rope_scaling.type'", "wobbly"});
-        bad([](json& j) { j.erase("rope_theta"); j["rope_parameters"] = {{"rope_theta", 1e4}, {"rope_type", "bogus"}}; },
+        bad(
+            [](json& j) {
+                j["rope_scaling"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
+            },
+            error_code::unsupported, {"'rope_scaling.rope_type'", "yarn", "llama3"});
+        bad(
+            [](json& j) {
+                j["rope_scaling"] = {{"type", "wobbly"}};
+            },
+            error_code::unsupported, {"'rope_scaling.type'", "wobbly"});
+        bad(
+            [](json& j) {
+                j.erase("rope_theta");
+                j["rope_parameters"] = {{"rope_theta", 1e4}, {"rope_type", "bogus"}};
+            },
             error_code::unsupported, {"'rope_parameters.rope_type'", "bogus"});
-        bad([](json& j) { j["rope_parameters"] = {{"rope_theta", "big"}}; }, error_code::config,
-            {"'rope_parameters.rope_theta'", "\"big\""});
-        bad([](json& j) { j["rope_scaling"] = {{"rope_type", "linear"}}; }, error_code::config,
-            {"'rope_scaling.factor'", "missing"});
-        bad([](json& j) {
-                j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"high_freq_factor", 4.0},
+        bad(
+            [](json& j) {
+                j["rope_parameters"] = {{"rope_theta", "big"}};
+            },
+            error_code::config, {"'rope_parameters.rope_theta'", "\"big\""});
+        bad(
+            [](json& j) {
+                j["rope_scaling"] = {{"rope_type", "linear"}};
+            },
+            error_code::config, {"'rope_scaling.factor'", "missing"});
+        bad(
+            [](json& j) {
+                j["rope_scaling"] = {{"rope_type", "llama3"},
+                                     {"factor", 8.0},
+                                     {"high_freq_factor", 4.0},
                                      {"original_max_position_embeddings", 8192}};
             },
             error_code::config, {"'rope_scaling.low_freq_factor'", "missing"});
-        bad([](json& j) {
-                j["rope_scaling"] = {{"rope_type", "llama3"}, {"factor", 8.0}, {"low_freq_factor", 4.0},
-                                     {"high_freq_factor", 4.0}, {"original_max_position_embeddings", 8192}};
+        bad(
+            [](json& j) {
+                j["rope_scaling"] = {{"rope_type", "llama3"},
+                                     {"factor", 8.0},
+                                     {"low_freq_factor", 4.0},
+                                     {"high_freq_factor", 4.0},
+                                     {"original_max_position_embeddings", 8192}};
             },
             error_code::config, {"'rope_scaling.high_freq_factor'", "greater than low_freq_factor"});
         bad([](json& j) { j["rope_scaling"] = 2.0; }, error_code::config, {"'rope_scaling'", "object"});

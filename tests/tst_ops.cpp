@@ -99,28 +99,31 @@ std::string describe(const char* label, const fd_report& r) {
 } // namespace
 
 // Runs one finite-difference check and fails the test with the worst element when it is over the tolerance.
-#define QLS_CHECK_GRAD(label, x, analytic, R, forward)                                                         \
-    do {                                                                                                       \
-        const fd_report rep_ = fd_check(x, analytic, R, forward);                                              \
-        const std::string msg_ = describe(label, rep_);                                                        \
-        if (rep_.worst < kFdTol) qInfo("%s", msg_.c_str());                                                    \
-        QVERIFY2(rep_.worst < kFdTol, msg_.c_str());                                                           \
+#define QLS_CHECK_GRAD(label, x, analytic, R, forward)            \
+    do {                                                          \
+        const fd_report rep_ = fd_check(x, analytic, R, forward); \
+        const std::string msg_ = describe(label, rep_);           \
+        if (rep_.worst < kFdTol) qInfo("%s", msg_.c_str());       \
+        QVERIFY2(rep_.worst < kFdTol, msg_.c_str());              \
     } while (0)
 
 // Element-wise |a - b| <= tol * max(1, |b|) for two vectors of the same size, with the worst element on failure.
-#define QLS_COMPARE_VEC(label, a, b, tol)                                                                      \
-    do {                                                                                                       \
-        QVERIFY2((a).size() == (b).size(), (std::string(label) + ": size mismatch").c_str());                 \
-        double worst_ = 0.0;                                                                                   \
-        size_t at_ = 0;                                                                                        \
-        for (size_t i_ = 0; i_ < (a).size(); i_++) {                                                           \
+#define QLS_COMPARE_VEC(label, a, b, tol)                                                                             \
+    do {                                                                                                              \
+        QVERIFY2((a).size() == (b).size(), (std::string(label) + ": size mismatch").c_str());                         \
+        double worst_ = 0.0;                                                                                          \
+        size_t at_ = 0;                                                                                               \
+        for (size_t i_ = 0; i_ < (a).size(); i_++) {                                                                  \
             const double e_ = std::abs(double((a)[i_]) - double((b)[i_])) / std::max(1.0, std::abs(double((b)[i_]))); \
-            if (e_ > worst_ || std::isnan(e_)) { worst_ = std::isnan(e_) ? INFINITY : e_; at_ = i_; }          \
-        }                                                                                                      \
-        QVERIFY2(worst_ <= (tol), (std::string(label) + ": element " + std::to_string(at_) + " is " +         \
-                                   std::to_string(double((a)[at_])) + ", expected " +                          \
-                                   std::to_string(double((b)[at_])))                                            \
-                                      .c_str());                                                               \
+            if (e_ > worst_ || std::isnan(e_)) {                                                                      \
+                worst_ = std::isnan(e_) ? INFINITY : e_;                                                              \
+                at_ = i_;                                                                                             \
+            }                                                                                                         \
+        }                                                                                                             \
+        QVERIFY2(worst_ <= (tol),                                                                                     \
+                 (std::string(label) + ": element " + std::to_string(at_) + " is " +                                  \
+                  std::to_string(double((a)[at_])) + ", expected " + std::to_string(double((b)[at_])))                \
+                     .c_str());                                                                                       \
     } while (0)
 
 // The reference ops in one template, so the float instantiation can be compared with the double one. Every
@@ -201,8 +204,8 @@ template <class T> std::vector<std::pair<std::string, vec>> run_all_ops(const op
         const std::string tag = seg ? "attention+segment " : "attention ";
         std::vector<T> out(q.size()), att(size_t(kB) * kNH * kT * kT), dq(q.size()), dk(k.size()), dv(v.size());
         cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), seg, kB, kT, kNH, kNKV, kHS);
-        cpu::attention_backward(dq.data(), dk.data(), dv.data(), d_q.data(), att.data(), q.data(), k.data(),
-                                v.data(), kB, kT, kNH, kNKV, kHS);
+        cpu::attention_backward(dq.data(), dk.data(), dv.data(), d_q.data(), att.data(), q.data(), k.data(), v.data(),
+                                kB, kT, kNH, kNKV, kHS);
         r.emplace_back(tag + "out", back(out));
         r.emplace_back(tag + "att", back(att));
         r.emplace_back(tag + "dq", back(dq));
@@ -285,7 +288,8 @@ private slots:
         for (int p : {0, 1, 3}) {
             vec x = x0;
             cpu::rope_forward(x.data(), &p, inv.data(), 1, 1, 4);
-            const double c0 = std::cos(p * 1.0), s0 = std::sin(p * 1.0), c1 = std::cos(p * 0.25), s1 = std::sin(p * 0.25);
+            const double c0 = std::cos(p * 1.0), s0 = std::sin(p * 1.0), c1 = std::cos(p * 0.25),
+                         s1 = std::sin(p * 0.25);
             const vec expect = {1 * c0 - 3 * s0, 2 * c1 - 4 * s1, 3 * c0 + 1 * s0, 4 * c1 + 2 * s1};
             const std::string label = "rope pos " + std::to_string(p);
             QLS_COMPARE_VEC(label.c_str(), x, expect, 1e-15);
@@ -383,8 +387,8 @@ private slots:
                 v2[size_t((b * kT + kT - 1) * kNKV * kHS + i)] -= 0.9;
             }
         vec out2(out.size()), att2(att.size());
-        cpu::attention_forward(out2.data(), att2.data(), in.q.data(), k2.data(), v2.data(), nullptr, kB, kT, kNH,
-                               kNKV, kHS);
+        cpu::attention_forward(out2.data(), att2.data(), in.q.data(), k2.data(), v2.data(), nullptr, kB, kT, kNH, kNKV,
+                               kHS);
         for (int b = 0; b < kB; b++)
             for (int t = 0; t < kT; t++)
                 for (int i = 0; i < kNH * kHS; i++) {
@@ -420,7 +424,10 @@ private slots:
 
         // changing segment 1 (tokens 0, 1) leaves segment 2 untouched (bit-exact) and changes token 1
         vec k2 = in.k, v2 = in.v;
-        for (int i = 0; i < 2 * kNKV * kHS; i++) { k2[size_t(i)] += 0.5; v2[size_t(i)] += 0.5; }
+        for (int i = 0; i < 2 * kNKV * kHS; i++) {
+            k2[size_t(i)] += 0.5;
+            v2[size_t(i)] += 0.5;
+        }
         vec out2(out.size()), att2(att.size());
         cpu::attention_forward(out2.data(), att2.data(), in.q.data(), k2.data(), v2.data(), seg.data(), kB, kT, kNH,
                                kNKV, kHS);
@@ -575,8 +582,8 @@ private slots:
         vec k = rand_vec(rng, size_t(kN) * nkv * kHS), v = rand_vec(rng, size_t(kN) * nkv * kHS);
         vec out(q.size()), att(size_t(kB) * kNH * kT * kT), dq(q.size(), 0.0), dk(k.size(), 0.0), dv(v.size(), 0.0);
         cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), seg, kB, kT, kNH, nkv, kHS);
-        cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), att.data(), q.data(), k.data(),
-                                v.data(), kB, kT, kNH, nkv, kHS);
+        cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), att.data(), q.data(), k.data(), v.data(),
+                                kB, kT, kNH, nkv, kHS);
         const auto fwd = [&] {
             vec o(q.size()), a(att.size());
             cpu::attention_forward(o.data(), a.data(), q.data(), k.data(), v.data(), seg, kB, kT, kNH, nkv, kHS);
@@ -590,8 +597,8 @@ private slots:
             // to the k/v of tokens 0, 1 (segment 1), unlike the causal-only case.
             vec dk_last(k.size(), 0.0), dv_last(v.size(), 0.0), d_last(dout.size(), 0.0);
             for (int i = 0; i < kNH * kHS; i++) d_last[size_t((kT - 1) * kNH * kHS + i)] = 1.0;
-            cpu::attention_backward<double>(nullptr, dk_last.data(), dv_last.data(), d_last.data(), att.data(), q.data(),
-                                    k.data(), v.data(), kB, kT, kNH, nkv, kHS);
+            cpu::attention_backward<double>(nullptr, dk_last.data(), dv_last.data(), d_last.data(), att.data(),
+                                            q.data(), k.data(), v.data(), kB, kT, kNH, nkv, kHS);
             for (int i = 0; i < 2 * nkv * kHS; i++) {
                 QCOMPARE(dk_last[size_t(i)], 0.0);
                 QCOMPARE(dv_last[size_t(i)], 0.0);
@@ -634,7 +641,7 @@ private slots:
         op_inputs in = make_inputs(108);
         vec losses(static_cast<size_t>(kN));
         const int count = cpu::cross_entropy_forward(losses.data(), in.logits.data(), in.targets.data(), kN, kV);
-        QCOMPARE(count, 8); // two of the ten targets are -1
+        QCOMPARE(count, 8);               // two of the ten targets are -1
         const double dloss = 1.0 / count; // mean loss
         vec dl(in.logits.size(), 0.0);
         cpu::cross_entropy_backward(dl.data(), in.logits.data(), in.targets.data(), kN, kV, dloss);
@@ -677,7 +684,10 @@ private slots:
             QVERIFY2(maxd > 0, (d[t].first + " is all zero").c_str());
             const double rel = maxerr / maxd;
             QVERIFY2(rel < 1e-5, (d[t].first + ": float vs double relative error " + std::to_string(rel)).c_str());
-            if (rel > worst) { worst = rel; worst_name = d[t].first; }
+            if (rel > worst) {
+                worst = rel;
+                worst_name = d[t].first;
+            }
         }
         qInfo("float vs double: worst relative error %.3e (%s)", worst, worst_name.c_str());
     }
@@ -698,7 +708,10 @@ private slots:
             }
             const std::vector<vec> g0 = acc;
             std::vector<double*> pg, pacc;
-            for (size_t i = 0; i < sizes.size(); i++) { pg.push_back(g[i].data()); pacc.push_back(acc[i].data()); }
+            for (size_t i = 0; i < sizes.size(); i++) {
+                pg.push_back(g[i].data());
+                pacc.push_back(acc[i].data());
+            }
             backward(pg);
             backward(pacc);
             backward(pacc);
@@ -723,32 +736,47 @@ private slots:
         vec rstd(static_cast<size_t>(kN)), tmp(in.x.size());
         cpu::rmsnorm_forward(tmp.data(), rstd.data(), in.x.data(), in.w_norm.data(), kN, kC, 1e-5);
         vec att(size_t(kB) * kNH * kT * kT), out(in.q.size());
-        cpu::attention_forward(out.data(), att.data(), in.q.data(), in.k.data(), in.v.data(), in.segment.data(), kB,
-                               kT, kNH, kNKV, kHS);
-        err = check("embedding", [&](std::vector<double*> p) {
-            cpu::embedding_backward(p[0], in.d_c.data(), in.tokens.data(), kN, kC);
-        }, {in.wte.size()});
+        cpu::attention_forward(out.data(), att.data(), in.q.data(), in.k.data(), in.v.data(), in.segment.data(), kB, kT,
+                               kNH, kNKV, kHS);
+        err = check("embedding",
+                    [&](std::vector<double*> p) {
+                        cpu::embedding_backward(p[0], in.d_c.data(), in.tokens.data(), kN, kC);
+                    },
+                    {in.wte.size()});
         QVERIFY2(err.empty(), err.c_str());
-        err = check("rmsnorm", [&](std::vector<double*> p) {
-            cpu::rmsnorm_backward(p[0], p[1], in.d_c.data(), in.x.data(), in.w_norm.data(), rstd.data(), kN, kC);
-        }, {in.x.size(), in.w_norm.size()});
+        err = check("rmsnorm",
+                    [&](std::vector<double*> p) {
+                        cpu::rmsnorm_backward(p[0], p[1], in.d_c.data(), in.x.data(), in.w_norm.data(), rstd.data(), kN,
+                                              kC);
+                    },
+                    {in.x.size(), in.w_norm.size()});
         QVERIFY2(err.empty(), err.c_str());
-        err = check("matmul", [&](std::vector<double*> p) {
-            cpu::matmul_backward(p[0], p[1], in.d_oc.data(), in.x_lin.data(), in.w_lin.data(), kN, kIC, kOC);
-        }, {in.x_lin.size(), in.w_lin.size()});
+        err = check("matmul",
+                    [&](std::vector<double*> p) {
+                        cpu::matmul_backward(p[0], p[1], in.d_oc.data(), in.x_lin.data(), in.w_lin.data(), kN, kIC,
+                                             kOC);
+                    },
+                    {in.x_lin.size(), in.w_lin.size()});
         QVERIFY2(err.empty(), err.c_str());
-        err = check("attention", [&](std::vector<double*> p) {
-            cpu::attention_backward(p[0], p[1], p[2], in.d_q.data(), att.data(), in.q.data(), in.k.data(),
-                                    in.v.data(), kB, kT, kNH, kNKV, kHS);
-        }, {in.q.size(), in.k.size(), in.v.size()});
+        err = check("attention",
+                    [&](std::vector<double*> p) {
+                        cpu::attention_backward(p[0], p[1], p[2], in.d_q.data(), att.data(), in.q.data(), in.k.data(),
+                                                in.v.data(), kB, kT, kNH, kNKV, kHS);
+                    },
+                    {in.q.size(), in.k.size(), in.v.size()});
         QVERIFY2(err.empty(), err.c_str());
-        err = check("swiglu", [&](std::vector<double*> p) {
-            cpu::swiglu_backward(p[0], p[1], in.d_h.data(), in.gate.data(), in.up.data(), long(in.gate.size()));
-        }, {in.gate.size(), in.up.size()});
+        err = check("swiglu",
+                    [&](std::vector<double*> p) {
+                        cpu::swiglu_backward(p[0], p[1], in.d_h.data(), in.gate.data(), in.up.data(),
+                                             long(in.gate.size()));
+                    },
+                    {in.gate.size(), in.up.size()});
         QVERIFY2(err.empty(), err.c_str());
-        err = check("cross_entropy", [&](std::vector<double*> p) {
-            cpu::cross_entropy_backward(p[0], in.logits.data(), in.targets.data(), kN, kV, 0.125);
-        }, {in.logits.size()});
+        err = check("cross_entropy",
+                    [&](std::vector<double*> p) {
+                        cpu::cross_entropy_backward(p[0], in.logits.data(), in.targets.data(), kN, kV, 0.125);
+                    },
+                    {in.logits.size()});
         QVERIFY2(err.empty(), err.c_str());
     }
 };

@@ -39,7 +39,8 @@ template <class F> QString failure_of(F&& f, qls::error_code code, std::initiali
         const std::string msg = e.what();
         if (e.code() != code) return QString("wrong code %1: %2").arg(qls::error_code_name(e.code()), msg.c_str());
         for (const std::string& w : words)
-            if (msg.find(w) == std::string::npos) return QString("message lacks \"%1\": %2").arg(w.c_str(), msg.c_str());
+            if (msg.find(w) == std::string::npos)
+                return QString("message lacks \"%1\": %2").arg(w.c_str(), msg.c_str());
         return {};
     }
     return "no error";
@@ -52,7 +53,8 @@ struct param_set {
 
     std::vector<qls::optim_param> params() {
         std::vector<qls::optim_param> r;
-        for (size_t i = 0; i < names.size(); ++i) r.push_back({names[i], data[i].data(), grad[i].data(), data[i].size()});
+        for (size_t i = 0; i < names.size(); ++i)
+            r.push_back({names[i], data[i].data(), grad[i].data(), data[i].size()});
         return r;
     }
     // Gradients of step `s`: normal, a different scale per tensor, every 37th element exactly 0.
@@ -112,8 +114,16 @@ public:
     void free_device(void* p) noexcept override { inner_->free_device(p); }
     void* allocate_host(size_t b) override { return inner_->allocate_host(b); }
     void free_host(void* p) noexcept override { inner_->free_host(p); }
-    void copy_h2d(void* d, const void* s, size_t b) override { c_->h2d += b; ++c_->h2d_calls; inner_->copy_h2d(d, s, b); }
-    void copy_d2h(void* d, const void* s, size_t b) override { c_->d2h += b; ++c_->d2h_calls; inner_->copy_d2h(d, s, b); }
+    void copy_h2d(void* d, const void* s, size_t b) override {
+        c_->h2d += b;
+        ++c_->h2d_calls;
+        inner_->copy_h2d(d, s, b);
+    }
+    void copy_d2h(void* d, const void* s, size_t b) override {
+        c_->d2h += b;
+        ++c_->d2h_calls;
+        inner_->copy_d2h(d, s, b);
+    }
     void synchronize() override { inner_->synchronize(); }
     bool device_is_host_addressable() const override { return true; }
     size_t device_bytes_allocated() const override { return inner_->device_bytes_allocated(); }
@@ -138,7 +148,7 @@ size_t working_set_pages(size_t numel, bool eight, size_t page) {
 // instructions bit for bit, so a parameter may differ from bnb's by one rounding of p plus 5e-5 of the Adam step
 // taken (|p_new - p_old·(1 - lr·wd)|). States do not go through any approximate instruction and must match exactly.
 QString param_mismatch(const std::vector<float>& ours, const std::vector<float>& bnb, const std::vector<float>& prev,
-                              float decay, int k, size_t& identical) {
+                       float decay, int k, size_t& identical) {
     for (size_t i = 0; i < ours.size(); ++i) {
         identical += ours[i] == bnb[i];
         const double step = std::fabs(double(ours[i]) - double(prev[i] * decay));
@@ -146,7 +156,12 @@ QString param_mismatch(const std::vector<float>& ours, const std::vector<float>&
         const double diff = std::fabs(double(ours[i]) - bnb[i]);
         if (diff > ulp + 5e-5 * step)
             return QString("step %1 element %2: ours %3, bnb %4 (|diff| %5, Adam step %6)")
-                .arg(k).arg(i).arg(ours[i], 0, 'g', 9).arg(bnb[i], 0, 'g', 9).arg(diff, 0, 'g', 3).arg(step, 0, 'g', 3);
+                .arg(k)
+                .arg(i)
+                .arg(ours[i], 0, 'g', 9)
+                .arg(bnb[i], 0, 'g', 9)
+                .arg(diff, 0, 'g', 3)
+                .arg(step, 0, 'g', 3);
     }
     return {};
 }
@@ -171,7 +186,8 @@ private slots:
         qls::adamw_update_32bit(p.data(), g1.data(), m.data(), v.data(), 3, 1, 0.1f, h);
         const double p1_hand[] = {0.9, -2.1, 0.6};
         for (size_t i = 0; i < 3; ++i) {
-            QVERIFY2(std::fabs(p[i] - p1_hand[i]) <= 1e-6, qPrintable(QString("p1[%1] = %2").arg(i).arg(p[i], 0, 'g', 9)));
+            QVERIFY2(std::fabs(p[i] - p1_hand[i]) <= 1e-6,
+                     qPrintable(QString("p1[%1] = %2").arg(i).arg(p[i], 0, 'g', 9)));
             const double mh = (1 - B1) * g1[i], vh = (1 - B2) * g1[i] * g1[i];
             QVERIFY(std::fabs(m[i] - mh) <= 1e-6 * std::fabs(mh));
             QVERIFY(std::fabs(v[i] - vh) <= 1e-6 * vh);
@@ -185,7 +201,8 @@ private slots:
             const double expect = p1[i] - 0.1 * (mm / (1 - B1 * B1)) / (std::sqrt(vv / (1 - B2 * B2)) + 1e-8);
             QVERIFY2(std::fabs(p[i] - expect) <= 2e-7 * std::max(1.0, std::fabs(expect)),
                      qPrintable(QString("p2[%1] = %2, hand %3").arg(i).arg(p[i], 0, 'g', 9).arg(expect, 0, 'g', 9)));
-            QVERIFY(std::fabs(m[i] - mm) <= 1e-6 * (B1 * std::fabs(m1[i]) + (1 - B1) * std::fabs(g2[i]))); // m2[0] cancels
+            QVERIFY(std::fabs(m[i] - mm) <=
+                    1e-6 * (B1 * std::fabs(m1[i]) + (1 - B1) * std::fabs(g2[i]))); // m2[0] cancels
             QVERIFY(std::fabs(v[i] - vv) <= 1e-6 * vv);
         }
         // The second element's two gradients agree in sign and size, so its step is again lr: p2 = -2.2.
@@ -205,15 +222,17 @@ private slots:
             h.weight_decay = 0.0f;
             const float lr = 0.01f;
             if (eight)
-                qls::adamw_update_8bit_blockwise(p.data(), gg.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 1, lr,
-                                                 h, qls::dynamic_map(true), qls::dynamic_map(false));
-            else
-                qls::adamw_update_32bit(p.data(), gg.data(), m.data(), v.data(), n, 1, lr, h);
+                qls::adamw_update_8bit_blockwise(p.data(), gg.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 1,
+                                                 lr, h, qls::dynamic_map(true), qls::dynamic_map(false));
+            else qls::adamw_update_32bit(p.data(), gg.data(), m.data(), v.data(), n, 1, lr, h);
             for (size_t i = 0; i < 8; ++i) {
                 const double gi = gg[i];
                 const double expect = 0.25 - lr * gi / (std::fabs(gi) + 1e-8);
-                QVERIFY2(std::fabs(p[i] - expect) <= 2e-7,
-                         qPrintable(QString("%1 g=%2: p=%3, expected %4").arg(eight ? "8-bit" : "32-bit").arg(gi).arg(p[i], 0, 'g', 9).arg(expect, 0, 'g', 9)));
+                QVERIFY2(std::fabs(p[i] - expect) <= 2e-7, qPrintable(QString("%1 g=%2: p=%3, expected %4")
+                                                                          .arg(eight ? "8-bit" : "32-bit")
+                                                                          .arg(gi)
+                                                                          .arg(p[i], 0, 'g', 9)
+                                                                          .arg(expect, 0, 'g', 9)));
             }
         }
     }
@@ -233,7 +252,10 @@ private slots:
         std::mt19937 rng(3);
         std::normal_distribution<float> nd;
         std::vector<float> p0(n), gg(n);
-        for (size_t i = 0; i < n; ++i) { p0[i] = nd(rng); gg[i] = nd(rng); }
+        for (size_t i = 0; i < n; ++i) {
+            p0[i] = nd(rng);
+            gg[i] = nd(rng);
+        }
         for (bool eight : {false, true}) {
             std::vector<float> pa = p0, pb = p0;
             for (float wd : {0.0f, 0.5f}) {
@@ -243,14 +265,14 @@ private slots:
                 qls::adamw_hparams hh;
                 hh.weight_decay = wd;
                 if (eight)
-                    qls::adamw_update_8bit_blockwise(pp.data(), gg.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 1,
-                                                     0.1f, hh, qls::dynamic_map(true), qls::dynamic_map(false));
-                else
-                    qls::adamw_update_32bit(pp.data(), gg.data(), m.data(), v.data(), n, 1, 0.1f, hh);
+                    qls::adamw_update_8bit_blockwise(pp.data(), gg.data(), c1.data(), c2.data(), a1.data(), a2.data(),
+                                                     n, 1, 0.1f, hh, qls::dynamic_map(true), qls::dynamic_map(false));
+                else qls::adamw_update_32bit(pp.data(), gg.data(), m.data(), v.data(), n, 1, 0.1f, hh);
             }
             const float decay = std::fma(-0.1f, 0.5f, 1.0f); // (1.0f-(lr*weight_decay)), fused as nvcc does
             for (size_t i = 0; i < n; ++i)
-                QVERIFY2(pb[i] == pa[i] * decay, qPrintable(QString("%1 element %2").arg(eight ? "8-bit" : "32-bit").arg(i)));
+                QVERIFY2(pb[i] == pa[i] * decay,
+                         qPrintable(QString("%1 element %2").arg(eight ? "8-bit" : "32-bit").arg(i)));
         }
     }
 
@@ -285,14 +307,17 @@ private slots:
             const std::vector<float> prev = p;
             qls::adamw_update_32bit(p.data(), g.data(), m.data(), v.data(), n, k, 1e-3f, h);
             // m and v: bit for bit (fp32 states see only exact multiply-adds).
-            QVERIFY2(std::memcmp(m.data(), f.read("adam32.m." + ks).raw(), n * 4) == 0, qPrintable("m differs at step " + QString::number(k)));
-            QVERIFY2(std::memcmp(v.data(), f.read("adam32.v." + ks).raw(), n * 4) == 0, qPrintable("v differs at step " + QString::number(k)));
+            QVERIFY2(std::memcmp(m.data(), f.read("adam32.m." + ks).raw(), n * 4) == 0,
+                     qPrintable("m differs at step " + QString::number(k)));
+            QVERIFY2(std::memcmp(v.data(), f.read("adam32.v." + ks).raw(), n * 4) == 0,
+                     qPrintable("v differs at step " + QString::number(k)));
             const auto bp = to_vec(f.read("adam32.p." + ks));
             QCOMPARE(param_mismatch(p, bp, prev, decay, k, identical), QString());
             p = bp; // continue from bnb's parameters (they do not feed back into m, v)
         }
         qInfo("32-bit vs bnb, 3 steps: m, v bit-identical; %zu of %zu parameters bit-identical, the rest within the "
-              "fast-math tolerance", identical, 3 * n);
+              "fast-math tolerance",
+              identical, 3 * n);
     }
 
     void bnb_adamw_8bit() {
@@ -311,12 +336,18 @@ private slots:
             const std::string ks = std::to_string(k);
             const auto g = to_vec(f.read("g" + ks));
             const std::vector<float> prev = p;
-            qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, k, 1e-3f,
-                                             h, q1, q2);
+            qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, k,
+                                             1e-3f, h, q1, q2);
             const auto b1 = to_u8(f.read("adam8.state1." + ks)), b2 = to_u8(f.read("adam8.state2." + ks));
             for (size_t i = 0; i < n; ++i)
                 if (c1[i] != b1[i] || c2[i] != b2[i])
-                    QFAIL(qPrintable(QString("step %1 element %2: codes (%3, %4), bnb (%5, %6)").arg(k).arg(i).arg(c1[i]).arg(c2[i]).arg(b1[i]).arg(b2[i])));
+                    QFAIL(qPrintable(QString("step %1 element %2: codes (%3, %4), bnb (%5, %6)")
+                                         .arg(k)
+                                         .arg(i)
+                                         .arg(c1[i])
+                                         .arg(c2[i])
+                                         .arg(b1[i])
+                                         .arg(b2[i])));
             QVERIFY2(std::memcmp(a1.data(), f.read("adam8.absmax1." + ks).raw(), nb * 4) == 0, "absmax1 differs");
             QVERIFY2(std::memcmp(a2.data(), f.read("adam8.absmax2." + ks).raw(), nb * 4) == 0, "absmax2 differs");
             const auto bp = to_vec(f.read("adam8.p." + ks));
@@ -324,7 +355,8 @@ private slots:
             p = bp;
         }
         qInfo("8-bit vs bnb, 3 steps: codes and absmax bit-identical; %zu of %zu parameters bit-identical, the rest "
-              "within the fast-math tolerance", identical, 3 * n);
+              "within the fast-math tolerance",
+              identical, 3 * n);
     }
 
     void bnb_8bit_codes_after_three_steps_without_resync() {
@@ -339,8 +371,8 @@ private slots:
         for (int k = 1; k <= 3; ++k) {
             const auto g = to_vec(f.read("g" + std::to_string(k)));
             const std::vector<float> prev = p;
-            qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, k, 1e-3f,
-                                             h, qls::dynamic_map(true), qls::dynamic_map(false));
+            qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, k,
+                                             1e-3f, h, qls::dynamic_map(true), qls::dynamic_map(false));
             for (size_t i = 0; i < n; ++i) travelled[i] += std::fabs(p[i] - prev[i]);
         }
         QVERIFY(c1 == to_u8(f.read("adam8.state1.3")));
@@ -378,15 +410,23 @@ private slots:
             return h;
         };
         struct expect {
-            uint8_t s1[8], s2[8]; // elements 256..263
+            uint8_t s1[8], s2[8];      // elements 256..263
             uint64_t s1_hash, s2_hash; // FNV-1a of all 512 codes
             float absmax1, absmax2;    // block 1
         };
         const expect want[2] = {
-            {{255, 126, 127, 126, 201, 53, 192, 202}, {255, 0, 0, 0, 100, 100, 66, 105}, 0x0b26f74652dee570ull,
-             0x736b77a3395f3698ull, 0x1.9999ap-4f, 0x1.0624p-10f},
-            {{255, 126, 127, 126, 127, 127, 127, 165}, {255, 0, 0, 0, 0, 0, 0, 92}, 0x58e5a1e9660d5b2aull,
-             0xd31dc313636d4b28ull, 0x1.851ebep-3f, 0x1.060272p-9f},
+            {{255, 126, 127, 126, 201, 53, 192, 202},
+             {255, 0, 0, 0, 100, 100, 66, 105},
+             0x0b26f74652dee570ull,
+             0x736b77a3395f3698ull,
+             0x1.9999ap-4f,
+             0x1.0624p-10f},
+            {{255, 126, 127, 126, 127, 127, 127, 165},
+             {255, 0, 0, 0, 0, 0, 0, 92},
+             0x58e5a1e9660d5b2aull,
+             0xd31dc313636d4b28ull,
+             0x1.851ebep-3f,
+             0x1.060272p-9f},
         };
         for (int k = 1; k <= 2; ++k) {
             std::vector<float> g(n, 0.0f);
@@ -399,8 +439,8 @@ private slots:
             g[262] = k == 2 ? -inf : 0.125f;
             for (size_t i = 263; i < n; ++i) g[i] = float(i) * (k == 1 ? float(1e-3) : float(-7e-4));
             const std::vector<float> before = p;
-            qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, k, 1e-3f,
-                                             qls::adamw_hparams{}, q1, q2);
+            qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, k,
+                                             1e-3f, qls::adamw_hparams{}, q1, q2);
             const expect& w = want[k - 1];
             QCOMPARE(a1[0], 0.0f);
             QCOMPARE(a2[0], 0.0f);
@@ -427,18 +467,23 @@ private slots:
         std::vector<float> p(n), g(n);
         std::mt19937 rng(5);
         std::normal_distribution<float> nd;
-        for (size_t i = 0; i < n; ++i) { p[i] = nd(rng); g[i] = nd(rng); }
+        for (size_t i = 0; i < n; ++i) {
+            p[i] = nd(rng);
+            g[i] = nd(rng);
+        }
         std::vector<uint8_t> c1(n, 0), c2(n, 0);
         std::vector<float> a1(16, 0.0f), a2(16, 0.0f);
         const auto q1 = qls::dynamic_map(true), q2 = qls::dynamic_map(false);
         qls::adamw_hparams h;
-        qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 1, 1e-3f, h, q1, q2);
+        qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 1, 1e-3f, h,
+                                         q1, q2);
         const std::vector<float> p1 = p;
         const size_t bad[] = {3, 700, 2049};
         g[3] = std::numeric_limits<float>::quiet_NaN();
         g[700] = std::numeric_limits<float>::infinity();
         g[2049] = -std::numeric_limits<float>::infinity();
-        qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 2, 1e-3f, h, q1, q2);
+        qls::adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, 2, 1e-3f, h,
+                                         q1, q2);
         for (size_t i : bad) {
             QCOMPARE(p[i], p1[i]);
             QCOMPARE(q1[c1[i]] * a1[i / 256], 0.0f);
@@ -531,9 +576,15 @@ private slots:
         std::vector<float> a = {1.0f};
         float* gp[] = {a.data()};
         const size_t sz[] = {1, 1};
-        QCOMPARE(failure_of([&] { qls::clip_grad_norm(gp, sz, 1.0f); }, qls::error_code::invalid_argument, {"1 gradients", "2 sizes"}), QString());
-        QCOMPARE(failure_of([&] { qls::clip_grad_norm(gp, std::span<const size_t>(sz, 1), 0.0f); }, qls::error_code::invalid_argument, {"max_norm"}), QString());
-        QCOMPARE(failure_of([&] { qls::clip_grad_norm(gp, std::span<const size_t>(sz, 1), std::nanf("")); }, qls::error_code::invalid_argument, {"max_norm"}), QString());
+        QCOMPARE(failure_of([&] { qls::clip_grad_norm(gp, sz, 1.0f); }, qls::error_code::invalid_argument,
+                            {"1 gradients", "2 sizes"}),
+                 QString());
+        QCOMPARE(failure_of([&] { qls::clip_grad_norm(gp, std::span<const size_t>(sz, 1), 0.0f); },
+                            qls::error_code::invalid_argument, {"max_norm"}),
+                 QString());
+        QCOMPARE(failure_of([&] { qls::clip_grad_norm(gp, std::span<const size_t>(sz, 1), std::nanf("")); },
+                            qls::error_code::invalid_argument, {"max_norm"}),
+                 QString());
     }
 
     // ---------------------------------------------------------------- pager
@@ -545,13 +596,15 @@ private slots:
         const auto A = pg.add_tensor("A", 1000), B = pg.add_tensor("B", 2048), C = pg.add_tensor("C", 1),
                    D = pg.add_tensor("D", 1500), E = pg.add_tensor("E", 3072);
         QCOMPARE(pg.page_count(), size_t(9));
-        const size_t a0 = pg.first_page(A), b0 = pg.first_page(B), b1 = b0 + 1, c0 = pg.first_page(C), d0 = pg.first_page(D),
-                     d1 = d0 + 1, e0 = pg.first_page(E);
+        const size_t a0 = pg.first_page(A), b0 = pg.first_page(B), b1 = b0 + 1, c0 = pg.first_page(C),
+                     d0 = pg.first_page(D), d1 = d0 + 1, e0 = pg.first_page(E);
         QCOMPARE(b0, size_t(1));
         QCOMPARE(e0, size_t(6));
         using ps = qls::page_state;
         using order = std::vector<size_t>;
-        auto acq = [&](std::initializer_list<qls::pager::tensor_id> ids) { pg.acquire(std::vector<qls::pager::tensor_id>(ids)); };
+        auto acq = [&](std::initializer_list<qls::pager::tensor_id> ids) {
+            pg.acquire(std::vector<qls::pager::tensor_id>(ids));
+        };
 
         acq({A}); // fetch A0                                           h2d 1
         acq({B}); // fetch B0 B1                                        h2d 3
@@ -589,8 +642,7 @@ private slots:
         QCOMPARE(pg.stats().pages_written_back, uint64_t(3));
         QCOMPARE(pg.stats().pages_dropped, uint64_t(7));
         QCOMPARE(pg.step_stats().bytes_h2d, uint64_t(8 * P));
-        for (size_t g = 0; g < pg.page_count(); ++g)
-            QCOMPARE(pg.is_resident(g), g == a0 || g == b0 || g == b1);
+        for (size_t g = 0; g < pg.page_count(); ++g) QCOMPARE(pg.is_resident(g), g == a0 || g == b0 || g == b1);
         // B's written-back bytes came home and were fetched again intact.
         for (size_t k = 0; k < 2; ++k) {
             const auto* d = static_cast<const uint8_t*>(pg.device_page(B, k));
@@ -615,7 +667,7 @@ private slots:
         std::memset(pg.device_page(X, 1), 7, P);
         pg.mark_dirty(X);
         std::vector<uint8_t> buf(2 * P);
-        pg.read(X, buf.data(), buf.size()); // page 1 is dirty: one write-back; both stay resident, now clean
+        pg.read(X, buf.data(), buf.size());        // page 1 is dirty: one write-back; both stay resident, now clean
         QCOMPARE(pg.bytes_d2h(), uint64_t(2 * P)); // the dirty flag covers the whole tensor: 2 pages written back
         QVERIFY(pg.page_residency(pg.first_page(X)) == qls::page_state::resident);
         QCOMPARE(buf[P], uint8_t(7));
@@ -631,33 +683,47 @@ private slots:
         pg.acquire(std::vector<qls::pager::tensor_id>{Y}); // evicts X page 0: clean, dropped
         QCOMPARE(pg.bytes_d2h(), uint64_t(2 * P));
         QCOMPARE(static_cast<const uint8_t*>(pg.device_page(Y, 0))[99], uint8_t(9));
-        QCOMPARE(failure_of([&] { pg.write(Y, src.data(), 5); }, qls::error_code::shape_mismatch, {"'Y'", "100 bytes"}), QString());
+        QCOMPARE(failure_of([&] { pg.write(Y, src.data(), 5); }, qls::error_code::shape_mismatch, {"'Y'", "100 bytes"}),
+                 QString());
     }
 
     void pager_budget_too_small() {
         qls::pager pg({1024, 3 * 1024 + 1000}, qls::make_cpu_page_memory());
         const auto A = pg.add_tensor("A", 1000), E = pg.add_tensor("E", 3 * 1024);
-        QCOMPARE(failure_of([&] { pg.acquire(std::vector<qls::pager::tensor_id>{A, E}); }, qls::error_code::invalid_argument,
-                            {"4072 bytes", "3 pages", "4 pages", "4096 bytes", "'A'", "'E'"}),
+        QCOMPARE(failure_of(
+                     [&] {
+                         pg.acquire(std::vector<qls::pager::tensor_id>{A, E});
+                     },
+                     qls::error_code::invalid_argument,
+                     {"4072 bytes", "3 pages", "4 pages", "4096 bytes", "'A'", "'E'"}),
                  QString());
-        QCOMPARE(failure_of([] { qls::pager p({4096, 4095}, qls::make_cpu_page_memory()); }, qls::error_code::invalid_argument,
-                            {"4095 bytes", "holds no page"}),
+        QCOMPARE(failure_of(
+                     [] {
+                         qls::pager p({4096, 4095}, qls::make_cpu_page_memory());
+                     },
+                     qls::error_code::invalid_argument, {"4095 bytes", "holds no page"}),
                  QString());
         // The optimizer checks its largest update up front: a 70000-element 8-bit tensor needs 2·18 + 2·1 pages of 4 KiB.
         std::vector<float> p(70000), g(70000);
         qls::optimizer_config c;
         c.kind = qls::optimizer_kind::paged_adamw_8bit;
         c.paging = {4096, 37 * 4096};
-        QCOMPARE(failure_of([&] { qls::optimizer o({{"big", p.data(), g.data(), p.size()}}, c); }, qls::error_code::invalid_argument,
-                            {"151552 bytes", "'big'", "38 pages", "155648 bytes"}),
+        QCOMPARE(failure_of(
+                     [&] {
+                         qls::optimizer o({{"big", p.data(), g.data(), p.size()}}, c);
+                     },
+                     qls::error_code::invalid_argument, {"151552 bytes", "'big'", "38 pages", "155648 bytes"}),
                  QString());
         c.paging = {4096, 38 * 4096};
         qls::optimizer ok({{"big", p.data(), g.data(), p.size()}}, c);
         ok.step(1e-3f);
         QCOMPARE(ok.state_pager()->resident_pages(), size_t(38));
         c.paging = {1000, 1 << 20};
-        QCOMPARE(failure_of([&] { qls::optimizer o({{"big", p.data(), g.data(), p.size()}}, c); }, qls::error_code::invalid_argument,
-                            {"page size 1000"}),
+        QCOMPARE(failure_of(
+                     [&] {
+                         qls::optimizer o({{"big", p.data(), g.data(), p.size()}}, c);
+                     },
+                     qls::error_code::invalid_argument, {"page size 1000"}),
                  QString());
     }
 
@@ -666,7 +732,8 @@ private slots:
         void* d = mem->allocate_device(256);
         void* h = mem->allocate_host(256);
         QCOMPARE(mem->device_bytes_allocated(), size_t(256));
-        QCOMPARE(failure_of([&] { mem->copy_h2d(h, d, 16); }, qls::error_code::internal, {"copy_h2d destination"}), QString());
+        QCOMPARE(failure_of([&] { mem->copy_h2d(h, d, 16); }, qls::error_code::internal, {"copy_h2d destination"}),
+                 QString());
         QCOMPARE(failure_of([&] { mem->copy_d2h(h, d, 257); }, qls::error_code::internal, {"copy_d2h"}), QString());
         std::memset(h, 1, 256);
         mem->copy_h2d(d, h, 256);
@@ -788,17 +855,26 @@ private slots:
         // Uninterrupted: 40 steps.
         param_set ref = make_params();
         qls::optimizer oref(ref.params(), cfg(paged_kind));
-        for (int64_t s = 1; s <= 40; ++s) { ref.fill_grads(s); oref.step(lr(s)); }
+        for (int64_t s = 1; s <= 40; ++s) {
+            ref.fill_grads(s);
+            oref.step(lr(s));
+        }
         const auto ref_state = oref.serialize_state();
 
         // Paged run: 20 steps, save; 7 more steps (states and residency change, some pages dirty); load the
         // step-20 state and parameters back into the same optimizer and continue to 40.
         param_set run = make_params();
         qls::optimizer o(run.params(), cfg(paged_kind));
-        for (int64_t s = 1; s <= 20; ++s) { run.fill_grads(s); o.step(lr(s)); }
+        for (int64_t s = 1; s <= 20; ++s) {
+            run.fill_grads(s);
+            o.step(lr(s));
+        }
         const auto saved = o.serialize_state();
         const auto saved_params = run.data;
-        for (int64_t s = 21; s <= 27; ++s) { run.fill_grads(s); o.step(lr(s)); }
+        for (int64_t s = 21; s <= 27; ++s) {
+            run.fill_grads(s);
+            o.step(lr(s));
+        }
         size_t dirty = 0, host = 0;
         for (size_t g = 0; g < o.state_pager()->page_count(); ++g) {
             dirty += o.state_pager()->page_residency(g) == qls::page_state::dirty;
@@ -811,8 +887,12 @@ private slots:
         QCOMPARE(state_diff(o.serialize_state(), saved), QString()); // whatever the residency, the same values
         for (size_t i = 0; i < run.data.size(); ++i)
             std::memcpy(run.data[i].data(), saved_params[i].data(), saved_params[i].size() * 4);
-        for (int64_t s = 21; s <= 40; ++s) { run.fill_grads(s); o.step(lr(s)); }
-        QVERIFY2(same_bytes(run.data, ref.data), "reload into a running paged optimizer differs from the uninterrupted run");
+        for (int64_t s = 21; s <= 40; ++s) {
+            run.fill_grads(s);
+            o.step(lr(s));
+        }
+        QVERIFY2(same_bytes(run.data, ref.data),
+                 "reload into a running paged optimizer differs from the uninterrupted run");
         QCOMPARE(state_diff(o.serialize_state(), ref_state), QString());
 
         // A fresh paged optimizer and a fresh unpaged one resume from the same checkpoint and end identical too.
@@ -822,7 +902,10 @@ private slots:
                 std::memcpy(resumed.data[i].data(), saved_params[i].data(), saved_params[i].size() * 4);
             qls::optimizer o2(resumed.params(), cfg(kind));
             o2.load_state(saved);
-            for (int64_t s = 21; s <= 40; ++s) { resumed.fill_grads(s); o2.step(lr(s)); }
+            for (int64_t s = 21; s <= 40; ++s) {
+                resumed.fill_grads(s);
+                o2.step(lr(s));
+            }
             QVERIFY2(same_bytes(resumed.data, ref.data), qls::optimizer_kind_name(kind));
             QCOMPARE(state_diff(o2.serialize_state(), ref_state), QString());
         }
@@ -837,18 +920,25 @@ private slots:
         o.step(1e-3f);
         auto st = o.serialize_state();
         auto drop = st;
-        drop.erase(std::find_if(drop.begin(), drop.end(), [](const auto& e) { return e.first == "layer3.lora_B.absmax2"; }));
-        QCOMPARE(failure_of([&] { o.load_state(drop); }, qls::error_code::format, {"'layer3.lora_B.absmax2'", "missing"}), QString());
+        drop.erase(std::find_if(drop.begin(), drop.end(),
+                                [](const auto& e) { return e.first == "layer3.lora_B.absmax2"; }));
+        QCOMPARE(failure_of([&] { o.load_state(drop); }, qls::error_code::format,
+                            {"'layer3.lora_B.absmax2'", "missing"}),
+                 QString());
         auto wrong = st;
         for (auto& [n, t] : wrong)
             if (n == "layer1.lora_B.exp_avg") t = qls::tensor(qls::dtype::f32, {99});
-        QCOMPARE(failure_of([&] { o.load_state(wrong); }, qls::error_code::format, {"'layer1.lora_B.exp_avg'", "[99]", "[100]"}), QString());
+        QCOMPARE(failure_of([&] { o.load_state(wrong); }, qls::error_code::format,
+                            {"'layer1.lora_B.exp_avg'", "[99]", "[100]"}),
+                 QString());
         // A 32-bit optimizer's checkpoint lacks the 8-bit tensors.
         param_set p32 = make_params();
         qls::optimizer_config c32;
         c32.kind = qls::optimizer_kind::adamw_32bit;
         qls::optimizer o32(p32.params(), c32);
-        QCOMPARE(failure_of([&] { o.load_state(o32.serialize_state()); }, qls::error_code::format, {"'optimizer.qmap1'"}), QString());
+        QCOMPARE(failure_of([&] { o.load_state(o32.serialize_state()); }, qls::error_code::format,
+                            {"'optimizer.qmap1'"}),
+                 QString());
         QCOMPARE(o.step_count(), int64_t(1)); // failed loads change nothing
         QCOMPARE(state_diff(o.serialize_state(), st), QString());
     }

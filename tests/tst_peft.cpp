@@ -49,7 +49,8 @@ std::string expect_error(const std::function<void()>& f, error_code code, const 
     } catch (const error& e) {
         const std::string msg = e.what();
         if (e.code() != code)
-            return std::string("expected code ") + error_code_name(code) + ", got " + error_code_name(e.code()) + ": " + msg;
+            return std::string("expected code ") + error_code_name(code) + ", got " + error_code_name(e.code()) + ": " +
+                   msg;
         for (const std::string& p : parts)
             if (msg.find(p) == std::string::npos) return "message lacks \"" + p + "\": " + msg;
         if (e.hint().empty()) return "no hint: " + msg;
@@ -57,10 +58,10 @@ std::string expect_error(const std::function<void()>& f, error_code code, const 
     }
     return "no error thrown";
 }
-#define EXPECT_ERROR(fn, code, ...)                                                                                  \
-    do {                                                                                                              \
-        const std::string why_ = expect_error(fn, code, __VA_ARGS__);                                                \
-        QVERIFY2(why_.empty(), why_.c_str());                                                                         \
+#define EXPECT_ERROR(fn, code, ...)                                   \
+    do {                                                              \
+        const std::string why_ = expect_error(fn, code, __VA_ARGS__); \
+        QVERIFY2(why_.empty(), why_.c_str());                         \
     } while (0)
 
 // An adapter with random non-zero A and B (lora_init leaves B = 0, which would make every comparison trivial).
@@ -82,7 +83,8 @@ lora_config rank4_all() {
     return c;
 }
 
-std::vector<float> run_logits(const llama_model& m, const std::vector<int>& toks, int B, int T, lora_weights<float>* lw) {
+std::vector<float> run_logits(const llama_model& m, const std::vector<int>& toks, int B, int T,
+                              lora_weights<float>* lw) {
     llama_pass<float> pass(m.config, m.params, m.inv_freq, B, T, lw);
     pass.forward(toks.data(), nullptr);
     return pass.logits();
@@ -133,13 +135,13 @@ private slots:
     // hidden 64, 8 heads x head_dim 8 = 64, 4 KV heads -> 32, intermediate 172, rank 4, 5 layers.
     void exportedTensorNamesAndShapesArePefts() {
         const std::vector<std::pair<std::string, shape_t>> per_layer = {
-            {"self_attn.q_proj.lora_A.weight", {4, 64}},  {"self_attn.q_proj.lora_B.weight", {64, 4}},
-            {"self_attn.k_proj.lora_A.weight", {4, 64}},  {"self_attn.k_proj.lora_B.weight", {32, 4}},
-            {"self_attn.v_proj.lora_A.weight", {4, 64}},  {"self_attn.v_proj.lora_B.weight", {32, 4}},
-            {"self_attn.o_proj.lora_A.weight", {4, 64}},  {"self_attn.o_proj.lora_B.weight", {64, 4}},
-            {"mlp.gate_proj.lora_A.weight", {4, 64}},     {"mlp.gate_proj.lora_B.weight", {172, 4}},
-            {"mlp.up_proj.lora_A.weight", {4, 64}},       {"mlp.up_proj.lora_B.weight", {172, 4}},
-            {"mlp.down_proj.lora_A.weight", {4, 172}},    {"mlp.down_proj.lora_B.weight", {64, 4}},
+            {"self_attn.q_proj.lora_A.weight", {4, 64}}, {"self_attn.q_proj.lora_B.weight", {64, 4}},
+            {"self_attn.k_proj.lora_A.weight", {4, 64}}, {"self_attn.k_proj.lora_B.weight", {32, 4}},
+            {"self_attn.v_proj.lora_A.weight", {4, 64}}, {"self_attn.v_proj.lora_B.weight", {32, 4}},
+            {"self_attn.o_proj.lora_A.weight", {4, 64}}, {"self_attn.o_proj.lora_B.weight", {64, 4}},
+            {"mlp.gate_proj.lora_A.weight", {4, 64}},    {"mlp.gate_proj.lora_B.weight", {172, 4}},
+            {"mlp.up_proj.lora_A.weight", {4, 64}},      {"mlp.up_proj.lora_B.weight", {172, 4}},
+            {"mlp.down_proj.lora_A.weight", {4, 172}},   {"mlp.down_proj.lora_B.weight", {64, 4}},
         };
         std::map<std::string, shape_t> expected;
         for (int i = 0; i < 5; ++i)
@@ -162,7 +164,8 @@ private slots:
             QVERIFY2(got[name] == shape, (name + ": " + shape_str(got[name]) + " vs " + shape_str(shape)).c_str());
         }
         QCOMPARE(f.metadata(), (std::map<std::string, std::string>{{"format", "pt"}}));
-        QCOMPARE(peft_tensor_name(3, lora_target::down, true), std::string("base_model.model.model.layers.3.mlp.down_proj.lora_B.weight"));
+        QCOMPARE(peft_tensor_name(3, lora_target::down, true),
+                 std::string("base_model.model.model.layers.3.mlp.down_proj.lora_B.weight"));
     }
 
     // adapter_config.json: every key LoraConfig of PEFT 0.21.2 writes (its to_dict(), listed here by hand), values for
@@ -173,14 +176,47 @@ private slots:
         export_peft(out, random_adapter(cfg(), rank4_all(), 3), cfg(), "../shared/models/stories260K");
         const std::string text = read_file(out + "/adapter_config.json");
         json j = json::parse(text);
-        const std::vector<std::string> keys = {
-            "alora_invocation_tokens", "alpha_pattern", "arrow_config", "auto_mapping", "base_model_name_or_path", "bias",
-            "corda_config", "ensure_weight_tying", "eva_config", "exclude_modules", "fan_in_fan_out", "inference_mode",
-            "init_lora_weights", "kasa_config", "layer_replication", "layers_pattern", "layers_to_transform",
-            "loftq_config", "lora_alpha", "lora_bias", "lora_dropout", "lora_ga_config", "megatron_config",
-            "megatron_core", "modules_to_save", "monteclora_config", "peft_type", "peft_version", "qalora_group_size", "r",
-            "rank_pattern", "revision", "target_modules", "target_parameters", "task_type", "trainable_token_indices",
-            "use_bdlora", "use_dora", "use_qalora", "use_rslora", "velora_config"};
+        const std::vector<std::string> keys = {"alora_invocation_tokens",
+                                               "alpha_pattern",
+                                               "arrow_config",
+                                               "auto_mapping",
+                                               "base_model_name_or_path",
+                                               "bias",
+                                               "corda_config",
+                                               "ensure_weight_tying",
+                                               "eva_config",
+                                               "exclude_modules",
+                                               "fan_in_fan_out",
+                                               "inference_mode",
+                                               "init_lora_weights",
+                                               "kasa_config",
+                                               "layer_replication",
+                                               "layers_pattern",
+                                               "layers_to_transform",
+                                               "loftq_config",
+                                               "lora_alpha",
+                                               "lora_bias",
+                                               "lora_dropout",
+                                               "lora_ga_config",
+                                               "megatron_config",
+                                               "megatron_core",
+                                               "modules_to_save",
+                                               "monteclora_config",
+                                               "peft_type",
+                                               "peft_version",
+                                               "qalora_group_size",
+                                               "r",
+                                               "rank_pattern",
+                                               "revision",
+                                               "target_modules",
+                                               "target_parameters",
+                                               "task_type",
+                                               "trainable_token_indices",
+                                               "use_bdlora",
+                                               "use_dora",
+                                               "use_qalora",
+                                               "use_rslora",
+                                               "velora_config"};
         std::vector<std::string> got;
         for (auto it = j.begin(); it != j.end(); ++it) got.push_back(it.key());
         QCOMPARE(got, keys);
@@ -189,7 +225,8 @@ private slots:
         QVERIFY(j["r"].is_number_integer() && j["r"] == 4);
         QVERIFY(j["lora_alpha"].is_number_integer() && j["lora_alpha"] == 8);
         QVERIFY(j["lora_dropout"].is_number_float() && j["lora_dropout"].get<double>() == 0.05);
-        QCOMPARE(j["target_modules"], json({"down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"}));
+        QCOMPARE(j["target_modules"],
+                 json({"down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"}));
         QCOMPARE(j["use_rslora"], json(false));
         QCOMPARE(j["bias"], json("none"));
         QCOMPARE(j["base_model_name_or_path"], json("../shared/models/stories260K"));
@@ -246,7 +283,8 @@ private slots:
             QCOMPARE(r.config.alpha, c.alpha);
             QCOMPARE(r.config.dropout, c.dropout);
             QCOMPARE(r.config.use_rslora, c.use_rslora);
-            std::set<lora_target> want(c.targets.begin(), c.targets.end()), have(r.config.targets.begin(), r.config.targets.end());
+            std::set<lora_target> want(c.targets.begin(), c.targets.end()),
+                have(r.config.targets.begin(), r.config.targets.end());
             QVERIFY(want == have);
             QCOMPARE(r.layers.size(), w.layers.size());
             for (int l = 0; l < cfg().num_layers; ++l)
@@ -314,8 +352,10 @@ private slots:
             const safetensors_entry* o = dst.find(e.name);
             QVERIFY2(o && o->type == e.type && o->shape == e.shape, e.name.c_str());
             const bool same = std::memcmp(src.bytes(e), dst.bytes(*o), e.end - e.begin) == 0;
-            const bool targeted = e.name.find("q_proj") != std::string::npos || e.name.find("v_proj") != std::string::npos ||
-                                  e.name.find("gate_proj") != std::string::npos || e.name.find("down_proj") != std::string::npos;
+            const bool targeted = e.name.find("q_proj") != std::string::npos ||
+                                  e.name.find("v_proj") != std::string::npos ||
+                                  e.name.find("gate_proj") != std::string::npos ||
+                                  e.name.find("down_proj") != std::string::npos;
             QVERIFY2(same != targeted, e.name.c_str());
             changed += !same;
         }
@@ -327,7 +367,8 @@ private slots:
         QVERIFY(!fs::exists(merged + "/model.safetensors"));
         const json index = json::parse(read_file(merged + "/model.safetensors.index.json"));
         std::set<std::string> shard_files;
-        for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it) shard_files.insert(it.value());
+        for (auto it = index["weight_map"].begin(); it != index["weight_map"].end(); ++it)
+            shard_files.insert(it.value());
         QVERIFY2(shard_files.size() > 3, qPrintable(QString::number(shard_files.size())));
         for (size_t i = 1; i <= shard_files.size(); ++i) {
             char name[64];
@@ -340,7 +381,8 @@ private slots:
         QCOMPARE(index["metadata"]["total_size"].get<uint64_t>(), total);
         for (const std::string& s : shard_files) {
             uint64_t bytes = 0;
-            for (const safetensors_entry& e : safetensors_file::open(merged + "/" + s).entries()) bytes += e.end - e.begin;
+            for (const safetensors_entry& e : safetensors_file::open(merged + "/" + s).entries())
+                bytes += e.end - e.begin;
             QVERIFY2(bytes <= 100'000 || safetensors_file::open(merged + "/" + s).entries().size() == 1, s.c_str());
         }
         const llama_model ms = llama_model::load(merged);
@@ -356,8 +398,8 @@ private slots:
             other.hidden_size = 128;
             other.head_dim = 16;
             const std::string bad = tmp.path().toStdString() + "/bad";
-            EXPECT_ERROR([&] { export_peft(bad, random_adapter(other, c, 1), m.config, "x"); }, error_code::shape_mismatch,
-                         {bad, "layer 0 q_proj"});
+            EXPECT_ERROR([&] { export_peft(bad, random_adapter(other, c, 1), m.config, "x"); },
+                         error_code::shape_mismatch, {bad, "layer 0 q_proj"});
             QVERIFY(!fs::exists(bad));
             EXPECT_ERROR([&] { export_merged(bad, base, m, random_adapter(other, c, 1)); }, error_code::shape_mismatch,
                          {"merged export", "layer 0 q_proj"});
@@ -435,7 +477,8 @@ private slots:
         // an unexpected tensor (lm_head adapter), a tensor the config does not select, a DoRA magnitude
         fresh();
         edit_tensors(st_path, [](auto& ts) {
-            ts.emplace_back("base_model.model.lm_head.lora_A.weight", tensor::from_f32(std::vector<float>(4 * 64), {4, 64}));
+            ts.emplace_back("base_model.model.lm_head.lora_A.weight",
+                            tensor::from_f32(std::vector<float>(4 * 64), {4, 64}));
         });
         EXPECT_ERROR(load, error_code::unsupported, {st_path, "base_model.model.lm_head.lora_A.weight"});
         fresh();
@@ -482,13 +525,21 @@ private slots:
         export_peft(dir, random_adapter(cfg(), qv, 9), cfg(), "s");
         edit_json(cfg_path, [](json& j) { j["target_modules"] = nullptr; });
         QCOMPARE(load_peft(dir, cfg()).config.targets, (std::vector<lora_target>{lora_target::q, lora_target::v}));
-        edit_json(cfg_path, [](json& j) { j["target_modules"] = {"self_attn.q_proj", "model.layers.0.self_attn.v_proj", "v_proj"}; });
+        edit_json(cfg_path, [](json& j) {
+            j["target_modules"] = {"self_attn.q_proj", "model.layers.0.self_attn.v_proj", "v_proj"};
+        });
         QCOMPARE(load_peft(dir, cfg()).config.targets, (std::vector<lora_target>{lora_target::q, lora_target::v}));
         edit_json(cfg_path, [](json& j) { j["target_modules"] = R"(.*\.(q|v)_proj)"; });
         QCOMPARE(load_peft(dir, cfg()).parameter_count(), size_t(5 * 4 * (64 + 64 + 64 + 32)));
-        edit_json(cfg_path, [](json& j) { j["target_modules"] = {"q_proj", "v_proj"}; j["layers_to_transform"] = {0, 1}; });
+        edit_json(cfg_path, [](json& j) {
+            j["target_modules"] = {"q_proj", "v_proj"};
+            j["layers_to_transform"] = {0, 1};
+        });
         EXPECT_ERROR(load, error_code::format, {"layers.2.", "does not select"});
-        edit_json(cfg_path, [](json& j) { j["layers_to_transform"] = nullptr; j["exclude_modules"] = {"v_proj"}; });
+        edit_json(cfg_path, [](json& j) {
+            j["layers_to_transform"] = nullptr;
+            j["exclude_modules"] = {"v_proj"};
+        });
         EXPECT_ERROR(load, error_code::format, {"v_proj", "does not select"});
         export_peft(dir, random_adapter(cfg(), rank4_all(), 9), cfg(), "s");
         edit_json(cfg_path, [](json& j) { j["target_modules"] = "all-linear"; });
@@ -504,7 +555,8 @@ private slots:
         QCOMPARE(w.config.dropout, 0.05f);
         QCOMPARE(w.config.use_rslora, false);
         QCOMPARE(w.config.targets.size(), size_t(7));
-        QCOMPARE(w.parameter_count(), size_t(5 * 4 * ((64 + 64) + (64 + 32) * 2 + (64 + 64) + (64 + 172) * 2 + (172 + 64))));
+        QCOMPARE(w.parameter_count(),
+                 size_t(5 * 4 * ((64 + 64) + (64 + 32) * 2 + (64 + 64) + (64 + 172) * 2 + (172 + 64))));
     }
 
     // Our forward with PEFT's adapter equals transformers + PEFT (float32, eager attention) within 1e-4.
@@ -553,7 +605,8 @@ private slots:
             for (int l : {0, 2, 4}) sub.layers[size_t(l)] = {};
             export_peft(std::string(keep) + "/subset", sub, m.config, pc["base_model_name_or_path"].get<std::string>());
             safetensors_save(std::string(keep) + "/subset_logits.safetensors",
-                             {{"logits", tensor::from_f32(run_logits(m, toks, B, T, &sub), {B, T, m.config.vocab_size})}});
+                             {{"logits",
+                               tensor::from_f32(run_logits(m, toks, B, T, &sub), {B, T, m.config.vocab_size})}});
         }
     }
 

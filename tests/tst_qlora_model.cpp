@@ -33,8 +33,12 @@ static void add_bnb(std::vector<std::pair<std::string, tensor>>& sd, const std::
     sd.emplace_back(name + ".nested_absmax", tensor::from_f32(q.absmax_scale, {int64_t(q.absmax_scale.size())}));
     sd.emplace_back(name + ".nested_quant_map",
                     tensor::from_f32(std::vector<float>(q.nested_map.begin(), q.nested_map.end()), {256}));
-    nlohmann::json js = {{"quant_type", "nf4"},       {"blocksize", 64},           {"dtype", "float32"},
-                         {"shape", {q.rows, q.cols}}, {"nested_blocksize", 256},   {"nested_dtype", "float32"},
+    nlohmann::json js = {{"quant_type", "nf4"},
+                         {"blocksize", 64},
+                         {"dtype", "float32"},
+                         {"shape", {q.rows, q.cols}},
+                         {"nested_blocksize", 256},
+                         {"nested_dtype", "float32"},
                          {"nested_offset", q.absmax_offset}};
     const std::string s = js.dump();
     tensor state(dtype::u8, {int64_t(s.size())});
@@ -63,7 +67,8 @@ private slots:
             if (e.name.find("_proj.") == std::string::npos) sd.emplace_back(e.name, src.read(e.name));
         for (int l = 0; l < q.config.num_layers; ++l)
             for (int t = 0; t < k_lora_target_count; ++t)
-                add_bnb(sd, "model.layers." + std::to_string(l) + "." + names[t] + ".weight", q.nf4[size_t(l)][size_t(t)]);
+                add_bnb(sd, "model.layers." + std::to_string(l) + "." + names[t] + ".weight",
+                        q.nf4[size_t(l)][size_t(t)]);
         safetensors_save((dir / "model.safetensors").string(), sd);
         for (const char* f : {"config.json", "tokenizer.model", "tokenizer_config.json"})
             fs::copy_file(fs::path(testutil::model_dir()) / f, dir / f);
@@ -101,7 +106,11 @@ private slots:
             for (lora_target t : all_lora_targets()) {
                 const auto& a = f.projection(l, t);
                 const auto& b = q.projection(l, t);
-                for (size_t i = 0; i < a.size(); ++i) { err += std::fabs(a[i] - b[i]); ref += std::fabs(a[i]); ++n; }
+                for (size_t i = 0; i < a.size(); ++i) {
+                    err += std::fabs(a[i] - b[i]);
+                    ref += std::fabs(a[i]);
+                    ++n;
+                }
             }
         QVERIFY2(err / ref < 0.12, qPrintable(QString("mean |w - nf4(w)| / mean |w| = %1").arg(err / ref)));
         QVERIFY(err > 0);

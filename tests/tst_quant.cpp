@@ -69,8 +69,12 @@ QString bitwise_diff(const std::vector<float>& ours, const std::vector<float>& t
         if (qls::f32_bits(ours[i]) != qls::f32_bits(theirs[i]) && count++ == 0) first = i;
     if (count == 0) return {};
     return QString("%1: %2 of %3 differ, first at %4: ours %5 vs bnb %6")
-        .arg(what).arg(count).arg(ours.size()).arg(first)
-        .arg(double(ours[first]), 0, 'g', 9).arg(double(theirs[first]), 0, 'g', 9);
+        .arg(what)
+        .arg(count)
+        .arg(ours.size())
+        .arg(first)
+        .arg(double(ours[first]), 0, 'g', 9)
+        .arg(double(theirs[first]), 0, 'g', 9);
 }
 QString bytes_diff(const std::vector<uint8_t>& ours, const std::vector<uint8_t>& theirs, const char* what) {
     if (ours.size() != theirs.size())
@@ -80,8 +84,12 @@ QString bytes_diff(const std::vector<uint8_t>& ours, const std::vector<uint8_t>&
         if (ours[i] != theirs[i] && count++ == 0) first = i;
     if (count == 0) return {};
     return QString("%1: %2 of %3 differ, first at %4: ours 0x%5 vs bnb 0x%6")
-        .arg(what).arg(count).arg(ours.size()).arg(first)
-        .arg(ours[first], 2, 16, QChar('0')).arg(theirs[first], 2, 16, QChar('0'));
+        .arg(what)
+        .arg(count)
+        .arg(ours.size())
+        .arg(first)
+        .arg(ours[first], 2, 16, QChar('0'))
+        .arg(theirs[first], 2, 16, QChar('0'));
 }
 #define QLS_EXPECT_SAME(msg) QVERIFY2((msg).isEmpty(), qPrintable(msg))
 
@@ -123,9 +131,9 @@ void write_text(const std::string& path, const std::string& text) {
 
 // A tiny LLaMA config.json whose down_proj is [rows, cols] = [hidden_size, intermediate_size].
 std::string tiny_config(int64_t rows, int64_t cols) {
-    json j = {{"model_type", "llama"},        {"hidden_size", rows},        {"intermediate_size", cols},
-              {"num_hidden_layers", 1},       {"num_attention_heads", 1},   {"head_dim", 2},
-              {"vocab_size", 16},             {"rms_norm_eps", 1e-5},       {"rope_theta", 10000.0}};
+    json j = {{"model_type", "llama"},  {"hidden_size", rows},      {"intermediate_size", cols},
+              {"num_hidden_layers", 1}, {"num_attention_heads", 1}, {"head_dim", 2},
+              {"vocab_size", 16},       {"rms_norm_eps", 1e-5},     {"rope_theta", 10000.0}};
     return j.dump(2);
 }
 
@@ -171,11 +179,22 @@ private slots:
     // ---- NF4 codebook --------------------------------------------------------------------------------------------
     void codebook() {
         // bnb csrc/kernels.cu nf4_dequantization_lut / functional.py get_4bit_type("nf4"), as printed there.
-        const double expected[16] = {-1.0, -0.6961928009986877, -0.5250730514526367, -0.39491748809814453,
-                                     -0.28444138169288635, -0.18477343022823334, -0.09105003625154495, 0.0,
-                                     0.07958029955625534, 0.16093020141124725, 0.24611230194568634,
-                                     0.33791524171829224, 0.44070982933044434, 0.5626170039176941,
-                                     0.7229568362236023, 1.0};
+        const double expected[16] = {-1.0,
+                                     -0.6961928009986877,
+                                     -0.5250730514526367,
+                                     -0.39491748809814453,
+                                     -0.28444138169288635,
+                                     -0.18477343022823334,
+                                     -0.09105003625154495,
+                                     0.0,
+                                     0.07958029955625534,
+                                     0.16093020141124725,
+                                     0.24611230194568634,
+                                     0.33791524171829224,
+                                     0.44070982933044434,
+                                     0.5626170039176941,
+                                     0.7229568362236023,
+                                     1.0};
         const std::vector<float> bnb_map = f32v(nf4_fx(), "quant_map"); // the tensor bnb's QuantState holds
         QCOMPARE(bnb_map.size(), size_t(16));
         for (unsigned i = 0; i < 16; ++i) {
@@ -183,7 +202,8 @@ private slots:
             QCOMPARE(double(qls_kernels::nf4_code[i]), expected[i]);
             QCOMPARE(qls::f32_bits(qls_kernels::nf4_code[i]), qls::f32_bits(bnb_map[i]));
             QCOMPARE(qls::f32_bits(qls_kernels::nf4_decode(i)), qls::f32_bits(qls_kernels::nf4_code[i]));
-            QCOMPARE(qls::f32_bits(qls_kernels::nf4_decode(i + 16)), qls::f32_bits(qls_kernels::nf4_code[i])); // low 4 bits
+            QCOMPARE(qls::f32_bits(qls_kernels::nf4_decode(i + 16)),
+                     qls::f32_bits(qls_kernels::nf4_code[i])); // low 4 bits
             if (i > 0) QVERIFY(qls_kernels::nf4_code[i - 1] < qls_kernels::nf4_code[i]);
         }
         // 8 positive, 7 negative, an exact zero at index 7 (create_normal_map(use_extra_value=True)).
@@ -266,7 +286,8 @@ private slots:
                 QCOMPARE(absmax[size_t(b)], true_absmax[size_t(b)]);
             } else {
                 const float scale = t.absmax_scale[size_t(b / 256)];
-                QVERIFY2(std::fabs(absmax[size_t(b)] - true_absmax[size_t(b)]) <= map_half_gap * scale * 1.0001f + 1e-6f,
+                QVERIFY2(std::fabs(absmax[size_t(b)] - true_absmax[size_t(b)]) <=
+                             map_half_gap * scale * 1.0001f + 1e-6f,
                          qPrintable(QString("block %1").arg(b)));
             }
         }
@@ -344,13 +365,15 @@ private slots:
         } else {
             // The nested map is bnb's create_dynamic_map(signed=True), bit for bit.
             QLS_EXPECT_SAME(bitwise_diff(std::vector<float>(ours.nested_map.begin(), ours.nested_map.end()),
-                                         std::vector<float>(bnb.nested_map.begin(), bnb.nested_map.end()), "nested map"));
+                                         std::vector<float>(bnb.nested_map.begin(), bnb.nested_map.end()),
+                                         "nested map"));
             // Given bnb's own offset, our 8-bit nested quantization reproduces bnb's codes and scales exactly.
             std::vector<float> centered(bnb_plain_absmax.size());
             for (size_t i = 0; i < centered.size(); ++i) centered[i] = bnb_plain_absmax[i] - bnb.absmax_offset;
             std::vector<uint8_t> codes(centered.size());
             std::vector<float> scale(qls::blockwise_blocks(centered.size(), 256));
-            qls::blockwise8_quantize(centered.data(), centered.size(), 256, ours.nested_map, codes.data(), scale.data());
+            qls::blockwise8_quantize(centered.data(), centered.size(), 256, ours.nested_map, codes.data(),
+                                     scale.data());
             QLS_EXPECT_SAME(bytes_diff(codes, bnb.absmax_codes, "nested codes (bnb offset)"));
             QLS_EXPECT_SAME(bitwise_diff(scale, bnb.absmax_scale, "nested absmax (bnb offset)"));
             // Our offset: torch's CUDA mean sums in float32 in a GPU-specific tree order, we sum in double; the
@@ -367,7 +390,8 @@ private slots:
                 QVERIFY(ulp_distance(ours.absmax_scale[i], bnb.absmax_scale[i]) <= 2);
             if (d == 0) {
                 QLS_EXPECT_SAME(bitwise_diff(ours.absmax_scale, bnb.absmax_scale, "nested absmax"));
-                QLS_EXPECT_SAME(bitwise_diff(qls::nf4_absmax(ours), f32v(f, p + "absmax_deq"), "absmax (ours, rebuilt)"));
+                QLS_EXPECT_SAME(bitwise_diff(qls::nf4_absmax(ours), f32v(f, p + "absmax_deq"),
+                                             "absmax (ours, rebuilt)"));
                 qls::nf4_dequantize(ours, deq.data());
                 QLS_EXPECT_SAME(bitwise_diff(deq, f32v(f, p + "deq"), "dequantized (ours)"));
             }
@@ -505,8 +529,9 @@ private slots:
         QCOMPARE(absmax[1], 0.5f);
         for (int i = 0; i < 256; ++i) QCOMPARE(unsigned(codes[size_t(i)]), 0u);
         QCOMPARE(unsigned(codes[299]), 255u);
-        QLS_EXPECT_SAME(expect_error([&] { qls::blockwise8_quantize(x.data(), x.size(), 0, m, codes.data(), absmax.data()); },
-                                     qls::error_code::invalid_argument, {"blocksize"}));
+        QLS_EXPECT_SAME(
+            expect_error([&] { qls::blockwise8_quantize(x.data(), x.size(), 0, m, codes.data(), absmax.data()); },
+                         qls::error_code::invalid_argument, {"blocksize"}));
     }
 
     // ---- storage size vs bnb's QuantState on the Llama-2-7B shapes ----------------------------------------------
@@ -559,8 +584,8 @@ private slots:
         const qls::hf_checkpoint ck = qls::hf_checkpoint::open(dir);
         QVERIFY(qls::bnb_nf4_present(ck, kWeight));
         QVERIFY(!qls::bnb_nf4_present(ck, "model.norm.weight"));
-        const qls::nf4_tensor t =
-            qls::read_bnb_nf4(ck, kWeight, ck.config().hidden_size, ck.config().intermediate_size);
+        const qls::nf4_tensor t = qls::read_bnb_nf4(ck, kWeight, ck.config().hidden_size,
+                                                    ck.config().intermediate_size);
         QCOMPARE(t.rows, c.rows);
         QCOMPARE(t.cols, c.cols);
         QCOMPARE(t.blocksize, 64);
@@ -606,13 +631,14 @@ private slots:
             const qls::hf_checkpoint ck = qls::hf_checkpoint::open(dir);
             qls::read_bnb_nf4(ck, kWeight, ck.config().hidden_size, ck.config().intermediate_size);
         };
-        {   // quant_type "fp4" inside the nf4 quant state
+        { // quant_type "fp4" inside the nf4 quant state
             QTemporaryDir tmp;
-            const std::string dir = build(tmp, [&](auto& sd) { set_json(sd, [](json& q) { q["quant_type"] = "fp4"; }); });
+            const std::string dir = build(tmp,
+                                          [&](auto& sd) { set_json(sd, [](json& q) { q["quant_type"] = "fp4"; }); });
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::unsupported,
                                          {dir + "/model.safetensors", qs_key, "\"fp4\"", "nf4"}));
         }
-        {   // an FP4-quantized weight (bnb names the key after the quant type)
+        { // an FP4-quantized weight (bnb names the key after the quant type)
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 set_json(sd, [](json& q) { q["quant_type"] = "fp4"; });
@@ -624,15 +650,16 @@ private slots:
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::unsupported,
                                          {dir + "/model.safetensors", "bitsandbytes__fp4", "FP4", kWeight}));
         }
-        {   // the quant state's shape disagrees with config.json
+        { // the quant state's shape disagrees with config.json
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 set_json(sd, [&](json& q) { q["shape"] = {c.cols, c.rows}; });
             });
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::shape_mismatch,
-                                         {dir + "/model.safetensors", qs_key, "[128, 64]", "[64, 128]", "config.json"}));
+                                         {dir + "/model.safetensors", qs_key, "[128, 64]", "[64, 128]",
+                                          "config.json"}));
         }
-        {   // absmax missing
+        { // absmax missing
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 std::erase_if(sd, [&](const auto& kv) { return kv.first == kWeight + ".absmax"; });
@@ -640,7 +667,7 @@ private slots:
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::format,
                                          {dir + "/model.safetensors", kWeight + ".absmax", "missing"}));
         }
-        {   // nested_absmax missing while the JSON says double quant
+        { // nested_absmax missing while the JSON says double quant
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 std::erase_if(sd, [&](const auto& kv) { return kv.first == kWeight + ".nested_absmax"; });
@@ -648,7 +675,7 @@ private slots:
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::format,
                                          {kWeight + ".nested_absmax", "missing"}));
         }
-        {   // absmax stored as F32 although the state is nested
+        { // absmax stored as F32 although the state is nested
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 for (auto& [k, v] : sd)
@@ -657,7 +684,7 @@ private slots:
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::format,
                                          {kWeight + ".absmax", "F32", "U8"}));
         }
-        {   // packed weight truncated
+        { // packed weight truncated
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 for (auto& [k, v] : sd)
@@ -670,7 +697,7 @@ private slots:
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::shape_mismatch,
                                          {kWeight, "4094 bytes", "4096"}));
         }
-        {   // a quant_map that is not the NF4 codebook
+        { // a quant_map that is not the NF4 codebook
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 for (auto& [k, v] : sd)
@@ -682,7 +709,7 @@ private slots:
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::unsupported,
                                          {kWeight + ".quant_map", "entry 3"}));
         }
-        {   // the quant state is not JSON
+        { // the quant state is not JSON
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 for (auto& [k, v] : sd)
@@ -693,7 +720,7 @@ private slots:
             });
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::format, {qs_key, "JSON"}));
         }
-        {   // no quant state at all
+        { // no quant state at all
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
                 std::erase_if(sd, [&](const auto& kv) { return kv.first == qs_key; });

@@ -48,7 +48,7 @@ private slots:
         auto t = trainer::create(c);
         QCOMPARE(plan_run_count() - n0, uint64_t(1));
         QCOMPARE(t->run(), train_outcome::completed);
-        QCOMPARE(plan_run_count() - n0, uint64_t(1));   // neither the steps nor the checkpoints plan again
+        QCOMPARE(plan_run_count() - n0, uint64_t(1)); // neither the steps nor the checkpoints plan again
 
         const model_config m = load_model_config(testutil::model_dir() + "/config.json");
         const memory_plan p = plan_run(m, plan_settings_for(c, compute_device{}));
@@ -56,12 +56,12 @@ private slots:
         train_config c2 = c;
         c2.name = "given";
         auto g = trainer::create(c2, {}, p);
-        QCOMPARE(plan_run_count(), n1);                   // the caller's plan was used as it is
+        QCOMPARE(plan_run_count(), n1); // the caller's plan was used as it is
         QCOMPARE(g->plan().peak_bytes(), p.peak_bytes());
 
         train_config c3 = c;
         c3.name = "other";
-        c3.seq_len = 64;                                  // the given plan is for seq 32: planned again
+        c3.seq_len = 64; // the given plan is for seq 32: planned again
         auto o = trainer::create(c3, {}, p);
         QCOMPARE(plan_run_count(), n1 + 1);
         QCOMPARE(o->plan().settings.seq, 64);
@@ -71,7 +71,7 @@ private slots:
     void cliPlanOfARunIsTheTrainersPlan() {
         QTemporaryDir tmp;
         train_config c = tiny_config(tmp.path(), "cli");
-        c.budget_gib = 0.05;   // a budget of one's own: 51.2 MiB, under the run's all-resident need
+        c.budget_gib = 0.05; // a budget of one's own: 51.2 MiB, under the run's all-resident need
         const QString run_json = tmp.path() + "/run.json";
         {
             QFile f(run_json);
@@ -123,7 +123,7 @@ private slots:
         gpu.free_bytes = 4ull << 30;
         const memory_plan on_gpu = plan_run(m, plan_settings_for(c, gpu));
         QCOMPARE(on_gpu.limit_bytes, uint64_t(double(4ull << 30) * 0.95));
-        QVERIFY(on_gpu.verdict != plan_verdict::fits);     // 7B does not fit 3.8 GiB unpaged
+        QVERIFY(on_gpu.verdict != plan_verdict::fits); // 7B does not fit 3.8 GiB unpaged
         QVERIFY2(on_gpu.explanation.find("free") != std::string::npos, on_gpu.explanation.c_str());
         const memory_plan on_cpu = plan_run(m, plan_settings_for(c, compute_device{}));
         QCOMPARE(on_cpu.limit_bytes, uint64_t(0));
@@ -207,7 +207,7 @@ private slots:
                 const auto& y = ref.at(l, t);
                 QVERIFY(std::memcmp(x.b.data(), y.b.data(), x.b.size() * 4) == 0);
                 QVERIFY(std::memcmp(x.a.data(), y.a.data(), x.a.size() * 4) == 0);
-                for (float g : x.db) QCOMPARE(g, 0.0f);   // optimizer_step leaves the gradients zeroed
+                for (float g : x.db) QCOMPARE(g, 0.0f); // optimizer_step leaves the gradients zeroed
             }
         QVERIFY(be->memory().used_bytes > 0);
         QCOMPARE(be->memory().total_bytes, uint64_t(0));

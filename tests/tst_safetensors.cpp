@@ -56,7 +56,8 @@ QString open_failure(const std::string& path, qls::error_code code, std::initial
     } catch (const qls::error& e) {
         QString msg = QString::fromStdString(e.what());
         if (e.code() != code)
-            return QString("wrong code %1 (want %2): %3").arg(qls::error_code_name(e.code()), qls::error_code_name(code), msg);
+            return QString("wrong code %1 (want %2): %3")
+                .arg(qls::error_code_name(e.code()), qls::error_code_name(code), msg);
         if (!msg.contains(QString::fromStdString(path))) return "message does not name the file: " + msg;
         for (const char* w : words)
             if (!msg.contains(QString::fromUtf8(w), Qt::CaseInsensitive))
@@ -70,13 +71,15 @@ QString open_failure(const std::string& path, qls::error_code code, std::initial
 }
 
 // Same for a save that must fail.
-template <class F> QString call_failure(F&& f, qls::error_code code, const std::string& path, std::initializer_list<const char*> words) {
+template <class F>
+QString call_failure(F&& f, qls::error_code code, const std::string& path, std::initializer_list<const char*> words) {
     try {
         f();
     } catch (const qls::error& e) {
         QString msg = QString::fromStdString(e.what());
         if (e.code() != code)
-            return QString("wrong code %1 (want %2): %3").arg(qls::error_code_name(e.code()), qls::error_code_name(code), msg);
+            return QString("wrong code %1 (want %2): %3")
+                .arg(qls::error_code_name(e.code()), qls::error_code_name(code), msg);
         if (!msg.contains(QString::fromStdString(path))) return "message does not name the file: " + msg;
         for (const char* w : words)
             if (!msg.contains(QString::fromUtf8(w), Qt::CaseInsensitive))
@@ -117,7 +120,8 @@ std::vector<std::pair<std::string, qls::tensor>> fixture_tensors() {
         {"empty", qls::tensor(dtype::f32, {0, 3})},
         {"tokens", typed<uint8_t>(dtype::u8, tokens, {2, 2, 2})},
         {"scalar", qls::tensor::from_f32({float(-1.0 / 7.0)}, {})},
-        {"positions", typed<int64_t>(dtype::i64, {-3, 0, (int64_t(1) << 40) + 5, std::numeric_limits<int64_t>::min()}, {4})},
+        {"positions",
+         typed<int64_t>(dtype::i64, {-3, 0, (int64_t(1) << 40) + 5, std::numeric_limits<int64_t>::min()}, {4})},
         {"lm_head.weight", qls::tensor::from_f32(f16v, {2, 4}).to(dtype::f16)},
         {"model.norm.weight", qls::tensor::from_f32(rational(5, 7, 13, 6, 3.0), {5})},
         {"layers.0.attn.q", qls::tensor::from_f32(bf16v, {3, 2}).to(dtype::bf16)},
@@ -221,8 +225,8 @@ private slots:
         QCOMPARE(f.metadata(), md);
         std::string bytes = read_all(p);
         QVERIFY2(bytes.substr(8).starts_with(R"({"__metadata__":{"Mid":"caf)"
-                                              "\xc3\xa9"
-                                              R"(\n","alpha":"two words","zeta":"1"},"w":)"),
+                                             "\xc3\xa9"
+                                             R"(\n","alpha":"two words","zeta":"1"},"w":)"),
                  bytes.c_str() + 8);
     }
 
@@ -248,7 +252,7 @@ private slots:
             QCOMPARE(e.begin, expect_begin); // contiguous, no gaps, starting at 0
             expect_begin = e.end;
         }
-        const std::vector<std::string> want = {"j_i64", "i_f64", "B_f32", "a.10",  "a.9",  "h_f32", "g_i32",
+        const std::vector<std::string> want = {"j_i64",  "i_f64", "B_f32", "a.10", "a.9",  "h_f32", "g_i32",
                                                "f_bf16", "e_f16", "d_i16", "c_i8", "b_u8", "a_bool"};
         QCOMPARE(names, want);
         std::string bytes = read_all(p);
@@ -296,8 +300,8 @@ private slots:
         // entries() is sorted by offset, which is the reference writer's order.
         std::vector<std::string> names;
         for (const auto& e : f.entries()) names.push_back(e.name);
-        const std::vector<std::string> want = {"positions", "embed.weight", "empty", "model.norm.weight",
-                                               "scalar", "layers.0.attn.q", "lm_head.weight", "tokens"};
+        const std::vector<std::string> want = {"positions", "embed.weight",    "empty",          "model.norm.weight",
+                                               "scalar",    "layers.0.attn.q", "lm_head.weight", "tokens"};
         QCOMPARE(names, want);
         QCOMPARE(f.find("positions")->begin, uint64_t(0));
         QCOMPARE(f.find("tokens")->end, uint64_t(116));
@@ -430,7 +434,8 @@ private slots:
 
     void header_length_past_end_of_file() {
         const std::string p = make("hlen.safetensors", st_bytes(good_header, good_data, 5000));
-        QCOMPARE(open_failure(p, qls::error_code::format, {"header length 5000", "past the end of the file"}), QString());
+        QCOMPARE(open_failure(p, qls::error_code::format, {"header length 5000", "past the end of the file"}),
+                 QString());
     }
 
     void header_length_overflowing() {
@@ -447,12 +452,14 @@ private slots:
     }
 
     void invalid_json() {
-        const std::string p = make_header("badjson.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)");
+        const std::string p = make_header("badjson.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)");
         QCOMPARE(open_failure(p, qls::error_code::format, {"not valid JSON"}), QString());
     }
 
     void invalid_utf8_in_header() {
-        const std::string p = make_header("utf8.safetensors", "{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}");
+        const std::string p = make_header("utf8.safetensors",
+                                          "{\"a\xff\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}");
         QCOMPARE(open_failure(p, qls::error_code::format, {"not valid JSON"}), QString());
     }
 
@@ -472,17 +479,20 @@ private slots:
     }
 
     void dtype_not_a_string() {
-        const std::string p = make_header("dtypeint.safetensors", R"({"a":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})");
+        const std::string p = make_header("dtypeint.safetensors",
+                                          R"({"a":{"dtype":32,"shape":[2],"data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "\"dtype\" is not a string"}), QString());
     }
 
     void unknown_dtype() {
-        const std::string p = make_header("f8e9m9.safetensors", R"({"a":{"dtype":"F8_E9M9","shape":[2],"data_offsets":[0,8]}})");
+        const std::string p = make_header("f8e9m9.safetensors",
+                                          R"({"a":{"dtype":"F8_E9M9","shape":[2],"data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "unknown dtype", "F8_E9M9"}), QString());
     }
 
     void valid_but_unsupported_dtype() {
-        const std::string p = make_header("u16.safetensors", R"({"a":{"dtype":"U16","shape":[4],"data_offsets":[0,8]}})");
+        const std::string p = make_header("u16.safetensors",
+                                          R"({"a":{"dtype":"U16","shape":[4],"data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::unsupported, {"'a'", "dtype 'U16'", "does not read"}), QString());
     }
 
@@ -492,17 +502,20 @@ private slots:
     }
 
     void shape_not_an_array() {
-        const std::string p = make_header("shapestr.safetensors", R"({"a":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})");
+        const std::string p = make_header("shapestr.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":"2","data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "\"shape\" is not an array"}), QString());
     }
 
     void negative_shape() {
-        const std::string p = make_header("negshape.safetensors", R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})");
+        const std::string p = make_header("negshape.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[-2],"data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "negative dimension"}), QString());
     }
 
     void non_integer_shape() {
-        const std::string p = make_header("floatshape.safetensors", R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})");
+        const std::string p = make_header("floatshape.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[2.5],"data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "non-integer dimension"}), QString());
     }
 
@@ -520,31 +533,37 @@ private slots:
     }
 
     void data_offsets_not_two_integers() {
-        const std::string p = make_header("oneoffset.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8]}})");
+        const std::string p = make_header("oneoffset.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "data_offsets", "two integers"}), QString());
     }
 
     void data_offsets_negative() {
-        const std::string p = make_header("negoffset.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})");
+        const std::string p = make_header("negoffset.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[-8,0]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "data_offsets", "non-negative"}), QString());
     }
 
     void data_offsets_begin_after_end() {
-        const std::string p = make_header("reversed.safetensors", R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})");
-        QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "data_offsets [8, 0]", "begin after end"}), QString());
+        const std::string p = make_header("reversed.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[8,0]}})");
+        QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "data_offsets [8, 0]", "begin after end"}),
+                 QString());
     }
 
     void data_offsets_out_of_range() {
         const std::string p = make_header("outofrange.safetensors",
                                           R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,999999]}})");
         QCOMPARE(open_failure(p, qls::error_code::format,
-                              {"'a'", "data_offsets [0, 999999]", "past the end of the data section (12 bytes)", "truncated"}),
+                              {"'a'", "data_offsets [0, 999999]", "past the end of the data section (12 bytes)",
+                               "truncated"}),
                  QString());
     }
 
     void size_mismatch_with_shape() {
         // [2, 3] F32 needs 24 bytes; the offsets give 8.
-        const std::string p = make_header("mismatch.safetensors", R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,8]}})");
+        const std::string p = make_header("mismatch.safetensors",
+                                          R"({"a":{"dtype":"F32","shape":[2,3],"data_offsets":[0,8]}})");
         QCOMPARE(open_failure(p, qls::error_code::format, {"'a'", "size mismatch", "24 bytes"}), QString());
     }
 
@@ -573,12 +592,14 @@ private slots:
     }
 
     void metadata_not_an_object() {
-        const std::string p = make_header("metaarr.safetensors", std::string(R"({"__metadata__":["x"],)") + (good_header + 1));
+        const std::string p = make_header("metaarr.safetensors",
+                                          std::string(R"({"__metadata__":["x"],)") + (good_header + 1));
         QCOMPARE(open_failure(p, qls::error_code::format, {"__metadata__", "not an object"}), QString());
     }
 
     void metadata_value_not_a_string() {
-        const std::string p = make_header("metaint.safetensors", std::string(R"({"__metadata__":{"step":5},)") + (good_header + 1));
+        const std::string p = make_header("metaint.safetensors",
+                                          std::string(R"({"__metadata__":{"step":5},)") + (good_header + 1));
         QCOMPARE(open_failure(p, qls::error_code::format, {"__metadata__", "'step'", "not a string"}), QString());
     }
 
@@ -587,12 +608,14 @@ private slots:
         const std::string whole = file("whole.safetensors");
         std::vector<float> v(1000);
         for (size_t i = 0; i < v.size(); ++i) v[i] = float(i);
-        qls::safetensors_save(whole, {{"model.embed_tokens.weight", qls::tensor::from_f32(v, {10, 100})},
-                                      {"model.norm.weight", qls::tensor::from_f32(std::vector<float>(100, 1.0f), {100})}});
+        qls::safetensors_save(whole,
+                              {{"model.embed_tokens.weight", qls::tensor::from_f32(v, {10, 100})},
+                               {"model.norm.weight", qls::tensor::from_f32(std::vector<float>(100, 1.0f), {100})}});
         QVERIFY(qls::safetensors_file::open(whole).find("model.norm.weight"));
         std::string bytes = read_all(whole);
         const std::string p = make("cut.safetensors", bytes.substr(0, bytes.size() - 200));
-        QCOMPARE(open_failure(p, qls::error_code::format, {"'model.norm.weight'", "past the end", "truncated"}), QString());
+        QCOMPARE(open_failure(p, qls::error_code::format, {"'model.norm.weight'", "past the end", "truncated"}),
+                 QString());
     }
 
     // ---- writer failures and atomicity ----------------------------------------------------------
@@ -600,17 +623,29 @@ private slots:
     void save_rejects_bad_arguments() {
         const std::string p = file("bad_args.safetensors");
         auto t = qls::tensor::from_f32({1}, {1});
-        QCOMPARE(call_failure([&] { qls::safetensors_save(p, {{"w", t}, {"w", t}}); }, qls::error_code::invalid_argument,
-                              p, {"'w'", "twice"}),
+        QCOMPARE(call_failure(
+                     [&] {
+                         qls::safetensors_save(p, {{"w", t}, {"w", t}});
+                     },
+                     qls::error_code::invalid_argument, p, {"'w'", "twice"}),
                  QString());
-        QCOMPARE(call_failure([&] { qls::safetensors_save(p, {{"__metadata__", t}}); },
-                              qls::error_code::invalid_argument, p, {"reserved"}),
+        QCOMPARE(call_failure(
+                     [&] {
+                         qls::safetensors_save(p, {{"__metadata__", t}});
+                     },
+                     qls::error_code::invalid_argument, p, {"reserved"}),
                  QString());
-        QCOMPARE(call_failure([&] { qls::safetensors_save(p, {{"w", qls::tensor()}}); },
-                              qls::error_code::invalid_argument, p, {"'w'", "no storage"}),
+        QCOMPARE(call_failure(
+                     [&] {
+                         qls::safetensors_save(p, {{"w", qls::tensor()}});
+                     },
+                     qls::error_code::invalid_argument, p, {"'w'", "no storage"}),
                  QString());
-        QCOMPARE(call_failure([&] { qls::safetensors_save(p, {{"bad\xff", t}}); }, qls::error_code::invalid_argument, p,
-                              {"UTF-8"}),
+        QCOMPARE(call_failure(
+                     [&] {
+                         qls::safetensors_save(p, {{"bad\xff", t}});
+                     },
+                     qls::error_code::invalid_argument, p, {"UTF-8"}),
                  QString());
         QVERIFY(!QFileInfo::exists(QString::fromStdString(p)));
         QVERIFY(!QFileInfo::exists(QString::fromStdString(p + ".tmp")));
@@ -628,8 +663,11 @@ private slots:
         QDir(tmp_.path()).mkpath("target_dir.safetensors");
         const std::string p = file("target_dir.safetensors");
         write_all(p + "/inside.txt", "keep me");
-        QCOMPARE(call_failure([&] { qls::safetensors_save(p, {{"w", qls::tensor::from_f32({1}, {1})}}); },
-                              qls::error_code::io, p, {"cannot write"}),
+        QCOMPARE(call_failure(
+                     [&] {
+                         qls::safetensors_save(p, {{"w", qls::tensor::from_f32({1}, {1})}});
+                     },
+                     qls::error_code::io, p, {"cannot write"}),
                  QString());
         QVERIFY(QFileInfo(QString::fromStdString(p)).isDir());
         QCOMPARE(read_all(p + "/inside.txt"), std::string("keep me"));
@@ -642,8 +680,11 @@ private slots:
         qls::safetensors_save(p, {{"old", qls::tensor::from_f32({1, 2, 3}, {3})}});
         const std::string before = read_all(p);
         QDir(tmp_.path()).mkdir("keep_old.safetensors.tmp");
-        QCOMPARE(call_failure([&] { qls::safetensors_save(p, {{"new", qls::tensor::from_f32({9}, {1})}}); },
-                              qls::error_code::io, p, {"temporary file"}),
+        QCOMPARE(call_failure(
+                     [&] {
+                         qls::safetensors_save(p, {{"new", qls::tensor::from_f32({9}, {1})}});
+                     },
+                     qls::error_code::io, p, {"temporary file"}),
                  QString());
         QCOMPARE(read_all(p), before);
         QVERIFY(qls::safetensors_file::open(p).find("old"));
@@ -657,8 +698,11 @@ private slots:
         qls::safetensors_save(p, {{"old", qls::tensor::from_f32({1, 2, 3}, {3})}});
         const std::string before = read_all(p);
         QCOMPARE(::chmod(dir.c_str(), 0555), 0);
-        QString failure = call_failure([&] { qls::safetensors_save(p, {{"new", qls::tensor::from_f32({9}, {1})}}); },
-                                       qls::error_code::io, p, {"temporary file", "Permission denied"});
+        QString failure = call_failure(
+            [&] {
+                qls::safetensors_save(p, {{"new", qls::tensor::from_f32({9}, {1})}});
+            },
+            qls::error_code::io, p, {"temporary file", "Permission denied"});
         ::chmod(dir.c_str(), 0755);
         QCOMPARE(failure, QString());
         QCOMPARE(read_all(p), before);

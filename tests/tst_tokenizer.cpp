@@ -20,9 +20,15 @@ bool valid_utf8(const std::string& s) {
         unsigned char lo = 0x80, hi = 0xBF;
         if (c < 0x80) n = 1;
         else if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c >= 0xE0 && c <= 0xEF) { n = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-        else if (c >= 0xF0 && c <= 0xF4) { n = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-        else return false;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else return false;
         if (i + n > s.size()) return false;
         for (size_t k = 1; k < n; ++k) {
             unsigned char d = static_cast<unsigned char>(s[i + k]);
@@ -95,8 +101,9 @@ private slots:
     void non_ascii_round_trip() {
         QLS_REQUIRE_MODEL();
         qls::tokenizer t = qls::tokenizer::load(tok_path());
-        for (std::string text : {std::string("caf\xC3\xA9 \xE2\x98\x83"),                  // "café ☃"
-                                 std::string("\xF0\x9F\x99\x82 \xC3\xBC" "ber \xE6\x97\xA5\xE6\x9C\xAC")}) { // "🙂 über 日本"
+        for (std::string text : {std::string("caf\xC3\xA9 \xE2\x98\x83"), // "café ☃"
+                                 std::string("\xF0\x9F\x99\x82 \xC3\xBC"
+                                             "ber \xE6\x97\xA5\xE6\x9C\xAC")}) { // "🙂 über 日本"
             std::vector<int> ids = t.encode(text, true);
             int bytes = 0;
             for (int id : ids) bytes += is_byte_piece(t, id);
@@ -111,7 +118,8 @@ private slots:
     void detokenizer_streams_whole_characters() {
         QLS_REQUIRE_MODEL();
         qls::tokenizer t = qls::tokenizer::load(tok_path());
-        const std::string text = "Tom said \xE2\x98\x83 and \xF0\x9F\x99\x82!\nThe caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E.";
+        const std::string text =
+            "Tom said \xE2\x98\x83 and \xF0\x9F\x99\x82!\nThe caf\xC3\xA9 \xE6\x97\xA5\xE6\x9C\xAC\xE8\xAA\x9E.";
         std::vector<int> ids = t.encode(text, true);
         qls::detokenizer d(t);
         std::string out;

@@ -22,8 +22,12 @@
 using namespace qls;
 namespace fs = std::filesystem;
 
-static std::string pip_train() { return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.txt"; }
-static std::string pip_val() { return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt"; }
+static std::string pip_train() {
+    return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.txt";
+}
+static std::string pip_val() {
+    return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt";
+}
 
 // A small, fast configuration on stories260K and the Pip corpus.
 static train_config small_config(const QString& runs, const std::string& name) {
@@ -153,7 +157,8 @@ private slots:
         const std::string run_b = c.runs_dir + "/killed";
         QElapsedTimer timer;
         timer.start();
-        while (int(read_metrics(run_b).size()) < kill_after && p.state() == QProcess::Running && timer.elapsed() < 300000)
+        while (int(read_metrics(run_b).size()) < kill_after && p.state() == QProcess::Running &&
+               timer.elapsed() < 300000)
             QThread::msleep(5);
         ::kill(pid_t(p.processId()), SIGKILL);
         p.waitForFinished();
@@ -166,7 +171,10 @@ private slots:
         QCOMPARE(int(resumed.size()), 16);
         for (int i = 0; i < 16; ++i)
             QVERIFY2(std::memcmp(&resumed[size_t(i)], &straight[size_t(i)], sizeof(double)) == 0,
-                     qPrintable(QString("step %1: %2 vs %3").arg(i + 1).arg(resumed[size_t(i)], 0, 'g', 17).arg(straight[size_t(i)], 0, 'g', 17)));
+                     qPrintable(QString("step %1: %2 vs %3")
+                                    .arg(i + 1)
+                                    .arg(resumed[size_t(i)], 0, 'g', 17)
+                                    .arg(straight[size_t(i)], 0, 'g', 17)));
     }
 
     // A crash in the middle of writing a checkpoint leaves the previous checkpoint as the newest complete one;
@@ -176,13 +184,18 @@ private slots:
         train_config c = small_config(tmp.path(), "crash");
         c.max_steps = 8;
         c.checkpoint_every = 4;
-        auto ref = trainer::create([&] { train_config r = c; r.name = "reference"; return r; }());
+        auto ref = trainer::create([&] {
+            train_config r = c;
+            r.name = "reference";
+            return r;
+        }());
         QCOMPARE(ref->run(), train_outcome::completed);
 
         auto t = trainer::create(c);
         int written = 0;
         t->checkpoint_write_hook = [&](const std::string& file) {
-            if (t->step() == 8 && ++written == 2) throw qls::error(error_code::io, "simulated crash while writing " + file);
+            if (t->step() == 8 && ++written == 2)
+                throw qls::error(error_code::io, "simulated crash while writing " + file);
         };
         QVERIFY_THROWS_EXCEPTION(qls::error, t->run());
         const std::string run = t->run_dir();
@@ -258,14 +271,19 @@ private slots:
         c.max_steps = 20;
         auto t = trainer::create(c);
         train_callbacks cb;
-        cb.on_step = [&](const step_stats& s) { if (s.step == 3) t->request_stop(); };
+        cb.on_step = [&](const step_stats& s) {
+            if (s.step == 3) t->request_stop();
+        };
         QCOMPARE(t->run(cb), train_outcome::stopped);
         QCOMPARE(t->step(), int64_t(3));
         QVERIFY(fs::exists(fs::path(t->run_dir()) / "checkpoints" / "step-3" / "adapter_model.safetensors"));
 
         // pause from the callback at step 5; the worker waits until continued
         std::atomic<int64_t> seen{0};
-        cb.on_step = [&](const step_stats& s) { seen = s.step; if (s.step == 5) t->request_pause(); };
+        cb.on_step = [&](const step_stats& s) {
+            seen = s.step;
+            if (s.step == 5) t->request_pause();
+        };
         train_outcome outcome = train_outcome::diverged;
         std::thread worker([&] { outcome = t->run(cb); });
         QTRY_VERIFY_WITH_TIMEOUT(seen == 5 && t->paused(), 60000);
@@ -296,16 +314,26 @@ private slots:
         QTest::addColumn<QString>("json");
         QTest::addColumn<QString>("expect");
         const QString ok = R"("model": "m", "data": {"train": "t.txt"})";
-        QTest::newRow("syntax") << R"({"model": "m",})" << "not valid JSON";
-        QTest::newRow("unknown key") << "{" + ok + R"(, "training": {"seqlen": 5}})" << "training.seqlen";
-        QTest::newRow("seq_len") << "{" + ok + R"(, "training": {"seq_len": 0}})" << "training.seq_len";
-        QTest::newRow("type") << "{" + ok + R"(, "training": {"micro_batch": "four"}})" << "training.micro_batch";
-        QTest::newRow("lr") << "{" + ok + R"(, "optimizer": {"lr": -1}})" << "optimizer.lr";
-        QTest::newRow("optimizer") << "{" + ok + R"(, "optimizer": {"kind": "sgd"}})" << "optimizer.kind";
-        QTest::newRow("rank") << "{" + ok + R"(, "lora": {"rank": 0}})" << "rank";
-        QTest::newRow("targets") << "{" + ok + R"(, "lora": {"targets": ["q", "lm_head"]}})" << "lora.targets";
-        QTest::newRow("model missing") << R"({"data": {"train": "t.txt"}})" << "model";
-        QTest::newRow("schedule") << "{" + ok + R"(, "optimizer": {"schedule": "step"}})" << "optimizer.schedule";
+        QTest::newRow("syntax") << R"({"model": "m",})"
+                                << "not valid JSON";
+        QTest::newRow("unknown key") << "{" + ok + R"(, "training": {"seqlen": 5}})"
+                                     << "training.seqlen";
+        QTest::newRow("seq_len") << "{" + ok + R"(, "training": {"seq_len": 0}})"
+                                 << "training.seq_len";
+        QTest::newRow("type") << "{" + ok + R"(, "training": {"micro_batch": "four"}})"
+                              << "training.micro_batch";
+        QTest::newRow("lr") << "{" + ok + R"(, "optimizer": {"lr": -1}})"
+                            << "optimizer.lr";
+        QTest::newRow("optimizer") << "{" + ok + R"(, "optimizer": {"kind": "sgd"}})"
+                                   << "optimizer.kind";
+        QTest::newRow("rank") << "{" + ok + R"(, "lora": {"rank": 0}})"
+                              << "rank";
+        QTest::newRow("targets") << "{" + ok + R"(, "lora": {"targets": ["q", "lm_head"]}})"
+                                 << "lora.targets";
+        QTest::newRow("model missing") << R"({"data": {"train": "t.txt"}})"
+                                       << "model";
+        QTest::newRow("schedule") << "{" + ok + R"(, "optimizer": {"schedule": "step"}})"
+                                  << "optimizer.schedule";
     }
     void runConfigErrorsNameTheField() {
         QFETCH(QString, json);
@@ -378,7 +406,8 @@ private slots:
         const fs::path peft_dir = e.out.trimmed().toStdString();
         QVERIFY(fs::exists(peft_dir / "adapter_config.json"));
         QVERIFY(fs::exists(peft_dir / "adapter_model.safetensors"));
-        auto mg = testutil::run_cli({"export", QString::fromStdString(run), "--format", "merged", "--out", tmp.filePath("merged")});
+        auto mg = testutil::run_cli({"export", QString::fromStdString(run), "--format", "merged", "--out",
+                                     tmp.filePath("merged")});
         QVERIFY2(mg.exit_code == 0, qPrintable(mg.err));
         QVERIFY(fs::exists(tmp.filePath("merged").toStdString() + "/model.safetensors"));
         QVERIFY(fs::exists(tmp.filePath("merged").toStdString() + "/tokenizer.model"));
@@ -387,7 +416,8 @@ private slots:
                                     "--max-new-tokens", "30"});
         QVERIFY2(g.exit_code == 0, qPrintable(g.err));
         // the merged export generates the same text as base + adapter
-        auto gm = testutil::run_cli({"generate", "--model", tmp.filePath("merged"), "--temperature", "0", "--max-new-tokens", "30"});
+        auto gm = testutil::run_cli({"generate", "--model", tmp.filePath("merged"), "--temperature", "0",
+                                     "--max-new-tokens", "30"});
         QVERIFY2(gm.exit_code == 0, qPrintable(gm.err));
         QCOMPARE(gm.out, g.out);
         auto bad = testutil::run_cli({"export", QString::fromStdString(run), "--format", "gguf"});

@@ -48,7 +48,8 @@ private slots:
                                      "model/tokenizer.model", "model/tokenizer_config.json"}));
         // byte for byte the committed files
         const QString src = QStringLiteral(QLS_SOURCE_DIR);
-        QCOMPARE(fileBytes(":/demo/model/model.safetensors"), fileBytes(src + "/resources/demo/model/model.safetensors"));
+        QCOMPARE(fileBytes(":/demo/model/model.safetensors"),
+                 fileBytes(src + "/resources/demo/model/model.safetensors"));
         QCOMPARE(fileBytes(":/demo/data/pip_the_lighthouse_mouse.txt"),
                  fileBytes(src + "/datasets/stories/pip_the_lighthouse_mouse.txt"));
         QCOMPARE(DemoAssets::contentHash().size(), 64);
@@ -105,7 +106,7 @@ private slots:
         QFile blocker(root.path() + "/file");
         QVERIFY(blocker.open(QIODevice::WriteOnly));
         blocker.close();
-        DemoAssets demo(root.path() + "/file/demo");   // a folder below a regular file cannot be created
+        DemoAssets demo(root.path() + "/file/demo"); // a folder below a regular file cannot be created
         QVERIFY(!demo.extract());
         QVERIFY(demo.modelDir().isEmpty());
         QVERIFY2(demo.errorString().contains(root.path() + "/file/demo"), qPrintable(demo.errorString()));

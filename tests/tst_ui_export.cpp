@@ -74,7 +74,7 @@ private slots:
         page.setCheckpoint(m_model, m_checkpoint);
         QCOMPARE(page.format(), ExportPage::Format::Peft);
         QCOMPARE(page.outputDir(), m_runDir + "/exports/peft-step-3");
-        QVERIFY(page.mergeIntoNf4());   // the run's config.json says the base was NF4 (the default)
+        QVERIFY(page.mergeIntoNf4()); // the run's config.json says the base was NF4 (the default)
         QVERIFY(!page.findChild<QPushButton*>("exportOpenFolder")->isEnabled());
 
         QString failure;
@@ -136,7 +136,7 @@ private slots:
                 }
             }
         QCOMPARE(maxErr, 0.0);
-        QVERIFY(maxDelta > 0);   // the adapter changed something
+        QVERIFY(maxDelta > 0); // the adapter changed something
         QVERIFY(merged.params.embed == base.params.embed);
     }
 
@@ -156,7 +156,8 @@ private slots:
         // a folder that is not a checkpoint
         page.setCheckpoint(m_model, m_runDir);
         QVERIFY(exportAndWait(page, &failure).isEmpty());
-        QVERIFY2(failure.contains("is not a checkpoint") && failure.contains("adapter_config.json"), qPrintable(failure));
+        QVERIFY2(failure.contains("is not a checkpoint") && failure.contains("adapter_config.json"),
+                 qPrintable(failure));
 
         // a checkpoint whose adapter file is damaged: the engine's message names the file
         const QString broken = m_tmp.path() + "/broken";

@@ -69,8 +69,10 @@ private slots:
             QCOMPARE(valueAt(page.graph(MonitorPage::TrainLoss), s.step), s.loss);
             QCOMPARE(valueAt(page.graph(MonitorPage::LearningRate), s.step), s.lr);
             QCOMPARE(valueAt(page.graph(MonitorPage::TokensPerSecond), s.step), s.tokens_per_s);
-            QCOMPARE(valueAt(page.graph(MonitorPage::PagingHostToDevice), s.step), s.paging_h2d_bytes / s.step_time_s / 1e6);
-            QCOMPARE(valueAt(page.graph(MonitorPage::PagingDeviceToHost), s.step), s.paging_d2h_bytes / s.step_time_s / 1e6);
+            QCOMPARE(valueAt(page.graph(MonitorPage::PagingHostToDevice), s.step),
+                     s.paging_h2d_bytes / s.step_time_s / 1e6);
+            QCOMPARE(valueAt(page.graph(MonitorPage::PagingDeviceToHost), s.step),
+                     s.paging_d2h_bytes / s.step_time_s / 1e6);
             QCOMPARE(valueAt(page.graph(MonitorPage::ResidentPages), s.step), double(s.resident_pages));
             if (s.eval_loss) QCOMPARE(valueAt(page.graph(MonitorPage::EvalLoss), s.step), *s.eval_loss);
         }
@@ -85,10 +87,12 @@ private slots:
             if (name != "cuda_context") planNoContext += double(bytes);
         QCOMPARE(valueAt(stack.last(), 1), planNoContext / double(1ull << 30));
         QCOMPARE(valueAt(stack.first(), 1), 3.0); // 3 GiB of NF4 weights at the bottom
-        QCOMPARE(valueAt(page.graph(MonitorPage::MemoryMeasured), 25), double((6ull << 30) + 25 * (1ull << 20)) / double(1ull << 30));
+        QCOMPARE(valueAt(page.graph(MonitorPage::MemoryMeasured), 25),
+                 double((6ull << 30) + 25 * (1ull << 20)) / double(1ull << 30));
         // no card on a CPU run: no card line, and the title says why
         QCOMPARE(page.graph(MonitorPage::MemoryCard)->dataCount(), 0);
-        QVERIFY2(page.chartTitle(MonitorPage::MemoryChart).contains("CPU"), qPrintable(page.chartTitle(MonitorPage::MemoryChart)));
+        QVERIFY2(page.chartTitle(MonitorPage::MemoryChart).contains("CPU"),
+                 qPrintable(page.chartTitle(MonitorPage::MemoryChart)));
         QVERIFY(page.chartTitle(MonitorPage::LossChart).contains("eval"));
         // the step log holds every step and the finish
         QTRY_VERIFY(page.logText().contains("step 25/25"));
@@ -124,9 +128,11 @@ private slots:
         QCOMPARE(page.progressValue(), page.history().size());
         QCOMPARE(page.progressMaximum(), 12);
         // the label shows the newest step's ETA, formatted
-        QTRY_VERIFY_WITH_TIMEOUT(page.progressText().contains(QString("step %1 of 12").arg(page.history().size())), 2000);
+        QTRY_VERIFY_WITH_TIMEOUT(page.progressText().contains(QString("step %1 of 12").arg(page.history().size())),
+                                 2000);
         const qls::step_stats& last = page.history().last();
-        QVERIFY2(page.progressText().contains("ETA " + MonitorPage::formatDuration(last.eta_s)), qPrintable(page.progressText()));
+        QVERIFY2(page.progressText().contains("ETA " + MonitorPage::formatDuration(last.eta_s)),
+                 qPrintable(page.progressText()));
         fake.resume();
         QTRY_COMPARE_WITH_TIMEOUT(page.progressValue(), 12, 5000);
         QTRY_VERIFY(page.progressText().contains("done"));
@@ -231,9 +237,11 @@ private slots:
         QCOMPARE(page.graph(MonitorPage::TrainLoss)->dataCount(), 1000);
         const int allowed = int(std::ceil(seconds * MonitorPage::maxReplotsPerSecond)) + 2;
         QVERIFY2(replots <= allowed,
-                 qPrintable(QString("%1 replots in %2 s for 1000 steps (at most %3)").arg(replots).arg(seconds).arg(allowed)));
+                 qPrintable(
+                     QString("%1 replots in %2 s for 1000 steps (at most %3)").arg(replots).arg(seconds).arg(allowed)));
         // live: the charts were redrawn while the steps arrived, not only at the end
-        QVERIFY2(replots >= std::min(5, int(seconds * 10)), qPrintable(QString("only %1 replots in %2 s").arg(replots).arg(seconds)));
+        QVERIFY2(replots >= std::min(5, int(seconds * 10)),
+                 qPrintable(QString("only %1 replots in %2 s").arg(replots).arg(seconds)));
     }
 
     void hoverShowsValuesAndWheelZoomStopsFollowing() {
@@ -251,8 +259,10 @@ private slots:
         QCOMPARE(plot->interactions() & (QCP::iRangeDrag | QCP::iRangeZoom), QCP::iRangeDrag | QCP::iRangeZoom);
 
         // hover at step 10: the tooltip names the step and its losses
-        const QPoint at(int(plot->xAxis->coordToPixel(10)), int(plot->yAxis->coordToPixel(plot->yAxis->range().center())));
-        QMouseEvent move(QEvent::MouseMove, QPointF(at), plot->mapToGlobal(QPointF(at)), Qt::NoButton, Qt::NoButton, Qt::NoModifier);
+        const QPoint at(int(plot->xAxis->coordToPixel(10)),
+                        int(plot->yAxis->coordToPixel(plot->yAxis->range().center())));
+        QMouseEvent move(QEvent::MouseMove, QPointF(at), plot->mapToGlobal(QPointF(at)), Qt::NoButton, Qt::NoButton,
+                         Qt::NoModifier);
         QApplication::sendEvent(plot, &move);
         QTRY_VERIFY(QToolTip::isVisible());
         QVERIFY2(QToolTip::text().contains("step 10"), qPrintable(QToolTip::text()));
@@ -273,7 +283,8 @@ private slots:
         QTest::qWait(150);
         QCOMPARE(plot->xAxis->range().upper, zoomed.upper);
         // double-click: follow the run again
-        QMouseEvent dbl(QEvent::MouseButtonDblClick, QPointF(at), plot->mapToGlobal(QPointF(at)), Qt::LeftButton, Qt::LeftButton, Qt::NoModifier);
+        QMouseEvent dbl(QEvent::MouseButtonDblClick, QPointF(at), plot->mapToGlobal(QPointF(at)), Qt::LeftButton,
+                        Qt::LeftButton, Qt::NoModifier);
         QApplication::sendEvent(plot, &dbl);
         QTRY_COMPARE(plot->xAxis->range().upper, 30.0);
     }

@@ -46,8 +46,9 @@ QString makeRun(const QString& root) {
 
 // What `qlora generate` prints for the same greedy request, without its closing newline.
 QString cliText(const QStringList& extra) {
-    QStringList args = {"generate", "--model", modelDir(), "--temperature", "0", "--max-new-tokens",
-                        QString::number(kTokens), "--prompt", kPrompt};
+    QStringList args =
+        {"generate", "--model", modelDir(), "--temperature", "0", "--max-new-tokens", QString::number(kTokens),
+         "--prompt", kPrompt};
     args += extra;
     const testutil::cli_result r = testutil::run_cli(args, 60000);
     if (r.exit_code != 0) qWarning() << "qlora generate failed:" << r.err;
@@ -199,7 +200,8 @@ private slots:
         QCOMPARE(finished.at(0).at(0).value<ModelSide>(), ModelSide::Base);
         QVERIFY(play->output(ModelSide::Adapter).isEmpty());
         const QString status = play->paneStatus(ModelSide::Adapter);
-        QVERIFY2(status.contains("Skipped") || play->paneStatus(ModelSide::Base).contains("end of text"), qPrintable(status));
+        QVERIFY2(status.contains("Skipped") || play->paneStatus(ModelSide::Base).contains("end of text"),
+                 qPrintable(status));
         QTest::qWait(200);
         QCOMPARE(finished.count(), 1); // nothing ran after Stop
     }

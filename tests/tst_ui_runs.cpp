@@ -30,9 +30,11 @@ void writeFile(const QString& path, const QByteArray& bytes) {
 // runs/alpha: 8 of 10 steps, evaluations at 4 and 8, one complete checkpoint (step-4), one cut short (step-8), a
 // leftover temporary; runs/beta: a damaged config.json; runs/notes: not a run.
 void makeRuns(const QString& root) {
-    writeFile(root + "/alpha/config.json", R"({"name": "alpha", "model": "/models/tiny", "data": {"train": "/data/pip.txt"}})");
+    writeFile(root + "/alpha/config.json",
+              R"({"name": "alpha", "model": "/models/tiny", "data": {"train": "/data/pip.txt"}})");
     QByteArray metrics;
-    for (const qls::step_stats& s : FakeSession::makeScript(10, 4).mid(0, 8)) metrics += QByteArray::fromStdString(qls::step_stats_to_json(s)) + "\n";
+    for (const qls::step_stats& s : FakeSession::makeScript(10, 4).mid(0, 8))
+        metrics += QByteArray::fromStdString(qls::step_stats_to_json(s)) + "\n";
     metrics += "{\"step\": 9, \"loss\""; // a line cut short by a crash
     writeFile(root + "/alpha/metrics.jsonl", metrics);
     writeFile(root + "/alpha/checkpoints/step-4/trainer_state.json", "{}");
@@ -80,7 +82,8 @@ private slots:
         QCOMPARE(alpha->checkpointSteps, QList<qint64>({4})); // step-8 has no trainer_state.json, .tmp-* is ignored
         QVERIFY(alpha->latestCheckpoint.endsWith("/alpha/checkpoints/step-4"));
         QVERIFY(!alpha->complete());
-        QVERIFY2(beta->problem.contains("config.json") && beta->problem.contains("not valid JSON"), qPrintable(beta->problem));
+        QVERIFY2(beta->problem.contains("config.json") && beta->problem.contains("not valid JSON"),
+                 qPrintable(beta->problem));
 
         // buttons follow the selection; actions leave as signals
         QVERIFY(page.selectRun(tmp.path() + "/beta"));
@@ -179,12 +182,18 @@ private slots:
         fake.start(qls::train_config{});
         QTRY_VERIFY(fake.played() >= 2);
         int asked = 0;
-        w.setCloseQuestion([&asked] { ++asked; return false; });
+        w.setCloseQuestion([&asked] {
+            ++asked;
+            return false;
+        });
         QVERIFY(!w.close());
         QCOMPARE(asked, 1);
         QVERIFY(w.isVisible());
         QCOMPARE(fake.stopCount, 0);
-        w.setCloseQuestion([&asked] { ++asked; return true; });
+        w.setCloseQuestion([&asked] {
+            ++asked;
+            return true;
+        });
         QVERIFY(!w.close()); // not yet: the run stops and saves first
         QCOMPARE(asked, 2);
         QCOMPARE(fake.stopCount, 1);

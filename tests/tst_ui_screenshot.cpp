@@ -49,7 +49,10 @@ shot take(const QString& dir, int steps) {
     p.setWorkingDirectory(dir);
     p.start(program, args);
     shot s;
-    if (!p.waitForStarted(10000)) { s.err = "could not start " + program; return s; }
+    if (!p.waitForStarted(10000)) {
+        s.err = "could not start " + program;
+        return s;
+    }
     p.waitForFinished(240000);
     s.exit_code = p.exitStatus() == QProcess::NormalExit ? p.exitCode() : -2;
     s.out = QString::fromUtf8(p.readAllStandardOutput());

@@ -139,7 +139,7 @@ qls::train_config nonDefaultTraining() {
     x.checkpoint_every = 25;
     x.keep_checkpoints = 5;
     x.budget_gib = 23.5;
-    x.seed = 12345678901234567890ull;   // above 2^63: the seed is a full uint64
+    x.seed = 12345678901234567890ull; // above 2^63: the seed is a full uint64
     return x;
 }
 
@@ -167,11 +167,20 @@ private slots:
         QTest::addColumn<bool>("withModel");
         for (bool m : {false, true}) {
             const char* tag = m ? " (tokenized)" : " (records only)";
-            QTest::newRow(qPrintable(QString("alpaca json") + tag)) << datasetPath("instructions/alpaca_sample.json") << "alpaca" << "alpaca" << m;
-            QTest::newRow(qPrintable(QString("alpaca jsonl") + tag)) << datasetPath("instructions/alpaca_sample.jsonl") << "alpaca" << "alpaca" << m;
-            QTest::newRow(qPrintable(QString("messages") + tag)) << datasetPath("chat/chat_sample.jsonl") << "messages" << "llama2" << m;
-            QTest::newRow(qPrintable(QString("sharegpt") + tag)) << datasetPath("chat/sharegpt_sample.jsonl") << "sharegpt" << "llama2" << m;
-            QTest::newRow(qPrintable(QString("plain text") + tag)) << datasetPath("stories/pip_the_lighthouse_mouse.txt") << "plain" << "raw" << m;
+            QTest::newRow(qPrintable(QString("alpaca json") + tag))
+                << datasetPath("instructions/alpaca_sample.json") << "alpaca"
+                << "alpaca" << m;
+            QTest::newRow(qPrintable(QString("alpaca jsonl") + tag))
+                << datasetPath("instructions/alpaca_sample.jsonl") << "alpaca"
+                << "alpaca" << m;
+            QTest::newRow(qPrintable(QString("messages") + tag)) << datasetPath("chat/chat_sample.jsonl") << "messages"
+                                                                 << "llama2" << m;
+            QTest::newRow(qPrintable(QString("sharegpt") + tag))
+                << datasetPath("chat/sharegpt_sample.jsonl") << "sharegpt"
+                << "llama2" << m;
+            QTest::newRow(qPrintable(QString("plain text") + tag))
+                << datasetPath("stories/pip_the_lighthouse_mouse.txt") << "plain"
+                << "raw" << m;
         }
     }
 
@@ -259,13 +268,17 @@ private slots:
             for (size_t i = 0; i < ex.ids.size(); ++i) {
                 const auto s = seen.at(int(i));
                 QVERIFY2(s.first == (ex.loss[i] != 0),
-                         qPrintable(QString("row %1 token %2: highlighted %3, engine loss %4").arg(row).arg(i).arg(s.first).arg(ex.loss[i])));
+                         qPrintable(QString("row %1 token %2: highlighted %3, engine loss %4")
+                                        .arg(row)
+                                        .arg(i)
+                                        .arg(s.first)
+                                        .arg(ex.loss[i])));
                 QCOMPARE(s.second, ex.loss[i] != 0);
                 highlighted += s.first;
             }
             QCOMPARE(highlighted, ex.loss_tokens());
             QVERIFY(highlighted > 0);
-            if (trainOnPrompt) QCOMPARE(highlighted, ex.ids.size() - 1);   // all but the first token
+            if (trainOnPrompt) QCOMPARE(highlighted, ex.ids.size() - 1); // all but the first token
             else if (ex.ids.size() > highlighted + 1) QVERIFY(highlighted < ex.ids.size() - 1);
             // the page's ids are the engine's
             QCOMPARE(page.analysis().preview[size_t(row)].ids, ex.ids);
@@ -289,7 +302,7 @@ private slots:
         double total = 0;
         for (int i = 0; i < bars.size(); ++i) {
             QCOMPARE(bars[i].second, double(ds.stats.histogram[size_t(i)]));
-            QVERIFY(bars[i].first > i * w && bars[i].first <= (i + 1) * w);   // the bar sits on its bin
+            QVERIFY(bars[i].first > i * w && bars[i].first <= (i + 1) * w); // the bar sits on its bin
             total += bars[i].second;
         }
         QCOMPARE(total, 300.0);
@@ -335,11 +348,12 @@ private slots:
         qInfo("%d examples: loadFrom returned after %lld ms, analysis done after %lld ms, %d timer ticks meanwhile",
               copies * 300, returnedAfter, total, ticks);
         QVERIFY(returnedAfter < 50);
-        QVERIFY2(ticks >= 5, qPrintable(QString::number(ticks)));   // the event loop ran during the analysis
+        QVERIFY2(ticks >= 5, qPrintable(QString::number(ticks))); // the event loop ran during the analysis
         QCOMPARE(page.analysis().stats.examples, size_t(copies * 300));
         QCOMPARE(page.analysis().preview.size(), size_t(DatasetPage::previewLimit));
         bool said = false;
-        for (QLabel* l : page.findChildren<QLabel*>()) said |= l->text().contains("Showing the first 200 of " + QLocale().toString(copies * 300));
+        for (QLabel* l : page.findChildren<QLabel*>())
+            said |= l->text().contains("Showing the first 200 of " + QLocale().toString(copies * 300));
         QVERIFY(said);
     }
 
@@ -439,7 +453,7 @@ private slots:
         QString reason;
         QVERIFY2(page.validate(&reason), qPrintable(reason));
         qls::train_config out;
-        out.seed = 7;   // overwritten by the page
+        out.seed = 7; // overwritten by the page
         page.applyTo(out);
         compareTrainingFields(out, qls::train_config{});
         for (QWidget* w : page.findChildren<QWidget*>())
@@ -449,15 +463,24 @@ private slots:
     void trainingRefusesInvalidValuesInline_data() {
         QTest::addColumn<QString>("key");
         QTest::addColumn<QString>("widgetValue");
-        QTest::newRow("rank 0") << "lora.rank" << "0";
-        QTest::newRow("lr negative") << "optimizer.lr" << "-1e-4";
-        QTest::newRow("lr not a number") << "optimizer.lr" << "fast";
-        QTest::newRow("seq_len 1") << "training.seq_len" << "1";
-        QTest::newRow("dropout 1") << "lora.dropout" << "1";
-        QTest::newRow("micro_batch 0") << "training.micro_batch" << "0";
-        QTest::newRow("no targets") << "lora.targets" << "";
-        QTest::newRow("epochs 0") << "training.epochs" << "0";
-        QTest::newRow("keep 0 checkpoints") << "training.keep_checkpoints" << "0";
+        QTest::newRow("rank 0") << "lora.rank"
+                                << "0";
+        QTest::newRow("lr negative") << "optimizer.lr"
+                                     << "-1e-4";
+        QTest::newRow("lr not a number") << "optimizer.lr"
+                                         << "fast";
+        QTest::newRow("seq_len 1") << "training.seq_len"
+                                   << "1";
+        QTest::newRow("dropout 1") << "lora.dropout"
+                                   << "1";
+        QTest::newRow("micro_batch 0") << "training.micro_batch"
+                                       << "0";
+        QTest::newRow("no targets") << "lora.targets"
+                                    << "";
+        QTest::newRow("epochs 0") << "training.epochs"
+                                  << "0";
+        QTest::newRow("keep 0 checkpoints") << "training.keep_checkpoints"
+                                            << "0";
     }
 
     void trainingRefusesInvalidValuesInline() {
@@ -465,7 +488,7 @@ private slots:
         QFETCH(QString, widgetValue);
         TrainingPage page;
         QSignalSpy changed(&page, &TrainingPage::changed);
-        qls::train_config c;   // drive the page through loadFrom for numbers, widgets for the rest
+        qls::train_config c; // drive the page through loadFrom for numbers, widgets for the rest
         QString expected;
         if (key == "lora.rank") {
             c.lora.rank = 0;
@@ -508,7 +531,7 @@ private slots:
         QVERIFY(!page.validate(&reason));
         const QString shown = page.fieldError(key);
         QVERIFY2(shown.contains(expected), qPrintable(shown + " / expected: " + expected));
-        QVERIFY2(shown.contains("fix:"), qPrintable(shown));   // the engine's hint says what to do
+        QVERIFY2(shown.contains("fix:"), qPrintable(shown)); // the engine's hint says what to do
         QCOMPARE(reason, shown);
         auto* label = page.findChild<QLabel*>("error:" + key);
         QVERIFY(label && label->isVisibleTo(&page));
@@ -532,7 +555,7 @@ private slots:
         QVERIFY2(a.validate(&reason), qPrintable(reason));
         qls::train_config viaPage;
         a.applyTo(viaPage);
-        compareTrainingFields(viaPage, x);   // loadFrom → applyTo is exact
+        compareTrainingFields(viaPage, x); // loadFrom → applyTo is exact
 
         QTemporaryDir dir;
         const QString path = dir.filePath("preset.json");
@@ -587,9 +610,12 @@ private slots:
         QTest::addColumn<double>("budgetGib");
         QTest::addColumn<QString>("optimizer");
         QTest::addColumn<QString>("verdict");
-        QTest::newRow("7b fits 24 GiB") << 24.0 << "paged-adamw-8bit" << "Fits";
-        QTest::newRow("7b in 2 GiB does not fit") << 2.0 << "paged-adamw-8bit" << "Does not fit";
-        QTest::newRow("7b paged between minimum and resident") << -1.0 << "paged-adamw-32bit" << "Fits with paging";
+        QTest::newRow("7b fits 24 GiB") << 24.0 << "paged-adamw-8bit"
+                                        << "Fits";
+        QTest::newRow("7b in 2 GiB does not fit") << 2.0 << "paged-adamw-8bit"
+                                                  << "Does not fit";
+        QTest::newRow("7b paged between minimum and resident") << -1.0 << "paged-adamw-32bit"
+                                                               << "Fits with paging";
     }
 
     void planVerdicts() {
@@ -613,7 +639,7 @@ private slots:
         const qint64 card = qint64(qls::gib_to_bytes(80));
         PlanPage page;
         QSignalSpy planned(&page, &PlanPage::planChanged);
-        qls::compute_device gpu;   // a card of `card` bytes (free memory unknown)
+        qls::compute_device gpu; // a card of `card` bytes (free memory unknown)
         gpu.backend = "cuda";
         gpu.total_bytes = uint64_t(card);
         page.setInput(c, m, gpu);
@@ -654,7 +680,7 @@ private slots:
 
     void planRecomputesAndRefusesBadSettings() {
         PlanPage page;
-        QVERIFY(!page.plan().has_value());   // no model yet
+        QVERIFY(!page.plan().has_value()); // no model yet
         qls::train_config c;
         c.budget_gib = 24;
         page.setInput(c, qls::shape_config("7b"), qls::compute_device{});

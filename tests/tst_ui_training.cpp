@@ -13,8 +13,8 @@
 #include "trainingpage.h"
 
 #include "qls/run_plan.h"
-#include "qls/trainer.h"
 #include "qls/train_config.h"
+#include "qls/trainer.h"
 
 // NOTE: QCustomPlot still uses foreach
 #undef QT_NO_FOREACH
@@ -91,7 +91,9 @@ private slots:
         button(w.monitorPage(), "Start")->click();
         QCOMPARE(w.currentPage(), MainWindow::Page::Monitor);
         QTRY_VERIFY_WITH_TIMEOUT(finished.count() + failed.count() == 1, 60000);
-        QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.at(0).at(0).toString() + " / " + failed.at(0).at(1).toString()));
+        QVERIFY2(failed.isEmpty(),
+                 failed.isEmpty() ? ""
+                                  : qPrintable(failed.at(0).at(0).toString() + " / " + failed.at(0).at(1).toString()));
         QCOMPARE(finished.at(0).at(0).toString(), QString("completed 6 steps"));
         const QString checkpoint = finished.at(0).at(1).toString();
         QVERIFY(QFileInfo::exists(checkpoint + "/adapter_model.safetensors"));
@@ -103,7 +105,8 @@ private slots:
         QCOMPARE(m->graph(MonitorPage::EvalLoss)->dataCount(), 2); // steps 3 and 6
         QCOMPARE(m->graph(MonitorPage::TokensPerSecond)->dataCount(), 6);
         QVERIFY(!m->memoryCategoryGraphs().isEmpty());
-        for (const qls::step_stats& s : m->history()) QVERIFY(std::isfinite(s.loss) && s.loss > 0 && s.tokens_per_s > 0);
+        for (const qls::step_stats& s : m->history())
+            QVERIFY(std::isfinite(s.loss) && s.loss > 0 && s.tokens_per_s > 0);
         QTRY_COMPARE(m->progressValue(), 6);
         QCOMPARE(m->progressMaximum(), 6);
         // what the monitor drew is what the engine wrote to metrics.jsonl
@@ -144,7 +147,7 @@ private slots:
         const qls::memory_plan shown = *w.planPage()->plan();
         QCOMPARE(shown.settings.seq, 32);
         QCOMPARE(shown.settings.lora.rank, 4);
-        QCOMPARE(w.planPage()->device().backend, std::string("cpu"));   // this build and test train on the CPU
+        QCOMPARE(w.planPage()->device().backend, std::string("cpu")); // this build and test train on the CPU
         const uint64_t before = qls::plan_run_count();
 
         QSignalSpy finished(c.session(), &TrainingSession::finished);
@@ -153,7 +156,7 @@ private slots:
         QTRY_VERIFY_WITH_TIMEOUT(finished.count() + failed.count() == 1, 60000);
         QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.at(0).at(0).toString()));
         QCOMPARE(finished.at(0).at(0).toString(), QString("completed 3 steps"));
-        QCOMPARE(qls::plan_run_count(), before);   // the run used the Plan page's plan
+        QCOMPARE(qls::plan_run_count(), before); // the run used the Plan page's plan
         // the telemetry is that plan's: the Monitor's stacked categories carry its bytes
         const qls::step_stats& last = w.monitorPage()->history().last();
         for (const auto& [name, bytes] : last.plan_bytes)

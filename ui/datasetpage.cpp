@@ -17,8 +17,8 @@
 #include <QLabel>
 #include <QLineEdit>
 #include <QListWidget>
-#include <QPushButton>
 #include <QLocale>
+#include <QPushButton>
 #include <QRadioButton>
 #include <QSplitter>
 #include <QTextCursor>
@@ -118,9 +118,9 @@ DatasetPage::DatasetPage(QWidget* parent) : QWidget(parent) {
     // format
     auto* formatRow = new QHBoxLayout;
     m_format = new QComboBox(this);
-    for (qls::dataset_format f : {qls::dataset_format::auto_detect, qls::dataset_format::alpaca,
-                                  qls::dataset_format::chat_messages, qls::dataset_format::chat_sharegpt,
-                                  qls::dataset_format::text_jsonl, qls::dataset_format::plain_text})
+    for (qls::dataset_format f :
+         {qls::dataset_format::auto_detect, qls::dataset_format::alpaca, qls::dataset_format::chat_messages,
+          qls::dataset_format::chat_sharegpt, qls::dataset_format::text_jsonl, qls::dataset_format::plain_text})
         m_format->addItem(formatLabel(f), QString::fromLatin1(qls::dataset_format_name(f)));
     m_format->setToolTip(tr("How records are read. Auto-detect looks at the content: JSON objects are recognised by "
                             "their fields, anything else is plain text. Override it when detection guesses wrong."
@@ -183,9 +183,10 @@ DatasetPage::DatasetPage(QWidget* parent) : QWidget(parent) {
     m_validationFraction->setDecimals(3);
     m_validationFraction->setSingleStep(0.01);
     m_validationFraction->setValue(0.05);
-    m_validationFraction->setToolTip(tr("Fraction of the training examples held out (chosen by the run's seed), at least "
-                                        "one example; the training part must keep at least one. In [0, 1); 0.05 is "
-                                        "typical.\n\nrun.json: data.validation_fraction"));
+    m_validationFraction->setToolTip(
+        tr("Fraction of the training examples held out (chosen by the run's seed), at least "
+           "one example; the training part must keep at least one. In [0, 1); 0.05 is "
+           "typical.\n\nrun.json: data.validation_fraction"));
     auto* valGroup = new QButtonGroup(this);
     for (QRadioButton* b : {m_valNone, m_valFile, m_valFraction}) valGroup->addButton(b);
     m_valNone->setChecked(true);
@@ -216,9 +217,10 @@ DatasetPage::DatasetPage(QWidget* parent) : QWidget(parent) {
     m_examples->setToolTip(tr("Examples in file order (file:line, tokens, trained tokens)"));
     m_preview = new QTextEdit(previewSplit);
     m_preview->setReadOnly(true);
-    m_preview->setToolTip(tr("The example as the model sees it, token by token. Highlighted (green): tokens the loss is "
-                             "computed on. Grey: prompt tokens, context only. Alternating shades mark token "
-                             "boundaries; ↵ is a newline token."));
+    m_preview->setToolTip(
+        tr("The example as the model sees it, token by token. Highlighted (green): tokens the loss is "
+           "computed on. Grey: prompt tokens, context only. Alternating shades mark token "
+           "boundaries; ↵ is a newline token."));
     previewSplit->addWidget(m_examples);
     previewSplit->addWidget(m_preview);
     previewSplit->setStretchFactor(0, 1);
@@ -232,13 +234,14 @@ DatasetPage::DatasetPage(QWidget* parent) : QWidget(parent) {
     rightLayout->setContentsMargins(0, 0, 0, 0);
     m_histogram = new QCustomPlot(right);
     m_histogram->setMinimumSize(280, 200);
-    m_histogram->setToolTip(tr("How many examples have each length in tokens (after truncation to the sequence length)"));
+    m_histogram->setToolTip(
+        tr("How many examples have each length in tokens (after truncation to the sequence length)"));
     m_bars = new QCPBars(m_histogram->xAxis, m_histogram->yAxis);
     m_bars->setBrush(QColor("#4e79a7"));
     m_bars->setPen(QPen(QColor("#35557a")));
     m_histogram->xAxis->setLabel(tr("tokens per example"));
     m_histogram->yAxis->setLabel(tr("examples"));
-    auto counts = QSharedPointer<QCPAxisTickerFixed>::create();   // counts: whole-number ticks only
+    auto counts = QSharedPointer<QCPAxisTickerFixed>::create(); // counts: whole-number ticks only
     counts->setTickStep(1.0);
     counts->setScaleStrategy(QCPAxisTickerFixed::ssMultiples);
     m_histogram->yAxis->setTicker(counts);
@@ -255,7 +258,8 @@ DatasetPage::DatasetPage(QWidget* parent) : QWidget(parent) {
     layout->addWidget(problemsLabel);
     m_problems = new QListWidget(this);
     m_problems->setMaximumHeight(90);
-    m_problems->setToolTip(tr("Every record that was skipped, as file:line: problem (the same text the run log shows)"));
+    m_problems->setToolTip(
+        tr("Every record that was skipped, as file:line: problem (the same text the run log shows)"));
     layout->addWidget(m_problems);
 
     m_debounce = new QTimer(this);
@@ -350,12 +354,9 @@ bool DatasetPage::validate(QString* reason) const {
         why = tr("Validation file (data.validation): is empty — fix: choose a file, or pick None or Fraction");
     else if (isAnalyzing())
         ; // the shown result answers older inputs; the running analysis will tell
-    else if (!m_result.trainError.isEmpty())
-        why = tr("Training file: %1").arg(m_result.trainError);
-    else if (!m_result.templateError.isEmpty())
-        why = tr("Template: %1").arg(m_result.templateError);
-    else if (!m_result.validationError.isEmpty())
-        why = tr("Validation: %1").arg(m_result.validationError);
+    else if (!m_result.trainError.isEmpty()) why = tr("Training file: %1").arg(m_result.trainError);
+    else if (!m_result.templateError.isEmpty()) why = tr("Template: %1").arg(m_result.templateError);
+    else if (!m_result.validationError.isEmpty()) why = tr("Validation: %1").arg(m_result.validationError);
     if (reason) *reason = why;
     return why.isEmpty();
 }
@@ -383,14 +384,14 @@ void DatasetPage::setSeed(quint64 seed) {
 bool DatasetPage::isAnalyzing() const { return m_debounce->isActive() || m_running; }
 
 void DatasetPage::scheduleAnalysis() {
-    ++m_generation;   // whatever is running now answers an older question
+    ++m_generation; // whatever is running now answers an older question
     m_status->setText(tr("Reading…"));
     m_debounce->start();
 }
 
 void DatasetPage::startAnalysis() {
     if (m_running) {
-        m_rerun = true;   // one at a time: run again with the newest inputs when this one ends
+        m_rerun = true; // one at a time: run again with the newest inputs when this one ends
         return;
     }
     m_rerun = false;
@@ -402,7 +403,8 @@ void DatasetPage::startAnalysis() {
     rq.options.tmpl = qls::parse_chat_template(m_template->currentData().toString().toStdString());
     rq.options.seq_len = m_seqLen;
     rq.options.train_on_prompt = m_trainOnPrompt->isChecked();
-    rq.options.on_bad_record = m_skipMalformed->isChecked() ? qls::bad_record_policy::skip : qls::bad_record_policy::fail;
+    rq.options.on_bad_record = m_skipMalformed->isChecked() ? qls::bad_record_policy::skip
+                                                            : qls::bad_record_policy::fail;
     rq.seed = m_seed;
     rq.model_dir = m_modelDir.toStdString();
     rq.tok = m_tokenizer;
@@ -432,7 +434,7 @@ void DatasetPage::onAnalysisDone() {
         startAnalysis();
         return;
     }
-    if (r.generation != m_generation) return;   // superseded; the newer request is pending in the debounce timer
+    if (r.generation != m_generation) return; // superseded; the newer request is pending in the debounce timer
     m_result = std::move(r);
     showResult();
     emit analysisFinished();
@@ -467,11 +469,11 @@ void DatasetPage::showResult() {
         setFieldError(m_validationInfo, tr("Validation: %1").arg(r.validationError));
     } else if (r.formatKnown && (r.validationExamples > 0 || m_valNone->isChecked())) {
         m_validationInfo->setStyleSheet(QString());
-        m_validationInfo->setText(m_valNone->isChecked()
-                                      ? tr("All %1 examples train; no validation loss.").arg(loc.toString(qulonglong(r.trainExamples)))
-                                      : tr("%1 training, %2 validation examples.")
-                                            .arg(loc.toString(qulonglong(r.trainExamples)),
-                                                 loc.toString(qulonglong(r.validationExamples))));
+        m_validationInfo->setText(
+            m_valNone->isChecked()
+                ? tr("All %1 examples train; no validation loss.").arg(loc.toString(qulonglong(r.trainExamples)))
+                : tr("%1 training, %2 validation examples.")
+                      .arg(loc.toString(qulonglong(r.trainExamples)), loc.toString(qulonglong(r.validationExamples))));
         m_validationInfo->setVisible(r.trainExamples > 0);
     } else {
         m_validationInfo->hide();
@@ -510,19 +512,19 @@ void DatasetPage::showResult() {
     }
     m_examples->blockSignals(false);
     if (!r.preview.empty()) {
-        m_previewNote->setText(
-            (r.stats.examples > r.preview.size()
-                 ? tr("Showing the first %1 of %2 examples (statistics cover all). ")
-                       .arg(r.preview.size())
-                       .arg(loc.toString(qulonglong(r.stats.examples)))
-                 : QString()) +
-            tr("<span style='background:%1'>&nbsp;Highlighted&nbsp;</span> tokens carry the loss; "
-               "<span style='background:%2'>&nbsp;grey&nbsp;</span> ones are context.")
-                .arg(lossColor(0).name(), promptColor(0).name()));
+        m_previewNote->setText((r.stats.examples > r.preview.size()
+                                    ? tr("Showing the first %1 of %2 examples (statistics cover all). ")
+                                          .arg(r.preview.size())
+                                          .arg(loc.toString(qulonglong(r.stats.examples)))
+                                    : QString()) +
+                               tr("<span style='background:%1'>&nbsp;Highlighted&nbsp;</span> tokens carry the loss; "
+                                  "<span style='background:%2'>&nbsp;grey&nbsp;</span> ones are context.")
+                                   .arg(lossColor(0).name(), promptColor(0).name()));
         m_examples->setCurrentRow(0);
         showExample(0);
     } else {
-        m_previewNote->setText(haveFile && r.tokenized ? QString() : tr("The preview appears once a model and a file are chosen."));
+        m_previewNote->setText(haveFile && r.tokenized ? QString()
+                                                       : tr("The preview appears once a model and a file are chosen."));
         m_preview->clear();
     }
 
@@ -625,7 +627,8 @@ QTextDocument* DatasetPage::previewDocument() const { return m_preview->document
 
 QVector<QPair<double, double>> DatasetPage::histogramBars() const {
     QVector<QPair<double, double>> out;
-    for (auto it = m_bars->data()->constBegin(); it != m_bars->data()->constEnd(); ++it) out.append({it->key, it->value});
+    for (auto it = m_bars->data()->constBegin(); it != m_bars->data()->constEnd(); ++it)
+        out.append({it->key, it->value});
     return out;
 }
 

@@ -34,28 +34,28 @@ struct train_config;
 // page's types, shown on the GUI thread.
 struct DatasetAnalysis {
     struct Example {
-        QString source;                  // "file:line"
-        std::vector<int> ids;            // (L)
-        std::vector<uint8_t> loss;       // (L) 1 = a training target (the engine's loss mask)
-        QStringList pieces;              // (L) each token as text
+        QString source;            // "file:line"
+        std::vector<int> ids;      // (L)
+        std::vector<uint8_t> loss; // (L) 1 = a training target (the engine's loss mask)
+        QStringList pieces;        // (L) each token as text
         bool truncated = false;
     };
-    quint64 generation = 0;              // the request it answers; older answers are dropped
-    qls::dataset_format format = qls::dataset_format::auto_detect;   // as resolved (detected when auto)
-    qls::chat_template tmpl = qls::chat_template::auto_select;       // as resolved
+    quint64 generation = 0;                                        // the request it answers; older answers are dropped
+    qls::dataset_format format = qls::dataset_format::auto_detect; // as resolved (detected when auto)
+    qls::chat_template tmpl = qls::chat_template::auto_select;     // as resolved
     bool formatKnown = false, templateKnown = false;
-    bool tokenized = false;              // false without a model: records are read and checked, not tokenized
-    size_t records = 0;                  // usable records (before tokenization)
-    std::vector<Example> preview;        // the first DatasetPage::previewLimit examples, in file order
-    qls::dataset_stats stats;            // of every example of the training file
-    QStringList warnings;                // "file:line: problem" for every skipped record (engine's list)
+    bool tokenized = false;       // false without a model: records are read and checked, not tokenized
+    size_t records = 0;           // usable records (before tokenization)
+    std::vector<Example> preview; // the first DatasetPage::previewLimit examples, in file order
+    qls::dataset_stats stats;     // of every example of the training file
+    QStringList warnings;         // "file:line: problem" for every skipped record (engine's list)
     size_t trainExamples = 0, validationExamples = 0;
     QStringList validationWarnings;
-    QString trainError;                  // the training file cannot be used (missing, malformed, nothing usable)
-    QString templateError;               // the template does not apply to the format
-    QString validationError;             // the validation file / fraction cannot be used
-    QString modelError;                  // the tokenizer could not be loaded
-    std::shared_ptr<const qls::tokenizer> tokenizer;   // loaded (or reused) for modelDir
+    QString trainError;      // the training file cannot be used (missing, malformed, nothing usable)
+    QString templateError;   // the template does not apply to the format
+    QString validationError; // the validation file / fraction cannot be used
+    QString modelError;      // the tokenizer could not be loaded
+    std::shared_ptr<const qls::tokenizer> tokenizer; // loaded (or reused) for modelDir
     QString tokenizerDir;
     qint64 elapsedMs = 0;
 
@@ -151,7 +151,7 @@ private:
     QTimer* m_debounce;
     QFutureWatcher<DatasetAnalysis>* m_watcher;
     quint64 m_generation = 0;
-    bool m_running = false;   // an analysis is on the pool (set at start, cleared when its answer arrives)
+    bool m_running = false; // an analysis is on the pool (set at start, cleared when its answer arrives)
     bool m_rerun = false;
     bool m_loading = false;
     DatasetAnalysis m_result;

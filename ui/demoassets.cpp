@@ -97,12 +97,14 @@ bool DemoAssets::extract() {
     m_reused = false;
     if (!QDir().mkpath(m_root)) {
         m_error = QCoreApplication::translate("DemoAssets", "Cannot create the cache folder %1; check that it is "
-                                                            "writable or free some space.").arg(m_root);
+                                                            "writable or free some space.")
+                      .arg(m_root);
         return false;
     }
     // Write everything into a private temporary folder, then move it into place in one rename, so that a crash or a
     // second studio never leaves a half-written model under the final name.
-    const QString tmp = m_root + QStringLiteral("/.tmp-%1-%2").arg(contentHash().left(16)).arg(QCoreApplication::applicationPid());
+    const QString tmp =
+        m_root + QStringLiteral("/.tmp-%1-%2").arg(contentHash().left(16)).arg(QCoreApplication::applicationPid());
     QDir(tmp).removeRecursively();
     auto fail = [&](const QString& message) {
         m_error = message;
@@ -122,14 +124,16 @@ bool DemoAssets::extract() {
     }
     QSaveFile stamp(tmp + QLatin1Char('/') + QLatin1String(kStamp));
     if (!stamp.open(QIODevice::WriteOnly) || stamp.write(contentHash().toLatin1() + '\n') < 0 || !stamp.commit())
-        return fail(QCoreApplication::translate("DemoAssets", "Cannot write %1 (%2).").arg(stamp.fileName(), stamp.errorString()));
+        return fail(QCoreApplication::translate("DemoAssets", "Cannot write %1 (%2).")
+                        .arg(stamp.fileName(), stamp.errorString()));
 
-    QDir(target).removeRecursively();        // a damaged copy of the same version
+    QDir(target).removeRecursively(); // a damaged copy of the same version
     if (!QDir().rename(tmp, target)) {
         // Another process may have finished the same extraction first; its copy is as good as ours.
         if (!isIntact())
             return fail(QCoreApplication::translate("DemoAssets", "Cannot move the demo files into %1; check that "
-                                                                  "the folder is writable.").arg(target));
+                                                                  "the folder is writable.")
+                            .arg(target));
         QDir(tmp).removeRecursively();
     }
     // Remove what older builds extracted (folders named by 16 hex digits, each with its stamp).

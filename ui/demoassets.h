@@ -21,16 +21,16 @@ public:
     bool extract();
     // Paths of the extracted files (extracting on first use); empty when extraction failed (see errorString()).
     QString modelDir();
-    QString datasetFile();       // data/pip_the_lighthouse_mouse.txt: 300 stories, one per paragraph
-    QString validationFile();    // data/pip_the_lighthouse_mouse.val.txt: 30 more for validation loss
+    QString datasetFile();    // data/pip_the_lighthouse_mouse.txt: 300 stories, one per paragraph
+    QString validationFile(); // data/pip_the_lighthouse_mouse.val.txt: 30 more for validation loss
     QString errorString() const { return m_error; }
     // true when the last extract() found a complete, unchanged copy and wrote nothing
     bool reusedCache() const { return m_reused; }
 
     QString cacheRoot() const { return m_root; }
-    QString extractedDir() const;            // <cacheRoot>/<hash16>
-    static QString contentHash();            // SHA-256 (hex) over every embedded file's name and bytes
-    static QStringList files();              // embedded paths relative to the extracted folder, sorted
+    QString extractedDir() const; // <cacheRoot>/<hash16>
+    static QString contentHash(); // SHA-256 (hex) over every embedded file's name and bytes
+    static QStringList files();   // embedded paths relative to the extracted folder, sorted
 
 private:
     bool isIntact() const;

@@ -35,9 +35,11 @@ QString stageText(const qls::export_progress& p, bool nf4) {
     switch (p.stage) {
     case qls::export_stage::reading_config: return QObject::tr("Reading the base model's config.json…");
     case qls::export_stage::reading_adapter: return QObject::tr("Reading the adapter…");
-    case qls::export_stage::writing_adapter: return QObject::tr("Writing adapter_config.json and adapter_model.safetensors…");
+    case qls::export_stage::writing_adapter:
+        return QObject::tr("Writing adapter_config.json and adapter_model.safetensors…");
     case qls::export_stage::loading_base:
-        return nf4 ? QObject::tr("Loading and quantizing the base weights (NF4)…") : QObject::tr("Loading the base weights…");
+        return nf4 ? QObject::tr("Loading and quantizing the base weights (NF4)…")
+                   : QObject::tr("Loading the base weights…");
     case qls::export_stage::merging: return QObject::tr("Merging the adapter and writing the model…");
     case qls::export_stage::done: return QObject::tr("Done.");
     }
@@ -57,8 +59,9 @@ void runExport(QPromise<ExportResult>& promise, const qls::export_request& r) {
     } catch (const qls::error& e) {
         promise.addResult(failure(QString::fromStdString(e.what()), QString::fromStdString(e.hint())));
     } catch (const std::bad_alloc&) {
-        promise.addResult(failure(QObject::tr("Out of memory while exporting."),
-                                  QObject::tr("close other programs, or export the PEFT adapter instead of a merged model")));
+        promise.addResult(
+            failure(QObject::tr("Out of memory while exporting."),
+                    QObject::tr("close other programs, or export the PEFT adapter instead of a merged model")));
     } catch (const std::exception& e) {
         promise.addResult(failure(QString::fromUtf8(e.what()), QString()));
     }
@@ -208,8 +211,9 @@ QString ExportPage::statusText() const { return m_status->text(); }
 // runs/<name>/exports/<peft|merged>-<step-N>, as `qlora export` writes by default; beside the checkpoint otherwise.
 void ExportPage::updateDefaultOutput() {
     if (m_outputEdited || m_checkpointDir.isEmpty()) return;
-    m_output->setText(QString::fromStdString(qls::default_export_dir(
-        m_checkpointDir.toStdString(), format() == Format::Merged ? qls::export_format::merged : qls::export_format::peft)));
+    m_output->setText(QString::fromStdString(
+        qls::default_export_dir(m_checkpointDir.toStdString(),
+                                format() == Format::Merged ? qls::export_format::merged : qls::export_format::peft)));
 }
 
 void ExportPage::browseOutput() {

@@ -27,7 +27,7 @@ public:
     enum class Format { Peft, Merged };
 
     explicit ExportPage(QWidget* parent = nullptr);
-    ~ExportPage() override;   // waits for a running export (the engine call cannot be interrupted)
+    ~ExportPage() override; // waits for a running export (the engine call cannot be interrupted)
 
     // The base model a run trained and one of its checkpoints (runs/<name>/checkpoints/step-N). Fills in the default
     // output folder (runs/<name>/exports/<format>-step-N) and, from runs/<name>/config.json when present, whether the
@@ -37,7 +37,7 @@ public:
     Format format() const;
     void setFormat(Format f);
     QString outputDir() const;
-    void setOutputDir(const QString& dir);   // an explicit folder; setCheckpoint/format changes no longer replace it
+    void setOutputDir(const QString& dir); // an explicit folder; setCheckpoint/format changes no longer replace it
     bool mergeIntoNf4() const;
     bool isRunning() const { return m_watcher.isRunning(); }
     QString resultPath() const { return m_resultPath; }

@@ -139,7 +139,8 @@ void MainWindow::closeEvent(QCloseEvent* event) {
             }
             m_closeWhenStopped = true;
             m_session->stopAndSave();
-            statusBar()->showMessage(tr("Stopping the run and saving a checkpoint; the window closes when it is saved…"));
+            statusBar()->showMessage(
+                tr("Stopping the run and saving a checkpoint; the window closes when it is saved…"));
         }
         event->ignore(); // closes once the session reports finished() or failed()
         return;

@@ -64,7 +64,7 @@ private:
     ExportPage* m_exportPage;
     PlaygroundPage* m_playgroundPage;
     RunsPage* m_runsPage;
-    QList<Page> m_pages;                 // stack index → page
+    QList<Page> m_pages; // stack index → page
     TrainingSession* m_session = nullptr;
     std::function<bool()> m_closeQuestion;
     bool m_closeWhenStopped = false;

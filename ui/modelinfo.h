@@ -20,7 +20,7 @@ struct ModelInfo {
     QString ropeType;
     bool tiedEmbeddings = false;
     QString dtype;
-    QString tokenizer;   // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
+    QString tokenizer; // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
 };
 
 // Which of the Playground's two models a request uses and a result belongs to: the base model as loaded, or the base

@@ -80,7 +80,8 @@ void ModelPage::showModel(const ModelInfo& info) {
     add(tr("Parameters"), loc.toString(info.parameters));
     add(tr("Layers"), QString::number(info.layers));
     add(tr("Hidden size"), tr("%1 (MLP %2)").arg(info.hidden).arg(info.mlpHidden));
-    add(tr("Attention heads"), tr("%1 query, %2 key/value, head size %3").arg(info.heads).arg(info.kvHeads).arg(info.headDim));
+    add(tr("Attention heads"),
+        tr("%1 query, %2 key/value, head size %3").arg(info.heads).arg(info.kvHeads).arg(info.headDim));
     add(tr("Vocabulary"), loc.toString(info.vocab));
     add(tr("Context"), tr("%1 positions, RoPE θ %2 (%3)").arg(info.context).arg(info.ropeTheta).arg(info.ropeType));
     add(tr("Embeddings"), info.tiedEmbeddings ? tr("tied to the output layer") : tr("separate output layer"));

@@ -17,12 +17,12 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
-#include <QRegularExpressionValidator>
 #include <QLocale>
 #include <QMenu>
 #include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
+#include <QRegularExpressionValidator>
 #include <QSaveFile>
 #include <QTextStream>
 #include <QVBoxLayout>
@@ -87,7 +87,8 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     m_progress->setFormat(tr("%v / %m steps"));
     m_progress->setToolTip(tr("Optimizer steps completed out of the run's total"));
     m_progressLabel = new QLabel(this);
-    m_progressLabel->setToolTip(tr("Latest step: epoch reached, loss, throughput and the estimated time to the last step"));
+    m_progressLabel->setToolTip(
+        tr("Latest step: epoch reached, loss, throughput and the estimated time to the last step"));
     progressRow->addWidget(m_progress, 1);
     progressRow->addWidget(m_progressLabel, 2);
     outer->addLayout(progressRow);
@@ -150,16 +151,23 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
         m_status->hide();
         emit startRequested();
     });
-    connect(m_pause, &QPushButton::clicked, this, [this] { if (m_session) m_session->pause(); });
-    connect(m_resume, &QPushButton::clicked, this, [this] { if (m_session) m_session->resume(); });
-    connect(m_stop, &QPushButton::clicked, this, [this] { if (m_session) m_session->stopAndSave(); });
+    connect(m_pause, &QPushButton::clicked, this, [this] {
+        if (m_session) m_session->pause();
+    });
+    connect(m_resume, &QPushButton::clicked, this, [this] {
+        if (m_session) m_session->resume();
+    });
+    connect(m_stop, &QPushButton::clicked, this, [this] {
+        if (m_session) m_session->stopAndSave();
+    });
     connect(m_logScale, &QCheckBox::toggled, this, &MonitorPage::setLogScale);
     auto* pngMenu = new QMenu(m_savePng);
     for (int c = 0; c < ChartCount; ++c)
         pngMenu->addAction(chartTitle(Chart(c)), this, [this, c] { saveChartInteractive(Chart(c)); });
     pngMenu->addSeparator();
     pngMenu->addAction(tr("All charts in one image"), this, [this] {
-        const QString file = QFileDialog::getSaveFileName(this, tr("Save all charts"), "charts.png", tr("PNG images (*.png)"));
+        const QString file = QFileDialog::getSaveFileName(this, tr("Save all charts"), "charts.png",
+                                                          tr("PNG images (*.png)"));
         if (file.isEmpty()) return;
         QWidget* area = findChild<QWidget*>("charts");
         if (!area->grab().save(file, "PNG"))
@@ -213,7 +221,8 @@ void MonitorPage::beginRun(qint64 totalSteps, const QString& runDir) {
         for (MonitorChart* c : m_charts) c->setFollow(true);
     }
     m_status->hide();
-    m_runLabel->setText(tr("Run %1 — %2").arg(QFileInfo(runDir).fileName().toHtmlEscaped(), QDir::toNativeSeparators(runDir)));
+    m_runLabel->setText(
+        tr("Run %1 — %2").arg(QFileInfo(runDir).fileName().toHtmlEscaped(), QDir::toNativeSeparators(runDir)));
     updateProgress();
     markDirty();
 }
@@ -227,9 +236,8 @@ void MonitorPage::addStats(const qls::step_stats& s) {
     }
     m_history.push_back(s);
     m_totalSteps = std::max<qint64>(m_totalSteps, s.total_steps);
-    if (m_memory->noteStep(s)) rebuild = true;   // the memory unit grew
-    if (rebuild)
-        rebuildCharts();
+    if (m_memory->noteStep(s)) rebuild = true; // the memory unit grew
+    if (rebuild) rebuildCharts();
     else
         for (MonitorChart* c : m_charts) c->append(s);
 
@@ -257,7 +265,7 @@ void MonitorPage::showFinished(const QString& status, const QString& checkpointD
         text += tr(" Checkpoint: %1").arg(QDir::toNativeSeparators(checkpointDir).toHtmlEscaped());
     setStatus(text);
     m_pendingLog << tr("finished: %1").arg(status);
-    updateTitles();   // the titles name the last step at once, not at the next redraw
+    updateTitles(); // the titles name the last step at once, not at the next redraw
     markDirty();
     updateButtons();
 }
@@ -280,8 +288,9 @@ void MonitorPage::showRun(const QString& runDir, const QVector<qls::step_stats>&
     if (history.isEmpty())
         setStatus(tr("<b>This run has no recorded steps</b> (its metrics.jsonl is empty or missing)."));
     else
-        setStatus(tr("<b>Past run:</b> %1 steps recorded. Resume it, export it or try it in the Playground from the Runs page.")
-                      .arg(history.size()));
+        setStatus(
+            tr("<b>Past run:</b> %1 steps recorded. Resume it, export it or try it in the Playground from the Runs page.")
+                .arg(history.size()));
     markDirty();
 }
 
@@ -351,8 +360,9 @@ void MonitorPage::updateProgress() {
     m_progress->setRange(0, int(std::max<qint64>(1, m_totalSteps)));
     m_progress->setValue(last ? int(std::min<qint64>(last->step, m_totalSteps)) : 0);
     if (!last) {
-        m_progressLabel->setText(m_totalSteps > 0 ? tr("%1 steps planned; waiting for the first step…").arg(m_totalSteps)
-                                                  : QString());
+        m_progressLabel->setText(m_totalSteps > 0
+                                     ? tr("%1 steps planned; waiting for the first step…").arg(m_totalSteps)
+                                     : QString());
         return;
     }
     QString eta = last->step >= m_totalSteps ? tr("done") : tr("ETA %1").arg(formatDuration(last->eta_s));
@@ -388,7 +398,9 @@ QString MonitorPage::chartTitle(Chart c) const { return m_charts[c] ? m_charts[c
 QString MonitorPage::progressText() const { return m_progressLabel->text(); }
 int MonitorPage::progressValue() const { return m_progress->value(); }
 int MonitorPage::progressMaximum() const { return m_progress->maximum(); }
-QString MonitorPage::logText() const { return m_log->toPlainText() + (m_pendingLog.isEmpty() ? QString() : "\n" + m_pendingLog.join('\n')); }
+QString MonitorPage::logText() const {
+    return m_log->toPlainText() + (m_pendingLog.isEmpty() ? QString() : "\n" + m_pendingLog.join('\n'));
+}
 QString MonitorPage::runTitle() const { return m_runLabel->text(); }
 
 QString MonitorPage::formatDuration(double seconds) {
@@ -402,7 +414,7 @@ QString MonitorPage::formatDuration(double seconds) {
 
 // ---- export -----------------------------------------------------------------------------------------------------
 
-void MonitorPage::contextMenu(Chart c, const QPoint& pos) {   // pos: global
+void MonitorPage::contextMenu(Chart c, const QPoint& pos) { // pos: global
     QMenu menu(this);
     menu.addAction(tr("Save this chart as PNG…"), this, [this, c] { saveChartInteractive(c); });
     menu.addAction(tr("Export the data as CSV…"), this, &MonitorPage::exportCsvInteractive);
@@ -424,7 +436,8 @@ void MonitorPage::saveChartInteractive(Chart c) {
 }
 
 void MonitorPage::exportCsvInteractive() {
-    const QString file = QFileDialog::getSaveFileName(this, tr("Export metrics"), "metrics.csv", tr("CSV files (*.csv)"));
+    const QString file = QFileDialog::getSaveFileName(this, tr("Export metrics"), "metrics.csv",
+                                                      tr("CSV files (*.csv)"));
     if (file.isEmpty()) return;
     QString error;
     if (!exportCsv(file, &error)) setStatus(error.toHtmlEscaped());
@@ -442,7 +455,9 @@ bool MonitorPage::saveChartPng(Chart c, const QString& file, QString* error) con
 bool MonitorPage::exportCsv(const QString& file, QString* error) const {
     QSaveFile out(file);
     if (!out.open(QIODevice::WriteOnly | QIODevice::Text)) {
-        if (error) *error = tr("Could not write %1: %2. Choose a folder you can write to.").arg(QDir::toNativeSeparators(file), out.errorString());
+        if (error)
+            *error = tr("Could not write %1: %2. Choose a folder you can write to.")
+                         .arg(QDir::toNativeSeparators(file), out.errorString());
         return false;
     }
     QTextStream ts(&out);
@@ -472,7 +487,9 @@ bool MonitorPage::exportCsv(const QString& file, QString* error) const {
     }
     ts.flush();
     if (!out.commit()) {
-        if (error) *error = tr("Could not write %1: %2. Choose a folder you can write to.").arg(QDir::toNativeSeparators(file), out.errorString());
+        if (error)
+            *error = tr("Could not write %1: %2. Choose a folder you can write to.")
+                         .arg(QDir::toNativeSeparators(file), out.errorString());
         return false;
     }
     return true;

@@ -32,9 +32,16 @@ public:
     enum Chart { LossChart, LearningRateChart, ThroughputChart, MemoryChart, PagingChart, ChartCount };
     // The fixed series (the memory chart's stacked plan categories come from the run: memoryCategoryGraphs()).
     enum Series {
-        TrainLoss, EvalLoss, LearningRate, TokensPerSecond,
-        MemoryMeasured, MemoryBudget, MemoryCard,
-        PagingHostToDevice, PagingDeviceToHost, ResidentPages,
+        TrainLoss,
+        EvalLoss,
+        LearningRate,
+        TokensPerSecond,
+        MemoryMeasured,
+        MemoryBudget,
+        MemoryCard,
+        PagingHostToDevice,
+        PagingDeviceToHost,
+        ResidentPages,
         SeriesCount
     };
     // At most this many replots a second, however fast steps arrive (the charts are redrawn on a coalescing timer,

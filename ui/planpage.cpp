@@ -52,7 +52,8 @@ QString describeSuggestion(const qls::plan_settings& now, const qls::plan_sugges
         changes << c;
     }
     if (to.lora.rank != now.lora.rank) changes << QObject::tr("Rank %1").arg(to.lora.rank);
-    if (to.lora.targets != now.lora.targets) changes << QObject::tr("Target modules %1").arg(targetsLabel(to.lora.targets));
+    if (to.lora.targets != now.lora.targets)
+        changes << QObject::tr("Target modules %1").arg(targetsLabel(to.lora.targets));
     if (to.seq != now.seq) changes << QObject::tr("Sequence length %1").arg(to.seq);
     if (to.budget_bytes != now.budget_bytes)
         changes << QObject::tr("VRAM budget at least %1").arg(gib(to.budget_bytes));
@@ -78,9 +79,10 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     layout->addWidget(m_summary);
     m_verdict = new QLabel(this);
     m_verdict->setTextFormat(Qt::RichText);
-    m_verdict->setToolTip(tr("Fits: every tensor stays on the device within the limit. Fits with paging: paged optimizer "
-                             "states that do not fit move to pinned host memory (slower steps, same result). Does not "
-                             "fit: even the smallest footprint exceeds the limit."));
+    m_verdict->setToolTip(
+        tr("Fits: every tensor stays on the device within the limit. Fits with paging: paged optimizer "
+           "states that do not fit move to pinned host memory (slower steps, same result). Does not "
+           "fit: even the smallest footprint exceeds the limit."));
     layout->addWidget(m_verdict);
     m_explanation = new QLabel(this);
     m_explanation->setWordWrap(true);
@@ -96,8 +98,9 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     layout->addWidget(split, 1);
     m_chart = new QCustomPlot(split);
     m_chart->setMinimumHeight(190);
-    m_chart->setToolTip(tr("Predicted device memory per category, stacked; the lines are the VRAM budget and the card's "
-                           "total memory"));
+    m_chart->setToolTip(
+        tr("Predicted device memory per category, stacked; the lines are the VRAM budget and the card's "
+           "total memory"));
     // Horizontal bar: categories are stacked along the x (value) axis on one key of the y axis.
     m_chart->yAxis->setVisible(false);
     m_chart->yAxis->setRange(0.4, 1.6);
@@ -140,7 +143,8 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     showNoPlan(tr("Load a model on the Model page to see the memory plan."), false);
 }
 
-void PlanPage::setInput(const qls::train_config& config, const qls::model_config& model, const qls::compute_device& device) {
+void PlanPage::setInput(const qls::train_config& config, const qls::model_config& model,
+                        const qls::compute_device& device) {
     m_config = config;
     m_model = model;
     m_device = device;
@@ -242,20 +246,22 @@ void PlanPage::showPlan() {
     m_verdict->setProperty("verdict", verdict);
     // The engine's sentence starts with the verdict ("fits: ..."), which the headline already says.
     QString expl = QString::fromStdString(p.explanation);
-    const QString prefix = QString::fromLatin1(qls::plan_verdict_name(p.verdict)).replace('_', ' ') + QStringLiteral(": ");
+    const QString prefix = QString::fromLatin1(qls::plan_verdict_name(p.verdict)).replace('_', ' ') +
+                           QStringLiteral(": ");
     if (expl.startsWith(prefix)) expl = expl.mid(prefix.size());
     if (!expl.isEmpty()) expl[0] = expl[0].toUpper();
     m_explanation->setText(expl);
     if (!p.suggestions.empty()) {
         QString html = tr("<b>To make it fit, change on the Training page:</b><ul style='margin-top:2px'>");
-        for (const auto& sg : p.suggestions) html += "<li>" + describeSuggestion(p.settings, sg).toHtmlEscaped() + "</li>";
+        for (const auto& sg : p.suggestions)
+            html += "<li>" + describeSuggestion(p.settings, sg).toHtmlEscaped() + "</li>";
         m_suggestions->setText(html + "</ul>");
     } else {
         m_suggestions->clear();
     }
 
     // ---- the stacked bar and the limit lines ----
-    double top = 0;   // the bar's length
+    double top = 0; // the bar's length
     for (int i = 0; i < qls::plan_category_count; ++i) {
         const double v = qls::to_gib(p.category_bytes(qls::plan_category(i)));
         m_bars[size_t(i)]->data()->clear();
@@ -332,10 +338,11 @@ void PlanPage::showPlan() {
                &k_categoryColors[size_t(i)], false);
     }
     addRow(tr("device peak (the budget is checked against this)"), peak, QString(), nullptr, true);
-    addRow(QString::fromLatin1(qls::plan_category_label(qls::plan_category::cuda_context)), p.context_bytes(), QString(),
-           &k_categoryColors[size_t(qls::plan_category::cuda_context)], false);
+    addRow(QString::fromLatin1(qls::plan_category_label(qls::plan_category::cuda_context)), p.context_bytes(),
+           QString(), &k_categoryColors[size_t(qls::plan_category::cuda_context)], false);
     addRow(tr("the card must hold"), p.card_bytes_needed(), QString(), nullptr, true);
-    if (p.host_bytes() > 0) addRow(tr("paged optimizer states in pinned host memory"), p.host_bytes(), QString(), nullptr, false);
+    if (p.host_bytes() > 0)
+        addRow(tr("paged optimizer states in pinned host memory"), p.host_bytes(), QString(), nullptr, false);
     m_table->resizeColumnsToContents();
     m_table->horizontalHeader()->setSectionResizeMode(0, QHeaderView::Stretch);
 }

@@ -47,7 +47,8 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     m_topP->setRange(0.01, 1.0);
     m_topP->setSingleStep(0.05);
     m_topP->setValue(0.9);
-    m_topP->setToolTip(tr("Nucleus sampling: sample only from the most likely tokens whose probabilities add up to this; 1 turns it off"));
+    m_topP->setToolTip(tr(
+        "Nucleus sampling: sample only from the most likely tokens whose probabilities add up to this; 1 turns it off"));
     m_topK = new QSpinBox(this);
     m_topK->setRange(0, 100000);
     m_topK->setToolTip(tr("Sample only from the K most likely tokens; 0 turns it off"));
@@ -153,7 +154,9 @@ void PlaygroundPage::setSettings(const GenerateRequest& r) {
 QString PlaygroundPage::output(ModelSide side) const { return pane(side).output->toPlainText(); }
 QString PlaygroundPage::paneTitle(ModelSide side) const { return pane(side).box->title(); }
 QString PlaygroundPage::paneStatus(ModelSide side) const { return pane(side).status->text(); }
-QString PlaygroundPage::adapterHint() const { return m_adapterStack->currentIndex() == 0 ? m_adapterHint->text() : QString(); }
+QString PlaygroundPage::adapterHint() const {
+    return m_adapterStack->currentIndex() == 0 ? m_adapterHint->text() : QString();
+}
 
 void PlaygroundPage::generate() {
     if (!m_ready || m_running) return;
@@ -220,7 +223,8 @@ void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& c
     m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
     m_adapter.output->clear();
     m_adapter.status->clear();
-    showHint(tr("<p>Loading the adapter of <b>%1/%2</b> …</p>").arg(runName.toHtmlEscaped(), checkpointName.toHtmlEscaped()));
+    showHint(tr("<p>Loading the adapter of <b>%1/%2</b> …</p>")
+                 .arg(runName.toHtmlEscaped(), checkpointName.toHtmlEscaped()));
     updateButtons();
 }
 

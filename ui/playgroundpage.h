@@ -75,8 +75,8 @@ private:
     bool m_ready = false;
     bool m_hasAdapter = false;
     bool m_adapterLoading = false;
-    bool m_running = false;   // a Generate sequence is in progress
-    bool m_skipRest = false;  // Stop was pressed: do not start the adapter side
+    bool m_running = false;  // a Generate sequence is in progress
+    bool m_skipRest = false; // Stop was pressed: do not start the adapter side
     ModelSide m_current = ModelSide::Base;
     GenerateRequest m_sequence; // the settings of the sequence in progress
 };

@@ -80,9 +80,11 @@ RunsPage::RunsPage(QWidget* parent) : QWidget(parent) {
 
     auto* actions = new QHBoxLayout;
     m_open = new QPushButton(tr("Open in Monitor"), this);
-    m_open->setToolTip(tr("Redraw this run's loss, learning rate, throughput, memory and paging charts from its metrics.jsonl"));
+    m_open->setToolTip(
+        tr("Redraw this run's loss, learning rate, throughput, memory and paging charts from its metrics.jsonl"));
     m_resume = new QPushButton(tr("Resume"), this);
-    m_resume->setToolTip(tr("Continue training this run from its newest checkpoint (same data order, optimizer state and step)"));
+    m_resume->setToolTip(
+        tr("Continue training this run from its newest checkpoint (same data order, optimizer state and step)"));
     m_export = new QPushButton(tr("Export…"), this);
     m_export->setToolTip(tr("Export the newest checkpoint as a PEFT adapter or a merged model"));
     m_playground = new QPushButton(tr("Playground"), this);
@@ -95,9 +97,15 @@ RunsPage::RunsPage(QWidget* parent) : QWidget(parent) {
     connect(m_refresh, &QPushButton::clicked, this, &RunsPage::refresh);
     connect(m_dir, &QLineEdit::editingFinished, this, [this] { setRunsDirectory(m_dir->text()); });
     connect(m_list, &QTreeWidget::itemSelectionChanged, this, &RunsPage::updateSelection);
-    connect(m_list, &QTreeWidget::itemDoubleClicked, this, [this] { if (current()) emit openRequested(current()->dir); });
-    connect(m_open, &QPushButton::clicked, this, [this] { if (current()) emit openRequested(current()->dir); });
-    connect(m_resume, &QPushButton::clicked, this, [this] { if (current()) emit resumeRequested(current()->dir); });
+    connect(m_list, &QTreeWidget::itemDoubleClicked, this, [this] {
+        if (current()) emit openRequested(current()->dir);
+    });
+    connect(m_open, &QPushButton::clicked, this, [this] {
+        if (current()) emit openRequested(current()->dir);
+    });
+    connect(m_resume, &QPushButton::clicked, this, [this] {
+        if (current()) emit resumeRequested(current()->dir);
+    });
     connect(m_export, &QPushButton::clicked, this, [this] {
         if (const RunSummary* r = current()) emit exportRequested(r->dir, r->latestCheckpoint);
     });
@@ -148,7 +156,8 @@ void RunsPage::refresh() {
         item->setText(ColSteps, r.totalSteps > 0 ? QString("%1 / %2").arg(r.lastStep).arg(r.totalSteps) : tr("none"));
         item->setText(ColLoss, r.lastLoss ? QString::number(*r.lastLoss, 'f', 4) : QString("—"));
         item->setText(ColEval, r.lastEvalLoss ? QString::number(*r.lastEvalLoss, 'f', 4) : QString("—"));
-        item->setText(ColCheckpoint, r.checkpointSteps.isEmpty() ? tr("none") : QString("step-%1").arg(r.checkpointSteps.last()));
+        item->setText(ColCheckpoint,
+                      r.checkpointSteps.isEmpty() ? tr("none") : QString("step-%1").arg(r.checkpointSteps.last()));
         item->setText(ColModel, QFileInfo(r.model).fileName());
         item->setToolTip(ColModel, r.model);
         item->setToolTip(ColName, r.problem.isEmpty() ? r.dir : r.problem);
@@ -157,7 +166,8 @@ void RunsPage::refresh() {
     m_list->setSortingEnabled(true);
     m_list->sortByColumn(ColModified, Qt::DescendingOrder);
     if (m_runs.isEmpty())
-        m_details->setText(tr("No runs in %1 yet. Start one on the Monitor page.").arg(QDir::toNativeSeparators(dir.absolutePath())));
+        m_details->setText(
+            tr("No runs in %1 yet. Start one on the Monitor page.").arg(QDir::toNativeSeparators(dir.absolutePath())));
     if (!previous.isEmpty()) selectRun(previous);
     updateSelection();
 }

@@ -20,12 +20,12 @@ class QTreeWidget;
 
 // What the Runs page knows about one run directory: qls::run_info (the engine's run catalog) in the page's types.
 struct RunSummary {
-    QString dir;                   // absolute path of runs/<name>
+    QString dir; // absolute path of runs/<name>
     QString name;
-    QString model;                 // from config.json
+    QString model; // from config.json
     QString trainFile;
-    QDateTime modified;            // newest of config.json and metrics.jsonl
-    qint64 lastStep = 0;           // from the last line of metrics.jsonl
+    QDateTime modified;  // newest of config.json and metrics.jsonl
+    qint64 lastStep = 0; // from the last line of metrics.jsonl
     qint64 totalSteps = 0;
     std::optional<double> lastLoss;
     std::optional<double> lastEvalLoss;
@@ -44,7 +44,7 @@ class RunsPage : public QWidget {
 public:
     explicit RunsPage(QWidget* parent = nullptr);
     QString runsDirectory() const;
-    void setRunsDirectory(const QString& dir);   // remembered in QSettings; refreshes the list
+    void setRunsDirectory(const QString& dir); // remembered in QSettings; refreshes the list
     const QList<RunSummary>& runs() const { return m_runs; }
     QString selectedRun() const;
     bool selectRun(const QString& runDir);

@@ -19,8 +19,8 @@
 #include <QLineEdit>
 #include <QLocale>
 #include <QPushButton>
-#include <QScrollArea>
 #include <QSaveFile>
+#include <QScrollArea>
 #include <QSpinBox>
 #include <QVBoxLayout>
 
@@ -36,8 +36,8 @@ using json = nlohmann::json;
 
 // The sections and keys of run.json a preset holds (the page's fields); data and device hold one key each.
 const char* const k_presetSections[] = {"lora", "quantization", "training"};
-const char* const k_presetOptimizerKeys[] = {"kind", "lr", "weight_decay", "max_grad_norm", "schedule", "warmup_steps",
-                                             "warmup_ratio"};
+const char* const k_presetOptimizerKeys[] = {"kind",     "lr",           "weight_decay", "max_grad_norm",
+                                             "schedule", "warmup_steps", "warmup_ratio"};
 
 QString engineMessage(const qls::error& e) {
     QString m = QString::fromStdString(e.what());
@@ -439,7 +439,8 @@ void TrainingPage::loadFrom(const qls::train_config& c) {
     m_rank->setValue(c.lora.rank);
     m_alpha->setValue(c.lora.alpha);
     m_dropout->setValue(c.lora.dropout);
-    for (int i = 0; i < int(m_targets.size()); ++i) m_targets[size_t(i)]->setChecked(c.lora.targets_has(qls::lora_target(i)));
+    for (int i = 0; i < int(m_targets.size()); ++i)
+        m_targets[size_t(i)]->setChecked(c.lora.targets_has(qls::lora_target(i)));
     m_rslora->setChecked(c.lora.use_rslora);
     m_nf4->setChecked(c.quantize_nf4);
     m_doubleQuant->setChecked(c.double_quant);
@@ -479,10 +480,10 @@ void TrainingPage::updateDerived() {
     l.rank = m_rank->value();
     l.alpha = float(m_alpha->value());
     l.use_rslora = m_rslora->isChecked();
-    m_scale->setText(l.rank > 0 ? tr("%1 (%2)")
-                                      .arg(double(l.scale()), 0, 'g', 4)
-                                      .arg(l.use_rslora ? tr("alpha / √r") : tr("alpha / r"))
-                                : tr("—"));
+    m_scale->setText(
+        l.rank > 0
+            ? tr("%1 (%2)").arg(double(l.scale()), 0, 'g', 4).arg(l.use_rslora ? tr("alpha / √r") : tr("alpha / r"))
+            : tr("—"));
     m_effectiveBatch->setText(tr("%1 rows × %2 tokens per optimizer step")
                                   .arg(m_microBatch->value() * m_gradAccum->value())
                                   .arg(m_seqLen->value()));
@@ -549,8 +550,7 @@ bool TrainingPage::loadPreset(const QString& path, QString* error) {
     for (auto it = in.begin(); it != in.end(); ++it) {
         if (it.value().is_object() && merged.contains(it.key()) && merged[it.key()].is_object())
             for (auto k = it.value().begin(); k != it.value().end(); ++k) merged[it.key()][k.key()] = k.value();
-        else
-            merged[it.key()] = it.value();
+        else merged[it.key()] = it.value();
     }
     merged["model"] = path.toStdString();
     merged["data"]["train"] = path.toStdString();

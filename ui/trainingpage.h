@@ -53,11 +53,11 @@ signals:
 
 private:
     struct Field {
-        QString key;                                        // run.json key, e.g. "training.seq_len"
-        QString label;                                      // what the form calls it
+        QString key;   // run.json key, e.g. "training.seq_len"
+        QString label; // what the form calls it
         QWidget* input = nullptr;
-        QLabel* error = nullptr;                            // red, below the input; hidden when valid
-        std::function<void(qls::train_config&)> write;      // this field's value into a config (may throw qls::error)
+        QLabel* error = nullptr;                       // red, below the input; hidden when valid
+        std::function<void(qls::train_config&)> write; // this field's value into a config (may throw qls::error)
     };
     QWidget* addField(QFormLayout* form, const QString& key, const QString& label, QWidget* input,
                       const QString& tooltip, std::function<void(qls::train_config&)> write);
@@ -72,7 +72,7 @@ private:
     QSpinBox* m_rank;
     QDoubleSpinBox* m_alpha;
     QDoubleSpinBox* m_dropout;
-    std::vector<QCheckBox*> m_targets;   // q k v o gate up down, in qls::lora_target order
+    std::vector<QCheckBox*> m_targets; // q k v o gate up down, in qls::lora_target order
     QCheckBox* m_rslora;
     QCheckBox* m_nf4;
     QCheckBox* m_doubleQuant;

@@ -14,7 +14,10 @@ args::args(int argc, char** argv, int first, const std::vector<std::string>& val
     };
     for (int i = first; i < argc; ++i) {
         std::string a = argv[i];
-        if (a.rfind("--", 0) != 0 || a == "--") { positional_.push_back(a); continue; }
+        if (a.rfind("--", 0) != 0 || a == "--") {
+            positional_.push_back(a);
+            continue;
+        }
         std::string name = a.substr(2), value;
         bool inline_value = false;
         if (auto eq = name.find('='); eq != std::string::npos) {
@@ -63,7 +66,8 @@ long long args::get_int64(const std::string& name, long long fallback) const {
 
 int args::get_int(const std::string& name, int fallback) const {
     long long r = get_int64(name, fallback);
-    if (r < -2147483647LL || r > 2147483647LL) throw usage_error("--" + name + " is out of range: " + std::to_string(r));
+    if (r < -2147483647LL || r > 2147483647LL)
+        throw usage_error("--" + name + " is out of range: " + std::to_string(r));
     return int(r);
 }
 

@@ -2,12 +2,12 @@
 #include "args.h"
 #include "commands.h"
 
-#include "qls/device.h"        // defines: probe_gpu, compute_device
+#include "qls/device.h" // defines: probe_gpu, compute_device
 #include "qls/gpu_train.h"
-#include "qls/lora.h"          // defines: parse_lora_targets, lora_targets_string
+#include "qls/lora.h" // defines: parse_lora_targets, lora_targets_string
 #include "qls/memory_plan.h"
-#include "qls/optim.h"         // defines: parse_optimizer_kind, optimizer_kind_flag
-#include "qls/run_plan.h"      // defines: plan_run, plan_settings_on
+#include "qls/optim.h"    // defines: parse_optimizer_kind, optimizer_kind_flag
+#include "qls/run_plan.h" // defines: plan_run, plan_settings_on
 
 #include <nlohmann/json.hpp>
 
@@ -94,7 +94,7 @@ struct run_result {
     qls::memory_plan plan;
     std::string device;
     qls::lora_weights<float> lora;
-    std::vector<std::pair<std::string, double>> profile;   // ms per step by phase
+    std::vector<std::pair<std::string, double>> profile; // ms per step by phase
 };
 
 // The run's plan through the one plan path (run_plan.h): these settings on the GPU as it is now (size, free memory);
@@ -291,7 +291,8 @@ int cmd_bench(int argc, char** argv) {
         std::printf("%s\n", out.dump().c_str());
     } else {
         std::printf("%s  %s  seq %d  batch %d  rank %d  %s%s\n", r.device.c_str(), shape_name.c_str(), o.seq, o.batch,
-                    o.lora.rank, qls::optimizer_kind_flag(o.optimizer), o.gradient_checkpointing ? "  checkpointing" : "");
+                    o.lora.rank, qls::optimizer_kind_flag(o.optimizer),
+                    o.gradient_checkpointing ? "  checkpointing" : "");
         std::printf("  step %.1f ms (median of %d)   %.0f tokens/s   loss %.3f -> %.3f\n", ms, steps, tps,
                     r.losses.front(), r.losses.back());
         std::printf("  arena %.2f GiB (plan %.2f)   card in use %.2f GiB (plan %.2f, %+.1f%%)\n",
@@ -299,8 +300,8 @@ int cmd_bench(int argc, char** argv) {
                     qls::to_gib(predicted_card), out["plan_card_error_pct"].get<double>());
         if (r.mem.pool_pages)
             std::printf("  paging %.1f MiB/step in, %.1f MiB/step out (%llu of %llu pages fit the pool)\n",
-                        mean_u64(r.h2d) / 1048576.0, mean_u64(r.d2h) / 1048576.0,
-                        (unsigned long long)r.mem.pool_pages, (unsigned long long)r.mem.total_pages);
+                        mean_u64(r.h2d) / 1048576.0, mean_u64(r.d2h) / 1048576.0, (unsigned long long)r.mem.pool_pages,
+                        (unsigned long long)r.mem.total_pages);
     }
     // The plan is the product's promise about memory: a prediction more than 10% off the card's measured use is a
     // failure of this run (exit status 1), not just a number in the report.

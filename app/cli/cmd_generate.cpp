@@ -48,7 +48,8 @@ int cmd_generate(int argc, char** argv) {
         qls::lora_weights<float> lw = qls::load_peft(*adapter, model.config);
         for (int l = 0; l < model.config.num_layers; ++l)
             for (qls::lora_target t : qls::all_lora_targets())
-                if (lw.at(l, t).enabled()) qls::lora_merge(model.projection(l, t).data(), lw.at(l, t), lw.config.scale());
+                if (lw.at(l, t).enabled())
+                    qls::lora_merge(model.projection(l, t).data(), lw.at(l, t), lw.config.scale());
     }
 
     qls::generate_result r = qls::generate(model, tok, o, [](const std::string& piece) {

@@ -2,8 +2,8 @@
 #include "args.h"
 #include "commands.h"
 
-#include "qls/device.h"       // defines: probe_gpu
-#include "qls/gpu_checks.h"   // defines: run_gpu_op_checks, run_gpu_finetune_check (library qls_gpu_checks)
+#include "qls/device.h"     // defines: probe_gpu
+#include "qls/gpu_checks.h" // defines: run_gpu_op_checks, run_gpu_finetune_check (library qls_gpu_checks)
 
 #include <chrono>
 #include <cstdio>

@@ -3,11 +3,11 @@
 #include "args.h"
 #include "commands.h"
 
-#include "qls/lora.h"          // defines: parse_lora_targets, lora_targets_string
+#include "qls/lora.h" // defines: parse_lora_targets, lora_targets_string
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
-#include "qls/optim.h"         // defines: parse_optimizer_kind, optimizer_kind_flag
-#include "qls/run_plan.h"      // defines: plan_run, plan_settings_for
+#include "qls/optim.h"    // defines: parse_optimizer_kind, optimizer_kind_flag
+#include "qls/run_plan.h" // defines: plan_run, plan_settings_for
 #include "qls/train_config.h"
 
 #include <cstdio>
@@ -25,8 +25,9 @@ namespace {
 
 double positive_gib(const args& a, const std::string& flag) {
     double g = a.get_double(flag, 0.0);
-    if (!(g > 0.0) || g > 1.0e6) throw usage_error("--" + flag + " must be a positive number of GiB (got " + *a.get(flag) + ")",
-                                                   "e.g. --" + flag + " 24 for a 24 GiB card");
+    if (!(g > 0.0) || g > 1.0e6)
+        throw usage_error("--" + flag + " must be a positive number of GiB (got " + *a.get(flag) + ")",
+                          "e.g. --" + flag + " 24 for a 24 GiB card");
     return g;
 }
 
@@ -55,8 +56,7 @@ void print_table(const qls::memory_plan& p) {
     if (p.settings.card_bytes > 0)
         std::printf("%-30s %10.3f %11.1f\n", "card", qls::to_gib(p.settings.card_bytes),
                     qls::to_mib(p.settings.card_bytes));
-    if (p.settings.budget_bytes == 0 && p.settings.card_bytes == 0)
-        std::printf("%-30s %10s\n", "budget", "none");
+    if (p.settings.budget_bytes == 0 && p.settings.card_bytes == 0) std::printf("%-30s %10s\n", "budget", "none");
 }
 
 void print_items(const qls::memory_plan& p) {
@@ -104,8 +104,8 @@ int cmd_plan(int argc, char** argv) {
                                   "change the run's setting in " + *run + " instead");
         const qls::train_config rc = qls::load_train_config(*run);
         const qls::model_config mc = qls::load_model_config(rc.model + "/config.json");
-        const qls::device_choice dc =
-            qls::choose_train_device(rc.backend, rc.gpu, rc.quantize_nf4 && rc.double_quant, mc.head_dim);
+        const qls::device_choice dc = qls::choose_train_device(rc.backend, rc.gpu, rc.quantize_nf4 && rc.double_quant,
+                                                               mc.head_dim);
         const qls::memory_plan p = qls::plan_run(mc, qls::plan_settings_for(rc, dc.device));
         if (a.has("json")) {
             std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
@@ -129,7 +129,7 @@ int cmd_plan(int argc, char** argv) {
     } else {
         std::string dir = *a.get("model");
         std::string path = dir.size() >= 5 && dir.compare(dir.size() - 5, 5, ".json") == 0 ? dir : dir + "/config.json";
-        cfg = qls::load_model_config(path);   // config.json only: no weights are read
+        cfg = qls::load_model_config(path); // config.json only: no weights are read
         source = path;
     }
 
@@ -137,7 +137,7 @@ int cmd_plan(int argc, char** argv) {
     s.seq = a.get_int("seq", 2048);
     s.batch = a.get_int("batch", 1);
     s.lora.rank = a.get_int("rank", 64);
-    s.lora.alpha = float(a.get_double("alpha", s.lora.alpha));        // lora_config defaults: alpha 16, dropout 0.1
+    s.lora.alpha = float(a.get_double("alpha", s.lora.alpha)); // lora_config defaults: alpha 16, dropout 0.1
     s.lora.dropout = float(a.get_double("dropout", s.lora.dropout));
     s.gradient_checkpointing = !a.has("no-checkpointing");
     if (a.has("budget-gib")) s.budget_bytes = qls::gib_to_bytes(positive_gib(a, "budget-gib"));
@@ -151,22 +151,22 @@ int cmd_plan(int argc, char** argv) {
         rethrow_as_flag_error(e);
     }
 
-    const qls::memory_plan p = qls::plan_run(cfg, s);   // no device: only --budget-gib / --card-gib limit it
+    const qls::memory_plan p = qls::plan_run(cfg, s); // no device: only --budget-gib / --card-gib limit it
     if (a.has("json")) {
         std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
         return 0;
     }
 
     const double params = double(cfg.parameter_count());
-    std::printf("model   %s: hidden %d, MLP %d, %d layers, %d query / %d key-value heads, vocab %d (%.2f %s parameters)\n",
-                source.c_str(), cfg.hidden_size, cfg.intermediate_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads,
-                cfg.vocab_size, params >= 1e9 ? params / 1e9 : params / 1e6, params >= 1e9 ? "B" : "M");
+    std::printf(
+        "model   %s: hidden %d, MLP %d, %d layers, %d query / %d key-value heads, vocab %d (%.2f %s parameters)\n",
+        source.c_str(), cfg.hidden_size, cfg.intermediate_size, cfg.num_layers, cfg.num_heads, cfg.num_kv_heads,
+        cfg.vocab_size, params >= 1e9 ? params / 1e9 : params / 1e6, params >= 1e9 ? "B" : "M");
     std::printf("run     batch %d x sequence %d, LoRA rank %d alpha %g dropout %g on %s (%.1f M trainable), %s, "
                 "gradient checkpointing %s\n",
                 s.batch, s.seq, s.lora.rank, double(s.lora.alpha), double(s.lora.dropout),
                 qls::lora_targets_string(s.lora.targets).c_str(), double(p.lora_parameters) / 1e6,
-                qls::optimizer_kind_flag(s.optimizer),
-                s.gradient_checkpointing ? "on" : "off");
+                qls::optimizer_kind_flag(s.optimizer), s.gradient_checkpointing ? "on" : "off");
     std::printf("loss    chunked cross-entropy: fp32 logits for %d tokens at a time, never the full (B,T,V)\n\n",
                 p.loss_chunk_tokens);
     print_report(p, a.has("items"));

@@ -54,8 +54,8 @@ static qls::train_callbacks terminal_callbacks(bool quiet) {
             std::string bar(size_t(filled), '#');
             bar += std::string(size_t(width - filled), '.');
             std::fprintf(stderr, "\r\033[Kstep %lld/%lld [%s] loss %.4f  %.0f tok/s  ETA %s%s", (long long)s.step,
-                         (long long)s.total_steps, bar.c_str(), s.loss, s.tokens_per_s, format_duration(s.eta_s).c_str(),
-                         eval.c_str());
+                         (long long)s.total_steps, bar.c_str(), s.loss, s.tokens_per_s,
+                         format_duration(s.eta_s).c_str(), eval.c_str());
             if (s.step == s.total_steps || s.eval_loss) std::fputc('\n', stderr);
         } else {
             std::fprintf(stderr, "step %lld/%lld loss %.6f lr %.3g grad_norm %.4f %.0f tok/s ETA %s%s\n",
@@ -70,7 +70,8 @@ static qls::train_callbacks terminal_callbacks(bool quiet) {
 // Which device the run uses, in words: training runs on the CPU reference backend in this version.
 static void print_device_line() {
     const qls::gpu_probe g = qls::probe_gpu();
-    if (g.available) std::fprintf(stderr, "device: %s; this version trains on the CPU reference backend\n", g.message.c_str());
+    if (g.available)
+        std::fprintf(stderr, "device: %s; this version trains on the CPU reference backend\n", g.message.c_str());
     else std::fprintf(stderr, "device: %s\n", g.message.c_str());
 }
 
@@ -92,9 +93,7 @@ static int run_trainer(qls::trainer& t, bool quiet) {
         std::printf("stopped at step %lld and saved %s; continue with: qlora resume %s\n", (long long)t.step(),
                     qls::latest_checkpoint(t.run_dir()).c_str(), t.run_dir().c_str());
         return 0;
-    case qls::train_outcome::diverged:
-        std::fprintf(stderr, "qlora: %s\n", t.divergence_message().c_str());
-        return 3;
+    case qls::train_outcome::diverged: std::fprintf(stderr, "qlora: %s\n", t.divergence_message().c_str()); return 3;
     }
     return 1;
 }
@@ -129,10 +128,12 @@ int cmd_export(int argc, char** argv) {
         throw usage_error("usage: qlora export RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]");
     const std::string run_dir = a.positional()[0];
     const std::string format = a.get_or("format", "peft");
-    if (format != "peft" && format != "merged") throw usage_error("--format must be peft or merged, got '" + format + "'");
-    const qls::export_request r = qls::export_request_for_run(
-        run_dir, format == "merged" ? qls::export_format::merged : qls::export_format::peft, a.get_or("checkpoint", ""),
-        a.get_or("out", ""));
+    if (format != "peft" && format != "merged")
+        throw usage_error("--format must be peft or merged, got '" + format + "'");
+    const qls::export_request r = qls::export_request_for_run(run_dir,
+                                                              format == "merged" ? qls::export_format::merged
+                                                                                 : qls::export_format::peft,
+                                                              a.get_or("checkpoint", ""), a.get_or("out", ""));
     qls::export_callbacks cb;
     cb.on_stage = [](const qls::export_progress& p) {
         if (p.stage == qls::export_stage::merging)

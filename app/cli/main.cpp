@@ -38,11 +38,20 @@ static void print_usage(FILE* f) {
 }
 
 int main(int argc, char** argv) {
-    if (argc < 2) { print_usage(stderr); return 2; }
+    if (argc < 2) {
+        print_usage(stderr);
+        return 2;
+    }
     const std::string cmd = argv[1];
     try {
-        if (cmd == "--version" || cmd == "version") { std::printf("qlora %s\n", QLS_VERSION); return 0; }
-        if (cmd == "--help" || cmd == "-h" || cmd == "help") { print_usage(stdout); return 0; }
+        if (cmd == "--version" || cmd == "version") {
+            std::printf("qlora %s\n", QLS_VERSION);
+            return 0;
+        }
+        if (cmd == "--help" || cmd == "-h" || cmd == "help") {
+            print_usage(stdout);
+            return 0;
+        }
         if (cmd == "generate") return qlora_cli::cmd_generate(argc, argv);
         if (cmd == "info") return qlora_cli::cmd_info(argc, argv);
         if (cmd == "plan") return qlora_cli::cmd_plan(argc, argv);

@@ -66,7 +66,8 @@ void EngineSession::start(const qls::train_config& config, const std::optional<q
     m_runDir.clear();
     setState(State::Starting);
     TrainingWorker* w = m_worker;
-    QMetaObject::invokeMethod(m_worker, [w, config, plan] { w->startRun(config, plan); }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker, [w, config, plan] { w->startRun(config, plan); }, Qt::QueuedConnection);
 }
 
 void EngineSession::continueRun(const QString& runDir) {
@@ -75,7 +76,8 @@ void EngineSession::continueRun(const QString& runDir) {
     m_runDir = runDir;
     setState(State::Starting);
     TrainingWorker* w = m_worker;
-    QMetaObject::invokeMethod(m_worker, [w, runDir] { w->continueRun(runDir); }, Qt::QueuedConnection);
+    QMetaObject::invokeMethod(
+        m_worker, [w, runDir] { w->continueRun(runDir); }, Qt::QueuedConnection);
 }
 
 void EngineSession::pause() {

@@ -6,8 +6,8 @@
 #include "qls/llama.h"
 #include "qls/lora.h"
 #include "qls/peft.h"
-#include "qls/train_config.h"
 #include "qls/tokenizer.h"
+#include "qls/train_config.h"
 
 #include <QElapsedTimer>
 #include <QFileInfo>
@@ -125,8 +125,7 @@ void EngineWorker::generate(const GenerateRequest& request) {
         if (side == ModelSide::Adapter)
             emit generationFailed(side, tr("No adapter is loaded."),
                                   tr("Open a run's checkpoint from the Runs page, or finish a training run."));
-        else
-            emit generationFailed(side, tr("No model is loaded."), tr("Load a model on the Model page first."));
+        else emit generationFailed(side, tr("No model is loaded."), tr("Load a model on the Model page first."));
         return;
     }
     try {

@@ -1,6 +1,6 @@
 // qlora-studio — the desktop application's entry point: options, main window, controller, the demo and the screenshot mode.
-#include "mainwindow.h"
 #include "engineworker.h"
+#include "mainwindow.h"
 #include "monitorpage.h"
 #include "studiocontroller.h"
 #include "trainingsession.h"
@@ -80,15 +80,18 @@ int main(int argc, char** argv) {
                 std::printf("demo: %s\n", qPrintable(status));
                 QTimer::singleShot(1000 / MonitorPage::maxReplotsPerSecond * 4, [save] { save(0); });
             });
-            QObject::connect(session, &TrainingSession::failed, &window, [save](const QString& message, const QString& hint) {
-                std::fprintf(stderr, "demo failed: %s\n%s\n", qPrintable(message), qPrintable(hint));
-                QTimer::singleShot(200, [save] { save(1); });
-            });
+            QObject::connect(session, &TrainingSession::failed, &window,
+                             [save](const QString& message, const QString& hint) {
+                                 std::fprintf(stderr, "demo failed: %s\n%s\n", qPrintable(message), qPrintable(hint));
+                                 QTimer::singleShot(200, [save] { save(1); });
+                             });
         }
     } else if (parser.isSet(shotOpt)) {
         // after the model has loaded (or failed), so the picture shows the result
-        QObject::connect(controller.worker(), &EngineWorker::modelLoaded, &window, [save] { QTimer::singleShot(200, [save] { save(0); }); });
-        QObject::connect(controller.worker(), &EngineWorker::modelFailed, &window, [save] { QTimer::singleShot(200, [save] { save(0); }); });
+        QObject::connect(controller.worker(), &EngineWorker::modelLoaded, &window,
+                         [save] { QTimer::singleShot(200, [save] { save(0); }); });
+        QObject::connect(controller.worker(), &EngineWorker::modelFailed, &window,
+                         [save] { QTimer::singleShot(200, [save] { save(0); }); });
         if (dir.isEmpty()) QTimer::singleShot(500, [save] { save(0); });
     }
     return app.exec();

@@ -19,8 +19,8 @@
 #include "qls/model_config.h"
 #include "qls/run_catalog.h"
 #include "qls/run_plan.h"
-#include "qls/trainer.h"
 #include "qls/train_config.h"
+#include "qls/trainer.h"
 
 #include <QDateTime>
 #include <QDir>
@@ -75,7 +75,8 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(m_worker, &EngineWorker::runLoaded, this, [this, play](const QString& runDir, const QString& checkpoint) {
         play->setAdapter(QFileInfo(runDir).fileName(), QFileInfo(checkpoint).fileName());
         m_window->statusBar()->showMessage(tr("Playground: %1 with the adapter of %2")
-                                               .arg(QFileInfo(runDir).fileName(), QDir::toNativeSeparators(checkpoint)));
+                                               .arg(QFileInfo(runDir).fileName(),
+                                                    QDir::toNativeSeparators(checkpoint)));
     });
     connect(m_worker, &EngineWorker::runFailed, play, &PlaygroundPage::showAdapterError, Qt::QueuedConnection);
     connect(m_worker, &EngineWorker::adapterUnloaded, play, &PlaygroundPage::clearAdapter, Qt::QueuedConnection);
@@ -83,7 +84,8 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     // not: reset the worker's flag here, on the GUI thread, then queue the request.
     connect(play, &PlaygroundPage::generateRequested, this, [this](const GenerateRequest& request) {
         m_worker->resetStop();
-        QMetaObject::invokeMethod(m_worker, [worker = m_worker, request] { worker->generate(request); }, Qt::QueuedConnection);
+        QMetaObject::invokeMethod(
+            m_worker, [worker = m_worker, request] { worker->generate(request); }, Qt::QueuedConnection);
     });
     // requestStop is an atomic flag: call it directly from the GUI thread so it is seen mid-generation.
     connect(play, &PlaygroundPage::stopRequested, this, [this] { m_worker->requestStop(); });
@@ -109,7 +111,8 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(runs, &RunsPage::playgroundRequested, this, &StudioController::tryRunInPlayground);
     connect(runs, &RunsPage::exportRequested, this, &StudioController::exportRun);
     // a run that ends leaves its newest checkpoint ready on the Export page
-    connect(m_session, &TrainingSession::started, this, [this](qint64, const QString& runDir) { m_currentRunDir = runDir; });
+    connect(m_session, &TrainingSession::started, this,
+            [this](qint64, const QString& runDir) { m_currentRunDir = runDir; });
     connect(m_session, &TrainingSession::finished, this, [this](const QString&, const QString& checkpoint) {
         if (checkpoint.isEmpty()) return;
         m_window->exportPage()->setCheckpoint(runModelDir(m_currentRunDir), checkpoint);
@@ -141,8 +144,7 @@ bool StudioController::buildConfig(qls::train_config* config, QString* reason) c
         return false;
     };
     c.model = m_window->modelPage()->directory().toStdString();
-    if (c.model.empty())
-        return refuse(tr("Model: no model is chosen. Choose one on the Model page, or run the demo."));
+    if (c.model.empty()) return refuse(tr("Model: no model is chosen. Choose one on the Model page, or run the demo."));
     if (!QFileInfo::exists(QString::fromStdString(c.model) + "/config.json"))
         return refuse(tr("Model: %1 has no config.json. Choose a Hugging Face model directory on the Model page.")
                           .arg(QString::fromStdString(c.model)));
@@ -158,7 +160,8 @@ bool StudioController::buildConfig(qls::train_config* config, QString* reason) c
     try {
         qls::validate_train_config(c);
     } catch (const qls::error& e) {
-        return refuse(QString::fromStdString(e.what()) + (e.hint().empty() ? QString() : " — " + QString::fromStdString(e.hint())));
+        return refuse(QString::fromStdString(e.what()) +
+                      (e.hint().empty() ? QString() : " — " + QString::fromStdString(e.hint())));
     }
     *config = c;
     return true;
@@ -271,7 +274,8 @@ void StudioController::startDemo(int steps) {
     DemoPaths paths;
     QString error;
     if (!demoPaths(&paths, &error)) {
-        m_window->monitorPage()->showFailed(error, tr("Choose a model on the Model page and a dataset on the Dataset page instead."));
+        m_window->monitorPage()->showFailed(
+            error, tr("Choose a model on the Model page and a dataset on the Dataset page instead."));
         m_window->showPage(MainWindow::Page::Monitor);
         return;
     }
@@ -290,7 +294,8 @@ void StudioController::openRun(const QString& runDir) {
     quint64 budget = 0;
     try {
         // a past run's budget as its plan settings hold it (its plan itself is not stored)
-        budget = qls::plan_settings_for(qls::load_train_config((runDir + "/config.json").toStdString()), qls::compute_device{})
+        budget = qls::plan_settings_for(qls::load_train_config((runDir + "/config.json").toStdString()),
+                                        qls::compute_device{})
                      .budget_bytes;
     } catch (const qls::error&) {
         // no budget line for a run whose config cannot be read; its metrics still draw

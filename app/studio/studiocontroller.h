@@ -75,6 +75,6 @@ private:
     EngineWorker* m_worker;
     TrainingSession* m_session;
     qls::gpu_probe m_gpu;
-    std::optional<qls::model_config> m_modelConfig;   // the loaded model's dimensions (for the run's device)
+    std::optional<qls::model_config> m_modelConfig; // the loaded model's dimensions (for the run's device)
     QString m_currentRunDir;
 };

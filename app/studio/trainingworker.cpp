@@ -61,7 +61,8 @@ void TrainingWorker::execute(const factory& make) {
             t.reset();
             m_stop = false;
             m_pause = false;
-            emit runFinished(tr("stopped before the first step"), QString::fromStdString(qls::latest_checkpoint(runDir.toStdString())));
+            emit runFinished(tr("stopped before the first step"),
+                             QString::fromStdString(qls::latest_checkpoint(runDir.toStdString())));
             return;
         }
         const qls::train_outcome outcome = t->run(cb);
@@ -76,9 +77,7 @@ void TrainingWorker::execute(const factory& make) {
         m_pause = false;
         const QString checkpoint = QString::fromStdString(qls::latest_checkpoint(runDir.toStdString()));
         switch (outcome) {
-        case qls::train_outcome::completed:
-            emit runFinished(tr("completed %1 steps").arg(total), checkpoint);
-            break;
+        case qls::train_outcome::completed: emit runFinished(tr("completed %1 steps").arg(total), checkpoint); break;
         case qls::train_outcome::stopped:
             emit runFinished(tr("stopped at step %1 of %2; checkpoint saved").arg(step).arg(total), checkpoint);
             break;

@@ -1,8 +1,8 @@
 // TrainingWorker — a qls::trainer on the session's worker thread: builds the run, trains it, and reports by signals.
 #pragma once
 
-#include "trainingsession.h" // qls::step_stats as a metatype
 #include "qls/train_config.h"
+#include "trainingsession.h" // qls::step_stats as a metatype
 
 #include <QObject>
 #include <QString>
@@ -46,8 +46,8 @@ private:
     using factory = std::function<std::unique_ptr<qls::trainer>(const qls::train_callbacks&)>;
     void execute(const factory& make);
 
-    std::mutex m_mutex;                 // guards m_trainer against the GUI thread's requests
-    qls::trainer* m_trainer = nullptr;  // the run being trained, owned by execute()
+    std::mutex m_mutex;                // guards m_trainer against the GUI thread's requests
+    qls::trainer* m_trainer = nullptr; // the run being trained, owned by execute()
     std::atomic<bool> m_stop{false};
     std::atomic<bool> m_pause{false};
 };

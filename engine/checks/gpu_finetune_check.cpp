@@ -1,7 +1,7 @@
 // `qlora check-gpu --model`: a short LoRA fine-tune of a real model on the GPU beside the same steps on the CPU reference.
 #include "qls/gpu_checks.h"
 
-#include "qls/device.h"   // defines: probe_gpu, compute_device
+#include "qls/device.h" // defines: probe_gpu, compute_device
 
 #include "qls/dtype.h"
 #include "qls/error.h"
@@ -10,7 +10,7 @@
 #include "qls/llama.h"
 #include "qls/lora.h"
 #include "qls/optim.h"
-#include "qls/run_plan.h"     // defines: plan_run, plan_settings_on
+#include "qls/run_plan.h" // defines: plan_run, plan_settings_on
 #include "qls/tokenizer.h"
 
 #include <algorithm>
@@ -48,7 +48,10 @@ kind_error kind_error_of(const lora_weights<float>& ref, const lora_weights<floa
         num += n1;
         den += d1;
         const double own = d1 > 0 ? std::sqrt(n1 / d1) : std::sqrt(n1);
-        if (!(own <= k.worst)) { k.worst = own; k.worst_layer = l; }
+        if (!(own <= k.worst)) {
+            k.worst = own;
+            k.worst_layer = l;
+        }
     }
     k.rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
     return k;
@@ -84,8 +87,8 @@ std::vector<gpu_check_row> compare_grads(const lora_weights<float>& cpu, const l
 
 } // namespace
 
-std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file,
-                                                  int steps, uint64_t seed) {
+std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file, int steps,
+                                                  uint64_t seed) {
     const gpu_probe p = probe_gpu();
     if (!p.available) throw error(error_code::device, p.message, "run check-gpu on a machine with an NVIDIA GPU");
     const hf_checkpoint ckpt = hf_checkpoint::open(model_dir);
@@ -101,8 +104,8 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     const std::vector<int> ids = tok.encode(ss.str(), true);
     const int B = 4, T = 64;
     if (ids.size() < size_t(B * T + 2))
-        throw error(error_code::invalid_argument, text_file + " is too short for the check (" +
-                                                      std::to_string(ids.size()) + " tokens)", "");
+        throw error(error_code::invalid_argument,
+                    text_file + " is too short for the check (" + std::to_string(ids.size()) + " tokens)", "");
 
     lora_config lc;
     lc.rank = 8;
@@ -194,8 +197,8 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         round_all(rounded.final_norm);
         round_all(rounded.lm_head);
         for (auto& lp : rounded.layers)
-            for (std::vector<float>* v : {&lp.attn_norm, &lp.wq, &lp.wk, &lp.wv, &lp.wo, &lp.mlp_norm, &lp.w_gate,
-                                          &lp.w_up, &lp.w_down})
+            for (std::vector<float>* v :
+                 {&lp.attn_norm, &lp.wq, &lp.wk, &lp.wv, &lp.wo, &lp.mlp_norm, &lp.w_gate, &lp.w_up, &lp.w_down})
                 round_all(*v);
         lora_weights<float> pg = gw;
         llama_pass<float> ppass(model.config, rounded, model.inv_freq, B, T, &pg);

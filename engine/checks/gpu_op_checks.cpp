@@ -1,7 +1,7 @@
 // `qlora check-gpu`: each CUDA kernel against the CPU reference on fresh random inputs at several shapes.
 #include "qls/gpu_checks.h"
 
-#include "qls/device.h"   // defines: probe_gpu
+#include "qls/device.h" // defines: probe_gpu
 
 #include "backends/cpu/ops.h"
 #include "qls/dtype.h"
@@ -12,11 +12,11 @@
 #include "qls/tensor.h"
 #include "qls_kernels/adamw.h"
 #include "qls_kernels/attention.h"
-#include "qls_kernels/elementwise.h"
-#include "qls_kernels/gemm.h"
 #include "qls_kernels/check.h"
 #include "qls_kernels/cross_entropy.h"
+#include "qls_kernels/elementwise.h"
 #include "qls_kernels/embedding.h"
+#include "qls_kernels/gemm.h"
 #include "qls_kernels/nf4.h"
 #include "qls_kernels/rmsnorm.h"
 #include "qls_kernels/rope.h"
@@ -73,7 +73,10 @@ void random_bf16(size_t n, float mean, float stddev, std::mt19937_64& rng, std::
     std::normal_distribution<float> nd(mean, stddev);
     bits.resize(n);
     vals.resize(n);
-    for (size_t i = 0; i < n; ++i) { bits[i] = f32_to_bf16(nd(rng)); vals[i] = bf16_to_f32(bits[i]); }
+    for (size_t i = 0; i < n; ++i) {
+        bits[i] = f32_to_bf16(nd(rng));
+        vals[i] = bf16_to_f32(bits[i]);
+    }
 }
 
 void finish(gpu_check_row& r, const std::vector<float>& gpu, const std::vector<float>& cpu) {
@@ -117,8 +120,14 @@ gpu_check_row check_rmsnorm(int N, int C, std::mt19937_64& rng) {
     std::normal_distribution<float> nd(0.0f, 1.0f);
     std::vector<uint16_t> xb(static_cast<size_t>(N) * C), wb(static_cast<size_t>(C));
     std::vector<float> x(xb.size()), wt(wb.size());
-    for (size_t i = 0; i < xb.size(); ++i) { xb[i] = f32_to_bf16(nd(rng)); x[i] = bf16_to_f32(xb[i]); }
-    for (size_t i = 0; i < wb.size(); ++i) { wb[i] = f32_to_bf16(1.0f + 0.1f * nd(rng)); wt[i] = bf16_to_f32(wb[i]); }
+    for (size_t i = 0; i < xb.size(); ++i) {
+        xb[i] = f32_to_bf16(nd(rng));
+        x[i] = bf16_to_f32(xb[i]);
+    }
+    for (size_t i = 0; i < wb.size(); ++i) {
+        wb[i] = f32_to_bf16(1.0f + 0.1f * nd(rng));
+        wt[i] = bf16_to_f32(wb[i]);
+    }
     std::vector<float> cpu(x.size()), rstd(static_cast<size_t>(N));
     cpu::rmsnorm_forward(cpu.data(), rstd.data(), x.data(), wt.data(), N, C, 1e-5f);
     dbuf dx = upload(xb), dw = upload(wb), dout(x.size() * 2), drstd(size_t(N) * 4);
@@ -177,8 +186,8 @@ gpu_check_row check_swiglu_forward(int N, int H, std::mt19937_64& rng) {
     std::vector<float> cpu(n);
     cpu::swiglu_forward(cpu.data(), g.data(), u.data(), long(n));
     dbuf dg = upload(gb), du = upload(ub), dout(n * 2);
-    qls_kernels::swiglu_forward(dout.as<__nv_bfloat16>(), dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(),
-                                int64_t(n), nullptr);
+    qls_kernels::swiglu_forward(dout.as<__nv_bfloat16>(), dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(), int64_t(n),
+                                nullptr);
     QLS_CUDA_CHECK(cudaDeviceSynchronize());
     gpu_check_row r{"swiglu_forward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
     finish(r, download_bf16_as_f32(dout, n), cpu);
@@ -229,8 +238,7 @@ gpu_check_row check_rope(bool backward, int N, int NHX, int HS, std::mt19937_64&
     dbuf dx = upload(xb), dpos = upload(pos), dfreq = upload(inv_freq);
     if (backward)
         qls_kernels::rope_backward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
-    else
-        qls_kernels::rope_forward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
+    else qls_kernels::rope_forward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
     QLS_CUDA_CHECK(cudaDeviceSynchronize());
     gpu_check_row r{backward ? "rope_backward" : "rope_forward", shape_str({N, NHX, HS}), 0, 0, 1.0 / 256.0, false};
     finish(r, download_bf16_as_f32(dx, n), cpu);
@@ -355,12 +363,16 @@ gpu_check_row check_adamw_32bit(std::mt19937_64& rng) {
             adamw_update_32bit(p[t].data(), g.data(), m[t].data(), v[t].data(), g.size(), step, lrs[step - 1], h,
                                scales[step - 1]);
         }
-        qls_kernels::adamw_update_32bit_multi(ddesc.as<qls_kernels::adamw_tensor>(), int(T), max_n, step,
-                                              lrs[step - 1], cfg, scales[step - 1], nullptr);
+        qls_kernels::adamw_update_32bit_multi(ddesc.as<qls_kernels::adamw_tensor>(), int(T), max_n, step, lrs[step - 1],
+                                              cfg, scales[step - 1], nullptr);
         QLS_CUDA_CHECK(cudaDeviceSynchronize());
     }
-    gpu_check_row r{"adamw_32bit_multi (p, m, v)", "5 tensors [1, 255, 4097, 10000, 65537] x 3 steps", 0, 0,
-                    1.0 / 8388608.0, true};
+    gpu_check_row r{"adamw_32bit_multi (p, m, v)",
+                    "5 tensors [1, 255, 4097, 10000, 65537] x 3 steps",
+                    0,
+                    0,
+                    1.0 / 8388608.0,
+                    true};
     for (size_t t = 0; t < T; ++t) {
         const size_t n = adamw_check_sizes[t];
         const std::vector<float>* cpu[3] = {&p[t], &m[t], &v[t]};
@@ -390,20 +402,24 @@ gpu_check_row check_adamw_8bit(size_t n, std::mt19937_64& rng) {
     for (float& x : p) x = nd(rng);
     std::vector<uint8_t> c1(n, 0), c2(n, 0);
     dbuf dp = upload(p), dg(n * 4), dc1 = upload(c1), dc2 = upload(c2), da1 = upload(a1), da2 = upload(a2);
-    dbuf dq1 = upload(std::vector<float>(qm1.begin(), qm1.end())), dq2 = upload(std::vector<float>(qm2.begin(), qm2.end()));
+    dbuf dq1 = upload(std::vector<float>(qm1.begin(), qm1.end())),
+         dq2 = upload(std::vector<float>(qm2.begin(), qm2.end()));
     const float lrs[3] = {1e-3f, 2e-3f, 1e-3f}, scales[3] = {1.0f, 0.5f, 1.0f};
     for (int step = 1; step <= 3; ++step) {
         std::vector<float> g = adamw_grad(n, step, true, rng);
         QLS_CUDA_CHECK(cudaMemcpy(dg.p, g.data(), n * 4, cudaMemcpyHostToDevice));
         adamw_update_8bit_blockwise(p.data(), g.data(), c1.data(), c2.data(), a1.data(), a2.data(), n, step,
                                     lrs[step - 1], h, qm1, qm2, scales[step - 1]);
-        qls_kernels::adamw_update_8bit_blockwise(dp.as<float>(), dg.as<float>(), dc1.as<uint8_t>(),
-                                                 dc2.as<uint8_t>(), da1.as<float>(), da2.as<float>(), int64_t(n),
-                                                 step, lrs[step - 1], cfg, dq1.as<float>(), dq2.as<float>(),
-                                                 scales[step - 1], nullptr);
+        qls_kernels::adamw_update_8bit_blockwise(dp.as<float>(), dg.as<float>(), dc1.as<uint8_t>(), dc2.as<uint8_t>(),
+                                                 da1.as<float>(), da2.as<float>(), int64_t(n), step, lrs[step - 1], cfg,
+                                                 dq1.as<float>(), dq2.as<float>(), scales[step - 1], nullptr);
         QLS_CUDA_CHECK(cudaDeviceSynchronize());
     }
-    gpu_check_row r{"adamw_8bit_blockwise (p; codes, absmax exact)", shape_str({int64_t(n)}), 0, 0, 1.0 / 8388608.0,
+    gpu_check_row r{"adamw_8bit_blockwise (p; codes, absmax exact)",
+                    shape_str({int64_t(n)}),
+                    0,
+                    0,
+                    1.0 / 8388608.0,
                     false};
     finish(r, download_f32(dp, n), p);
     for (int k = 0; k < 2; ++k) {
@@ -457,23 +473,28 @@ gpu_check_row check_adamw_8bit_multi(std::mt19937_64& rng) {
                         da1[t].as<float>(), da2[t].as<float>(), int64_t(n)});
     }
     dbuf ddesc = upload(desc);
-    dbuf dq1 = upload(std::vector<float>(qm1.begin(), qm1.end())), dq2 = upload(std::vector<float>(qm2.begin(), qm2.end()));
+    dbuf dq1 = upload(std::vector<float>(qm1.begin(), qm1.end())),
+         dq2 = upload(std::vector<float>(qm2.begin(), qm2.end()));
     const float lrs[3] = {1e-3f, 2e-3f, 1e-3f}, scales[3] = {1.0f, 0.5f, 1.0f};
     for (int step = 1; step <= 3; ++step) {
         for (size_t t = 0; t < T; ++t) {
             const size_t n = adamw_check_sizes[t];
             std::vector<float> g = adamw_grad(n, step, true, rng);
             QLS_CUDA_CHECK(cudaMemcpy(dg[t].p, g.data(), n * 4, cudaMemcpyHostToDevice));
-            adamw_update_8bit_blockwise(p[t].data(), g.data(), c1[t].data(), c2[t].data(), a1[t].data(),
-                                        a2[t].data(), n, step, lrs[step - 1], h, qm1, qm2, scales[step - 1]);
+            adamw_update_8bit_blockwise(p[t].data(), g.data(), c1[t].data(), c2[t].data(), a1[t].data(), a2[t].data(),
+                                        n, step, lrs[step - 1], h, qm1, qm2, scales[step - 1]);
         }
         qls_kernels::adamw_update_8bit_blockwise_multi(ddesc.as<qls_kernels::adamw8_tensor>(), int(T), int64_t(max_n),
                                                        step, lrs[step - 1], cfg, dq1.as<float>(), dq2.as<float>(),
                                                        scales[step - 1], nullptr);
         QLS_CUDA_CHECK(cudaDeviceSynchronize());
     }
-    gpu_check_row r{"adamw_8bit_multi (p; codes, absmax exact)", std::to_string(T) + " tensors in one launch", 0, 0,
-                    1.0 / 8388608.0, true};
+    gpu_check_row r{"adamw_8bit_multi (p; codes, absmax exact)",
+                    std::to_string(T) + " tensors in one launch",
+                    0,
+                    0,
+                    1.0 / 8388608.0,
+                    true};
     for (size_t t = 0; t < T; ++t) {
         const size_t n = adamw_check_sizes[t], nb = a1[t].size();
         gpu_check_row pr{r.op, r.shape, 0, 0, r.tolerance, false};
@@ -484,7 +505,10 @@ gpu_check_row check_adamw_8bit_multi(std::mt19937_64& rng) {
             QLS_CUDA_CHECK(cudaMemcpy(got.data(), (k == 0 ? dc1 : dc2)[t].p, n, cudaMemcpyDeviceToHost));
             gpu_check_row sub{r.op, r.shape, 0, 0, 0.0, true};
             for (size_t i = 0; i < n; ++i)
-                if (got[i] != (k == 0 ? c1 : c2)[t][i]) { sub.passed = false; sub.max_abs_error = std::max(sub.max_abs_error, 1.0); }
+                if (got[i] != (k == 0 ? c1 : c2)[t][i]) {
+                    sub.passed = false;
+                    sub.max_abs_error = std::max(sub.max_abs_error, 1.0);
+                }
             merge(r, sub);
             gpu_check_row sa{r.op, r.shape, 0, 0, 0.0, false};
             finish(sa, download_f32((k == 0 ? da1 : da2)[t], nb), k == 0 ? a1[t] : a2[t]);
@@ -507,12 +531,13 @@ std::vector<gpu_check_row> check_step_ops(int N, int C, std::mt19937_64& rng) {
     random_bf16(size_t(C), 1.0f, 0.1f, rng, wb, w);
     random_bf16(nc, 0.0f, 1.0f, rng, db, dy);
     dbuf gx = upload(xb), gw = upload(wb);
-    {   // dropout p = 0.1 at (seed, layer 3, target up): out = keep ? x / 0.9 : 0, rounded to bf16
+    { // dropout p = 0.1 at (seed, layer 3, target up): out = keep ? x / 0.9 : 0, rounded to bf16
         const uint64_t seed = rng();
         std::vector<float> cpu(nc);
         for (size_t i = 0; i < nc; ++i)
-            cpu[i] = lora_dropout_keep(seed, 3, lora_target::up, i, 0.1f) ? bf16_to_f32(f32_to_bf16(x[i] * (1.0f / 0.9f)))
-                                                                         : 0.0f;
+            cpu[i] = lora_dropout_keep(seed, 3, lora_target::up, i, 0.1f)
+                         ? bf16_to_f32(f32_to_bf16(x[i] * (1.0f / 0.9f)))
+                         : 0.0f;
         dbuf out(nc * 2);
         qls_kernels::lora_dropout(out.as<bf>(), nullptr, gx.as<bf>(), int64_t(nc), seed, 3, int(lora_target::up), 0.1f,
                                   false, nullptr);
@@ -521,13 +546,14 @@ std::vector<gpu_check_row> check_step_ops(int N, int C, std::mt19937_64& rng) {
         finish(r, download_bf16_as_f32(out, nc), cpu);
         rows.push_back(r);
     }
-    {   // RMSNorm input gradient accumulated into fp32 (dres += ...), dout fp32
+    { // RMSNorm input gradient accumulated into fp32 (dres += ...), dout fp32
         std::vector<float> y(nc), rstd(static_cast<size_t>(N)), cpu(nc);
         cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), w.data(), N, C, 1e-5f);
         std::normal_distribution<float> nd(0.0f, 1.0f);
         for (float& v : cpu) v = nd(rng);
         std::vector<float> start = cpu;
-        cpu::rmsnorm_backward(cpu.data(), static_cast<float*>(nullptr), dy.data(), x.data(), w.data(), rstd.data(), N, C);
+        cpu::rmsnorm_backward(cpu.data(), static_cast<float*>(nullptr), dy.data(), x.data(), w.data(), rstd.data(), N,
+                              C);
         dbuf dres = upload(start), ddy = upload(dy), drstd = upload(rstd);
         qls_kernels::rmsnorm_backward_accumulate(dres.as<float>(), ddy.as<float>(), gx.as<bf>(), gw.as<bf>(),
                                                  drstd.as<float>(), N, C, nullptr);
@@ -536,7 +562,7 @@ std::vector<gpu_check_row> check_step_ops(int N, int C, std::mt19937_64& rng) {
         finish(r, download_f32(dres, nc), cpu);
         rows.push_back(r);
     }
-    {   // sum of squares (the gradient norm) against a double sum
+    { // sum of squares (the gradient norm) against a double sum
         double ref = 0;
         for (float v : dy) ref += double(v) * double(v);
         dbuf ddy = upload(dy), partial(size_t(qls_kernels::sum_squares_partials()) * 4), out(4);
@@ -557,13 +583,13 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
     std::vector<gpu_check_row> rows;
     std::vector<uint16_t> xb, wb, yb;
     std::vector<float> x, w, dy;
-    random_bf16(size_t(M) * K, 0.0f, 1.0f, rng, xb, x);   // x (M, K)
-    random_bf16(size_t(N) * K, 0.0f, 1.0f, rng, wb, w);   // W (N, K)
-    random_bf16(size_t(M) * N, 0.0f, 1.0f, rng, yb, dy);  // dy (M, N)
+    random_bf16(size_t(M) * K, 0.0f, 1.0f, rng, xb, x);  // x (M, K)
+    random_bf16(size_t(N) * K, 0.0f, 1.0f, rng, wb, w);  // W (N, K)
+    random_bf16(size_t(M) * N, 0.0f, 1.0f, rng, yb, dy); // dy (M, N)
     dbuf gx = upload(xb), gw = upload(wb), gdy = upload(yb), ws(32u << 20);
     qls_kernels::blas blas(nullptr, ws.p, 32u << 20);
     const std::string shape = shape_str({M, N, K});
-    {   // y (M, N) = x Wᵀ, bf16 out
+    { // y (M, N) = x Wᵀ, bf16 out
         std::vector<float> cpu(size_t(M) * N);
         for (int i = 0; i < M; ++i)
             for (int j = 0; j < N; ++j) {
@@ -578,7 +604,7 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
         finish(r, download_bf16_as_f32(out, size_t(M) * N), cpu);
         rows.push_back(r);
     }
-    {   // dx (M, K) += dy W, fp32 out, beta = 1
+    { // dx (M, K) += dy W, fp32 out, beta = 1
         std::normal_distribution<float> nd(0.0f, 1.0f);
         std::vector<float> cpu(size_t(M) * K);
         for (float& v : cpu) v = nd(rng);
@@ -595,7 +621,7 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
         finish(r, download_f32(out, size_t(M) * K), cpu);
         rows.push_back(r);
     }
-    {   // dW (N, K) = dyᵀ x, fp32 out
+    { // dW (N, K) = dyᵀ x, fp32 out
         std::vector<float> cpu(size_t(N) * K);
         for (int j = 0; j < N; ++j)
             for (int k = 0; k < K; ++k) {
@@ -649,8 +675,8 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
     qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
                                    NH, NKV, HS, nullptr);
     qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
-                                    gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B,
-                                    T, NH, NKV, HS, nullptr);
+                                    gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
+                                    NH, NKV, HS, nullptr);
     QLS_CUDA_CHECK(cudaDeviceSynchronize());
     const std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
     gpu_check_row f{"attention_forward", shape, 0, 0, 1.0 / 64.0, false};
@@ -684,8 +710,8 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
             rows.push_back(check_swiglu_backward(n, h, rng));
         }
         // (N, NHX, HS): queries (NH = 32) and keys (NKV = 8) of a GQA model with HS = 128, plus an odd small case
-        for (auto [n, nhx, hs] : {std::tuple<int, int, int>{7, 32, 128}, {7, 8, 128}, {2048, 32, 128}, {2048, 8, 128},
-                                  {5, 3, 64}}) {
+        for (auto [n, nhx, hs] :
+             {std::tuple<int, int, int>{7, 32, 128}, {7, 8, 128}, {2048, 32, 128}, {2048, 8, 128}, {5, 3, 64}}) {
             rows.push_back(check_rope(false, n, nhx, hs, rng));
             rows.push_back(check_rope(true, n, nhx, hs, rng));
         }
@@ -697,9 +723,11 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
             for (int v : {512, 32000, 32001})
                 for (const gpu_check_row& r : check_cross_entropy(n, v, rng)) rows.push_back(r);
         // (B, T, NH, NKV, HS): stories260K's heads (HS 8), odd T with GQA and packing, Llama-2-7B's heads at 1024
-        for (auto [b, t, nh, nkv, hs, sg] :
-             {std::tuple<int, int, int, int, int, bool>{1, 64, 8, 4, 8, false}, {2, 100, 4, 2, 16, true},
-              {1, 257, 8, 1, 64, false}, {2, 130, 4, 4, 128, true}, {1, 1024, 32, 32, 128, false}})
+        for (auto [b, t, nh, nkv, hs, sg] : {std::tuple<int, int, int, int, int, bool>{1, 64, 8, 4, 8, false},
+                                             {2, 100, 4, 2, 16, true},
+                                             {1, 257, 8, 1, 64, false},
+                                             {2, 130, 4, 4, 128, true},
+                                             {1, 1024, 32, 32, 128, false}})
             for (const gpu_check_row& r : check_attention(b, t, nh, nkv, hs, sg, rng)) rows.push_back(r);
         rows.push_back(check_adamw_32bit(rng));
         rows.push_back(check_adamw_8bit_multi(rng));
@@ -710,7 +738,8 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
             for (const gpu_check_row& r : check_gemm(m, n, k, rng)) rows.push_back(r);
         for (size_t n : adamw_check_sizes) rows.push_back(check_adamw_8bit(n, rng));
     } catch (const qls_kernels::cuda_failure& e) {
-        throw error(error_code::device, e.what(), "check the driver (nvidia-smi) and that no other process holds the GPU");
+        throw error(error_code::device, e.what(),
+                    "check the driver (nvidia-smi) and that no other process holds the GPU");
     }
     return rows;
 }

@@ -100,7 +100,10 @@ __device__ __forceinline__ void adamw_8bit_block(float* p, const float* g, uint8
         m2 = fmaxf(m2, __shfl_xor_sync(0xffffffffu, m2, off));
     }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32;
-    if (lane == 0) { red1[warp] = m1; red2[warp] = m2; }
+    if (lane == 0) {
+        red1[warp] = m1;
+        red2[warp] = m2;
+    }
     __syncthreads();
     float max1 = red1[0], max2 = red2[0];
     for (int w = 1; w < q8_block / 32; ++w) {
@@ -128,9 +131,9 @@ __device__ __forceinline__ void adamw_8bit_block(float* p, const float* g, uint8
     state2[i] = n2;
 }
 
-__global__ void adamw_8bit_blockwise_kernel(float* p, const float* g, uint8_t* state1, uint8_t* state2,
-                                            float* absmax1, float* absmax2, int64_t n, step_consts c,
-                                            const float* qmap1, const float* qmap2, float gnorm_scale) {
+__global__ void adamw_8bit_blockwise_kernel(float* p, const float* g, uint8_t* state1, uint8_t* state2, float* absmax1,
+                                            float* absmax2, int64_t n, step_consts c, const float* qmap1,
+                                            const float* qmap2, float gnorm_scale) {
     adamw_8bit_block(p, g, state1, state2, absmax1, absmax2, n, blockIdx.x, c, qmap1, qmap2, gnorm_scale);
 }
 
@@ -167,8 +170,8 @@ void adamw_update_8bit_blockwise(float* p, const float* g, uint8_t* state1, uint
     if (n <= 0) return;
     const step_consts c = make_consts(step, lr, cfg);
     const int64_t blocks = (n + q8_block - 1) / q8_block;
-    adamw_8bit_blockwise_kernel<<<unsigned(blocks), q8_block, 0, stream>>>(p, g, state1, state2, absmax1, absmax2,
-                                                                           n, c, qmap1, qmap2, gnorm_scale);
+    adamw_8bit_blockwise_kernel<<<unsigned(blocks), q8_block, 0, stream>>>(p, g, state1, state2, absmax1, absmax2, n, c,
+                                                                           qmap1, qmap2, gnorm_scale);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -183,8 +186,9 @@ void adamw_update_8bit_blockwise_multi(const adamw8_tensor* tensors, int num_ten
                                     " elements is too large for one launch");
     for (int first = 0; first < num_tensors; first += 65535) {
         const unsigned gy = unsigned(std::min(num_tensors - first, 65535));
-        adamw_8bit_blockwise_multi_kernel<<<dim3(unsigned(blocks), gy), q8_block, 0, stream>>>(
-            tensors + first, c, qmap1, qmap2, gnorm_scale);
+        adamw_8bit_blockwise_multi_kernel<<<dim3(unsigned(blocks), gy), q8_block, 0, stream>>>(tensors + first, c,
+                                                                                               qmap1, qmap2,
+                                                                                               gnorm_scale);
         QLS_CUDA_CHECK(cudaGetLastError());
     }
 }

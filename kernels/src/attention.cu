@@ -15,18 +15,18 @@ namespace {
 using namespace nvcuda;
 using bf16 = __nv_bfloat16;
 
-constexpr int BQ = 64;         // query rows per tile
-constexpr int BK = 64;         // key rows per tile
-constexpr int NTHREADS = 128;  // 4 warps; warp w owns rows [16w, 16w + 16) of the block's tile
+constexpr int BQ = 64;        // query rows per tile
+constexpr int BK = 64;        // key rows per tile
+constexpr int NTHREADS = 128; // 4 warps; warp w owns rows [16w, 16w + 16) of the block's tile
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 
 // Shared-memory leading dimensions (elements), padded so WMMA tile pointers stay 32-byte aligned and rows shift banks.
 template <int D> struct tile_dims {
-    static constexpr int LD = D + 8;     // bf16 [64][LD] tiles of q, k, v, dout
-    static constexpr int LDS = BK + 4;   // fp32 [64][LDS] scores
-    static constexpr int LDP = BK + 8;   // bf16 [64][LDP] probabilities
-    static constexpr int LDO = D + 4;    // fp32 [64][LDO] output accumulators
+    static constexpr int LD = D + 8;   // bf16 [64][LD] tiles of q, k, v, dout
+    static constexpr int LDS = BK + 4; // fp32 [64][LDS] scores
+    static constexpr int LDP = BK + 8; // bf16 [64][LDP] probabilities
+    static constexpr int LDO = D + 4;  // fp32 [64][LDO] output accumulators
 };
 
 using frag_a_row = wmma::fragment<wmma::matrix_a, 16, 16, 16, bf16, wmma::row_major>;
@@ -35,8 +35,7 @@ using frag_b_col = wmma::fragment<wmma::matrix_b, 16, 16, 16, bf16, wmma::col_ma
 using frag_acc = wmma::fragment<wmma::accumulator, 16, 16, 16, float>;
 
 // Rows [r0, r0 + 64) of head h of x (B, T, H, HS) into dst [64][D + 8]; rows past T and columns past HS are zero.
-template <int D>
-__device__ void load_tile(bf16* dst, const bf16* x, int b, int r0, int T, int H, int h, int HS) {
+template <int D> __device__ void load_tile(bf16* dst, const bf16* x, int b, int r0, int T, int H, int h, int HS) {
     constexpr int LD = tile_dims<D>::LD;
     constexpr int VPR = D / 8; // 16-byte vectors per row
     for (int i = threadIdx.x; i < 64 * VPR; i += NTHREADS) {
@@ -49,8 +48,7 @@ __device__ void load_tile(bf16* dst, const bf16* x, int b, int r0, int T, int H,
 }
 
 // out[16 x 64] (fp32, ld LDS) = A[16 x D] · Bᵀ where A rows are a_rows (bf16, ld LD) and B is [64 x D] (bf16, ld LD).
-template <int D>
-__device__ void warp_abt_16x64(float* out, const bf16* a_rows, const bf16* b) {
+template <int D> __device__ void warp_abt_16x64(float* out, const bf16* a_rows, const bf16* b) {
     constexpr int LD = tile_dims<D>::LD, LDS = tile_dims<D>::LDS;
 #pragma unroll
     for (int j = 0; j < 4; ++j) {
@@ -69,8 +67,7 @@ __device__ void warp_abt_16x64(float* out, const bf16* a_rows, const bf16* b) {
 }
 
 // acc[D/16] (16 x D) += P[16 x 64] (bf16, ld LDP) · X[64 x D] (bf16, ld LD).
-template <int D>
-__device__ void warp_pv_accumulate(frag_acc (&acc)[D / 16], const bf16* p_rows, const bf16* x) {
+template <int D> __device__ void warp_pv_accumulate(frag_acc (&acc)[D / 16], const bf16* p_rows, const bf16* x) {
     constexpr int LD = tile_dims<D>::LD, LDP = tile_dims<D>::LDP;
 #pragma unroll
     for (int kk = 0; kk < 4; ++kk) {
@@ -92,8 +89,8 @@ __device__ __forceinline__ bool attend(int tq, int tk, int T, const int* seg_row
 // ---- forward ----------------------------------------------------------------------------------------------------
 template <int D>
 __global__ void __launch_bounds__(NTHREADS)
-attention_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment,
-                         int T, int NH, int NKV, int HS, float scale_log2) {
+    attention_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment,
+                             int T, int NH, int NKV, int HS, float scale_log2) {
     using dims = tile_dims<D>;
     constexpr int LD = dims::LD, LDS = dims::LDS, LDP = dims::LDP, LDO = dims::LDO;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -200,9 +197,9 @@ __global__ void attention_delta_kernel(float* delta, const bf16* dout, const bf1
 // dq for one (64-query tile, head, batch row): loop over key tiles; dS = P ∘ (dP − delta) · scale; dq += dS K.
 template <int D>
 __global__ void __launch_bounds__(NTHREADS)
-attention_backward_dq_kernel(bf16* dq, const bf16* dout, const float* lse, const float* delta, const bf16* q,
-                             const bf16* k, const bf16* v, const int* segment, int T, int NH, int NKV, int HS,
-                             float scale, float scale_log2) {
+    attention_backward_dq_kernel(bf16* dq, const bf16* dout, const float* lse, const float* delta, const bf16* q,
+                                 const bf16* k, const bf16* v, const int* segment, int T, int NH, int NKV, int HS,
+                                 float scale, float scale_log2) {
     using dims = tile_dims<D>;
     constexpr int LD = dims::LD, LDS = dims::LDS, LDP = dims::LDP, LDO = dims::LDO;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -268,9 +265,9 @@ attention_backward_dq_kernel(bf16* dq, const bf16* dout, const float* lse, const
 // the key tile; with Sᵀ = K Qᵀ, Pᵀ from lse, dPᵀ = V dOᵀ: dv += Pᵀ dO, dk += dSᵀ Q.
 template <int D>
 __global__ void __launch_bounds__(NTHREADS)
-attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
-                              const bf16* q, const bf16* k, const bf16* v, const int* segment, int T, int NH, int NKV,
-                              int HS, float scale, float scale_log2) {
+    attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
+                                  const bf16* q, const bf16* k, const bf16* v, const int* segment, int T, int NH,
+                                  int NKV, int HS, float scale, float scale_log2) {
     using dims = tile_dims<D>;
     constexpr int LD = dims::LD, LDS = dims::LDS, LDP = dims::LDP, LDO = dims::LDO;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -317,7 +314,7 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float*
                 delta_s[i] = t < T ? delta[((size_t)b * NH + h) * T + t] : 0.0f;
             }
             __syncthreads();
-            warp_abt_16x64<D>(St + warp * 16 * LDS, Ks + warp * 16 * LD, Qs);  // Sᵀ = K Qᵀ
+            warp_abt_16x64<D>(St + warp * 16 * LDS, Ks + warp * 16 * LD, Qs);   // Sᵀ = K Qᵀ
             warp_abt_16x64<D>(dPt + warp * 16 * LDS, Vs + warp * 16 * LD, dOs); // dPᵀ = V dOᵀ
             __syncwarp();
             const float* srow = St + r * LDS + half * 32;
@@ -328,8 +325,8 @@ attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float*
             for (int c = 0; c < 32; ++c) {
                 const int col = half * 32 + c;
                 const int tq = q0 + col;
-                const float p =
-                    (tk < T && attend(tq, tk, T, seg_row)) ? exp2f(srow[c] * scale_log2 - lse_s[col]) : 0.0f;
+                const float p = (tk < T && attend(tq, tk, T, seg_row)) ? exp2f(srow[c] * scale_log2 - lse_s[col])
+                                                                       : 0.0f;
                 prow[c] = __float2bfloat16(p);
                 dsrow[c] = __float2bfloat16(p * (dprow[c] - delta_s[col]) * scale);
             }
@@ -377,21 +374,21 @@ void check_shapes(const char* what, int B, int T, int NH, int NKV, int HS) {
     if (B <= 0 || T <= 0 || NH <= 0 || NKV <= 0 || NH % NKV != 0 || HS <= 0 || HS % 8 != 0 ||
         HS > attention_max_head_size)
         throw std::invalid_argument(std::string(what) + ": unsupported shape B=" + std::to_string(B) +
-                                    " T=" + std::to_string(T) + " NH=" + std::to_string(NH) + " NKV=" +
-                                    std::to_string(NKV) + " HS=" + std::to_string(HS) +
+                                    " T=" + std::to_string(T) + " NH=" + std::to_string(NH) +
+                                    " NKV=" + std::to_string(NKV) + " HS=" + std::to_string(HS) +
                                     " (HS must be a multiple of 8, at most 128; NH a multiple of NKV)");
 }
 
 template <int D>
-void forward_impl(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment, int B,
-                  int T, int NH, int NKV, int HS, cudaStream_t stream) {
+void forward_impl(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment, int B, int T,
+                  int NH, int NKV, int HS, cudaStream_t stream) {
     constexpr size_t smem = forward_smem<D>();
     QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
     const float scale_log2 = LOG2E / sqrtf((float)HS);
     dim3 grid((T + BQ - 1) / BQ, NH, B);
-    attention_forward_kernel<D><<<grid, NTHREADS, smem, stream>>>(out, lse, q, k, v, segment, T, NH, NKV, HS,
-                                                                   scale_log2);
+    attention_forward_kernel<D>
+        <<<grid, NTHREADS, smem, stream>>>(out, lse, q, k, v, segment, T, NH, NKV, HS, scale_log2);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -402,18 +399,17 @@ void backward_impl(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dout,
     const float scale = 1.0f / sqrtf((float)HS);
     const float scale_log2 = scale * LOG2E;
     constexpr size_t smem_q = dq_smem<D>(), smem_kv = dkv_smem<D>();
-    QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_backward_dq_kernel<D>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_q));
-    QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_backward_dkv_kernel<D>,
-                                        cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem_kv));
+    QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_backward_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem_q));
+    QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_backward_dkv_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                        (int)smem_kv));
     dim3 grid_q((T + BQ - 1) / BQ, NH, B);
-    attention_backward_dq_kernel<D><<<grid_q, NTHREADS, smem_q, stream>>>(dq, dout, lse, delta, q, k, v, segment, T,
-                                                                          NH, NKV, HS, scale, scale_log2);
+    attention_backward_dq_kernel<D><<<grid_q, NTHREADS, smem_q, stream>>>(dq, dout, lse, delta, q, k, v, segment, T, NH,
+                                                                          NKV, HS, scale, scale_log2);
     QLS_CUDA_CHECK(cudaGetLastError());
     dim3 grid_kv((T + BK - 1) / BK, NKV, B);
-    attention_backward_dkv_kernel<D><<<grid_kv, NTHREADS, smem_kv, stream>>>(dk, dv, dout, lse, delta, q, k, v,
-                                                                             segment, T, NH, NKV, HS, scale,
-                                                                             scale_log2);
+    attention_backward_dkv_kernel<D><<<grid_kv, NTHREADS, smem_kv, stream>>>(dk, dv, dout, lse, delta, q, k, v, segment,
+                                                                             T, NH, NKV, HS, scale, scale_log2);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
@@ -428,9 +424,9 @@ void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, cons
     else forward_impl<128>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
 }
 
-void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dout, const bf16* out,
-                        const float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment, int B,
-                        int T, int NH, int NKV, int HS, cudaStream_t stream) {
+void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dout, const bf16* out, const float* lse,
+                        const bf16* q, const bf16* k, const bf16* v, const int* segment, int B, int T, int NH, int NKV,
+                        int HS, cudaStream_t stream) {
     check_shapes("attention_backward", B, T, NH, NKV, HS);
     const int rows = B * T * NH;
     attention_delta_kernel<<<(rows + 7) / 8, 256, 0, stream>>>(delta, dout, out, B, T, NH, HS);

@@ -60,7 +60,10 @@ __global__ void cross_entropy_kernel(float* losses, __nv_bfloat16* dlogits, cons
         online_merge(m, s, mo, so);
     }
     const int warp = threadIdx.x / 32, lane = threadIdx.x % 32, nwarps = blockDim.x / 32;
-    if (lane == 0) { sh_m[warp] = m; sh_s[warp] = s; }
+    if (lane == 0) {
+        sh_m[warp] = m;
+        sh_s[warp] = s;
+    }
     __syncthreads(); // also orders the read of z[y] (sh_zy) before any write of dz
     m = lane < nwarps ? sh_m[lane] : -FLT_MAX;
     s = lane < nwarps ? sh_s[lane] : 0.0f;

@@ -58,8 +58,7 @@ __global__ void rmsnorm_backward_accumulate_kernel(float* dres, const float* dou
     const float r = rstd[row];
     const float k = r * r * r * dot / (float)C;
     float* dx = dres + (size_t)row * C;
-    for (int i = lane; i < C; i += 32)
-        dx[i] += r * __bfloat162float(weight[i]) * dy[i] - k * __bfloat162float(x[i]);
+    for (int i = lane; i < C; i += 32) dx[i] += r * __bfloat162float(weight[i]) * dy[i] - k * __bfloat162float(x[i]);
 }
 
 // Block b sums x over its contiguous slice [b*chunk, min((b+1)*chunk, n)) in a fixed thread/tree order.
@@ -124,11 +123,11 @@ __global__ void fill_f32_kernel(float* out, int64_t n, float value) {
 
 } // namespace
 
-#define QLS_LAUNCH_1D(kernel, n, stream, ...)                                \
-    do {                                                                     \
-        if ((n) <= 0) break;                                                 \
-        kernel<<<grid_for(n), kBlock, 0, stream>>>(__VA_ARGS__);             \
-        QLS_CUDA_CHECK(cudaGetLastError());                                  \
+#define QLS_LAUNCH_1D(kernel, n, stream, ...)                    \
+    do {                                                         \
+        if ((n) <= 0) break;                                     \
+        kernel<<<grid_for(n), kBlock, 0, stream>>>(__VA_ARGS__); \
+        QLS_CUDA_CHECK(cudaGetLastError());                      \
     } while (0)
 
 void cast_f32_to_bf16(bf16* out, const float* in, int64_t n, cudaStream_t s) {
@@ -148,8 +147,8 @@ void lora_dropout(bf16* out, float* out_f32, const bf16* in, int64_t n, uint64_t
     const float keep_scale = 1.0f / (1.0f - p);
     QLS_LAUNCH_1D(lora_dropout_kernel, n, s, out, out_f32, in, n, seed, layer, target, p, keep_scale, accumulate);
 }
-void rmsnorm_backward_accumulate(float* dres, const float* dout, const bf16* inp, const bf16* weight,
-                                 const float* rstd, int N, int C, cudaStream_t s) {
+void rmsnorm_backward_accumulate(float* dres, const float* dout, const bf16* inp, const bf16* weight, const float* rstd,
+                                 int N, int C, cudaStream_t s) {
     if (N <= 0) return;
     rmsnorm_backward_accumulate_kernel<<<(N + 7) / 8, 256, 0, s>>>(dres, dout, inp, weight, rstd, N, C);
     QLS_CUDA_CHECK(cudaGetLastError());
@@ -175,7 +174,11 @@ void fill_random_normal_bf16(bf16* out, int64_t n, uint64_t seed, float stddev, 
 void fill_random_uniform_f32(float* out, int64_t n, uint64_t seed, float bound, cudaStream_t s) {
     QLS_LAUNCH_1D(fill_random_uniform_f32_kernel, n, s, out, n, seed, bound);
 }
-void fill_bf16(bf16* out, int64_t n, float value, cudaStream_t s) { QLS_LAUNCH_1D(fill_bf16_kernel, n, s, out, n, value); }
-void fill_f32(float* out, int64_t n, float value, cudaStream_t s) { QLS_LAUNCH_1D(fill_f32_kernel, n, s, out, n, value); }
+void fill_bf16(bf16* out, int64_t n, float value, cudaStream_t s) {
+    QLS_LAUNCH_1D(fill_bf16_kernel, n, s, out, n, value);
+}
+void fill_f32(float* out, int64_t n, float value, cudaStream_t s) {
+    QLS_LAUNCH_1D(fill_f32_kernel, n, s, out, n, value);
+}
 
 } // namespace qls_kernels

@@ -12,13 +12,13 @@ namespace {
 
 [[noreturn]] void blas_fail(cublasStatus_t s, const char* stmt, int line) {
     throw cuda_failure(cudaErrorUnknown, std::string("cuBLAS error ") + cublasGetStatusName(s) + " (" +
-                                             cublasGetStatusString(s) + ") at gemm.cpp:" + std::to_string(line) +
-                                             ": " + stmt);
+                                             cublasGetStatusString(s) + ") at gemm.cpp:" + std::to_string(line) + ": " +
+                                             stmt);
 }
 
-#define QLS_CUBLAS_CHECK(stmt)                                              \
-    do {                                                                    \
-        cublasStatus_t qls_bs_ = (stmt);                                    \
+#define QLS_CUBLAS_CHECK(stmt)                                                     \
+    do {                                                                           \
+        cublasStatus_t qls_bs_ = (stmt);                                           \
         if (qls_bs_ != CUBLAS_STATUS_SUCCESS) blas_fail(qls_bs_, #stmt, __LINE__); \
     } while (0)
 

@@ -24,7 +24,8 @@ __global__ void nf4_dequantize_dq_kernel(__nv_bfloat16* out, const uint8_t* pack
         const int64_t i = i0 + k;
         if (i >= n) break;
         const int64_t b = i / blocksize;
-        const float absmax = __fadd_rn(__fmul_rn(nested_map[absmax_codes[b]], absmax_scale[b / nested_blocksize]), offset);
+        const float absmax = __fadd_rn(__fmul_rn(nested_map[absmax_codes[b]], absmax_scale[b / nested_blocksize]),
+                                       offset);
         const unsigned q = k == 0 ? (byte >> 4) : (byte & 0x0F);
         out[i] = __float2bfloat16_rn(__fmul_rn(nf4_decode(q), absmax));
     }
@@ -61,9 +62,9 @@ __global__ void nf4_dequantize_dq_vec16_kernel(__nv_bfloat16* out, const uint2* 
 // ----------------------------------------------------------------------------
 // kernel launchers
 
-void nf4_dequantize_dq(__nv_bfloat16* out, const uint8_t* packed, const uint8_t* absmax_codes, const float* absmax_scale,
-                       float offset, const float* nested_map, int64_t n, int blocksize, int nested_blocksize,
-                       cudaStream_t stream) {
+void nf4_dequantize_dq(__nv_bfloat16* out, const uint8_t* packed, const uint8_t* absmax_codes,
+                       const float* absmax_scale, float offset, const float* nested_map, int64_t n, int blocksize,
+                       int nested_blocksize, cudaStream_t stream) {
     const int64_t bytes = (n + 1) / 2;
     if (bytes == 0) return;
     const int block = 256;
@@ -71,14 +72,16 @@ void nf4_dequantize_dq(__nv_bfloat16* out, const uint8_t* packed, const uint8_t*
         reinterpret_cast<uintptr_t>(packed) % 8 == 0) {
         const int64_t groups = n / 16;
         const int64_t grid = std::min<int64_t>((groups + block - 1) / block, 65535LL * 8);
-        nf4_dequantize_dq_vec16_kernel<<<(unsigned)grid, block, 0, stream>>>(
-            out, reinterpret_cast<const uint2*>(packed), absmax_codes, absmax_scale, offset, nested_map, groups);
+        nf4_dequantize_dq_vec16_kernel<<<(unsigned)grid, block, 0, stream>>>(out,
+                                                                             reinterpret_cast<const uint2*>(packed),
+                                                                             absmax_codes, absmax_scale, offset,
+                                                                             nested_map, groups);
         QLS_CUDA_CHECK(cudaGetLastError());
         return;
     }
     const int64_t grid = (bytes + block - 1) / block;
     nf4_dequantize_dq_kernel<<<(unsigned)grid, block, 0, stream>>>(out, packed, absmax_codes, absmax_scale, offset,
-                                                                    nested_map, n, blocksize, nested_blocksize);
+                                                                   nested_map, n, blocksize, nested_blocksize);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 

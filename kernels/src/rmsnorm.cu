@@ -25,7 +25,8 @@ __global__ void rmsnorm_forward_kernel(__nv_bfloat16* out, float* rstd, const __
     float r = rsqrtf(sum / (float)C + eps);
     if (lane == 0 && rstd) rstd[row] = r;
     __nv_bfloat16* y = out + (size_t)row * C;
-    for (int i = lane; i < C; i += 32) y[i] = __float2bfloat16(__bfloat162float(x[i]) * r * __bfloat162float(weight[i]));
+    for (int i = lane; i < C; i += 32)
+        y[i] = __float2bfloat16(__bfloat162float(x[i]) * r * __bfloat162float(weight[i]));
 }
 
 // One warp per row: dot = sum_c dy_c w_c x_c (warp-reduced), then dx_c = r w_c dy_c - (r^3 / C) x_c dot.
@@ -46,7 +47,8 @@ __global__ void rmsnorm_backward_kernel(__nv_bfloat16* dinp, const __nv_bfloat16
     const float k = r * r * r * dot / (float)C;
     __nv_bfloat16* dx = dinp + (size_t)row * C;
     for (int i = lane; i < C; i += 32)
-        dx[i] = __float2bfloat16(r * __bfloat162float(weight[i]) * __bfloat162float(dy[i]) - k * __bfloat162float(x[i]));
+        dx[i] = __float2bfloat16(r * __bfloat162float(weight[i]) * __bfloat162float(dy[i]) -
+                                 k * __bfloat162float(x[i]));
 }
 
 // ----------------------------------------------------------------------------

@@ -43,8 +43,7 @@ __global__ void rope_kernel(__nv_bfloat16* x, const int* pos, const float* inv_f
 namespace {
 
 template <bool inverse>
-void rope_launch(__nv_bfloat16* x, const int* pos, const float* inv_freq, int N, int NHX, int HS,
-                 cudaStream_t stream) {
+void rope_launch(__nv_bfloat16* x, const int* pos, const float* inv_freq, int N, int NHX, int HS, cudaStream_t stream) {
     const int64_t threads = (int64_t)N * (HS / 2);
     if (threads <= 0 || NHX <= 0) return;
     const int block = 256;

@@ -40,13 +40,13 @@ constexpr int k_vocab = 512;
 // (grouped-query attention, SwiGLU MLP wider than the residual stream).
 qls::model_config demo_config() {
     qls::model_config c;
-    c.hidden_size = 64;         // C
-    c.intermediate_size = 176;  // H
-    c.num_layers = 4;           // L
-    c.num_heads = 4;            // NH
-    c.num_kv_heads = 2;         // NKV
-    c.head_dim = 16;            // HS = C / NH
-    c.vocab_size = k_vocab;     // V
+    c.hidden_size = 64;        // C
+    c.intermediate_size = 176; // H
+    c.num_layers = 4;          // L
+    c.num_heads = 4;           // NH
+    c.num_kv_heads = 2;        // NKV
+    c.head_dim = 16;           // HS = C / NH
+    c.vocab_size = k_vocab;    // V
     c.max_position_embeddings = 512;
     c.rms_norm_eps = 1e-5;
     c.rope.theta = 10000.0;
@@ -89,7 +89,8 @@ std::string train_tokenizer(const fs::path& corpus) {
     std::string proto;
     const auto status = sentencepiece::SentencePieceTrainer::Train(args, nullptr, &proto);
     if (!status.ok())
-        throw qls::error(qls::error_code::format, corpus.string() + ": SentencePiece training failed: " + status.ToString(),
+        throw qls::error(qls::error_code::format,
+                         corpus.string() + ": SentencePiece training failed: " + status.ToString(),
                          "the corpus must be UTF-8 text with one or more lines");
     return proto;
 }
@@ -166,7 +167,8 @@ int make_demo_model(const fs::path& corpus, const fs::path& out_dir) {
     write_text(out_dir / "tokenizer_config.json",
                "{\n  \"tokenizer_class\": \"LlamaTokenizer\",\n  \"bos_token\": \"<s>\",\n  \"eos_token\": \"</s>\",\n"
                "  \"unk_token\": \"<unk>\",\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n"
-               "  \"model_max_length\": " + std::to_string(cfg.max_position_embeddings) + ",\n  \"legacy\": true\n}\n");
+               "  \"model_max_length\": " +
+                   std::to_string(cfg.max_position_embeddings) + ",\n  \"legacy\": true\n}\n");
     write_text(out_dir / "generation_config.json",
                "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"do_sample\": false\n}\n");
 
@@ -183,8 +185,9 @@ int make_demo_model(const fs::path& corpus, const fs::path& out_dir) {
 
 int main(int argc, char** argv) {
     if (argc != 3) {
-        std::fprintf(stderr, "usage: make_demo_model CORPUS OUT_DIR\n"
-                             "  e.g. make_demo_model datasets/stories/pip_the_lighthouse_mouse.txt resources/demo/model\n");
+        std::fprintf(stderr,
+                     "usage: make_demo_model CORPUS OUT_DIR\n"
+                     "  e.g. make_demo_model datasets/stories/pip_the_lighthouse_mouse.txt resources/demo/model\n");
         return 2;
     }
     try {

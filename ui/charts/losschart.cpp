@@ -39,9 +39,7 @@ void LossChart::setLogScale(bool on) {
     QCPAxis* y = plot()->yAxis;
     if (logScale() == on) return;
     y->setScaleType(on ? QCPAxis::stLogarithmic : QCPAxis::stLinear);
-    if (on)
-        y->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
-    else
-        y->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
+    if (on) y->setTicker(QSharedPointer<QCPAxisTickerLog>(new QCPAxisTickerLog));
+    else y->setTicker(QSharedPointer<QCPAxisTicker>(new QCPAxisTicker));
     setFollow(true);
 }

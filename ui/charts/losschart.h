@@ -13,7 +13,7 @@ public:
     QString describe(const qls::step_stats& s) const override;
     QString idleTitle() const override { return tr("Loss"); }
     bool logScale() const;
-    void setLogScale(bool on);   // follows the data again
+    void setLogScale(bool on); // follows the data again
 
 protected:
     bool zeroBased() const override { return false; }

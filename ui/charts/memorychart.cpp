@@ -14,11 +14,11 @@ namespace {
 
 // Short legend names for the memory plan's categories (machine names of qls::plan_category_name).
 QString categoryLabel(const QString& machineName) {
-    static const QHash<QString, QString> labels = {
-        {"quantized_weights", "NF4 weights"}, {"frozen_weights", "frozen"},        {"lora_weights", "LoRA"},
-        {"lora_grads", "LoRA grads"},         {"optimizer_resident", "optimizer"}, {"optimizer_paged", "optim. paged"},
-        {"activations", "activations"},       {"logits_loss", "logits"},           {"workspace", "workspace"},
-        {"cuda_context", "CUDA context"}};
+    static const QHash<QString, QString> labels =
+        {{"quantized_weights", "NF4 weights"}, {"frozen_weights", "frozen"},        {"lora_weights", "LoRA"},
+         {"lora_grads", "LoRA grads"},         {"optimizer_resident", "optimizer"}, {"optimizer_paged", "optim. paged"},
+         {"activations", "activations"},       {"logits_loss", "logits"},           {"workspace", "workspace"},
+         {"cuda_context", "CUDA context"}};
     QString s = labels.value(machineName, machineName);
     s.replace('_', ' ');
     return s;
@@ -68,8 +68,9 @@ bool MemoryChart::noteStep(const qls::step_stats& s) {
 void MemoryChart::noteHistory(const QVector<qls::step_stats>& history) {
     m_unitPower = 1;
     for (const qls::step_stats& s : history) {
-        m_unitPower = std::max(m_unitPower, unitPowerFor(std::max({planTotal(s, s.device_total_bytes > 0), s.device_used_bytes,
-                                                                   s.device_total_bytes, uint64_t(m_budgetBytes)})));
+        m_unitPower = std::max(m_unitPower,
+                               unitPowerFor(std::max({planTotal(s, s.device_total_bytes > 0), s.device_used_bytes,
+                                                      s.device_total_bytes, uint64_t(m_budgetBytes)})));
         if (m_categories.isEmpty() && !s.plan_bytes.empty()) buildCategories(s);
     }
 }
@@ -159,7 +160,10 @@ QString MemoryChart::describe(const qls::step_stats& s) const {
     QString text;
     for (const auto& [name, bytes] : s.plan_bytes)
         if (bytes > 0 && (s.device_total_bytes > 0 || name != kContextCategory))
-            text += tr("<br>%1: %2 %3").arg(categoryLabel(QString::fromStdString(name))).arg(double(bytes) / u, 0, 'f', 2).arg(unit());
+            text += tr("<br>%1: %2 %3")
+                        .arg(categoryLabel(QString::fromStdString(name)))
+                        .arg(double(bytes) / u, 0, 'f', 2)
+                        .arg(unit());
     text += tr("<br>measured %1 %3, peak %2 %3")
                 .arg(double(s.device_used_bytes) / u, 0, 'f', 2)
                 .arg(double(s.device_peak_bytes) / u, 0, 'f', 2)

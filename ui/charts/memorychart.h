@@ -38,8 +38,8 @@ private:
     QString unit() const;
 
     quint64 m_budgetBytes = 0;
-    QList<QCPGraph*> m_categoryGraphs;   // cumulative stack, bottom first
-    QStringList m_categories;            // plan category machine names, in stack order
-    int m_unitPower = 1;                 // 1 KiB, 2 MiB, 3 GiB
+    QList<QCPGraph*> m_categoryGraphs; // cumulative stack, bottom first
+    QStringList m_categories;          // plan category machine names, in stack order
+    int m_unitPower = 1;               // 1 KiB, 2 MiB, 3 GiB
     bool m_anyCard = false;
 };

@@ -13,7 +13,9 @@ public:
     QString titleFor(const QVector<qls::step_stats>& history) const override;
     QString describe(const qls::step_stats& s) const override;
     QString idleTitle() const override { return tr("Paging (MB/s)"); }
-    static double megabytesPerSecond(uint64_t bytes, double seconds) { return seconds > 0 ? double(bytes) / seconds / 1e6 : 0.0; }
+    static double megabytesPerSecond(uint64_t bytes, double seconds) {
+        return seconds > 0 ? double(bytes) / seconds / 1e6 : 0.0;
+    }
 
 protected:
     void fitExtra() override;

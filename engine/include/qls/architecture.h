@@ -10,7 +10,7 @@
 // Dimension legend (llama.h): C hidden, H MLP hidden, NH query heads, NKV key/value heads, HS head size, V vocabulary.
 #pragma once
 
-#include "qls/lora.h"           // defines: lora_target, k_lora_target_count
+#include "qls/lora.h" // defines: lora_target, k_lora_target_count
 #include "qls/model_config.h"
 
 #include <array>
@@ -27,32 +27,32 @@ enum class base_tensor : uint8_t { embed, final_norm, lm_head, attn_norm, mlp_no
 constexpr int k_base_tensor_count = 5;
 inline bool base_tensor_per_layer(base_tensor t) { return t == base_tensor::attn_norm || t == base_tensor::mlp_norm; }
 
-enum class norm_kind : uint8_t { rms };          // y = x / sqrt(mean(x²) + eps) · w  (LlamaRMSNorm)
-enum class rope_kind : uint8_t { rotate_half };  // pairs (i, i + HS/2), HF rotate_half (modeling_llama.py)
-enum class mlp_kind : uint8_t { swiglu };        // down(silu(gate(x)) · up(x)), hidden_act "silu"
+enum class norm_kind : uint8_t { rms };         // y = x / sqrt(mean(x²) + eps) · w  (LlamaRMSNorm)
+enum class rope_kind : uint8_t { rotate_half }; // pairs (i, i + HS/2), HF rotate_half (modeling_llama.py)
+enum class mlp_kind : uint8_t { swiglu };       // down(silu(gate(x)) · up(x)), hidden_act "silu"
 
 struct architecture {
-    std::string family;                          // "llama"
-    std::vector<std::string> model_types;        // config.json model_type values this entry reads
-    std::string gguf_arch;                       // GGUF general.architecture
+    std::string family;                   // "llama"
+    std::vector<std::string> model_types; // config.json model_type values this entry reads
+    std::string gguf_arch;                // GGUF general.architecture
     // Hugging Face: global tensor names, per-layer ones under hf_layer_prefix + "<l>."
-    std::string hf_layer_prefix;                 // "model.layers."
-    std::array<std::string, k_base_tensor_count> hf_base;          // by base_tensor
-    std::array<std::string, k_lora_target_count> hf_projection;    // by lora_target: module path in a layer
+    std::string hf_layer_prefix;                                // "model.layers."
+    std::array<std::string, k_base_tensor_count> hf_base;       // by base_tensor
+    std::array<std::string, k_lora_target_count> hf_projection; // by lora_target: module path in a layer
     // PEFT: the adapter of module M is "<peft_prefix>M.lora_A.weight" / ".lora_B.weight"
-    std::string peft_prefix;                     // "base_model.model."
+    std::string peft_prefix; // "base_model.model."
     // GGUF: per-layer names under gguf_layer_prefix + "<l>."
-    std::string gguf_layer_prefix;               // "blk."
+    std::string gguf_layer_prefix; // "blk."
     std::array<std::string, k_base_tensor_count> gguf_base;
-    std::array<std::string, k_lora_target_count> gguf_projection;  // + ".weight"
-    bool gguf_permutes_qk = false;               // llama.cpp stores q/k rows interleaved per head (convert_hf_to_gguf)
+    std::array<std::string, k_lora_target_count> gguf_projection; // + ".weight"
+    bool gguf_permutes_qk = false; // llama.cpp stores q/k rows interleaved per head (convert_hf_to_gguf)
 
-    std::vector<lora_target> projections;       // the decoder linears that exist (LoRA targets)
+    std::vector<lora_target> projections; // the decoder linears that exist (LoRA targets)
     norm_kind norm = norm_kind::rms;
     rope_kind rope = rope_kind::rotate_half;
     mlp_kind mlp = mlp_kind::swiglu;
-    bool projection_bias = false;                // the linears carry biases (config attention_bias / mlp_bias)
-    bool tied_head_allowed = true;               // tie_word_embeddings may be true: the head is the embedding
+    bool projection_bias = false;  // the linears carry biases (config attention_bias / mlp_bias)
+    bool tied_head_allowed = true; // tie_word_embeddings may be true: the head is the embedding
 
     // ---- names -------------------------------------------------------------------------------------------------
     // "model.embed_tokens.weight"; per-layer tensors need the layer: "model.layers.3.input_layernorm.weight".

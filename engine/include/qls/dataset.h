@@ -80,28 +80,28 @@ struct chat_message {
 struct data_record {
     enum class kind { instruction, chat, text };
     kind type = kind::text;
-    std::string instruction, input, output;   // kind::instruction (Alpaca); input may be empty
-    std::vector<chat_message> messages;       // kind::chat: [system], user, assistant, user, assistant, ...
-    std::string text;                         // kind::text
-    std::string source;                       // "file:line" where the record starts
+    std::string instruction, input, output; // kind::instruction (Alpaca); input may be empty
+    std::vector<chat_message> messages;     // kind::chat: [system], user, assistant, user, assistant, ...
+    std::string text;                       // kind::text
+    std::string source;                     // "file:line" where the record starts
 };
 
 struct data_options {
     dataset_format format = dataset_format::auto_detect;
-    chat_template tmpl = chat_template::auto_select;   // auto: alpaca → alpaca, chat → llama2_chat, text → raw
-    int seq_len = 512;                                 // T: examples longer than this are truncated
-    bool train_on_prompt = false;                      // false: loss only on responses (+EOS); true: on every token
+    chat_template tmpl = chat_template::auto_select; // auto: alpaca → alpaca, chat → llama2_chat, text → raw
+    int seq_len = 512;                               // T: examples longer than this are truncated
+    bool train_on_prompt = false;                    // false: loss only on responses (+EOS); true: on every token
     bad_record_policy on_bad_record = bad_record_policy::skip;
-    size_t max_record_bytes = size_t(1) << 20;         // a JSONL line / array element / paragraph over this is bad
+    size_t max_record_bytes = size_t(1) << 20; // a JSONL line / array element / paragraph over this is bad
 };
 
 // A rendered example. Loss convention: loss[i] == 1 means ids[i] is a training target, predicted from ids[0..i-1];
 // loss[0] is always 0 (nothing predicts the first token).
 struct data_example {
-    std::vector<int> ids;          // (L)
-    std::vector<uint8_t> loss;     // (L)
-    std::string source;            // "file:line"
-    bool truncated = false;        // cut to seq_len tokens
+    std::vector<int> ids;      // (L)
+    std::vector<uint8_t> loss; // (L)
+    std::string source;        // "file:line"
+    bool truncated = false;    // cut to seq_len tokens
     size_t loss_tokens() const;
 };
 
@@ -109,8 +109,8 @@ constexpr int k_length_histogram_bins = 16;
 
 struct dataset_stats {
     size_t examples = 0;
-    size_t tokens = 0;             // sum of example lengths (after truncation)
-    size_t loss_tokens = 0;        // trained tokens (after truncation); equals the targets one epoch of batches counts
+    size_t tokens = 0;      // sum of example lengths (after truncation)
+    size_t loss_tokens = 0; // trained tokens (after truncation); equals the targets one epoch of batches counts
     size_t min_length = 0, max_length = 0;
     double mean_length = 0;
     // Bin i counts lengths in [i*w + 1, (i+1)*w] with w = histogram_bin_width = ceil(seq_len / 16).
@@ -122,8 +122,8 @@ struct dataset_stats {
 
 struct dataset {
     std::string path;
-    dataset_format format = dataset_format::auto_detect;   // as resolved
-    chat_template tmpl = chat_template::auto_select;        // as resolved
+    dataset_format format = dataset_format::auto_detect; // as resolved
+    chat_template tmpl = chat_template::auto_select;     // as resolved
     int seq_len = 0;
     std::vector<data_example> examples;
     // "file:line: problem" for every record skipped (at most 1000 listed, then one line giving how many more).
@@ -136,7 +136,7 @@ struct dataset {
 dataset_format detect_format(const std::string& path, size_t max_record_bytes = size_t(1) << 20);
 
 struct record_set {
-    dataset_format format = dataset_format::auto_detect;   // as resolved
+    dataset_format format = dataset_format::auto_detect; // as resolved
     std::vector<data_record> records;
     std::vector<std::string> warnings;
     size_t skipped = 0;
@@ -170,7 +170,7 @@ dataset_stats compute_stats(const std::vector<data_example>& examples, int seq_l
 
 struct dataset_split {
     dataset train;
-    dataset validation;   // empty (no examples) when no validation was asked for
+    dataset validation; // empty (no examples) when no validation was asked for
 };
 
 // Moves round(fraction * N) examples (at least 1 when fraction > 0) chosen by a seeded shuffle into validation;
@@ -179,8 +179,8 @@ struct dataset_split {
 dataset_split split_dataset(dataset all, double fraction, uint64_t seed);
 
 struct validation_options {
-    std::string file;      // a separate validation file (same template as train; its format is detected on its own)
-    double fraction = 0;   // or a fraction of the training file; both set is an error
+    std::string file;    // a separate validation file (same template as train; its format is detected on its own)
+    double fraction = 0; // or a fraction of the training file; both set is an error
     uint64_t seed = 0;
 };
 dataset_split load_dataset_split(const std::string& path, const tokenizer& tok, const data_options& opt,
@@ -189,12 +189,12 @@ dataset_split load_dataset_split(const std::string& path, const tokenizer& tok, 
 // ---- batching -------------------------------------------------------------------------------------------------
 
 struct batch_options {
-    int B = 1;             // rows per batch
-    int T = 0;             // tokens per row (>= every example's length)
-    bool packing = true;   // pack several examples per row; false: one example per row, padded
-    bool shuffle = true;   // shuffle the row order every epoch (seeded); false: file order (evaluation)
+    int B = 1;           // rows per batch
+    int T = 0;           // tokens per row (>= every example's length)
+    bool packing = true; // pack several examples per row; false: one example per row, padded
+    bool shuffle = true; // shuffle the row order every epoch (seeded); false: file order (evaluation)
     uint64_t seed = 0;
-    int pad_id = 0;        // token id at padding (never attended to by real tokens, never a target)
+    int pad_id = 0; // token id at padding (never attended to by real tokens, never a target)
 };
 
 // Where the batcher stands: `cursor` is the index within `epoch` of the next batch next() returns. Saving it with a
@@ -216,10 +216,10 @@ struct batcher_position {
 struct batch {
     int B = 0, T = 0;
     std::vector<int> tokens, targets, positions, segments;
-    int counted_targets = 0;   // targets != -1
-    int real_tokens = 0;       // tokens that are not padding
-    int examples = 0;          // examples in this batch
-    uint64_t epoch = 0;        // the epoch and index within it this batch was taken from
+    int counted_targets = 0; // targets != -1
+    int real_tokens = 0;     // tokens that are not padding
+    int examples = 0;        // examples in this batch
+    uint64_t epoch = 0;      // the epoch and index within it this batch was taken from
     uint64_t index = 0;
 };
 
@@ -232,20 +232,20 @@ public:
     // Throws invalid_argument when there are no examples, B < 1, T < 2 or an example is longer than T.
     batcher(std::vector<data_example> examples, const batch_options& opt);
 
-    batch next();                                        // the batch at position(), then advances (next epoch after the last)
+    batch next(); // the batch at position(), then advances (next epoch after the last)
     batcher_position position() const { return pos_; }
-    void set_position(const batcher_position& p);        // throws invalid_argument when the cursor is out of range
+    void set_position(const batcher_position& p); // throws invalid_argument when the cursor is out of range
     size_t batches_per_epoch() const;
     size_t rows_per_epoch() const { return rows_.size(); }
     const std::vector<data_example>& examples() const { return examples_; }
     const batch_options& options() const { return opt_; }
 
 private:
-    void prepare_epoch();                                // row order of pos_.epoch with pos_.seed
+    void prepare_epoch(); // row order of pos_.epoch with pos_.seed
     std::vector<data_example> examples_;
     batch_options opt_;
-    std::vector<std::vector<uint32_t>> rows_;            // example indices per row
-    std::vector<uint32_t> order_;                        // row order of the prepared epoch
+    std::vector<std::vector<uint32_t>> rows_; // example indices per row
+    std::vector<uint32_t> order_;             // row order of the prepared epoch
     uint64_t order_epoch_ = ~uint64_t(0), order_seed_ = 0;
     batcher_position pos_;
 };

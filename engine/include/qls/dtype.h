@@ -21,8 +21,16 @@ bool dtype_is_float(dtype t);
 // Round-to-nearest-even on narrowing; NaN stays NaN (quiet), infinities and signed zeros are kept.
 // bf16 is the top 16 bits of an IEEE-754 binary32. Reference: the bfloat16 format as defined in
 // https://cloud.google.com/tpu/docs/bfloat16 and PyTorch c10/util/BFloat16.h (round_to_nearest_even).
-inline uint32_t f32_bits(float f) { uint32_t u; std::memcpy(&u, &f, 4); return u; }
-inline float f32_from_bits(uint32_t u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline uint32_t f32_bits(float f) {
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return u;
+}
+inline float f32_from_bits(uint32_t u) {
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
 
 inline float bf16_to_f32(uint16_t h) { return f32_from_bits(uint32_t(h) << 16); }
 inline uint16_t f32_to_bf16(float f) {

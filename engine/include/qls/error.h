@@ -7,15 +7,15 @@
 namespace qls {
 
 enum class error_code {
-    io,              // a file cannot be opened, read or written
-    format,          // a file exists but its contents are malformed
-    config,          // a config value is missing, of the wrong type or out of range
-    shape_mismatch,  // tensors disagree with the model config
-    unsupported,     // valid input this build does not handle (a dtype, an architecture)
-    invalid_argument,// a caller/user argument is out of range
-    device,          // a CUDA/driver failure
-    out_of_memory,   // the device (or pinned host) memory a run needs is not there
-    internal,        // a bug: an invariant did not hold
+    io,               // a file cannot be opened, read or written
+    format,           // a file exists but its contents are malformed
+    config,           // a config value is missing, of the wrong type or out of range
+    shape_mismatch,   // tensors disagree with the model config
+    unsupported,      // valid input this build does not handle (a dtype, an architecture)
+    invalid_argument, // a caller/user argument is out of range
+    device,           // a CUDA/driver failure
+    out_of_memory,    // the device (or pinned host) memory a run needs is not there
+    internal,         // a bug: an invariant did not hold
 };
 
 const char* error_code_name(error_code code);
@@ -36,12 +36,11 @@ private:
 };
 
 // Invariant check for programmer errors (not user input): throws error_code::internal with the condition text.
-#define QLS_ASSERT(cond)                                                                                     \
-    do {                                                                                                     \
-        if (!(cond))                                                                                         \
-            throw ::qls::error(::qls::error_code::internal,                                                  \
-                               std::string("internal check failed: ") + #cond + " at " + __FILE__ + ":" +   \
-                                   std::to_string(__LINE__));                                                \
+#define QLS_ASSERT(cond)                                                                                              \
+    do {                                                                                                              \
+        if (!(cond))                                                                                                  \
+            throw ::qls::error(::qls::error_code::internal, std::string("internal check failed: ") + #cond + " at " + \
+                                                                __FILE__ + ":" + std::to_string(__LINE__));           \
     } while (0)
 
 } // namespace qls

@@ -7,17 +7,17 @@
 #include <cstdint>
 #include <functional>
 #include <random>
-#include <utility>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace qls {
 
 struct sampling_options {
-    float temperature = 1.0f;   // 0 → greedy (argmax)
-    int top_k = 0;              // 0 → off; else keep the k most likely tokens
-    float top_p = 0.9f;         // 1 → off; else nucleus: smallest set whose probability reaches top_p
-    uint64_t seed = 0;          // sampling is a pure function of (model, prompt, options, seed)
+    float temperature = 1.0f; // 0 → greedy (argmax)
+    int top_k = 0;            // 0 → off; else keep the k most likely tokens
+    float top_p = 0.9f;       // 1 → off; else nucleus: smallest set whose probability reaches top_p
+    uint64_t seed = 0;        // sampling is a pure function of (model, prompt, options, seed)
 };
 
 // Checks ranges; throws qls::error(invalid_argument) naming the option and its valid range.
@@ -47,9 +47,9 @@ struct generate_options {
 };
 
 struct generate_result {
-    std::vector<int> prompt_ids;    // BOS + prompt tokens
-    std::vector<int> new_ids;       // generated tokens (the stop token excluded)
-    std::string text;               // prompt text + generated text, as llama2.c prints it (no BOS, no leading space)
+    std::vector<int> prompt_ids; // BOS + prompt tokens
+    std::vector<int> new_ids;    // generated tokens (the stop token excluded)
+    std::string text;            // prompt text + generated text, as llama2.c prints it (no BOS, no leading space)
     stop_reason reason = stop_reason::max_tokens;
 };
 

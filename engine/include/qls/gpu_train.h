@@ -20,7 +20,7 @@
 #include "qls/memory_plan.h"
 #include "qls/optim.h"
 #include "qls/tensor.h"
-#include "qls/train_backend.h"     // defines: train_batch
+#include "qls/train_backend.h" // defines: train_batch
 
 #include <cstdint>
 #include <memory>
@@ -32,13 +32,13 @@ namespace qls {
 
 struct gpu_train_options {
     lora_config lora;
-    int batch = 1;                      // B
-    int seq = 2048;                     // T
+    int batch = 1;  // B
+    int seq = 2048; // T
     optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
     adamw_hparams adamw{0.9f, 0.999f, 1e-8f, 0.0f};
     bool gradient_checkpointing = true;
-    size_t page_size = 64 * 1024;       // optimizer-state page (paged kinds)
-    int device = 0;                     // the CUDA device index (`qlora devices`)
+    size_t page_size = 64 * 1024; // optimizer-state page (paged kinds)
+    int device = 0;               // the CUDA device index (`qlora devices`)
 };
 // lora (rank, targets, dropout on or off), batch, seq, optimizer, gradient_checkpointing and page_size must be those
 // the memory plan was made with (qls::error{invalid_argument} otherwise); the budget lives in the plan.
@@ -47,21 +47,21 @@ struct gpu_train_options {
 using gpu_batch = train_batch;
 
 struct gpu_update_result {
-    double grad_norm = 0;               // of the accumulated gradients divided by grad_accum, before clipping
-    bool finite = true;                 // false: NaN/Inf gradient, nothing was updated
+    double grad_norm = 0; // of the accumulated gradients divided by grad_accum, before clipping
+    bool finite = true;   // false: NaN/Inf gradient, nothing was updated
 };
 
 struct gpu_memory_stats {
-    uint64_t arena_bytes = 0;           // our one allocation (= plan.peak_bytes())
-    uint64_t category_bytes[plan_category_count] = {};   // arena bytes per plan category
-    uint64_t device_total_bytes = 0;    // cudaMemGetInfo total
-    uint64_t device_used_bytes = 0;     // total - free, now (every process on the card)
-    uint64_t device_used_peak_bytes = 0;// the largest device_used_bytes sampled after setup and after each step
+    uint64_t arena_bytes = 0;                          // our one allocation (= plan.peak_bytes())
+    uint64_t category_bytes[plan_category_count] = {}; // arena bytes per plan category
+    uint64_t device_total_bytes = 0;                   // cudaMemGetInfo total
+    uint64_t device_used_bytes = 0;                    // total - free, now (every process on the card)
+    uint64_t device_used_peak_bytes = 0;   // the largest device_used_bytes sampled after setup and after each step
     uint64_t device_used_before_bytes = 0; // total - free before this trainer allocated anything (context included)
-    uint64_t paging_h2d_bytes = 0;      // cumulative
+    uint64_t paging_h2d_bytes = 0;         // cumulative
     uint64_t paging_d2h_bytes = 0;
     uint64_t resident_pages = 0, total_pages = 0, pool_pages = 0;
-    uint64_t pinned_host_bytes = 0;     // host copies of paged states
+    uint64_t pinned_host_bytes = 0; // host copies of paged states
 };
 
 class gpu_trainer {

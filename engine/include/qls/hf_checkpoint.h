@@ -19,7 +19,7 @@ public:
 
     const std::string& dir() const { return dir_; }
     const model_config& config() const { return config_; }
-    std::vector<std::string> tensor_names() const;             // sorted
+    std::vector<std::string> tensor_names() const; // sorted
     bool has(const std::string& name) const;
     // The file that holds a tensor and its entry; throws naming the tensor if absent.
     const safetensors_file& file_of(const std::string& name) const;
@@ -32,7 +32,7 @@ private:
     std::string dir_;
     model_config config_;
     std::vector<safetensors_file> files_;
-    std::map<std::string, size_t> where_;                      // tensor name -> index in files_
+    std::map<std::string, size_t> where_; // tensor name -> index in files_
 };
 
 // Loads DIR/tokenizer.model (SentencePiece only; tokenizer.json-only checkpoints are not supported) and checks

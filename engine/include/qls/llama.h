@@ -19,22 +19,22 @@
 namespace qls {
 
 template <class T> struct llama_layer_params {
-    std::vector<T> attn_norm;  // (C)
-    std::vector<T> wq;         // (NH*HS, C)
-    std::vector<T> wk;         // (NKV*HS, C)
-    std::vector<T> wv;         // (NKV*HS, C)
-    std::vector<T> wo;         // (C, NH*HS)
-    std::vector<T> mlp_norm;   // (C)
-    std::vector<T> w_gate;     // (H, C)
-    std::vector<T> w_up;       // (H, C)
-    std::vector<T> w_down;     // (C, H)
+    std::vector<T> attn_norm; // (C)
+    std::vector<T> wq;        // (NH*HS, C)
+    std::vector<T> wk;        // (NKV*HS, C)
+    std::vector<T> wv;        // (NKV*HS, C)
+    std::vector<T> wo;        // (C, NH*HS)
+    std::vector<T> mlp_norm;  // (C)
+    std::vector<T> w_gate;    // (H, C)
+    std::vector<T> w_up;      // (H, C)
+    std::vector<T> w_down;    // (C, H)
 };
 
 template <class T> struct llama_params {
-    std::vector<T> embed;                        // (V, C)
-    std::vector<llama_layer_params<T>> layers;   // L
-    std::vector<T> final_norm;                   // (C)
-    std::vector<T> lm_head;                      // (V, C); empty when tied to embed
+    std::vector<T> embed;                      // (V, C)
+    std::vector<llama_layer_params<T>> layers; // L
+    std::vector<T> final_norm;                 // (C)
+    std::vector<T> lm_head;                    // (V, C); empty when tied to embed
     const T* lm_head_data() const { return lm_head.empty() ? embed.data() : lm_head.data(); }
 };
 
@@ -50,8 +50,8 @@ struct llama_load_options {
 struct llama_model {
     model_config config;
     llama_params<float> params;
-    std::vector<float> inv_freq;                 // (HS/2)
-    std::string dir;                             // where it was loaded from (may be empty)
+    std::vector<float> inv_freq; // (HS/2)
+    std::string dir;             // where it was loaded from (may be empty)
     // [L][lora_target] NF4 projections; empty when the base is not quantized
     std::vector<std::array<nf4_tensor, k_lora_target_count>> nf4;
 
@@ -98,8 +98,8 @@ public:
     // Gradient of forward()'s mean loss with respect to x0 and (+=) every adapter's A and B; call after forward.
     void backward();
 
-    const std::vector<T>& logits() const;   // (B, T, V) from the last forward
-    const std::vector<T>& dx0() const;      // (B, T, C) from the last backward
+    const std::vector<T>& logits() const; // (B, T, V) from the last forward
+    const std::vector<T>& dx0() const;    // (B, T, C) from the last backward
     int counted_targets() const;
     // Bytes of the buffers this pass holds (saved activations, residual stream, logits): the CPU backend's
     // "activations" and "logits/loss" memory, reported in step_stats.
@@ -124,7 +124,7 @@ private:
     const llama_model* m_;
     int max_pos_;
     int pos_ = 0;
-    std::vector<float> k_cache_, v_cache_;   // (L, max_pos, NKV*HS)
+    std::vector<float> k_cache_, v_cache_; // (L, max_pos, NKV*HS)
     std::vector<float> x_, xb_, q_, k_, v_, att_, atty_, gate_, up_, h_, logits_, scores_;
 };
 

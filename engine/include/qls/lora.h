@@ -16,20 +16,20 @@ namespace qls {
 // The seven linear layers of a LLaMA block, in PEFT's module names.
 enum class lora_target : int { q = 0, k, v, o, gate, up, down };
 constexpr int k_lora_target_count = 7;
-const char* lora_target_name(lora_target t);                  // "q_proj", "k_proj", ..., "down_proj"
-const char* lora_target_short_name(lora_target t);            // "q", "k", ..., "down"
+const char* lora_target_name(lora_target t);                          // "q_proj", "k_proj", ..., "down_proj"
+const char* lora_target_short_name(lora_target t);                    // "q", "k", ..., "down"
 std::optional<lora_target> lora_target_from_name(std::string_view s); // accepts "q" or "q_proj"
 std::vector<lora_target> all_lora_targets();
 // "q,k,v,o,gate,up,down" (any subset, any order, each once; PEFT's q_proj ... names too) or "all";
 // throws qls::error naming the valid values.
 std::vector<lora_target> parse_lora_targets(std::string_view csv);
-std::string lora_targets_string(const std::vector<lora_target>& targets);   // "q,v"
+std::string lora_targets_string(const std::vector<lora_target>& targets); // "q,v"
 
 struct lora_config {
-    int rank = 64;                     // r; QLoRA paper: 64
-    float alpha = 16.0f;               // QLoRA paper: 16
-    float dropout = 0.1f;              // QLoRA paper: 0.1 for 7B/13B, 0.05 for 33B/65B
-    bool use_rslora = false;           // scale alpha/sqrt(r) (Kalajdzievski 2023, https://arxiv.org/abs/2312.03732)
+    int rank = 64;           // r; QLoRA paper: 64
+    float alpha = 16.0f;     // QLoRA paper: 16
+    float dropout = 0.1f;    // QLoRA paper: 0.1 for 7B/13B, 0.05 for 33B/65B
+    bool use_rslora = false; // scale alpha/sqrt(r) (Kalajdzievski 2023, https://arxiv.org/abs/2312.03732)
     std::vector<lora_target> targets = all_lora_targets();
 
     float scale() const;
@@ -44,8 +44,8 @@ std::pair<int, int> lora_in_out(const model_config& m, lora_target t);
 
 template <class T> struct lora_adapter {
     int in = 0, out = 0, rank = 0;
-    std::vector<T> a, b;               // A (r, in), B (out, r)
-    std::vector<T> da, db;             // gradients, same shapes; accumulated (+=) by backward
+    std::vector<T> a, b;   // A (r, in), B (out, r)
+    std::vector<T> da, db; // gradients, same shapes; accumulated (+=) by backward
     bool enabled() const { return rank > 0; }
 };
 

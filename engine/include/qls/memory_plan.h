@@ -11,10 +11,10 @@
 // HS head size, Q = NH*HS, KV = NKV*HS, V vocabulary, L layers, r LoRA rank.
 #pragma once
 
-#include "qls/lora.h"          // defines: lora_config, lora_target, lora_in_out, parse_lora_targets
+#include "qls/lora.h" // defines: lora_config, lora_target, lora_in_out, parse_lora_targets
 #include "qls/model_config.h"
-#include "qls/optim.h"         // defines: optimizer_kind, optimizer_kind_flag, adamw_8bit_block
-#include "qls/pager.h"         // defines: pager_config (the page size of paged optimizer states)
+#include "qls/optim.h" // defines: optimizer_kind, optimizer_kind_flag, adamw_8bit_block
+#include "qls/pager.h" // defines: pager_config (the page size of paged optimizer states)
 
 #include <cstddef>
 #include <cstdint>
@@ -27,15 +27,15 @@ namespace qls {
 // ---- settings ---------------------------------------------------------------------------------------------------
 
 struct plan_settings {
-    lora_config lora;                    // rank, alpha, dropout, targets (alpha does not change memory)
-    int batch = 1;                       // B
-    int seq = 2048;                      // T
+    lora_config lora; // rank, alpha, dropout, targets (alpha does not change memory)
+    int batch = 1;    // B
+    int seq = 2048;   // T
     optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
     bool gradient_checkpointing = true;
-    uint64_t budget_bytes = 0;           // device bytes our arena may use; 0 = no budget of your own (run_plan.h)
-    uint64_t card_bytes = 0;             // total memory of the card (cudaMemGetInfo total); 0 = unknown
-    uint64_t free_bytes = 0;             // free device memory when planned; with no budget the limit is 95% of it
-    size_t page_size = pager_config{}.page_size;   // bytes per optimizer-state page (paged kinds)
+    uint64_t budget_bytes = 0; // device bytes our arena may use; 0 = no budget of your own (run_plan.h)
+    uint64_t card_bytes = 0;   // total memory of the card (cudaMemGetInfo total); 0 = unknown
+    uint64_t free_bytes = 0;   // free device memory when planned; with no budget the limit is 95% of it
+    size_t page_size = pager_config{}.page_size; // bytes per optimizer-state page (paged kinds)
 };
 
 // Throws qls::error (invalid_argument) whose message starts with the field ("rank: ", "seq: ", "batch: ",
@@ -45,25 +45,25 @@ void validate_plan_settings(const plan_settings& s);
 // ---- the table --------------------------------------------------------------------------------------------------
 
 enum class plan_category : uint8_t {
-    quantized_weights,   // NF4 packed + double-quantized absmax + nested absmax + maps, every decoder linear
-    frozen_weights,      // bf16 embeddings and LM head, fp32 RMSNorm weights
-    lora_weights,        // fp32 A, B
-    lora_grads,          // fp32 dA, dB
-    optimizer_resident,  // AdamW states of the unpaged kinds, and the 8-bit qmaps
-    optimizer_paged,     // paged kinds: every state tensor (in whole pages), or the device page pool when paging
-    activations,         // checkpoints, saved activations and the backward's activation gradients
-    logits_loss,         // tokens, targets, final norm, one chunk of fp32 logits, per-token losses
-    workspace,           // dequantized weight double buffer, cuBLAS workspace, rope tables
-    cuda_context,        // driver + cuBLAS module memory: not in the budget, but on the card
+    quantized_weights,  // NF4 packed + double-quantized absmax + nested absmax + maps, every decoder linear
+    frozen_weights,     // bf16 embeddings and LM head, fp32 RMSNorm weights
+    lora_weights,       // fp32 A, B
+    lora_grads,         // fp32 dA, dB
+    optimizer_resident, // AdamW states of the unpaged kinds, and the 8-bit qmaps
+    optimizer_paged,    // paged kinds: every state tensor (in whole pages), or the device page pool when paging
+    activations,        // checkpoints, saved activations and the backward's activation gradients
+    logits_loss,        // tokens, targets, final norm, one chunk of fp32 logits, per-token losses
+    workspace,          // dequantized weight double buffer, cuBLAS workspace, rope tables
+    cuda_context,       // driver + cuBLAS module memory: not in the budget, but on the card
 };
 constexpr int plan_category_count = 10;
-const char* plan_category_name(plan_category c);     // machine name: "quantized_weights", ...
-const char* plan_category_label(plan_category c);    // for people: "quantized weights (NF4+DQ)", ...
+const char* plan_category_name(plan_category c);  // machine name: "quantized_weights", ...
+const char* plan_category_label(plan_category c); // for people: "quantized weights (NF4+DQ)", ...
 
 enum class plan_placement : uint8_t {
-    device,          // our device arena: counted in the budget
-    host,            // pinned host memory (paged optimizer states evicted because the budget is short)
-    outside_budget,  // device memory the driver takes (CUDA context): counts against the card, not the budget
+    device,         // our device arena: counted in the budget
+    host,           // pinned host memory (paged optimizer states evicted because the budget is short)
+    outside_budget, // device memory the driver takes (CUDA context): counts against the card, not the budget
 };
 const char* plan_placement_name(plan_placement p);
 
@@ -72,27 +72,77 @@ const char* plan_placement_name(plan_placement p);
 // carry the target in the key, and LoRA tensor items whether they belong to A (r, in) or B (out, r).
 enum class plan_item_id : uint8_t {
     // quantized weights, per linear (key.target): model.layers.*.<module>.weight[.absmax|.nested_absmax|.maps]
-    nf4_codes, nf4_absmax, nf4_nested_absmax, nf4_maps,
+    nf4_codes,
+    nf4_absmax,
+    nf4_nested_absmax,
+    nf4_maps,
     // frozen weights
-    embed_tokens, lm_head, attn_norm_weight, mlp_norm_weight, final_norm_weight,
+    embed_tokens,
+    lm_head,
+    attn_norm_weight,
+    mlp_norm_weight,
+    final_norm_weight,
     // per LoRA tensor (key.target, key.lora_b): the fp32 master, its gradient, its AdamW states (32-bit: exp_avg,
     // exp_avg_sq; 8-bit: state1, state2 codes and absmax1, absmax2)
-    lora_weight, lora_grad,
-    adam_exp_avg, adam_exp_avg_sq, adam_state1, adam_state2, adam_absmax1, adam_absmax2,
+    lora_weight,
+    lora_grad,
+    adam_exp_avg,
+    adam_exp_avg_sq,
+    adam_state1,
+    adam_state2,
+    adam_absmax1,
+    adam_absmax2,
     // optimizer, one each: the unused tails of the paged states' last pages, the 8-bit qmaps, the device page pool
-    adam_page_padding, adam_qmaps, adam_page_pool,
+    adam_page_padding,
+    adam_qmaps,
+    adam_page_pool,
     // activations: act.layers.*.<x> (count L) or act.recompute.<x> (count 1, checkpointing); lora_xa per target
-    act_checkpoint, act_residual_in, act_attn_norm_rstd, act_attn_norm_out, act_q, act_k, act_v, act_attn_lse,
-    act_attn_out, act_residual_mid, act_mlp_norm_rstd, act_mlp_norm_out, act_mlp_gate, act_mlp_up, act_mlp_hidden,
-    act_lora_xa, act_final_residual,
+    act_checkpoint,
+    act_residual_in,
+    act_attn_norm_rstd,
+    act_attn_norm_out,
+    act_q,
+    act_k,
+    act_v,
+    act_attn_lse,
+    act_attn_out,
+    act_residual_mid,
+    act_mlp_norm_rstd,
+    act_mlp_norm_out,
+    act_mlp_gate,
+    act_mlp_up,
+    act_mlp_hidden,
+    act_lora_xa,
+    act_final_residual,
     // the backward's activation gradients (grad.*)
-    grad_residual, grad_residual_bf16, grad_norm_out, grad_attn_out, grad_q, grad_k, grad_v, grad_attn_delta,
-    grad_mlp_hidden, grad_mlp_up, grad_lora_xa,
+    grad_residual,
+    grad_residual_bf16,
+    grad_norm_out,
+    grad_attn_out,
+    grad_q,
+    grad_k,
+    grad_v,
+    grad_attn_delta,
+    grad_mlp_hidden,
+    grad_mlp_up,
+    grad_lora_xa,
     // logits and loss (loss.*)
-    loss_tokens, loss_targets, loss_final_norm_out, loss_final_norm_rstd, loss_positions, loss_segments,
-    loss_logits_chunk, loss_losses, loss_grad_final_norm_out,
+    loss_tokens,
+    loss_targets,
+    loss_final_norm_out,
+    loss_final_norm_rstd,
+    loss_positions,
+    loss_segments,
+    loss_logits_chunk,
+    loss_losses,
+    loss_grad_final_norm_out,
     // workspace (workspace.*)
-    ws_dequantized_weight, ws_cublas, ws_rope_inv_freq, ws_lora_bf16, ws_reductions, ws_lora_dropout_input,
+    ws_dequantized_weight,
+    ws_cublas,
+    ws_rope_inv_freq,
+    ws_lora_bf16,
+    ws_reductions,
+    ws_lora_dropout_input,
     // outside the budget
     cuda_context,
 };
@@ -100,8 +150,8 @@ constexpr int plan_item_id_count = int(plan_item_id::cuda_context) + 1;
 
 struct plan_item_key {
     plan_item_id id = plan_item_id::cuda_context;
-    lora_target target = lora_target::q;   // per-linear and per-adapter items; q for the others
-    bool lora_b = false;                   // LoRA tensor items: B; false: A (and every other item)
+    lora_target target = lora_target::q; // per-linear and per-adapter items; q for the others
+    bool lora_b = false;                 // LoRA tensor items: B; false: A (and every other item)
 
     // Dense index in [0, plan_item_key_count): arrays indexed by key.
     constexpr size_t index() const {
@@ -112,25 +162,25 @@ struct plan_item_key {
 constexpr size_t plan_item_key_count = size_t(plan_item_id_count) * size_t(k_lora_target_count) * 2;
 
 struct plan_item {
-    plan_item_key key;                // what it is, for code (the arena's lookup)
-    std::string name;                 // HF/PEFT-style tensor name; "*" stands for the layer index when count == L
+    plan_item_key key; // what it is, for code (the arena's lookup)
+    std::string name;  // HF/PEFT-style tensor name; "*" stands for the layer index when count == L
     plan_category category;
-    std::string dtype;                // "u8", "bf16", "f32", "i32" (packed NF4 is "u8" [(n+1)/2, 1], as bnb stores it)
-    std::vector<int64_t> shape;       // elements of ONE tensor
-    uint64_t bytes_each = 0;          // bytes of one tensor
-    int64_t count = 1;                // how many such tensors (e.g. L, one per layer)
-    uint64_t bytes = 0;               // bytes_each * count
+    std::string dtype;          // "u8", "bf16", "f32", "i32" (packed NF4 is "u8" [(n+1)/2, 1], as bnb stores it)
+    std::vector<int64_t> shape; // elements of ONE tensor
+    uint64_t bytes_each = 0;    // bytes of one tensor
+    int64_t count = 1;          // how many such tensors (e.g. L, one per layer)
+    uint64_t bytes = 0;         // bytes_each * count
     plan_placement placement = plan_placement::device;
-    bool pageable = false;            // an optimizer state the pager may move to host
-    std::string formula;              // how bytes_each follows from the shape, with the source
+    bool pageable = false; // an optimizer state the pager may move to host
+    std::string formula;   // how bytes_each follows from the shape, with the source
 };
 
 enum class plan_verdict : uint8_t { fits, fits_with_paging, does_not_fit };
-const char* plan_verdict_name(plan_verdict v);    // "fits", "fits_with_paging", "does_not_fit"
+const char* plan_verdict_name(plan_verdict v); // "fits", "fits_with_paging", "does_not_fit"
 
 // One computed alternative when the plan does not fit: the settings that were tried and what they would need.
 struct plan_suggestion {
-    std::string text;                 // "sequence 1024 would fit (--seq 1024): predicted 21.3 GiB"
+    std::string text; // "sequence 1024 would fit (--seq 1024): predicted 21.3 GiB"
     plan_settings settings;
     uint64_t peak_bytes = 0;
     plan_verdict verdict = plan_verdict::fits;
@@ -139,8 +189,8 @@ struct plan_suggestion {
 struct memory_plan {
     model_config config;
     plan_settings settings;
-    int loss_chunk_tokens = 0;          // rows of fp32 logits materialised at once by the chunked cross-entropy
-    int64_t lora_parameters = 0;        // trainable parameters
+    int loss_chunk_tokens = 0;   // rows of fp32 logits materialised at once by the chunked cross-entropy
+    int64_t lora_parameters = 0; // trainable parameters
     std::vector<plan_item> items;
 
     // Device bytes of a category: items placed on the device (or outside the budget, for cuda_context).
@@ -155,13 +205,13 @@ struct memory_plan {
     // What the card must hold: peak_bytes() + context_bytes().
     uint64_t card_bytes_needed() const { return peak_bytes() + context_bytes(); }
 
-    uint64_t all_resident_bytes = 0;    // the peak if every optimizer state stayed on the device
-    uint64_t minimum_bytes = 0;         // the smallest peak this configuration can run in (paged states on host)
-    uint64_t limit_bytes = 0;           // min(budget or 95% of free, card - context) over those given; 0 = no limit
+    uint64_t all_resident_bytes = 0; // the peak if every optimizer state stayed on the device
+    uint64_t minimum_bytes = 0;      // the smallest peak this configuration can run in (paged states on host)
+    uint64_t limit_bytes = 0;        // min(budget or 95% of free, card - context) over those given; 0 = no limit
 
     plan_verdict verdict = plan_verdict::fits;
-    std::string explanation;            // one sentence: fits or not, why, which categories dominate
-    std::vector<plan_suggestion> suggestions;   // computed, only when verdict == does_not_fit
+    std::string explanation;                  // one sentence: fits or not, why, which categories dominate
+    std::vector<plan_suggestion> suggestions; // computed, only when verdict == does_not_fit
 };
 
 // Builds the table for a model and settings; validates the settings first (qls::error on bad values).

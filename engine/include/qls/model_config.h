@@ -20,13 +20,13 @@ struct rope_config {
 
 struct model_config {
     std::string model_type = "llama";
-    int hidden_size = 0;             // C
-    int intermediate_size = 0;       // H (MLP)
-    int num_layers = 0;              // L
-    int num_heads = 0;               // NH
-    int num_kv_heads = 0;            // NKV (defaults to NH)
-    int head_dim = 0;                // HS (defaults to C / NH)
-    int vocab_size = 0;              // V
+    int hidden_size = 0;       // C
+    int intermediate_size = 0; // H (MLP)
+    int num_layers = 0;        // L
+    int num_heads = 0;         // NH
+    int num_kv_heads = 0;      // NKV (defaults to NH)
+    int head_dim = 0;          // HS (defaults to C / NH)
+    int vocab_size = 0;        // V
     int max_position_embeddings = 2048;
     double rms_norm_eps = 1e-6;
     rope_config rope;

@@ -48,8 +48,8 @@ struct adamw_hparams {
     float weight_decay = 1e-2f;
 };
 
-inline constexpr size_t adamw_8bit_block = 256;       // elements per absmax block (bnb blocksize = 256)
-inline constexpr size_t adamw_min_8bit_size = 4096;   // bnb min_8bit_size
+inline constexpr size_t adamw_8bit_block = 256;     // elements per absmax block (bnb blocksize = 256)
+inline constexpr size_t adamw_min_8bit_size = 4096; // bnb min_8bit_size
 
 // ---- reference kernels (one tensor, or one page-aligned chunk of it) ----------------------------------------
 // 32-bit states. p, g, m, v: [n]. step >= 1.
@@ -74,10 +74,10 @@ float clip_grad_norm(std::span<float* const> grads, std::span<const size_t> size
 
 // ---- the optimizer ----------------------------------------------------------------------------------------
 enum class optimizer_kind {
-    adamw_32bit,        // bnb AdamW (optim_bits=32): fp32 m, v in plain memory
-    adamw_8bit,         // bnb AdamW8bit: 8-bit blockwise m, v in plain memory
-    paged_adamw_32bit,  // bnb PagedAdamW32bit: fp32 m, v in the pager
-    paged_adamw_8bit,   // bnb PagedAdamW8bit: codes and absmax in the pager
+    adamw_32bit,       // bnb AdamW (optim_bits=32): fp32 m, v in plain memory
+    adamw_8bit,        // bnb AdamW8bit: 8-bit blockwise m, v in plain memory
+    paged_adamw_32bit, // bnb PagedAdamW32bit: fp32 m, v in the pager
+    paged_adamw_8bit,  // bnb PagedAdamW8bit: codes and absmax in the pager
 };
 const char* optimizer_kind_name(optimizer_kind k); // "adamw_32bit", "paged_adamw_8bit", ...
 bool optimizer_kind_is_paged(optimizer_kind k);

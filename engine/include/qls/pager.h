@@ -69,24 +69,24 @@ public:
 std::unique_ptr<page_memory> make_cpu_page_memory();
 
 struct pager_config {
-    size_t page_size = 64 * 1024;              // bytes per page; > 0
-    size_t device_budget_bytes = 256u << 20;   // device pool budget; slots = floor(budget / page_size)
+    size_t page_size = 64 * 1024;            // bytes per page; > 0
+    size_t device_budget_bytes = 256u << 20; // device pool budget; slots = floor(budget / page_size)
 };
 
 enum class page_state : uint8_t {
-    host,       // evicted: only the host copy holds the page (it is current)
-    resident,   // in a device slot; the host copy is current as well (clean)
-    dirty,      // in a device slot; the device copy is newer than the host copy
+    host,     // evicted: only the host copy holds the page (it is current)
+    resident, // in a device slot; the host copy is current as well (clean)
+    dirty,    // in a device slot; the device copy is newer than the host copy
 };
 
 // Byte and page counters. Every field only grows; deltas come from pager::step_stats().
 struct pager_stats {
-    uint64_t bytes_h2d = 0;            // host → device (page fetches and writes into resident pages)
-    uint64_t bytes_d2h = 0;            // device → host (write-backs of dirty pages, reads of dirty pages)
-    uint64_t pages_fetched = 0;        // h2d page fetches by acquire()
-    uint64_t pages_written_back = 0;   // dirty pages copied d2h on eviction
-    uint64_t pages_dropped = 0;        // clean pages evicted without a copy
-    uint64_t acquires = 0;             // acquire() calls
+    uint64_t bytes_h2d = 0;          // host → device (page fetches and writes into resident pages)
+    uint64_t bytes_d2h = 0;          // device → host (write-backs of dirty pages, reads of dirty pages)
+    uint64_t pages_fetched = 0;      // h2d page fetches by acquire()
+    uint64_t pages_written_back = 0; // dirty pages copied d2h on eviction
+    uint64_t pages_dropped = 0;      // clean pages evicted without a copy
+    uint64_t acquires = 0;           // acquire() calls
 };
 
 pager_stats operator-(const pager_stats& a, const pager_stats& b);
@@ -126,13 +126,13 @@ public:
     // ---- queries ----
     size_t page_size() const { return config_.page_size; }
     size_t device_budget_bytes() const { return config_.device_budget_bytes; }
-    size_t capacity_pages() const { return capacity_; }          // device slots
+    size_t capacity_pages() const { return capacity_; } // device slots
     size_t tensor_count() const { return tensors_.size(); }
-    size_t page_count() const { return pages_.size(); }          // all registered pages
+    size_t page_count() const { return pages_.size(); } // all registered pages
     const std::string& tensor_name(tensor_id id) const;
     size_t tensor_bytes(tensor_id id) const;
-    size_t first_page(tensor_id id) const;                       // global index of its page 0
-    size_t page_count(tensor_id id) const;                       // ceil(bytes / page_size)
+    size_t first_page(tensor_id id) const; // global index of its page 0
+    size_t page_count(tensor_id id) const; // ceil(bytes / page_size)
     page_state page_residency(size_t global_page) const;
     bool is_resident(size_t global_page) const { return page_residency(global_page) != page_state::host; }
     size_t resident_pages() const { return resident_count_; }
@@ -163,9 +163,9 @@ private:
     struct page_rec {
         tensor_id owner = 0;
         page_state state = page_state::host;
-        uint32_t slot = 0;                      // valid while resident
-        uint64_t in_set = 0;                    // == acquire_epoch_ while in the current working set
-        std::list<size_t>::iterator lru_pos;    // valid while resident
+        uint32_t slot = 0;                   // valid while resident
+        uint64_t in_set = 0;                 // == acquire_epoch_ while in the current working set
+        std::list<size_t>::iterator lru_pos; // valid while resident
     };
 
     void* host_page(size_t global_page) const;
@@ -179,10 +179,10 @@ private:
     std::vector<tensor_rec> tensors_;
     std::vector<page_rec> pages_;
     // The pool: slabs of device memory allocated on demand (never more than capacity_ slots in all).
-    std::vector<std::pair<void*, size_t>> slabs_;   // (base, slots)
-    std::vector<void*> slot_base_;                   // slot index -> address
+    std::vector<std::pair<void*, size_t>> slabs_; // (base, slots)
+    std::vector<void*> slot_base_;                // slot index -> address
     std::vector<uint32_t> free_slots_;
-    std::list<size_t> lru_;                          // resident pages, front = least recently used
+    std::list<size_t> lru_; // resident pages, front = least recently used
     size_t resident_count_ = 0;
     uint64_t acquire_epoch_ = 0;
     pager_stats stats_;

@@ -72,18 +72,18 @@ void blockwise8_dequantize(const uint8_t* codes, const float* absmax, size_t n, 
 // stores it. n = rows*cols, nblocks = ceil(n / blocksize), nscale = ceil(nblocks / nested_blocksize).
 struct nf4_tensor {
     int64_t rows = 0, cols = 0;
-    int blocksize = 64;                  // bnb: 32, 64 (default), 128, ..., 4096
+    int blocksize = 64; // bnb: 32, 64 (default), 128, ..., 4096
     // [ceil(n/2)] two 4-bit codes per byte: element 2j in the HIGH nibble, 2j+1 in the low nibble (bnb stores it as
     // a uint8 tensor of shape [(n+1)/2, 1]). For odd n the last low nibble encodes the zero padding bnb loads.
     std::vector<uint8_t> packed;
-    bool double_quant = false;           // bnb compress_statistics
-    std::vector<float> absmax;           // !double_quant: [nblocks] fp32 block absmax
+    bool double_quant = false; // bnb compress_statistics
+    std::vector<float> absmax; // !double_quant: [nblocks] fp32 block absmax
     // double_quant: the block absmax, stored as 8-bit blockwise codes of (absmax - absmax_offset) in nested_map with
     // blocks of nested_blocksize; reconstruction absmax[i] = nested_map[absmax_codes[i]] * absmax_scale[i / 256]
     // + absmax_offset (bnb dequantize_4bit: dequantize_blockwise(...) then += offset).
-    std::vector<uint8_t> absmax_codes;   // [nblocks]
-    std::vector<float> absmax_scale;     // [nscale] fp32 (bnb state2.absmax, "nested_absmax")
-    float absmax_offset = 0.0f;          // bnb offset = absmax.mean() ("nested_offset")
+    std::vector<uint8_t> absmax_codes; // [nblocks]
+    std::vector<float> absmax_scale;   // [nscale] fp32 (bnb state2.absmax, "nested_absmax")
+    float absmax_offset = 0.0f;        // bnb offset = absmax.mean() ("nested_offset")
     int nested_blocksize = 256;
     std::array<float, 256> nested_map{}; // bnb state2.code ("nested_quant_map"): dynamic_map(true) when we quantize
 

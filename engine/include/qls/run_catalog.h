@@ -12,21 +12,22 @@
 namespace qls {
 
 struct run_info {
-    std::string dir;                        // absolute path of runs_dir/<name>
+    std::string dir; // absolute path of runs_dir/<name>
     std::string name;
-    std::string config_file;                // config.json (run.json in older runs)
-    std::string model;                      // config.json "model"
-    std::string train_file;                 // config.json "data.train"
-    bool quantize_nf4 = true;               // config.json "quantization.nf4": the base was NF4 while it trained
-    double budget_gib = 0;                  // config.json "device.budget_gib"
-    int64_t modified_ms = 0;                // newest of config.json and metrics.jsonl, ms since the Unix epoch
-    int64_t last_step = 0;                  // the last complete line of metrics.jsonl
+    std::string config_file;  // config.json (run.json in older runs)
+    std::string model;        // config.json "model"
+    std::string train_file;   // config.json "data.train"
+    bool quantize_nf4 = true; // config.json "quantization.nf4": the base was NF4 while it trained
+    double budget_gib = 0;    // config.json "device.budget_gib"
+    int64_t modified_ms = 0;  // newest of config.json and metrics.jsonl, ms since the Unix epoch
+    int64_t last_step = 0;    // the last complete line of metrics.jsonl
     int64_t total_steps = 0;
     std::optional<double> last_loss;
-    std::optional<double> last_eval_loss;   // the newest evaluation in the file's last 256 KiB
-    std::vector<int64_t> checkpoint_steps;  // complete checkpoints (checkpoints/step-N with trainer_state.json), ascending
-    std::string latest_checkpoint;          // its directory, "" when none
-    std::string problem;                    // why the directory is not a usable run, "" when it is
+    std::optional<double> last_eval_loss; // the newest evaluation in the file's last 256 KiB
+    std::vector<int64_t>
+        checkpoint_steps;          // complete checkpoints (checkpoints/step-N with trainer_state.json), ascending
+    std::string latest_checkpoint; // its directory, "" when none
+    std::string problem;           // why the directory is not a usable run, "" when it is
 
     bool complete() const { return total_steps > 0 && last_step >= total_steps; }
 };

@@ -12,14 +12,14 @@
 namespace qls {
 
 enum class export_format { peft, merged };
-const char* export_format_name(export_format f);   // "peft", "merged"
+const char* export_format_name(export_format f); // "peft", "merged"
 
 struct export_request {
-    std::string model_dir;        // the base model the run trained (a Hugging Face folder)
-    std::string checkpoint_dir;   // runs/<name>/checkpoints/step-N: adapter_config.json + adapter_model.safetensors
-    std::string output_dir;       // the folder to write; must not be one of the inputs
+    std::string model_dir;      // the base model the run trained (a Hugging Face folder)
+    std::string checkpoint_dir; // runs/<name>/checkpoints/step-N: adapter_config.json + adapter_model.safetensors
+    std::string output_dir;     // the folder to write; must not be one of the inputs
     export_format format = export_format::peft;
-    bool quantize_nf4 = true;     // merged: fold the adapter into the dequantized NF4 base, as it trained
+    bool quantize_nf4 = true; // merged: fold the adapter into the dequantized NF4 base, as it trained
     bool double_quant = true;
 };
 
@@ -27,23 +27,23 @@ enum class export_stage { reading_config, reading_adapter, writing_adapter, load
 
 struct export_progress {
     export_stage stage = export_stage::reading_config;
-    int index = 0;                // 0 .. count; index == count at done
-    int count = 0;                // export_stage_count(format)
-    size_t adapter_parameters = 0;   // known from merging on
-    bool nf4_base = false;           // merging: the base weights are the dequantized NF4 ones
+    int index = 0;                 // 0 .. count; index == count at done
+    int count = 0;                 // export_stage_count(format)
+    size_t adapter_parameters = 0; // known from merging on
+    bool nf4_base = false;         // merging: the base weights are the dequantized NF4 ones
 };
 
 struct export_callbacks {
-    std::function<void(const export_progress&)> on_stage;   // called on the exporting thread
+    std::function<void(const export_progress&)> on_stage; // called on the exporting thread
 };
 
 struct export_result {
-    std::string output_dir;       // absolute
+    std::string output_dir; // absolute
     export_format format = export_format::peft;
     size_t adapter_parameters = 0;
 };
 
-int export_stage_count(export_format f);   // 3 (peft) or 4 (merged)
+int export_stage_count(export_format f); // 3 (peft) or 4 (merged)
 
 // The folder an export writes by default: runs/<name>/exports/<format>-step-N for a run's checkpoint, else
 // <checkpoint>-<format> beside it.

@@ -10,8 +10,8 @@
 //        and its size less the CUDA context); on the CPU backend, and when planning without a device, no limit.
 #pragma once
 
-#include "qls/device.h"         // defines: compute_device
-#include "qls/memory_plan.h"    // defines: memory_plan, plan_settings, make_memory_plan
+#include "qls/device.h"      // defines: compute_device
+#include "qls/memory_plan.h" // defines: memory_plan, plan_settings, make_memory_plan
 #include "qls/model_config.h"
 #include "qls/train_config.h"
 

@@ -33,7 +33,7 @@ public:
     static safetensors_file open(const std::string& path);
 
     const std::string& path() const;
-    const std::vector<safetensors_entry>& entries() const;   // sorted by begin offset
+    const std::vector<safetensors_entry>& entries() const;      // sorted by begin offset
     const safetensors_entry* find(std::string_view name) const; // nullptr when absent
     const std::map<std::string, std::string>& metadata() const; // "__metadata__"
 

@@ -50,7 +50,7 @@ std::vector<int64_t> contiguous_strides(const shape_t& s);
 class tensor {
 public:
     tensor() = default;
-    tensor(qls::dtype t, shape_t shape);                 // zero-filled
+    tensor(qls::dtype t, shape_t shape); // zero-filled
     static tensor zeros(qls::dtype t, shape_t shape) { return tensor(t, std::move(shape)); }
     static tensor from_f32(const std::vector<float>& values, shape_t shape);
 
@@ -64,12 +64,15 @@ public:
 
     void* raw() const { return storage_.get(); }
     template <class T> T* data() const { return static_cast<T*>(raw()); }
-    float* f32() const { QLS_ASSERT(type_ == qls::dtype::f32); return data<float>(); }
+    float* f32() const {
+        QLS_ASSERT(type_ == qls::dtype::f32);
+        return data<float>();
+    }
 
     tensor_view view() const { return {raw(), type_, shape_, contiguous_strides(shape_)}; }
     tensor clone() const;
-    tensor to(qls::dtype t) const;                       // float dtypes only; same dtype → clone
-    tensor reshaped(shape_t new_shape) const;            // shares storage
+    tensor to(qls::dtype t) const;            // float dtypes only; same dtype → clone
+    tensor reshaped(shape_t new_shape) const; // shares storage
 
 private:
     qls::dtype type_ = qls::dtype::f32;

@@ -16,7 +16,7 @@ public:
     std::vector<int> encode(std::string_view text, bool add_bos, bool add_eos = false) const;
     // Text of the ids; BOS/EOS/control ids produce nothing; the leading space of the first piece is dropped.
     std::string decode(const std::vector<int>& ids) const;
-    std::string piece(int id) const;                           // raw piece, e.g. "▁Once" or "<0x0A>"
+    std::string piece(int id) const; // raw piece, e.g. "▁Once" or "<0x0A>"
 
     int vocab_size() const;
     int bos_id() const;
@@ -34,8 +34,8 @@ private:
 class detokenizer {
 public:
     explicit detokenizer(const tokenizer& tok) : tok_(&tok) {}
-    std::string push(int id);       // returns the new text that is now final
-    std::string flush();            // whatever is left at the end
+    std::string push(int id); // returns the new text that is now final
+    std::string flush();      // whatever is left at the end
 private:
     const tokenizer* tok_;
     std::vector<int> ids_;

@@ -9,11 +9,11 @@
 // entries have a default and say so.
 #pragma once
 
-#include "qls/device.h"        // defines: compute_device
-#include "qls/llama.h"         // defines: llama_model
-#include "qls/lora.h"          // defines: lora_weights, lora_config
-#include "qls/memory_plan.h"   // defines: memory_plan
-#include "qls/optim.h"         // defines: optimizer, optimizer_kind, adamw_hparams
+#include "qls/device.h"      // defines: compute_device
+#include "qls/llama.h"       // defines: llama_model
+#include "qls/lora.h"        // defines: lora_weights, lora_config
+#include "qls/memory_plan.h" // defines: memory_plan
+#include "qls/optim.h"       // defines: optimizer, optimizer_kind, adamw_hparams
 #include "qls/tensor.h"
 
 #include <cstdint>
@@ -27,23 +27,23 @@ namespace qls {
 // One micro-batch on the host: B*T int32 each. positions/segments may be nullptr (0..T-1; one segment per row).
 struct train_batch {
     const int* tokens = nullptr;
-    const int* targets = nullptr;       // -1 = no loss
+    const int* targets = nullptr; // -1 = no loss
     const int* positions = nullptr;
     const int* segments = nullptr;
 };
 
 struct train_update {
-    double grad_norm = 0;               // of the accumulated gradients divided by grad_accum, before clipping
-    bool applied = true;                // false: the norm was NaN/Inf and nothing was updated
+    double grad_norm = 0; // of the accumulated gradients divided by grad_accum, before clipping
+    bool applied = true;  // false: the norm was NaN/Inf and nothing was updated
 };
 
 // Telemetry: what the backend measures (the plan says what it predicted). Counters are cumulative since creation.
 struct backend_memory {
-    uint64_t used_bytes = 0;            // CUDA: the card in use now (cudaMemGetInfo, every process); CPU: our buffers
-    uint64_t peak_bytes = 0;            // the largest used_bytes sampled so far
-    uint64_t total_bytes = 0;           // the device's size (0 on the CPU backend)
-    uint64_t arena_bytes = 0;           // CUDA: our one planned allocation (0 on the CPU backend)
-    uint64_t paging_h2d_bytes = 0;      // paged optimizer states, cumulative
+    uint64_t used_bytes = 0;       // CUDA: the card in use now (cudaMemGetInfo, every process); CPU: our buffers
+    uint64_t peak_bytes = 0;       // the largest used_bytes sampled so far
+    uint64_t total_bytes = 0;      // the device's size (0 on the CPU backend)
+    uint64_t arena_bytes = 0;      // CUDA: our one planned allocation (0 on the CPU backend)
+    uint64_t paging_h2d_bytes = 0; // paged optimizer states, cumulative
     uint64_t paging_d2h_bytes = 0;
     uint64_t resident_pages = 0, total_pages = 0;
 };
@@ -51,7 +51,7 @@ struct backend_memory {
 // What a backend needs besides the model and the plan (the plan fixes B, T, rank, targets, checkpointing, optimizer).
 struct train_backend_options {
     adamw_hparams adamw{0.9f, 0.999f, 1e-8f, 0.0f};
-    size_t page_pool_bytes = 0;         // paged kinds: device pool for states; 0 = what the plan gives
+    size_t page_pool_bytes = 0; // paged kinds: device pool for states; 0 = what the plan gives
 };
 
 class train_backend {

@@ -14,47 +14,47 @@ enum class lr_schedule { constant, linear, cosine };
 const char* lr_schedule_name(lr_schedule s);
 
 struct train_config {
-    std::string name = "run";               // the run's directory name under runs_dir
+    std::string name = "run"; // the run's directory name under runs_dir
     std::string runs_dir = "runs";
-    std::string model;                       // Hugging Face model directory
+    std::string model; // Hugging Face model directory
     // data
     std::string train_file;
-    std::string validation_file;             // optional; else validation_fraction of train_file
+    std::string validation_file; // optional; else validation_fraction of train_file
     double validation_fraction = 0.0;
-    std::string dataset_format = "auto";     // auto | alpaca | messages | sharegpt | text | plain
-    std::string prompt_template = "auto";    // auto | alpaca | llama2 | chatml | raw
+    std::string dataset_format = "auto";  // auto | alpaca | messages | sharegpt | text | plain
+    std::string prompt_template = "auto"; // auto | alpaca | llama2 | chatml | raw
     bool train_on_prompt = false;
     bool packing = true;
-    bool skip_malformed = true;              // false: the first malformed line stops the run
+    bool skip_malformed = true; // false: the first malformed line stops the run
     // model
-    bool quantize_nf4 = true;                // frozen base in NF4 (+ double quantization)
+    bool quantize_nf4 = true; // frozen base in NF4 (+ double quantization)
     bool double_quant = true;
     lora_config lora;
     // optimizer
     optimizer_kind optimizer = optimizer_kind::paged_adamw_8bit;
-    float learning_rate = 2e-4f;             // QLoRA paper, 7B/13B
+    float learning_rate = 2e-4f; // QLoRA paper, 7B/13B
     adamw_hparams adamw{0.9f, 0.999f, 1e-8f, 0.0f};
-    float max_grad_norm = 0.3f;              // QLoRA paper; 0 disables clipping
+    float max_grad_norm = 0.3f; // QLoRA paper; 0 disables clipping
     lr_schedule schedule = lr_schedule::constant;
-    int warmup_steps = -1;                   // -1: use warmup_ratio
-    double warmup_ratio = 0.03;              // QLoRA paper
+    int warmup_steps = -1;      // -1: use warmup_ratio
+    double warmup_ratio = 0.03; // QLoRA paper
     // steps
     int seq_len = 512;
     int micro_batch = 1;
-    int grad_accum = 16;                     // QLoRA paper: 1 x 16
-    int64_t max_steps = 0;                   // > 0 wins over epochs
+    int grad_accum = 16;   // QLoRA paper: 1 x 16
+    int64_t max_steps = 0; // > 0 wins over epochs
     double epochs = 1.0;
-    int eval_every = 0;                      // steps; 0 = only at the end (when validation data exists)
-    int eval_batches = 0;                    // 0 = the whole validation set
-    int checkpoint_every = 100;              // steps; 0 = only at the end and on stop
+    int eval_every = 0;         // steps; 0 = only at the end (when validation data exists)
+    int eval_batches = 0;       // 0 = the whole validation set
+    int checkpoint_every = 100; // steps; 0 = only at the end and on stop
     int keep_checkpoints = 3;
     bool gradient_checkpointing = true;
     uint64_t seed = 42;
     // device
-    std::string backend = "auto";            // auto | cpu | cuda
-    int gpu = 0;                             // the CUDA device index (`qlora devices`)
-    double budget_gib = 0.0;                 // 0 = no budget of your own: 95% of the device's free memory (run_plan.h)
-    uint64_t page_pool_bytes = 0;            // paged optimizers: device pool for states; 0 = what the plan gives
+    std::string backend = "auto"; // auto | cpu | cuda
+    int gpu = 0;                  // the CUDA device index (`qlora devices`)
+    double budget_gib = 0.0;      // 0 = no budget of your own: 95% of the device's free memory (run_plan.h)
+    uint64_t page_pool_bytes = 0; // paged optimizers: device pool for states; 0 = what the plan gives
     size_t page_size = 64 * 1024;
 
     int warmup_steps_for(int64_t total_steps) const;

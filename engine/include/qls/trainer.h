@@ -36,14 +36,14 @@
 namespace qls {
 
 struct train_callbacks {
-    std::function<void(const step_stats&)> on_step;     // after every optimizer step (and its evaluation, if any)
-    std::function<void(const std::string&)> on_log;     // human-readable events: data warnings, checkpoints, eval
+    std::function<void(const step_stats&)> on_step; // after every optimizer step (and its evaluation, if any)
+    std::function<void(const std::string&)> on_log; // human-readable events: data warnings, checkpoints, eval
 };
 
 enum class train_outcome {
-    completed,   // reached the last step; a final checkpoint was written
-    stopped,     // a stop was requested; a checkpoint of the last completed step was written
-    diverged,    // the loss or gradient became NaN/Inf; nothing was updated or saved for that step
+    completed, // reached the last step; a final checkpoint was written
+    stopped,   // a stop was requested; a checkpoint of the last completed step was written
+    diverged,  // the loss or gradient became NaN/Inf; nothing was updated or saved for that step
 };
 
 class trainer {
@@ -109,7 +109,7 @@ private:
     std::string run_dir_;
     train_callbacks cb_;
     tokenizer tok_;
-    llama_model model_;                            // before backend_: the CPU backend computes with its weights
+    llama_model model_; // before backend_: the CPU backend computes with its weights
     dataset train_, val_;
     compute_device device_;
     memory_plan plan_;

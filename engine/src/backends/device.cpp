@@ -47,8 +47,8 @@ gpu_probe probe_gpu(int index) {
     }
     p.available = true;
     p.index = index;
-    p.message = "CUDA GPU " + std::to_string(index) + ": " + p.name + " (compute " + std::to_string(p.cc_major) + "." + std::to_string(p.cc_minor) +
-                ", " + std::to_string(p.total_bytes >> 20) + " MiB)";
+    p.message = "CUDA GPU " + std::to_string(index) + ": " + p.name + " (compute " + std::to_string(p.cc_major) + "." +
+                std::to_string(p.cc_minor) + ", " + std::to_string(p.total_bytes >> 20) + " MiB)";
 #else
     p.message = "this build has no CUDA backend (configured without nvcc): using the CPU reference backend";
 #endif

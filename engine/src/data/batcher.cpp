@@ -12,12 +12,15 @@
 
 namespace qls {
 
-batcher::batcher(std::vector<data_example> examples, const batch_options& opt) : examples_(std::move(examples)), opt_(opt) {
+batcher::batcher(std::vector<data_example> examples, const batch_options& opt)
+    : examples_(std::move(examples)), opt_(opt) {
     if (examples_.empty())
         throw error(error_code::invalid_argument, "the batcher needs at least one example", "load a non-empty dataset");
-    if (opt_.B < 1) throw error(error_code::invalid_argument, "the batch size must be at least 1, got " + std::to_string(opt_.B));
+    if (opt_.B < 1)
+        throw error(error_code::invalid_argument, "the batch size must be at least 1, got " + std::to_string(opt_.B));
     if (opt_.T < 2)
-        throw error(error_code::invalid_argument, "the sequence length must be at least 2, got " + std::to_string(opt_.T));
+        throw error(error_code::invalid_argument,
+                    "the sequence length must be at least 2, got " + std::to_string(opt_.T));
     if (examples_.size() > size_t(UINT32_MAX))
         throw error(error_code::invalid_argument, "more than 2^32 examples are not supported");
     const size_t T = size_t(opt_.T);
@@ -77,7 +80,10 @@ void batcher::set_position(const batcher_position& p) {
                     "the position was saved for another dataset or other batch options; resume with the same data, "
                     "batch size, sequence length and packing setting");
     pos_ = p;
-    if (pos_.cursor == batches_per_epoch()) { ++pos_.epoch; pos_.cursor = 0; }
+    if (pos_.cursor == batches_per_epoch()) {
+        ++pos_.epoch;
+        pos_.cursor = 0;
+    }
 }
 
 void batcher::prepare_epoch() {
@@ -131,7 +137,10 @@ batch batcher::next() {
         }
         for (size_t i = t; i < T; ++i) pos[i] = int(i - t); // the padding run: segment 0, positions from 0
     }
-    if (++pos_.cursor >= batches_per_epoch()) { ++pos_.epoch; pos_.cursor = 0; }
+    if (++pos_.cursor >= batches_per_epoch()) {
+        ++pos_.epoch;
+        pos_.cursor = 0;
+    }
     return b;
 }
 

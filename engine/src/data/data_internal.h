@@ -28,8 +28,7 @@ public:
     }
     // Appends the "N more" line once; call when reading is finished.
     std::vector<std::string> take_warnings() {
-        if (unlisted_ > 0)
-            warnings_.push_back("... and " + std::to_string(unlisted_) + " more problems not listed");
+        if (unlisted_ > 0) warnings_.push_back("... and " + std::to_string(unlisted_) + " more problems not listed");
         unlisted_ = 0;
         return std::move(warnings_);
     }
@@ -60,9 +59,15 @@ inline size_t invalid_utf8_offset(std::string_view s) {
         unsigned char lo = 0x80, hi = 0xBF;
         if (c < 0x80) n = 1;
         else if (c >= 0xC2 && c <= 0xDF) n = 2;
-        else if (c >= 0xE0 && c <= 0xEF) { n = 3; if (c == 0xE0) lo = 0xA0; if (c == 0xED) hi = 0x9F; }
-        else if (c >= 0xF0 && c <= 0xF4) { n = 4; if (c == 0xF0) lo = 0x90; if (c == 0xF4) hi = 0x8F; }
-        else return i;
+        else if (c >= 0xE0 && c <= 0xEF) {
+            n = 3;
+            if (c == 0xE0) lo = 0xA0;
+            if (c == 0xED) hi = 0x9F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 4;
+            if (c == 0xF0) lo = 0x90;
+            if (c == 0xF4) hi = 0x8F;
+        } else return i;
         if (i + n > s.size()) return i;
         for (size_t k = 1; k < n; ++k) {
             const unsigned char d = static_cast<unsigned char>(s[i + k]);

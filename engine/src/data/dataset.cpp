@@ -49,7 +49,9 @@ dataset_stats compute_stats(const std::vector<data_example>& examples, int seq_l
         s.min_length = std::min(s.min_length, n);
         s.max_length = std::max(s.max_length, n);
         s.truncated += ex.truncated;
-        const size_t bin = n == 0 ? 0 : std::min<size_t>((n - 1) / size_t(s.histogram_bin_width), k_length_histogram_bins - 1);
+        const size_t bin = n == 0
+                               ? 0
+                               : std::min<size_t>((n - 1) / size_t(s.histogram_bin_width), k_length_histogram_bins - 1);
         ++s.histogram[bin];
     }
     s.mean_length = double(s.tokens) / double(s.examples);
@@ -67,7 +69,8 @@ dataset load_dataset(const std::string& path, const tokenizer& tok, const data_o
     ds.seq_len = opt.seq_len;
     ds.format = data::read_records_into(path, opt, sink, records);
     if (records.empty())
-        data::throw_no_examples(path, ds.format, sink.skipped(), sink.warnings().empty() ? std::string() : sink.warnings().front());
+        data::throw_no_examples(path, ds.format, sink.skipped(),
+                                sink.warnings().empty() ? std::string() : sink.warnings().front());
     try {
         ds.tmpl = resolve_template(opt.tmpl, ds.format);
     } catch (const error& e) {
@@ -102,9 +105,9 @@ dataset load_dataset(const std::string& path, const tokenizer& tok, const data_o
     ds.warnings = sink.take_warnings();
     if (ds.examples.empty())
         data::throw_no_examples(path, ds.format, skipped, ds.warnings.empty() ? std::string() : ds.warnings.front(),
-                                too_long > 0 ? "raise the sequence length (now " + std::to_string(T) +
-                                                   ") or shorten the prompts"
-                                             : std::string());
+                                too_long > 0
+                                    ? "raise the sequence length (now " + std::to_string(T) + ") or shorten the prompts"
+                                    : std::string());
     ds.stats = compute_stats(ds.examples, opt.seq_len, skipped);
     return ds;
 }

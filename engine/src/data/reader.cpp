@@ -50,8 +50,8 @@ const char* chat_role_name(chat_role r) {
 
 namespace {
 
-constexpr int k_max_json_depth = 64;       // our records need 3 levels; deeper input is rejected before parsing
-constexpr size_t k_detect_lines = 1000;    // JSONL lines examined by format detection
+constexpr int k_max_json_depth = 64;    // our records need 3 levels; deeper input is rejected before parsing
+constexpr size_t k_detect_lines = 1000; // JSONL lines examined by format detection
 
 const char* k_any_format_hint =
     "a dataset is an Alpaca JSON/JSONL file (instruction, input, output), chat JSONL (\"messages\" with role/content "
@@ -90,9 +90,9 @@ public:
     }
 
     struct line_info {
-        size_t number = 0;       // 1-based
-        size_t length = 0;       // bytes, without the newline
-        bool too_long = false;   // text is empty then
+        size_t number = 0;     // 1-based
+        size_t length = 0;     // bytes, without the newline
+        bool too_long = false; // text is empty then
     };
 
     // The next line without its "\n" (and "\r"); false at the end of the file.
@@ -119,7 +119,10 @@ public:
                 }
             }
             pos_ += n;
-            if (nl) { ++pos_; break; }
+            if (nl) {
+                ++pos_;
+                break;
+            }
         }
         info.number = ++line_;
         if (!info.too_long && !text.empty() && text.back() == '\r') text.pop_back();
@@ -142,7 +145,8 @@ private:
 };
 
 bool is_blank(std::string_view s) {
-    return std::all_of(s.begin(), s.end(), [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; });
+    return std::all_of(s.begin(), s.end(),
+                       [](char c) { return c == ' ' || c == '\t' || c == '\r' || c == '\f' || c == '\v'; });
 }
 
 std::string trim(std::string_view s) {
@@ -165,8 +169,10 @@ int json_depth(std::string_view s) {
             continue;
         }
         if (c == '"') in_string = true;
-        else if (c == '{' || c == '[') { max_depth = std::max(max_depth, ++depth); if (max_depth > k_max_json_depth) break; }
-        else if (c == '}' || c == ']') --depth;
+        else if (c == '{' || c == '[') {
+            max_depth = std::max(max_depth, ++depth);
+            if (max_depth > k_max_json_depth) break;
+        } else if (c == '}' || c == ']') --depth;
     }
     return max_depth;
 }
@@ -205,7 +211,8 @@ parsed_json parse_json_text(std::string_view text, size_t line, size_t first_col
         const size_t nl_before = size_t(std::count(text.begin(), text.begin() + std::ptrdiff_t(upto), '\n'));
         r.line = line + nl_before;
         const size_t last_nl = text.rfind('\n', upto > 0 ? upto - 1 : 0);
-        const size_t column = nl_before == 0 || last_nl == std::string_view::npos ? first_column + upto : upto - last_nl;
+        const size_t column = nl_before == 0 || last_nl == std::string_view::npos ? first_column + upto
+                                                                                  : upto - last_nl;
         r.problem = "invalid JSON at column " + std::to_string(column) + ": " + detail;
     }
     return r;
@@ -226,11 +233,13 @@ std::string json_type(const json& j) { return j.type_name(); }
 bool blank_string(const std::string& s) { return trim(s).empty(); }
 
 // Reads obj[key] as a string. Returns the problem, or "" on success. Absent and null count as missing.
-std::string string_field(const json& obj, const char* key, bool required, std::string& out, const std::string& what = {}) {
+std::string string_field(const json& obj, const char* key, bool required, std::string& out,
+                         const std::string& what = {}) {
     const std::string name = (what.empty() ? std::string() : what + " ") + "field \"" + key + "\"";
     auto it = obj.find(key);
     if (it == obj.end() || it->is_null()) {
-        if (required) return (what.empty() ? std::string("the record") : what) + " is missing the field \"" + key + "\"";
+        if (required)
+            return (what.empty() ? std::string("the record") : what) + " is missing the field \"" + key + "\"";
         out.clear();
         return {};
     }
@@ -267,9 +276,10 @@ std::string check_conversation(const std::vector<chat_message>& m, const char* u
         if (m[k].role == expected) continue;
         if (m[k].role == chat_role::system)
             return "turn " + std::to_string(k + 1) + " is a system turn; a system turn is only allowed first";
-        return "turn " + std::to_string(k + 1) + " is a" + (m[k].role == chat_role::user ? std::string(" ") + user_name
-                                                                                          : std::string("n ") + assistant_name) +
-               " turn where a" + (expected == chat_role::user ? std::string(" ") + user_name : std::string("n ") + assistant_name) +
+        return "turn " + std::to_string(k + 1) + " is a" +
+               (m[k].role == chat_role::user ? std::string(" ") + user_name : std::string("n ") + assistant_name) +
+               " turn where a" +
+               (expected == chat_role::user ? std::string(" ") + user_name : std::string("n ") + assistant_name) +
                " turn was expected (turns must alternate, starting with " + user_name + ")";
     }
     if (m.back().role != chat_role::assistant)
@@ -316,7 +326,8 @@ std::string to_record(const json& j, dataset_format f, data_record& r) {
             chat_message msg;
             if (role == "system") msg.role = chat_role::system;
             else if (openai ? role == "user" : (role == "human" || role == "user")) msg.role = chat_role::user;
-            else if (openai ? role == "assistant" : (role == "gpt" || role == "assistant")) msg.role = chat_role::assistant;
+            else if (openai ? role == "assistant" : (role == "gpt" || role == "assistant"))
+                msg.role = chat_role::assistant;
             else
                 return turn + " has the unknown " + role_key + " \"" + role + "\" (expected " +
                        (openai ? "system, user or assistant)" : "system, human or gpt)");
@@ -346,9 +357,9 @@ std::string read_whole(const std::string& path) {
 // then parsed on its own, so a bad element is reported at its line and the rest still load).
 struct array_element {
     std::string_view text;
-    size_t line = 0;          // where it starts
-    size_t column = 1;        // 1-based column of its first byte
-    std::string problem;      // structural problem (unterminated...), the text is not parsed then
+    size_t line = 0;     // where it starts
+    size_t column = 1;   // 1-based column of its first byte
+    std::string problem; // structural problem (unterminated...), the text is not parsed then
 };
 
 class array_scanner {
@@ -380,7 +391,11 @@ public:
             e.problem = "the JSON array is not closed (missing ']' at the end of the file)";
             return true;
         }
-        if (s_[pos_] == ']' && count_ == 0) { ++pos_; closed_ = true; return next(e); }
+        if (s_[pos_] == ']' && count_ == 0) {
+            ++pos_;
+            closed_ = true;
+            return next(e);
+        }
         const size_t begin = pos_, begin_line = line_;
         const size_t line_start = s_.rfind('\n', begin == 0 ? 0 : begin - 1);
         e.column = line_start == std::string_view::npos || begin == 0 ? begin + 1 : begin - line_start;
@@ -477,7 +492,8 @@ dataset_format detect_array(const std::string& path, std::string_view content, s
         const dataset_format f = classify(*p.value);
         if (f != dataset_format::auto_detect) return f;
     }
-    if (seen == 0) throw error(error_code::format, "dataset file " + path + " is an empty JSON array", k_any_format_hint);
+    if (seen == 0)
+        throw error(error_code::format, "dataset file " + path + " is an empty JSON array", k_any_format_hint);
     if (!any_json && !has_extension(path, {".json", ".jsonl"})) return dataset_format::plain_text;
     throw_unknown_json(path, any_json ? "its records have none of the fields instruction/output, messages, "
                                         "conversations or text"
@@ -532,15 +548,22 @@ void read_array(const std::string& path, std::string_view content, dataset_forma
     while (sc.next(e)) {
         ++index;
         const std::string at = where(path, e.line);
-        if (!e.problem.empty()) { sink.report(at, e.problem, format_hint(f)); continue; }
+        if (!e.problem.empty()) {
+            sink.report(at, e.problem, format_hint(f));
+            continue;
+        }
         if (e.text.size() > opt.max_record_bytes) {
-            sink.report(at, "array element " + std::to_string(index) + " is " + std::to_string(e.text.size()) +
-                                " bytes, over the " + std::to_string(opt.max_record_bytes) + "-byte record limit",
+            sink.report(at,
+                        "array element " + std::to_string(index) + " is " + std::to_string(e.text.size()) +
+                            " bytes, over the " + std::to_string(opt.max_record_bytes) + "-byte record limit",
                         "split the record or raise the record size limit");
             continue;
         }
         parsed_json p = parse_json_text(e.text, e.line, e.column);
-        if (!p.value) { sink.report(where(path, p.line), p.problem, format_hint(f)); continue; }
+        if (!p.value) {
+            sink.report(where(path, p.line), p.problem, format_hint(f));
+            continue;
+        }
         data_record r;
         r.source = at;
         if (std::string problem = to_record(*p.value, f, r); !problem.empty()) {
@@ -559,14 +582,18 @@ void read_jsonl(const std::string& path, dataset_format f, const data_options& o
     while (rd.next(text, info)) {
         const std::string at = where(path, info.number);
         if (info.too_long) {
-            sink.report(at, "line of " + std::to_string(info.length) + " bytes is over the " +
-                                std::to_string(opt.max_record_bytes) + "-byte record limit",
+            sink.report(at,
+                        "line of " + std::to_string(info.length) + " bytes is over the " +
+                            std::to_string(opt.max_record_bytes) + "-byte record limit",
                         "split the record or raise the record size limit");
             continue;
         }
         if (is_blank(text)) continue;
         parsed_json p = parse_json_text(text, info.number);
-        if (!p.value) { sink.report(at, p.problem, format_hint(f)); continue; }
+        if (!p.value) {
+            sink.report(at, p.problem, format_hint(f));
+            continue;
+        }
         data_record r;
         r.source = at;
         if (std::string problem = to_record(*p.value, f, r); !problem.empty()) {
@@ -579,7 +606,8 @@ void read_jsonl(const std::string& path, dataset_format f, const data_options& o
 
 // Plain text: paragraphs separated by blank lines; without any blank line between two non-empty lines, one
 // document per non-empty line. Internal newlines of a paragraph are kept; documents are trimmed.
-void read_plain(const std::string& path, const data_options& opt, data::problem_sink& sink, std::vector<data_record>& out) {
+void read_plain(const std::string& path, const data_options& opt, data::problem_sink& sink,
+                std::vector<data_record>& out) {
     bool paragraphs = false;
     {
         line_reader rd(path, opt.max_record_bytes);
@@ -588,8 +616,14 @@ void read_plain(const std::string& path, const data_options& opt, data::problem_
         bool seen_content = false, blank_after_content = false;
         while (rd.next(text, info)) {
             const bool blank = !info.too_long && is_blank(text);
-            if (blank) { blank_after_content = seen_content; continue; }
-            if (blank_after_content) { paragraphs = true; break; }
+            if (blank) {
+                blank_after_content = seen_content;
+                continue;
+            }
+            if (blank_after_content) {
+                paragraphs = true;
+                break;
+            }
             seen_content = true;
         }
     }
@@ -597,17 +631,20 @@ void read_plain(const std::string& path, const data_options& opt, data::problem_
     std::string text, doc;
     line_reader::line_info info;
     size_t doc_line = 0, doc_bytes = 0;
-    std::string problem, problem_at;   // the first problem inside the current document
+    std::string problem, problem_at; // the first problem inside the current document
     auto flush = [&] {
         if (doc_line == 0) return;
         const std::string at = where(path, doc_line);
         if (!problem.empty()) {
-            sink.report(problem_at, problem + (problem_at == at ? "" : " (the document starting at line " +
-                                                                         std::to_string(doc_line) + " is skipped)"),
+            sink.report(problem_at,
+                        problem + (problem_at == at ? ""
+                                                    : " (the document starting at line " + std::to_string(doc_line) +
+                                                          " is skipped)"),
                         "plain text must be UTF-8 with documents of at most the record size limit");
         } else if (doc_bytes > opt.max_record_bytes) {
-            sink.report(at, "document of " + std::to_string(doc_bytes) + " bytes is over the " +
-                                std::to_string(opt.max_record_bytes) + "-byte record limit",
+            sink.report(at,
+                        "document of " + std::to_string(doc_bytes) + " bytes is over the " +
+                            std::to_string(opt.max_record_bytes) + "-byte record limit",
                         "split it with blank lines or raise the record size limit");
         } else {
             data_record r;
@@ -623,7 +660,10 @@ void read_plain(const std::string& path, const data_options& opt, data::problem_
     };
     while (rd.next(text, info)) {
         const bool blank = !info.too_long && is_blank(text);
-        if (blank) { flush(); continue; }
+        if (blank) {
+            flush();
+            continue;
+        }
         if (doc_line == 0) doc_line = info.number;
         doc_bytes += (doc_bytes > 0 ? 1 : 0) + info.length;
         if (problem.empty()) {
@@ -669,11 +709,13 @@ dataset_format read_records_into(const std::string& path, const data_options& op
     dataset_format format;
     if (first == '[' && opt.format != dataset_format::plain_text) {
         const std::string content = read_whole(path);
-        format = opt.format == dataset_format::auto_detect ? detect_array(path, content, opt.max_record_bytes) : opt.format;
+        format = opt.format == dataset_format::auto_detect ? detect_array(path, content, opt.max_record_bytes)
+                                                           : opt.format;
         if (format == dataset_format::plain_text) read_plain(path, opt, sink, out);
         else read_array(path, content, format, opt, sink, out);
     } else {
-        format = opt.format == dataset_format::auto_detect ? detect_lines(path, first, opt.max_record_bytes) : opt.format;
+        format = opt.format == dataset_format::auto_detect ? detect_lines(path, first, opt.max_record_bytes)
+                                                           : opt.format;
         if (format == dataset_format::plain_text) read_plain(path, opt, sink, out);
         else read_jsonl(path, format, opt, sink, out);
     }
@@ -687,8 +729,9 @@ void throw_no_examples(const std::string& path, dataset_format format, size_t sk
     throw error(error_code::format,
                 "no usable examples in dataset file " + path + " (read as " + dataset_format_name(format) + "): all " +
                     std::to_string(skipped) + " records were rejected; the first: " + first_warning,
-                hint.empty() ? std::string("fix the reported records, or choose the right format; ") + format_hint(format)
-                             : hint);
+                hint.empty()
+                    ? std::string("fix the reported records, or choose the right format; ") + format_hint(format)
+                    : hint);
 }
 
 } // namespace data

@@ -99,7 +99,11 @@ void llama2_pieces(const std::vector<chat_message>& m, int bos, int eos, std::ve
     size_t k = 0;
     std::string system;
     bool has_system = false;
-    if (!m.empty() && m[0].role == chat_role::system) { system = strip(m[0].content); has_system = true; k = 1; }
+    if (!m.empty() && m[0].role == chat_role::system) {
+        system = strip(m[0].content);
+        has_system = true;
+        k = 1;
+    }
     bool first = true;
     for (; k < m.size(); ++k) {
         if (m[k].role == chat_role::user) {
@@ -139,8 +143,8 @@ void chatml_pieces(const std::vector<chat_message>& m, int bos, int eos, bool ge
 }
 
 [[noreturn]] void mismatch(chat_template t, const char* what) {
-    throw error(error_code::config,
-                std::string("the ") + chat_template_name(t) + " template cannot render " + what, k_template_hint);
+    throw error(error_code::config, std::string("the ") + chat_template_name(t) + " template cannot render " + what,
+                k_template_hint);
 }
 
 data_example tokenize(const std::vector<piece>& pieces, const tokenizer& tok, bool train_on_prompt) {
@@ -195,7 +199,10 @@ data_example render_example(const data_record& rec, const tokenizer& tok, chat_t
     case chat_template::alpaca:
         if (rec.type != data_record::kind::instruction)
             mismatch(tmpl, rec.type == data_record::kind::chat ? "chat records" : "text records");
-        pieces = {{{}, bos, false}, {alpaca_prompt(rec.instruction, rec.input), -1, false}, {rec.output, -1, true}, {{}, eos, true}};
+        pieces = {{{}, bos, false},
+                  {alpaca_prompt(rec.instruction, rec.input), -1, false},
+                  {rec.output, -1, true},
+                  {{}, eos, true}};
         break;
     case chat_template::llama2_chat:
         if (rec.type == data_record::kind::text) mismatch(tmpl, "text records");
@@ -219,7 +226,8 @@ data_example render_example(const data_record& rec, const tokenizer& tok, chat_t
 std::vector<int> render_generation_prompt(const std::vector<chat_message>& conversation, const tokenizer& tok,
                                           chat_template tmpl) {
     if (conversation.empty() || conversation.back().role != chat_role::user)
-        throw error(error_code::invalid_argument, "a generation prompt needs a conversation ending with a user message");
+        throw error(error_code::invalid_argument,
+                    "a generation prompt needs a conversation ending with a user message");
     const size_t first = conversation[0].role == chat_role::system ? 1 : 0;
     for (size_t k = first; k < conversation.size(); ++k)
         if (conversation[k].role != ((k - first) % 2 == 0 ? chat_role::user : chat_role::assistant))

@@ -50,7 +50,8 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
-        throw error(error_code::io, "model directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
+        throw error(error_code::io,
+                    "model directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
                     "choose a Hugging Face model directory (config.json, model.safetensors, tokenizer.model)");
 
     hf_checkpoint ck;
@@ -79,7 +80,8 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
         const char* index_hint = "model.safetensors.index.json must map every tensor name to its shard file in "
                                  "\"weight_map\"; download it again from the model repository";
         if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
-            throw error(error_code::format, index_path + ": field 'weight_map' is missing or not an object", index_hint);
+            throw error(error_code::format, index_path + ": field 'weight_map' is missing or not an object",
+                        index_hint);
         const json& wm = index["weight_map"];
         if (wm.empty()) throw error(error_code::format, index_path + ": field 'weight_map' is empty", index_hint);
 
@@ -88,7 +90,8 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
         for (auto it = wm.begin(); it != wm.end(); ++it) {
             if (!it->is_string() || it->get<std::string>().empty())
                 throw error(error_code::format,
-                            index_path + ": weight_map['" + it.key() + "'] must be a shard file name, found " + it->dump(),
+                            index_path + ": weight_map['" + it.key() + "'] must be a shard file name, found " +
+                                it->dump(),
                             index_hint);
             std::string shard = it->get<std::string>();
             fs::path sp(shard);
@@ -106,8 +109,7 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
         for (const std::string& shard : shards) {
             std::string p = path_join(dir, shard);
             if (!path_is_file(p))
-                throw error(error_code::io,
-                            index_path + " names shard " + shard + ", but " + p + " is missing",
+                throw error(error_code::io, index_path + " names shard " + shard + ", but " + p + " is missing",
                             "the download is incomplete; fetch every model-*-of-*.safetensors file the index lists");
             shard_index[shard] = ck.files_.size();
             ck.files_.push_back(safetensors_file::open(p));
@@ -129,7 +131,8 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
         if (!bins.empty()) {
             msg += " (found " + list_names(bins) + ")";
             hint = "PyTorch pickle weights (pytorch_model.bin, *.bin) are not supported; convert them once in Python: "
-                   "AutoModelForCausalLM.from_pretrained(\"" + dir + "\").save_pretrained(OUT_DIR, safe_serialization=True)";
+                   "AutoModelForCausalLM.from_pretrained(\"" +
+                   dir + "\").save_pretrained(OUT_DIR, safe_serialization=True)";
         } else if (!others.empty()) {
             msg += " (found " + list_names(others) + ")";
             hint = "Hugging Face checkpoints name their weights model.safetensors (or shard them with "
@@ -194,8 +197,8 @@ tokenizer load_tokenizer_for(const hf_checkpoint& ckpt) {
     if (n > v)
         throw error(error_code::config,
                     path + " has " + std::to_string(n) + " tokens but " + config_path + " says vocab_size " +
-                        std::to_string(v) + ": token ids up to " + std::to_string(n - 1) +
-                        " would index past the " + std::to_string(v) + "-row embedding",
+                        std::to_string(v) + ": token ids up to " + std::to_string(n - 1) + " would index past the " +
+                        std::to_string(v) + "-row embedding",
                     hint);
     if (v - n > max_padding)
         throw error(error_code::config,

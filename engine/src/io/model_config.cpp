@@ -183,10 +183,11 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
     cfg.model_type = *r.string("model_type", true);
     const architecture* arch = find_architecture(cfg.model_type);
     if (!arch)
-        r.fail(error_code::unsupported, "model_type",
-               "is \"" + cfg.model_type + "\"; supported model types are " + supported_model_types() +
-                   " (LLaMA-architecture models)",
-               "QLoRA Studio trains LLaMA-family checkpoints (Llama 1/2/3, TinyLlama, Mistral, ...); choose such a model");
+        r.fail(
+            error_code::unsupported, "model_type",
+            "is \"" + cfg.model_type + "\"; supported model types are " + supported_model_types() +
+                " (LLaMA-architecture models)",
+            "QLoRA Studio trains LLaMA-family checkpoints (Llama 1/2/3, TinyLlama, Mistral, ...); choose such a model");
     const bool mistral = cfg.model_type == "mistral";
     std::string act = r.string("hidden_act", false).value_or("silu");
     if (arch->mlp == mlp_kind::swiglu && act != "silu")
@@ -206,10 +207,8 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
     cfg.vocab_size = *r.integer("vocab_size", true, 1);
     // LlamaConfig: num_key_value_heads None -> num_attention_heads. MistralConfig's argument default is 8
     // (only an explicit null falls back to num_attention_heads).
-    if (auto kv = r.integer("num_key_value_heads", false, 1))
-        cfg.num_kv_heads = *kv;
-    else
-        cfg.num_kv_heads = mistral && !root.contains("num_key_value_heads") ? 8 : cfg.num_heads;
+    if (auto kv = r.integer("num_key_value_heads", false, 1)) cfg.num_kv_heads = *kv;
+    else cfg.num_kv_heads = mistral && !root.contains("num_key_value_heads") ? 8 : cfg.num_heads;
     if (cfg.num_heads % cfg.num_kv_heads != 0)
         r.fail(error_code::config, "num_key_value_heads",
                "must divide num_attention_heads (" + std::to_string(cfg.num_heads) + "), found " +
@@ -219,16 +218,15 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
     } else {
         if (cfg.hidden_size % cfg.num_heads != 0)
             r.fail(error_code::config, "num_attention_heads",
-                   "must divide hidden_size (" + std::to_string(cfg.hidden_size) + ") when head_dim is not given, found " +
-                       std::to_string(cfg.num_heads));
+                   "must divide hidden_size (" + std::to_string(cfg.hidden_size) +
+                       ") when head_dim is not given, found " + std::to_string(cfg.num_heads));
         cfg.head_dim = cfg.hidden_size / cfg.num_heads;
     }
     if (cfg.head_dim % 2 != 0)
         r.fail(error_code::config, r.present("head_dim") ? "head_dim" : "num_attention_heads",
                "gives head_dim " + std::to_string(cfg.head_dim) + ", which must be even for rotary embeddings");
 
-    cfg.max_position_embeddings =
-        r.integer("max_position_embeddings", false, 1).value_or(mistral ? 4096 * 32 : 2048);
+    cfg.max_position_embeddings = r.integer("max_position_embeddings", false, 1).value_or(mistral ? 4096 * 32 : 2048);
     // Mistral's sliding-window attention (MistralConfig.sliding_window; null = none) equals ordinary causal
     // attention for sequences no longer than the window, so the usable context is capped at the window.
     if (auto window = r.integer("sliding_window", false, 1))
@@ -245,8 +243,8 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
     if (const json* eos = r.get("eos_token_id")) {
         std::vector<int> ids;
         auto bad = [&] {
-            r.fail(error_code::config, "eos_token_id", "must be a token id or a non-empty list of token ids, found " +
-                                                           found(*eos));
+            r.fail(error_code::config, "eos_token_id",
+                   "must be a token id or a non-empty list of token ids, found " + found(*eos));
         };
         if (eos->is_array()) {
             if (eos->empty()) bad();
@@ -267,10 +265,8 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
                        std::to_string(cfg.vocab_size) + ")");
 
     // transformers v5 writes "dtype", older versions "torch_dtype".
-    if (auto dt = r.string("torch_dtype", false))
-        cfg.torch_dtype = *dt;
-    else if (auto dt5 = r.string("dtype", false))
-        cfg.torch_dtype = *dt5;
+    if (auto dt = r.string("torch_dtype", false)) cfg.torch_dtype = *dt;
+    else if (auto dt5 = r.string("dtype", false)) cfg.torch_dtype = *dt5;
 
     // RoPE: transformers v5 `rope_parameters` {"rope_theta", "rope_type", ...}; older files have a top-level
     // `rope_theta` plus an optional `rope_scaling` {"rope_type"|"type", "factor", ...}.
@@ -295,18 +291,19 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
 }
 
 model_config load_model_config(const std::string& config_json_path) {
-    return parse_model_config(
-        read_file_text(config_json_path, "a Hugging Face model directory must contain config.json"), config_json_path);
+    return parse_model_config(read_file_text(config_json_path,
+                                             "a Hugging Face model directory must contain config.json"),
+                              config_json_path);
 }
 
 long long model_config::parameter_count() const {
     const long long C = hidden_size, H = intermediate_size, V = vocab_size;
     const long long Q = (long long)num_heads * head_dim, KV = (long long)num_kv_heads * head_dim;
-    const long long per_layer = C                // input_layernorm
+    const long long per_layer = C                    // input_layernorm
                                 + C * Q + 2 * C * KV // q_proj, k_proj, v_proj
-                                + Q * C          // o_proj
-                                + C              // post_attention_layernorm
-                                + 3 * C * H;     // gate_proj, up_proj, down_proj
+                                + Q * C              // o_proj
+                                + C                  // post_attention_layernorm
+                                + 3 * C * H;         // gate_proj, up_proj, down_proj
     return V * C + num_layers * per_layer + C + (tie_word_embeddings ? 0 : V * C);
 }
 

@@ -2,7 +2,7 @@
 // export-side checks (adapters against the model, the output folder).
 #pragma once
 
-#include "qls/architecture.h"   // defines: architecture (module paths, PEFT prefix)
+#include "qls/architecture.h" // defines: architecture (module paths, PEFT prefix)
 #include "qls/lora.h"
 #include "qls/model_config.h"
 

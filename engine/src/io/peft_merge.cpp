@@ -63,7 +63,8 @@ state_dict_rank rank_of(const architecture& a, const std::string& name) {
 }
 
 // The f32 projection weight a tensor name refers to in model.params, or nullptr with target untouched.
-const std::vector<float>* projection_of(const llama_model& model, const std::string& name, int& layer, lora_target& target) {
+const std::vector<float>* projection_of(const llama_model& model, const std::string& name, int& layer,
+                                        lora_target& target) {
     const architecture& a = architecture_for(model.config);
     for (int l = 0; l < model.config.num_layers; ++l)
         for (lora_target t : a.projections)
@@ -95,8 +96,8 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
     if (max_shard_bytes == 0)
         throw error(error_code::invalid_argument, "merged export: the shard size limit must be positive");
     if (int(model.params.layers.size()) != m.num_layers)
-        throw error(error_code::invalid_argument, "merged export: the model holds no weights for its " +
-                                                      std::to_string(m.num_layers) + " layers",
+        throw error(error_code::invalid_argument,
+                    "merged export: the model holds no weights for its " + std::to_string(m.num_layers) + " layers",
                     "load the model's weights before exporting");
     (void)check_exportable(w, m, "merged export");
     {
@@ -128,8 +129,15 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
         const uint64_t bytes = e.end - e.begin;
         total_size += bytes;
         total_parameters += uint64_t(shape_numel(e.shape));
-        if (bytes > max_shard_bytes) { shards.push_back({n}); continue; }
-        if (current_size + bytes > max_shard_bytes) { shards.push_back(current); current.clear(); current_size = 0; }
+        if (bytes > max_shard_bytes) {
+            shards.push_back({n});
+            continue;
+        }
+        if (current_size + bytes > max_shard_bytes) {
+            shards.push_back(current);
+            current.clear();
+            current_size = 0;
+        }
         current.push_back(n);
         current_size += bytes;
     }
@@ -146,9 +154,9 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
             return out;
         }
         if (!dtype_is_float(e.type) || e.type == dtype::f64)
-            throw error(error_code::unsupported,
-                        base.file_of(name).path() + ": tensor '" + name + "' is stored as " + dtype_name(e.type) +
-                            "; merged projections are written as F32, F16 or BF16");
+            throw error(error_code::unsupported, base.file_of(name).path() + ": tensor '" + name + "' is stored as " +
+                                                     dtype_name(e.type) +
+                                                     "; merged projections are written as F32, F16 or BF16");
         if (int64_t(proj->size()) != shape_numel(e.shape))
             throw error(error_code::invalid_argument,
                         "merged export: model weight for '" + name + "' has " + std::to_string(proj->size()) +
@@ -191,7 +199,8 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
 
     // Remove weight files of an earlier export that the new layout does not use (transformers' save_pretrained
     // cleans its folder the same way), so that a loader does not pick up a stale model.safetensors.
-    static const std::regex k_weight_file(R"(^(model\.safetensors|model\.safetensors\.index\.json|model-\d{5}-of-\d{5}\.safetensors)$)");
+    static const std::regex k_weight_file(
+        R"(^(model\.safetensors|model\.safetensors\.index\.json|model-\d{5}-of-\d{5}\.safetensors)$)");
     std::error_code ec;
     for (fs::directory_iterator it(out_dir, ec), end; !ec && it != end; it.increment(ec)) {
         const std::string n = it->path().filename().string();
@@ -199,7 +208,8 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
             std::error_code rm;
             fs::remove(it->path(), rm);
             if (rm)
-                throw error(error_code::io, "merged export: cannot remove the stale " + it->path().string() + ": " + rm.message(),
+                throw error(error_code::io,
+                            "merged export: cannot remove the stale " + it->path().string() + ": " + rm.message(),
                             "delete it by hand: a loader could pick it instead of the new weights");
         }
     }

@@ -122,7 +122,8 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
     if (tm.is_string()) {
         const std::string s = tm.get<std::string>();
         std::string lower = s;
-        std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char ch) { return char(std::tolower(ch)); });
+        std::transform(lower.begin(), lower.end(), lower.begin(),
+                       [](unsigned char ch) { return char(std::tolower(ch)); });
         if (lower == "all-linear") {
             for (auto& row : sel.on) row.fill(true); // every nn.Linear except the output embedding (lm_head)
         } else {
@@ -142,7 +143,8 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
                         "list the adapted projections, e.g. [\"q_proj\", \"v_proj\"]");
         for (const json& e : tm) {
             if (!e.is_string())
-                throw error(error_code::config, config_path + ": target_modules holds " + shown(e) + ", not a module name",
+                throw error(error_code::config,
+                            config_path + ": target_modules holds " + shown(e) + ", not a module name",
                             "target_modules must be a list of module names such as \"q_proj\"");
             const std::string entry = e.get<std::string>();
             bool any = false;
@@ -150,14 +152,16 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
                 for (lora_target t : all_lora_targets())
                     if (entry_matches(module_key(arch, l, t), entry)) sel.on[size_t(l)][size_t(t)] = any = true;
             if (!any)
-                throw error(error_code::unsupported,
-                            config_path + ": target_modules lists \"" + entry +
-                                "\", which is not one of the LLaMA projections this engine adapts (" + proj_list + ")",
-                            "adapters on other modules (lm_head, embed_tokens, or another architecture's layers) cannot "
-                            "be loaded; retrain with target_modules among those seven");
+                throw error(
+                    error_code::unsupported,
+                    config_path + ": target_modules lists \"" + entry +
+                        "\", which is not one of the LLaMA projections this engine adapts (" + proj_list + ")",
+                    "adapters on other modules (lm_head, embed_tokens, or another architecture's layers) cannot "
+                    "be loaded; retrain with target_modules among those seven");
         }
     } else {
-        throw error(error_code::config, config_path + ": target_modules is " + shown(tm) + ", expected a list of module names",
+        throw error(error_code::config,
+                    config_path + ": target_modules is " + shown(tm) + ", expected a list of module names",
                     "write target_modules as a list, e.g. [\"q_proj\", \"v_proj\"]");
     }
 
@@ -165,20 +169,24 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
     if (!is_unset(cfg, "layers_to_transform")) {
         const json& lt = cfg["layers_to_transform"];
         if (!list_form)
-            throw error(error_code::config,
-                        config_path + ": layers_to_transform cannot be combined with a string target_modules (PEFT refuses it too)",
-                        "save the adapter again with PEFT");
+            throw error(
+                error_code::config,
+                config_path +
+                    ": layers_to_transform cannot be combined with a string target_modules (PEFT refuses it too)",
+                "save the adapter again with PEFT");
         std::vector<json> idx = lt.is_array() ? std::vector<json>(lt.begin(), lt.end()) : std::vector<json>{lt};
         std::vector<bool> keep(size_t(L), false);
         for (const json& v : idx) {
             if (!v.is_number_integer())
-                throw error(error_code::config, config_path + ": layers_to_transform holds " + shown(v) + ", not a layer index",
+                throw error(error_code::config,
+                            config_path + ": layers_to_transform holds " + shown(v) + ", not a layer index",
                             "layers_to_transform must be an integer or a list of integers");
             const int64_t i = v.get<int64_t>();
             if (i < 0 || i >= L)
                 throw error(error_code::shape_mismatch,
-                            config_path + ": layers_to_transform names layer " + std::to_string(i) + ", but this model has " +
-                                std::to_string(L) + " layers (0.." + std::to_string(L - 1) + ")",
+                            config_path + ": layers_to_transform names layer " + std::to_string(i) +
+                                ", but this model has " + std::to_string(L) + " layers (0.." + std::to_string(L - 1) +
+                                ")",
                             "the adapter was trained for a deeper model: load it on the base model named in "
                             "base_model_name_or_path");
             keep[size_t(i)] = true;
@@ -186,10 +194,12 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
         if (!is_unset(cfg, "layers_pattern")) {
             const json& lp = cfg["layers_pattern"];
             bool ok = (lp.is_string() && lp.get<std::string>() == "layers");
-            if (lp.is_array()) for (const json& p : lp) ok = ok || (p.is_string() && p.get<std::string>() == "layers");
+            if (lp.is_array())
+                for (const json& p : lp) ok = ok || (p.is_string() && p.get<std::string>() == "layers");
             if (!ok)
                 throw error(error_code::unsupported,
-                            config_path + ": layers_pattern is " + shown(lp) + "; LLaMA's decoder layers are \"layers\"",
+                            config_path + ": layers_pattern is " + shown(lp) +
+                                "; LLaMA's decoder layers are \"layers\"",
                             "the adapter was made for another architecture");
         }
         for (int l = 0; l < L; ++l)
@@ -207,14 +217,17 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
         } else if (ex.is_array()) {
             for (const json& e : ex) {
                 if (!e.is_string())
-                    throw error(error_code::config, config_path + ": exclude_modules holds " + shown(e) + ", not a module name",
+                    throw error(error_code::config,
+                                config_path + ": exclude_modules holds " + shown(e) + ", not a module name",
                                 "exclude_modules must be a list of module names");
                 for (int l = 0; l < L; ++l)
                     for (lora_target t : all_lora_targets())
-                        if (entry_matches(module_key(arch, l, t), e.get<std::string>())) sel.on[size_t(l)][size_t(t)] = false;
+                        if (entry_matches(module_key(arch, l, t), e.get<std::string>()))
+                            sel.on[size_t(l)][size_t(t)] = false;
             }
         } else {
-            throw error(error_code::config, config_path + ": exclude_modules is " + shown(ex), "exclude_modules must be a list or a string");
+            throw error(error_code::config, config_path + ": exclude_modules is " + shown(ex),
+                        "exclude_modules must be a list or a string");
         }
     }
     return sel;
@@ -235,12 +248,14 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     const std::string dir = strip_slashes(dir_in);
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
-        throw error(error_code::io, "adapter directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
+        throw error(error_code::io,
+                    "adapter directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
                     k_adapter_hint);
     const std::string config_path = path_join(dir, k_config_name);
     const std::string weights_path = path_join(dir, k_weights_name);
     if (!path_is_file(config_path))
-        throw error(error_code::io, config_path + " not found: " + dir + " is not a PEFT adapter directory", k_adapter_hint);
+        throw error(error_code::io, config_path + " not found: " + dir + " is not a PEFT adapter directory",
+                    k_adapter_hint);
 
     json cfg;
     try {
@@ -249,7 +264,8 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
         throw error(error_code::format, config_path + ": not valid JSON: " + e.what(), k_adapter_hint);
     }
     if (!cfg.is_object())
-        throw error(error_code::format, config_path + ": expected a JSON object, found " + type_word(cfg), k_adapter_hint);
+        throw error(error_code::format, config_path + ": expected a JSON object, found " + type_word(cfg),
+                    k_adapter_hint);
 
     // peft_type / task_type
     if (!cfg.contains("peft_type") || cfg["peft_type"].is_null())
@@ -257,18 +273,23 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
                     "a LoRA adapter's adapter_config.json says \"peft_type\": \"LORA\"");
     if (!cfg["peft_type"].is_string() || cfg["peft_type"].get<std::string>() != "LORA")
         throw error(error_code::unsupported,
-                    config_path + ": peft_type is " + shown(cfg["peft_type"]) + "; only LoRA adapters (\"LORA\") can be loaded",
+                    config_path + ": peft_type is " + shown(cfg["peft_type"]) +
+                        "; only LoRA adapters (\"LORA\") can be loaded",
                     "this engine trains and loads LoRA adapters; other PEFT methods (AdaLoRA, IA3, prompt tuning, ...) "
                     "are not supported");
     if (!is_unset(cfg, "task_type") &&
         !(cfg["task_type"].is_string() && cfg["task_type"].get<std::string>() == "CAUSAL_LM"))
         throw error(error_code::unsupported,
-                    config_path + ": task_type is " + shown(cfg["task_type"]) + "; only causal language-model adapters "
-                    "(\"CAUSAL_LM\") can be loaded",
+                    config_path + ": task_type is " + shown(cfg["task_type"]) +
+                        "; only causal language-model adapters "
+                        "(\"CAUSAL_LM\") can be loaded",
                     "adapters for classification or sequence-to-sequence heads do not apply to a causal LLaMA");
 
     // Features that change what the adapter computes, which lora_weights cannot represent.
-    struct refused { const char* key; const char* what; };
+    struct refused {
+        const char* key;
+        const char* what;
+    };
     static constexpr refused k_refused[] = {
         {"use_dora", "DoRA (weight-decomposed LoRA, an extra magnitude vector per module)"},
         {"lora_bias", "a bias on lora_B"},
@@ -288,14 +309,16 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     };
     for (const refused& r : k_refused)
         if (!is_unset(cfg, r.key))
-            throw error(error_code::unsupported,
-                        config_path + ": " + r.key + " is " + shown(cfg[r.key]) + "; " + r.what + " is not supported",
-                        "only plain LoRA adapters (A, B, r, lora_alpha, optional rsLoRA) can be loaded; retrain without it "
-                        "or merge the adapter into the base model with PEFT (merge_and_unload) and load that instead");
+            throw error(
+                error_code::unsupported,
+                config_path + ": " + r.key + " is " + shown(cfg[r.key]) + "; " + r.what + " is not supported",
+                "only plain LoRA adapters (A, B, r, lora_alpha, optional rsLoRA) can be loaded; retrain without it "
+                "or merge the adapter into the base model with PEFT (merge_and_unload) and load that instead");
     if (cfg.contains("bias") && !cfg["bias"].is_null() &&
         !(cfg["bias"].is_string() && cfg["bias"].get<std::string>() == "none"))
         throw error(error_code::unsupported,
-                    config_path + ": bias is " + shown(cfg["bias"]) + "; only \"none\" (no trained biases) is supported",
+                    config_path + ": bias is " + shown(cfg["bias"]) +
+                        "; only \"none\" (no trained biases) is supported",
                     "LLaMA projections have no biases; retrain with bias=\"none\"");
     // Initialisations that rewrite the base weights: the adapter then only works on that modified base model.
     if (cfg.contains("init_lora_weights") && cfg["init_lora_weights"].is_string()) {
@@ -324,17 +347,20 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     }
     const double alpha = number_field(cfg, "lora_alpha", 8.0, config_path);
     if (!(alpha > 0) || !std::isfinite(alpha))
-        throw error(error_code::config, config_path + ": lora_alpha is " + shown(cfg["lora_alpha"]) + ", expected a positive number",
+        throw error(error_code::config,
+                    config_path + ": lora_alpha is " + shown(cfg["lora_alpha"]) + ", expected a positive number",
                     "lora_alpha sets the adapter scale alpha/r");
     lc.alpha = float(alpha);
     const double dropout = number_field(cfg, "lora_dropout", 0.0, config_path);
     if (!(dropout >= 0 && dropout < 1))
-        throw error(error_code::config, config_path + ": lora_dropout is " + shown(cfg["lora_dropout"]) + ", expected a value in [0, 1)",
+        throw error(error_code::config,
+                    config_path + ": lora_dropout is " + shown(cfg["lora_dropout"]) + ", expected a value in [0, 1)",
                     "use 0.05-0.1, or 0 for none");
     lc.dropout = float(dropout);
     if (cfg.contains("use_rslora") && !cfg["use_rslora"].is_null()) {
         if (!cfg["use_rslora"].is_boolean())
-            throw error(error_code::config, config_path + ": use_rslora is " + shown(cfg["use_rslora"]) + ", expected true or false",
+            throw error(error_code::config,
+                        config_path + ": use_rslora is " + shown(cfg["use_rslora"]) + ", expected true or false",
                         "adapter_config.json is damaged; save the adapter again with PEFT");
         lc.use_rslora = cfg["use_rslora"].get<bool>();
     }
@@ -343,9 +369,13 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     lc.targets.clear();
     for (lora_target t : all_lora_targets())
         for (int l = 0; l < m.num_layers; ++l)
-            if (sel.on[size_t(l)][size_t(t)]) { lc.targets.push_back(t); break; }
+            if (sel.on[size_t(l)][size_t(t)]) {
+                lc.targets.push_back(t);
+                break;
+            }
     if (lc.targets.empty())
-        throw error(error_code::config, config_path + ": target_modules, layers_to_transform and exclude_modules select no module",
+        throw error(error_code::config,
+                    config_path + ": target_modules, layers_to_transform and exclude_modules select no module",
                     "the adapter adapts nothing; check adapter_config.json");
     validate_lora(lc);
 
@@ -353,7 +383,8 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
     if (!path_is_file(weights_path)) {
         if (path_is_file(path_join(dir, "adapter_model.bin")))
             throw error(error_code::unsupported,
-                        weights_path + " not found; " + path_join(dir, "adapter_model.bin") + " (PyTorch pickle) is not supported",
+                        weights_path + " not found; " + path_join(dir, "adapter_model.bin") +
+                            " (PyTorch pickle) is not supported",
                         "convert it once in Python: PeftModel.from_pretrained(base, \"" + dir +
                             "\").save_pretrained(OUT_DIR, safe_serialization=True)");
         throw error(error_code::io, weights_path + " not found: the adapter's weights are missing", k_adapter_hint);
@@ -369,13 +400,16 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
                 expected.insert(arch.peft_name(l, t, true));
             }
     // "<peft prefix><layer prefix><l>.<module path>.lora_A|B.weight" (architecture.h)
-    auto escaped = [](const std::string& x) { return std::regex_replace(x, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)"); };
+    auto escaped = [](const std::string& x) {
+        return std::regex_replace(x, std::regex(R"([.^$|()\[\]{}*+?\\])"), R"(\$&)");
+    };
     const std::regex k_lora_name("^" + escaped(arch.peft_prefix + arch.hf_layer_prefix) +
                                  R"((\d+)\.([A-Za-z0-9_.]+)\.lora_(A|B)\.weight$)");
-    const std::string base_hint = cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string()
-                                      ? "load the adapter on the base model it was trained for (adapter_config.json names \"" +
-                                            cfg["base_model_name_or_path"].get<std::string>() + "\")"
-                                      : std::string("load the adapter on the base model it was trained for");
+    const std::string base_hint =
+        cfg.contains("base_model_name_or_path") && cfg["base_model_name_or_path"].is_string()
+            ? "load the adapter on the base model it was trained for (adapter_config.json names \"" +
+                  cfg["base_model_name_or_path"].get<std::string>() + "\")"
+            : std::string("load the adapter on the base model it was trained for");
     for (const safetensors_entry& e : f.entries()) {
         if (expected.count(e.name)) continue;
         std::smatch mt;
@@ -417,10 +451,11 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
                 const std::string name = arch.peft_name(l, t, is_b);
                 const safetensors_entry* e = f.find(name);
                 if (!e)
-                    throw error(error_code::format,
-                                weights_path + ": tensor '" + name + "' is missing, though " + config_path +
-                                    " targets " + lora_target_name(t) + " in layer " + std::to_string(l),
-                                "the file is incomplete or belongs to another adapter; save the adapter again with PEFT");
+                    throw error(
+                        error_code::format,
+                        weights_path + ": tensor '" + name + "' is missing, though " + config_path + " targets " +
+                            lora_target_name(t) + " in layer " + std::to_string(l),
+                        "the file is incomplete or belongs to another adapter; save the adapter again with PEFT");
                 if (e->type != dtype::f32 && e->type != dtype::f16 && e->type != dtype::bf16)
                     throw error(error_code::unsupported,
                                 weights_path + ": tensor '" + name + "' is stored as " + dtype_name(e->type) +
@@ -439,21 +474,24 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
                         const std::string feat = is_b ? out_feature_name(t) : in_feature_name(t);
                         throw error(error_code::shape_mismatch,
                                     weights_path + ": tensor '" + name + "' has shape " + shape_str(e->shape) +
-                                        ", expected " + shape_str(want) + ": the adapter was trained for " + feat + " " +
-                                        std::to_string(got_f) + ", this model has " + feat + " " + std::to_string(want_f),
+                                        ", expected " + shape_str(want) + ": the adapter was trained for " + feat +
+                                        " " + std::to_string(got_f) + ", this model has " + feat + " " +
+                                        std::to_string(want_f),
                                     base_hint);
                     }
                     if (got_r != r)
                         throw error(error_code::shape_mismatch,
                                     weights_path + ": tensor '" + name + "' has rank " + std::to_string(got_r) +
-                                        " (shape " + shape_str(e->shape) + "), but " + config_path + " says r = " +
-                                        std::to_string(r),
+                                        " (shape " + shape_str(e->shape) + "), but " + config_path +
+                                        " says r = " + std::to_string(r),
                                     "adapter_config.json and adapter_model.safetensors come from different saves; save "
                                     "the adapter again with PEFT, or correct \"r\" if the config was edited by hand");
                 }
                 throw error(error_code::shape_mismatch, weights_path + ": tensor '" + name + "' " + problem, base_hint);
             }
-            ad.in = in; ad.out = out; ad.rank = r;
+            ad.in = in;
+            ad.out = out;
+            ad.rank = r;
             const tensor ta = f.read_f32(arch.peft_name(l, t, false));
             const tensor tb = f.read_f32(arch.peft_name(l, t, true));
             ad.a.assign(ta.f32(), ta.f32() + ta.numel());
@@ -463,6 +501,5 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
         }
     return w;
 }
-
 
 } // namespace qls

@@ -89,13 +89,14 @@ std::vector<int> check_exportable(const lora_weights<float>& w, const model_conf
             auto [in, out] = lora_in_out(m, t);
             const std::string where = std::string("layer ") + std::to_string(l) + " " + lora_target_name(t);
             if (!w.config.targets_has(t))
-                throw error(error_code::invalid_argument,
-                            what + ": " + where + " has an adapter but the LoRA config does not target " +
-                                lora_target_name(t));
+                throw error(error_code::invalid_argument, what + ": " + where +
+                                                              " has an adapter but the LoRA config does not target " +
+                                                              lora_target_name(t));
             if (ad.in != in || ad.out != out)
                 throw error(error_code::shape_mismatch,
-                            what + ": " + where + " adapter is " + std::to_string(ad.out) + "x" + std::to_string(ad.in) +
-                                " but the model's projection is " + std::to_string(out) + "x" + std::to_string(in),
+                            what + ": " + where + " adapter is " + std::to_string(ad.out) + "x" +
+                                std::to_string(ad.in) + " but the model's projection is " + std::to_string(out) + "x" +
+                                std::to_string(in),
                             "export the adapters with the model they were trained on");
             if (ad.rank != w.config.rank)
                 throw error(error_code::invalid_argument,
@@ -108,8 +109,8 @@ std::vector<int> check_exportable(const lora_weights<float>& w, const model_conf
         if (count == 0) continue;
         if (count != int(w.config.targets.size()))
             throw error(error_code::invalid_argument,
-                        what + ": layer " + std::to_string(l) + " has adapters on " + std::to_string(count) + " of the " +
-                            std::to_string(w.config.targets.size()) + " targeted projections",
+                        what + ": layer " + std::to_string(l) + " has adapters on " + std::to_string(count) +
+                            " of the " + std::to_string(w.config.targets.size()) + " targeted projections",
                         "PEFT describes adapters as target_modules x layers_to_transform: every adapted layer needs "
                         "all targeted projections");
         layers.push_back(l);
@@ -134,12 +135,10 @@ namespace {
 
 std::vector<lora_target> sorted_targets(const lora_config& c) {
     std::vector<lora_target> t = c.targets;
-    std::sort(t.begin(), t.end(), [](lora_target a, lora_target b) {
-        return std::strcmp(lora_target_name(a), lora_target_name(b)) < 0;
-    });
+    std::sort(t.begin(), t.end(),
+              [](lora_target a, lora_target b) { return std::strcmp(lora_target_name(a), lora_target_name(b)) < 0; });
     return t;
 }
-
 
 // `what` names the output in error messages.
 std::string adapter_config_json(const lora_weights<float>& w, const model_config& m,
@@ -164,7 +163,7 @@ std::string adapter_config_json(const lora_weights<float>& w, const model_config
     c["eva_config"] = nullptr;
     c["exclude_modules"] = nullptr;
     c["fan_in_fan_out"] = false;
-    c["inference_mode"] = true;              // PeftModel.save_pretrained forces it
+    c["inference_mode"] = true; // PeftModel.save_pretrained forces it
     c["init_lora_weights"] = true;
     c["kasa_config"] = nullptr;
     c["layer_replication"] = nullptr;
@@ -211,11 +210,11 @@ void export_peft(const std::string& out_dir_in, const lora_weights<float>& w, co
     const std::string config_path = path_join(out_dir, k_config_name);
     const std::string weights_path = path_join(out_dir, k_weights_name);
     // validates w before anything is written
-    const std::string config_text =
-        adapter_config_json(w, m, base_model_name_or_path, "cannot export the adapter to " + out_dir);
+    const std::string config_text = adapter_config_json(w, m, base_model_name_or_path,
+                                                        "cannot export the adapter to " + out_dir);
     make_dir(out_dir);
 
-    const architecture& arch = architecture_for(m);   // PEFT's tensor names
+    const architecture& arch = architecture_for(m); // PEFT's tensor names
     std::vector<std::pair<std::string, tensor>> tensors;
     for (int l = 0; l < m.num_layers; ++l)
         for (lora_target t : all_lora_targets()) {

@@ -47,9 +47,9 @@ std::string errno_text(int e) { return std::strerror(e); }
 // The dtypes the format defines (safetensors/src/tensor.rs, enum Dtype). Ones outside qls::dtype are valid
 // safetensors but not something this application reads, which is a different message than a typo.
 bool is_spec_dtype(std::string_view s) {
-    static constexpr std::string_view spec[] = {"BOOL", "F4",   "F6_E2M3", "F6_E3M2", "U8",  "I8",  "F8_E5M2",
-                                                "F8_E4M3", "F8_E8M0", "I16", "U16",  "F16", "BF16", "I32",
-                                                "U32",  "F32",  "C64",   "F64",   "I64", "U64"};
+    static constexpr std::string_view spec[] = {"BOOL",    "F4",      "F6_E2M3", "F6_E3M2", "U8",  "I8",   "F8_E5M2",
+                                                "F8_E4M3", "F8_E8M0", "I16",     "U16",     "F16", "BF16", "I32",
+                                                "U32",     "F32",     "C64",     "F64",     "I64", "U64"};
     return std::find(std::begin(spec), std::end(spec), s) != std::end(spec);
 }
 
@@ -107,7 +107,9 @@ struct fd_guard {
 std::shared_ptr<const mapping> map_file(const std::string& path) {
     const char* hint = "check that the path is right and that the file is readable";
     fd_guard f;
-    do { f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC); } while (f.fd < 0 && errno == EINTR);
+    do {
+        f.fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    } while (f.fd < 0 && errno == EINTR);
     if (f.fd < 0) throw error(error_code::io, path + ": cannot open: " + errno_text(errno), hint);
     struct stat st {};
     if (::fstat(f.fd, &st) != 0) throw error(error_code::io, path + ": cannot stat: " + errno_text(errno), hint);
@@ -124,8 +126,8 @@ std::shared_ptr<const mapping> map_file(const std::string& path) {
     m->size = size_t(st.st_size);
     void* p = ::mmap(nullptr, m->size, PROT_READ, MAP_PRIVATE, f.fd, 0);
     if (p == MAP_FAILED)
-        throw error(error_code::io, path + ": cannot memory-map " + std::to_string(m->size) + " bytes: " +
-                                        errno_text(errno),
+        throw error(error_code::io,
+                    path + ": cannot memory-map " + std::to_string(m->size) + " bytes: " + errno_text(errno),
                     "check that the file is on a local disk and that enough address space is available");
     m->data = static_cast<const std::byte*>(p);
     return m;
@@ -145,7 +147,10 @@ bool checked_numel(const shape_t& s, uint64_t& out) {
 // A JSON value as a non-negative integer: "ok", or the reason it is not one.
 enum class uint_check { ok, negative, not_integer };
 uint_check as_uint(const json& v, uint64_t& out) {
-    if (v.is_number_unsigned()) { out = v.get<uint64_t>(); return uint_check::ok; }
+    if (v.is_number_unsigned()) {
+        out = v.get<uint64_t>();
+        return uint_check::ok;
+    }
     if (v.is_number_integer()) {
         int64_t x = v.get<int64_t>();
         if (x < 0) return uint_check::negative;
@@ -165,7 +170,7 @@ struct safetensors_file::impl {
     std::shared_ptr<const mapping> map;
     const std::byte* data_section = nullptr; // first byte after the header
     uint64_t data_size = 0;
-    std::vector<safetensors_entry> entries;  // sorted by (begin, end, name)
+    std::vector<safetensors_entry> entries; // sorted by (begin, end, name)
     std::map<std::string, size_t, std::less<>> by_name;
     std::map<std::string, std::string> metadata;
 
@@ -196,8 +201,7 @@ safetensors_file safetensors_file::open(const std::string& path) {
                               std::to_string(max_header_bytes) + "-byte limit; this is not a valid safetensors file");
     if (n > file_size - 8)
         fail_format(path, "header length " + std::to_string(n) + " bytes runs past the end of the file (" +
-                              std::to_string(file_size) +
-                              " bytes); the file is truncated or not a safetensors file");
+                              std::to_string(file_size) + " bytes); the file is truncated or not a safetensors file");
     im->data_section = base + 8 + n;
     im->data_size = file_size - 8 - n;
 
@@ -221,8 +225,7 @@ safetensors_file safetensors_file::open(const std::string& path) {
     if (!j.is_object())
         fail_format(path, "header is JSON but not an object (it is " + std::string(j.type_name()) +
                               "); this is not a safetensors file");
-    if (!duplicate.empty())
-        fail_format(path, "header lists '" + duplicate + "' more than once; the file is corrupt");
+    if (!duplicate.empty()) fail_format(path, "header lists '" + duplicate + "' more than once; the file is corrupt");
 
     for (auto it = j.begin(); it != j.end(); ++it) {
         const std::string& name = it.key();
@@ -230,7 +233,8 @@ safetensors_file safetensors_file::open(const std::string& path) {
         if (name == "__metadata__") {
             // Spec: a special key for storing free form text-to-text map.
             if (!v.is_object())
-                fail_format(path, "__metadata__ is not an object of strings (it is " + std::string(v.type_name()) + ")");
+                fail_format(path,
+                            "__metadata__ is not an object of strings (it is " + std::string(v.type_name()) + ")");
             for (auto m = v.begin(); m != v.end(); ++m) {
                 if (!m->is_string())
                     fail_format(path, "__metadata__ entry '" + m.key() + "' is not a string (it is " +
@@ -239,7 +243,8 @@ safetensors_file safetensors_file::open(const std::string& path) {
             }
             continue;
         }
-        if (!v.is_object()) fail_tensor(path, name, "header entry is not an object (it is " + std::string(v.type_name()) + ")");
+        if (!v.is_object())
+            fail_tensor(path, name, "header entry is not an object (it is " + std::string(v.type_name()) + ")");
 
         safetensors_entry e;
         e.name = name;
@@ -287,13 +292,14 @@ safetensors_file safetensors_file::open(const std::string& path) {
             fail_tensor(path, name, "data_offsets " + json_brief(*off) + " are not two non-negative integers");
         if (b > en) fail_tensor(path, name, "data_offsets " + offsets_str(b, en) + " have begin after end");
         if (en > im->data_size)
-            fail_tensor(path, name, "data_offsets " + offsets_str(b, en) +
-                                        " end past the end of the data section (" + std::to_string(im->data_size) +
-                                        " bytes); the file is truncated or corrupt");
+            fail_tensor(path, name,
+                        "data_offsets " + offsets_str(b, en) + " end past the end of the data section (" +
+                            std::to_string(im->data_size) + " bytes); the file is truncated or corrupt");
         if (en - b != nbytes)
-            fail_tensor(path, name, "data_offsets " + offsets_str(b, en) + " span " + std::to_string(en - b) +
-                                        " bytes but shape " + shape_str(e.shape) + " of " + dtype_name(e.type) +
-                                        " needs " + std::to_string(nbytes) + " bytes (size mismatch)");
+            fail_tensor(path, name,
+                        "data_offsets " + offsets_str(b, en) + " span " + std::to_string(en - b) + " bytes but shape " +
+                            shape_str(e.shape) + " of " + dtype_name(e.type) + " needs " + std::to_string(nbytes) +
+                            " bytes (size mismatch)");
         e.begin = b;
         e.end = en;
         im->entries.push_back(std::move(e));
@@ -421,8 +427,9 @@ void safetensors_save(const std::string& path, const std::vector<std::pair<std::
             offset = end;
         }
     } catch (const json::exception& e) {
-        throw error(error_code::invalid_argument,
-                    "cannot write '" + path + "': a tensor name or metadata string is not valid UTF-8 (" + e.what() + ")");
+        throw error(error_code::invalid_argument, "cannot write '" + path +
+                                                      "': a tensor name or metadata string is not valid UTF-8 (" +
+                                                      e.what() + ")");
     }
     header += "}";
     // Spec: the header may be padded with trailing spaces (0x20); the reference pads to a multiple of 8.

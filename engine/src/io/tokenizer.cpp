@@ -20,7 +20,8 @@ namespace {
 
 [[noreturn]] void bad_id(const std::string& path, int id, int vocab) {
     throw error(error_code::invalid_argument,
-                "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ") of " + path,
+                "token id " + std::to_string(id) + " is outside the vocabulary [0, " + std::to_string(vocab) + ") of " +
+                    path,
                 "the ids come from a different tokenizer or model");
 }
 
@@ -45,7 +46,10 @@ size_t incomplete_utf8_tail(const std::string& b) {
     for (size_t back = 1; back <= 3 && back <= n; ++back) {
         unsigned char lead = static_cast<unsigned char>(b[n - back]);
         if ((lead & 0xC0) == 0x80) continue; // continuation byte: look further back for the lead
-        size_t need = lead >= 0xC2 && lead <= 0xDF ? 2 : lead >= 0xE0 && lead <= 0xEF ? 3 : lead >= 0xF0 && lead <= 0xF4 ? 4 : 0;
+        size_t need = lead >= 0xC2 && lead <= 0xDF   ? 2
+                      : lead >= 0xE0 && lead <= 0xEF ? 3
+                      : lead >= 0xF0 && lead <= 0xF4 ? 4
+                                                     : 0;
         if (need == 0 || back >= need) return 0; // ASCII, invalid lead, or a complete sequence
         if (back >= 2) {
             unsigned char second = static_cast<unsigned char>(b[n - back + 1]);
@@ -92,7 +96,8 @@ std::vector<int> tokenizer::encode(std::string_view text, bool add_bos, bool add
     std::vector<int> ids;
     const auto status = impl_->sp.Encode(std::string(text), &ids);
     if (!status.ok())
-        throw error(error_code::invalid_argument, "cannot tokenize text with " + impl_->path + ": " + status.ToString());
+        throw error(error_code::invalid_argument,
+                    "cannot tokenize text with " + impl_->path + ": " + status.ToString());
     if (add_bos) {
         if (bos_id() < 0)
             throw error(error_code::invalid_argument, impl_->path + " defines no BOS token",

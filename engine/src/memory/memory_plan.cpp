@@ -34,16 +34,16 @@ namespace {
 // blocksize=256)); anchors-qlora.md §2.2.
 constexpr int64_t nf4_block = 64;
 constexpr int64_t nf4_nested_block = 256;
-constexpr int64_t nf4_quant_map_entries = 16;      // QuantState.code: the 16 NF4 values, fp32
-constexpr int64_t nf4_nested_map_entries = 256;    // state2.code: the signed 8-bit dynamic map, fp32
-constexpr int64_t nf4_offset_entries = 1;          // state2 offset = absmax.mean(), fp32 scalar
+constexpr int64_t nf4_quant_map_entries = 16;   // QuantState.code: the 16 NF4 values, fp32
+constexpr int64_t nf4_nested_map_entries = 256; // state2.code: the signed 8-bit dynamic map, fp32
+constexpr int64_t nf4_offset_entries = 1;       // state2 offset = absmax.mean(), fp32 scalar
 
 // 8-bit blockwise optimizer states: uint8 code per element per state, one fp32 absmax per 256 elements per state;
 // tensors with fewer than min_8bit_size = 4096 elements keep fp32 states (qls::optimizer, optim.h, which follows
 // bitsandbytes optim/optimizer.py: blocksize 256, min_8bit_size 4096; anchors-qlora.md §1.3).
 constexpr int64_t adam8_block = int64_t(adamw_8bit_block);
 constexpr int64_t adam8_min_size = int64_t(adamw_min_8bit_size);
-constexpr int64_t adam8_qmap_entries = 256;        // qmap1 (signed) and qmap2 (unsigned) dynamic maps, fp32 each
+constexpr int64_t adam8_qmap_entries = 256; // qmap1 (signed) and qmap2 (unsigned) dynamic maps, fp32 each
 
 // cuBLAS workspace: the cuBLAS docs recommend 32 MiB on Hopper, 4 MiB elsewhere
 // (https://docs.nvidia.com/cuda/cublas/index.html#cublassetworkspace; PyTorch adopted it in PR #120925); we size for
@@ -98,9 +98,7 @@ linear_shape linear_dims(const model_config& c, lora_target t) {
 }
 
 // "self_attn.q_proj", ..., "mlp.down_proj": the module path within a layer (the activations' display names).
-std::string target_module(const model_config& c, lora_target t) {
-    return architecture_for(c).hf_projection[size_t(t)];
-}
+std::string target_module(const model_config& c, lora_target t) { return architecture_for(c).hf_projection[size_t(t)]; }
 
 // ---- the table builder -----------------------------------------------------------------------------------------
 
@@ -133,9 +131,9 @@ int loss_chunk_rows(int64_t N, int64_t V) {
 }
 
 struct build_info {
-    int loss_chunk = 0;                  // rows of the fp32 logits chunk
-    int64_t lora_params = 0;             // trainable parameters
-    uint64_t largest_working_set = 0;    // paged kinds: bytes (whole pages) of the largest single update's states
+    int loss_chunk = 0;               // rows of the fp32 logits chunk
+    int64_t lora_params = 0;          // trainable parameters
+    uint64_t largest_working_set = 0; // paged kinds: bytes (whole pages) of the largest single update's states
 };
 
 // Builds every item. paged_to_host: the pageable optimizer states are placed in host memory and a device page pool
@@ -147,7 +145,7 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     const int64_t C = cfg.hidden_size, H = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
     const int64_t NH = cfg.num_heads, HS = cfg.head_dim;
     const int64_t Q = NH * HS, KV = int64_t(cfg.num_kv_heads) * HS;
-    const architecture& arch = architecture_for(cfg);   // tensor names, which projections exist
+    const architecture& arch = architecture_for(cfg); // tensor names, which projections exist
 
     // ---- quantized weights: all 7 linears of every layer are NF4 + double quant, LoRA target or not -------------
     // Per linear of n = out*in elements, exactly what bnb keeps on the device (Params4bit + QuantState):
@@ -178,17 +176,17 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     // qlora.py: embed_tokens and lm_head cast to bf16 (anchors-qlora.md §2.4); the LM head is not quantized
     // (find_all_linear_names excludes it) and is used directly by the chunked loss GEMM. Our RMSNorm kernels read
     // bf16 weights (kernels/include/qls_kernels/rmsnorm.h), so the norms are bf16 too.
-    tb.add({plan_item_id::embed_tokens}, arch.hf_name(base_tensor::embed), plan_category::frozen_weights, "bf16", {V, C}, 1,
-           "token embeddings (V, C) bf16, looked up, never trained");
+    tb.add({plan_item_id::embed_tokens}, arch.hf_name(base_tensor::embed), plan_category::frozen_weights, "bf16",
+           {V, C}, 1, "token embeddings (V, C) bf16, looked up, never trained");
     if (!cfg.tie_word_embeddings)
-        tb.add({plan_item_id::lm_head}, arch.hf_name(base_tensor::lm_head), plan_category::frozen_weights, "bf16", {V, C}, 1,
-               "LM head (V, C) bf16 (kept unquantized as QLoRA does)");
-    tb.add({plan_item_id::attn_norm_weight}, arch.hf_name_any_layer(base_tensor::attn_norm), plan_category::frozen_weights, "bf16",
-           {C}, L, "RMSNorm weight (C) bf16");
-    tb.add({plan_item_id::mlp_norm_weight}, arch.hf_name_any_layer(base_tensor::mlp_norm), plan_category::frozen_weights,
-           "bf16", {C}, L, "RMSNorm weight (C) bf16");
-    tb.add({plan_item_id::final_norm_weight}, arch.hf_name(base_tensor::final_norm), plan_category::frozen_weights, "bf16", {C}, 1,
-           "final RMSNorm weight (C) bf16");
+        tb.add({plan_item_id::lm_head}, arch.hf_name(base_tensor::lm_head), plan_category::frozen_weights, "bf16",
+               {V, C}, 1, "LM head (V, C) bf16 (kept unquantized as QLoRA does)");
+    tb.add({plan_item_id::attn_norm_weight}, arch.hf_name_any_layer(base_tensor::attn_norm),
+           plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight (C) bf16");
+    tb.add({plan_item_id::mlp_norm_weight}, arch.hf_name_any_layer(base_tensor::mlp_norm),
+           plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight (C) bf16");
+    tb.add({plan_item_id::final_norm_weight}, arch.hf_name(base_tensor::final_norm), plan_category::frozen_weights,
+           "bf16", {C}, 1, "final RMSNorm weight (C) bf16");
 
     // ---- LoRA weights and grads, fp32 ------------------------------------------------------------------------------
     // Why fp32: the AdamW step changes a weight by about lr = 1e-4..2e-4 per step, while bf16 keeps 8 significant
@@ -269,9 +267,9 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     }
     info.largest_working_set = paged ? working_set : 0;
     if (paged && padding > 0) {
-        plan_item& pad =
-            tb.add({plan_item_id::adam_page_padding}, "optimizer.page_padding", ocat, "u8", {int64_t(padding)}, 1,
-                   "the unused tail of each state tensor's last " + std::to_string(page) + "-byte page");
+        plan_item& pad = tb.add({plan_item_id::adam_page_padding}, "optimizer.page_padding", ocat, "u8",
+                                {int64_t(padding)}, 1,
+                                "the unused tail of each state tensor's last " + std::to_string(page) + "-byte page");
         pad.pageable = true;
     }
     if (any8)
@@ -340,8 +338,8 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     tb.add({plan_item_id::act_mlp_hidden}, act + "mlp.hidden", plan_category::activations, "bf16", {B, T, H}, per,
            "silu(gate)*up (B,T,H), input of down_proj" + how);
     for (lora_target t : s.lora.targets)
-        tb.add({plan_item_id::act_lora_xa, t}, act + target_module(cfg, t) + ".lora_xa", plan_category::activations, "bf16",
-               {B, T, r}, per, "LoRA x·Aᵀ (B,T,r) bf16, needed for dB" + how);
+        tb.add({plan_item_id::act_lora_xa, t}, act + target_module(cfg, t) + ".lora_xa", plan_category::activations,
+               "bf16", {B, T, r}, per, "LoRA x·Aᵀ (B,T,r) bf16, needed for dB" + how);
     // Dropout masks: none stored. lora_dropout_keep (lora.h) recomputes each keep-decision from (seed, layer,
     // target, element) with a counter-based hash in forward and backward; the adapter GEMM reads the dropped input
     // from one (B,T,max in) scratch buffer (workspace below).
@@ -402,7 +400,11 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     int64_t max_out = 0, max_in = 0, max_n = 0;
     for (lora_target t : arch.projections) {
         const linear_shape d = linear_dims(cfg, t);
-        if (d.out * d.in > max_n) { max_n = d.out * d.in; max_out = d.out; max_in = d.in; }
+        if (d.out * d.in > max_n) {
+            max_n = d.out * d.in;
+            max_out = d.out;
+            max_in = d.in;
+        }
     }
     tb.add({plan_item_id::ws_dequantized_weight}, "workspace.dequantized_weight", plan_category::workspace, "bf16",
            {2, max_out, max_in}, 1, "bf16 copy of the largest linear (out, in), double-buffered for overlap");
@@ -488,7 +490,10 @@ void compute_suggestions(memory_plan& p) {
         plan_settings t = s;
         t.gradient_checkpointing = true;
         memory_plan a = plan_with(t);
-        if (fits(a)) { add_suggestion(p, a, "turn gradient checkpointing on (drop --no-checkpointing)"); single_fix = true; }
+        if (fits(a)) {
+            add_suggestion(p, a, "turn gradient checkpointing on (drop --no-checkpointing)");
+            single_fix = true;
+        }
     }
     if (s.optimizer != optimizer_kind::paged_adamw_8bit) {
         plan_settings t = s;
@@ -503,11 +508,12 @@ void compute_suggestions(memory_plan& p) {
     // multiple of 64 (below 64: as is) so the suggestion is a length people use.
     if (s.seq > 1) {
         plan_settings t = s;
-        int lo = 0, hi = s.seq - 1;   // invariant: lo fits (or 0 = none), hi+1 does not
+        int lo = 0, hi = s.seq - 1; // invariant: lo fits (or 0 = none), hi+1 does not
         while (lo < hi) {
             int mid = lo + (hi - lo + 1) / 2;
             t.seq = mid;
-            if (fits(plan_with(t))) lo = mid; else hi = mid - 1;
+            if (fits(plan_with(t))) lo = mid;
+            else hi = mid - 1;
         }
         if (lo > 0) {
             int seq = lo >= 64 ? lo / 64 * 64 : lo;
@@ -523,11 +529,12 @@ void compute_suggestions(memory_plan& p) {
             t.batch = b;
             memory_plan a = plan_with(t);
             if (fits(a)) {
-                const std::string keep =
-                    s.batch % b == 0 ? "; accumulate " + std::to_string(s.batch / b) + " micro-batches to keep " +
-                                           std::to_string(s.batch) + " sequences per optimizer step"
-                                     : "; use gradient accumulation for a larger effective batch";
-                add_suggestion(p, a, "batch " + std::to_string(b) + " would fit (--batch " + std::to_string(b) + keep + ")");
+                const std::string keep = s.batch % b == 0 ? "; accumulate " + std::to_string(s.batch / b) +
+                                                                " micro-batches to keep " + std::to_string(s.batch) +
+                                                                " sequences per optimizer step"
+                                                          : "; use gradient accumulation for a larger effective batch";
+                add_suggestion(p, a,
+                               "batch " + std::to_string(b) + " would fit (--batch " + std::to_string(b) + keep + ")");
                 single_fix = true;
                 break;
             }
@@ -554,7 +561,8 @@ void compute_suggestions(memory_plan& p) {
             t.lora.targets = qv;
             memory_plan a = plan_with(t);
             if (fits(a)) {
-                add_suggestion(p, a, "LoRA on q,v only would fit (--targets q,v; fewer adapters, usually lower quality)");
+                add_suggestion(p, a,
+                               "LoRA on q,v only would fit (--targets q,v; fewer adapters, usually lower quality)");
                 single_fix = true;
             }
         }
@@ -569,8 +577,9 @@ void compute_suggestions(memory_plan& p) {
         t.seq = std::min(s.seq, 512);
         memory_plan a = plan_with(t);
         if (fits(a)) {
-            add_suggestion(p, a, "together: checkpointing on, paged-adamw-8bit, batch 1, rank " + std::to_string(t.lora.rank) +
-                                     ", sequence " + std::to_string(t.seq) + " would fit");
+            add_suggestion(p, a,
+                           "together: checkpointing on, paged-adamw-8bit, batch 1, rank " +
+                               std::to_string(t.lora.rank) + ", sequence " + std::to_string(t.seq) + " would fit");
         } else {
             const uint64_t frozen = a.category_bytes(plan_category::quantized_weights) +
                                     a.category_bytes(plan_category::frozen_weights);
@@ -588,7 +597,7 @@ void compute_suggestions(memory_plan& p) {
     // Raising the limit always works: name the smallest budget (and card) that fits these exact settings.
     {
         plan_settings t = s;
-        const uint64_t need = round_up(p.minimum_bytes, gib / 100);   // to 0.01 GiB, so the flag value is enough
+        const uint64_t need = round_up(p.minimum_bytes, gib / 100); // to 0.01 GiB, so the flag value is enough
         char flag[48];
         std::string text;
         if (s.budget_bytes > 0 && s.budget_bytes < need) {
@@ -611,8 +620,9 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
     validate_plan_settings(s);
     if (cfg.hidden_size <= 0 || cfg.intermediate_size <= 0 || cfg.num_layers <= 0 || cfg.num_heads <= 0 ||
         cfg.num_kv_heads <= 0 || cfg.head_dim <= 0 || cfg.vocab_size <= 0)
-        throw error(error_code::config, "model config has a non-positive dimension (hidden, intermediate, layers, "
-                                        "heads, kv heads, head_dim or vocab)",
+        throw error(error_code::config,
+                    "model config has a non-positive dimension (hidden, intermediate, layers, "
+                    "heads, kv heads, head_dim or vocab)",
                     "load it with load_model_config, which checks every field, or use shape_config");
 
     memory_plan p;
@@ -648,7 +658,8 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
     std::string limit_text;
     if (s.budget_bytes > 0 && (s.card_bytes == 0 || s.budget_bytes <= limit))
         limit_text = "the " + fmt_gib(limit) + " budget";
-    else if (s.budget_bytes == 0 && s.free_bytes > 0 && (s.card_bytes == 0 || limit < s.card_bytes - cuda_context_bytes))
+    else if (s.budget_bytes == 0 && s.free_bytes > 0 &&
+             (s.card_bytes == 0 || limit < s.card_bytes - cuda_context_bytes))
         limit_text = "the " + fmt_gib(limit) + " the device has free (95% of " + fmt_gib(s.free_bytes) + ")";
     else if (s.card_bytes > 0)
         limit_text = "the " + fmt_gib(limit) + " a " + fmt_gib(s.card_bytes) + " card leaves after " +
@@ -691,22 +702,17 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
 // ---- names ---------------------------------------------------------------------------------------------------------
 
 const char* plan_category_name(plan_category c) {
-    static const char* names[] = {"quantized_weights", "frozen_weights",  "lora_weights", "lora_grads",
+    static const char* names[] = {"quantized_weights",  "frozen_weights",  "lora_weights", "lora_grads",
                                   "optimizer_resident", "optimizer_paged", "activations",  "logits_loss",
                                   "workspace",          "cuda_context"};
     return names[int(c)];
 }
 const char* plan_category_label(plan_category c) {
-    static const char* labels[] = {"quantized weights (NF4+DQ)",
-                                   "frozen weights (bf16/fp32)",
-                                   "LoRA weights (fp32)",
-                                   "LoRA grads (fp32)",
-                                   "optimizer states, resident",
-                                   "optimizer states, paged",
-                                   "activations + checkpoints",
-                                   "logits + loss (chunked)",
-                                   "workspace",
-                                   "CUDA context (not in budget)"};
+    static const char* labels[] =
+        {"quantized weights (NF4+DQ)",  "frozen weights (bf16/fp32)", "LoRA weights (fp32)",
+         "LoRA grads (fp32)",           "optimizer states, resident", "optimizer states, paged",
+         "activations + checkpoints",   "logits + loss (chunked)",    "workspace",
+         "CUDA context (not in budget)"};
     return labels[int(c)];
 }
 const char* plan_placement_name(plan_placement p) {
@@ -747,8 +753,8 @@ void validate_plan_settings(const plan_settings& s) {
                     "dropout: LoRA dropout must be in [0, 1) (got " + std::to_string(l.dropout) + ")",
                     "valid dropouts are 0 <= p < 1; QLoRA uses 0.1 for 7B/13B and 0.05 for 33B/65B, 0 turns it off");
     if (!(l.alpha > 0.0f) || !std::isfinite(l.alpha))
-        throw error(error_code::invalid_argument, "alpha: LoRA alpha must be a positive number (got " +
-                                                      std::to_string(l.alpha) + ")",
+        throw error(error_code::invalid_argument,
+                    "alpha: LoRA alpha must be a positive number (got " + std::to_string(l.alpha) + ")",
                     "valid alphas are > 0; QLoRA uses 16 with rank 64");
     const std::string valid_targets = "valid targets: a comma-separated subset of q,k,v,o,gate,up,down, each once";
     if (l.targets.empty()) throw error(error_code::invalid_argument, "targets: no LoRA target given", valid_targets);
@@ -814,11 +820,11 @@ model_config shape_config(std::string_view name) {
         double eps;
     };
     static const dims table[] = {
-        {"7b", 4096, 11008, 32, 32, 32, 4096, 1e-5},   // Llama-2-7B
-        {"13b", 5120, 13824, 40, 40, 40, 4096, 1e-5},  // Llama-2-13B
-        {"33b", 6656, 17920, 60, 52, 52, 2048, 1e-6},  // LLaMA-1 33B ("30b")
-        {"65b", 8192, 22016, 80, 64, 64, 2048, 1e-5},  // LLaMA-1 65B
-        {"70b", 8192, 28672, 80, 64, 8, 4096, 1e-5},   // Llama-2-70B, grouped-query attention (8 KV heads)
+        {"7b", 4096, 11008, 32, 32, 32, 4096, 1e-5},  // Llama-2-7B
+        {"13b", 5120, 13824, 40, 40, 40, 4096, 1e-5}, // Llama-2-13B
+        {"33b", 6656, 17920, 60, 52, 52, 2048, 1e-6}, // LLaMA-1 33B ("30b")
+        {"65b", 8192, 22016, 80, 64, 64, 2048, 1e-5}, // LLaMA-1 65B
+        {"70b", 8192, 28672, 80, 64, 8, 4096, 1e-5},  // Llama-2-70B, grouped-query attention (8 KV heads)
     };
     for (const dims& d : table) {
         if (name != d.name) continue;
@@ -851,7 +857,7 @@ std::string memory_plan_json(const memory_plan& p, int indent) {
     auto settings_json = [](const plan_settings& s) {
         ojson j;
         j["rank"] = s.lora.rank;
-        j["alpha"] = std::round(double(s.lora.alpha) * 1e6) / 1e6;      // float → the decimal the user typed
+        j["alpha"] = std::round(double(s.lora.alpha) * 1e6) / 1e6; // float → the decimal the user typed
         j["dropout"] = std::round(double(s.lora.dropout) * 1e6) / 1e6;
         j["targets"] = ojson::array();
         for (lora_target t : s.lora.targets) j["targets"].push_back(lora_target_short_name(t));
@@ -867,11 +873,16 @@ std::string memory_plan_json(const memory_plan& p, int indent) {
     };
     ojson j;
     const model_config& c = p.config;
-    j["model"] = {{"hidden_size", c.hidden_size},       {"intermediate_size", c.intermediate_size},
-                  {"num_layers", c.num_layers},         {"num_heads", c.num_heads},
-                  {"num_kv_heads", c.num_kv_heads},     {"head_dim", c.head_dim},
-                  {"vocab_size", c.vocab_size},         {"max_position_embeddings", c.max_position_embeddings},
-                  {"tie_word_embeddings", c.tie_word_embeddings}, {"parameters", c.parameter_count()}};
+    j["model"] = {{"hidden_size", c.hidden_size},
+                  {"intermediate_size", c.intermediate_size},
+                  {"num_layers", c.num_layers},
+                  {"num_heads", c.num_heads},
+                  {"num_kv_heads", c.num_kv_heads},
+                  {"head_dim", c.head_dim},
+                  {"vocab_size", c.vocab_size},
+                  {"max_position_embeddings", c.max_position_embeddings},
+                  {"tie_word_embeddings", c.tie_word_embeddings},
+                  {"parameters", c.parameter_count()}};
     j["settings"] = settings_json(p.settings);
     j["loss_chunk_tokens"] = p.loss_chunk_tokens;
     j["lora_parameters"] = p.lora_parameters;

@@ -60,8 +60,8 @@ private:
         size_t rounded = (std::max<size_t>(bytes, 1) + 63) / 64 * 64;
         void* p = std::aligned_alloc(64, rounded);
         if (!p)
-            throw error(error_code::device, std::string("cannot allocate ") + bytes_str(bytes) + " of simulated " + side +
-                                                " memory");
+            throw error(error_code::device,
+                        std::string("cannot allocate ") + bytes_str(bytes) + " of simulated " + side + " memory");
         std::memset(p, 0, rounded);
         a.emplace(static_cast<const std::byte*>(p), bytes);
         return p;
@@ -105,13 +105,12 @@ pager_stats operator-(const pager_stats& a, const pager_stats& b) {
 // ---- pager -------------------------------------------------------------------------------------------
 pager::pager(pager_config config, std::unique_ptr<page_memory> memory) : config_(config), memory_(std::move(memory)) {
     QLS_ASSERT(memory_ != nullptr);
-    if (config_.page_size == 0)
-        throw error(error_code::invalid_argument, "pager: page size must be positive");
+    if (config_.page_size == 0) throw error(error_code::invalid_argument, "pager: page size must be positive");
     capacity_ = config_.device_budget_bytes / config_.page_size;
     if (capacity_ == 0)
         throw error(error_code::invalid_argument,
-                    "pager: a device budget of " + bytes_str(config_.device_budget_bytes) +
-                        " holds no page of " + bytes_str(config_.page_size),
+                    "pager: a device budget of " + bytes_str(config_.device_budget_bytes) + " holds no page of " +
+                        bytes_str(config_.page_size),
                     "raise the device budget to at least one page");
     if (capacity_ > UINT32_MAX) capacity_ = UINT32_MAX;
 }
@@ -123,8 +122,7 @@ pager::~pager() {
 }
 
 pager::tensor_id pager::add_tensor(std::string name, size_t bytes) {
-    if (bytes == 0)
-        throw error(error_code::invalid_argument, "pager: state tensor '" + name + "' has no bytes");
+    if (bytes == 0) throw error(error_code::invalid_argument, "pager: state tensor '" + name + "' has no bytes");
     tensor_rec t;
     t.name = std::move(name);
     t.bytes = bytes;
@@ -200,7 +198,10 @@ void pager::acquire(std::span<const tensor_id> ids) {
     for (tensor_id id : ids) {
         const tensor_rec& t = tensors_.at(id);
         for (size_t g = t.first_page; g < t.first_page + t.pages; ++g)
-            if (pages_[g].in_set != acquire_epoch_) { pages_[g].in_set = acquire_epoch_; ++need; }
+            if (pages_[g].in_set != acquire_epoch_) {
+                pages_[g].in_set = acquire_epoch_;
+                ++need;
+            }
     }
     if (need > capacity_) {
         std::string names;
@@ -208,8 +209,8 @@ void pager::acquire(std::span<const tensor_id> ids) {
         throw error(error_code::invalid_argument,
                     "pager: the device budget of " + bytes_str(config_.device_budget_bytes) + " (" +
                         std::to_string(capacity_) + " pages of " + bytes_str(config_.page_size) +
-                        ") is smaller than the working set of one update: " + names + " need " +
-                        std::to_string(need) + " pages = " + bytes_str(uint64_t(need) * config_.page_size),
+                        ") is smaller than the working set of one update: " + names + " need " + std::to_string(need) +
+                        " pages = " + bytes_str(uint64_t(need) * config_.page_size),
                     "raise the device budget to at least " + bytes_str(uint64_t(need) * config_.page_size));
     }
     // 1. Touch the pages already resident, so that nothing in the working set is the LRU victim.
@@ -263,8 +264,9 @@ void* pager::device_page(tensor_id id, size_t page) const {
 void pager::write(tensor_id id, const void* src, size_t bytes) {
     const tensor_rec& t = tensors_.at(id);
     if (bytes != t.bytes)
-        throw error(error_code::shape_mismatch, "pager: writing " + std::to_string(bytes) + " bytes into state tensor '" +
-                                                    t.name + "' of " + std::to_string(t.bytes) + " bytes");
+        throw error(error_code::shape_mismatch, "pager: writing " + std::to_string(bytes) +
+                                                    " bytes into state tensor '" + t.name + "' of " +
+                                                    std::to_string(t.bytes) + " bytes");
     const auto* s = static_cast<const std::byte*>(src);
     for (size_t p = 0; p < t.pages; ++p) {
         const size_t g = t.first_page + p;
@@ -287,8 +289,9 @@ void pager::write(tensor_id id, const void* src, size_t bytes) {
 void pager::read(tensor_id id, void* dst, size_t bytes) {
     const tensor_rec& t = tensors_.at(id);
     if (bytes != t.bytes)
-        throw error(error_code::shape_mismatch, "pager: reading " + std::to_string(bytes) + " bytes from state tensor '" +
-                                                    t.name + "' of " + std::to_string(t.bytes) + " bytes");
+        throw error(error_code::shape_mismatch, "pager: reading " + std::to_string(bytes) +
+                                                    " bytes from state tensor '" + t.name + "' of " +
+                                                    std::to_string(t.bytes) + " bytes");
     for (size_t p = 0; p < t.pages; ++p) {
         const size_t g = t.first_page + p;
         page_rec& r = pages_[g];

@@ -45,12 +45,11 @@ bool plan_matches(const memory_plan& p, const model_config& m, const plan_settin
     const plan_settings& b = p.settings;
     return a.hidden_size == m.hidden_size && a.intermediate_size == m.intermediate_size &&
            a.num_layers == m.num_layers && a.num_heads == m.num_heads && a.num_kv_heads == m.num_kv_heads &&
-           a.head_dim == m.head_dim && a.vocab_size == m.vocab_size &&
-           a.tie_word_embeddings == m.tie_word_embeddings && b.lora.rank == s.lora.rank &&
-           b.lora.alpha == s.lora.alpha && b.lora.dropout == s.lora.dropout && b.lora.use_rslora == s.lora.use_rslora &&
-           b.lora.targets == s.lora.targets && b.batch == s.batch && b.seq == s.seq && b.optimizer == s.optimizer &&
-           b.gradient_checkpointing == s.gradient_checkpointing && b.budget_bytes == s.budget_bytes &&
-           b.card_bytes == s.card_bytes && b.page_size == s.page_size;
+           a.head_dim == m.head_dim && a.vocab_size == m.vocab_size && a.tie_word_embeddings == m.tie_word_embeddings &&
+           b.lora.rank == s.lora.rank && b.lora.alpha == s.lora.alpha && b.lora.dropout == s.lora.dropout &&
+           b.lora.use_rslora == s.lora.use_rslora && b.lora.targets == s.lora.targets && b.batch == s.batch &&
+           b.seq == s.seq && b.optimizer == s.optimizer && b.gradient_checkpointing == s.gradient_checkpointing &&
+           b.budget_bytes == s.budget_bytes && b.card_bytes == s.card_bytes && b.page_size == s.page_size;
 }
 
 } // namespace qls

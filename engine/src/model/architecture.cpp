@@ -64,15 +64,16 @@ std::string supported_model_types() {
 const architecture& architecture_for(std::string_view model_type) {
     if (const architecture* a = find_architecture(model_type)) return *a;
     throw error(error_code::unsupported,
-                "model_type \"" + std::string(model_type) + "\" is not a family this engine trains (supported: " +
-                    supported_model_types() + ")",
+                "model_type \"" + std::string(model_type) +
+                    "\" is not a family this engine trains (supported: " + supported_model_types() + ")",
                 "choose a model of a supported family");
 }
 
 void require_llama_layers(const architecture& a, const std::string& who) {
     if (a.norm != norm_kind::rms || a.rope != rope_kind::rotate_half || a.mlp != mlp_kind::swiglu || a.projection_bias)
-        throw error(error_code::unsupported, who + " has no implementation yet of the layers of the " + a.family +
-                                                 " family (its norm, RoPE, MLP or biases differ from LLaMA's)",
+        throw error(error_code::unsupported,
+                    who + " has no implementation yet of the layers of the " + a.family +
+                        " family (its norm, RoPE, MLP or biases differ from LLaMA's)",
                     "choose a model of a supported family");
 }
 

@@ -10,8 +10,8 @@ namespace qls {
 
 void validate_sampling(const sampling_options& o) {
     if (!(o.temperature >= 0.0f) || !std::isfinite(o.temperature))
-        throw error(error_code::invalid_argument, "temperature must be a finite number >= 0 (got " +
-                                                      std::to_string(o.temperature) + ")",
+        throw error(error_code::invalid_argument,
+                    "temperature must be a finite number >= 0 (got " + std::to_string(o.temperature) + ")",
                     "use 0 for greedy decoding, around 0.7-1.0 for sampling");
     if (o.top_k < 0)
         throw error(error_code::invalid_argument, "top-k must be >= 0 (got " + std::to_string(o.top_k) + ")",
@@ -36,8 +36,9 @@ int sampler::sample(const std::vector<float>& logits) {
     // softmax(logits / temperature) in double, sorted descending (ties by id for determinism)
     candidates_.resize(size_t(V));
     for (int i = 0; i < V; ++i) candidates_[size_t(i)] = {logits[size_t(i)], i};
-    std::sort(candidates_.begin(), candidates_.end(),
-              [](const auto& a, const auto& b) { return a.first > b.first || (a.first == b.first && a.second < b.second); });
+    std::sort(candidates_.begin(), candidates_.end(), [](const auto& a, const auto& b) {
+        return a.first > b.first || (a.first == b.first && a.second < b.second);
+    });
     size_t keep = candidates_.size();
     if (o_.top_k > 0) keep = std::min(keep, size_t(o_.top_k));
     const double maxv = candidates_[0].first;
@@ -50,7 +51,10 @@ int sampler::sample(const std::vector<float>& logits) {
         size_t cut = keep;
         for (size_t i = 0; i < keep; ++i) {
             cum += prob[i] / sum;
-            if (cum >= o_.top_p) { cut = i + 1; break; }
+            if (cum >= o_.top_p) {
+                cut = i + 1;
+                break;
+            }
         }
         keep = cut;
         sum = 0;
@@ -99,13 +103,22 @@ generate_result generate(const llama_model& model, const tokenizer& tok, const g
     stops.push_back(tok.eos_id());
     r.reason = stop_reason::max_tokens;
     for (int n = 0; n < opts.max_new_tokens; ++n) {
-        if (!keep_going) { r.reason = stop_reason::cancelled; break; }
+        if (!keep_going) {
+            r.reason = stop_reason::cancelled;
+            break;
+        }
         int next = smp.sample(*logits);
-        if (next == bos || std::find(stops.begin(), stops.end(), next) != stops.end()) { r.reason = stop_reason::eos; break; }
+        if (next == bos || std::find(stops.begin(), stops.end(), next) != stops.end()) {
+            r.reason = stop_reason::eos;
+            break;
+        }
         r.new_ids.push_back(next);
         emit(detok.push(next));
         if (n + 1 == opts.max_new_tokens) break;
-        if (dec.position() >= dec.capacity()) { r.reason = stop_reason::context_full; break; }
+        if (dec.position() >= dec.capacity()) {
+            r.reason = stop_reason::context_full;
+            break;
+        }
         logits = &dec.step(next);
     }
     emit(detok.flush());

@@ -34,9 +34,7 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
     const model_config& c = m.config;
     const architecture& arch = architecture_for(c);
     auto get = [&](const std::string& name, const shape_t& shape) { return to_vector(ckpt.read_f32(name, shape)); };
-    auto get_base = [&](base_tensor t, int layer = -1) {
-        return get(arch.hf_name(t, layer), arch.base_shape(c, t));
-    };
+    auto get_base = [&](base_tensor t, int layer = -1) { return get(arch.hf_name(t, layer), arch.base_shape(c, t)); };
     m.params.embed = get_base(base_tensor::embed);
     m.params.layers.resize(size_t(c.num_layers));
     // A pre-quantized (bitsandbytes *-bnb-4bit) checkpoint is NF4 whatever the options say.
@@ -56,8 +54,9 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
                 m.nf4[size_t(l)][size_t(t)] = read_bnb_nf4(ckpt, name, out, in);
             } else if (prequantized) {
                 throw error(error_code::format,
-                            ckpt.dir() + ": tensor '" + name + "' is not 4-bit quantized while the rest of the "
-                                                              "checkpoint is (bitsandbytes NF4)",
+                            ckpt.dir() + ": tensor '" + name +
+                                "' is not 4-bit quantized while the rest of the "
+                                "checkpoint is (bitsandbytes NF4)",
                             "the checkpoint is incomplete or mixed; download or export it again");
             } else {
                 w = get(name, {out, in});
@@ -103,15 +102,26 @@ llama_model llama_model::random(const model_config& cfg, uint64_t seed) {
     m.config = cfg;
     std::mt19937_64 rng(seed);
     std::normal_distribution<float> nd(0.0f, 0.02f);
-    auto rnd = [&](size_t n) { std::vector<float> v(n); for (float& x : v) x = nd(rng); return v; };
+    auto rnd = [&](size_t n) {
+        std::vector<float> v(n);
+        for (float& x : v) x = nd(rng);
+        return v;
+    };
     auto ones = [](size_t n) { return std::vector<float>(n, 1.0f); };
     const size_t C = size_t(cfg.hidden_size), H = size_t(cfg.intermediate_size), V = size_t(cfg.vocab_size);
     const size_t Q = size_t(cfg.num_heads) * size_t(cfg.head_dim), KV = size_t(cfg.num_kv_heads) * size_t(cfg.head_dim);
     m.params.embed = rnd(V * C);
     m.params.layers.resize(size_t(cfg.num_layers));
     for (auto& L : m.params.layers) {
-        L.attn_norm = ones(C); L.wq = rnd(Q * C); L.wk = rnd(KV * C); L.wv = rnd(KV * C); L.wo = rnd(C * Q);
-        L.mlp_norm = ones(C); L.w_gate = rnd(H * C); L.w_up = rnd(H * C); L.w_down = rnd(C * H);
+        L.attn_norm = ones(C);
+        L.wq = rnd(Q * C);
+        L.wk = rnd(KV * C);
+        L.wv = rnd(KV * C);
+        L.wo = rnd(C * Q);
+        L.mlp_norm = ones(C);
+        L.w_gate = rnd(H * C);
+        L.w_up = rnd(H * C);
+        L.w_down = rnd(C * H);
     }
     m.params.final_norm = ones(C);
     if (!cfg.tie_word_embeddings) m.params.lm_head = rnd(V * C);
@@ -145,8 +155,8 @@ template <class T> struct llama_pass<T>::buffers {
 
     // What one adapter saves in forward: its input after dropout (only when dropout is on) and xa = xd·Aᵀ.
     struct lora_acts {
-        std::vector<T> xd;             // (N, in)
-        std::vector<T> xa;             // (N, r)
+        std::vector<T> xd; // (N, in)
+        std::vector<T> xa; // (N, r)
     };
     // Saved by one layer's forward for its backward. Without checkpointing there is one per layer; with it, one
     // scratch set that backward refills by recomputing the layer from its input xs[l].
@@ -162,12 +172,12 @@ template <class T> struct llama_pass<T>::buffers {
     };
     std::vector<layer_acts> acts;
     bool checkpointing = false;
-    std::vector<std::vector<T>> xs;                     // (L+1) × (N, C): residual stream entering layer l; xs[L] final
-    std::vector<T> lnf, rstdf, logits, losses;          // (N,C), (N), (N,V), (N)
+    std::vector<std::vector<T>> xs;            // (L+1) × (N, C): residual stream entering layer l; xs[L] final
+    std::vector<T> lnf, rstdf, logits, losses; // (N,C), (N), (N,V), (N)
     std::vector<int> tokens, targets, positions, segments;
     bool use_segments = false;
     int counted = 0;
-    std::vector<T> dx0;                                 // (N, C)
+    std::vector<T> dx0; // (N, C)
 
     buffers(const model_config& c, const llama_params<T>& params, const std::vector<float>& f, int b, int t,
             lora_weights<T>* lw)
@@ -176,10 +186,16 @@ template <class T> struct llama_pass<T>::buffers {
           Q(c.num_heads * c.head_dim), KV(c.num_kv_heads * c.head_dim) {
         const size_t n = size_t(N);
         xs.assign(size_t(L) + 1, std::vector<T>(n * C));
-        lnf.resize(n * C); rstdf.resize(n); logits.resize(n * V); losses.resize(n);
+        lnf.resize(n * C);
+        rstdf.resize(n);
+        logits.resize(n * V);
+        losses.resize(n);
         set_checkpointing(false);
         dx0.resize(n * C);
-        tokens.resize(n); targets.resize(n); positions.resize(n); segments.resize(n);
+        tokens.resize(n);
+        targets.resize(n);
+        positions.resize(n);
+        segments.resize(n);
     }
 
     void set_checkpointing(bool on) {
@@ -188,10 +204,19 @@ template <class T> struct llama_pass<T>::buffers {
         acts.resize(on ? 1 : size_t(L));
         const size_t n = size_t(N);
         for (auto& a : acts) {
-            a.ln1.resize(n * C); a.rstd1.resize(n);
-            a.q.resize(n * Q); a.k.resize(n * KV); a.v.resize(n * KV);
-            a.att.resize(size_t(B) * NH * Tn * Tn); a.atty.resize(n * Q); a.x_mid.resize(n * C);
-            a.ln2.resize(n * C); a.rstd2.resize(n); a.gate.resize(n * H); a.up.resize(n * H); a.hmid.resize(n * H);
+            a.ln1.resize(n * C);
+            a.rstd1.resize(n);
+            a.q.resize(n * Q);
+            a.k.resize(n * KV);
+            a.v.resize(n * KV);
+            a.att.resize(size_t(B) * NH * Tn * Tn);
+            a.atty.resize(n * Q);
+            a.x_mid.resize(n * C);
+            a.ln2.resize(n * C);
+            a.rstd2.resize(n);
+            a.gate.resize(n * H);
+            a.up.resize(n * H);
+            a.hmid.resize(n * H);
         }
     }
     layer_acts& acts_of(int l) { return acts[checkpointing ? 0 : size_t(l)]; }
@@ -225,8 +250,8 @@ template <class T> struct llama_pass<T>::buffers {
     }
 
     // dinp (N, IC) += dout · W [+ adapter path]; adapter grads (da, db) +=
-    void linear_backward(layer_acts& a, int l, lora_target t, T* dinp, const T* dout, const T* inp, const T* W,
-                         int IC, int OC) {
+    void linear_backward(layer_acts& a, int l, lora_target t, T* dinp, const T* dout, const T* inp, const T* W, int IC,
+                         int OC) {
         cpu::matmul_backward<T>(dinp, nullptr, dout, inp, W, N, IC, OC);
         lora_adapter<T>* ad = lora ? &lora->at(l, t) : nullptr;
         if (!ad || !ad->enabled()) return;
@@ -239,8 +264,8 @@ template <class T> struct llama_pass<T>::buffers {
             return;
         }
         std::vector<T> dxd(size_t(N) * IC, T(0));
-        cpu::lora_backward(dxd.data(), ad->da.data(), ad->db.data(), dout, xd, la.xa.data(), ad->a.data(),
-                           ad->b.data(), N, IC, OC, ad->rank, T(lora->config.scale()));
+        cpu::lora_backward(dxd.data(), ad->da.data(), ad->db.data(), dout, xd, la.xa.data(), ad->a.data(), ad->b.data(),
+                           N, IC, OC, ad->rank, T(lora->config.scale()));
         const T keep_scale = T(1) / (T(1) - p);
         for (size_t i = 0; i < dxd.size(); ++i)
             if (lora_dropout_keep(dropout_seed, l, t, i, float(p))) dinp[i] += dxd[i] * keep_scale;
@@ -285,8 +310,8 @@ template <class T> struct llama_pass<T>::buffers {
         cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
         linear_backward(a, l, lora_target::up, dln.data(), dup.data(), a.ln2.data(), W.w_up.data(), C, H);
         linear_backward(a, l, lora_target::gate, dln.data(), dgate.data(), a.ln2.data(), W.w_gate.data(), C, H);
-        cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(),
-                                 a.rstd2.data(), N, C);
+        cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(), a.rstd2.data(),
+                                 N, C);
         // x_mid = x_in + o(atty): dx_mid flows to x_in directly and through attention
         std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
         linear_backward(a, l, lora_target::o, datty.data(), dx_mid.data(), a.atty.data(), W.wo.data(), Q, C);
@@ -326,7 +351,8 @@ template <class T> void llama_pass<T>::set_dropout(bool enabled, uint64_t seed) 
 }
 
 template <class T>
-T llama_pass<T>::forward(const int* tokens, const int* targets, const int* positions, const int* segments, const T* x0) {
+T llama_pass<T>::forward(const int* tokens, const int* targets, const int* positions, const int* segments,
+                         const T* x0) {
     buffers& s = *b_;
     const auto& P = s.p;
     const int N = s.N, C = s.C, V = s.V;
@@ -362,7 +388,10 @@ template <class T> void llama_pass<T>::backward() {
     const auto& P = s.p;
     const int N = s.N, C = s.C, V = s.V;
     const size_t nC = size_t(N) * C;
-    if (s.counted == 0) { std::fill(s.dx0.begin(), s.dx0.end(), T(0)); return; }
+    if (s.counted == 0) {
+        std::fill(s.dx0.begin(), s.dx0.end(), T(0));
+        return;
+    }
 
     // loss → logits → final norm
     std::vector<T> dlogits(size_t(N) * V, T(0));
@@ -370,8 +399,8 @@ template <class T> void llama_pass<T>::backward() {
     std::vector<T> dlnf(nC, T(0));
     cpu::matmul_backward<T>(dlnf.data(), nullptr, dlogits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
     std::vector<T> dx(nC, T(0)); // gradient of the residual stream at the current point
-    cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(), s.rstdf.data(), N,
-                             C);
+    cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(),
+                             s.rstdf.data(), N, C);
 
     for (int l = s.L - 1; l >= 0; --l) {
         // with checkpointing, recompute this layer's activations from its saved input (same inputs, same dropout
@@ -391,10 +420,13 @@ template <class T> size_t llama_pass<T>::activation_bytes() const {
     size_t n = 0;
     auto add = [&n](const std::vector<T>& v) { n += v.capacity() * sizeof(T); };
     for (const auto& a : s.acts) {
-        for (const auto* v : {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.atty, &a.x_mid, &a.ln2, &a.rstd2, &a.gate,
-                              &a.up, &a.hmid})
+        for (const auto* v :
+             {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.atty, &a.x_mid, &a.ln2, &a.rstd2, &a.gate, &a.up, &a.hmid})
             add(*v);
-        for (const auto& la : a.lora) { add(la.xd); add(la.xa); }
+        for (const auto& la : a.lora) {
+            add(la.xd);
+            add(la.xa);
+        }
     }
     for (const auto& x : s.xs) add(x);
     for (const auto* v : {&s.lnf, &s.rstdf, &s.logits, &s.losses, &s.dx0}) add(*v);
@@ -414,9 +446,15 @@ llama_decoder::llama_decoder(const llama_model& model, int max_positions) : m_(&
     const size_t KV = size_t(c.num_kv_heads) * size_t(c.head_dim), Q = size_t(c.num_heads) * size_t(c.head_dim);
     k_cache_.resize(size_t(c.num_layers) * size_t(max_pos_) * KV);
     v_cache_.resize(k_cache_.size());
-    x_.resize(size_t(c.hidden_size)); xb_.resize(x_.size());
-    q_.resize(Q); k_.resize(KV); v_.resize(KV); atty_.resize(Q);
-    gate_.resize(size_t(c.intermediate_size)); up_.resize(gate_.size()); h_.resize(gate_.size());
+    x_.resize(size_t(c.hidden_size));
+    xb_.resize(x_.size());
+    q_.resize(Q);
+    k_.resize(KV);
+    v_.resize(KV);
+    atty_.resize(Q);
+    gate_.resize(size_t(c.intermediate_size));
+    up_.resize(gate_.size());
+    h_.resize(gate_.size());
     logits_.resize(size_t(c.vocab_size));
     scores_.resize(size_t(max_pos_));
 }
@@ -427,11 +465,10 @@ const std::vector<float>& llama_decoder::step(int token) {
     const int C = c.hidden_size, H = c.intermediate_size, V = c.vocab_size, NH = c.num_heads, NKV = c.num_kv_heads,
               HS = c.head_dim, Q = NH * HS, KV = NKV * HS;
     if (token < 0 || token >= V)
-        throw error(error_code::invalid_argument,
-                    "token id " + std::to_string(token) + " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
+        throw error(error_code::invalid_argument, "token id " + std::to_string(token) +
+                                                      " is outside the vocabulary (0.." + std::to_string(V - 1) + ")");
     if (pos_ >= max_pos_)
-        throw error(error_code::invalid_argument,
-                    "the context is full (" + std::to_string(max_pos_) + " positions)",
+        throw error(error_code::invalid_argument, "the context is full (" + std::to_string(max_pos_) + " positions)",
                     "ask for fewer new tokens or a shorter prompt");
     const float eps = float(c.rms_norm_eps);
     const int pos = pos_;

@@ -12,7 +12,8 @@
 
 namespace qls {
 
-static constexpr const char* k_long_names[] = {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"};
+static constexpr const char* k_long_names[] = {"q_proj",    "k_proj",  "v_proj",   "o_proj",
+                                               "gate_proj", "up_proj", "down_proj"};
 static constexpr const char* k_short_names[] = {"q", "k", "v", "o", "gate", "up", "down"};
 
 const char* lora_target_name(lora_target t) { return k_long_names[int(t)]; }
@@ -37,8 +38,8 @@ std::vector<lora_target> parse_lora_targets(std::string_view csv) {
     size_t pos = 0;
     while (true) {
         const size_t comma = csv.find(',', pos);
-        const std::string_view tok =
-            csv.substr(pos, comma == std::string_view::npos ? std::string_view::npos : comma - pos);
+        const std::string_view tok = csv.substr(pos,
+                                                comma == std::string_view::npos ? std::string_view::npos : comma - pos);
         const std::optional<lora_target> t = lora_target_from_name(tok); // "q" or PEFT's "q_proj"
         if (!t)
             throw error(error_code::invalid_argument,
@@ -61,9 +62,7 @@ std::string lora_targets_string(const std::vector<lora_target>& targets) {
     return s;
 }
 
-float lora_config::scale() const {
-    return use_rslora ? alpha / std::sqrt(float(rank)) : alpha / float(rank);
-}
+float lora_config::scale() const { return use_rslora ? alpha / std::sqrt(float(rank)) : alpha / float(rank); }
 
 bool lora_config::targets_has(lora_target t) const {
     return std::find(targets.begin(), targets.end(), t) != targets.end();
@@ -128,7 +127,9 @@ lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint6
             const float bound = 1.0f / std::sqrt(float(in));
             lora_adapter<float>& ad = w.at(l, t);
             if (!c.targets_has(t)) continue;
-            ad.in = in; ad.out = out; ad.rank = c.rank;
+            ad.in = in;
+            ad.out = out;
+            ad.rank = c.rank;
             ad.a.resize(size_t(c.rank) * size_t(in));
             // uniform in [-bound, bound) from the top 24 bits (exactly representable in float)
             for (float& x : ad.a) x = (float(rng() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
@@ -147,7 +148,9 @@ lora_weights<double> lora_to_f64(const lora_weights<float>& w) {
         for (size_t t = 0; t < size_t(k_lora_target_count); ++t) {
             const auto& s = w.layers[l][t];
             auto& o = d.layers[l][t];
-            o.in = s.in; o.out = s.out; o.rank = s.rank;
+            o.in = s.in;
+            o.out = s.out;
+            o.rank = s.rank;
             o.a.assign(s.a.begin(), s.a.end());
             o.b.assign(s.b.begin(), s.b.end());
             o.da.assign(s.da.size(), 0.0);

@@ -52,8 +52,8 @@ qls_kernels::adamw_step_constants consts_for(int64_t step, float lr, const adamw
 
 void check_positive_finite(float v, const char* what) {
     if (!(std::isfinite(v) && v > 0))
-        throw error(error_code::invalid_argument, std::string(what) + " must be a positive finite number, got " +
-                                                      std::to_string(v));
+        throw error(error_code::invalid_argument,
+                    std::string(what) + " must be a positive finite number, got " + std::to_string(v));
 }
 
 } // namespace
@@ -259,8 +259,8 @@ optimizer::optimizer(std::vector<optim_param> params, optimizer_config config, s
                         "use a page size such as 65536 (64 KiB)");
         pager_ = std::make_unique<pager>(config_.paging, memory ? std::move(memory) : make_cpu_page_memory());
         if (!pager_->memory().device_is_host_addressable())
-            throw error(error_code::unsupported, "optimizer: the CPU AdamW kernels cannot run on " +
-                                                     pager_->memory().name() + " device memory");
+            throw error(error_code::unsupported,
+                        "optimizer: the CPU AdamW kernels cannot run on " + pager_->memory().name() + " device memory");
     }
 
     slots_.resize(params_.size());
@@ -297,7 +297,10 @@ optimizer::optimizer(std::vector<optim_param> params, optimizer_config config, s
         }
         size_t pages = 0;
         for (size_t k = 0; k < s.n_ids; ++k) pages += pager_->page_count(s.ids[k]);
-        if (pages > worst_pages) { worst_pages = pages; worst = i; }
+        if (pages > worst_pages) {
+            worst_pages = pages;
+            worst = i;
+        }
     }
     if (paged && worst_pages > pager_->capacity_pages()) {
         const uint64_t need = uint64_t(worst_pages) * config_.paging.page_size;
@@ -306,8 +309,8 @@ optimizer::optimizer(std::vector<optim_param> params, optimizer_config config, s
                         " bytes (" + std::to_string(pager_->capacity_pages()) + " pages of " +
                         std::to_string(config_.paging.page_size) +
                         " bytes) is smaller than the largest single update's working set: parameter '" +
-                        params_[worst].name + "' needs " + std::to_string(worst_pages) + " pages = " +
-                        std::to_string(need) + " bytes",
+                        params_[worst].name + "' needs " + std::to_string(worst_pages) +
+                        " pages = " + std::to_string(need) + " bytes",
                     "raise the device budget to at least " + std::to_string(need) + " bytes");
     }
 }
@@ -318,8 +321,7 @@ state_format optimizer::format(size_t i) const { return slots_.at(i).fmt; }
 
 size_t optimizer::state_bytes() const {
     size_t b = 0;
-    for (const slot& s : slots_)
-        b += s.fmt == state_format::fp32 ? 2 * 4 * s.numel : 2 * s.numel + 2 * 4 * s.blocks;
+    for (const slot& s : slots_) b += s.fmt == state_format::fp32 ? 2 * 4 * s.numel : 2 * s.numel + 2 * 4 * s.blocks;
     return b;
 }
 
@@ -360,8 +362,8 @@ void optimizer::update_paged(slot& s, float lr, float gnorm_scale) {
                                gnorm_scale);
         }
     } else {
-        const size_t codes_per_page = ps;        // uint8 codes per page
-        const size_t absmax_per_page = ps / 4;   // floats per absmax page; covers ps/4 blocks = 64 code pages
+        const size_t codes_per_page = ps;      // uint8 codes per page
+        const size_t absmax_per_page = ps / 4; // floats per absmax page; covers ps/4 blocks = 64 code pages
         for (size_t k = 0; k * codes_per_page < s.numel; ++k) {
             const size_t off = k * codes_per_page, len = std::min(codes_per_page, s.numel - off);
             const size_t blk = off / adamw_8bit_block;
@@ -381,14 +383,14 @@ namespace {
 
 void copy_out(tensor& t, const void* src) { std::memcpy(t.raw(), src, t.nbytes()); }
 
-const tensor& find_state(const std::vector<std::pair<std::string, tensor>>& state, const std::string& name,
-                         dtype type, const shape_t& shape) {
+const tensor& find_state(const std::vector<std::pair<std::string, tensor>>& state, const std::string& name, dtype type,
+                         const shape_t& shape) {
     for (const auto& [n, t] : state) {
         if (n != name) continue;
         if (t.type() != type || t.shape() != shape)
-            throw error(error_code::format, "optimizer state '" + name + "' is " + dtype_name(t.type()) + " " +
-                                                shape_str(t.shape()) + ", expected " + dtype_name(type) + " " +
-                                                shape_str(shape),
+            throw error(error_code::format,
+                        "optimizer state '" + name + "' is " + dtype_name(t.type()) + " " + shape_str(t.shape()) +
+                            ", expected " + dtype_name(type) + " " + shape_str(shape),
                         "the checkpoint belongs to a different optimizer or parameter set");
         return t;
     }

@@ -59,8 +59,7 @@ size_t nf4_storage_bytes(int64_t numel, bool double_quant, int blocksize, int ne
     if (double_quant)
         bytes += size_t(nb) + size_t(ceil_div(nb, nested_blocksize)) * sizeof(float) + 256 * sizeof(float) +
                  sizeof(float); // absmax codes, nested absmax, nested map, offset
-    else
-        bytes += size_t(nb) * sizeof(float);
+    else bytes += size_t(nb) * sizeof(float);
     return bytes;
 }
 
@@ -68,13 +67,15 @@ size_t nf4_tensor::nbytes() const { return nf4_storage_bytes(numel(), double_qua
 
 nf4_tensor nf4_quantize(const float* w, int64_t rows, int64_t cols, bool double_quant, int blocksize) {
     if (rows <= 0 || cols <= 0)
-        throw error(error_code::invalid_argument, "nf4_quantize: shape [" + std::to_string(rows) + ", " +
-                                                      std::to_string(cols) + "] must be positive",
+        throw error(error_code::invalid_argument,
+                    "nf4_quantize: shape [" + std::to_string(rows) + ", " + std::to_string(cols) + "] must be positive",
                     "pass the weight's [out_features, in_features] from config.json");
     if (!valid_nf4_blocksize(blocksize))
         throw error(error_code::invalid_argument,
-                    "nf4_quantize: blocksize " + std::to_string(blocksize) + " is not one of bitsandbytes' 4-bit block "
-                    "sizes", "use 32, 64 (the QLoRA default), 128, 256, 512, 1024, 2048 or 4096");
+                    "nf4_quantize: blocksize " + std::to_string(blocksize) +
+                        " is not one of bitsandbytes' 4-bit block "
+                        "sizes",
+                    "use 32, 64 (the QLoRA default), 128, 256, 512, 1024, 2048 or 4096");
     nf4_tensor t;
     t.rows = rows;
     t.cols = cols;
@@ -96,8 +97,7 @@ nf4_tensor nf4_quantize(const float* w, int64_t rows, int64_t cols, bool double_
         for (int64_t i = begin; i < end; i += 2) {
             const float hi = w[i] * s;
             const float lo = (i + 1 < end ? w[i + 1] : 0.0f) * s;
-            t.packed[size_t(i / 2)] =
-                uint8_t((qls_kernels::nf4_encode(hi) << 4) | qls_kernels::nf4_encode(lo));
+            t.packed[size_t(i / 2)] = uint8_t((qls_kernels::nf4_encode(hi) << 4) | qls_kernels::nf4_encode(lo));
         }
     }
     if (!double_quant) {
@@ -218,8 +218,8 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
     if (!ckpt.has(qs_key)) {
         if (ckpt.has(fp4_key))
             throw error(error_code::unsupported,
-                        ckpt.file_of(fp4_key).path() + ": weight '" + name + "' is quantized by bitsandbytes as FP4 ('" +
-                            fp4_key + "'); only NF4 is supported",
+                        ckpt.file_of(fp4_key).path() + ": weight '" + name +
+                            "' is quantized by bitsandbytes as FP4 ('" + fp4_key + "'); only NF4 is supported",
                         "use a checkpoint quantized with bnb_4bit_quant_type=\"nf4\" (the QLoRA default), or the "
                         "unquantized model");
         throw error(error_code::format,
@@ -247,8 +247,7 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
                      kHintRequantize);
     };
     if (!q.is_object()) throw bad_field("(root)", "must be a JSON object");
-    if (!q.contains("quant_type") || !q["quant_type"].is_string())
-        throw bad_field("quant_type", "must be a string");
+    if (!q.contains("quant_type") || !q["quant_type"].is_string()) throw bad_field("quant_type", "must be a string");
     const std::string quant_type = q["quant_type"].get<std::string>();
     if (quant_type != "nf4")
         throw error(error_code::unsupported,
@@ -288,10 +287,10 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
     const safetensors_entry& pe = r.require(name, "its packed 4-bit codes");
     if (int64_t(pe.end - pe.begin) != ceil_div(n, 2))
         throw error(error_code::shape_mismatch,
-                    r.file_of(name) + ": tensor '" + name + "' has " + std::to_string(pe.end - pe.begin) +
-                        " bytes (" + dtype_name(pe.type) + " " + shape_str(pe.shape) + "), but a packed NF4 weight of " +
-                        "shape " + shape_str(expected) + " has ceil(" + std::to_string(n) + "/2) = " +
-                        std::to_string(ceil_div(n, 2)) + " bytes",
+                    r.file_of(name) + ": tensor '" + name + "' has " + std::to_string(pe.end - pe.begin) + " bytes (" +
+                        dtype_name(pe.type) + " " + shape_str(pe.shape) + "), but a packed NF4 weight of " + "shape " +
+                        shape_str(expected) + " has ceil(" + std::to_string(n) +
+                        "/2) = " + std::to_string(ceil_div(n, 2)) + " bytes",
                     kHintRequantize);
     {
         std::vector<uint8_t> b = r.bytes(name);
@@ -318,8 +317,8 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
     r.require(absmax_key, nested ? "its 8-bit block absmax codes" : "its fp32 block absmax");
     if (!nested) {
         t.double_quant = false;
-        t.absmax = r.f32(absmax_key, nb, "F32 [" + std::to_string(nb) + "], one absmax per block of " +
-                                             std::to_string(blocksize));
+        t.absmax = r.f32(absmax_key, nb,
+                         "F32 [" + std::to_string(nb) + "], one absmax per block of " + std::to_string(blocksize));
         return t;
     }
     t.double_quant = true;
@@ -337,12 +336,13 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
         t.nested_blocksize = 256;
     }
     r.expect_dtype(absmax_key, dtype::u8, "U8 [" + std::to_string(nb) + "], 8-bit codes of the block absmax");
-    r.expect_numel(absmax_key, nb, "U8 [" + std::to_string(nb) + "], one code per block of " +
-                                       std::to_string(blocksize));
+    r.expect_numel(absmax_key, nb,
+                   "U8 [" + std::to_string(nb) + "], one code per block of " + std::to_string(blocksize));
     t.absmax_codes = r.bytes(absmax_key);
     const int64_t nscale = ceil_div(nb, t.nested_blocksize);
-    t.absmax_scale = r.f32(nabs_key, nscale, "F32 [" + std::to_string(nscale) + "], one per " +
-                                                 std::to_string(t.nested_blocksize) + " absmax codes");
+    t.absmax_scale = r.f32(nabs_key, nscale,
+                           "F32 [" + std::to_string(nscale) + "], one per " + std::to_string(t.nested_blocksize) +
+                               " absmax codes");
     const std::vector<float> nmap = r.f32(nmap_key, 256, "F32 [256], the nested 8-bit map");
     std::copy(nmap.begin(), nmap.end(), t.nested_map.begin());
     return t;

@@ -123,7 +123,8 @@ void trainer::restore(const std::string& ckpt_dir) {
         pos.seed = st.at("batcher").at("seed").get<uint64_t>();
         batches_->set_position(pos);
     } catch (const json::exception& e) {
-        throw error(error_code::format, (ck / "trainer_state.json").string() + ": missing or mistyped field: " + e.what(),
+        throw error(error_code::format,
+                    (ck / "trainer_state.json").string() + ": missing or mistyped field: " + e.what(),
                     "delete this checkpoint directory to resume from the one before it");
     }
     // adapters: the saved values replace the initial ones (shapes must be the run's)

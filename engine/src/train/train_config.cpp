@@ -71,7 +71,8 @@ struct section {
         if (!obj) return;
         for (auto it = obj->begin(); it != obj->end(); ++it)
             if (!known.count(it.key()))
-                fail(it.key(), "is not a known setting", "check the spelling; the keys of each section are listed in README.md");
+                fail(it.key(), "is not a known setting",
+                     "check the spelling; the keys of each section are listed in README.md");
     }
 };
 
@@ -238,24 +239,33 @@ void validate_train_config(const train_config& c) {
     if (!(c.adamw.beta2 >= 0 && c.adamw.beta2 < 1)) bad("optimizer.beta2", "must be in [0, 1)", "0.999 is usual");
     if (!(c.adamw.eps > 0)) bad("optimizer.eps", "must be positive", "1e-8 is usual");
     if (!(c.adamw.weight_decay >= 0)) bad("optimizer.weight_decay", "must be >= 0", "the QLoRA paper uses 0");
-    if (!(c.max_grad_norm >= 0)) bad("optimizer.max_grad_norm", "must be >= 0 (0 disables clipping)", "0.3 in the QLoRA paper");
-    if (!(c.warmup_ratio >= 0 && c.warmup_ratio < 1)) bad("optimizer.warmup_ratio", "must be in [0, 1)", "0.03 in the QLoRA paper");
-    if (c.seq_len < 2) bad("training.seq_len", "must be at least 2, got " + std::to_string(c.seq_len), "512 or 2048 are typical");
-    if (c.micro_batch < 1) bad("training.micro_batch", "must be at least 1, got " + std::to_string(c.micro_batch), "start with 1");
-    if (c.grad_accum < 1) bad("training.grad_accum", "must be at least 1, got " + std::to_string(c.grad_accum), "the QLoRA paper uses 16");
+    if (!(c.max_grad_norm >= 0))
+        bad("optimizer.max_grad_norm", "must be >= 0 (0 disables clipping)", "0.3 in the QLoRA paper");
+    if (!(c.warmup_ratio >= 0 && c.warmup_ratio < 1))
+        bad("optimizer.warmup_ratio", "must be in [0, 1)", "0.03 in the QLoRA paper");
+    if (c.seq_len < 2)
+        bad("training.seq_len", "must be at least 2, got " + std::to_string(c.seq_len), "512 or 2048 are typical");
+    if (c.micro_batch < 1)
+        bad("training.micro_batch", "must be at least 1, got " + std::to_string(c.micro_batch), "start with 1");
+    if (c.grad_accum < 1)
+        bad("training.grad_accum", "must be at least 1, got " + std::to_string(c.grad_accum),
+            "the QLoRA paper uses 16");
     if (c.max_steps < 0) bad("training.max_steps", "must be >= 0", "0 means: train for `epochs`");
-    if (c.max_steps == 0 && !(c.epochs > 0)) bad("training.epochs", "must be positive when max_steps is 0", "1 to 3 epochs are typical");
+    if (c.max_steps == 0 && !(c.epochs > 0))
+        bad("training.epochs", "must be positive when max_steps is 0", "1 to 3 epochs are typical");
     if (c.eval_every < 0) bad("training.eval_every", "must be >= 0", "0 evaluates only at the end");
     if (c.eval_batches < 0) bad("training.eval_batches", "must be >= 0", "0 evaluates the whole validation set");
     if (c.checkpoint_every < 0) bad("training.checkpoint_every", "must be >= 0", "0 saves only at the end and on stop");
     if (c.keep_checkpoints < 1) bad("training.keep_checkpoints", "must be at least 1", "3 keeps the last three");
     if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda")
         bad("device.backend", "is \"" + c.backend + "\"", "use auto, cpu or cuda");
-    if (c.gpu < 0) bad("device.gpu", "must be >= 0, got " + std::to_string(c.gpu), "0 is the first GPU (`qlora devices`)");
+    if (c.gpu < 0)
+        bad("device.gpu", "must be >= 0, got " + std::to_string(c.gpu), "0 is the first GPU (`qlora devices`)");
     if (!(c.budget_gib >= 0))
         bad("device.budget_gib", "must be >= 0", "0 means no budget of your own: 95% of the device's free memory");
     if (c.page_size == 0 || c.page_size % 1024 != 0)
-        bad("device.page_size", "must be a positive multiple of 1024 bytes, got " + std::to_string(c.page_size), "65536 is the default");
+        bad("device.page_size", "must be a positive multiple of 1024 bytes, got " + std::to_string(c.page_size),
+            "65536 is the default");
 }
 
 std::string train_config_to_json(const train_config& c) {
@@ -274,8 +284,11 @@ std::string train_config_to_json(const train_config& c) {
     j["quantization"] = {{"nf4", c.quantize_nf4}, {"double_quant", c.double_quant}};
     json targets = json::array();
     for (lora_target t : c.lora.targets) targets.push_back(lora_target_short_name(t));
-    j["lora"] = {{"rank", c.lora.rank}, {"alpha", c.lora.alpha}, {"dropout", c.lora.dropout},
-                 {"rslora", c.lora.use_rslora}, {"targets", targets}};
+    j["lora"] = {{"rank", c.lora.rank},
+                 {"alpha", c.lora.alpha},
+                 {"dropout", c.lora.dropout},
+                 {"rslora", c.lora.use_rslora},
+                 {"targets", targets}};
     j["optimizer"] = {{"kind", optimizer_kind_flag(c.optimizer)},
                       {"lr", c.learning_rate},
                       {"beta1", c.adamw.beta1},

@@ -2,8 +2,8 @@
 #include "qls/trainer.h"
 
 #include "qls/error.h"
-#include "qls/hf_checkpoint.h"
 #include "qls/file_io.h"
+#include "qls/hf_checkpoint.h"
 #include "qls/run_plan.h"
 
 #include <algorithm>
@@ -66,8 +66,8 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
                     "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
                         std::to_string(model_.config.max_position_embeddings) + " positions",
                     "use training.seq_len <= " + std::to_string(model_.config.max_position_embeddings));
-    const device_choice dc =
-        choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant, model_.config.head_dim);
+    const device_choice dc = choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant,
+                                                 model_.config.head_dim);
     device_ = dc.device;
     if (!dc.why.empty()) log("backend: cpu (" + dc.why + ")");
 
@@ -128,8 +128,7 @@ std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_ca
         if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();
     t->run_dir_ = (fs::path(t->cfg_.runs_dir) / cfg.name).string();
     if (!latest_checkpoint(t->run_dir_).empty())
-        throw error(error_code::config,
-                    t->run_dir_ + ": this run already has checkpoints",
+        throw error(error_code::config, t->run_dir_ + ": this run already has checkpoints",
                     "continue it with `qlora resume " + t->run_dir_ + "`, or choose another name");
     t->build(cb, plan);
     std::error_code ec;
@@ -261,7 +260,7 @@ train_outcome trainer::run(const train_callbacks& cb) {
             loss_sum += float(backend_->forward_backward(view(b), dropout_seed));
             ++losses;
         }
-        const double loss = losses ? loss_sum / losses : 0.0;   // the mean over micro-batches, as HF Trainer
+        const double loss = losses ? loss_sum / losses : 0.0; // the mean over micro-batches, as HF Trainer
         if (!std::isfinite(loss)) return diverge(true, loss, lr);
         const train_update u = backend_->optimizer_step(float(lr), cfg_.grad_accum, cfg_.max_grad_norm);
         if (!u.applied) return diverge(false, u.grad_norm, lr);

@@ -37,15 +37,15 @@ std::string dataset_token_text(const tokenizer& tok, int id) {
     auto hex = [](char c) { return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); };
     if (p.size() == 6 && p.compare(0, 3, "<0x") == 0 && p[5] == '>' && hex(p[3]) && hex(p[4])) {
         const int b = std::stoi(p.substr(3, 2), nullptr, 16);
-        if (b == '\n') return "\xE2\x86\xB5\n";   // ↵
-        if (b == '\t') return "\xE2\x87\xA5";     // ⇥
+        if (b == '\n') return "\xE2\x86\xB5\n"; // ↵
+        if (b == '\t') return "\xE2\x87\xA5";   // ⇥
         if (b >= 0x20 && b < 0x7f) return std::string(1, char(b));
-        return "\xE2\x80\xB9" + p.substr(3, 2) + "\xE2\x80\xBA";   // ‹NN›
+        return "\xE2\x80\xB9" + p.substr(3, 2) + "\xE2\x80\xBA"; // ‹NN›
     }
     std::string s;
     s.reserve(p.size());
     for (size_t i = 0; i < p.size(); ++i) {
-        if (p.compare(i, 3, "\xE2\x96\x81") == 0) {   // ▁
+        if (p.compare(i, 3, "\xE2\x96\x81") == 0) { // ▁
             s += ' ';
             i += 2;
         } else {
@@ -93,7 +93,7 @@ dataset_analysis analyze_dataset(const dataset_analysis_request& rq) {
     }
     opt.format = r.format;
 
-    data_options vopt = opt;   // the validation file's format is detected on its own, its template is train's
+    data_options vopt = opt; // the validation file's format is detected on its own, its template is train's
     vopt.format = dataset_format::auto_detect;
     vopt.tmpl = r.tmpl;
     const bool use_validation_file = !rq.validation_file.empty();
@@ -114,7 +114,7 @@ dataset_analysis analyze_dataset(const dataset_analysis_request& rq) {
                     r.validation_error = error_text(e);
                 }
             } else if (rq.validation_fraction > 0) {
-                dataset all;   // the split needs only the count
+                dataset all; // the split needs only the count
                 all.path = rq.train_file;
                 all.examples.resize(r.records);
                 split_counts(std::move(all), rq, r);

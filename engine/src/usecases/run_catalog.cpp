@@ -40,7 +40,7 @@ std::vector<std::string> tail_lines(const fs::path& path) {
     std::vector<std::string> lines;
     std::string line;
     while (std::getline(ss, line)) lines.push_back(line);
-    if (partial && !lines.empty()) lines.erase(lines.begin());   // cut in the middle
+    if (partial && !lines.empty()) lines.erase(lines.begin()); // cut in the middle
     return lines;
 }
 
@@ -78,7 +78,8 @@ run_info read_run(const std::string& run_dir) {
         const json o = json::parse(text.str());
         if (!o.is_object()) throw std::runtime_error("not a JSON object");
         if (o.contains("model") && o["model"].is_string()) r.model = o["model"].get<std::string>();
-        if (o.contains("data") && o["data"].is_object() && o["data"].contains("train") && o["data"]["train"].is_string())
+        if (o.contains("data") && o["data"].is_object() && o["data"].contains("train") &&
+            o["data"]["train"].is_string())
             r.train_file = o["data"]["train"].get<std::string>();
         if (o.contains("quantization") && o["quantization"].is_object() && o["quantization"].contains("nf4") &&
             o["quantization"]["nf4"].is_boolean())
@@ -97,8 +98,10 @@ run_info read_run(const std::string& run_dir) {
     for (auto it = lines.crbegin(); it != lines.crend(); ++it) {
         if (blank(*it)) continue;
         const json o = json::parse(*it, nullptr, false);
-        if (!o.is_object()) continue;   // a line cut short by a crash
-        auto number = [&o](const char* key) { return o.contains(key) && o[key].is_number() ? o[key].get<double>() : 0.0; };
+        if (!o.is_object()) continue; // a line cut short by a crash
+        auto number = [&o](const char* key) {
+            return o.contains(key) && o[key].is_number() ? o[key].get<double>() : 0.0;
+        };
         if (!have_last) {
             have_last = true;
             r.last_step = int64_t(number("step"));
@@ -115,7 +118,8 @@ run_info read_run(const std::string& run_dir) {
     if (fs::is_directory(checkpoints, ec)) {
         for (const auto& e : fs::directory_iterator(checkpoints, ec)) {
             const int64_t step = step_of_checkpoint(e.path().filename().string());
-            if (step >= 0 && e.is_directory(ec) && fs::exists(e.path() / "trainer_state.json")) r.checkpoint_steps.push_back(step);
+            if (step >= 0 && e.is_directory(ec) && fs::exists(e.path() / "trainer_state.json"))
+                r.checkpoint_steps.push_back(step);
         }
     }
     std::sort(r.checkpoint_steps.begin(), r.checkpoint_steps.end());
@@ -131,7 +135,7 @@ std::vector<run_info> list_runs(const std::string& runs_dir) {
     std::vector<fs::path> dirs;
     for (const auto& e : fs::directory_iterator(runs_dir, ec))
         if (e.is_directory(ec) && (fs::exists(e.path() / "config.json") || fs::exists(e.path() / "run.json")))
-            dirs.push_back(e.path());   // other folders (exports, scratch) are not runs
+            dirs.push_back(e.path()); // other folders (exports, scratch) are not runs
     std::sort(dirs.begin(), dirs.end());
     for (const fs::path& d : dirs) out.push_back(read_run(d.string()));
     return out;
@@ -140,7 +144,7 @@ std::vector<run_info> list_runs(const std::string& runs_dir) {
 std::string checkpoint_run_dir(const std::string& checkpoint_dir) {
     if (checkpoint_dir.empty()) return {};
     fs::path ck = fs::absolute(fs::path(checkpoint_dir)).lexically_normal();
-    if (ck.filename().empty()) ck = ck.parent_path();   // a trailing '/'
+    if (ck.filename().empty()) ck = ck.parent_path(); // a trailing '/'
     const fs::path parent = ck.parent_path();
     return parent.filename() == "checkpoints" ? parent.parent_path().string() : std::string();
 }

@@ -18,7 +18,7 @@ namespace {
 
 fs::path clean_absolute(const std::string& p) {
     fs::path a = fs::absolute(fs::path(p)).lexically_normal();
-    if (a.filename().empty() && a.has_parent_path() && a != a.root_path()) a = a.parent_path();   // a trailing '/'
+    if (a.filename().empty() && a.has_parent_path() && a != a.root_path()) a = a.parent_path(); // a trailing '/'
     return a;
 }
 
@@ -38,15 +38,17 @@ std::string default_export_dir(const std::string& checkpoint_dir, export_format 
 }
 
 void check_export_request(const export_request& r) {
-    const std::string adapter_hint = "choose a checkpoint folder of a run (runs/<name>/checkpoints/step-N), which holds "
-                                     "adapter_config.json and adapter_model.safetensors";
+    const std::string adapter_hint =
+        "choose a checkpoint folder of a run (runs/<name>/checkpoints/step-N), which holds "
+        "adapter_config.json and adapter_model.safetensors";
     if (r.checkpoint_dir.empty()) throw error(error_code::invalid_argument, "No checkpoint chosen.", adapter_hint);
     std::error_code ec;
     if (!fs::is_directory(r.checkpoint_dir, ec))
         throw error(error_code::io, r.checkpoint_dir + ": no such folder.", adapter_hint);
     for (const char* name : {"adapter_config.json", "adapter_model.safetensors"})
         if (!fs::exists(fs::path(r.checkpoint_dir) / name, ec))
-            throw error(error_code::io, r.checkpoint_dir + " is not a checkpoint: it holds no " + name + ".", adapter_hint);
+            throw error(error_code::io, r.checkpoint_dir + " is not a checkpoint: it holds no " + name + ".",
+                        adapter_hint);
     const std::string model_hint = "choose the base model the run was trained on (a Hugging Face folder with "
                                    "config.json and model.safetensors)";
     if (r.model_dir.empty()) throw error(error_code::invalid_argument, "No base model chosen.", model_hint);
@@ -57,7 +59,8 @@ void check_export_request(const export_request& r) {
     const fs::path out = clean_absolute(r.output_dir);
     for (const std::string& in : {r.checkpoint_dir, r.model_dir})
         if (out == clean_absolute(in))
-            throw error(error_code::invalid_argument, "The output folder " + r.output_dir + " is an input of the export.",
+            throw error(error_code::invalid_argument,
+                        "The output folder " + r.output_dir + " is an input of the export.",
                         "choose a new folder, e.g. the run's exports/ folder");
 }
 

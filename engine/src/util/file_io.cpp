@@ -29,7 +29,9 @@ const char* const k_write_hint =
 
 int open_retry(const char* path, int flags, mode_t mode = 0) {
     int fd;
-    do { fd = ::open(path, flags | O_CLOEXEC, mode); } while (fd < 0 && errno == EINTR);
+    do {
+        fd = ::open(path, flags | O_CLOEXEC, mode);
+    } while (fd < 0 && errno == EINTR);
     return fd;
 }
 
@@ -126,8 +128,8 @@ void write_file_atomic(const std::string& path, std::span<const std::string_view
     const std::string dir = parent_dir(path);
     fd = open_retry(dir.c_str(), O_RDONLY | O_DIRECTORY);
     if (fd < 0)
-        fail_write(path, "the file was written but its folder '" + dir + "' cannot be opened to sync it: " +
-                             errno_text(errno));
+        fail_write(path, "the file was written but its folder '" + dir +
+                             "' cannot be opened to sync it: " + errno_text(errno));
     const bool synced = ::fsync(fd) == 0 || errno == EINVAL || errno == EROFS;
     const int e = errno;
     ::close(fd);

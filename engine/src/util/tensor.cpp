@@ -21,7 +21,10 @@ std::string shape_str(const shape_t& s) {
 std::vector<int64_t> contiguous_strides(const shape_t& s) {
     std::vector<int64_t> st(s.size());
     int64_t acc = 1;
-    for (size_t i = s.size(); i-- > 0;) { st[i] = acc; acc *= s[i]; }
+    for (size_t i = s.size(); i-- > 0;) {
+        st[i] = acc;
+        acc *= s[i];
+    }
     return st;
 }
 
@@ -62,8 +65,9 @@ tensor::tensor(qls::dtype t, shape_t shape) : type_(t), shape_(std::move(shape))
     if (alloc == 0) alloc = 64;
     void* p = std::aligned_alloc(64, alloc);
     if (!p)
-        throw error(error_code::io, "out of host memory allocating " + std::to_string(bytes) + " bytes for a tensor " +
-                                        shape_str(shape_),
+        throw error(error_code::io,
+                    "out of host memory allocating " + std::to_string(bytes) + " bytes for a tensor " +
+                        shape_str(shape_),
                     "close other programs or use a smaller model");
     std::memset(p, 0, alloc);
     storage_ = std::shared_ptr<std::byte>(static_cast<std::byte*>(p), [](std::byte* q) { std::free(q); });

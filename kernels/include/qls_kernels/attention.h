@@ -24,8 +24,8 @@ void attention_forward(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, c
 // Deterministic (no atomics): one kernel accumulates dk, dv per key tile over the group's query heads, another dq per
 // query tile, each in a fixed order; P is recomputed from lse in both.
 void attention_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16* dv, float* delta,
-                        const __nv_bfloat16* dout, const __nv_bfloat16* out, const float* lse,
-                        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const int* segment,
-                        int B, int T, int NH, int NKV, int HS, cudaStream_t stream);
+                        const __nv_bfloat16* dout, const __nv_bfloat16* out, const float* lse, const __nv_bfloat16* q,
+                        const __nv_bfloat16* k, const __nv_bfloat16* v, const int* segment, int B, int T, int NH,
+                        int NKV, int HS, cudaStream_t stream);
 
 } // namespace qls_kernels

@@ -21,8 +21,8 @@ struct cuda_failure : std::runtime_error {
 
 } // namespace qls_kernels
 
-#define QLS_CUDA_CHECK(stmt)                                                                   \
-    do {                                                                                       \
-        cudaError_t qls_status_ = (stmt);                                                      \
+#define QLS_CUDA_CHECK(stmt)                                                                                        \
+    do {                                                                                                            \
+        cudaError_t qls_status_ = (stmt);                                                                           \
         if (qls_status_ != cudaSuccess) ::qls_kernels::cuda_fail(qls_status_, #stmt, __func__, __FILE__, __LINE__); \
     } while (0)

@@ -4,8 +4,8 @@
 // splitmix64: Steele, Lea, Flood 2014 (http://prng.di.unimi.it/splitmix64.c), used as a hash of
 // (seed, layer, target, element index) so every backend reproduces a step's mask without storing it.
 #pragma once
-#include <cstdint>
 #include "qls_kernels/host_device.h"
+#include <cstdint>
 
 namespace qls_kernels {
 

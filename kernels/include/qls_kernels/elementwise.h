@@ -1,9 +1,9 @@
 // Small launchers of the CUDA training step: casts, residual adds, LoRA dropout, f32-accumulating RMSNorm backward,
 // deterministic sums of squares, and the random fills that make a synthetic NF4 model on the device.
 #pragma once
+#include <cstdint>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#include <cstdint>
 
 namespace qls_kernels {
 
@@ -24,8 +24,8 @@ void lora_dropout(__nv_bfloat16* out, float* out_f32, const __nv_bfloat16* in, i
 // dres (N, C) fp32 += r w dy - (r^3 / C) x sum_c(dy_c w_c x_c), dy = dout (N, C) fp32, x = inp (N, C) bf16,
 // w (C) bf16, r = rstd (N): the input gradient of RMSNorm (cpu::rmsnorm_backward), accumulated into the residual
 // gradient. One warp per row.
-void rmsnorm_backward_accumulate(float* dres, const float* dout, const __nv_bfloat16* inp,
-                                 const __nv_bfloat16* weight, const float* rstd, int N, int C, cudaStream_t stream);
+void rmsnorm_backward_accumulate(float* dres, const float* dout, const __nv_bfloat16* inp, const __nv_bfloat16* weight,
+                                 const float* rstd, int N, int C, cudaStream_t stream);
 
 // partial (num_partials) = sums of squares of x (n) fp32 over fixed slices; then total = sum of partials in index
 // order: the same bits on every run (no atomics). sum_squares writes out[0] = sum_i x_i^2 (fp32 per slice, the

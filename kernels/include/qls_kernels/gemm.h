@@ -1,8 +1,8 @@
 // Row-major GEMM through cuBLAS (bf16 operands, fp32 accumulation, bf16 or fp32 output), every call checked.
 #pragma once
+#include <cstddef>
 #include <cuda_bf16.h>
 #include <cuda_runtime.h>
-#include <cstddef>
 
 namespace qls_kernels {
 
@@ -19,8 +19,8 @@ public:
     // row length lda, or (K, M) when trans_a; likewise B. C is bf16 (c_f32 false) or fp32 (c_f32 true), row length
     // ldc. The cuBLAS column-major call computes Cᵀ = op(B)ᵀ op(A)ᵀ (cuBLAS docs, "cublasGemmEx"), compute type
     // CUBLAS_COMPUTE_32F.
-    void gemm(bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda,
-              const __nv_bfloat16* B, int ldb, void* C, bool c_f32, int ldc, float alpha, float beta);
+    void gemm(bool trans_a, bool trans_b, int M, int N, int K, const __nv_bfloat16* A, int lda, const __nv_bfloat16* B,
+              int ldb, void* C, bool c_f32, int ldc, float alpha, float beta);
 
     cudaStream_t stream() const { return stream_; }
 

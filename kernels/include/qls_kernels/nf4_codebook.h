@@ -27,11 +27,11 @@
 
 // The 16 code values, index 0..15 (bnb `nf4_dequantization_lut`). One list, expanded below into the host array and
 // into the device-usable decoder.
-#define QLS_NF4_CODE_VALUES                                                                                        \
-    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,              \
-        -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,          \
-        0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f,                   \
-        0.7229568362236023f, 1.0f
+#define QLS_NF4_CODE_VALUES                                                                                         \
+    -1.0f, -0.6961928009986877f, -0.5250730514526367f, -0.39491748809814453f, -0.28444138169288635f,                \
+        -0.18477343022823334f, -0.09105003625154495f, 0.0f, 0.07958029955625534f, 0.16093020141124725f,             \
+        0.24611230194568634f, 0.33791524171829224f, 0.44070982933044434f, 0.5626170039176941f, 0.7229568362236023f, \
+        1.0f
 
 namespace qls_kernels {
 
@@ -52,11 +52,11 @@ QLS_HD float nf4_decode(unsigned q) {
 // midpoints that fall exactly halfway between two floats (k = 0, 1, 3, 4, 8, 12, 14) it is whichever neighbour the
 // decimal lies closer to, so for k = 1, 3, 4, 8 the float x == nf4_threshold[k], half an ulp above the true midpoint,
 // still encodes to the lower code k — bnb does the same, and byte compatibility needs it.
-inline constexpr float nf4_threshold[15] = {
-    -0.8480964004993439f, -0.6106329262256622f, -0.4599952697753906f, -0.33967943489551544f,
-    -0.23460740596055984f, -0.13791173323988914f, -0.045525018125772476f, 0.03979014977812767f,
-    0.1202552504837513f, 0.2035212516784668f, 0.2920137718319893f, 0.3893125355243683f,
-    0.5016634166240692f, 0.6427869200706482f, 0.8614784181118011f};
+inline constexpr float nf4_threshold[15] = {-0.8480964004993439f,   -0.6106329262256622f,  -0.4599952697753906f,
+                                            -0.33967943489551544f,  -0.23460740596055984f, -0.13791173323988914f,
+                                            -0.045525018125772476f, 0.03979014977812767f,  0.1202552504837513f,
+                                            0.2035212516784668f,    0.2920137718319893f,   0.3893125355243683f,
+                                            0.5016634166240692f,    0.6427869200706482f,   0.8614784181118011f};
 
 // Index (0..15) of the code nearest to x, x normally in [-1, 1] (a value already scaled by 1/absmax).
 // The same binary decision tree as bnb dQuantizeNF4, comparison for comparison (so NaN -> 0, ties -> lower code).

@@ -13,8 +13,7 @@ namespace qls_kernels {
 // cos/sin are cosf/sinf in fp32 (full-range argument reduction, <= 2 ulp; not the __cosf/__sinf intrinsics, which
 // lose accuracy for the large angles of late positions); the CPU op takes cos/sin in double of the same fp32 angle.
 // Mirrors cpu::rope_forward (engine/src/backends/cpu/ops.h).
-void rope_forward(__nv_bfloat16* x, const int* pos, const float* inv_freq, int N, int NHX, int HS,
-                  cudaStream_t stream);
+void rope_forward(__nv_bfloat16* x, const int* pos, const float* inv_freq, int N, int NHX, int HS, cudaStream_t stream);
 
 // The inverse rotation applied in place to the gradient dx (N, NHX, HS):
 //   dx[i] = d[i] cos + d[i+HS/2] sin ;  dx[i+HS/2] = d[i+HS/2] cos - d[i] sin

@@ -11,11 +11,11 @@ namespace qls {
 
 // One row of `qlora check-gpu`: an op at one shape, GPU against the CPU reference on fresh random inputs.
 struct gpu_check_row {
-    std::string op;          // "nf4_dequantize", "rmsnorm_forward"
-    std::string shape;       // "[4096, 4096]"
+    std::string op;    // "nf4_dequantize", "rmsnorm_forward"
+    std::string shape; // "[4096, 4096]"
     double max_abs_error = 0;
-    double max_rel_error = 0;  // max |gpu - cpu| / max |cpu|
-    double tolerance = 0;      // on max_rel_error
+    double max_rel_error = 0; // max |gpu - cpu| / max |cpu|
+    double tolerance = 0;     // on max_rel_error
     bool passed = false;
 };
 
@@ -26,7 +26,7 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed);
 // A short LoRA fine-tune (rank 8, 32-bit AdamW, B 4 x T 64 windows of `text_file`) of the model in `model_dir`
 // (NF4 base) on the GPU beside the same steps on the CPU reference: one row per step, the two losses in `shape`,
 // passed when the GPU loss is within 1% of the CPU's. Throws qls::error(device) without a GPU or CUDA build.
-std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file,
-                                                  int steps, uint64_t seed);
+std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file, int steps,
+                                                  uint64_t seed);
 
 } // namespace qls

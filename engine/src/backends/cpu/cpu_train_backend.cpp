@@ -123,8 +123,8 @@ public:
 
 private:
     model_config config_;
-    lora_weights<float> lora_;                    // the live adapters: optim_ and pass_ point into them
-    std::vector<float*> grads_;                   // dA, dB of every adapter, in optimizer order
+    lora_weights<float> lora_;  // the live adapters: optim_ and pass_ point into them
+    std::vector<float*> grads_; // dA, dB of every adapter, in optimizer order
     std::vector<size_t> sizes_;
     std::unique_ptr<optimizer> optim_;
     std::unique_ptr<llama_pass<float>> pass_;

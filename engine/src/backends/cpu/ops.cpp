@@ -199,14 +199,14 @@ template <class T> void rope_backward(T* dx, const int* pos, const float* inv_fr
 // j*n_rep .. j*n_rep + n_rep - 1 read it).
 
 template <class T>
-void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn,
-                       int NH, int NKV, int HS) {
+void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn, int NH,
+                       int NKV, int HS) {
     // q (B, T, NH, HS), k/v (B, T, NKV, HS) -> out (B, T, NH, HS), att (B, NH, T, T)
     QLS_ASSERT(NKV > 0 && NH % NKV == 0);
     const int rep = NH / NKV; // HF repeat_kv's n_rep
     const double scale = 1.0 / std::sqrt((double)HS);
-    std::vector<double> score((size_t)Tn);   // scores of one row, in double
-    std::vector<char> visible((size_t)Tn);   // 1 where j <= t and the segment matches
+    std::vector<double> score((size_t)Tn); // scores of one row, in double
+    std::vector<char> visible((size_t)Tn); // 1 where j <= t and the segment matches
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < Tn; t++) {
             for (int h = 0; h < NH; h++) {
@@ -252,8 +252,8 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
 }
 
 template <class T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v,
-                        int B, int Tn, int NH, int NKV, int HS) {
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v, int B,
+                        int Tn, int NH, int NKV, int HS) {
     // dout (B, T, NH, HS), att (B, NH, T, T) -> dq (B, T, NH, HS) +=, dk/dv (B, T, NKV, HS) +=
     // With P = att (row t), S = scaled scores, O = P V:
     //   dP[t, j] = dout_t · v_j                         dv_j += P[t, j] dout_t
@@ -361,7 +361,10 @@ template <class T> int cross_entropy_forward(T* losses, const T* logits, const i
     int count = 0;
     for (int n = 0; n < N; n++) {
         const int y = targets[n];
-        if (y == -1) { losses[n] = (T)0; continue; }
+        if (y == -1) {
+            losses[n] = (T)0;
+            continue;
+        }
         QLS_ASSERT(y >= 0 && y < V);
         const T* z = logits + (long)n * V;
         double maxval, sum;
@@ -372,8 +375,7 @@ template <class T> int cross_entropy_forward(T* losses, const T* logits, const i
     return count;
 }
 
-template <class T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, T dloss) {
+template <class T> void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, T dloss) {
     // dlogits (N, V) += dloss * (softmax(logits) - onehot(target)); rows with target -1 are untouched.
     if (!dlogits) return;
     for (int n = 0; n < N; n++) {
@@ -396,15 +398,15 @@ void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int
 
 template <class T>
 void lora_forward(T* out, T* xa, const T* xd, const T* A, const T* B, int N, int IC, int OC, int r, T scale) {
-    matmul_forward(xa, xd, A, N, IC, r);                   // xa (N, r)
+    matmul_forward(xa, xd, A, N, IC, r); // xa (N, r)
     std::vector<T> tmp((size_t)N * OC);
-    matmul_forward(tmp.data(), xa, B, N, r, OC);           // (N, OC)
+    matmul_forward(tmp.data(), xa, B, N, r, OC); // (N, OC)
     for (size_t i = 0; i < tmp.size(); i++) out[i] += scale * tmp[i];
 }
 
 template <class T>
-void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa, const T* A, const T* B, int N,
-                   int IC, int OC, int r, T scale) {
+void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa, const T* A, const T* B, int N, int IC,
+                   int OC, int r, T scale) {
     std::vector<T> sdout((size_t)N * OC);
     for (size_t i = 0; i < sdout.size(); i++) sdout[i] = scale * dout[i];
     std::vector<T> dxa((size_t)N * r, T(0));
@@ -414,26 +416,25 @@ void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa
 
 // ---- explicit instantiations: float (the spec) and double (gradient checks) ---------------------------
 
-#define QLS_CPU_OPS_INSTANTIATE(T)                                                                             \
-    template void embedding_forward<T>(T*, const int*, const T*, int, int);                                    \
-    template void embedding_backward<T>(T*, const T*, const int*, int, int);                                   \
-    template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int, int, T);                                 \
-    template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int, int);               \
-    template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                                    \
-    template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                     \
-    template void lora_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, T);                \
-    template void lora_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
-                                   int, T);                                                                    \
-    template void rope_forward<T>(T*, const int*, const float*, int, int, int);                                \
-    template void rope_backward<T>(T*, const int*, const float*, int, int, int);                               \
-    template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int*, int, int, int, int,   \
-                                       int);                                                                   \
-    template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, \
-                                        int, int, int);                                                        \
-    template void swiglu_forward<T>(T*, const T*, const T*, long);                                             \
-    template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, long);                              \
-    template void residual_forward<T>(T*, const T*, const T*, long);                                           \
-    template int cross_entropy_forward<T>(T*, const T*, const int*, int, int);                                 \
+#define QLS_CPU_OPS_INSTANTIATE(T)                                                                                   \
+    template void embedding_forward<T>(T*, const int*, const T*, int, int);                                          \
+    template void embedding_backward<T>(T*, const T*, const int*, int, int);                                         \
+    template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int, int, T);                                       \
+    template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int, int);                     \
+    template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                                          \
+    template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                           \
+    template void lora_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, T);                      \
+    template void lora_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, int, \
+                                   T);                                                                               \
+    template void rope_forward<T>(T*, const int*, const float*, int, int, int);                                      \
+    template void rope_backward<T>(T*, const int*, const float*, int, int, int);                                     \
+    template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int*, int, int, int, int, int);   \
+    template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
+                                        int, int);                                                                   \
+    template void swiglu_forward<T>(T*, const T*, const T*, long);                                                   \
+    template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, long);                                    \
+    template void residual_forward<T>(T*, const T*, const T*, long);                                                 \
+    template int cross_entropy_forward<T>(T*, const T*, const int*, int, int);                                       \
     template void cross_entropy_backward<T>(T*, const T*, const int*, int, int, T);
 
 QLS_CPU_OPS_INSTANTIATE(float)

@@ -42,8 +42,8 @@ template <class T>
 void lora_forward(T* out, T* xa, const T* xd, const T* A, const T* B, int N, int IC, int OC, int r, T scale);
 // dB (OC, r) += scale · doutᵀ · xa ; dxa = scale · dout · B ; dA (r, IC) += dxaᵀ · xd ; dxd (N, IC) += dxa · A
 template <class T>
-void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa, const T* A, const T* B, int N,
-                   int IC, int OC, int r, T scale);
+void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa, const T* A, const T* B, int N, int IC,
+                   int OC, int r, T scale);
 
 // ---- rotary position embedding (HF rotate_half convention) --------------------------------------------
 // x (N, NHX, HS) rotated in place by angle pos[n] * inv_freq[i] for the pair (i, i + HS/2):
@@ -60,12 +60,12 @@ template <class T> void rope_backward(T* dx, const int* pos, const float* inv_fr
 // Score(t, j) = q_t·k_j / sqrt(HS); masked unless j <= t and (segment == nullptr or segment[b,j] == segment[b,t]).
 // segment (B, T) optional: packed examples never attend across boundaries.
 template <class T>
-void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn,
-                       int NH, int NKV, int HS);
+void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn, int NH,
+                       int NKV, int HS);
 // dq (B,T,NH,HS) +=, dk/dv (B,T,NKV,HS) += from dout (B,T,NH,HS) and the saved att.
 template <class T>
-void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v,
-                        int B, int Tn, int NH, int NKV, int HS);
+void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v, int B,
+                        int Tn, int NH, int NKV, int HS);
 
 // ---- SwiGLU -------------------------------------------------------------------------------------------
 // out (N*H) = silu(gate) * up, silu(x) = x * sigmoid(x). Reference: Shazeer 2020, https://arxiv.org/abs/2002.05202
@@ -83,7 +83,6 @@ template <class T> void residual_forward(T* out, const T* a, const T* b, long n)
 template <class T> int cross_entropy_forward(T* losses, const T* logits, const int* targets, int N, int V);
 // dlogits (N, V) += dloss * (softmax(logits) - onehot(target)) for counted rows; dloss is the gradient of
 // the total loss with respect to each row's loss (e.g. 1 / count for a mean).
-template <class T>
-void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, T dloss);
+template <class T> void cross_entropy_backward(T* dlogits, const T* logits, const int* targets, int N, int V, T dloss);
 
 } // namespace qls::cpu

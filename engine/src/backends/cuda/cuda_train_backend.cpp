@@ -1,7 +1,7 @@
 // cuda_train_backend — qls::train_backend (train_backend.h) over gpu_trainer: the CUDA backend as the trainer sees it.
 // A thin adapter: no kernel work of its own; every call is one gpu_trainer call.
 #include "qls/gpu_train.h"
-#include "qls/peft.h"            // defines: peft_tensor_name (the optimizer state's parameter names)
+#include "qls/peft.h" // defines: peft_tensor_name (the optimizer state's parameter names)
 #include "qls/train_backend.h"
 
 #include <memory>
@@ -69,7 +69,7 @@ public:
 private:
     int index_;
     std::unique_ptr<gpu_trainer> gpu_;
-    mutable lora_weights<float> host_;   // adapters(): the device's adapters as of the last call
+    mutable lora_weights<float> host_; // adapters(): the device's adapters as of the last call
 };
 
 } // namespace

@@ -4,8 +4,8 @@
 // Update order = registration order: layer L-1 first (the backward ends there, so its pages are the first prefetched).
 #include "gpu_train_impl.h"
 
-#include "qls/quant.h"                  // defines: dynamic_map
-#include "qls_kernels/elementwise.h"    // defines: sum_squares
+#include "qls/quant.h"               // defines: dynamic_map
+#include "qls_kernels/elementwise.h" // defines: sum_squares
 
 #include <cmath>
 
@@ -127,8 +127,8 @@ K::adamw_config gpu_trainer::impl::kcfg() const {
 template <class D> D* gpu_trainer::impl::descriptor_table(size_t count) {
     const size_t cap = (mem->bytes({plan_item_id::ws_reductions}) - k_reduction_floats * 4) / sizeof(D);
     if (count > cap)
-        throw error(error_code::internal, "AdamW descriptor table holds " + std::to_string(cap) + ", need " +
-                                              std::to_string(count));
+        throw error(error_code::internal,
+                    "AdamW descriptor table holds " + std::to_string(cap) + ", need " + std::to_string(count));
     return reinterpret_cast<D*>(item<float>({plan_item_id::ws_reductions}) + k_reduction_floats);
 }
 
@@ -145,15 +145,14 @@ void gpu_trainer::impl::launch_fp32(const std::vector<K::adamw_tensor>& d, float
 }
 
 void gpu_trainer::impl::launch_8bit(const std::vector<K::adamw8_tensor>& d, float lr, float scale, const float* q1,
-                                   const float* q2) {
+                                    const float* q2) {
     if (d.empty()) return;
     K::adamw8_tensor* table = descriptor_table<K::adamw8_tensor>(d.size());
     QLS_CUDA_CHECK(cudaMemcpyAsync(table, d.data(), d.size() * sizeof(K::adamw8_tensor), cudaMemcpyHostToDevice,
                                    stream));
     int64_t max_n = 0;
     for (const auto& t : d) max_n = std::max(max_n, t.n);
-    K::adamw_update_8bit_blockwise_multi(table, int(d.size()), max_n, step_count, lr, kcfg(), q1, q2, scale,
-                                         stream);
+    K::adamw_update_8bit_blockwise_multi(table, int(d.size()), max_n, step_count, lr, kcfg(), q1, q2, scale, stream);
 }
 
 // Unpaged: one fused launch per state format over every tensor. Paged: per parameter (its pages are resident
@@ -187,10 +186,10 @@ void gpu_trainer::impl::update(float lr, float scale) {
                 const size_t ab = size_t(e0 / adamw_8bit_block) * 4; // byte offset of this chunk's absmax
                 auto* s1 = static_cast<uint8_t*>(pager_->device_page(t.ids[0], pg));
                 auto* s2 = static_cast<uint8_t*>(pager_->device_page(t.ids[1], pg));
-                auto* a1 =
-                    reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[2], ab / ps)) + ab % ps);
-                auto* a2 =
-                    reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[3], ab / ps)) + ab % ps);
+                auto* a1 = reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[2], ab / ps)) +
+                                                    ab % ps);
+                auto* a2 = reinterpret_cast<float*>(static_cast<char*>(pager_->device_page(t.ids[3], ab / ps)) +
+                                                    ab % ps);
                 d8.push_back({t.p + e0, t.g + e0, s1, s2, a1, a2, n});
             }
             launch_8bit(d8, lr, scale, q1, q2);
@@ -201,8 +200,7 @@ void gpu_trainer::impl::update(float lr, float scale) {
             for (size_t pg = 0; pg < pages; ++pg) {
                 const int64_t e0 = int64_t(pg) * per_page;
                 d.push_back({t.p + e0, t.g + e0, static_cast<float*>(pager_->device_page(t.ids[0], pg)),
-                             static_cast<float*>(pager_->device_page(t.ids[1], pg)),
-                             std::min(per_page, t.n - e0)});
+                             static_cast<float*>(pager_->device_page(t.ids[1], pg)), std::min(per_page, t.n - e0)});
             }
             launch_fp32(d, lr, scale);
         }

@@ -57,7 +57,7 @@ void gpu_trainer::impl::cast_layer_lora(int l) {
 
 // y (N, out) [=, or += when accumulate] x (N, in) · Wᵀ + s · (drop(x) · Aᵀ) · Bᵀ ; saves xa (N, r)
 void gpu_trainer::impl::linear_forward(int l, lora_target t, const bf16* x, bf16* y, bool accumulate, bool dropout,
-                                      uint64_t seed) {
+                                       uint64_t seed) {
     auto [in, out] = in_out(t);
     const bf16* w = dequantize(l, t);
     blas->gemm(false, true, N, out, in, x, in, w, in, y, false, out, 1.0f, accumulate ? 1.0f : 0.0f);
@@ -77,7 +77,7 @@ void gpu_trainer::impl::linear_forward(int l, lora_target t, const bf16* x, bf16
 
 // dx (N, in) [bf16 or fp32; = or +=] dy (N, out) · W + drop'(s · dy · B · A); dA += dxaᵀ drop(x); dB += s dyᵀ xa
 void gpu_trainer::impl::linear_backward(int l, lora_target t, const bf16* dy, const bf16* x, void* dx, bool dx_f32,
-                                       bool accumulate, bool dropout, uint64_t seed) {
+                                        bool accumulate, bool dropout, uint64_t seed) {
     auto [in, out] = in_out(t);
     const bf16* w = dequantize(l, t);
     blas->gemm(false, false, N, in, out, dy, out, w, in, dx, dx_f32, in, 1.0f, accumulate ? 1.0f : 0.0f);
@@ -101,8 +101,8 @@ void gpu_trainer::impl::linear_backward(int l, lora_target t, const bf16* dy, co
         blas->gemm(false, false, N, in, r, dxa, r, lora_bf16(t, true), in, dx, dx_f32, in, 1.0f, 1.0f);
     } else {
         blas->gemm(false, false, N, in, r, dxa, r, lora_bf16(t, true), in, scratch, false, in, 1.0f, 0.0f);
-        K::lora_dropout(dx_f32 ? nullptr : static_cast<bf16*>(dx), dx_f32 ? static_cast<float*>(dx) : nullptr,
-                        scratch, int64_t(N) * in, seed, l, int(t), opt.lora.dropout, true, stream);
+        K::lora_dropout(dx_f32 ? nullptr : static_cast<bf16*>(dx), dx_f32 ? static_cast<float*>(dx) : nullptr, scratch,
+                        int64_t(N) * in, seed, l, int(t), opt.lora.dropout, true, stream);
     }
     tick("gemm.lora.bwd");
 }
@@ -210,8 +210,7 @@ void gpu_trainer::impl::layer_backward(int l, bool dropout, uint64_t seed) {
     linear_backward(l, lora_target::q, dq, xn, dnorm, true, false, dropout, seed);
     linear_backward(l, lora_target::k, dk, xn, dnorm, true, true, dropout, seed);
     linear_backward(l, lora_target::v, dv, xn, dnorm, true, true, dropout, seed);
-    K::rmsnorm_backward_accumulate(dres, dnorm, resid_in(l),
-                                   item<bf16>({plan_item_id::attn_norm_weight}, l),
+    K::rmsnorm_backward_accumulate(dres, dnorm, resid_in(l), item<bf16>({plan_item_id::attn_norm_weight}, l),
                                    act_f32({plan_item_id::act_attn_norm_rstd}, l), N, C, stream);
 }
 
@@ -277,8 +276,8 @@ int gpu_trainer::impl::upload_batch(const gpu_batch& b) {
         for (int i = 0; i < N; ++i) pos[size_t(i)] = i % T;
         pp = pos.data();
     }
-    QLS_CUDA_CHECK(
-        cudaMemcpyAsync(item<int>({plan_item_id::loss_positions}), pp, size_t(N) * 4, cudaMemcpyHostToDevice, stream));
+    QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_positions}), pp, size_t(N) * 4, cudaMemcpyHostToDevice,
+                                   stream));
     use_segments = b.segments != nullptr;
     if (use_segments)
         QLS_CUDA_CHECK(cudaMemcpyAsync(item<int>({plan_item_id::loss_segments}), b.segments, size_t(N) * 4,

@@ -64,9 +64,18 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
     QLS_CUDA_CHECK(cudaMemGetInfo(&free_b, &total_b));
     used_before = total_b - free_b;
 
-    B = opt.batch; T = opt.seq; N = B * T;
-    C = cfg.hidden_size; H = cfg.intermediate_size; NH = cfg.num_heads; NKV = cfg.num_kv_heads;
-    HS = cfg.head_dim; Q = NH * HS; KV = NKV * HS; V = cfg.vocab_size; L = cfg.num_layers;
+    B = opt.batch;
+    T = opt.seq;
+    N = B * T;
+    C = cfg.hidden_size;
+    H = cfg.intermediate_size;
+    NH = cfg.num_heads;
+    NKV = cfg.num_kv_heads;
+    HS = cfg.head_dim;
+    Q = NH * HS;
+    KV = NKV * HS;
+    V = cfg.vocab_size;
+    L = cfg.num_layers;
     r = opt.lora.rank;
     lora_scale = opt.lora.scale();
     targets = opt.lora.targets;
@@ -91,8 +100,8 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
     QLS_CUDA_CHECK(cudaEventCreate(&ev_start));
     QLS_CUDA_CHECK(cudaEventCreate(&ev_stop));
     mem = std::make_unique<cuda_arena>(plan);
-    blas =
-        std::make_unique<K::blas>(stream, mem->get({plan_item_id::ws_cublas}), mem->bytes({plan_item_id::ws_cublas}));
+    blas = std::make_unique<K::blas>(stream, mem->get({plan_item_id::ws_cublas}),
+                                     mem->bytes({plan_item_id::ws_cublas}));
     has_dropout_scratch = mem->has({plan_item_id::ws_lora_dropout_input});
     nested_offset.assign(size_t(L), {});
 

@@ -17,8 +17,8 @@
 
 #include "qls/error.h"
 #include "qls/gpu_train.h"
-#include "qls/memory_plan.h"  // defines: memory_plan, plan_item_key, plan_item_id
-#include "qls/pager.h"        // defines: pager, page_memory
+#include "qls/memory_plan.h" // defines: memory_plan, plan_item_key, plan_item_id
+#include "qls/pager.h"       // defines: pager, page_memory
 #include "qls_kernels/adamw.h"
 #include "qls_kernels/check.h" // defines: QLS_CUDA_CHECK, cuda_failure
 #include "qls_kernels/gemm.h"  // defines: blas
@@ -42,7 +42,7 @@ using bf16 = __nv_bfloat16;
 namespace K = qls_kernels;
 
 constexpr size_t k_arena_align = 256;
-constexpr int k_reduction_floats = 1024 + 2;   // plan item workspace.reductions: partials, loss sum, grad norm²
+constexpr int k_reduction_floats = 1024 + 2; // plan item workspace.reductions: partials, loss sum, grad norm²
 
 // Converts a kernel-layer failure to the engine's error type at the backend boundary.
 template <class F> auto device_call(const char* what, F&& f) -> decltype(f()) {
@@ -80,12 +80,12 @@ public:
 private:
     struct slot {
         size_t offset = 0, bytes_each = 0;
-        int64_t count = 0;                   // 0: not in the arena
+        int64_t count = 0; // 0: not in the arena
         plan_category category = plan_category::workspace;
-        std::string name;                    // the plan item's name, for errors
+        std::string name; // the plan item's name, for errors
     };
     const slot& at(plan_item_key k) const;
-    std::vector<slot> slots_;                // [plan_item_key_count], by plan_item_key::index()
+    std::vector<slot> slots_; // [plan_item_key_count], by plan_item_key::index()
     uint64_t category_[plan_category_count] = {};
     void* base_ = nullptr;
     size_t total_ = 0;
@@ -150,17 +150,17 @@ struct gpu_trainer::impl {
     uint64_t used_before = 0, used_peak = 0;
     std::unique_ptr<cuda_arena> mem;
     std::unique_ptr<K::blas> blas;
-    cuda_page_memory* page_mem = nullptr;   // owned by pager_
+    cuda_page_memory* page_mem = nullptr; // owned by pager_
     std::unique_ptr<pager> pager_;
-    std::vector<cuda_opt_tensor> params;     // registration (= update) order: layer L-1 first
+    std::vector<cuda_opt_tensor> params; // registration (= update) order: layer L-1 first
     std::vector<std::vector<size_t>> params_of_layer;
     size_t prefetched_pages = 0;
     bool prefetch_stopped = false;
     int64_t step_count = 0;
-    std::vector<size_t> lora_bf16_offset;    // per target index in `targets`: offset of A in workspace.lora_bf16
+    std::vector<size_t> lora_bf16_offset; // per target index in `targets`: offset of A in workspace.lora_bf16
     int deq_slot = 0;
     bool has_dropout_scratch = false;
-    bool use_segments = false;               // the current batch has segment ids
+    bool use_segments = false; // the current batch has segment ids
     bool profiling = false;
     std::map<std::string, double> prof;
     std::chrono::steady_clock::time_point prof_last;

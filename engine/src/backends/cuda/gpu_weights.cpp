@@ -2,11 +2,11 @@
 // the device, or a loaded model's NF4 projections as quantized and the rest rounded to bf16) and the fp32 adapters.
 #include "gpu_train_impl.h"
 
-#include "qls/architecture.h"            // defines: architecture_for (which projections, which layer ops)
-#include "qls/dtype.h"                   // defines: f32_to_bf16
-#include "qls/quant.h"                   // defines: dynamic_map
-#include "qls_kernels/elementwise.h"     // defines: fill_*
-#include "qls_kernels/nf4_codebook.h"    // defines: nf4_code
+#include "qls/architecture.h"         // defines: architecture_for (which projections, which layer ops)
+#include "qls/dtype.h"                // defines: f32_to_bf16
+#include "qls/quant.h"                // defines: dynamic_map
+#include "qls_kernels/elementwise.h"  // defines: fill_*
+#include "qls_kernels/nf4_codebook.h" // defines: nf4_code
 
 #include <cmath>
 
@@ -51,8 +51,8 @@ void gpu_trainer::impl::random_weights(uint64_t seed) {
     for (int l = 0; l < L; ++l)
         for (lora_target t : targets) {
             auto [in, out] = in_out(t);
-            K::fill_random_uniform_f32(lora_w(t, true, l), int64_t(r) * in, next(),
-                                       1.0f / std::sqrt(float(in)), stream);
+            K::fill_random_uniform_f32(lora_w(t, true, l), int64_t(r) * in, next(), 1.0f / std::sqrt(float(in)),
+                                       stream);
         }
     QLS_CUDA_CHECK(cudaStreamSynchronize(stream));
 }
@@ -62,8 +62,7 @@ void gpu_trainer::impl::upload_maps(int l, lora_target t, const std::array<float
     for (int i = 0; i < 16; ++i) maps[i] = K::nf4_code[i];
     for (int i = 0; i < 256; ++i) maps[16 + i] = nested[size_t(i)];
     maps[272] = offset;
-    QLS_CUDA_CHECK(cudaMemcpy(item<float>({plan_item_id::nf4_maps, t}, l), maps,
-                              sizeof maps, cudaMemcpyHostToDevice));
+    QLS_CUDA_CHECK(cudaMemcpy(item<float>({plan_item_id::nf4_maps, t}, l), maps, sizeof maps, cudaMemcpyHostToDevice));
     nested_offset[size_t(l)][size_t(t)] = offset;
 }
 
@@ -126,14 +125,10 @@ lora_weights<float> gpu_trainer::impl::download() const {
             ad.b.resize(size_t(out) * r);
             ad.da.resize(ad.a.size());
             ad.db.resize(ad.b.size());
-            QLS_CUDA_CHECK(cudaMemcpy(ad.a.data(), lora_w(t, true, l), ad.a.size() * 4,
-                                      cudaMemcpyDeviceToHost));
-            QLS_CUDA_CHECK(cudaMemcpy(ad.b.data(), lora_w(t, false, l), ad.b.size() * 4,
-                                      cudaMemcpyDeviceToHost));
-            QLS_CUDA_CHECK(cudaMemcpy(ad.da.data(), lora_g(t, true, l),
-                                      ad.da.size() * 4, cudaMemcpyDeviceToHost));
-            QLS_CUDA_CHECK(cudaMemcpy(ad.db.data(), lora_g(t, false, l),
-                                      ad.db.size() * 4, cudaMemcpyDeviceToHost));
+            QLS_CUDA_CHECK(cudaMemcpy(ad.a.data(), lora_w(t, true, l), ad.a.size() * 4, cudaMemcpyDeviceToHost));
+            QLS_CUDA_CHECK(cudaMemcpy(ad.b.data(), lora_w(t, false, l), ad.b.size() * 4, cudaMemcpyDeviceToHost));
+            QLS_CUDA_CHECK(cudaMemcpy(ad.da.data(), lora_g(t, true, l), ad.da.size() * 4, cudaMemcpyDeviceToHost));
+            QLS_CUDA_CHECK(cudaMemcpy(ad.db.data(), lora_g(t, false, l), ad.db.size() * 4, cudaMemcpyDeviceToHost));
         }
     return w;
 }
