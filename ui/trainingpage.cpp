@@ -317,7 +317,7 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
              [this](qls::train_config& c) { c.keep_checkpoints = m_keepCheckpoints->value(); });
     m_budget = dspin(0, 4096, 2, 1, d.budget_gib);
     m_budget->setSuffix(tr(" GiB"));
-    m_budget->setSpecialValueText(tr("card's free memory"));
+    m_budget->setSpecialValueText(tr("none (device's free memory)"));
     addField(dev, "device.budget_gib", tr("VRAM budget"), m_budget,
              tr("Device memory this run may use, e.g. 24 to behave like a 24 GB card on a bigger one. Paged optimizer "
                 "states beyond it move to pinned host memory.\n\n0 = no budget of your own: 95% of the device's free "
