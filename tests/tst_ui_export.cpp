@@ -179,6 +179,46 @@ private slots:
         QVERIFY(exportAndWait(page, &failure).isEmpty());
         QVERIFY2(failure.contains("is an input of the export"), qPrintable(failure));
     }
+
+    // An existing, non-empty output folder: the page asks first; No leaves the folder alone, Yes overwrites it.
+    void overwriteAsksFirst() {
+        const QString out = m_tmp.path() + "/taken";
+        QVERIFY(QDir().mkpath(out));
+        QFile mine(out + "/config.json");
+        QVERIFY(mine.open(QIODevice::WriteOnly));
+        mine.write("{\"mine\": true}");
+        mine.close();
+        ExportPage page;
+        page.setCheckpoint(m_model, m_checkpoint);
+        page.setOutputDir(out);
+        QStringList asked;
+        bool answer = false;
+        page.setOverwriteConfirmation([&](QWidget* parent, const QString& dir) {
+            asked << dir;
+            return parent == &page && answer;
+        });
+        QSignalSpy started(&page, &ExportPage::exportStarted);
+        page.findChild<QPushButton*>("exportButton")->click();
+        QCOMPARE(asked, QStringList{out});
+        QCOMPARE(started.count(), 0);
+        QVERIFY(!page.isRunning());
+        QVERIFY2(page.statusText().contains("Not exported"), qPrintable(page.statusText()));
+        QVERIFY(mine.open(QIODevice::ReadOnly));
+        QCOMPARE(mine.readAll(), QByteArray("{\"mine\": true}"));
+        mine.close();
+
+        answer = true;
+        QString failure;
+        const QString done = exportAndWait(page, &failure);
+        QVERIFY2(!done.isEmpty(), qPrintable(failure));
+        QCOMPARE(asked.size(), 2);
+        QVERIFY(QFileInfo::exists(out + "/adapter_model.safetensors"));
+
+        // a new folder is not asked about
+        page.setOutputDir(m_tmp.path() + "/fresh");
+        QVERIFY(!exportAndWait(page, &failure).isEmpty());
+        QCOMPARE(asked.size(), 2);
+    }
 };
 
 QTEST_MAIN(TestUiExport)

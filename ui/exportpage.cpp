@@ -15,6 +15,7 @@
 #include <QHBoxLayout>
 #include <QLabel>
 #include <QLineEdit>
+#include <QMessageBox>
 #include <QProgressBar>
 #include <QPromise>
 #include <QPushButton>
@@ -67,9 +68,17 @@ void runExport(QPromise<ExportResult>& promise, const qls::export_request& r) {
     }
 }
 
+bool askOverwrite(QWidget* parent, const QString& dir) {
+    return QMessageBox::question(parent, QObject::tr("Replace the folder's contents?"),
+                                 QObject::tr("The output folder %1 already holds files. Exporting replaces them and "
+                                             "removes other model shards there.\n\nOverwrite it?")
+                                     .arg(dir),
+                                 QMessageBox::Yes | QMessageBox::No, QMessageBox::No) == QMessageBox::Yes;
+}
+
 } // namespace
 
-ExportPage::ExportPage(QWidget* parent) : QWidget(parent) {
+ExportPage::ExportPage(QWidget* parent) : QWidget(parent), m_confirmOverwrite(askOverwrite) {
     auto* layout = new QVBoxLayout(this);
     auto* title = new QLabel(tr("<h2>Export</h2>Write a checkpoint's adapter in a format other tools load: a PEFT "
                                 "adapter for transformers + PEFT, or a merged model with the adapter folded into the "
@@ -208,6 +217,10 @@ bool ExportPage::mergeIntoNf4() const { return m_nf4->isChecked(); }
 
 QString ExportPage::statusText() const { return m_status->text(); }
 
+void ExportPage::setOverwriteConfirmation(ConfirmOverwrite confirm) {
+    m_confirmOverwrite = confirm ? std::move(confirm) : ConfirmOverwrite(askOverwrite);
+}
+
 // runs/<name>/exports/<peft|merged>-<step-N>, as `qlora export` writes by default; beside the checkpoint otherwise.
 void ExportPage::updateDefaultOutput() {
     if (m_outputEdited || m_checkpointDir.isEmpty()) return;
@@ -242,6 +255,27 @@ void ExportPage::startExport() {
     r.output_dir = outputDir().toStdString();
     r.format = format() == Format::Merged ? qls::export_format::merged : qls::export_format::peft;
     r.quantize_nf4 = mergeIntoNf4();
+    // An existing, non-empty folder is overwritten only when the user says so. A request the engine refuses for
+    // another reason (an input as output, no checkpoint) is not asked about: its error is shown instead.
+    if (qls::export_would_overwrite(r.output_dir)) {
+        bool otherwiseValid = true;
+        try {
+            qls::export_request forced = r;
+            forced.overwrite = true;
+            qls::check_export_request(forced);
+        } catch (const qls::error&) {
+            otherwiseValid = false;
+        }
+        if (otherwiseValid) {
+            if (!m_confirmOverwrite(this, outputDir())) {
+                m_status->setText(tr("Not exported: %1 already holds files. Choose another output folder, or "
+                                     "confirm overwriting it.")
+                                      .arg(outputDir().toHtmlEscaped()));
+                return;
+            }
+            r.overwrite = true;
+        }
+    }
     m_resultPath.clear();
     m_result->clear();
     m_openFolder->setEnabled(false);

@@ -5,6 +5,8 @@
 #include <QString>
 #include <QWidget>
 
+#include <functional>
+
 class QButtonGroup;
 class QCheckBox;
 class QLabel;
@@ -26,6 +28,9 @@ class ExportPage : public QWidget {
 public:
     enum class Format { Peft, Merged };
 
+    // Asked before an export into a folder that already holds files; true: replace its contents.
+    using ConfirmOverwrite = std::function<bool(QWidget* parent, const QString& outputDir)>;
+
     explicit ExportPage(QWidget* parent = nullptr);
     ~ExportPage() override; // waits for a running export (the engine call cannot be interrupted)
 
@@ -42,6 +47,8 @@ public:
     bool isRunning() const { return m_watcher.isRunning(); }
     QString resultPath() const { return m_resultPath; }
     QString statusText() const;
+    // The question before overwriting (default: a QMessageBox, No preselected); tests inject their answer.
+    void setOverwriteConfirmation(ConfirmOverwrite confirm);
 
 public slots:
     void startExport();
@@ -63,6 +70,7 @@ private:
     QString m_checkpointDir;
     QString m_resultPath;
     bool m_outputEdited = false;
+    ConfirmOverwrite m_confirmOverwrite;
 
     QLabel* m_model;
     QLabel* m_checkpoint;

@@ -123,17 +123,18 @@ int cmd_resume(int argc, char** argv) {
 }
 
 int cmd_export(int argc, char** argv) {
-    args a(argc, argv, 2, {"format", "checkpoint", "out"}, {});
+    args a(argc, argv, 2, {"format", "checkpoint", "out"}, {"force"});
     if (a.positional().size() != 1)
-        throw usage_error("usage: qlora export RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]");
+        throw usage_error("usage: qlora export RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR] [--force]");
     const std::string run_dir = a.positional()[0];
     const std::string format = a.get_or("format", "peft");
     if (format != "peft" && format != "merged")
         throw usage_error("--format must be peft or merged, got '" + format + "'");
-    const qls::export_request r = qls::export_request_for_run(run_dir,
-                                                              format == "merged" ? qls::export_format::merged
-                                                                                 : qls::export_format::peft,
-                                                              a.get_or("checkpoint", ""), a.get_or("out", ""));
+    qls::export_request r = qls::export_request_for_run(run_dir,
+                                                        format == "merged" ? qls::export_format::merged
+                                                                           : qls::export_format::peft,
+                                                        a.get_or("checkpoint", ""), a.get_or("out", ""));
+    r.overwrite = a.has("force"); // an existing, non-empty output folder is replaced only when asked
     qls::export_callbacks cb;
     cb.on_stage = [](const qls::export_progress& p) {
         if (p.stage == qls::export_stage::merging)

@@ -21,6 +21,7 @@ struct export_request {
     export_format format = export_format::peft;
     bool quantize_nf4 = true; // merged: fold the adapter into the dequantized NF4 base, as it trained
     bool double_quant = true;
+    bool overwrite = false; // write into an output folder that already holds files (`qlora export --force`)
 };
 
 enum class export_stage { reading_config, reading_adapter, writing_adapter, loading_base, merging, done };
@@ -50,9 +51,14 @@ int export_stage_count(export_format f); // 3 (peft) or 4 (merged)
 std::string default_export_dir(const std::string& checkpoint_dir, export_format f);
 
 // Refuses what the engine would otherwise report later or less directly: no checkpoint, a folder that is missing or
-// holds no adapter, no base model or one without config.json, no output folder, an output that is an input.
-// Throws qls::error naming the folder, with a hint saying what to choose.
+// holds no adapter, no base model or one without config.json, no output folder, an output that is an input, an
+// output folder that already holds files (unless r.overwrite). Throws qls::error naming the folder, with a hint saying
+// what to choose.
 void check_export_request(const export_request& r);
+
+// True when `output_dir` exists and is not an empty folder: exporting there replaces or removes what it holds, so
+// run_export refuses it unless the request says overwrite (the studio asks first; the CLI takes --force).
+bool export_would_overwrite(const std::string& output_dir);
 
 // check_export_request, then reads the base config and the adapter and writes the export. Throws qls::error (the
 // engine's message names the damaged file) or std::bad_alloc.

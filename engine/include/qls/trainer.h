@@ -43,7 +43,7 @@ struct train_callbacks {
 enum class train_outcome {
     completed, // reached the last step; a final checkpoint was written
     stopped,   // a stop was requested; a checkpoint of the last completed step was written
-    diverged,  // the loss or gradient became NaN/Inf; nothing was updated or saved for that step
+    diverged,  // the loss, the gradient or the updated adapters became NaN/Inf; nothing of that step was saved
 };
 
 class trainer {
@@ -63,16 +63,23 @@ public:
     // Trains until the last step, a stop request or divergence. May be called again after a stop or pause.
     train_outcome run(const train_callbacks& cb = {});
 
-    // Thread-safe (and async-signal-safe: atomic stores only); honoured between steps.
+    // Thread-safe (and async-signal-safe: atomic stores only). A stop is honoured between micro-batches and between
+    // evaluation batches: a step stopped inside its gradient accumulation is abandoned (nothing applied; the data
+    // position goes back to the step's start, so a resume repeats it exactly) and an evaluation stopped part-way is
+    // skipped (no eval loss). Pause is honoured between steps.
     void request_stop() { stop_ = true; }
     void request_pause() { pause_ = true; }
     void request_continue();
     bool paused() const { return pause_; }
 
-    // Writes checkpoints/step-<step>/ atomically and prunes to keep_checkpoints; returns its path.
+    // Writes checkpoints/step-<step>/ atomically and prunes to keep_checkpoints; returns its path. Refuses (qls::error
+    // internal, naming the tensor and the step) adapters holding NaN/Inf, before anything is written.
     std::string save_checkpoint();
     // Test hook: called after each checkpoint file is written (with its path); throwing simulates a crash mid-write.
     std::function<void(const std::string&)> checkpoint_write_hook;
+    // Test hook: called before each training micro-batch (evaluation false, index = micro-batch of step step()+1)
+    // and each evaluation batch (evaluation true); a stop requested from it is seen right after it returns.
+    std::function<void(bool evaluation, int index)> batch_hook;
 
     int64_t step() const { return step_; }
     int64_t total_steps() const { return total_steps_; }
@@ -100,6 +107,9 @@ private:
     trainer() = default;
     void build(const train_callbacks& cb, const std::optional<memory_plan>& plan = std::nullopt);
     void restore(const std::string& checkpoint_dir);
+    train_backend_options backend_options() const;
+    void discard_gradients();
+    std::string first_nonfinite_adapter() const; // "" when every adapter value is finite
     void log(const std::string& line) const;
     void append_metrics(const step_stats& s);
     step_stats telemetry(double loss, double lr, double grad_norm, int64_t tokens, double dt, double eta_s,
@@ -117,6 +127,7 @@ private:
     std::unique_ptr<batcher> batches_;
     int64_t step_ = 0, total_steps_ = 0, tokens_total_ = 0;
     std::string divergence_;
+    bool stale_gradients_ = false; // a step was abandoned with gradients accumulated in the backend
     std::atomic<bool> stop_{false}, pause_{false};
     std::mutex pause_mutex_;
     std::condition_variable pause_cv_;

@@ -472,6 +472,31 @@ void optimizer::load_state(const std::vector<std::pair<std::string, tensor>>& st
             f.push_back(&find_state(state, name + ".absmax2", dtype::f32, {nb}));
         }
     }
+    // Values: a state that would turn every parameter it touches into NaN is refused here, naming the tensor. fp32:
+    // m finite, v finite and >= 0 (sqrt(v) in the update); 8-bit: the absmax scales finite and >= 0 (any code is
+    // a valid index into the maps).
+    for (const slot& s : slots_) {
+        const std::string& name = params_[s.index].name;
+        const auto& f = found[s.index];
+        for (size_t k = 0; k < f.size(); ++k) {
+            const tensor& t = *f[k];
+            if (t.type() != dtype::f32) continue;
+            const bool non_negative = s.fmt == state_format::blockwise_8bit || k == 1;
+            const char* suffix = s.fmt == state_format::fp32 ? (k == 0 ? ".exp_avg" : ".exp_avg_sq")
+                                 : k == 2                    ? ".absmax1"
+                                                             : ".absmax2";
+            const float* v = t.data<float>();
+            for (size_t i = 0, n = size_t(t.numel()); i < n; ++i)
+                if (!std::isfinite(v[i]) || (non_negative && v[i] < 0))
+                    throw error(error_code::format,
+                                "optimizer state '" + name + suffix + "' holds " +
+                                    (std::isnan(v[i])   ? "NaN"
+                                     : std::isinf(v[i]) ? "an infinite value"
+                                                        : "a negative value") +
+                                    " at index " + std::to_string(i),
+                                "the optimizer state is damaged; resume from an earlier checkpoint");
+        }
+    }
     for (slot& s : slots_) {
         const auto& f = found[s.index];
         for (size_t k = 0; k < f.size(); ++k) {

@@ -9,6 +9,8 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
+#include <cstdint>
 #include <filesystem>
 #include <fstream>
 
@@ -72,6 +74,13 @@ std::vector<step_stats> read_metrics(const std::string& run_dir) {
 std::string trainer::save_checkpoint() {
     const fs::path dir = fs::path(run_dir_) / "checkpoints";
     const std::string name = "step-" + std::to_string(step_);
+    // a checkpoint is a state to resume from: NaN/Inf adapters are never written as one
+    const std::string bad = first_nonfinite_adapter();
+    if (!bad.empty())
+        throw error(error_code::internal,
+                    "step " + std::to_string(step_) + ": adapter " + bad +
+                        " holds NaN or infinite values; no checkpoint was written",
+                    "the run diverged: resume from the last good checkpoint with a lower optimizer.lr");
     const fs::path tmp = dir / (".tmp-" + name);
     const fs::path final_dir = dir / name;
     std::error_code ec;
@@ -102,50 +111,171 @@ std::string trainer::save_checkpoint() {
     return final_dir.string();
 }
 
+namespace {
+
+// trainer_state.json of a checkpoint, read and checked against the run before anything is changed.
+struct saved_state {
+    int64_t step = 0, tokens_total = 0;
+    batcher_position pos;
+};
+
+[[noreturn]] void bad_field(const fs::path& file, const std::string& field, const std::string& why,
+                            const fs::path& ck) {
+    throw error(error_code::format, file.string() + ": field '" + field + "' " + why,
+                "delete the checkpoint folder " + ck.string() + " to resume from the one before it");
+}
+
+const json& field_of(const json& obj, const char* name, const std::string& path, const fs::path& file,
+                     const fs::path& ck) {
+    if (!obj.is_object() || !obj.contains(name)) bad_field(file, path, "is missing", ck);
+    return obj.at(name);
+}
+
+int64_t int_field(const json& obj, const char* name, const std::string& path, int64_t lo, int64_t hi,
+                  const fs::path& file, const fs::path& ck) {
+    const json& v = field_of(obj, name, path, file, ck);
+    if (!v.is_number_integer()) bad_field(file, path, "is " + v.dump() + ", not an integer", ck);
+    if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))
+        bad_field(file, path, "is " + v.dump() + ", out of range", ck);
+    const int64_t x = v.get<int64_t>();
+    if (x < lo || x > hi)
+        bad_field(file, path, "is " + std::to_string(x) + ", outside " + std::to_string(lo) + ".." + std::to_string(hi),
+                  ck);
+    return x;
+}
+
+uint64_t uint_field(const json& obj, const char* name, const std::string& path, const fs::path& file,
+                    const fs::path& ck) {
+    const json& v = field_of(obj, name, path, file, ck);
+    if (!v.is_number_integer() || (!v.is_number_unsigned() && v.get<int64_t>() < 0))
+        bad_field(file, path, "is " + v.dump() + ", not a non-negative integer", ck);
+    return v.get<uint64_t>();
+}
+
+// Every float of the optimizer state must be finite; second moments and absmax scales are never negative.
+void check_optimizer_tensor(const std::string& name, const tensor& t, const fs::path& file, const fs::path& ck) {
+    auto ends_with = [&](const char* suffix) {
+        const std::string s(suffix);
+        return name.size() >= s.size() && name.compare(name.size() - s.size(), s.size(), s) == 0;
+    };
+    if (name == "optimizer.step" || t.type() != dtype::f32) return;
+    const bool non_negative = ends_with(".exp_avg_sq") || ends_with(".absmax1") || ends_with(".absmax2");
+    const float* v = t.data<float>();
+    for (size_t i = 0, n = size_t(t.numel()); i < n; ++i)
+        if (!std::isfinite(v[i]) || (non_negative && v[i] < 0))
+            throw error(error_code::format,
+                        file.string() + ": tensor '" + name + "' holds " +
+                            (std::isnan(v[i])   ? "NaN"
+                             : std::isinf(v[i]) ? "an infinite value"
+                                                : "a negative value") +
+                            " at index " + std::to_string(i),
+                        "the optimizer state is damaged: delete the checkpoint folder " + ck.string() +
+                            " to resume from the one before it");
+}
+
+} // namespace
+
 // Step, data position, adapters and optimizer state of checkpoint `ckpt_dir`; metrics.jsonl cut back to that step.
+// Everything is read and checked first; the trainer and the run directory change only once all of it is valid.
 void trainer::restore(const std::string& ckpt_dir) {
     const fs::path ck(ckpt_dir);
+    const fs::path file = ck / "trainer_state.json";
+    const std::string delete_hint = "delete the checkpoint folder " + ck.string() + " to resume from the one before it";
     json st;
     try {
-        st = json::parse(read_file_text(ck / "trainer_state.json", k_incomplete_hint));
+        st = json::parse(read_file_text(file, k_incomplete_hint));
     } catch (const json::exception& e) {
-        throw error(error_code::format, (ck / "trainer_state.json").string() + ": not valid JSON: " + e.what(),
-                    "delete this checkpoint directory to resume from the one before it");
+        throw error(error_code::format, file.string() + ": not valid JSON: " + e.what(), delete_hint);
     }
-    try {
-        if (st.at("format").get<int>() != k_checkpoint_format)
-            throw error(error_code::unsupported, (ck / "trainer_state.json").string() + ": unknown checkpoint format");
-        step_ = st.at("step").get<int64_t>();
-        tokens_total_ = st.at("tokens_total").get<int64_t>();
-        batcher_position pos;
-        pos.epoch = st.at("batcher").at("epoch").get<uint64_t>();
-        pos.cursor = st.at("batcher").at("cursor").get<uint64_t>();
-        pos.seed = st.at("batcher").at("seed").get<uint64_t>();
-        batches_->set_position(pos);
-    } catch (const json::exception& e) {
-        throw error(error_code::format,
-                    (ck / "trainer_state.json").string() + ": missing or mistyped field: " + e.what(),
-                    "delete this checkpoint directory to resume from the one before it");
-    }
-    // adapters: the saved values replace the initial ones (shapes must be the run's)
+    if (!st.is_object()) throw error(error_code::format, file.string() + ": not a JSON object", delete_hint);
+
+    // ---- trainer_state.json, field by field, against this run
+    const json& fmt = field_of(st, "format", "format", file, ck);
+    if (!fmt.is_number_integer() || fmt.get<int64_t>() != k_checkpoint_format)
+        throw error(error_code::unsupported,
+                    file.string() + ": field 'format' is " + fmt.dump() + "; this build reads checkpoint format " +
+                        std::to_string(k_checkpoint_format),
+                    delete_hint);
+    saved_state s;
+    s.step = int_field(st, "step", "step", 0, total_steps_, file, ck);
+    if (const int64_t dir_step = checkpoint_step(ck); dir_step >= 0 && dir_step != s.step)
+        bad_field(file, "step", "is " + std::to_string(s.step) + " but the folder is " + ck.filename().string(), ck);
+    int_field(st, "total_steps", "total_steps", 1, INT64_MAX, file, ck);
+    const int64_t tokens_per_step = int64_t(cfg_.grad_accum) * cfg_.micro_batch * cfg_.seq_len;
+    s.tokens_total = int_field(st, "tokens_total", "tokens_total", 0, s.step * tokens_per_step, file, ck);
+    const uint64_t seed = uint_field(st, "seed", "seed", file, ck);
+    if (seed != cfg_.seed)
+        bad_field(file, "seed", "is " + std::to_string(seed) + " but the run's seed is " + std::to_string(cfg_.seed),
+                  ck);
+    const json& bj = field_of(st, "batcher", "batcher", file, ck);
+    if (!bj.is_object()) bad_field(file, "batcher", "is " + bj.dump() + ", not an object", ck);
+    const uint64_t per_epoch = batches_->batches_per_epoch();
+    s.pos.epoch = uint_field(bj, "epoch", "batcher.epoch", file, ck);
+    s.pos.cursor = uint_field(bj, "cursor", "batcher.cursor", file, ck);
+    s.pos.seed = uint_field(bj, "seed", "batcher.seed", file, ck);
+    if (s.pos.cursor >= per_epoch)
+        bad_field(file, "batcher.cursor",
+                  "is " + std::to_string(s.pos.cursor) + ", past the " + std::to_string(per_epoch) +
+                      " batches of an epoch",
+                  ck);
+    if (s.pos.seed != batches_->options().seed)
+        bad_field(file, "batcher.seed",
+                  "is " + std::to_string(s.pos.seed) + " but the run shuffles with seed " +
+                      std::to_string(batches_->options().seed),
+                  ck);
+    // every step consumes grad_accum batches from the start of epoch 0
+    const uint64_t consumed = uint64_t(s.step) * uint64_t(cfg_.grad_accum);
+    if (s.pos.epoch != consumed / per_epoch || s.pos.cursor != consumed % per_epoch)
+        bad_field(file, "batcher",
+                  "is epoch " + std::to_string(s.pos.epoch) + ", cursor " + std::to_string(s.pos.cursor) +
+                      " but step " + std::to_string(s.step) + " ends at epoch " + std::to_string(consumed / per_epoch) +
+                      ", cursor " + std::to_string(consumed % per_epoch),
+                  ck);
+
+    // ---- adapters: the run's shapes, finite values
     lora_weights<float> saved = load_peft(ck.string(), model_.config);
+    const fs::path adapter_file = ck / "adapter_model.safetensors";
     for (int l = 0; l < model_.config.num_layers; ++l)
         for (lora_target tg : cfg_.lora.targets) {
             const auto& dst = backend_->adapters().at(l, tg);
             const auto& src = saved.at(l, tg);
             if (src.a.size() != dst.a.size() || src.b.size() != dst.b.size())
-                throw error(error_code::format, ck.string() + ": adapter shapes differ from the run's configuration");
+                throw error(error_code::format, ck.string() + ": adapter shapes differ from the run's configuration",
+                            delete_hint);
+            for (bool is_b : {false, true})
+                for (float x : is_b ? src.b : src.a)
+                    if (!std::isfinite(x))
+                        throw error(error_code::format,
+                                    adapter_file.string() + ": tensor '" + peft_tensor_name(l, tg, is_b) +
+                                        "' holds NaN or infinite values",
+                                    delete_hint);
         }
-    backend_->set_adapters(saved);
-    safetensors_file of = safetensors_file::open((ck / "optimizer.safetensors").string());
+
+    // ---- optimizer state: finite, non-negative second moments and scales, the same step count
+    const fs::path optim_file = ck / "optimizer.safetensors";
+    safetensors_file of = safetensors_file::open(optim_file.string());
     std::vector<std::pair<std::string, tensor>> state;
     for (const auto& e : of.entries()) state.emplace_back(e.name, of.read(e.name));
+    for (const auto& [name, t] : state) {
+        check_optimizer_tensor(name, t, optim_file, ck);
+        if (name == "optimizer.step" && t.type() == dtype::i64 && t.numel() == 1 && t.data<int64_t>()[0] != s.step)
+            throw error(error_code::format,
+                        optim_file.string() + ": tensor 'optimizer.step' is " + std::to_string(t.data<int64_t>()[0]) +
+                            " but trainer_state.json's step is " + std::to_string(s.step),
+                        delete_hint);
+    }
+
+    // ---- all valid: apply (the backend's own checks name a tensor of a shape or dtype it does not take)
+    backend_->set_adapters(saved);
     backend_->load_optimizer_state(state);
+    batches_->set_position(s.pos);
+    step_ = s.step;
+    tokens_total_ = s.tokens_total;
 
     // metrics.jsonl: drop lines after the checkpoint (steps that will be trained again) and any damaged tail
     std::string kept;
-    for (const step_stats& s : read_metrics(run_dir_))
-        if (s.step <= step_) kept += step_stats_to_json(s) + "\n";
+    for (const step_stats& m : read_metrics(run_dir_))
+        if (m.step <= step_) kept += step_stats_to_json(m) + "\n";
     write_file_atomic(fs::path(run_dir_) / "metrics.jsonl", kept);
     // leftovers of an interrupted checkpoint write
     std::error_code ec;

@@ -4,6 +4,7 @@
 #include "qls/error.h"
 #include "qls/file_io.h"
 #include "qls/hf_checkpoint.h"
+#include "qls/peft.h"
 #include "qls/run_plan.h"
 
 #include <algorithm>
@@ -97,10 +98,8 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
                     hint.empty() ? "raise device.budget_gib or lower training.seq_len / micro_batch" : hint);
     }
 
-    train_backend_options bo;
-    bo.adamw = cfg_.adamw;
-    bo.page_pool_bytes = cfg_.page_pool_bytes;
-    backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_, bo);
+    backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_,
+                                  backend_options());
     log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB, " +
         plan_verdict_name(plan_.verdict));
 
@@ -116,6 +115,39 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     total_steps_ = cfg_.max_steps > 0
                        ? cfg_.max_steps
                        : std::max<int64_t>(1, int64_t(std::ceil(cfg_.epochs * double(per_epoch) / cfg_.grad_accum)));
+}
+
+train_backend_options trainer::backend_options() const {
+    train_backend_options bo;
+    bo.adamw = cfg_.adamw;
+    bo.page_pool_bytes = cfg_.page_pool_bytes;
+    return bo;
+}
+
+// After an abandoned step the backend still holds that step's partial gradients, and train_backend has no entry to
+// clear them: a fresh backend takes the adapters and the optimizer state over exactly (as a resume does), with zero
+// gradients. The old one goes first, so a device backend's arena is free again.
+void trainer::discard_gradients() {
+    const lora_weights<float> adapters = backend_->adapters();
+    const std::vector<std::pair<std::string, tensor>> state = backend_->optimizer_state();
+    backend_.reset();
+    backend_ = make_train_backend(device_, model_, adapters, plan_, backend_options());
+    backend_->load_optimizer_state(state);
+    stale_gradients_ = false;
+}
+
+std::string trainer::first_nonfinite_adapter() const {
+    const lora_weights<float>& w = backend_->adapters();
+    for (int l = 0; l < model_.config.num_layers; ++l)
+        for (lora_target tg : cfg_.lora.targets) {
+            const lora_adapter<float>& ad = w.at(l, tg);
+            for (bool is_b : {false, true}) {
+                const std::vector<float>& v = is_b ? ad.b : ad.a;
+                for (float x : v)
+                    if (!std::isfinite(x)) return peft_tensor_name(l, tg, is_b);
+            }
+        }
+    return {};
 }
 
 std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_callbacks& cb,
@@ -178,6 +210,12 @@ std::optional<double> trainer::evaluate() {
     double sum = 0;
     int64_t count = 0;
     for (size_t i = 0; i < n; ++i) {
+        if (batch_hook) batch_hook(true, int(i));
+        if (stop_) {
+            log("evaluation skipped: a stop was requested after " + std::to_string(i) + " of " + std::to_string(n) +
+                " batches");
+            return std::nullopt;
+        }
         batch b = vb.next();
         if (b.counted_targets == 0) continue;
         sum += backend_->forward_loss(view(b)) * b.counted_targets;
@@ -221,6 +259,7 @@ train_outcome trainer::run(const train_callbacks& cb) {
     if (cb.on_step || cb.on_log) cb_ = cb;
     using clock = std::chrono::steady_clock;
     stop_ = false;
+    if (stale_gradients_) discard_gradients();
     double ema_step_s = 0;
     // The loss or the gradient norm (`value`) became NaN/Inf: nothing of this step is applied or saved.
     auto diverge = [&](bool is_loss, double value, double lr) {
@@ -233,6 +272,31 @@ train_outcome trainer::run(const train_callbacks& cb) {
         log(divergence_);
         return train_outcome::diverged;
     };
+    // The adapters hold NaN/Inf (`tensor`) after step `at`: nothing is saved, the run stops as diverged.
+    auto diverge_adapters = [&](const std::string& tensor, int64_t at, double lr) {
+        const std::string last = latest_checkpoint(run_dir_);
+        divergence_ = "the adapters became NaN or infinite at step " + std::to_string(at) + " (" +
+                      (tensor.empty() ? "" : tensor + ", ") + "learning rate " + std::to_string(lr) +
+                      "); training stopped and no checkpoint was written" +
+                      (last.empty() ? "" : "; the last good checkpoint is " + last) +
+                      ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or resume from an earlier checkpoint "
+                      "if the optimizer state may be damaged";
+        log(divergence_);
+        return train_outcome::diverged;
+    };
+    // A checkpoint of the current step, unless the adapters are not finite (then the run diverged).
+    auto checkpoint = [&](double lr) -> bool {
+        const std::string bad = first_nonfinite_adapter();
+        if (!bad.empty()) return diverge_adapters(bad, step_, lr), false;
+        save_checkpoint();
+        return true;
+    };
+    auto stopped = [&]() {
+        if (!checkpoint(learning_rate_at(cfg_, std::max<int64_t>(0, step_ - 1), total_steps_)))
+            return train_outcome::diverged;
+        log("stopped at step " + std::to_string(step_));
+        return train_outcome::stopped;
+    };
     while (step_ < total_steps_) {
         if (pause_ && !stop_) {
             log("paused at step " + std::to_string(step_));
@@ -240,19 +304,24 @@ train_outcome trainer::run(const train_callbacks& cb) {
             while (pause_ && !stop_) pause_cv_.wait_for(lock, std::chrono::milliseconds(100));
             if (!stop_) log("continuing at step " + std::to_string(step_));
         }
-        if (stop_) {
-            save_checkpoint();
-            log("stopped at step " + std::to_string(step_));
-            return train_outcome::stopped;
-        }
+        if (stop_) return stopped();
         const auto t0 = clock::now();
         const backend_memory before = backend_->memory();
+        const batcher_position step_start = batches_->position();
         // ---------------- TRAINING SECTION BEGIN ----------------
         const double lr = learning_rate_at(cfg_, step_, total_steps_);
         double loss_sum = 0;
         int losses = 0;
         int64_t tokens = 0;
         for (int micro = 0; micro < cfg_.grad_accum; ++micro) {
+            if (batch_hook) batch_hook(false, micro);
+            if (stop_) { // abandon the step: nothing applied, the data position back to its start
+                batches_->set_position(step_start);
+                stale_gradients_ = micro > 0;
+                log("step " + std::to_string(step_ + 1) + " abandoned after " + std::to_string(micro) + " of " +
+                    std::to_string(cfg_.grad_accum) + " micro-batches: a stop was requested");
+                return stopped();
+            }
             const batch b = batches_->next();
             for (int s : b.segments) tokens += s != 0;
             if (b.counted_targets == 0) continue; // an empty filler batch at the end of an epoch
@@ -261,9 +330,14 @@ train_outcome trainer::run(const train_callbacks& cb) {
             ++losses;
         }
         const double loss = losses ? loss_sum / losses : 0.0; // the mean over micro-batches, as HF Trainer
-        if (!std::isfinite(loss)) return diverge(true, loss, lr);
+        if (!std::isfinite(loss)) { // nothing applied: the data position back to the step's start, gradients dropped
+            batches_->set_position(step_start);
+            stale_gradients_ = true;
+            return diverge(true, loss, lr);
+        }
         const train_update u = backend_->optimizer_step(float(lr), cfg_.grad_accum, cfg_.max_grad_norm);
-        if (!u.applied) return diverge(false, u.grad_norm, lr);
+        if (!u.applied && !std::isfinite(u.grad_norm)) return diverge(false, u.grad_norm, lr);
+        if (!u.applied) return diverge_adapters(first_nonfinite_adapter(), step_ + 1, lr); // the backend said so
         ++step_;
         // ---------------- TRAINING SECTION END ----------------
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
@@ -277,7 +351,8 @@ train_outcome trainer::run(const train_callbacks& cb) {
         }
         append_metrics(st);
         if (cb_.on_step) cb_.on_step(st);
-        if ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) || last) save_checkpoint();
+        if ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) || last)
+            if (!checkpoint(lr)) return train_outcome::diverged;
     }
     return train_outcome::completed;
 }

@@ -62,6 +62,21 @@ void check_export_request(const export_request& r) {
             throw error(error_code::invalid_argument,
                         "The output folder " + r.output_dir + " is an input of the export.",
                         "choose a new folder, e.g. the run's exports/ folder");
+    if (!r.overwrite && export_would_overwrite(out.string()))
+        throw error(error_code::invalid_argument,
+                    "The output folder " + out.string() +
+                        " already exists and is not empty; exporting would replace "
+                        "or delete what it holds.",
+                    "choose a new folder, or pass --force (the studio: confirm overwriting) to replace its contents");
+}
+
+bool export_would_overwrite(const std::string& output_dir) {
+    if (output_dir.empty()) return false;
+    std::error_code ec;
+    const fs::path p = clean_absolute(output_dir);
+    if (!fs::exists(fs::symlink_status(p, ec))) return false;
+    if (!fs::is_directory(p, ec)) return true; // a file (or link to one) where the folder would go
+    return !fs::is_empty(p, ec) || ec;
 }
 
 export_result run_export(const export_request& r, const export_callbacks& cb) {

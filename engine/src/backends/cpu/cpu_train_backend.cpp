@@ -78,7 +78,12 @@ public:
             u.grad_norm = std::sqrt(sq);
         }
         u.applied = std::isfinite(u.grad_norm);
-        if (u.applied) optim_->step(lr);
+        if (u.applied) {
+            optim_->step(lr);
+            // a finite norm can still give NaN/Inf adapters (a damaged optimizer state, an overflowing update):
+            // reported as not applied, so the trainer stops instead of training on (and saving) garbage
+            u.applied = adapters_finite();
+        }
         lora_.zero_grad();
         return u;
     }
@@ -122,6 +127,17 @@ public:
     const optimizer* host_optimizer() const override { return optim_.get(); }
 
 private:
+    bool adapters_finite() const {
+        for (int l = 0; l < config_.num_layers; ++l)
+            for (lora_target t : lora_.config.targets) {
+                const lora_adapter<float>& ad = lora_.at(l, t);
+                for (const std::vector<float>* v : {&ad.a, &ad.b})
+                    for (float x : *v)
+                        if (!std::isfinite(x)) return false;
+            }
+        return true;
+    }
+
     model_config config_;
     lora_weights<float> lora_;  // the live adapters: optim_ and pass_ point into them
     std::vector<float*> grads_; // dA, dB of every adapter, in optimizer order
