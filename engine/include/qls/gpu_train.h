@@ -89,6 +89,8 @@ public:
     // AdamW over the accumulated gradients divided by grad_accum, clipped to max_grad_norm (0: no clipping), then
     // zeroes the gradients. A NaN/Inf gradient norm skips the update (finite = false).
     gpu_update_result optimizer_step(float lr, int grad_accum, float max_grad_norm);
+    // Zeroes the accumulated gradients without an update (an abandoned step).
+    void zero_grad();
 
     // Device → host copies of the adapters (same config and shapes as `init` / the synthetic LoRA), with their
     // gradients accumulated since the last optimizer_step in da, db.

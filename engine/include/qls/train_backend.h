@@ -71,6 +71,8 @@ public:
     // grads /= grad_accum (the mean over micro-batches, as HF Trainer), clip to max_grad_norm (0: off; torch
     // clip_grad_norm_), AdamW at lr, then grads = 0. A NaN/Inf norm updates nothing (applied = false).
     virtual train_update optimizer_step(float lr, int grad_accum, float max_grad_norm) = 0;
+    // grads = 0 without an update: a step abandoned part way (a stop inside accumulation, a NaN loss).
+    virtual void discard_gradients() = 0;
 
     // The adapters' current values on the host (CUDA: copied from the device on each call).
     virtual const lora_weights<float>& adapters() const = 0;

@@ -29,6 +29,7 @@ std::unique_ptr<gpu_trainer> gpu_trainer::from_model(const llama_model&, const l
 double gpu_trainer::forward_backward(const gpu_batch&, bool, uint64_t) { no_cuda(); }
 double gpu_trainer::forward_loss(const gpu_batch&) { no_cuda(); }
 gpu_update_result gpu_trainer::optimizer_step(float, int, float) { no_cuda(); }
+void gpu_trainer::zero_grad() { no_cuda(); }
 lora_weights<float> gpu_trainer::download_lora() const { no_cuda(); }
 gpu_memory_stats gpu_trainer::memory() const { no_cuda(); }
 void gpu_trainer::upload_lora(const lora_weights<float>&) { no_cuda(); }

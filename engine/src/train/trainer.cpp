@@ -124,15 +124,9 @@ train_backend_options trainer::backend_options() const {
     return bo;
 }
 
-// After an abandoned step the backend still holds that step's partial gradients, and train_backend has no entry to
-// clear them: a fresh backend takes the adapters and the optimizer state over exactly (as a resume does), with zero
-// gradients. The old one goes first, so a device backend's arena is free again.
+// After an abandoned step the backend still holds that step's partial gradients: cleared, nothing applied.
 void trainer::discard_gradients() {
-    const lora_weights<float> adapters = backend_->adapters();
-    const std::vector<std::pair<std::string, tensor>> state = backend_->optimizer_state();
-    backend_.reset();
-    backend_ = make_train_backend(device_, model_, adapters, plan_, backend_options());
-    backend_->load_optimizer_state(state);
+    backend_->discard_gradients();
     stale_gradients_ = false;
 }
 

@@ -88,6 +88,8 @@ public:
         return u;
     }
 
+    void discard_gradients() override { lora_.zero_grad(); }
+
     const lora_weights<float>& adapters() const override { return lora_; }
 
     void set_adapters(const lora_weights<float>& w) override {

@@ -43,6 +43,7 @@ public:
             }
         return host_;
     }
+    void discard_gradients() override { gpu_->zero_grad(); }
     void set_adapters(const lora_weights<float>& w) override { gpu_->upload_lora(w); }
 
     std::vector<std::pair<std::string, tensor>> optimizer_state() const override {

@@ -190,6 +190,17 @@ gpu_update_result gpu_trainer::optimizer_step(float lr, int grad_accum, float ma
     });
 }
 
+void gpu_trainer::zero_grad() {
+    device_call("gpu_trainer::zero_grad", [&] {
+        p_->use_device();
+        // the lora_grads category is one contiguous range of the arena (as optimizer_step clears it)
+        auto [gbase, gbytes] = p_->mem->category_range(plan_category::lora_grads);
+        QLS_CUDA_CHECK(cudaMemsetAsync(gbase, 0, gbytes, p_->stream));
+        QLS_CUDA_CHECK(cudaStreamSynchronize(p_->stream));
+        p_->step_open = false;
+    });
+}
+
 lora_weights<float> gpu_trainer::download_lora() const {
     return device_call("gpu_trainer::download_lora", [&] {
         p_->use_device();
