@@ -23,7 +23,8 @@ struct json_parse_result {
     nlohmann::json value;
     std::string problem;
     size_t byte = 0;
-    bool syntax = false; // a parse_error (the problem is nlohmann's what(), with its "line L, column C")
+    bool syntax = false;       // a parse_error (the problem is nlohmann's what(), with its "line L, column C")
+    std::string duplicate_key; // with unique_top_level_keys: the key named twice
 };
 
 // Parses one JSON document within `limits`. Never throws for bad input (depth, size, syntax, number overflow

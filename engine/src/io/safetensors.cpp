@@ -212,8 +212,8 @@ safetensors_file safetensors_file::open(const std::string& path) {
     limits.unique_top_level_keys = true;
     json_parse_result parsed = try_parse_json(header, limits);
     if (!parsed.ok) {
-        if (parsed.problem.find("more than once") != std::string::npos)
-            fail_format(path, "header: " + parsed.problem + "; the file is corrupt");
+        if (!parsed.duplicate_key.empty())
+            fail_format(path, "header lists '" + parsed.duplicate_key + "' more than once; the file is corrupt");
         fail_format(path, "header is not valid JSON (" + parsed.problem + "); the file is corrupt");
     }
     const json j = std::move(parsed.value);

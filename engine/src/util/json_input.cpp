@@ -106,6 +106,7 @@ template <class... Input> json_parse_result parse_limited(const json_limits& lim
     } catch (const too_deep&) {
         r.problem = "JSON nested deeper than " + std::to_string(max_depth) + " levels";
     } catch (const duplicate_key& d) {
+        r.duplicate_key = d.key;
         r.problem = "the key '" + (d.key.size() > 200 ? d.key.substr(0, 197) + "..." : d.key) +
                     "' appears more than once";
     } catch (const json::parse_error& e) {
