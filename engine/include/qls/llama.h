@@ -113,7 +113,9 @@ private:
 // Incremental decoding with a KV cache (batch 1, f32): feed one token at a time, get logits.
 class llama_decoder {
 public:
-    explicit llama_decoder(const llama_model& model, int max_positions = 0); // 0 → config.max_position_embeddings
+    // The cache holds max_positions (capped by config.max_position_embeddings; 0 → all of them): pass what the
+    // generation needs (prompt + new tokens), since a config may claim millions of positions.
+    explicit llama_decoder(const llama_model& model, int max_positions = 0);
     // Appends token at the next position and returns the logits (V) for the token that follows it.
     const std::vector<float>& step(int token);
     int position() const { return pos_; }

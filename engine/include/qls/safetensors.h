@@ -41,7 +41,10 @@ public:
     const std::byte* bytes(const safetensors_entry& e) const;
     // Copy of a tensor in its stored dtype / converted to f32. Throws if the name is absent.
     tensor read(std::string_view name) const;
-    tensor read_f32(std::string_view name) const;
+    tensor read_f32(std::string_view name) const; // any dtype converted to f32 (integers too)
+    // A model weight as f32: the tensor must have a floating-point dtype (F32, F16, BF16, F64) and hold only finite
+    // values; otherwise a qls::error naming the file and the tensor.
+    tensor read_weight_f32(std::string_view name) const;
 
 private:
     struct impl;

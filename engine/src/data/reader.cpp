@@ -4,6 +4,7 @@
 #include "qls/dataset.h"
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 
 #include "data/data_internal.h"
 
@@ -50,7 +51,7 @@ const char* chat_role_name(chat_role r) {
 
 namespace {
 
-constexpr int k_max_json_depth = 64;    // our records need 3 levels; deeper input is rejected before parsing
+constexpr int k_max_json_depth = 64;    // our records need 3 levels; deeper input is rejected while parsing
 constexpr size_t k_detect_lines = 1000; // JSONL lines examined by format detection
 
 const char* k_any_format_hint =
@@ -157,26 +158,6 @@ std::string trim(std::string_view s) {
     return std::string(s.substr(b, e - b + 1));
 }
 
-// Deepest bracket nesting outside strings; stops counting past the limit.
-int json_depth(std::string_view s) {
-    int depth = 0, max_depth = 0;
-    bool in_string = false, escaped = false;
-    for (char c : s) {
-        if (in_string) {
-            if (escaped) escaped = false;
-            else if (c == '\\') escaped = true;
-            else if (c == '"') in_string = false;
-            continue;
-        }
-        if (c == '"') in_string = true;
-        else if (c == '{' || c == '[') {
-            max_depth = std::max(max_depth, ++depth);
-            if (max_depth > k_max_json_depth) break;
-        } else if (c == '}' || c == ']') --depth;
-    }
-    return max_depth;
-}
-
 // A record's text parsed as JSON, or the problem. `line` is where the text starts; a parse error inside a
 // multi-line array element is reported at its own line.
 struct parsed_json {
@@ -193,21 +174,26 @@ parsed_json parse_json_text(std::string_view text, size_t line, size_t first_col
         r.problem = "invalid UTF-8 at byte " + std::to_string(bad + 1) + " of the record";
         return r;
     }
-    if (json_depth(text) > k_max_json_depth) {
-        r.problem = "JSON nested deeper than " + std::to_string(k_max_json_depth) + " levels";
-        return r;
-    }
-    try {
-        r.value = json::parse(text);
-    } catch (const json::parse_error& e) {
-        // e.what(): "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ... "
-        std::string detail = e.what();
+    // The one JSON entry point (qls/json_input.h): depth limited while parsing, and every nlohmann failure
+    // (syntax, number overflow such as 1e999, ...) comes back as a problem, so the record counts as malformed.
+    json_limits limits;
+    limits.max_bytes = text.size(); // the line reader already bounds a record's size
+    limits.max_depth = k_max_json_depth;
+    json_parse_result parsed = try_parse_json(text, limits);
+    if (parsed.ok) {
+        r.value = std::move(parsed.value);
+    } else if (!parsed.syntax) {
+        r.problem = parsed.problem.find("nested deeper") != std::string::npos ? parsed.problem
+                                                                              : "invalid JSON: " + parsed.problem;
+    } else {
+        // parsed.problem: "[json.exception.parse_error.101] parse error at line 1, column 5: syntax error ... "
+        std::string detail = parsed.problem;
         const size_t p = detail.find("column ");
         if (p != std::string::npos) {
             const size_t colon = detail.find(": ", p);
             if (colon != std::string::npos) detail = detail.substr(colon + 2);
         }
-        const size_t upto = std::min<size_t>(e.byte > 0 ? e.byte - 1 : 0, text.size());
+        const size_t upto = std::min<size_t>(parsed.byte > 0 ? parsed.byte - 1 : 0, text.size());
         const size_t nl_before = size_t(std::count(text.begin(), text.begin() + std::ptrdiff_t(upto), '\n'));
         r.line = line + nl_before;
         const size_t last_nl = text.rfind('\n', upto > 0 ? upto - 1 : 0);
@@ -517,12 +503,9 @@ dataset_format detect_lines(const std::string& path, int first, size_t max_recor
             if (seen == 1) {
                 // A pretty-printed single object (e.g. {"data": [...]}) is neither JSONL nor an array of records;
                 // without this check one of its inner lines could pass for a record.
-                bool one_object = false;
-                try {
-                    std::ifstream in(path, std::ios::binary);
-                    one_object = json::parse(in).is_object();
-                } catch (const json::exception&) {
-                }
+                std::ifstream in(path, std::ios::binary);
+                json_parse_result whole = try_parse_json(in);
+                const bool one_object = whole.ok && whole.value.is_object();
                 if (one_object)
                     throw_unknown_json(path, "it is one JSON object, not JSONL (one record per line) or an array of "
                                              "records; put the records in a top-level array or one per line");

@@ -7,6 +7,7 @@
 
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 
 #include <nlohmann/json.hpp>
 
@@ -69,14 +70,9 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
         ck.files_.push_back(safetensors_file::open(single));
         for (const safetensors_entry& e : ck.files_[0].entries()) ck.where_[e.name] = 0;
     } else if (path_is_file(index_path)) {
-        json index;
-        try {
-            index = json::parse(
-                read_file_text(index_path, "download model.safetensors.index.json again from the model repository"));
-        } catch (const json::parse_error& e) {
-            throw error(error_code::format, index_path + ": not valid JSON: " + e.what(),
-                        "the index is damaged or incomplete; download model.safetensors.index.json again");
-        }
+        const json index = parse_json_input(
+            read_file_text(index_path, "download model.safetensors.index.json again from the model repository"),
+            index_path, "the index is damaged or incomplete; download model.safetensors.index.json again");
         const char* index_hint = "model.safetensors.index.json must map every tensor name to its shard file in "
                                  "\"weight_map\"; download it again from the model repository";
         if (!index.is_object() || !index.contains("weight_map") || !index["weight_map"].is_object())
@@ -91,7 +87,7 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
             if (!it->is_string() || it->get<std::string>().empty())
                 throw error(error_code::format,
                             index_path + ": weight_map['" + it.key() + "'] must be a shard file name, found " +
-                                it->dump(),
+                                json_shown(*it),
                             index_hint);
             std::string shard = it->get<std::string>();
             fs::path sp(shard);
@@ -178,7 +174,7 @@ tensor hf_checkpoint::read_f32(const std::string& name, const shape_t& expected)
                         path_join(dir_, "config.json") + " implies " + shape_str(expected),
                     "config.json disagrees with the weights: make sure config.json belongs to this checkpoint "
                     "(hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim, vocab_size)");
-    return f.read_f32(name);
+    return f.read_weight_f32(name);
 }
 
 tokenizer load_tokenizer_for(const hf_checkpoint& ckpt) {

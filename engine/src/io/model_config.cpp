@@ -9,6 +9,7 @@
 #include "qls/architecture.h"
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 
 #include <nlohmann/json.hpp>
 
@@ -42,11 +43,33 @@ const char* type_word(const json& v) {
     }
 }
 
-// `64 (an integer)`, `"64" (a string)`; long values are shortened.
-std::string found(const json& v) {
-    std::string d = v.dump();
-    if (d.size() > 60) d = d.substr(0, 57) + "...";
-    return d + " (" + type_word(v) + ")";
+// `64 (an integer)`, `"64" (a string)`; long or deep values are shortened (json_shown never recurses deeply).
+std::string found(const json& v) { return json_shown(v) + " (" + type_word(v) + ")"; }
+
+// Upper bounds on the dimensions a config.json may give. Far above every released model (Llama 3.1 405B:
+// hidden 16384, intermediate 53248, 126 layers, 128 heads; vocabularies up to ~262k; contexts up to 10M), far
+// below what would overflow the sizes derived from them (q_dim, parameter counts, byte sizes) in 64 bits.
+constexpr int k_max_hidden_size = 1 << 17;
+constexpr int k_max_intermediate_size = 1 << 20;
+constexpr int k_max_layers = 1024;
+constexpr int k_max_heads = 4096;
+constexpr int k_max_head_dim = 4096;
+constexpr int k_max_vocab = 1 << 23;
+constexpr int k_max_positions = 1 << 26;
+constexpr long long k_max_q_dim = 1 << 20;
+
+// a * b in 64 bits, or a config error naming what was being computed when it would overflow.
+long long checked_mul(long long a, long long b, const std::string& what) {
+    long long r = 0;
+    if (__builtin_mul_overflow(a, b, &r))
+        throw error(error_code::config, "config.json: " + what + " overflows a 64-bit integer", k_config_hint);
+    return r;
+}
+long long checked_add(long long a, long long b, const std::string& what) {
+    long long r = 0;
+    if (__builtin_add_overflow(a, b, &r))
+        throw error(error_code::config, "config.json: " + what + " overflows a 64-bit integer", k_config_hint);
+    return r;
 }
 
 // Reads typed fields of one JSON object (the config root, or its rope_scaling / rope_parameters
@@ -71,7 +94,7 @@ public:
     }
     bool present(const std::string& key) const { return get(key) != nullptr; }
 
-    std::optional<int> integer(const std::string& key, bool required, int min_value) const {
+    std::optional<int> integer(const std::string& key, bool required, int min_value, int max_value = INT_MAX) const {
         const json* v = get(key);
         std::string expect = min_value == 1 ? "a positive integer" : "an integer >= " + std::to_string(min_value);
         if (!v) {
@@ -82,9 +105,13 @@ public:
         }
         if (!v->is_number_integer()) fail(error_code::config, key, "must be " + expect + ", found " + found(*v));
         bool too_big = v->is_number_unsigned() ? v->get<uint64_t>() > uint64_t(INT_MAX) : v->get<int64_t>() > INT_MAX;
-        if (too_big) fail(error_code::config, key, "must be " + expect + " below 2^31, found " + v->dump());
+        if (too_big) fail(error_code::config, key, "must be " + expect + " below 2^31, found " + json_shown(*v));
         int64_t x = v->get<int64_t>();
-        if (x < min_value) fail(error_code::config, key, "must be " + expect + ", found " + v->dump());
+        if (x < min_value) fail(error_code::config, key, "must be " + expect + ", found " + json_shown(*v));
+        if (x > max_value)
+            fail(error_code::config, key,
+                 "must be " + expect + " at most " + std::to_string(max_value) + ", found " + json_shown(*v) +
+                     " (no real model is this large)");
         return int(x);
     }
 
@@ -101,7 +128,7 @@ public:
         if (!v->is_number()) fail(error_code::config, key, "must be " + expect + ", found " + found(*v));
         double x = v->get<double>();
         if (!std::isfinite(x) || (positive && !(x > 0)))
-            fail(error_code::config, key, "must be " + expect + ", found " + v->dump());
+            fail(error_code::config, key, "must be " + expect + ", found " + json_shown(*v));
         return x;
     }
 
@@ -165,13 +192,8 @@ void parse_rope_object(const json& obj, const std::string& source, const std::st
 } // namespace
 
 model_config parse_model_config(std::string_view json_text, const std::string& source) {
-    json root;
-    try {
-        root = json::parse(json_text.begin(), json_text.end());
-    } catch (const json::parse_error& e) {
-        throw error(error_code::format, source + ": not valid JSON: " + e.what(),
-                    "the file is damaged or incomplete; download config.json again from the model repository");
-    }
+    const json root = parse_json_input(
+        json_text, source, "the file is damaged or incomplete; download config.json again from the model repository");
     if (!root.is_object())
         throw error(error_code::format, source + ": expected a JSON object at the top level, found " + found(root),
                     k_config_hint);
@@ -200,20 +222,20 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
                        "LLaMA-family models have no biases in their linear layers; this is a different architecture");
 
     // Dimensions (required: LlamaConfig's own defaults describe a 7B model, never what a file means to say).
-    cfg.hidden_size = *r.integer("hidden_size", true, 1);
-    cfg.intermediate_size = *r.integer("intermediate_size", true, 1);
-    cfg.num_layers = *r.integer("num_hidden_layers", true, 1);
-    cfg.num_heads = *r.integer("num_attention_heads", true, 1);
-    cfg.vocab_size = *r.integer("vocab_size", true, 1);
+    cfg.hidden_size = *r.integer("hidden_size", true, 1, k_max_hidden_size);
+    cfg.intermediate_size = *r.integer("intermediate_size", true, 1, k_max_intermediate_size);
+    cfg.num_layers = *r.integer("num_hidden_layers", true, 1, k_max_layers);
+    cfg.num_heads = *r.integer("num_attention_heads", true, 1, k_max_heads);
+    cfg.vocab_size = *r.integer("vocab_size", true, 1, k_max_vocab);
     // LlamaConfig: num_key_value_heads None -> num_attention_heads. MistralConfig's argument default is 8
     // (only an explicit null falls back to num_attention_heads).
-    if (auto kv = r.integer("num_key_value_heads", false, 1)) cfg.num_kv_heads = *kv;
+    if (auto kv = r.integer("num_key_value_heads", false, 1, k_max_heads)) cfg.num_kv_heads = *kv;
     else cfg.num_kv_heads = mistral && !root.contains("num_key_value_heads") ? 8 : cfg.num_heads;
     if (cfg.num_heads % cfg.num_kv_heads != 0)
         r.fail(error_code::config, "num_key_value_heads",
                "must divide num_attention_heads (" + std::to_string(cfg.num_heads) + "), found " +
                    std::to_string(cfg.num_kv_heads));
-    if (auto hd = r.integer("head_dim", false, 1)) {
+    if (auto hd = r.integer("head_dim", false, 1, k_max_head_dim)) {
         cfg.head_dim = *hd;
     } else {
         if (cfg.hidden_size % cfg.num_heads != 0)
@@ -222,11 +244,22 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
                        ") when head_dim is not given, found " + std::to_string(cfg.num_heads));
         cfg.head_dim = cfg.hidden_size / cfg.num_heads;
     }
+    if (cfg.head_dim > k_max_head_dim)
+        r.fail(error_code::config, "num_attention_heads",
+               "gives head_dim " + std::to_string(cfg.head_dim) + ", more than " + std::to_string(k_max_head_dim));
+    // The attention widths in 64 bits: num_attention_heads × head_dim must not wrap (a wrapped product could
+    // pass the shape checks and then size an allocation).
+    const long long q_dim = checked_mul(cfg.num_heads, cfg.head_dim, "num_attention_heads × head_dim");
+    if (q_dim > k_max_q_dim)
+        r.fail(error_code::config, r.present("head_dim") ? "head_dim" : "num_attention_heads",
+               "gives num_attention_heads × head_dim = " + std::to_string(q_dim) + ", more than " +
+                   std::to_string(k_max_q_dim) + " (no real model is this wide)");
     if (cfg.head_dim % 2 != 0)
         r.fail(error_code::config, r.present("head_dim") ? "head_dim" : "num_attention_heads",
                "gives head_dim " + std::to_string(cfg.head_dim) + ", which must be even for rotary embeddings");
 
-    cfg.max_position_embeddings = r.integer("max_position_embeddings", false, 1).value_or(mistral ? 4096 * 32 : 2048);
+    cfg.max_position_embeddings = r.integer("max_position_embeddings", false, 1, k_max_positions)
+                                      .value_or(mistral ? 4096 * 32 : 2048);
     // Mistral's sliding-window attention (MistralConfig.sliding_window; null = none) equals ordinary causal
     // attention for sequences no longer than the window, so the usable context is capped at the window.
     if (auto window = r.integer("sliding_window", false, 1))
@@ -287,6 +320,7 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
             r.fail(error_code::config, "rope_scaling", "must be an object or null, found " + found(*rs));
         parse_rope_object(*rs, source, "rope_scaling", cfg.rope);
     }
+    (void)cfg.parameter_count(); // every derived size in checked 64-bit arithmetic: refuses what would overflow
     return cfg;
 }
 
@@ -297,14 +331,20 @@ model_config load_model_config(const std::string& config_json_path) {
 }
 
 long long model_config::parameter_count() const {
+    // Checked: a config built in code (not through parse_model_config's bounds) cannot print a wrapped count.
+    const std::string what = "the parameter count";
+    auto mul = [&](long long a, long long b) { return checked_mul(a, b, what); };
+    auto add = [&](long long a, long long b) { return checked_add(a, b, what); };
     const long long C = hidden_size, H = intermediate_size, V = vocab_size;
-    const long long Q = (long long)num_heads * head_dim, KV = (long long)num_kv_heads * head_dim;
-    const long long per_layer = C                    // input_layernorm
-                                + C * Q + 2 * C * KV // q_proj, k_proj, v_proj
-                                + Q * C              // o_proj
-                                + C                  // post_attention_layernorm
-                                + 3 * C * H;         // gate_proj, up_proj, down_proj
-    return V * C + num_layers * per_layer + C + (tie_word_embeddings ? 0 : V * C);
+    const long long Q = mul(num_heads, head_dim), KV = mul(num_kv_heads, head_dim);
+    long long per_layer = C;                        // input_layernorm
+    per_layer = add(per_layer, mul(C, Q));          // q_proj
+    per_layer = add(per_layer, mul(2, mul(C, KV))); // k_proj, v_proj
+    per_layer = add(per_layer, mul(Q, C));          // o_proj
+    per_layer = add(per_layer, C);                  // post_attention_layernorm
+    per_layer = add(per_layer, mul(3, mul(C, H)));  // gate_proj, up_proj, down_proj
+    const long long embed = mul(V, C);
+    return add(add(add(embed, mul(num_layers, per_layer)), C), tie_word_embeddings ? 0 : embed);
 }
 
 std::vector<float> rope_inv_freq(const model_config& cfg) {

@@ -14,15 +14,19 @@
 #include "io/peft_internal.h"
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 #include "qls/safetensors.h"
 
+#define PCRE2_CODE_UNIT_WIDTH 8
 #include <nlohmann/json.hpp>
+#include <pcre2.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
+#include <memory>
 #include <regex>
 #include <set>
 
@@ -70,11 +74,92 @@ std::string type_word(const json& v) {
     }
 }
 
-std::string shown(const json& v) {
-    std::string d = v.dump();
-    if (d.size() > 80) d = d.substr(0, 77) + "...";
-    return d + " (" + type_word(v) + ")";
-}
+std::string shown(const json& v) { return json_shown(v, 80) + " (" + type_word(v) + ")"; }
+
+// A target_modules / exclude_modules string: PEFT re.fullmatch'es it against module names. The pattern is user
+// text, so it runs on PCRE2 (no recursion on the C++ stack) with limits: its length, its parenthesis nesting, the
+// match steps and the backtracking depth. A limit reached is a qls::error naming the file and the field.
+class module_pattern {
+public:
+    static constexpr size_t max_length = 4096;
+    static constexpr uint32_t parens_limit = 64;
+    static constexpr uint32_t match_limit = 1'000'000;
+    static constexpr uint32_t depth_limit = 10'000;
+    static constexpr uint32_t heap_limit_kib = 64 * 1024;
+
+    module_pattern(const std::string& pattern, const std::string& config_path, const std::string& field)
+        : pattern_(pattern), where_(config_path + ": " + field) {
+        const std::string hint = "write " + field + " as a list of module names, e.g. [\"q_proj\", \"v_proj\"]";
+        if (pattern.size() > max_length)
+            throw error(error_code::config,
+                        where_ + " is a regular expression of " + std::to_string(pattern.size()) +
+                            " characters, more than the " + std::to_string(max_length) + "-character limit",
+                        hint);
+        std::unique_ptr<pcre2_compile_context, decltype(&pcre2_compile_context_free)> cctx(
+            pcre2_compile_context_create(nullptr), &pcre2_compile_context_free);
+        if (!cctx) throw std::bad_alloc();
+        pcre2_set_parens_nest_limit(cctx.get(), parens_limit);
+        pcre2_set_max_pattern_length(cctx.get(), max_length);
+        int code = 0;
+        PCRE2_SIZE offset = 0;
+        // Python's re.fullmatch: anchored at both ends; str patterns are Unicode.
+        code_ = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                              PCRE2_ANCHORED | PCRE2_ENDANCHORED | PCRE2_UTF | PCRE2_NEVER_BACKSLASH_C, &code, &offset,
+                              cctx.get());
+        if (!code_)
+            throw error(error_code::unsupported,
+                        where_ + " is the regular expression \"" + shortened() +
+                            "\", which this engine cannot parse (" + message(code) + " at offset " +
+                            std::to_string(offset) + ")",
+                        hint);
+        mctx_ = pcre2_match_context_create(nullptr);
+        data_ = pcre2_match_data_create_from_pattern(code_, nullptr);
+        if (!mctx_ || !data_) {
+            release();
+            throw std::bad_alloc();
+        }
+        pcre2_set_match_limit(mctx_, match_limit);
+        pcre2_set_depth_limit(mctx_, depth_limit);
+        pcre2_set_heap_limit(mctx_, heap_limit_kib);
+    }
+    ~module_pattern() { release(); }
+    module_pattern(const module_pattern&) = delete;
+    module_pattern& operator=(const module_pattern&) = delete;
+
+    bool full_match(const std::string& subject) const {
+        const int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0, 0, data_,
+                                   mctx_);
+        if (rc >= 0) return true;
+        if (rc == PCRE2_ERROR_NOMATCH) return false;
+        const bool limit = rc == PCRE2_ERROR_MATCHLIMIT || rc == PCRE2_ERROR_DEPTHLIMIT || rc == PCRE2_ERROR_HEAPLIMIT;
+        throw error(error_code::config,
+                    where_ + ": matching the regular expression \"" + shortened() + "\" against \"" + subject + "\" " +
+                        (limit ? "hit the matching limit" : "failed") + " (" + message(rc) + ")",
+                    "the pattern backtracks catastrophically (nested repetition such as (a+)+); write the field as a "
+                    "list of module names, e.g. [\"q_proj\", \"v_proj\"], or as a simpler pattern");
+    }
+
+private:
+    static std::string message(int code) {
+        PCRE2_UCHAR buf[256];
+        const int n = pcre2_get_error_message(code, buf, sizeof buf);
+        return n < 0 ? "PCRE2 error " + std::to_string(code) : std::string(reinterpret_cast<const char*>(buf));
+    }
+    std::string shortened() const { return pattern_.size() > 80 ? pattern_.substr(0, 77) + "..." : pattern_; }
+    void release() {
+        if (data_) pcre2_match_data_free(data_);
+        if (mctx_) pcre2_match_context_free(mctx_);
+        if (code_) pcre2_code_free(code_);
+        data_ = nullptr;
+        mctx_ = nullptr;
+        code_ = nullptr;
+    }
+
+    std::string pattern_, where_;
+    pcre2_code* code_ = nullptr;
+    pcre2_match_context* mctx_ = nullptr;
+    pcre2_match_data* data_ = nullptr;
+};
 
 // A field is "unset" when absent, null, false, or an empty string/list/object — PEFT's defaults for the optional
 // features this engine does not implement.
@@ -99,16 +184,6 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
     sel.on.assign(size_t(L), {});
     const std::string proj_list = "q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj";
 
-    auto regex_of = [&](const std::string& field, const std::string& pattern) {
-        try {
-            return std::regex(pattern, std::regex::ECMAScript);
-        } catch (const std::regex_error& e) {
-            throw error(error_code::unsupported,
-                        config_path + ": " + field + " is the regular expression \"" + pattern +
-                            "\", which this engine cannot parse (" + e.what() + ")",
-                        "write " + field + " as a list of module names, e.g. [\"q_proj\", \"v_proj\"]");
-        }
-    };
     auto entry_matches = [](const std::string& key, const std::string& entry) {
         if (key == entry) return true;
         return key.size() > entry.size() + 1 && key.compare(key.size() - entry.size(), entry.size(), entry) == 0 &&
@@ -127,11 +202,11 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
         if (lower == "all-linear") {
             for (auto& row : sel.on) row.fill(true); // every nn.Linear except the output embedding (lm_head)
         } else {
-            std::regex re = regex_of("target_modules", s);
+            const module_pattern re(s, config_path, "target_modules");
             bool any = false;
             for (int l = 0; l < L; ++l)
                 for (lora_target t : all_lora_targets())
-                    if (std::regex_match(module_key(arch, l, t), re)) sel.on[size_t(l)][size_t(t)] = any = true;
+                    if (re.full_match(module_key(arch, l, t))) sel.on[size_t(l)][size_t(t)] = any = true;
             if (!any)
                 throw error(error_code::config,
                             config_path + ": target_modules \"" + s + "\" matches none of this model's projections",
@@ -210,10 +285,10 @@ lora_selection select_modules(const json& cfg, const model_config& m, const std:
     if (!is_unset(cfg, "exclude_modules")) {
         const json& ex = cfg["exclude_modules"];
         if (ex.is_string()) {
-            std::regex re = regex_of("exclude_modules", ex.get<std::string>());
+            const module_pattern re(ex.get<std::string>(), config_path, "exclude_modules");
             for (int l = 0; l < L; ++l)
                 for (lora_target t : all_lora_targets())
-                    if (std::regex_match(module_key(arch, l, t), re)) sel.on[size_t(l)][size_t(t)] = false;
+                    if (re.full_match(module_key(arch, l, t))) sel.on[size_t(l)][size_t(t)] = false;
         } else if (ex.is_array()) {
             for (const json& e : ex) {
                 if (!e.is_string())
@@ -257,12 +332,7 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
         throw error(error_code::io, config_path + " not found: " + dir + " is not a PEFT adapter directory",
                     k_adapter_hint);
 
-    json cfg;
-    try {
-        cfg = json::parse(read_file_text(config_path, k_adapter_hint));
-    } catch (const json::parse_error& e) {
-        throw error(error_code::format, config_path + ": not valid JSON: " + e.what(), k_adapter_hint);
-    }
+    const json cfg = parse_json_input(read_file_text(config_path, k_adapter_hint), config_path, k_adapter_hint);
     if (!cfg.is_object())
         throw error(error_code::format, config_path + ": expected a JSON object, found " + type_word(cfg),
                     k_adapter_hint);
@@ -492,8 +562,8 @@ lora_weights<float> load_peft(const std::string& dir_in, const model_config& m) 
             ad.in = in;
             ad.out = out;
             ad.rank = r;
-            const tensor ta = f.read_f32(arch.peft_name(l, t, false));
-            const tensor tb = f.read_f32(arch.peft_name(l, t, true));
+            const tensor ta = f.read_weight_f32(arch.peft_name(l, t, false));
+            const tensor tb = f.read_weight_f32(arch.peft_name(l, t, true));
             ad.a.assign(ta.f32(), ta.f32() + ta.numel());
             ad.b.assign(tb.f32(), tb.f32() + tb.numel());
             ad.da.assign(ad.a.size(), 0.0f);

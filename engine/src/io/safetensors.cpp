@@ -7,11 +7,13 @@
 #include "qls/safetensors.h"
 
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
+#include <cmath>
 #include <cstring>
 #include <fcntl.h>
 #include <limits>
@@ -79,11 +81,7 @@ int writer_rank(dtype t) {
     return -1;
 }
 
-std::string json_brief(const json& j) {
-    std::string s = j.dump(-1, ' ', false, json::error_handler_t::replace);
-    if (s.size() > 80) s = s.substr(0, 77) + "...";
-    return s;
-}
+std::string json_brief(const json& j) { return json_shown(j, 80); }
 
 // Read-only private mapping of a whole file; unmapped when the last safetensors_file copy goes away.
 struct mapping {
@@ -206,26 +204,22 @@ safetensors_file safetensors_file::open(const std::string& path) {
     im->data_size = file_size - 8 - n;
 
     // N bytes: a UTF-8 JSON object. Top-level keys must be unique (the reference parser rejects duplicates),
-    // which nlohmann would otherwise resolve silently to the last one.
-    std::string header(reinterpret_cast<const char*>(base + 8), size_t(n));
-    std::set<std::string> seen;
-    std::string duplicate;
-    json j;
-    try {
-        j = json::parse(header, [&](int depth, json::parse_event_t ev, json& parsed) {
-            if (ev == json::parse_event_t::key && depth == 1 && duplicate.empty()) {
-                const auto& k = parsed.get_ref<const std::string&>();
-                if (!seen.insert(k).second) duplicate = k;
-            }
-            return true;
-        });
-    } catch (const json::exception& e) {
-        fail_format(path, "header is not valid JSON (" + std::string(e.what()) + "); the file is corrupt");
+    // which nlohmann would otherwise resolve silently to the last one. The JSON must fill the N bytes: only
+    // trailing spaces (the reference writer's padding) may follow it; a NUL and junk after it are refused.
+    const std::string_view header(reinterpret_cast<const char*>(base + 8), size_t(n));
+    json_limits limits;
+    limits.max_bytes = max_header_bytes;
+    limits.unique_top_level_keys = true;
+    json_parse_result parsed = try_parse_json(header, limits);
+    if (!parsed.ok) {
+        if (!parsed.duplicate_key.empty())
+            fail_format(path, "header lists '" + parsed.duplicate_key + "' more than once; the file is corrupt");
+        fail_format(path, "header is not valid JSON (" + parsed.problem + "); the file is corrupt");
     }
+    const json j = std::move(parsed.value);
     if (!j.is_object())
         fail_format(path, "header is JSON but not an object (it is " + std::string(j.type_name()) +
                               "); this is not a safetensors file");
-    if (!duplicate.empty()) fail_format(path, "header lists '" + duplicate + "' more than once; the file is corrupt");
 
     for (auto it = j.begin(); it != j.end(); ++it) {
         const std::string& name = it.key();
@@ -371,6 +365,25 @@ tensor safetensors_file::read_f32(std::string_view name) const {
         convert_to_f32(out.f32() + i, bounce.data(), e.type, m);
     }
     return out;
+}
+
+tensor safetensors_file::read_weight_f32(std::string_view name) const {
+    const safetensors_entry& e = impl_->require(name);
+    if (e.type != dtype::f32 && e.type != dtype::f16 && e.type != dtype::bf16 && e.type != dtype::f64)
+        fail_format(impl_->path,
+                    "tensor '" + e.name + "' has dtype " + dtype_name(e.type) +
+                        ", but a floating-point weight (F32, F16, BF16 or F64) is expected here",
+                    "the file does not hold this model's weights as saved by transformers or PEFT; export it again");
+    tensor t = read_f32(name);
+    const float* p = t.f32();
+    const size_t n = size_t(t.numel());
+    for (size_t i = 0; i < n; ++i)
+        if (!std::isfinite(p[i]))
+            fail_format(impl_->path,
+                        "tensor '" + e.name + "' holds " + (std::isnan(p[i]) ? "NaN" : "an infinite value") +
+                            " at element " + std::to_string(i) + " (as f32); a model weight must be finite",
+                        "the weights are corrupt, or were saved from a run that diverged; use a good copy of them");
+    return t;
 }
 
 // ---- writer ------------------------------------------------------------------------------------------

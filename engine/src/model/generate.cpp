@@ -83,7 +83,10 @@ generate_result generate(const llama_model& model, const tokenizer& tok, const g
                         std::to_string(ctx) + " positions (max_position_embeddings)",
                     "shorten the prompt");
 
-    llama_decoder dec(model, ctx);
+    // The KV cache holds what this generation can use: the prompt and max_new_tokens more, capped by the model's
+    // context, never max_position_embeddings whatever was asked (a config may claim millions of positions).
+    const int64_t needed = int64_t(r.prompt_ids.size()) + int64_t(opts.max_new_tokens);
+    llama_decoder dec(model, int(std::max<int64_t>(1, std::min<int64_t>(ctx, needed))));
     sampler smp(opts.sampling);
     detokenizer detok(tok);
     bool keep_going = true;

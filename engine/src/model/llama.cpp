@@ -442,10 +442,24 @@ template class llama_pass<double>;
 llama_decoder::llama_decoder(const llama_model& model, int max_positions) : m_(&model) {
     const model_config& c = model.config;
     require_llama_layers(architecture_for(c), "generation");
-    max_pos_ = max_positions > 0 ? max_positions : c.max_position_embeddings;
+    max_pos_ = max_positions > 0 ? std::min(max_positions, c.max_position_embeddings) : c.max_position_embeddings;
     const size_t KV = size_t(c.num_kv_heads) * size_t(c.head_dim), Q = size_t(c.num_heads) * size_t(c.head_dim);
-    k_cache_.resize(size_t(c.num_layers) * size_t(max_pos_) * KV);
-    v_cache_.resize(k_cache_.size());
+    // The cache's size in checked arithmetic; an impossible one is a clear error, not a wrapped size or an abort.
+    size_t cache_elems = 0, cache_bytes = 0;
+    if (__builtin_mul_overflow(size_t(c.num_layers) * size_t(max_pos_), KV, &cache_elems) ||
+        __builtin_mul_overflow(cache_elems, 2 * sizeof(float), &cache_bytes))
+        throw error(error_code::invalid_argument,
+                    "a KV cache of " + std::to_string(max_pos_) + " positions overflows the address space",
+                    "generate with fewer positions (a shorter prompt or fewer new tokens)");
+    try {
+        k_cache_.resize(cache_elems);
+        v_cache_.resize(cache_elems);
+    } catch (const std::bad_alloc&) {
+        throw error(error_code::out_of_memory,
+                    "the KV cache for " + std::to_string(max_pos_) + " positions needs " +
+                        std::to_string(cache_bytes >> 20) + " MiB, which cannot be allocated",
+                    "generate with fewer positions (a shorter prompt or fewer new tokens)");
+    }
     x_.resize(size_t(c.hidden_size));
     xb_.resize(x_.size());
     q_.resize(Q);

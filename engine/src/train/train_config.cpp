@@ -3,12 +3,14 @@
 
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 #include "qls/memory_plan.h"
 
 #include <nlohmann/json.hpp>
 
 #include <cmath>
 #include <filesystem>
+#include <limits>
 #include <numbers>
 #include <set>
 
@@ -51,20 +53,40 @@ struct section {
     }
     void boolean(const std::string& key, bool& out) {
         if (const json* v = get(key)) {
-            if (!v->is_boolean()) fail(key, "must be true or false, found " + v->dump());
+            if (!v->is_boolean()) fail(key, "must be true or false, found " + json_shown(*v));
             out = v->get<bool>();
         }
     }
-    template <class I> void integer(const std::string& key, I& out) {
-        if (const json* v = get(key)) {
-            if (!v->is_number_integer()) fail(key, "must be an integer, found " + v->dump());
-            out = I(v->get<int64_t>());
+    // An integer read in 64 bits and range-checked against [lo, hi] (the field's meaning) and the destination
+    // type, never truncated: 4294967312 is not 16.
+    template <class I>
+    void integer(const std::string& key, I& out, int64_t lo, uint64_t hi = std::numeric_limits<uint64_t>::max()) {
+        const json* v = get(key);
+        if (!v) return;
+        if (!v->is_number_integer()) fail(key, "must be an integer, found " + json_shown(*v));
+        using lim = std::numeric_limits<I>;
+        const int64_t min = std::max<int64_t>(lo, lim::is_signed ? int64_t(lim::min()) : 0);
+        const uint64_t max = std::min<uint64_t>(hi, uint64_t(lim::max()));
+        bool ok = false;
+        if (v->is_number_unsigned()) {
+            const uint64_t u = v->get<uint64_t>();
+            ok = u <= max && (min <= 0 || u >= uint64_t(min));
+            if (ok) out = I(u);
+        } else {
+            const int64_t x = v->get<int64_t>();
+            ok = x >= min && (x < 0 || uint64_t(x) <= max);
+            if (ok) out = I(x);
         }
+        if (!ok)
+            fail(key, "must be an integer from " + std::to_string(min) + " to " + std::to_string(max) + ", found " +
+                          json_shown(*v));
     }
     template <class F> void number(const std::string& key, F& out) {
         if (const json* v = get(key)) {
-            if (!v->is_number()) fail(key, "must be a number, found " + v->dump());
-            out = F(v->get<double>());
+            if (!v->is_number()) fail(key, "must be a number, found " + json_shown(*v));
+            const F x = F(v->get<double>());
+            if (!std::isfinite(x)) fail(key, "must be a finite number, found " + json_shown(*v));
+            out = x;
         }
     }
     void finish() const {
@@ -75,6 +97,10 @@ struct section {
                      "check the spelling; the keys of each section are listed in README.md");
     }
 };
+
+constexpr uint64_t k_max_seq_len = uint64_t(1) << 24;    // tokens per sequence
+constexpr uint64_t k_max_batch = uint64_t(1) << 20;      // micro_batch, grad_accum
+constexpr uint64_t k_max_page_size = uint64_t(64) << 20; // device.page_size: 64 MiB
 
 // Relative paths are relative to the config file's directory; the result is absolute, so a run's saved config.json
 // (and `qlora resume`) works from any working directory.
@@ -92,13 +118,7 @@ int train_config::warmup_steps_for(int64_t total_steps) const {
 }
 
 train_config parse_train_config(const std::string& text, const std::string& source, const std::string& base_dir) {
-    json root;
-    try {
-        root = json::parse(text);
-    } catch (const json::exception& e) {
-        throw error(error_code::format, source + ": not valid JSON: " + e.what(),
-                    "fix the syntax (a missing comma or quote is the usual cause)");
-    }
+    const json root = parse_json_input(text, source, "fix the syntax (a missing comma or quote is the usual cause)");
     if (!root.is_object()) throw error(error_code::format, source + ": the top level must be a JSON object");
     train_config c;
     section top{&root, source, "", {}};
@@ -128,7 +148,7 @@ train_config parse_train_config(const std::string& text, const std::string& sour
     quant.finish();
 
     section lora = sub("lora");
-    lora.integer("rank", c.lora.rank);
+    lora.integer("rank", c.lora.rank, 1, 1 << 16);
     lora.number("alpha", c.lora.alpha);
     lora.number("dropout", c.lora.dropout);
     lora.boolean("rslora", c.lora.use_rslora);
@@ -169,30 +189,30 @@ train_config parse_train_config(const std::string& text, const std::string& sour
     else if (sched == "linear") c.schedule = lr_schedule::linear;
     else if (sched == "cosine") c.schedule = lr_schedule::cosine;
     else opt.fail("schedule", "is \"" + sched + "\"", "use constant, linear or cosine");
-    opt.integer("warmup_steps", c.warmup_steps);
+    opt.integer("warmup_steps", c.warmup_steps, -1); // -1: use warmup_ratio
     opt.number("warmup_ratio", c.warmup_ratio);
     opt.finish();
 
     section tr = sub("training");
-    tr.integer("seq_len", c.seq_len);
-    tr.integer("micro_batch", c.micro_batch);
-    tr.integer("grad_accum", c.grad_accum);
-    tr.integer("max_steps", c.max_steps);
+    tr.integer("seq_len", c.seq_len, 2, k_max_seq_len);
+    tr.integer("micro_batch", c.micro_batch, 1, k_max_batch);
+    tr.integer("grad_accum", c.grad_accum, 1, k_max_batch);
+    tr.integer("max_steps", c.max_steps, 0);
     tr.number("epochs", c.epochs);
-    tr.integer("eval_every", c.eval_every);
-    tr.integer("eval_batches", c.eval_batches);
-    tr.integer("checkpoint_every", c.checkpoint_every);
-    tr.integer("keep_checkpoints", c.keep_checkpoints);
+    tr.integer("eval_every", c.eval_every, 0);
+    tr.integer("eval_batches", c.eval_batches, 0);
+    tr.integer("checkpoint_every", c.checkpoint_every, 0);
+    tr.integer("keep_checkpoints", c.keep_checkpoints, 1);
     tr.boolean("gradient_checkpointing", c.gradient_checkpointing);
-    tr.integer("seed", c.seed);
+    tr.integer("seed", c.seed, 0);
     tr.finish();
 
     section dev = sub("device");
     dev.str("backend", c.backend);
-    dev.integer("gpu", c.gpu);
+    dev.integer("gpu", c.gpu, 0, 1023);
     dev.number("budget_gib", c.budget_gib);
-    dev.integer("page_pool_bytes", c.page_pool_bytes);
-    dev.integer("page_size", c.page_size);
+    dev.integer("page_pool_bytes", c.page_pool_bytes, 0);
+    dev.integer("page_size", c.page_size, 1024, k_max_page_size);
     dev.finish();
     top.finish();
 
@@ -243,8 +263,10 @@ void validate_train_config(const train_config& c) {
         bad("optimizer.max_grad_norm", "must be >= 0 (0 disables clipping)", "0.3 in the QLoRA paper");
     if (!(c.warmup_ratio >= 0 && c.warmup_ratio < 1))
         bad("optimizer.warmup_ratio", "must be in [0, 1)", "0.03 in the QLoRA paper");
-    if (c.seq_len < 2)
-        bad("training.seq_len", "must be at least 2, got " + std::to_string(c.seq_len), "512 or 2048 are typical");
+    if (c.seq_len < 2 || uint64_t(c.seq_len) > k_max_seq_len)
+        bad("training.seq_len",
+            "must be from 2 to " + std::to_string(k_max_seq_len) + ", got " + std::to_string(c.seq_len),
+            "512 or 2048 are typical");
     if (c.micro_batch < 1)
         bad("training.micro_batch", "must be at least 1, got " + std::to_string(c.micro_batch), "start with 1");
     if (c.grad_accum < 1)
@@ -263,8 +285,10 @@ void validate_train_config(const train_config& c) {
         bad("device.gpu", "must be >= 0, got " + std::to_string(c.gpu), "0 is the first GPU (`qlora devices`)");
     if (!(c.budget_gib >= 0))
         bad("device.budget_gib", "must be >= 0", "0 means no budget of your own: 95% of the device's free memory");
-    if (c.page_size == 0 || c.page_size % 1024 != 0)
-        bad("device.page_size", "must be a positive multiple of 1024 bytes, got " + std::to_string(c.page_size),
+    if (c.page_size == 0 || c.page_size % 1024 != 0 || c.page_size > k_max_page_size)
+        bad("device.page_size",
+            "must be a positive multiple of 1024 bytes, at most " + std::to_string(k_max_page_size) +
+                " (64 MiB), got " + std::to_string(c.page_size),
             "65536 is the default");
 }
 
