@@ -6,9 +6,8 @@
 #   Env: QLS_CHECK_MODEL (a Hugging Face model directory for the fine-tune checks, check-gpu's beside the CPU and a
 #        `qlora train` + `qlora resume` on the CUDA backend; skipped when unset),
 #        QLS_BENCH (default "--shape 7b": `qlora bench` arguments, several runs separated by ';'; "" skips it).
-#   DEPS: a folder with SentencePiece and nlohmann/json unpacked from Debian packages (usr/...), for machines
-#         without them installed; make one with `dpkg -x` of libsentencepiece0, libsentencepiece-dev and
-#         nlohmann-json3-dev. Env: QLS_CUDA_ARCH (default 90 = Hopper), QLS_GPU_BUILD_DIR (default build-gpu).
+#   DEPS: a folder with SentencePiece, nlohmann/json and PCRE2 unpacked from Debian packages (usr/...), for machines
+#         without them installed; make one with packaging/gpu/prepare-deps.sh. Env: QLS_CUDA_ARCH (default 90 = Hopper), QLS_GPU_BUILD_DIR (default build-gpu).
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"

@@ -6,6 +6,7 @@
 
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 #include "qls_kernels/nf4_codebook.h"
 
 #include <nlohmann/json.hpp>
@@ -233,13 +234,11 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
     // quant_state.bitsandbytes__nf4: bytes of json.dumps({...}) (bitsandbytes/utils.py pack_dict_to_tensor).
     r.expect_dtype(qs_key, dtype::u8, "UTF-8 bytes of the quant-state JSON");
     const std::vector<uint8_t> js = r.bytes(qs_key);
-    nlohmann::json q;
-    try {
-        q = nlohmann::json::parse(std::string(js.begin(), js.end()));
-    } catch (const nlohmann::json::exception& e) {
-        throw error(error_code::format, where + ": tensor '" + qs_key + "' is not valid JSON: " + e.what(),
+    const json_parse_result pr = try_parse_json(std::string_view(reinterpret_cast<const char*>(js.data()), js.size()));
+    if (!pr.ok)
+        throw error(error_code::format, where + ": tensor '" + qs_key + "' is not valid JSON: " + pr.problem,
                     kHintRequantize);
-    }
+    const nlohmann::json& q = pr.value;
     auto bad_field = [&](const std::string& field, const std::string& what) {
         return error(error_code::format,
                      where + ": tensor '" + qs_key + "': field '" + field + "' " + what + " (got " +

@@ -3,6 +3,7 @@
 
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/json_input.h"
 #include "qls/peft.h"
 #include "qls/safetensors.h"
 
@@ -181,12 +182,7 @@ void trainer::restore(const std::string& ckpt_dir) {
     const fs::path ck(ckpt_dir);
     const fs::path file = ck / "trainer_state.json";
     const std::string delete_hint = "delete the checkpoint folder " + ck.string() + " to resume from the one before it";
-    json st;
-    try {
-        st = json::parse(read_file_text(file, k_incomplete_hint));
-    } catch (const json::exception& e) {
-        throw error(error_code::format, file.string() + ": not valid JSON: " + e.what(), delete_hint);
-    }
+    const json st = parse_json_input(read_file_text(file, k_incomplete_hint), file.string(), delete_hint);
     if (!st.is_object()) throw error(error_code::format, file.string() + ": not a JSON object", delete_hint);
 
     // ---- trainer_state.json, field by field, against this run

@@ -2,6 +2,7 @@
 #include "qls/telemetry.h"
 
 #include "qls/error.h"
+#include "qls/json_input.h"
 
 #include <nlohmann/json.hpp>
 
@@ -37,13 +38,11 @@ std::string step_stats_to_json(const step_stats& s) {
 }
 
 step_stats step_stats_from_json(const std::string& line) {
-    nlohmann::json j;
-    try {
-        j = nlohmann::json::parse(line);
-    } catch (const nlohmann::json::exception& e) {
-        throw error(error_code::format, std::string("metrics line is not valid JSON: ") + e.what(),
+    const json_parse_result pr = try_parse_json(line);
+    if (!pr.ok)
+        throw error(error_code::format, "metrics line is not valid JSON: " + pr.problem,
                     "the run's metrics.jsonl is damaged; the line is skipped");
-    }
+    const nlohmann::json& j = pr.value;
     if (!j.is_object()) throw error(error_code::format, "metrics line is not a JSON object");
     step_stats s;
     auto num = [&](const char* k, auto& out) {

@@ -148,7 +148,7 @@ train_config parse_train_config(const std::string& text, const std::string& sour
     quant.finish();
 
     section lora = sub("lora");
-    lora.integer("rank", c.lora.rank, 1, 1 << 16);
+    lora.integer("rank", c.lora.rank, std::numeric_limits<int>::min(), 1 << 16); // below 1: validate_lora says so
     lora.number("alpha", c.lora.alpha);
     lora.number("dropout", c.lora.dropout);
     lora.boolean("rslora", c.lora.use_rslora);
@@ -247,6 +247,9 @@ void validate_train_config(const train_config& c) {
     if (!(c.validation_fraction >= 0 && c.validation_fraction < 1))
         bad("data.validation_fraction", "must be in [0, 1), got " + std::to_string(c.validation_fraction),
             "for example 0.05");
+    if (c.lora.rank < 1)
+        bad("lora.rank", "LoRA rank must be at least 1 (got " + std::to_string(c.lora.rank) + ")",
+            "the QLoRA paper uses rank 64; 8-64 is typical");
     try {
         validate_lora(c.lora);
     } catch (const error& e) {

@@ -2,6 +2,7 @@
 #include "qls/run_catalog.h"
 
 #include "qls/error.h"
+#include "qls/json_input.h"
 
 #include <nlohmann/json.hpp>
 
@@ -75,7 +76,9 @@ run_info read_run(const std::string& run_dir) {
     std::stringstream text;
     text << in.rdbuf();
     try {
-        const json o = json::parse(text.str());
+        const json_parse_result pr = try_parse_json(text.str());
+        if (!pr.ok) throw std::runtime_error(pr.problem);
+        const json& o = pr.value;
         if (!o.is_object()) throw std::runtime_error("not a JSON object");
         if (o.contains("model") && o["model"].is_string()) r.model = o["model"].get<std::string>();
         if (o.contains("data") && o["data"].is_object() && o["data"].contains("train") &&
@@ -97,8 +100,9 @@ run_info read_run(const std::string& run_dir) {
     bool have_last = false;
     for (auto it = lines.crbegin(); it != lines.crend(); ++it) {
         if (blank(*it)) continue;
-        const json o = json::parse(*it, nullptr, false);
-        if (!o.is_object()) continue; // a line cut short by a crash
+        const json_parse_result pr = try_parse_json(*it);
+        const json& o = pr.value;
+        if (!pr.ok || !o.is_object()) continue; // a line cut short by a crash
         auto number = [&o](const char* key) {
             return o.contains(key) && o[key].is_number() ? o[key].get<double>() : 0.0;
         };
