@@ -56,6 +56,14 @@ foreach(f ${ui_files})
     endif()
   endforeach()
 endforeach()
+# The trainer drives train_backend (train_backend.h) and never branches on the backend: no CUDA, gpu_trainer or
+# llama_pass in trainer.cpp, and no comparison of the backend's kind.
+file(STRINGS ${SRC}/engine/src/train/trainer.cpp lines REGEX "cuda|CUDA|gpu_|llama_pass|kind\\(\\) *[=!]=|backend *[=!]= *\"")
+foreach(line ${lines})
+  if(NOT line MATCHES "^ *//")   # comments may say what the backends are
+    list(APPEND bad "engine/src/train/trainer.cpp: branches on or names a backend (${line})")
+  endif()
+endforeach()
 if(bad)
   string(REPLACE ";" "\n" msg "${bad}")
   message(FATAL_ERROR "layering violations:\n${msg}")

@@ -7,7 +7,11 @@
 #include <QTemporaryDir>
 #include <QtTest>
 
+#include "qls/error.h"
+
+#include <functional>
 #include <string>
+#include <vector>
 
 namespace testutil {
 
@@ -21,6 +25,37 @@ inline std::string model_dir() { return QLS_TEST_MODEL_DIR; }
             QFAIL(qPrintable(QString("test model not found at %1 (configure with -DQLS_TEST_MODEL_DIR=...)") \
                                  .arg(QString::fromStdString(testutil::model_dir()))));                      \
     } while (0)
+
+// The Pip corpus in datasets/ (training and validation files).
+inline std::string pip_train() {
+    return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.txt";
+}
+inline std::string pip_val() {
+    return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt";
+}
+
+// Runs f, which must throw qls::error with `code`, a hint and a message containing every part (and, when max_chars
+// > 0, no longer than that); returns "" or what went wrong.
+inline std::string expect_error(const std::function<void()>& f, qls::error_code code,
+                                const std::vector<std::string>& parts, size_t max_chars = 0) {
+    try {
+        f();
+    } catch (const qls::error& e) {
+        const std::string msg = e.what();
+        if (e.code() != code)
+            return std::string("expected code ") + qls::error_code_name(code) + ", got " +
+                   qls::error_code_name(e.code()) + ": " + msg;
+        for (const std::string& p : parts)
+            if (msg.find(p) == std::string::npos) return "message lacks \"" + p + "\": " + msg;
+        if (e.hint().empty()) return "no hint: " + msg;
+        if (max_chars > 0 && msg.size() > max_chars)
+            return "message longer than " + std::to_string(max_chars) + " characters";
+        return "";
+    } catch (const std::exception& e) {
+        return std::string("not a qls::error: ") + e.what();
+    }
+    return "no error was thrown";
+}
 
 inline QString qlora_exe() { return QString(QLS_BIN_DIR) + "/qlora"; }
 

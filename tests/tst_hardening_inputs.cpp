@@ -52,29 +52,10 @@ std::string deep_object(size_t depth) {
     return s;
 }
 
-// f must throw qls::error with `code` and a message holding every part (and a hint); "" or what went wrong.
-std::string expect_error(const std::function<void()>& f, error_code code, const std::vector<std::string>& parts) {
-    try {
-        f();
-    } catch (const error& e) {
-        const std::string msg = e.what();
-        if (e.code() != code)
-            return std::string("expected code ") + error_code_name(code) + ", got " + error_code_name(e.code()) + ": " +
-                   msg;
-        for (const std::string& p : parts)
-            if (msg.find(p) == std::string::npos) return "message lacks \"" + p + "\": " + msg;
-        if (e.hint().empty()) return "no hint: " + msg;
-        if (msg.size() > 2000) return "message longer than 2000 characters";
-        return "";
-    } catch (const std::exception& e) {
-        return std::string("not a qls::error: ") + e.what();
-    }
-    return "no error thrown";
-}
-#define EXPECT_ERROR(fn, code, ...)                                   \
-    do {                                                              \
-        const std::string why_ = expect_error(fn, code, __VA_ARGS__); \
-        QVERIFY2(why_.empty(), why_.c_str());                         \
+#define EXPECT_ERROR(fn, code, ...)                                                   \
+    do {                                                                              \
+        const std::string why_ = testutil::expect_error(fn, code, __VA_ARGS__, 2000); \
+        QVERIFY2(why_.empty(), why_.c_str());                                         \
     } while (0)
 
 // A safetensors file whose header is the given bytes (no tensors data).
@@ -300,8 +281,8 @@ private slots:
         auto refused = [](std::function<void(json&)> edit, const std::string& field) {
             json c = model_config_json();
             edit(c);
-            return expect_error([&] { (void)parse_model_config(c.dump(), "/m/config.json"); }, error_code::config,
-                                {"/m/config.json", field});
+            return testutil::expect_error([&] { (void)parse_model_config(c.dump(), "/m/config.json"); },
+                                          error_code::config, {"/m/config.json", field}, 2000);
         };
         std::string why;
         // heads × head_dim would wrap 32 bits (65536 × 65536) and still pass a shape check.

@@ -26,16 +26,13 @@ using json = nlohmann::json;
 
 namespace {
 
-std::string pip_train() { return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.txt"; }
-std::string pip_val() { return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt"; }
-
 train_config small_config(const QString& runs, const std::string& name) {
     train_config c;
     c.name = name;
     c.runs_dir = runs.toStdString();
     c.model = testutil::model_dir();
-    c.train_file = pip_train();
-    c.validation_file = pip_val();
+    c.train_file = testutil::pip_train();
+    c.validation_file = testutil::pip_val();
     c.lora.rank = 4;
     c.lora.alpha = 8;
     c.lora.dropout = 0.1f;

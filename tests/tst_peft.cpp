@@ -42,26 +42,10 @@ void write_file(const std::string& p, const std::string& bytes) {
 
 std::string fixture_dir() { return std::string(QLS_SOURCE_DIR) + "/tests/data/peft"; }
 
-// Runs f, which must throw qls::error with `code` and a message containing every part; returns "" or what went wrong.
-std::string expect_error(const std::function<void()>& f, error_code code, const std::vector<std::string>& parts) {
-    try {
-        f();
-    } catch (const error& e) {
-        const std::string msg = e.what();
-        if (e.code() != code)
-            return std::string("expected code ") + error_code_name(code) + ", got " + error_code_name(e.code()) + ": " +
-                   msg;
-        for (const std::string& p : parts)
-            if (msg.find(p) == std::string::npos) return "message lacks \"" + p + "\": " + msg;
-        if (e.hint().empty()) return "no hint: " + msg;
-        return "";
-    }
-    return "no error thrown";
-}
-#define EXPECT_ERROR(fn, code, ...)                                   \
-    do {                                                              \
-        const std::string why_ = expect_error(fn, code, __VA_ARGS__); \
-        QVERIFY2(why_.empty(), why_.c_str());                         \
+#define EXPECT_ERROR(fn, code, ...)                                             \
+    do {                                                                        \
+        const std::string why_ = testutil::expect_error(fn, code, __VA_ARGS__); \
+        QVERIFY2(why_.empty(), why_.c_str());                                   \
     } while (0)
 
 // An adapter with random non-zero A and B (lora_init leaves B = 0, which would make every comparison trivial).

@@ -8,22 +8,19 @@
 #include "qls/train_backend.h"
 #include "qls/trainer.h"
 
-#include <QJsonDocument>
-#include <QJsonObject>
+#include <nlohmann/json.hpp>
 
 #include <cstring>
 
 using namespace qls;
-
-static std::string pip(const char* file) { return std::string(QLS_SOURCE_DIR) + "/datasets/stories/" + file; }
 
 static train_config tiny_config(const QString& runs, const std::string& name) {
     train_config c;
     c.name = name;
     c.runs_dir = runs.toStdString();
     c.model = testutil::model_dir();
-    c.train_file = pip("pip_the_lighthouse_mouse.txt");
-    c.validation_file = pip("pip_the_lighthouse_mouse.val.txt");
+    c.train_file = testutil::pip_train();
+    c.validation_file = testutil::pip_val();
     c.backend = "cpu";
     c.lora.rank = 4;
     c.seq_len = 32;
@@ -80,11 +77,12 @@ private slots:
         }
         const testutil::cli_result r = testutil::run_cli({"plan", "--config", run_json, "--json"});
         QCOMPARE(r.exit_code, 0);
-        const QJsonObject j = QJsonDocument::fromJson(r.out.toUtf8()).object();
+        // nlohmann reads the byte counts as exact 64-bit integers (a double would round above 2^53)
+        const nlohmann::json j = nlohmann::json::parse(r.out.toStdString());
         auto t = trainer::create(c);
-        QCOMPARE(uint64_t(j["peak_bytes"].toDouble()), t->plan().peak_bytes());
-        QCOMPARE(j["verdict"].toString(), QString(plan_verdict_name(t->plan().verdict)));
-        QCOMPARE(uint64_t(j["settings"].toObject()["budget_bytes"].toDouble()), gib_to_bytes(0.05));
+        QCOMPARE(j.at("peak_bytes").get<uint64_t>(), t->plan().peak_bytes());
+        QCOMPARE(j.at("verdict").get<std::string>(), std::string(plan_verdict_name(t->plan().verdict)));
+        QCOMPARE(j.at("settings").at("budget_bytes").get<uint64_t>(), gib_to_bytes(0.05));
         const testutil::cli_result bad = testutil::run_cli({"plan", "--config", run_json, "--seq", "64"});
         QCOMPARE(bad.exit_code, 2);
         QVERIFY(bad.err.contains("--seq cannot be combined with --config"));

@@ -22,21 +22,14 @@
 using namespace qls;
 namespace fs = std::filesystem;
 
-static std::string pip_train() {
-    return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.txt";
-}
-static std::string pip_val() {
-    return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt";
-}
-
 // A small, fast configuration on stories260K and the Pip corpus.
 static train_config small_config(const QString& runs, const std::string& name) {
     train_config c;
     c.name = name;
     c.runs_dir = runs.toStdString();
     c.model = testutil::model_dir();
-    c.train_file = pip_train();
-    c.validation_file = pip_val();
+    c.train_file = testutil::pip_train();
+    c.validation_file = testutil::pip_val();
     c.lora.rank = 8;
     c.lora.alpha = 16;
     c.lora.dropout = 0.1f;
@@ -75,7 +68,7 @@ class TestTrainer : public QObject {
 private slots:
     void initTestCase() {
         QLS_REQUIRE_MODEL();
-        QVERIFY2(fs::exists(pip_train()), "datasets/stories is missing");
+        QVERIFY2(fs::exists(testutil::pip_train()), "datasets/stories is missing");
     }
 
     // The "Done when" test of fine-tuning: 80 steps of rank-8 LoRA on the Pip corpus (seq 256, 4 sequences a step,
