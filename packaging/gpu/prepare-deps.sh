@@ -4,7 +4,7 @@
 # Usage: packaging/gpu/prepare-deps.sh [DEST]   (default: .devdeps in the current folder)
 set -euo pipefail
 dest=$(realpath -m "${1:-.devdeps}")
-pkgs="libsentencepiece0 libsentencepiece-dev nlohmann-json3-dev libpcre2-8-0 libpcre2-dev"
+pkgs="libsentencepiece0 libsentencepiece-dev nlohmann-json3-dev libpcre2-8-0 libpcre2-dev libutf8proc2 libutf8proc-dev"
 tmp=$(mktemp -d)
 trap 'rm -rf "$tmp"' EXIT
 (cd "$tmp" && apt-get download $pkgs >/dev/null 2>&1) || { apt-get update -qq && (cd "$tmp" && apt-get download $pkgs); }

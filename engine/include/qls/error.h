@@ -15,6 +15,7 @@ enum class error_code {
     invalid_argument, // a caller/user argument is out of range
     device,           // a CUDA/driver failure
     out_of_memory,    // the device (or pinned host) memory a run needs is not there
+    cancelled,        // the user asked to stop (a load, a generation) and it stopped cleanly
     internal,         // a bug: an invariant did not hold
 };
 

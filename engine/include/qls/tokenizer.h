@@ -1,17 +1,47 @@
-// tokenizer — the SentencePiece tokenizer.model of a LLaMA checkpoint (BPE/unigram, byte fallback), via libsentencepiece.
+// tokenizer — a model's tokenizer: SentencePiece tokenizer.model (via libsentencepiece), Hugging Face tokenizer.json
+// (byte-level BPE and the rest tokenizers does), or the vocabulary a GGUF file carries.
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 namespace qls {
 
+// A tokenizer as a GGUF file's metadata describes it (tokenizer.ggml.*; ggml docs/gguf.md).
+struct gguf_vocab {
+    std::string model;                   // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+    std::string pre;                     // tokenizer.ggml.pre: "llama-bpe", "qwen2", "smollm", "tekken", "gpt-2", ...
+    std::vector<std::string> tokens;     // tokenizer.ggml.tokens
+    std::vector<float> scores;           // tokenizer.ggml.scores (SentencePiece); may be empty
+    std::vector<int32_t> token_types;    // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+    std::vector<std::string> merges;     // tokenizer.ggml.merges ("a b"), gpt2 only
+    int bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;
+    std::optional<bool> add_bos, add_eos; // tokenizer.ggml.add_bos_token / add_eos_token
+    std::string origin;                   // the file, for messages
+};
+
 class tokenizer {
 public:
     // Loads a SentencePiece model file; throws qls::error naming the file when missing or not a model.
     static tokenizer load(const std::string& path);
+    // Loads a Hugging Face tokenizer.json (with tokenizer_config.json beside it when present: BOS/EOS policy,
+    // added tokens); throws qls::error naming the file and the problem.
+    static tokenizer load_json(const std::string& path);
+    // Builds the tokenizer a GGUF file's metadata describes; throws naming v.origin.
+    static tokenizer from_gguf(const gguf_vocab& v);
+
+    // "sentencepiece", "byte-level BPE", ...
+    std::string kind() const;
+    // The ids the model sees for `text` as a prompt: special tokens written in the text are recognized, BOS/EOS
+    // added exactly when the tokenizer's own configuration adds them.
+    std::vector<int> encode_prompt(std::string_view text) const;
+    // The id of a token written out (e.g. "<|im_end|>"), or -1 when the vocabulary has no such token.
+    int token_id(std::string_view token) const;
+    bool is_special(int id) const; // control / special added tokens (decode writes nothing for them)
 
     std::vector<int> encode(std::string_view text, bool add_bos, bool add_eos = false) const;
     // Text of the ids; BOS/EOS/control ids produce nothing; the leading space of the first piece is dropped.

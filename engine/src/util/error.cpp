@@ -13,6 +13,7 @@ const char* error_code_name(error_code code) {
     case error_code::invalid_argument: return "invalid_argument";
     case error_code::device: return "device";
     case error_code::out_of_memory: return "out_of_memory";
+    case error_code::cancelled: return "cancelled";
     case error_code::internal: return "internal";
     }
     return "unknown";
