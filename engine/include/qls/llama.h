@@ -18,6 +18,8 @@
 
 namespace qls {
 
+class model_source;
+
 template <class T> struct llama_layer_params {
     std::vector<T> attn_norm; // (C)
     std::vector<T> wq;        // (NH*HS, C)
@@ -59,6 +61,7 @@ struct llama_model {
     // Reads every weight from the checkpoint (F32/F16/BF16 → f32, or bnb NF4 → dequantized), checking each shape
     // against config.json.
     static llama_model load(const hf_checkpoint& ckpt, const llama_load_options& opt = {});
+    static llama_model load(const model_source& src, const llama_load_options& opt = {});
     static llama_model load(const std::string& dir, const llama_load_options& opt = {}) {
         return load(hf_checkpoint::open(dir), opt);
     }

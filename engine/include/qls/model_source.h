@@ -20,6 +20,8 @@
 
 namespace qls {
 
+class hf_checkpoint;
+
 // One stored weight, named as Hugging Face names it (GGUF names are mapped through the architecture table).
 struct weight_info {
     std::string name;          // "model.layers.0.self_attn.q_proj.weight"
@@ -80,6 +82,7 @@ public:
 std::unique_ptr<model_source> open_model_source(const std::string& path);
 // The two implementations (io/hf_source.cpp, io/gguf_source.cpp).
 std::unique_ptr<model_source> open_hf_source(const std::string& dir);
+std::unique_ptr<model_source> open_hf_source(const hf_checkpoint& ckpt); // shares the open checkpoint's mappings
 std::unique_ptr<model_source> open_gguf_source(const std::string& file);
 
 } // namespace qls

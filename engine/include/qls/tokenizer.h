@@ -13,12 +13,12 @@ namespace qls {
 
 // A tokenizer as a GGUF file's metadata describes it (tokenizer.ggml.*; ggml docs/gguf.md).
 struct gguf_vocab {
-    std::string model;                   // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
-    std::string pre;                     // tokenizer.ggml.pre: "llama-bpe", "qwen2", "smollm", "tekken", "gpt-2", ...
-    std::vector<std::string> tokens;     // tokenizer.ggml.tokens
-    std::vector<float> scores;           // tokenizer.ggml.scores (SentencePiece); may be empty
-    std::vector<int32_t> token_types;    // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
-    std::vector<std::string> merges;     // tokenizer.ggml.merges ("a b"), gpt2 only
+    std::string model;                // tokenizer.ggml.model: "gpt2" (byte-level BPE) or "llama" (SentencePiece)
+    std::string pre;                  // tokenizer.ggml.pre: "llama-bpe", "qwen2", "smollm", "tekken", "gpt-2", ...
+    std::vector<std::string> tokens;  // tokenizer.ggml.tokens
+    std::vector<float> scores;        // tokenizer.ggml.scores (SentencePiece); may be empty
+    std::vector<int32_t> token_types; // 1 normal, 2 unknown, 3 control, 4 user-defined, 5 unused, 6 byte
+    std::vector<std::string> merges;  // tokenizer.ggml.merges ("a b"), gpt2 only
     int bos_id = -1, eos_id = -1, unk_id = -1, pad_id = -1;
     std::optional<bool> add_bos, add_eos; // tokenizer.ggml.add_bos_token / add_eos_token
     std::string origin;                   // the file, for messages

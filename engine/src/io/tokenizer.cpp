@@ -136,6 +136,7 @@ std::string tokenizer::piece(int id) const {
 }
 
 int tokenizer::vocab_size() const { return impl_->vocab; }
+std::string tokenizer::kind() const { return "SentencePiece"; }
 int tokenizer::bos_id() const { return impl_->sp.bos_id(); }
 int tokenizer::eos_id() const { return impl_->sp.eos_id(); }
 int tokenizer::unk_id() const { return impl_->sp.unk_id(); }

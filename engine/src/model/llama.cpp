@@ -10,6 +10,7 @@
 #include "backends/cpu/ops.h"
 #include "qls/architecture.h"
 #include "qls/error.h"
+#include "qls/model_source.h"
 
 #include <algorithm>
 #include <cmath>
@@ -21,24 +22,27 @@ namespace qls {
 // ----------------------------------------------------------------------------
 // loading
 
-static std::vector<float> to_vector(const tensor& t) {
-    std::vector<float> v(size_t(t.numel()));
-    std::memcpy(v.data(), t.f32(), v.size() * sizeof(float));
-    return v;
+llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_options& opt) {
+    return load(*open_hf_source(ckpt), opt);
 }
 
-llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_options& opt) {
+llama_model llama_model::load(const model_source& src, const llama_load_options& opt) {
     llama_model m;
-    m.config = ckpt.config();
-    m.dir = ckpt.dir();
+    m.config = src.config();
+    m.dir = src.path();
     const model_config& c = m.config;
     const architecture& arch = architecture_for(c);
-    auto get = [&](const std::string& name, const shape_t& shape) { return to_vector(ckpt.read_f32(name, shape)); };
+    auto get = [&](const std::string& name, const shape_t& shape) {
+        std::vector<float> v(size_t(shape_numel(shape)));
+        src.read_f32(name, shape, v.data());
+        return v;
+    };
     auto get_base = [&](base_tensor t, int layer = -1) { return get(arch.hf_name(t, layer), arch.base_shape(c, t)); };
     m.params.embed = get_base(base_tensor::embed);
     m.params.layers.resize(size_t(c.num_layers));
     // A pre-quantized (bitsandbytes *-bnb-4bit) checkpoint is NF4 whatever the options say.
-    const bool prequantized = bnb_nf4_present(ckpt, arch.hf_weight(0, arch.projections.front()));
+    const auto [out0, in0] = arch.projection_shape(c, arch.projections.front());
+    const bool prequantized = src.read_nf4(arch.hf_weight(0, arch.projections.front()), out0, in0).has_value();
     const bool nf4 = prequantized || opt.quantize_nf4;
     if (nf4) m.nf4.resize(size_t(c.num_layers));
     for (int l = 0; l < c.num_layers; ++l) {
@@ -50,11 +54,11 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
             const auto [out, in] = arch.projection_shape(c, t);
             std::vector<float>& w = m.projection(l, t);
             w.resize(size_t(in) * size_t(out));
-            if (bnb_nf4_present(ckpt, name)) {
-                m.nf4[size_t(l)][size_t(t)] = read_bnb_nf4(ckpt, name, out, in);
+            if (std::optional<nf4_tensor> q = src.read_nf4(name, out, in)) {
+                m.nf4[size_t(l)][size_t(t)] = std::move(*q);
             } else if (prequantized) {
                 throw error(error_code::format,
-                            ckpt.dir() + ": tensor '" + name +
+                            src.path() + ": tensor '" + name +
                                 "' is not 4-bit quantized while the rest of the "
                                 "checkpoint is (bitsandbytes NF4)",
                             "the checkpoint is incomplete or mixed; download or export it again");
@@ -68,11 +72,12 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
     m.params.final_norm = get_base(base_tensor::final_norm);
     if (!c.tie_word_embeddings) {
         const std::string head = arch.hf_name(base_tensor::lm_head);
-        if (!ckpt.has(head))
+        if (!src.has(head))
             throw error(error_code::format,
-                        ckpt.dir() + ": config.json has tie_word_embeddings false but no tensor '" + head + "' exists",
-                        "set \"tie_word_embeddings\": true in config.json if the model shares its embedding and output "
-                        "weights, or re-export the checkpoint with its lm_head");
+                        src.path() + ": the model's config has tie_word_embeddings false but no tensor '" + head +
+                            "' exists",
+                        "set \"tie_word_embeddings\": true in config.json if the model shares its embedding and "
+                        "output weights, or re-export the checkpoint with its lm_head");
         m.params.lm_head = get_base(base_tensor::lm_head);
     }
     m.inv_freq = rope_inv_freq(c);

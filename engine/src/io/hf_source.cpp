@@ -1,0 +1,53 @@
+// hf_source — the model_source of a Hugging Face directory: config.json plus single or sharded safetensors.
+#include "qls/error.h"
+#include "qls/hf_checkpoint.h"
+#include "qls/model_source.h"
+
+#include <cstring>
+
+namespace qls {
+
+namespace {
+
+class hf_source final : public model_source {
+public:
+    explicit hf_source(hf_checkpoint ckpt) : ckpt_(std::move(ckpt)) {
+        for (const std::string& name : ckpt_.tensor_names()) {
+            const safetensors_entry& e = ckpt_.entry(name);
+            weights_.push_back({name, e.shape, dtype_name(e.type), e.end - e.begin});
+        }
+    }
+    const std::string& path() const override { return ckpt_.dir(); }
+    std::string format() const override { return "safetensors"; }
+    const model_config& config() const override { return ckpt_.config(); }
+    const std::vector<weight_info>& weights() const override { return weights_; }
+    bool has(const std::string& name) const override { return ckpt_.has(name); }
+    void read_f32(const std::string& name, const shape_t& expected, float* out) const override {
+        const tensor t = ckpt_.read_f32(name, expected);
+        std::memcpy(out, t.f32(), size_t(t.numel()) * sizeof(float));
+    }
+    std::optional<nf4_tensor> read_nf4(const std::string& name, int64_t rows, int64_t cols) const override {
+        if (!bnb_nf4_present(ckpt_, name)) return std::nullopt;
+        return read_bnb_nf4(ckpt_, name, rows, cols);
+    }
+    tokenizer load_tokenizer(std::string* which) const override {
+        tokenizer tok = load_tokenizer_for(ckpt_);
+        if (which) *which = "tokenizer.model (" + tok.kind() + ")";
+        return tok;
+    }
+    std::optional<chat_template_text> chat_template() const override { return std::nullopt; }
+
+private:
+    hf_checkpoint ckpt_;
+    std::vector<weight_info> weights_;
+};
+
+} // namespace
+
+std::unique_ptr<model_source> open_hf_source(const std::string& dir) {
+    return std::make_unique<hf_source>(hf_checkpoint::open(dir));
+}
+
+std::unique_ptr<model_source> open_hf_source(const hf_checkpoint& ckpt) { return std::make_unique<hf_source>(ckpt); }
+
+} // namespace qls
