@@ -254,7 +254,7 @@ struct gguf_file::impl {
         if (n > c.left() / min)
             fail(path, "metadata key " + quoted(key) + " claims " + std::to_string(n) + " array elements of " +
                            gguf_value_type_name(gguf_value_type(et)) + ", more than the " + std::to_string(c.left()) +
-                           " bytes left in the file can hold");
+                           " bytes left in the file can hold; the file is truncated or corrupt");
         if (scalar_size(et) > 0) {
             c.skip(n * uint64_t(scalar_size(et)), "array of metadata key " + quoted(key));
             return;
@@ -312,10 +312,10 @@ gguf_file gguf_file::open(const std::string& path) {
     // a metadata entry is key length (8) + type (4) + a 1-byte value.
     if (n_tensors > c.left() / 32)
         fail(path, "header claims " + std::to_string(n_tensors) + " tensors, more than a file of " +
-                       std::to_string(size) + " bytes can describe");
+                       std::to_string(size) + " bytes can describe; the file is truncated or corrupt");
     if (n_kv > c.left() / 13)
         fail(path, "header claims " + std::to_string(n_kv) + " metadata entries, more than a file of " +
-                       std::to_string(size) + " bytes can hold");
+                       std::to_string(size) + " bytes can hold; the file is truncated or corrupt");
 
     // Metadata.
     im->kvs.reserve(size_t(n_kv));
@@ -384,8 +384,8 @@ gguf_file gguf_file::open(const std::string& path) {
         if (t.dims[0] % tr.block_size != 0)
             fail(path, tn + " has a first dimension of " + std::to_string(t.dims[0]) + ", not a multiple of the " +
                            tr.name + " block size " + std::to_string(tr.block_size));
-        // numel / block_size * type_size cannot overflow: numel < 2^63 and type_size / block_size <= 8.
-        t.bytes = numel / uint64_t(tr.block_size) * uint64_t(tr.type_size);
+        if (__builtin_mul_overflow(numel / uint64_t(tr.block_size), uint64_t(tr.type_size), &t.bytes))
+            fail(path, tn + ": its size in bytes overflows a 64-bit integer");
         t.offset = c.get<uint64_t>("data offset of " + tn);
         if (t.offset % im->alignment != 0)
             fail(path, tn + " has data offset " + std::to_string(t.offset) + ", not a multiple of the alignment " +

@@ -221,7 +221,8 @@ void block_q6_k(const std::byte* b, float* y) {
 // Dequantizes n_blocks consecutive blocks of a block-quantized type (blocks are independent: parallel).
 template <void (*F)(const std::byte*, float*)>
 void run_blocks(const std::byte* src, int64_t n_blocks, int64_t block_size, int64_t type_size, float* out) {
-#pragma omp parallel for schedule(static) if (n_blocks > 4096)
+    // Chunks of 1024 blocks handed out dynamically: a core that is busy elsewhere does not hold the others up.
+#pragma omp parallel for schedule(dynamic, 1024) if (n_blocks > 4096)
     for (int64_t i = 0; i < n_blocks; ++i) F(src + i * type_size, out + i * block_size);
 }
 
@@ -249,11 +250,11 @@ void gguf_dequantize(ggml_type type, const std::byte* src, int64_t n, float* out
     switch (type) {
     case ggml_type::f32: std::memcpy(out, src, size_t(n) * 4); return;
     case ggml_type::f16:
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(dynamic, 32768) if (n > 65536)
         for (int64_t i = 0; i < n; ++i) out[i] = rd_half(src + 2 * i);
         return;
     case ggml_type::bf16: // the top 16 bits of an f32 (ggml_compute_bf16_to_fp32)
-#pragma omp parallel for schedule(static) if (n > 65536)
+#pragma omp parallel for schedule(dynamic, 32768) if (n > 65536)
         for (int64_t i = 0; i < n; ++i) {
             const uint32_t bits = uint32_t(rd16(src + 2 * i)) << 16;
             std::memcpy(&out[i], &bits, 4);

@@ -210,11 +210,9 @@ public:
         f_.dequantize(t, out);
         if (auto h = heads_of_.find(t.name); h != heads_of_.end()) unpermute_rows(out, shape, h->second, t.name);
         const int64_t n = t.numel();
-        int64_t bad = -1;
-#pragma omp parallel for reduction(max : bad) if (n > 65536)
-        for (int64_t i = 0; i < n; ++i)
-            if (!std::isfinite(out[i])) bad = std::max(bad, i);
-        if (bad >= 0)
+        int64_t bad = 0;
+        while (bad < n && std::isfinite(out[bad])) ++bad;
+        if (bad < n)
             throw error(error_code::format,
                         f_.path() + ": tensor '" + t.name + "' holds a non-finite value (" + std::to_string(out[bad]) +
                             " at element " + std::to_string(bad) + ")",
@@ -257,7 +255,6 @@ private:
                             " rows, which do not split into " + std::to_string(n_head) + " heads of an even size",
                         "the file's tensors do not match its own metadata; convert the model again");
         const int64_t hs = rows / n_head, half = hs / 2;
-#pragma omp parallel for if (rows * cols > 65536)
         for (int64_t h = 0; h < n_head; ++h) {
             std::vector<float> tmp(size_t(hs * cols));
             float* head = w + h * hs * cols;
