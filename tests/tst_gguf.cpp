@@ -205,6 +205,7 @@ private slots:
     void malformed_tensor_infos();
     void truncated_files();
     void config_errors();
+    void llama3_rope_freqs();
     void cli_info_describes_gguf();
 };
 
@@ -753,6 +754,58 @@ void tst_gguf::config_errors() {
           source_fails(p.build(), error_code::format, {"'llama.rope.scaling.factor'", "missing"}));
     for (const auto& [what, r] : failures) qWarning("%s: %s", what.c_str(), r.c_str());
     QVERIFY(failures.empty());
+}
+
+void tst_gguf::llama3_rope_freqs() {
+    // rope_freqs.weight as convert_hf_to_gguf.py writes it for rope_scaling {factor 8, low 1, high 4, original 8192}:
+    // with theta 500000 and head size 16 the 8 frequencies fall in all three bands (1, smoothed, factor).
+    const double theta = 500000.0;
+    auto factors = [&](double factor) {
+        std::vector<float> rf;
+        for (int i = 0; i < 8; ++i) {
+            const float freq = 1.0f / std::pow(float(theta), float(2 * i) / 16.0f);
+            const double wavelen = 2 * M_PI / double(freq);
+            const double smooth = (8192.0 / wavelen - 1.0) / 3.0;
+            rf.push_back(wavelen < 2048   ? 1.0f
+                         : wavelen > 8192 ? float(factor)
+                                          : float(1 / ((1 - smooth) / factor + smooth)));
+        }
+        return rf;
+    };
+    auto file = [&](const std::vector<float>& rf) {
+        gguf_parts p = llama_metadata();
+        p.set(kv_f32("llama.rope.freq_base", float(theta)));
+        p.tensors = {{"rope_freqs.weight", {uint64_t(rf.size())}, 0, 0}};
+        p.data.assign(reinterpret_cast<const char*>(rf.data()), rf.size() * 4);
+        return p.build();
+    };
+    const std::vector<float> rf = factors(8.0);
+    QVERIFY(rf[0] == 1.0f && rf[7] == 8.0f && rf[4] > 1.0f && rf[4] < 8.0f);
+    const std::unique_ptr<qls::model_source> src = qls::open_gguf_source(write(file(rf)));
+    const qls::model_config& c = src->config();
+    QCOMPARE(c.rope.type, std::string("llama3"));
+    QCOMPARE(c.rope.factor, 8.0);
+    QCOMPARE(c.rope.low_freq_factor, 1.0);
+    QCOMPARE(c.rope.high_freq_factor, 4.0);
+    QCOMPARE(c.rope.original_max_position_embeddings, 8192);
+    // The engine's llama3 frequencies are llama.cpp's: base frequency / factor.
+    const std::vector<float> inv = qls::rope_inv_freq(c);
+    QCOMPARE(inv.size(), size_t(8));
+    for (int i = 0; i < 8; ++i) {
+        const double base = std::pow(theta, -2.0 * i / 16.0);
+        QVERIFY2(std::fabs(double(inv[size_t(i)]) - base / rf[size_t(i)]) <= 1e-5 * base,
+                 qPrintable(QString("frequency %1: %2 vs %3").arg(i).arg(inv[size_t(i)]).arg(base / rf[size_t(i)])));
+    }
+    // Factors that are not Llama 3's formula, and a tensor of the wrong size, are refused.
+    std::vector<float> odd = rf;
+    odd[4] *= 1.5f;
+    QCOMPARE(source_fails(file(odd), error_code::unsupported, {"rope_freqs.weight", "element 4"}), std::string());
+    QCOMPARE(source_fails(file(std::vector<float>(rf.begin(), rf.begin() + 4)), error_code::format,
+                          {"rope_freqs.weight", "must be 8 F32 values"}),
+             std::string());
+    // All ones: no scaling.
+    const std::unique_ptr<qls::model_source> flat = qls::open_gguf_source(write(file(std::vector<float>(8, 1.0f))));
+    QCOMPARE(flat->config().rope.type, std::string("default"));
 }
 
 void tst_gguf::cli_info_describes_gguf() {

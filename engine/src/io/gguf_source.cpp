@@ -12,6 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <map>
@@ -50,6 +51,71 @@ struct config_key {
     const char* hf;
     std::string gguf;
 };
+
+// Llama 3.1+ GGUFs carry their "llama3" rope scaling as a tensor: rope_freqs.weight, HS/2 f32 factors that divide
+// the rotary frequencies (convert_hf_to_gguf.py LlamaModel.generate_extra_tensors; llama.cpp ggml_rope_ext
+// freq_factors). The converter computes them from rope_scaling {factor, low_freq_factor 1, high_freq_factor 4} and
+// original_max_position_embeddings 8192 (its defaults, which every Llama 3.x release uses); the factors are checked
+// against that formula with factor = their maximum, and cfg.rope becomes the llama3 scaling they encode.
+void read_rope_freqs(const gguf_file& f, model_config& cfg) {
+    const gguf_tensor_info* t = f.find_tensor("rope_freqs.weight");
+    if (!t) return;
+    const int64_t half = cfg.head_dim / 2;
+    if (t->type != ggml_type::f32 || t->dims != std::vector<int64_t>{half})
+        throw error(error_code::format,
+                    f.path() + ": tensor 'rope_freqs.weight' must be " + std::to_string(half) +
+                        " F32 values (head size / 2), found " + std::to_string(t->numel()) + " " +
+                        ggml_traits(uint32_t(t->type)).name + " values",
+                    "convert the model again with llama.cpp's convert_hf_to_gguf.py");
+    std::vector<float> rf(static_cast<size_t>(half));
+    f.dequantize(*t, rf.data());
+    float factor = 0;
+    for (float x : rf) {
+        if (!std::isfinite(x) || !(x > 0))
+            throw error(error_code::format,
+                        f.path() + ": tensor 'rope_freqs.weight' holds " + std::to_string(x) +
+                            "; rotary frequency factors must be positive",
+                        "the file is damaged; download or convert the model again");
+        factor = std::max(factor, x);
+    }
+    if (factor == 1.0f) return; // all ones: no scaling
+    if (cfg.rope.type != "default")
+        throw error(error_code::unsupported,
+                    f.path() + ": the metadata gives rope scaling \"" + cfg.rope.type +
+                        "\" and the file also has per-frequency factors (rope_freqs.weight)",
+                    "convert the model again with llama.cpp's convert_hf_to_gguf.py");
+    rope_config r = cfg.rope;
+    r.type = "llama3";
+    r.factor = factor;
+    r.low_freq_factor = 1.0;
+    r.high_freq_factor = 4.0;
+    r.original_max_position_embeddings = 8192;
+    const double low_wavelen = r.original_max_position_embeddings / r.low_freq_factor;
+    const double high_wavelen = r.original_max_position_embeddings / r.high_freq_factor;
+    for (int64_t i = 0; i < half; ++i) {
+        // freqs = 1 / base^(arange(0, HS, 2) / HS) in float32, as the converter computes them
+        const float freq = 1.0f / std::pow(float(r.theta), float(2 * i) / float(cfg.head_dim));
+        const double wavelen = 2 * M_PI / double(freq);
+        double want = 1.0;
+        if (wavelen > low_wavelen) {
+            want = factor;
+        } else if (!(wavelen < high_wavelen)) {
+            const double smooth = (r.original_max_position_embeddings / wavelen - r.low_freq_factor) /
+                                  (r.high_freq_factor - r.low_freq_factor);
+            want = 1 / ((1 - smooth) / factor + smooth);
+        }
+        if (std::fabs(double(rf[size_t(i)]) - want) > 1e-4 * want)
+            throw error(error_code::unsupported,
+                        f.path() + ": tensor 'rope_freqs.weight' does not follow Llama 3's rope scaling (factor " +
+                            std::to_string(factor) +
+                            ", low_freq_factor 1, high_freq_factor 4, original context 8192): element " +
+                            std::to_string(i) + " is " + std::to_string(rf[size_t(i)]) + ", expected " +
+                            std::to_string(want),
+                        "use the model's Hugging Face checkpoint (config.json + safetensors), which gives "
+                        "rope_scaling explicitly");
+    }
+    cfg.rope = r;
+}
 
 // The model_config of the metadata: the architecture's keys as a config.json object, checked by parse_model_config
 // (the same limits and consistency checks as a Hugging Face config). Errors name the GGUF key.
@@ -103,12 +169,6 @@ model_config read_config(const gguf_file& f, const architecture& arch, const std
     } else if (f.has(a + ".rope.scale_linear") && f.get_float(a + ".rope.scale_linear") != 1.0) {
         j["rope_scaling"] = {{"rope_type", "linear"}, {"factor", f.get_float(a + ".rope.scale_linear")}};
     }
-    if (f.find_tensor("rope_freqs.weight"))
-        throw error(error_code::unsupported,
-                    path + ": tensor 'rope_freqs.weight' (per-frequency rotary factors, as Llama 3.1+ GGUFs store "
-                           "their llama3 rope scaling) is not supported yet",
-                    "use the model's Hugging Face checkpoint (config.json + safetensors), which gives rope_scaling "
-                    "explicitly");
     if (f.has(a + ".rope.dimension_count")) {
         const uint32_t rd = f.get_uint32(a + ".rope.dimension_count");
         const uint32_t heads = f.get_uint32(a + ".attention.head_count");
@@ -126,8 +186,11 @@ model_config read_config(const gguf_file& f, const architecture& arch, const std
 
     const std::string source = path + " (metadata)";
     try {
-        return parse_model_config(j.dump(), source);
+        model_config cfg = parse_model_config(j.dump(), source);
+        read_rope_freqs(f, cfg);
+        return cfg;
     } catch (const error& e) {
+        if (std::string(e.what()).rfind(source, 0) != 0) throw; // not a config.json-field message
         // "<path> (metadata): field 'hidden_size' ..." → name the GGUF key too.
         std::string msg = e.what();
         std::map<std::string, std::string> names;
