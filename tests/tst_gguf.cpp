@@ -593,6 +593,9 @@ void tst_gguf::malformed_headers_and_metadata() {
     p = llama_metadata();
     p.kvs.push_back(kv_str("general.alignment", "32"));
     check("alignment a string", open_fails(p.build(), error_code::format, {"'general.alignment'", "found string"}));
+    p = llama_metadata();
+    p.kvs.push_back(kv_u32(std::string(70000, 'k'), 1));
+    check("key of 70000 bytes", open_fails(p.build(), error_code::format, {"metadata entry 13", "70000 bytes"}));
     check("shorter than a header", open_fails("GGUF\x03", error_code::format, {"shorter than a GGUF header"}));
     check("empty file", open_fails("", error_code::format, {"0 bytes"}));
     for (const auto& [what, r] : failures) qWarning("%s: %s", what.c_str(), r.c_str());
@@ -641,6 +644,9 @@ void tst_gguf::malformed_tensor_infos() {
     p = one_tensor(0, {8}, 32);
     p.tensors[0].name.clear();
     check("empty tensor name", open_fails(p.build(), error_code::format, {"tensor 0", "empty name"}));
+    p = one_tensor(0, {8}, 32);
+    p.tensors[0].name = std::string(70000, 't');
+    check("tensor name of 70000 bytes", open_fails(p.build(), error_code::format, {"tensor 0", "70000 bytes"}));
     p = one_tensor(0, {8}, 32);
     p.n_tensors = 2;
     check("more tensors than written", open_fails(p.build(), error_code::format, {"tensor 1"}));

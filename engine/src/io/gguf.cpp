@@ -24,6 +24,11 @@ const char* const hint_corrupt =
 constexpr int k_max_array_depth = 4;         // arrays of arrays this deep at most (real files nest none)
 constexpr uint32_t k_max_dims = 4;           // GGML_MAX_DIMS
 constexpr uint64_t k_default_alignment = 32; // GGUF_DEFAULT_ALIGNMENT
+// Far above any real file (llama.cpp names are < 64 bytes; models have thousands of tensors and tens of metadata
+// keys), far below what would make the parsed tables large: a corrupt count or length is refused before it is used.
+constexpr uint64_t k_max_name_bytes = 1 << 16;
+constexpr uint64_t k_max_tensors = 1 << 20;
+constexpr uint64_t k_max_kvs = 1 << 20;
 
 [[noreturn]] void fail(const std::string& path, const std::string& problem) {
     throw error(error_code::format, path + ": " + problem, hint_corrupt);
@@ -318,11 +323,19 @@ gguf_file gguf_file::open(const std::string& path) {
                        std::to_string(size) + " bytes can hold; the file is truncated or corrupt");
 
     // Metadata.
-    im->kvs.reserve(size_t(n_kv));
+    if (n_tensors > k_max_tensors)
+        fail(path, "header claims " + std::to_string(n_tensors) + " tensors, more than the " +
+                       std::to_string(k_max_tensors) + " any model has; the file is corrupt");
+    if (n_kv > k_max_kvs)
+        fail(path, "header claims " + std::to_string(n_kv) + " metadata entries, more than the " +
+                       std::to_string(k_max_kvs) + " any model has; the file is corrupt");
     for (uint64_t i = 0; i < n_kv; ++i) {
         const std::string what = "metadata entry " + std::to_string(i);
         kv_entry e;
-        e.key = std::string(c.string("key of " + what));
+        const std::string_view key = c.string("key of " + what);
+        if (key.size() > k_max_name_bytes)
+            fail(path, what + " has a key of " + std::to_string(key.size()) + " bytes; keys are short names");
+        e.key = std::string(key);
         if (e.key.empty()) fail(path, what + " has an empty key");
         if (im->by_key.count(e.key)) fail(path, "metadata key " + quoted(e.key) + " appears more than once");
         const uint32_t t = c.get<uint32_t>("value type of metadata key " + quoted(e.key));
@@ -355,10 +368,13 @@ gguf_file gguf_file::open(const std::string& path) {
     }
 
     // Tensor infos.
-    im->tensors.reserve(size_t(n_tensors));
     for (uint64_t i = 0; i < n_tensors; ++i) {
         gguf_tensor_info t;
-        t.name = std::string(c.string("name of tensor " + std::to_string(i)));
+        const std::string_view name = c.string("name of tensor " + std::to_string(i));
+        if (name.size() > k_max_name_bytes)
+            fail(path, "tensor " + std::to_string(i) + " has a name of " + std::to_string(name.size()) +
+                           " bytes; tensor names are short");
+        t.name = std::string(name);
         const std::string tn = "tensor " + quoted(t.name);
         if (t.name.empty()) fail(path, "tensor " + std::to_string(i) + " has an empty name");
         if (im->by_name.count(t.name)) fail(path, tn + " appears more than once");
@@ -566,6 +582,13 @@ gguf_vocab read_gguf_vocab(const gguf_file& f) {
     v.origin = f.path();
     v.model = f.get_string("tokenizer.ggml.model");
     if (f.has("tokenizer.ggml.pre")) v.pre = f.get_string("tokenizer.ggml.pre");
+    // Bounds before the lists are copied out (vocabularies reach ~262k tokens, merges ~500k).
+    for (const char* key : {"tokenizer.ggml.tokens", "tokenizer.ggml.merges"})
+        if (f.has(key) && f.type(key) == gguf_value_type::array && f.array_size(key) > (uint64_t(1) << 23))
+            throw error(error_code::format,
+                        f.path() + ": metadata key '" + key + "' lists " + std::to_string(f.array_size(key)) +
+                            " entries, more than the 8388608 a tokenizer may have",
+                        hint_corrupt);
     v.tokens = f.get_string_array("tokenizer.ggml.tokens");
     const size_t n = v.tokens.size();
     auto bad_len = [&](const char* key, size_t got) {
