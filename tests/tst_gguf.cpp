@@ -271,6 +271,7 @@ void tst_gguf::smollm2_logits_and_greedy_answer() {
     std::iota(order.begin(), order.end(), 0);
     std::partial_sort(order.begin(), order.begin() + 6, order.end(),
                       [&](int a, int b) { return logits[size_t(a)] > logits[size_t(b)]; });
+    qInfo("SmolLM2 logits at the last prompt position, top 6: %s", top_ids(logits, 6).c_str());
     for (size_t i = 0; i < top6.size(); ++i) {
         QVERIFY2(order[i] == top6[i].first, qPrintable(QString::fromStdString("top-6: " + top_ids(logits, 6))));
         // The reference prints 3 decimals: its rounding (5e-4) plus the tolerance (1e-3).
