@@ -24,7 +24,7 @@ static void print_usage(FILE* f) {
                  "  resume     continue a run from its newest checkpoint: RUN_DIR [--quiet]\n"
                  "  export     write a run's adapter: RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]\n"
                  "             [--force] (replace the contents of an existing, non-empty --out folder)\n"
-                 "  info       describe a model directory: --model DIR\n"
+                 "  info       describe a model: --model DIR|FILE.gguf\n"
                  "  plan       predict device memory and whether a run fits\n"
                  "             (--model DIR | --shape 7b|13b|33b|65b|70b) [--seq N] [--batch N] [--rank N]\n"
                  "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
