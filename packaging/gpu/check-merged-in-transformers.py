@@ -3,7 +3,7 @@
 forward's (`qlora logits`, which writes "tokens" I64 [1, T] and "logits" F32 [1, T, V]) on the same token ids.
 
 Usage: check-merged-in-transformers.py QLORA_BINARY MERGED_DIR [--tokens 1,2,3,...] [--dtype bfloat16|float32]
-transformers runs AutoModelForCausalLM.from_pretrained(MERGED_DIR, torch_dtype=DTYPE) on cuda when available, else
+transformers runs AutoModelForCausalLM.from_pretrained(MERGED_DIR, dtype=DTYPE) on cuda when available, else
 on the CPU. Pass criteria: with bfloat16 (weights and activations rounded to 8 bits of mantissa) the logits' relative
 RMS difference below 3% and the arg-max token equal at 90% of the positions or more; with float32 a max absolute
 difference below 1e-3. Prints one JSON line; exit status 1 when a check fails."""
@@ -20,6 +20,7 @@ ap.add_argument("--dtype", default="bfloat16", choices=["bfloat16", "float32"])
 a = ap.parse_args()
 
 import torch
+import transformers
 from transformers import AutoModelForCausalLM
 
 work = tempfile.mkdtemp(prefix="qls-merged-check-")
@@ -31,7 +32,10 @@ tokens, ours_logits = ours["tokens"], ours["logits"].astype(np.float64)
 
 device = "cuda" if torch.cuda.is_available() else "cpu"
 dtype = torch.bfloat16 if a.dtype == "bfloat16" else torch.float32
-model = AutoModelForCausalLM.from_pretrained(a.merged, torch_dtype=dtype).to(device).eval()
+# transformers 4.56 renamed from_pretrained's torch_dtype to dtype (the old name still works there, with a warning)
+major, minor = (int(x) for x in transformers.__version__.split(".")[:2])
+dtype_arg = {"dtype": dtype} if (major, minor) >= (4, 56) else {"torch_dtype": dtype}
+model = AutoModelForCausalLM.from_pretrained(a.merged, **dtype_arg).to(device).eval()
 with torch.no_grad():
     theirs = model(torch.tensor(tokens, device=device)).logits.float().cpu().numpy().astype(np.float64)
 

@@ -75,7 +75,7 @@ struct safetensors_tensor_spec {
 // tensor at a time, so a file of any size is written holding one tensor in memory. The header is computed in the
 // constructor (the order, the offsets and the padding of safetensors_save, so that the file is byte-identical to
 // safetensors_save of the same tensors and metadata) and written to `path + ".tmp"`; write() appends the data of the
-// next tensor of order(); finish() checks that every tensor was written, fsyncs, renames over `path` and fsyncs the
+// next tensor of order(), whole or in pieces; finish() checks that every tensor was written, fsyncs, renames over `path` and fsyncs the
 // folder. A writer destroyed before finish() (an error, a cancel) removes the temporary file and leaves `path` as it
 // was. Errors (error_code::invalid_argument for a bad list or a write out of order, error_code::io for the disk) name
 // the path and the tensor.
@@ -91,7 +91,9 @@ public:
     const std::vector<safetensors_tensor_spec>& order() const { return order_; }
     // The name of the tensor write() expects next; empty once all are written.
     const std::string& next_name() const;
-    // Appends the data of the next tensor of order(): `name` must be that tensor and bytes.size() its nbytes().
+    // Appends data of the next tensor of order(): `name` must be that tensor. Its nbytes() may come in one call or in
+    // consecutive pieces (a large tensor copied a chunk at a time); the tensor is complete once all of them were
+    // written (a tensor of 0 bytes: with one call of empty bytes). More bytes than the tensor holds are refused.
     void write(const std::string& name, std::string_view bytes);
     void finish();
     uint64_t file_size() const { return file_size_; } // header + data, known from the start
@@ -100,6 +102,7 @@ private:
     std::string path_, tmp_;
     std::vector<safetensors_tensor_spec> order_;
     size_t next_ = 0;
+    uint64_t next_written_ = 0; // bytes of order_[next_] written so far
     int fd_ = -1;
     uint64_t file_size_ = 0;
     bool finished_ = false;

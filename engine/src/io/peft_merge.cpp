@@ -301,8 +301,20 @@ merged_export_progress export_merged(const std::string& out_dir_in, const hf_che
             check_cancel();
             const planned_tensor& p = *by_name.at(spec.name);
             const std::string_view data = produce(p);
-            writer.write(spec.name, data);
-            if (!p.projection) release_mapped(data.data(), data.size());
+            if (p.projection) {
+                writer.write(spec.name, data);
+            } else {
+                // a copied tensor goes a chunk at a time, each chunk's pages released once written, so that even an
+                // embedding of several GB costs no more than one chunk of resident memory
+                constexpr size_t chunk = size_t(16) << 20;
+                size_t at = 0;
+                do {
+                    const std::string_view part = data.substr(at, chunk);
+                    writer.write(spec.name, part);
+                    release_mapped(part.data(), part.size());
+                    at += part.size();
+                } while (at < data.size());
+            }
             ++progress.tensors_done;
             progress.bytes_done += data.size();
             if (opt.on_progress) opt.on_progress(progress);

@@ -157,27 +157,33 @@ void safetensors_stream_writer::write(const std::string& name, std::string_view 
         throw error(error_code::invalid_argument,
                     "cannot write '" + path_ + "': tensor '" + name + "' written where '" + t.name + "' is next",
                     "write the tensors in the writer's order()");
-    if (bytes.size() != t.nbytes())
+    if (bytes.size() > t.nbytes() - next_written_)
         throw error(error_code::invalid_argument,
                     "cannot write '" + path_ + "': tensor '" + name + "' (" + dtype_name(t.type) + " " +
-                        shape_str(t.shape) + ") needs " + std::to_string(t.nbytes()) + " bytes, got " +
-                        std::to_string(bytes.size()),
+                        shape_str(t.shape) + ") needs " + std::to_string(t.nbytes()) + " bytes; " +
+                        std::to_string(next_written_) + " were written and " + std::to_string(bytes.size()) +
+                        " more would exceed them",
                     "write each tensor listed to the writer once, in its order(), with numel x dtype size bytes");
+    next_written_ += bytes.size();
     while (!bytes.empty()) {
         const ssize_t w = ::write(fd_, bytes.data(), std::min<size_t>(bytes.size(), size_t(1) << 30));
         if (w < 0 && errno == EINTR) continue;
         if (w < 0) fail_io(path_, "writing tensor '" + name + "' to '" + tmp_ + "' failed: " + std::strerror(errno));
         bytes.remove_prefix(size_t(w));
     }
-    ++next_;
+    if (next_written_ == t.nbytes()) {
+        ++next_;
+        next_written_ = 0;
+    }
 }
 
 void safetensors_stream_writer::finish() {
     if (finished_) return;
     if (next_ != order_.size())
         throw error(error_code::invalid_argument,
-                    "cannot write '" + path_ + "': tensor '" + order_[next_].name + "' and " +
-                        std::to_string(order_.size() - next_ - 1) + " more were never written",
+                    "cannot write '" + path_ + "': tensor '" + order_[next_].name + "' (" +
+                        std::to_string(next_written_) + " of " + std::to_string(order_[next_].nbytes()) +
+                        " bytes written) and " + std::to_string(order_.size() - next_ - 1) + " more were never written",
                     "write each tensor listed to the writer once, in its order(), with numel x dtype size bytes");
     if (::fsync(fd_) != 0) fail_io(path_, "fsync of '" + tmp_ + "' failed: " + std::strerror(errno));
     const int rc = ::close(fd_);
