@@ -114,7 +114,8 @@ merged_export_progress export_merged(const std::string& out_dir_in, const hf_che
     const model_config& m = base.config();
     const std::string what = "merged export";
     if (opt.max_shard_bytes == 0)
-        throw error(error_code::invalid_argument, "merged export: the shard size limit must be positive");
+        throw error(error_code::invalid_argument, "merged export: the shard size limit must be positive",
+                    "give a limit of at least one byte (the default is 5 GB)");
     if (out_dir.empty())
         throw error(error_code::invalid_argument, "merged export: no output folder given", "choose a folder to write");
     (void)check_exportable(w, m, what);
@@ -173,21 +174,30 @@ merged_export_progress export_merged(const std::string& out_dir_in, const hf_che
             if (p.bnb != prequantized)
                 throw error(error_code::format,
                             base.file_of(n).path() + ": tensor '" + n + "' is " + (p.bnb ? "" : "not ") +
-                                "4-bit quantized while '" + first + "' is " + (prequantized ? "" : "not "),
+                                "4-bit quantized (bitsandbytes NF4) while '" + first + "' is" +
+                                (prequantized ? "" : " not"),
                             "the checkpoint is incomplete or mixed; download or export it again");
             if (p.bnb) {
                 if (!dtype_is_float(embed_type) || embed_type == dtype::f64)
                     throw error(error_code::unsupported,
                                 base.file_of(n).path() + ": the embedding is stored as " + dtype_name(embed_type) +
                                     "; the merged projections of a 4-bit checkpoint are written in the embedding's "
-                                    "dtype, which must be F32, F16 or BF16");
+                                    "dtype, which must be F32, F16 or BF16",
+                                "use a checkpoint whose unquantized weights are F32, F16 or BF16");
                 const auto [out, in] = arch.projection_shape(m, p.target);
                 p.type = embed_type;
                 p.shape = {out, in};
+            } else if (const auto [out, in] = arch.projection_shape(m, p.target); e.shape != shape_t{out, in}) {
+                throw error(error_code::shape_mismatch,
+                            base.file_of(n).path() + ": tensor '" + n + "' has shape " + shape_str(e.shape) + ", but " +
+                                path_join(base.dir(), "config.json") + " implies " + shape_str({out, in}),
+                            "config.json disagrees with the weights: make sure config.json belongs to this "
+                            "checkpoint");
             } else if (!dtype_is_float(e.type) || e.type == dtype::f64) {
-                throw error(error_code::unsupported, base.file_of(n).path() + ": tensor '" + n + "' is stored as " +
-                                                         dtype_name(e.type) +
-                                                         "; merged projections are written as F32, F16 or BF16");
+                throw error(error_code::unsupported,
+                            base.file_of(n).path() + ": tensor '" + n + "' is stored as " + dtype_name(e.type) +
+                                "; merged projections are written as F32, F16 or BF16",
+                            "use a checkpoint whose projections are F32, F16 or BF16 (or bitsandbytes NF4)");
             }
         } else if (prequantized) {
             // the quantization state of a projection ("<weight>.absmax", "<weight>.quant_state.bitsandbytes__nf4",
