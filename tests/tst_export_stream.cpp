@@ -18,6 +18,7 @@
 #include <QCoreApplication>
 
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -441,6 +442,40 @@ private slots:
         r.output_dir = tmp.filePath("never").toStdString();
         EXPECT_ERROR([&] { run_export(r, cb); }, error_code::cancelled, {"cancelled"});
         QVERIFY(!fs::exists(r.output_dir));
+    }
+
+    // `qlora logits` (what packaging/gpu/check-merged-in-transformers.py compares transformers with) writes the CPU
+    // forward's logits of a merged export: those of the base + adapter; a token id outside the vocabulary is a usage
+    // error naming the range.
+    void cliLogitsOfMergedExport() {
+        QTemporaryDir tmp;
+        const hf_checkpoint base = hf_checkpoint::open(model);
+        lora_weights<float> w = random_adapter(base.config(), all_lora_targets(), 21);
+        const std::string merged = tmp.filePath("merged").toStdString();
+        export_merged(merged, base, w);
+        const std::vector<int> toks = {1, 403, 407, 261, 378, 432, 383, 286};
+        const std::string out = tmp.filePath("logits.safetensors").toStdString();
+        const auto r = testutil::run_cli({"logits", "--model", QString::fromStdString(merged), "--tokens",
+                                          "1,403,407,261,378,432,383,286", "--out", QString::fromStdString(out)});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        const safetensors_file f = safetensors_file::open(out);
+        const tensor t = f.read("tokens");
+        QCOMPARE(t.shape(), (shape_t{1, int64_t(toks.size())}));
+        for (size_t i = 0; i < toks.size(); ++i) QCOMPARE(t.data<int64_t>()[i], int64_t(toks[i]));
+        const tensor got = f.read("logits");
+        const int T = int(toks.size());
+        QCOMPARE(got.shape(), (shape_t{1, T, base.config().vocab_size}));
+        const llama_model m = llama_model::load(base);
+        llama_pass<float> pass(m.config, m.params, m.inv_freq, 1, T, &w);
+        pass.forward(toks.data(), nullptr);
+        const std::vector<float>& want = pass.logits();
+        double d = 0;
+        for (size_t i = 0; i < want.size(); ++i) d = std::max(d, double(std::fabs(got.f32()[i] - want[i])));
+        QVERIFY2(d < 1e-4, qPrintable(QString("qlora logits vs base + adapter: %1").arg(d)));
+        const auto bad = testutil::run_cli({"logits", "--model", QString::fromStdString(merged), "--tokens", "1,512",
+                                            "--out", QString::fromStdString(out)});
+        QCOMPARE(bad.exit_code, 2);
+        QVERIFY2(bad.err.contains("'512'") && bad.err.contains("0..511"), qPrintable(bad.err));
     }
 
     // Peak host memory (VmHWM) of a merged export, the former whole-model path vs the streaming one, each in a child
