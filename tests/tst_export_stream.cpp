@@ -324,8 +324,24 @@ private slots:
         const std::string diff = same_files(ref, out, {"config.json"});
         QVERIFY2(diff.empty(), diff.c_str());
         QCOMPARE(json::parse(slurp(out + "/config.json")), original);
-        for (const safetensors_entry& e : safetensors_file::open(out + "/model.safetensors").entries())
+        const safetensors_file merged_file = safetensors_file::open(out + "/model.safetensors");
+        for (const safetensors_entry& e : merged_file.entries())
             QVERIFY2(e.name.find("absmax") == std::string::npos && e.type == dtype::f32, e.name.c_str());
+
+        // a checkpoint where one projection is not quantized is refused before anything is written, naming it
+        std::erase_if(sd, [](const auto& kv) { return kv.first.rfind("model.layers.2.mlp.up_proj.weight", 0) == 0; });
+        sd.emplace_back("model.layers.2.mlp.up_proj.weight", src.read("model.layers.2.mlp.up_proj.weight"));
+        safetensors_save((dir / "model.safetensors").string(), sd);
+        const std::string mixed = tmp.filePath("mixed").toStdString();
+        EXPECT_ERROR([&] { export_merged(mixed, hf_checkpoint::open(dir.string()), w); }, error_code::format,
+                     {"model.layers.2.mlp.up_proj.weight", "not 4-bit quantized"});
+        QVERIFY(!fs::exists(mixed));
+        QVERIFY(no_temporaries(tmp.path().toStdString()));
+        // an output path that is a file is refused and left alone
+        const std::string file = tmp.filePath("a-file").toStdString();
+        write_file_atomic(file, "x");
+        EXPECT_ERROR([&] { export_merged(file, f32_base, w); }, error_code::io, {file, "not a directory"});
+        QCOMPARE(slurp(file), std::string("x"));
     }
 
     // Shards of a tiny limit load back through hf_checkpoint with the single file's weights; each shard respects the
