@@ -100,4 +100,15 @@ std::optional<chat_template_text> find_chat_template(const std::string& dir);
 // variables (strings; additional_special_tokens a list of strings). An empty object when the file is absent.
 nlohmann::ordered_json read_special_tokens(const std::string& dir);
 
+// A model's chat template ready for the dataset renderer (dataset.h chat_template::model): the parsed template and
+// the variables apply_chat_template adds (the special tokens of tokenizer_config.json).
+struct model_chat_template {
+    jinja_template tmpl;
+    nlohmann::ordered_json variables = nlohmann::ordered_json::object();
+};
+
+// find_chat_template + parse + read_special_tokens for a Hugging Face directory; nullptr when it has no template.
+// Throws qls::error naming the file when the template does not parse or tokenizer_config.json is malformed.
+std::shared_ptr<const model_chat_template> load_model_chat_template(const std::string& dir);
+
 } // namespace qls

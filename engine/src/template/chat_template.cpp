@@ -149,4 +149,13 @@ nlohmann::ordered_json read_special_tokens(const std::string& dir) {
     return out;
 }
 
+std::shared_ptr<const model_chat_template> load_model_chat_template(const std::string& dir) {
+    std::optional<chat_template_text> text = find_chat_template(dir);
+    if (!text) return nullptr;
+    auto m = std::make_shared<model_chat_template>();
+    m->tmpl = jinja_template::parse(std::move(text->text), text->origin);
+    m->variables = read_special_tokens(dir);
+    return m;
+}
+
 } // namespace qls
