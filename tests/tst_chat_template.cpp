@@ -347,6 +347,12 @@ private slots:
         QVERIFY(testutil::expect_error([&] { render(runaway); }, qls::error_code::format,
                                        {"test.jinja:", "nested deeper than", "recursion"})
                     .empty());
+        // Deep expressions inside recursive macros: bounded before the native stack is.
+        std::string nested = "f(n + 1)";
+        for (int k = 0; k < 20; ++k) nested = "1 + (" + nested + ")";
+        QVERIFY(testutil::expect_error([&] { render("{% macro f(n) %}{{ " + nested + " }}{% endmacro %}{{ f(0) }}"); },
+                                       qls::error_code::format, {"test.jinja:1", "deeper than 1000 levels"})
+                    .empty());
         qls::template_limits few_steps;
         few_steps.max_steps = 100000;
         QVERIFY(testutil::expect_error(

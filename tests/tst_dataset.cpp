@@ -4,6 +4,7 @@
 
 #include "qls/chat_template.h"
 #include "qls/dataset.h"
+#include "qls/dataset_analysis.h"
 #include "qls/error.h"
 #include "qls/tokenizer.h"
 
@@ -1215,6 +1216,44 @@ private slots:
         QCOMPARE(ex.ids, cat({{1}, enc("Q"), enc("A"), {2}}));
         QCOMPARE(loss_ids(ex), cat({enc("A"), {2}}));
         QVERIFY(!qls::load_model_chat_template(testutil::model_dir())); // stories260K has no template
+    }
+
+    // The Dataset page's analysis with a model directory that has a chat template: auto resolves to the model's
+    // template and the preview's loss mask is exactly the assistant turn.
+    void model_template_dataset_analysis() {
+        QLS_REQUIRE_MODEL();
+        QTemporaryDir dir;
+        const std::string model = dir.path().toStdString() + "/model";
+        QVERIFY(QDir().mkpath(QString::fromStdString(model)));
+        for (const char* f : {"config.json", "model.safetensors", "tokenizer.model"})
+            QVERIFY(QFile::link(QString::fromStdString(testutil::model_dir() + "/" + f),
+                                QString::fromStdString(model + "/" + f)));
+        write_file(
+            dir, "model/tokenizer_config.json",
+            R"({"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' %}{% generation %}{{ m.content }}{{ eos_token }}{% endgeneration %}{% else %}{{ m.content }}\n{% endif %}{% endfor %}"})");
+        const std::string data = write_file(
+            dir, "chat.jsonl",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hey\"}]}\n");
+        qls::dataset_analysis_request rq;
+        rq.train_file = data;
+        rq.model_dir = model;
+        rq.options.seq_len = 64;
+        const qls::dataset_analysis a = qls::analyze_dataset(rq);
+        QVERIFY2(a.train_error.empty() && a.template_error.empty() && a.model_error.empty(),
+                 qPrintable(QString::fromStdString(a.train_error + a.template_error + a.model_error)));
+        QCOMPARE(a.tmpl, qls::chat_template::model);
+        QCOMPARE(a.preview.size(), size_t(1));
+        QCOMPARE(a.preview[0].ids, cat({{1}, enc("user: Hi\nassistant: "), enc("Hey"), {2}}));
+        std::vector<int> trained;
+        for (size_t i = 0; i < a.preview[0].ids.size(); ++i)
+            if (a.preview[0].loss[i]) trained.push_back(a.preview[0].ids[i]);
+        QCOMPARE(trained, cat({enc("Hey"), {2}}));
+
+        // A template that does not parse is the template's error, naming the file and line.
+        write_file(dir, "model/tokenizer_config.json", R"({"chat_template": "ok\n{% if %}"})");
+        const qls::dataset_analysis b = qls::analyze_dataset(rq);
+        QVERIFY2(b.template_error.find("tokenizer_config.json:2:") != std::string::npos,
+                 qPrintable(QString::fromStdString(b.template_error)));
     }
 };
 

@@ -43,6 +43,8 @@ private:
     std::vector<generation_span>* spans_ = nullptr;
     uint64_t steps_ = 0;
     int call_depth_ = 0;
+    int depth_ = 0; // nested exec/eval frames (bounded so no template exhausts the stack)
+    friend struct frame_guard;
     int line_ = 1;
 };
 

@@ -29,6 +29,10 @@ struct scope {
 
 namespace {
 
+// Nested statements and expressions across macro calls: parse-time nesting and the macro call depth bound them
+// already; this bound keeps the native stack small whatever their product is.
+constexpr int k_max_frames = 1000;
+
 struct break_signal {};
 struct continue_signal {};
 
@@ -40,6 +44,18 @@ value make_fn(std::string name, std::function<value(interpreter&, call_args&)> f
 }
 
 } // namespace
+
+struct frame_guard {
+    interpreter& in;
+    explicit frame_guard(interpreter& i) : in(i) {
+        if (++in.depth_ > k_max_frames) {
+            --in.depth_;
+            fail("the template nests statements, expressions and macro calls deeper than " +
+                 std::to_string(k_max_frames) + " levels");
+        }
+    }
+    ~frame_guard() { --in.depth_; }
+};
 
 interpreter::interpreter(const program& p, const render_options& opt, const template_limits& lim)
     : p_(p), opt_(opt), lim_(lim) {}
@@ -118,6 +134,7 @@ void interpreter::exec(const body_t& body, const std::shared_ptr<scope>& sc) {
 }
 
 void interpreter::exec(const node& n, const std::shared_ptr<scope>& sc) {
+    frame_guard guard(*this);
     line_ = n.line;
     step();
     switch (n.type) {
@@ -438,6 +455,7 @@ value interpreter::apply_filter(const expr& f, value operand, const std::shared_
 }
 
 value interpreter::eval(const expr& e, const std::shared_ptr<scope>& sc) {
+    frame_guard guard(*this);
     line_ = e.line;
     switch (e.type) {
     case ex::constant: return e.c;
