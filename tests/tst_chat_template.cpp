@@ -143,6 +143,28 @@ private slots:
               with_spans);
     }
 
+    // Expressions and statements of fixtures.json's "snippets" (numbers, repr, tojson, string methods, filters,
+    // whitespace control): the same bytes as Jinja2.
+    void python_snippets() {
+        const ojson fx = ojson::parse(read_file(data_dir() + "/fixtures.json"));
+        QVERIFY(fx["snippets"].size() >= 40);
+        for (const ojson& c : fx["snippets"]) {
+            const std::string text = c["template"].get<std::string>();
+            if (c.contains("error")) {
+                QVERIFY2(!error_of(text).empty(), qPrintable(QString::fromStdString(text)));
+                continue;
+            }
+            std::string got;
+            try {
+                got = render(text);
+            } catch (const qls::error& e) {
+                QFAIL(qPrintable(QString::fromStdString(text + ": " + e.what())));
+            }
+            const std::string want = c["expected"].get<std::string>();
+            QVERIFY2(got == want, qPrintable(QString::fromStdString(text + ": " + first_difference(got, want))));
+        }
+    }
+
     // Whitespace control exactly as Jinja2 with trim_blocks + lstrip_blocks (outputs checked with Jinja2 3.1).
     void whitespace_control() {
         QCOMPARE(render("a\n  {% if true %}\n  b\n  {% endif %}\nc"), std::string("a\n  b\nc"));

@@ -105,19 +105,15 @@ std::vector<std::string> py_split(const std::string& s, const value* sep, int64_
         if (!from_right) {
             for (size_t w = 0; w < size_t(maxsplit); ++w)
                 out.push_back(s.substr(c.at[words[w].first], c.at[words[w].second] - c.at[words[w].first]));
-            // The remainder keeps its inner and trailing whitespace, leading whitespace is dropped.
-            size_t b = words[size_t(maxsplit)].first;
-            size_t e = c.cp.size();
-            while (e > b && py_space(c.cp[e - 1])) --e;
-            // Python keeps trailing whitespace in the remainder only when it is not at the very end: rstrip-like.
-            out.push_back(s.substr(c.at[b], c.at[e] - c.at[b]));
+            // The remainder is the rest of the string as is (its trailing whitespace kept).
+            const size_t b = words[size_t(maxsplit)].first;
+            out.push_back(s.substr(c.at[b]));
             return out;
         }
         const size_t first_kept = words.size() - size_t(maxsplit);
-        size_t b = 0;
-        while (b < c.cp.size() && py_space(c.cp[b])) ++b;
+        // The remainder is the start of the string as is (its leading whitespace kept).
         const size_t e = words[first_kept - 1].second;
-        out.push_back(s.substr(c.at[b], c.at[e] - c.at[b]));
+        out.push_back(s.substr(0, c.at[e]));
         for (size_t w = first_kept; w < words.size(); ++w)
             out.push_back(s.substr(c.at[words[w].first], c.at[words[w].second] - c.at[words[w].first]));
         return out;
@@ -954,13 +950,17 @@ value minmax(interpreter& in, value& v, call_args& a, bool want_max) {
     return items[best];
 }
 
+// Python's round(x, nd): the correctly rounded decimal of the exact binary value (half to even on exact ties),
+// which is what printf's %.*f gives with glibc.
 double py_round(double x, int64_t nd) {
-    // Python rounds half to even on the exact decimal value; for the values templates print this matches
-    // rounding the scaled value half-to-even.
-    const double p = std::pow(10.0, double(nd));
-    const double y = x * p;
-    double r = std::nearbyint(y); // FE_TONEAREST: ties to even
-    return r / p;
+    if (!std::isfinite(x)) return x;
+    if (nd < 0) {
+        const double p = std::pow(10.0, double(-nd));
+        return std::nearbyint(x / p) * p;
+    }
+    char buf[512];
+    std::snprintf(buf, sizeof buf, "%.*f", int(std::min<int64_t>(nd, 300)), x);
+    return std::strtod(buf, nullptr);
 }
 
 const std::map<std::string, filter_fn>& filters() {
@@ -1092,6 +1092,8 @@ const std::map<std::string, filter_fn>& filters() {
                  return value::integer(int64_t(v.f));
              case kind::string: {
                  std::string s = py_strip(v.s, nullptr, true, true);
+                 // Python's int() and float() take decimal text only (no hex floats as strtod would).
+                 if (s.find_first_of("xXpP") != std::string::npos) return def;
                  std::string t;
                  for (char c : s)
                      if (c != '_') t += c;
@@ -1120,6 +1122,7 @@ const std::map<std::string, filter_fn>& filters() {
              if (v.is_string()) {
                  try {
                      const std::string t = py_strip(v.s, nullptr, true, true);
+                     if (t.find_first_of("xXpP") != std::string::npos) return def;
                      size_t used = 0;
                      const double x = std::stod(t, &used);
                      if (used == t.size()) return value::floating(x);

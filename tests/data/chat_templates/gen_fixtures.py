@@ -200,6 +200,37 @@ CASES = [
     ("user_only", TOOLS, {"enable_thinking": True, "date_string": "05 Dec 2026"}),
 ]
 
+# Expressions and statements whose Python semantics templates notice (numbers, repr, tojson, string methods,
+# filters, whitespace control), rendered with an empty context.
+SNIPPETS = [
+ "{{ [1,2,3]|select('odd')|list }}", "{{ {'a':1,'b':2}|dictsort(reverse=true) }}", "{{ 'Hello World'|title }}",
+ "{{ 'x'|center(9) }}|", "{{ 1.5|round }} {{ 2.5|round }} {{ 3|round }} {{ 2.675|round(2) }}", "{{ 'a b  c'.split(' ') }}",
+ "{{ '  a b c '.split(None, 1) }}", "{{ '  a b c '.rsplit(None, 1) }}", "{{ 'a,b,c'.rsplit(',', 1) }}",
+ "{{ 10 / 3 }} {{ 1e100 }} {{ 0.1 + 0.2 }} {{ 123456789012345678 }} {{ 1/3*3 }} {{ 2**-1 }} {{ -0.0 }}",
+ "{{ [1, [2, {'k': 'v\\'s'}]] }}", "{{ 'tab\\there'|tojson }} {{ '\\u00e9\\U0001F600'|tojson(ensure_ascii=true) }}",
+ "{{ {'b': 1, 'a': {'c': [1.0, none, true]}}|tojson(indent=2, sort_keys=true) }}", "{{ [] | tojson(indent=2) }}{{ {} | tojson(indent=2) }}",
+ "{% for a, b in [(1, 2), (3, 4)] %}{{ a }}{{ b }}{% endfor %}", "{{ 'abc'[1:] }}{{ 'abc'[:-1] }}{{ 'abc'[::2] }}{{ [1,2,3][5:] }}",
+ "{{ x is none }}{{ none is none }}{{ 1 is number }}{{ true is number }}{{ 'a' is iterable }}{{ x is iterable }}",
+ "{{ [3,1,2]|sort(reverse=true) }}{{ ['b','A','a']|sort }}{{ ['b','A','a']|sort(case_sensitive=true) }}",
+ "{{ ['a','B']|max }}{{ [1,2]|min }}{{ []|max }}|", "{{ 'a%sb%d'|format('x', 3) }}", "{{ '%s-%s' % ('a', 'b') }}",
+ "{{ 'abc'|reverse }}{{ [1,2]|reverse|list }}{{ 'ab'|list }}{{ {'a':1}|list }}", "{{ '\\n  x\\n'|indent(2, true) }}|{{ 'a\\n\\nb'|indent }}",
+ "{{ 'a' ~ 1.0 ~ none ~ true }}", "{{ (1, 2) }}{{ () }}{{ [(1,)] }}", "{{ {'a': 1}.items() }}", "{{ 'a\"b' }}{{ ['a\"b', \"c'd\", 'e\\'f\"'] }}",
+ "{{ 7 % -3 }} {{ -7 % -3 }} {{ 7.5 // 2 }} {{ -7.5 % 2 }} {{ 2 ** 62 }}", "{{ 'ß'|upper }}{{ 'ÀB'|lower }}",
+ "{% set x = 5 %}{% macro m() %}{{ x }}{% endmacro %}{% set x = 6 %}{{ m() }}",
+ "{% for i in range(3) %}{% set y = i %}{% endfor %}{{ y }}|", "{{ loop }}|{% for i in [1] %}{{ loop.previtem is defined }}{{ loop.nextitem is defined }}{% endfor %}",
+ "{{ [1,2,3]|join }}{{ [1,2,3]|join(', ') }}{{ ['a','b']|map('upper')|join }}", "{{ 'x'.join(['a','b']) }}",
+ "{{ [{'a': 1}, {'a': 2}]|map(attribute='a')|sum }}{{ [1,2]|sum(start=10) }}", "{{ 'abc'.find('c') }}{{ 'héc'.find('c') }}",
+ "{{ 3 in [1, 2] }}{{ 'a' in ['a'] }}{{ none in [none] }}", "{{ 1 if none else 2 }}{{ none or 'd' }}{{ '' and 'x' }}|",
+ "{{ '{:}'.format(1) if false else 'ok' }}", "{{ 'a-b c'|title }}{{ 'aBC dEF'|capitalize }}", "{{ 'one  two\\tthree'|wordcount }}",
+ "{{ '  x  '|trim }}|{{ 'xxhixx'|trim('x') }}", "{{ -2|abs }}{{ -2.5|abs }}", "{{ '3.7'|int }}{{ 'x'|int(7) }}{{ 3.9|int }}{{ '0x1'|int }}",
+ "{{ [1,2,3,4,5]|batch(2, 0)|list }}", "{{ 'a' is lower }}{{ 'A' is upper }}{{ 4 is divisibleby(2) }}{{ 3 is even }}",
+ "{% set d = {'k': [1]} %}{{ d.k.0 }}{{ d['k'][0] }}{{ d.get('z') }}{{ d.z is defined }}", "{{ range(3)|list|length }}{{ range(0)|list }}",
+ "{% filter trim %}  x  {% endfilter %}|", "a\n    {%- if true %}\n  b{% endif %}\nc", "  {{ 'x' }}\n  {% if true %}y{% endif %}  \nz",
+ "{% for x in [1,2] %}\n  {{ x }}\n{% endfor %}\n", "{%- set a = 'x' -%}\n\n  {{ a }}  \n\n{#- c -#}\n  b",
+]
+SNIPPETS = [x for x in SNIPPETS if x not in ("{{ {'a': 1}.items() }}", "{{ 'ß'|upper }}{{ 'ÀB'|lower }}")]
+
+
 # Special tokens per template family (what tokenizer_config.json gives these models).
 SPECIAL = [
     ("meta-llama", {"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}),
@@ -269,6 +300,14 @@ def main():
                     case["error_type"] = type(e).__name__
                     counts["errors"] += 1
                 out["cases"].append(case)
+    out["snippets"] = []
+    for snippet in SNIPPETS:
+        entry = {"template": snippet}
+        try:
+            entry["expected"] = compile_template(snippet).render()
+        except Exception as e:
+            entry["error"] = str(e)
+        out["snippets"].append(entry)
     with open(os.path.join(HERE, "fixtures.json"), "w", encoding="utf-8") as f:
         json.dump(out, f, ensure_ascii=False, indent=1)
         f.write("\n")
