@@ -449,6 +449,13 @@ private slots:
         QVERIFY(testutil::expect_error([&] { qls::read_special_tokens(dir); }, qls::error_code::format,
                                        {"tokenizer_config.json", "eos_token"})
                     .empty());
+        // A file too large to be a template is refused before it is read.
+        write_file(dir + "/chat_template.jinja", "x");
+        fs::resize_file(dir + "/chat_template.jinja", (uintmax_t(16) << 20) + 1);
+        QVERIFY(testutil::expect_error([&] { qls::find_chat_template(dir); }, qls::error_code::format,
+                                       {"chat_template.jinja", "more than"})
+                    .empty());
+        fs::remove(dir + "/chat_template.jinja");
         write_file(dir + "/tokenizer_config.json", "{not json");
         QVERIFY(testutil::expect_error([&] { qls::find_chat_template(dir); }, qls::error_code::format,
                                        {"tokenizer_config.json"})

@@ -8,6 +8,8 @@
 #include "qls/file_io.h"
 #include "qls/json_input.h"
 
+#include <filesystem>
+
 namespace qls {
 
 jinja_template jinja_template::parse(std::string text, std::string origin, const template_limits& limits) {
@@ -64,15 +66,30 @@ namespace {
 const char* k_config_hint = "tokenizer_config.json should hold \"chat_template\" as a string or a list of "
                             "{\"name\", \"template\"} objects; re-download the model's tokenizer files";
 
+// Reads a tokenizer file after checking its size (a chat template is kilobytes, tokenizer_config.json at most a
+// few megabytes with its added-token table).
+std::string read_bounded(const std::string& path, uintmax_t max_bytes) {
+    std::error_code ec;
+    const uintmax_t size = std::filesystem::file_size(path, ec);
+    if (!ec && size > max_bytes)
+        throw error(error_code::format,
+                    path + ": " + std::to_string(size) + " bytes, more than the " + std::to_string(max_bytes) +
+                        " a tokenizer file may have",
+                    "check that the model directory holds the right files; re-download the tokenizer files");
+    return read_file_text(path);
+}
+
+constexpr uintmax_t k_max_template_file = uintmax_t(16) << 20, k_max_config_file = uintmax_t(64) << 20;
+
 nlohmann::json read_json(const std::string& path) {
-    return parse_json_input(read_file_text(path), path, "re-download the model's tokenizer files");
+    return parse_json_input(read_bounded(path, k_max_config_file), path, "re-download the model's tokenizer files");
 }
 
 } // namespace
 
 std::optional<chat_template_text> find_chat_template(const std::string& dir) {
     const std::string jinja_path = path_join(dir, "chat_template.jinja");
-    if (path_is_file(jinja_path)) return chat_template_text{read_file_text(jinja_path), jinja_path};
+    if (path_is_file(jinja_path)) return chat_template_text{read_bounded(jinja_path, k_max_template_file), jinja_path};
 
     const std::string config_path = path_join(dir, "tokenizer_config.json");
     if (path_is_file(config_path)) {
