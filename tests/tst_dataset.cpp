@@ -2,7 +2,9 @@
 // tokenizer), truncation, packing/padding batches, validation split, stats, batcher resume, malformed input.
 #include "testutil.h"
 
+#include "qls/chat_template.h"
 #include "qls/dataset.h"
+#include "qls/dataset_analysis.h"
 #include "qls/error.h"
 #include "qls/tokenizer.h"
 
@@ -36,6 +38,27 @@ std::vector<int> cat(std::initializer_list<std::vector<int>> parts) {
 }
 
 std::vector<int> enc(const std::string& s) { return tok().encode(s, false); }
+
+// A model chat template from text, with stories260K's special tokens.
+std::shared_ptr<const qls::model_chat_template> model_template(const std::string& text, const std::string& origin) {
+    auto m = std::make_shared<qls::model_chat_template>();
+    m->tmpl = qls::jinja_template::parse(text, origin);
+    m->variables = {{"bos_token", "<s>"}, {"eos_token", "</s>"}, {"unk_token", "<unk>"}};
+    return m;
+}
+
+std::string chat_template_file(const std::string& name) {
+    std::ifstream in(std::string(QLS_SOURCE_DIR) + "/tests/data/chat_templates/templates/" + name, std::ios::binary);
+    return std::string(std::istreambuf_iterator<char>(in), {});
+}
+
+qls::data_record chat_record(std::vector<qls::chat_message> messages) {
+    qls::data_record r;
+    r.type = qls::data_record::kind::chat;
+    r.messages = std::move(messages);
+    r.source = "chat.jsonl:1";
+    return r;
+}
 
 // The ids whose loss mask is set, in order.
 std::vector<int> loss_ids(const qls::data_example& ex) {
@@ -181,7 +204,7 @@ private slots:
               qls::dataset_format::chat_sharegpt, qls::dataset_format::text_jsonl, qls::dataset_format::plain_text})
             QCOMPARE(qls::parse_dataset_format(qls::dataset_format_name(f)), f);
         for (auto t : {qls::chat_template::auto_select, qls::chat_template::alpaca, qls::chat_template::llama2_chat,
-                       qls::chat_template::chatml, qls::chat_template::raw})
+                       qls::chat_template::chatml, qls::chat_template::raw, qls::chat_template::model})
             QCOMPARE(qls::parse_chat_template(qls::chat_template_name(t)), t);
         expect_error([] { qls::parse_dataset_format("csv"); }, {"csv", "alpaca"});
         expect_error([] { qls::parse_chat_template("vicuna"); }, {"vicuna", "chatml"});
@@ -1041,6 +1064,196 @@ private slots:
         QVERIFY(contains(ds.warnings.back(), "500 more"));
         opt.on_bad_record = qls::bad_record_policy::fail;
         expect_error([&] { qls::load_dataset(f, tok(), opt); }, {f + ":2: ", "must be a string"});
+    }
+
+    // The model's own template with {% generation %} blocks: the loss covers exactly the spans; the template's
+    // bos_token/eos_token text becomes the BOS/EOS ids.
+    void model_template_generation_spans() {
+        const auto mt = model_template("{{ bos_token }}{% for m in messages %}{% if m.role == 'assistant' %}assistant: "
+                                       "{% generation %}{{ m.content }}{{ eos_token }}{% endgeneration %}\n{% else %}"
+                                       "{{ m.role }}: {{ m.content }}\n{% endif %}{% endfor %}",
+                                       "gen.jinja");
+        const auto r = chat_record({{qls::chat_role::user, "Hi"},
+                                    {qls::chat_role::assistant, "Hello!"},
+                                    {qls::chat_role::user, "Bye"},
+                                    {qls::chat_role::assistant, "Goodbye!"}});
+        const auto ex = qls::render_example(r, tok(), qls::chat_template::model, false, mt.get());
+        // trim_blocks removes the newline after {% endgeneration %}.
+        QCOMPARE(ex.ids, cat({{1},
+                              enc("user: Hi\nassistant: "),
+                              enc("Hello!"),
+                              {2},
+                              enc("user: Bye\nassistant: "),
+                              enc("Goodbye!"),
+                              {2}}));
+        QCOMPARE(loss_ids(ex), cat({enc("Hello!"), {2}, enc("Goodbye!"), {2}}));
+        const auto all = qls::render_example(r, tok(), qls::chat_template::model, true, mt.get());
+        QCOMPARE(all.ids, ex.ids);
+        QCOMPARE(all.loss_tokens(), ex.ids.size() - 1);
+    }
+
+    // Without generation blocks the assistant turns are found by rendering prefixes; same ids and mask as above.
+    void model_template_prefix_rendering() {
+        const auto mt = model_template("{{ bos_token }}{% for m in messages %}{% if m.role == 'assistant' %}assistant: "
+                                       "{{ m.content }}{{ eos_token }}\n{% else %}{{ m.role }}: {{ m.content }}\n"
+                                       "{% endif %}{% endfor %}{% if add_generation_prompt %}assistant: {% endif %}",
+                                       "prefix.jinja");
+        QVERIFY(!mt->tmpl.has_generation_blocks());
+        const auto r = chat_record({{qls::chat_role::system, "Be brief."},
+                                    {qls::chat_role::user, "Hi"},
+                                    {qls::chat_role::assistant, "Hello!"},
+                                    {qls::chat_role::user, "Bye"},
+                                    {qls::chat_role::assistant, "Goodbye!"}});
+        const auto ex = qls::render_example(r, tok(), qls::chat_template::model, false, mt.get());
+        // A turn is all the text it adds: its reply, EOS and the newline after it.
+        QCOMPARE(ex.ids, cat({{1},
+                              enc("system: Be brief.\nuser: Hi\nassistant: "),
+                              enc("Hello!"),
+                              {2},
+                              enc("\n"),
+                              enc("user: Bye\nassistant: "),
+                              enc("Goodbye!"),
+                              {2},
+                              enc("\n")}));
+        QCOMPARE(loss_ids(ex), cat({enc("Hello!"), {2}, enc("\n"), enc("Goodbye!"), {2}, enc("\n")}));
+        // The generation prompt is the template rendered with add_generation_prompt.
+        const std::vector<qls::chat_message> conv = {{qls::chat_role::user, "Hi"}};
+        QCOMPARE(qls::render_generation_prompt(conv, tok(), qls::chat_template::model, mt.get()),
+                 cat({{1}, enc("user: Hi\nassistant: ")}));
+    }
+
+    // Real templates: SmolLM2 (ChatML with a default system prompt) by prefixes, SmolLM3 by its generation blocks.
+    void model_template_real_templates() {
+        const auto smol2 = model_template(chat_template_file("HuggingFaceTB-SmolLM2-135M-Instruct.jinja"), "SmolLM2");
+        const auto r = chat_record({{qls::chat_role::user, "Hi"},
+                                    {qls::chat_role::assistant, "Hello!"},
+                                    {qls::chat_role::user, "Bye"},
+                                    {qls::chat_role::assistant, "Goodbye!"}});
+        auto ex = qls::render_example(r, tok(), qls::chat_template::model, false, smol2.get());
+        const std::string sys =
+            "<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n";
+        QCOMPARE(ex.ids,
+                 cat({enc(sys + "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"), enc("Hello!<|im_end|>\n"),
+                      enc("<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"), enc("Goodbye!<|im_end|>\n")}));
+        QCOMPARE(loss_ids(ex), cat({enc("Hello!<|im_end|>\n"), enc("Goodbye!<|im_end|>\n")}));
+
+        const auto smol3 = model_template(chat_template_file("HuggingFaceTB-SmolLM3-3B.jinja"), "SmolLM3");
+        QVERIFY(smol3->tmpl.has_generation_blocks());
+        ex = qls::render_example(r, tok(), qls::chat_template::model, false, smol3.get());
+        // SmolLM3's generation block holds the whole assistant message, header included (thinking mode is its
+        // default, so no empty <think> block).
+        QCOMPARE(loss_ids(ex), cat({enc("<|im_start|>assistant\nHello!<|im_end|>\n"),
+                                    enc("<|im_start|>assistant\nGoodbye!<|im_end|>\n")}));
+    }
+
+    // A template that rewrites earlier turns (Qwen3 drops the reasoning of turns before the last question) cannot
+    // give a prefix-consistent mask: the error names the template.
+    void model_template_not_prefix_consistent() {
+        const auto qwen3 = model_template(chat_template_file("Qwen-Qwen3-0.6B.jinja"), "Qwen-Qwen3-0.6B.jinja");
+        const auto r = chat_record({{qls::chat_role::user, "Is 7 prime?"},
+                                    {qls::chat_role::assistant, "<think>\nDivisors?\n</think>\n\nYes."},
+                                    {qls::chat_role::user, "Is 9 prime?"},
+                                    {qls::chat_role::assistant, "No."}});
+        expect_error([&] { qls::render_example(r, tok(), qls::chat_template::model, false, qwen3.get()); },
+                     {"Qwen-Qwen3-0.6B.jinja", "message 4", "loss mask", "generation"});
+        // Without reasoning in earlier turns the same template is prefix-consistent.
+        const auto plain = chat_record({{qls::chat_role::user, "Is 7 prime?"}, {qls::chat_role::assistant, "Yes."}});
+        const auto ex = qls::render_example(plain, tok(), qls::chat_template::model, false, qwen3.get());
+        QCOMPARE(loss_ids(ex), enc("<think>\n\n</think>\n\nYes.<|im_end|>\n"));
+    }
+
+    // load_dataset with the model's template: auto picks it for chat data; a conversation the template rejects
+    // (raise_exception) is a bad record with the template's message; text data cannot take it.
+    void model_template_load_dataset() {
+        QTemporaryDir dir;
+        const std::string path = write_file(
+            dir, "chat.jsonl",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hey\"}]}\n"
+            "{\"messages\": [{\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"user\", \"content\": \"Q\"}, "
+            "{\"role\": \"assistant\", \"content\": \"A\"}]}\n");
+        qls::data_options opt;
+        opt.seq_len = 256;
+        opt.model_template = model_template(chat_template_file("google-gemma-2-2b-it.jinja"), "gemma-2.jinja");
+        const qls::dataset ds = qls::load_dataset(path, tok(), opt);
+        QCOMPARE(ds.tmpl, qls::chat_template::model);
+        QCOMPARE(ds.examples.size(), size_t(1));
+        QCOMPARE(ds.stats.skipped, size_t(1));
+        QVERIFY(ds.warnings[0].find("chat.jsonl:2") != std::string::npos);
+        QVERIFY(ds.warnings[0].find("System role not supported") != std::string::npos);
+        QCOMPARE(loss_ids(ds.examples[0]), enc("Hey<end_of_turn>\n"));
+        QCOMPARE(ds.examples[0].ids[0], 1); // the template's "<s>" bos_token text became the BOS id
+
+        opt.on_bad_record = qls::bad_record_policy::fail;
+        expect_error([&] { qls::load_dataset(path, tok(), opt); }, {"chat.jsonl:2", "System role not supported"});
+
+        QCOMPARE(qls::resolve_template(qls::chat_template::auto_select, qls::dataset_format::chat_messages, true),
+                 qls::chat_template::model);
+        QCOMPARE(qls::resolve_template(qls::chat_template::auto_select, qls::dataset_format::chat_messages, false),
+                 qls::chat_template::llama2_chat);
+        QCOMPARE(qls::resolve_template(qls::chat_template::model, qls::dataset_format::alpaca, true),
+                 qls::chat_template::model);
+        expect_error(
+            [] { qls::resolve_template(qls::chat_template::model, qls::dataset_format::chat_messages, false); },
+            {"no chat template", "chatml"});
+        expect_error([] { qls::resolve_template(qls::chat_template::model, qls::dataset_format::plain_text, true); },
+                     {"model template cannot render", "raw"});
+    }
+
+    // A Hugging Face directory's template and special tokens, loaded as the trainer and the Dataset page do.
+    void model_template_from_directory() {
+        QTemporaryDir dir;
+        write_file(
+            dir, "tokenizer_config.json",
+            "{\"bos_token\": {\"content\": \"<s>\"}, \"eos_token\": \"</s>\", \"chat_template\": "
+            "\"{{ bos_token }}{% for m in messages %}{{ m.content }}{% if m.role == 'assistant' %}{{ eos_token }}"
+            "{% endif %}{% endfor %}\"}");
+        const auto mt = qls::load_model_chat_template(dir.path().toStdString());
+        QVERIFY(mt);
+        QVERIFY(mt->tmpl.origin().find("tokenizer_config.json") != std::string::npos);
+        const auto ex = qls::render_example(chat_record({{qls::chat_role::user, "Q"},
+                                                         {qls::chat_role::assistant, "A"}}),
+                                            tok(), qls::chat_template::model, false, mt.get());
+        QCOMPARE(ex.ids, cat({{1}, enc("Q"), enc("A"), {2}}));
+        QCOMPARE(loss_ids(ex), cat({enc("A"), {2}}));
+        QVERIFY(!qls::load_model_chat_template(testutil::model_dir())); // stories260K has no template
+    }
+
+    // The Dataset page's analysis with a model directory that has a chat template: auto resolves to the model's
+    // template and the preview's loss mask is exactly the assistant turn.
+    void model_template_dataset_analysis() {
+        QLS_REQUIRE_MODEL();
+        QTemporaryDir dir;
+        const std::string model = dir.path().toStdString() + "/model";
+        QVERIFY(QDir().mkpath(QString::fromStdString(model)));
+        for (const char* f : {"config.json", "model.safetensors", "tokenizer.model"})
+            QVERIFY(QFile::link(QString::fromStdString(testutil::model_dir() + "/" + f),
+                                QString::fromStdString(model + "/" + f)));
+        write_file(
+            dir, "model/tokenizer_config.json",
+            R"({"bos_token": "<s>", "eos_token": "</s>", "chat_template": "{{ bos_token }}{% for m in messages %}{{ m.role }}: {% if m.role == 'assistant' %}{% generation %}{{ m.content }}{{ eos_token }}{% endgeneration %}{% else %}{{ m.content }}\n{% endif %}{% endfor %}"})");
+        const std::string data = write_file(
+            dir, "chat.jsonl",
+            "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}, {\"role\": \"assistant\", \"content\": \"Hey\"}]}\n");
+        qls::dataset_analysis_request rq;
+        rq.train_file = data;
+        rq.model_dir = model;
+        rq.options.seq_len = 64;
+        const qls::dataset_analysis a = qls::analyze_dataset(rq);
+        QVERIFY2(a.train_error.empty() && a.template_error.empty() && a.model_error.empty(),
+                 qPrintable(QString::fromStdString(a.train_error + a.template_error + a.model_error)));
+        QCOMPARE(a.tmpl, qls::chat_template::model);
+        QCOMPARE(a.preview.size(), size_t(1));
+        QCOMPARE(a.preview[0].ids, cat({{1}, enc("user: Hi\nassistant: "), enc("Hey"), {2}}));
+        std::vector<int> trained;
+        for (size_t i = 0; i < a.preview[0].ids.size(); ++i)
+            if (a.preview[0].loss[i]) trained.push_back(a.preview[0].ids[i]);
+        QCOMPARE(trained, cat({enc("Hey"), {2}}));
+
+        // A template that does not parse is the template's error, naming the file and line.
+        write_file(dir, "model/tokenizer_config.json", R"({"chat_template": "ok\n{% if %}"})");
+        const qls::dataset_analysis b = qls::analyze_dataset(rq);
+        QVERIFY2(b.template_error.find("tokenizer_config.json:2:") != std::string::npos,
+                 qPrintable(QString::fromStdString(b.template_error)));
     }
 };
 

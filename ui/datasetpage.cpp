@@ -66,6 +66,7 @@ QString templateLabel(qls::chat_template t) {
     case qls::chat_template::llama2_chat: return QObject::tr("Llama-2 chat ([INST] … [/INST])");
     case qls::chat_template::chatml: return QObject::tr("ChatML (<|im_start|> … <|im_end|>)");
     case qls::chat_template::raw: return QObject::tr("Raw text (no template)");
+    case qls::chat_template::model: return QObject::tr("The model's own chat template (Jinja)");
     }
     return {};
 }
@@ -133,13 +134,15 @@ DatasetPage::DatasetPage(QWidget* parent) : QWidget(parent) {
     // template
     auto* templateRow = new QHBoxLayout;
     m_template = new QComboBox(this);
-    for (qls::chat_template t : {qls::chat_template::auto_select, qls::chat_template::alpaca,
-                                 qls::chat_template::llama2_chat, qls::chat_template::chatml, qls::chat_template::raw})
+    for (qls::chat_template t :
+         {qls::chat_template::auto_select, qls::chat_template::alpaca, qls::chat_template::llama2_chat,
+          qls::chat_template::chatml, qls::chat_template::raw, qls::chat_template::model})
         m_template->addItem(templateLabel(t), QString::fromLatin1(qls::chat_template_name(t)));
     m_template->setToolTip(tr("How a record becomes the model's text. Auto: Alpaca data uses the Alpaca prompt, chat "
-                              "data the Llama-2 chat format, text data no template. Alpaca data also takes the chat "
-                              "templates; chat data takes Llama-2 or ChatML; text data takes raw only.\n\nrun.json: "
-                              "data.template"));
+                              "data the model's own chat template when it has one (else the Llama-2 chat format), "
+                              "text data no template. Alpaca data also takes the chat templates; chat data takes "
+                              "the model's template, Llama-2 or ChatML; text data takes raw only. With the model's "
+                              "template the loss covers exactly the assistant turns.\n\nrun.json: data.template"));
     templateRow->addWidget(m_template);
     m_templateInfo = new QLabel(this);
     m_templateInfo->setWordWrap(true);

@@ -29,8 +29,15 @@
 //                  "<|im_start|>{role}\n{content}<|im_end|>\n"; after each assistant message EOS (the LLaMA
 //                  tokenizer has no <|im_end|> token, so EOS is what stops generation).
 //   raw          no template: <s>{text}</s>, for text_jsonl and plain_text.
+//   model        the model's own Jinja chat template (chat_template.jinja / tokenizer_config.json, chat_template.h),
+//                  rendered as Hugging Face's apply_chat_template does with the tokenizer_config.json special tokens;
+//                  the template writes its own BOS/EOS. The loss mask is exactly the assistant turns: the
+//                  {% generation %} spans when the template has them, else found by rendering prefixes
+//                  (messages[:i] with add_generation_prompt, messages[:i+1] without) that must each extend the
+//                  previous one (a template that rewrites earlier turns later is refused, naming it). Each piece is
+//                  tokenized on its own (encode without BOS); the bos_token/eos_token strings in the text become the
+//                  tokenizer's BOS/EOS ids. The default for chat data when the model has a template.
 // Alpaca records under a chat template become one exchange: user = instruction (+ "\n\n" + input when non-empty).
-// A checkpoint's own Jinja chat_template (tokenizer_config.json) is not supported.
 //
 // Tokenization: the template is cut into pieces at every prompt/response boundary and each piece is encoded on its
 // own; the ids are concatenated, so the loss mask boundaries are exact (no token straddles a boundary). Consequence:
@@ -46,6 +53,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -57,8 +65,8 @@ const char* dataset_format_name(dataset_format f);
 // The inverse of dataset_format_name; throws invalid_argument listing the names.
 dataset_format parse_dataset_format(const std::string& name);
 
-enum class chat_template { auto_select, alpaca, llama2_chat, chatml, raw };
-// "auto", "alpaca", "llama2", "chatml", "raw"
+enum class chat_template { auto_select, alpaca, llama2_chat, chatml, raw, model };
+// "auto", "alpaca", "llama2", "chatml", "raw", "model"
 const char* chat_template_name(chat_template t);
 chat_template parse_chat_template(const std::string& name);
 
@@ -86,11 +94,16 @@ struct data_record {
     std::string source;                     // "file:line" where the record starts
 };
 
+// The model's own chat template with its special tokens (defined in chat_template.h; load_model_chat_template).
+struct model_chat_template;
+
 struct data_options {
     dataset_format format = dataset_format::auto_detect;
-    chat_template tmpl = chat_template::auto_select; // auto: alpaca → alpaca, chat → llama2_chat, text → raw
-    int seq_len = 512;                               // T: examples longer than this are truncated
-    bool train_on_prompt = false;                    // false: loss only on responses (+EOS); true: on every token
+    // auto: alpaca → alpaca, chat → model when model_template is set else llama2_chat, text → raw
+    chat_template tmpl = chat_template::auto_select;
+    std::shared_ptr<const model_chat_template> model_template; // what chat_template::model renders with
+    int seq_len = 512;                                         // T: examples longer than this are truncated
+    bool train_on_prompt = false; // false: loss only on responses (+EOS); true: on every token
     bad_record_policy on_bad_record = bad_record_policy::skip;
     size_t max_record_bytes = size_t(1) << 20; // a JSONL line / array element / paragraph over this is bad
 };
@@ -147,18 +160,22 @@ record_set read_records(const std::string& path, const data_options& opt);
 
 // The template auto_select picks for a format; an explicit template is checked against the format (raw needs
 // text records; chat records need llama2_chat or chatml); a mismatch throws error_code::config naming both.
-chat_template resolve_template(chat_template requested, dataset_format format);
+// model needs model_template_available (the model has a chat template) and chat or alpaca records; auto picks it
+// for chat records when available.
+chat_template resolve_template(chat_template requested, dataset_format format, bool model_template_available = false);
 
 // Renders one record with a resolved template (not auto_select). Throws config when the template does not apply
-// to the record's kind.
-data_example render_example(const data_record& rec, const tokenizer& tok, chat_template tmpl, bool train_on_prompt);
+// to the record's kind. chat_template::model renders with `model` (required then); a template error (its
+// raise_exception, a type error) throws qls::error naming the template.
+data_example render_example(const data_record& rec, const tokenizer& tok, chat_template tmpl, bool train_on_prompt,
+                            const model_chat_template* model = nullptr);
 
 // The ids a model is given at generation time for a conversation ending with a user message: the same pieces as
 // training up to and including the assistant cue ("[/INST]", "<|im_start|>assistant\n", "### Response:\n"), so the
 // ids equal the rendered training example's prefix. alpaca: one user message (the instruction; a system message
 // is not allowed). raw: the concatenated contents after BOS.
 std::vector<int> render_generation_prompt(const std::vector<chat_message>& conversation, const tokenizer& tok,
-                                          chat_template tmpl);
+                                          chat_template tmpl, const model_chat_template* model = nullptr);
 
 // read_records + render_example for every record + truncation to opt.seq_len + stats. An example whose prompt
 // alone fills seq_len (no loss token left) is a bad record ("file:line: ... no response token left"). Throws when

@@ -21,8 +21,9 @@ struct train_config {
     std::string train_file;
     std::string validation_file; // optional; else validation_fraction of train_file
     double validation_fraction = 0.0;
-    std::string dataset_format = "auto";  // auto | alpaca | messages | sharegpt | text | plain
-    std::string prompt_template = "auto"; // auto | alpaca | llama2 | chatml | raw
+    std::string dataset_format = "auto"; // auto | alpaca | messages | sharegpt | text | plain
+    // auto | alpaca | llama2 | chatml | raw | model (auto: model for chat data when the model has a chat template)
+    std::string prompt_template = "auto";
     bool train_on_prompt = false;
     bool packing = true;
     bool skip_malformed = true; // false: the first malformed line stops the run

@@ -72,7 +72,7 @@ dataset load_dataset(const std::string& path, const tokenizer& tok, const data_o
         data::throw_no_examples(path, ds.format, sink.skipped(),
                                 sink.warnings().empty() ? std::string() : sink.warnings().front());
     try {
-        ds.tmpl = resolve_template(opt.tmpl, ds.format);
+        ds.tmpl = resolve_template(opt.tmpl, ds.format, opt.model_template != nullptr);
     } catch (const error& e) {
         throw error(e.code(), "dataset file " + path + ": " + e.what(), e.hint());
     }
@@ -81,7 +81,19 @@ dataset load_dataset(const std::string& path, const tokenizer& tok, const data_o
     size_t too_long = 0;
     ds.examples.reserve(records.size());
     for (data_record& rec : records) {
-        data_example ex = render_example(rec, tok, ds.tmpl, opt.train_on_prompt);
+        data_example ex;
+        if (ds.tmpl == chat_template::model) {
+            // The model's template may reject a conversation (raise_exception) or fail on it: a bad record.
+            try {
+                ex = render_example(rec, tok, ds.tmpl, opt.train_on_prompt, opt.model_template.get());
+            } catch (const error& e) {
+                if (e.code() == error_code::internal) throw;
+                sink.report(rec.source, e.what(), e.hint());
+                continue;
+            }
+        } else {
+            ex = render_example(rec, tok, ds.tmpl, opt.train_on_prompt);
+        }
         if (ex.ids.size() > T) {
             const size_t full = ex.ids.size();
             const size_t prompt = first_loss_index(ex);

@@ -1,5 +1,7 @@
-// Prompt templates (Alpaca, Llama-2 chat, ChatML, raw): a record becomes template pieces, each piece is tokenized
-// on its own and the ids are concatenated with a per-token loss mask (responses + EOS by default).
+// Prompt templates (Alpaca, Llama-2 chat, ChatML, raw, the model's own Jinja template): a record becomes template
+// pieces, each piece is tokenized on its own and the ids are concatenated with a per-token loss mask (responses +
+// EOS by default).
+#include "qls/chat_template.h"
 #include "qls/dataset.h"
 #include "qls/error.h"
 
@@ -14,16 +16,17 @@ const char* chat_template_name(chat_template t) {
     case chat_template::llama2_chat: return "llama2";
     case chat_template::chatml: return "chatml";
     case chat_template::raw: return "raw";
+    case chat_template::model: return "model";
     }
     return "unknown";
 }
 
 chat_template parse_chat_template(const std::string& name) {
     for (chat_template t : {chat_template::auto_select, chat_template::alpaca, chat_template::llama2_chat,
-                            chat_template::chatml, chat_template::raw})
+                            chat_template::chatml, chat_template::raw, chat_template::model})
         if (name == chat_template_name(t)) return t;
     throw error(error_code::invalid_argument, "unknown prompt template \"" + name + "\"",
-                "use one of auto, alpaca, llama2, chatml, raw");
+                "use one of auto, alpaca, llama2, chatml, raw, model");
 }
 
 size_t data_example::loss_tokens() const {
@@ -35,8 +38,8 @@ size_t data_example::loss_tokens() const {
 namespace {
 
 const char* k_template_hint =
-    "alpaca datasets take the alpaca, llama2 or chatml template; chat datasets (messages, sharegpt) take llama2 or "
-    "chatml; text and plain datasets take raw";
+    "alpaca datasets take the alpaca, llama2, chatml or model template; chat datasets (messages, sharegpt) take "
+    "llama2, chatml or model (the model's own chat template); text and plain datasets take raw";
 
 // Stanford Alpaca prompt, github.com/tatsu-lab/stanford_alpaca README ("prompt" section; train.py PROMPT_DICT
 // has the same text). The README shows the response on the line after "### Response:", so the prompt ends in "\n".
@@ -142,6 +145,116 @@ void chatml_pieces(const std::vector<chat_message>& m, int bos, int eos, bool ge
     if (!prompt.empty()) out.push_back({std::move(prompt), -1, false});
 }
 
+// ---- the model's own template -------------------------------------------------------------------------------
+
+nlohmann::ordered_json messages_json(const std::vector<chat_message>& m, size_t count) {
+    nlohmann::ordered_json out = nlohmann::ordered_json::array();
+    for (size_t k = 0; k < count && k < m.size(); ++k)
+        out.push_back({{"role", chat_role_name(m[k].role)}, {"content", m[k].content}});
+    return out;
+}
+
+std::string render_model(const model_chat_template& mt, const std::vector<chat_message>& m, size_t count, bool agp,
+                         std::vector<generation_span>* spans = nullptr) {
+    chat_request req;
+    req.add_generation_prompt = agp;
+    req.variables = mt.variables;
+    template_output out = render_chat(mt.tmpl, messages_json(m, count), req);
+    if (spans) *spans = std::move(out.generation);
+    return std::move(out.text);
+}
+
+[[noreturn]] void not_a_prefix(const model_chat_template& mt, size_t message, const char* what) {
+    throw error(error_code::unsupported,
+                mt.tmpl.origin() + ": the chat template renders the conversation up to message " +
+                    std::to_string(message + 1) + " differently " + what +
+                    ", so the assistant turns cannot be located for the loss mask",
+                "the template rewrites earlier turns once more messages follow (e.g. it drops the reasoning of "
+                "earlier assistant turns); use a template with {% generation %} blocks, or the chatml or llama2 "
+                "template");
+}
+
+bool starts_with(const std::string& s, const std::string& prefix) {
+    return s.size() >= prefix.size() && s.compare(0, prefix.size(), prefix) == 0;
+}
+
+// Pieces of a conversation under the model's template. Responses are the {% generation %} spans when the template
+// has them; otherwise each assistant turn i is the text render(messages[:i+1]) adds to
+// render(messages[:i], add_generation_prompt=True), and every rendering must extend the previous one.
+// generation=true (a generation prompt): the whole conversation with add_generation_prompt, no response.
+void model_pieces(const std::vector<chat_message>& m, const model_chat_template& mt, bool generation,
+                  std::vector<piece>& out) {
+    if (generation) {
+        out.push_back({render_model(mt, m, m.size(), true), -1, false});
+        return;
+    }
+    if (mt.tmpl.has_generation_blocks()) {
+        std::vector<generation_span> spans;
+        const std::string text = render_model(mt, m, m.size(), false, &spans);
+        size_t at = 0;
+        for (const generation_span& s : spans) {
+            if (s.begin < at || s.end > text.size()) continue; // nested or overlapping blocks: counted once
+            out.push_back({text.substr(at, s.begin - at), -1, false});
+            out.push_back({text.substr(s.begin, s.end - s.begin), -1, true});
+            at = s.end;
+        }
+        out.push_back({text.substr(at), -1, false});
+        return;
+    }
+    std::string done; // the rendered text accounted for so far
+    for (size_t i = 0; i < m.size(); ++i) {
+        if (m[i].role != chat_role::assistant) continue;
+        const std::string prompt = render_model(mt, m, i, true);
+        if (!starts_with(prompt, done)) not_a_prefix(mt, i, "once the next turn is cued");
+        const std::string with_reply = render_model(mt, m, i + 1, false);
+        if (!starts_with(with_reply, prompt)) not_a_prefix(mt, i, "once the assistant's reply follows");
+        out.push_back({prompt.substr(done.size()), -1, false});
+        out.push_back({with_reply.substr(prompt.size()), -1, true});
+        done = with_reply;
+    }
+    const std::string full = render_model(mt, m, m.size(), false);
+    if (!starts_with(full, done)) not_a_prefix(mt, m.size() - 1, "in the whole conversation");
+    out.push_back({full.substr(done.size()), -1, false});
+}
+
+// The template writes BOS/EOS as text (bos_token, eos_token): cut them out of every text piece as their ids.
+std::vector<piece> special_ids(std::vector<piece> in, const model_chat_template& mt, const tokenizer& tok) {
+    std::vector<std::pair<std::string, int>> specials;
+    for (const auto& [key, id] :
+         {std::pair<const char*, int>{"bos_token", tok.bos_id()}, {"eos_token", tok.eos_id()}}) {
+        auto it = mt.variables.find(key);
+        if (it != mt.variables.end() && it->is_string() && !it->get<std::string>().empty() && id >= 0)
+            specials.emplace_back(it->get<std::string>(), id);
+    }
+    if (specials.empty()) return in;
+    std::vector<piece> out;
+    for (piece& p : in) {
+        if (p.id >= 0) {
+            out.push_back(std::move(p));
+            continue;
+        }
+        size_t at = 0;
+        while (true) {
+            size_t best = std::string::npos, len = 0;
+            int id = -1;
+            for (const auto& [text, sid] : specials) {
+                const size_t f = p.text.find(text, at);
+                if (f < best || (f == best && f != std::string::npos && text.size() > len)) {
+                    best = f;
+                    len = text.size();
+                    id = sid;
+                }
+            }
+            if (best == std::string::npos) break;
+            out.push_back({p.text.substr(at, best - at), -1, p.response});
+            out.push_back({{}, id, p.response});
+            at = best + len;
+        }
+        out.push_back({p.text.substr(at), -1, p.response});
+    }
+    return out;
+}
+
 [[noreturn]] void mismatch(chat_template t, const char* what) {
     throw error(error_code::config, std::string("the ") + chat_template_name(t) + " template cannot render " + what,
                 k_template_hint);
@@ -166,7 +279,7 @@ data_example tokenize(const std::vector<piece>& pieces, const tokenizer& tok, bo
 
 } // namespace
 
-chat_template resolve_template(chat_template requested, dataset_format format) {
+chat_template resolve_template(chat_template requested, dataset_format format, bool model_template_available) {
     const bool text = format == dataset_format::text_jsonl || format == dataset_format::plain_text;
     const bool chat = format == dataset_format::chat_messages || format == dataset_format::chat_sharegpt;
     const bool alpaca = format == dataset_format::alpaca;
@@ -175,6 +288,7 @@ chat_template resolve_template(chat_template requested, dataset_format format) {
     const std::string what = std::string("\"") + dataset_format_name(format) + "\" datasets";
     switch (requested) {
     case chat_template::auto_select:
+        if (chat && model_template_available) return chat_template::model;
         return alpaca ? chat_template::alpaca : chat ? chat_template::llama2_chat : chat_template::raw;
     case chat_template::alpaca:
         if (!alpaca) mismatch(requested, what.c_str());
@@ -186,14 +300,37 @@ chat_template resolve_template(chat_template requested, dataset_format format) {
     case chat_template::raw:
         if (!text) mismatch(requested, what.c_str());
         return requested;
+    case chat_template::model:
+        if (text) mismatch(requested, what.c_str());
+        if (!model_template_available)
+            throw error(error_code::config, "the model template was asked for, but the model has no chat template",
+                        "the model directory needs chat_template.jinja or a \"chat_template\" in "
+                        "tokenizer_config.json; otherwise choose the llama2 or chatml template");
+        return requested;
     }
     return requested;
 }
 
-data_example render_example(const data_record& rec, const tokenizer& tok, chat_template tmpl, bool train_on_prompt) {
+[[noreturn]] void no_model_template() {
+    throw error(error_code::invalid_argument, "the model template was asked for, but no model chat template was given",
+                "load it with load_model_chat_template(model_dir) and pass it in data_options::model_template");
+}
+
+data_example render_example(const data_record& rec, const tokenizer& tok, chat_template tmpl, bool train_on_prompt,
+                            const model_chat_template* model) {
+    if (tmpl == chat_template::model) {
+        if (!model) no_model_template();
+        if (rec.type == data_record::kind::text) mismatch(tmpl, "text records");
+        std::vector<piece> pieces;
+        model_pieces(conversation_of(rec), *model, false, pieces);
+        data_example ex = tokenize(special_ids(std::move(pieces), *model, tok), tok, train_on_prompt);
+        ex.source = rec.source;
+        return ex;
+    }
     const int bos = special_id(tok, true), eos = special_id(tok, false);
     std::vector<piece> pieces;
     switch (tmpl) {
+    case chat_template::model: break;
     case chat_template::auto_select:
         throw error(error_code::invalid_argument, "render_example needs a resolved template (see resolve_template)");
     case chat_template::alpaca:
@@ -224,7 +361,7 @@ data_example render_example(const data_record& rec, const tokenizer& tok, chat_t
 }
 
 std::vector<int> render_generation_prompt(const std::vector<chat_message>& conversation, const tokenizer& tok,
-                                          chat_template tmpl) {
+                                          chat_template tmpl, const model_chat_template* model) {
     if (conversation.empty() || conversation.back().role != chat_role::user)
         throw error(error_code::invalid_argument,
                     "a generation prompt needs a conversation ending with a user message");
@@ -235,9 +372,16 @@ std::vector<int> render_generation_prompt(const std::vector<chat_message>& conve
                         "message " + std::to_string(k + 1) + " of the generation prompt is a " +
                             chat_role_name(conversation[k].role) +
                             " message; after an optional system message, user and assistant messages must alternate");
+    if (tmpl == chat_template::model) {
+        if (!model) no_model_template();
+        std::vector<piece> pieces;
+        model_pieces(conversation, *model, true, pieces);
+        return tokenize(special_ids(std::move(pieces), *model, tok), tok, false).ids;
+    }
     const int bos = special_id(tok, true), eos = special_id(tok, false);
     std::vector<piece> pieces;
     switch (tmpl) {
+    case chat_template::model: break;
     case chat_template::auto_select:
         throw error(error_code::invalid_argument, "render_generation_prompt needs a resolved template, not auto");
     case chat_template::alpaca:

@@ -1,4 +1,5 @@
 // hf_source — the model_source of a Hugging Face directory: config.json plus single or sharded safetensors.
+#include "qls/chat_template.h"
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/model_source.h"
@@ -35,7 +36,8 @@ public:
         if (which) *which = "tokenizer.model (" + tok.kind() + ")";
         return tok;
     }
-    std::optional<chat_template_text> chat_template() const override { return std::nullopt; }
+    // chat_template.jinja, else tokenizer_config.json's "chat_template", else chat_template.json.
+    std::optional<chat_template_text> chat_template() const override { return find_chat_template(ckpt_.dir()); }
 
 private:
     hf_checkpoint ckpt_;

@@ -1,6 +1,8 @@
 // The training loop over a train_backend (CPU reference or CUDA): setup, the step, evaluation and per-step telemetry.
 #include "qls/trainer.h"
 
+#include "qls/chat_template.h"
+
 #include "qls/error.h"
 #include "qls/file_io.h"
 #include "qls/hf_checkpoint.h"
@@ -75,6 +77,8 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     data_options dopt;
     dopt.format = parse_dataset_format(cfg_.dataset_format);
     dopt.tmpl = parse_chat_template(cfg_.prompt_template);
+    if (dopt.tmpl == chat_template::model || dopt.tmpl == chat_template::auto_select)
+        dopt.model_template = load_model_chat_template(cfg_.model); // null when the model has none
     dopt.seq_len = cfg_.seq_len;
     dopt.train_on_prompt = cfg_.train_on_prompt;
     dopt.on_bad_record = cfg_.skip_malformed ? bad_record_policy::skip : bad_record_policy::fail;

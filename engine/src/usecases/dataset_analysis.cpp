@@ -1,6 +1,7 @@
 // The Dataset page's analysis (qls/dataset_analysis.h): detection, template, reading or tokenizing, preview, split counts.
 #include "qls/dataset_analysis.h"
 
+#include "qls/chat_template.h"
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/tokenizer.h"
@@ -76,6 +77,15 @@ dataset_analysis analyze_dataset(const dataset_analysis_request& rq) {
     if (rq.train_file.empty()) return r;
 
     data_options opt = rq.options;
+    std::string model_template_problem;
+    if (!rq.model_dir.empty() && r.tok && !opt.model_template) {
+        // The model's own chat template (chat_template::model; auto picks it for chat data).
+        try {
+            opt.model_template = load_model_chat_template(rq.model_dir);
+        } catch (const error& e) {
+            model_template_problem = error_text(e);
+        }
+    }
     try {
         r.format = opt.format == dataset_format::auto_detect ? detect_format(rq.train_file, opt.max_record_bytes)
                                                              : opt.format;
@@ -85,12 +95,17 @@ dataset_analysis analyze_dataset(const dataset_analysis_request& rq) {
         return r;
     }
     try {
-        r.tmpl = resolve_template(opt.tmpl, r.format);
+        if ((opt.tmpl == chat_template::model || opt.tmpl == chat_template::auto_select) &&
+            !model_template_problem.empty())
+            throw error(error_code::config, model_template_problem,
+                        "fix the model's chat template, or choose the llama2 or chatml template");
+        r.tmpl = resolve_template(opt.tmpl, r.format, opt.model_template != nullptr);
         r.template_known = true;
     } catch (const error& e) {
         r.template_error = error_text(e);
         return r;
     }
+
     opt.format = r.format;
 
     data_options vopt = opt; // the validation file's format is detected on its own, its template is train's
