@@ -101,8 +101,8 @@ private slots:
     // over normalizers and split behaviours; Whitespace + RobertaProcessing — give HF's ids and decodes.
     void trained_tokenizers_match_hf_data() {
         QTest::addColumn<QString>("name");
-        for (const char* n : {"llama3", "qwen2", "tekken", "gpt2", "metaspace", "metaspace_legacy", "metaspace_split",
-                              "added", "whitespace"})
+        for (const char* n : {"llama3", "qwen2", "tekken", "gpt2", "gpt2_prefix", "metaspace", "metaspace_legacy",
+                              "metaspace_split", "added", "whitespace"})
             QTest::newRow(n) << QString(n);
     }
     void trained_tokenizers_match_hf() {

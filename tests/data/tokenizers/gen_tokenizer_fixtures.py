@@ -134,6 +134,13 @@ def byte_level_bpe(regex, normalizer=None, ignore_merges=False, bos=None, specia
     return tok
 
 
+def with_json(tok, **changes):
+    """The tokenizer with top-level parts of its tokenizer.json replaced."""
+    d = json.loads(tok.to_str())
+    d.update(changes)
+    return Tokenizer.from_str(json.dumps(d))
+
+
 def metaspace_split_bpe():
     """Metaspace splitting on the replacement (prepend_scheme always) with the Metaspace and ByteFallback decoders,
     as SentencePiece-converted files without a Fuse/Strip chain have it."""
@@ -339,6 +346,12 @@ def main():
         "added": (added_tokens_bpe(), {"bos_token": None, "eos_token": None, "add_bos_token": False}),
         "whitespace": (whitespace_bpe(), {"bos_token": "<s>", "eos_token": "</s>"}),
     }
+    # RoBERTa-style: ByteLevel with add_prefix_space (a space before every piece that lacks one), RobertaProcessing
+    toks["gpt2_prefix"] = (with_json(toks["gpt2"][0], pre_tokenizer={"type": "ByteLevel", "add_prefix_space": True,
+                                                                      "trim_offsets": True, "use_regex": True},
+                                     post_processor={"type": "RobertaProcessing", "sep": ["<|endoftext|>", 0],
+                                                     "cls": ["<|endoftext|>", 0], "trim_offsets": True,
+                                                     "add_prefix_space": True}), None)
     expected = {}
     for name, (tok, config) in toks.items():
         tok = write_tokenizer(name, tok, config)
