@@ -13,5 +13,6 @@ int cmd_check_gpu(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
 int cmd_logits(int argc, char** argv);
+int cmd_tokenize(int argc, char** argv);
 
 } // namespace qlora_cli

@@ -26,6 +26,8 @@ static void print_usage(FILE* f) {
                  "             [--force] (replace the contents of an existing, non-empty --out folder)\n"
                  "  info       describe a model: --model DIR|FILE.gguf\n"
                  "  logits     write the CPU forward's logits: --model DIR --tokens ID,ID,... --out FILE.safetensors\n"
+                 "  tokenize   show the ids and pieces of a text as the model's prompt: --model DIR|FILE.gguf\n"
+                 "             --text TEXT [--json] (special tokens in the text recognized; BOS as the tokenizer adds it)\n"
                  "  plan       predict device memory and whether a run fits\n"
                  "             (--model DIR | --shape 7b|13b|33b|65b|70b) [--seq N] [--batch N] [--rank N]\n"
                  "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
@@ -64,6 +66,7 @@ int main(int argc, char** argv) {
         if (cmd == "devices") return qlora_cli::cmd_devices(argc, argv);
         if (cmd == "bench") return qlora_cli::cmd_bench(argc, argv);
         if (cmd == "logits") return qlora_cli::cmd_logits(argc, argv);
+        if (cmd == "tokenize") return qlora_cli::cmd_tokenize(argc, argv);
         std::fprintf(stderr, "qlora: unknown command '%s'\n\n", cmd.c_str());
         print_usage(stderr);
         return 2;

@@ -35,12 +35,16 @@ private:
     std::map<std::string, size_t> where_; // tensor name -> index in files_
 };
 
-// Loads DIR/tokenizer.model (SentencePiece only; tokenizer.json-only checkpoints are not supported) and checks
-// its vocabulary against config.json's vocab_size V. Rule: a tokenizer with more ids than V is an error (its
-// ids would index past the embedding); a tokenizer with fewer ids is accepted only when V exceeds it by at
-// most 128 (checkpoints often pad the embedding rows to a multiple of 64/128, or reserve a few added
-// tokens); any larger gap is an error, since the tokenizer then almost certainly belongs to another model.
-// Errors name both files and both sizes.
-tokenizer load_tokenizer_for(const hf_checkpoint& ckpt);
+// The tokenizer of a directory, as transformers' AutoTokenizer picks it (the fast tokenizer first): DIR/tokenizer.json
+// when present, else DIR/tokenizer.model (SentencePiece). `which` (optional) receives what was used, e.g.
+// "tokenizer.json (byte-level BPE); tokenizer.model is also there and is not used". No vocabulary check.
+tokenizer load_tokenizer_in(const std::string& dir, std::string* which = nullptr);
+
+// load_tokenizer_in(ckpt.dir()) with its vocabulary checked against config.json's vocab_size V. Rule: a tokenizer
+// with more ids than V is an error (its ids would index past the embedding); a tokenizer with fewer ids is accepted
+// only when V exceeds it by at most 128 (checkpoints often pad the embedding rows to a multiple of 64/128, or reserve
+// a few added tokens); any larger gap is an error, since the tokenizer then almost certainly belongs to another
+// model. Errors name both files and both sizes.
+tokenizer load_tokenizer_for(const hf_checkpoint& ckpt, std::string* which = nullptr);
 
 } // namespace qls

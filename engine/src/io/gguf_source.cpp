@@ -339,15 +339,6 @@ private:
 
 } // namespace
 
-// Builds without the GGUF tokenizer (tokenizer::from_gguf in tokenizer.cpp) link against this weak definition, which
-// refuses clearly; tokenizer.cpp's definition, when present, replaces it at link time.
-__attribute__((weak)) tokenizer tokenizer::from_gguf(const gguf_vocab& v) {
-    throw error(error_code::unsupported,
-                v.origin + ": this build cannot build a tokenizer from GGUF metadata (tokenizer.ggml.model \"" +
-                    v.model + "\")",
-                "use the model's Hugging Face tokenizer files");
-}
-
 std::unique_ptr<model_source> open_gguf_source(const std::string& file) {
     return std::make_unique<gguf_source>(gguf_file::open(file));
 }

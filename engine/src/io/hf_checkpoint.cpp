@@ -51,9 +51,10 @@ hf_checkpoint hf_checkpoint::open(const std::string& dir_in) {
     while (dir.size() > 1 && dir.back() == '/') dir.pop_back();
     std::error_code ec;
     if (!fs::is_directory(dir, ec))
-        throw error(error_code::io,
-                    "model directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
-                    "choose a Hugging Face model directory (config.json, model.safetensors, tokenizer.model)");
+        throw error(
+            error_code::io,
+            "model directory " + dir + (fs::exists(dir, ec) ? " is not a directory" : " does not exist"),
+            "choose a Hugging Face model directory (config.json, model.safetensors, tokenizer.json or tokenizer.model)");
 
     hf_checkpoint ck;
     ck.dir_ = dir;
@@ -177,18 +178,35 @@ tensor hf_checkpoint::read_f32(const std::string& name, const shape_t& expected)
     return f.read_weight_f32(name);
 }
 
-tokenizer load_tokenizer_for(const hf_checkpoint& ckpt) {
-    const std::string path = path_join(ckpt.dir(), "tokenizer.model");
+tokenizer load_tokenizer_in(const std::string& dir, std::string* which) {
+    // The rule of transformers' AutoTokenizer (use_fast=True by default): the fast tokenizer, i.e. tokenizer.json,
+    // when the directory has one; the SentencePiece tokenizer.model otherwise.
+    const std::string json_path = path_join(dir, "tokenizer.json");
+    const std::string model_path = path_join(dir, "tokenizer.model");
+    const bool has_json = path_is_file(json_path), has_model = path_is_file(model_path);
+    if (!has_json && !has_model)
+        throw error(error_code::io,
+                    model_path + " not found, nor " + json_path +
+                        ": the directory has no tokenizer (a SentencePiece tokenizer.model or a Hugging Face "
+                        "tokenizer.json)",
+                    "copy tokenizer.model from the original model repository (or tokenizer.json with "
+                    "tokenizer_config.json)");
+    tokenizer tok = has_json ? tokenizer::load_json(json_path) : tokenizer::load(model_path);
+    if (which) {
+        *which = std::string(has_json ? "tokenizer.json" : "tokenizer.model") + " (" + tok.kind() + ")";
+        if (has_json && has_model) *which += "; tokenizer.model is also there and is not used";
+    }
+    return tok;
+}
+
+tokenizer load_tokenizer_for(const hf_checkpoint& ckpt, std::string* which) {
+    tokenizer tok = load_tokenizer_in(ckpt.dir(), which);
+    const std::string& path = tok.path();
     const std::string config_path = path_join(ckpt.dir(), "config.json");
-    if (!path_is_file(path))
-        throw error(error_code::io, path + " not found: the model directory has no SentencePiece tokenizer",
-                    "copy tokenizer.model from the original model repository; only SentencePiece tokenizer.model "
-                    "files are supported (not tokenizer.json alone)");
-    tokenizer tok = tokenizer::load(path);
     const int n = tok.vocab_size();
     const int v = ckpt.config().vocab_size;
     constexpr int max_padding = 128;
-    const char* hint = "the tokenizer and the weights come from different models; use the tokenizer.model of this "
+    const char* hint = "the tokenizer and the weights come from different models; use the tokenizer files of this "
                        "checkpoint's own repository";
     if (n > v)
         throw error(error_code::config,

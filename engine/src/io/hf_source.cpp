@@ -31,11 +31,7 @@ public:
         if (!bnb_nf4_present(ckpt_, name)) return std::nullopt;
         return read_bnb_nf4(ckpt_, name, rows, cols);
     }
-    tokenizer load_tokenizer(std::string* which) const override {
-        tokenizer tok = load_tokenizer_for(ckpt_);
-        if (which) *which = "tokenizer.model (" + tok.kind() + ")";
-        return tok;
-    }
+    tokenizer load_tokenizer(std::string* which) const override { return load_tokenizer_for(ckpt_, which); }
     // chat_template.jinja, else tokenizer_config.json's "chat_template", else chat_template.json.
     std::optional<chat_template_text> chat_template() const override { return find_chat_template(ckpt_.dir()); }
 
