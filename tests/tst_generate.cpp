@@ -290,6 +290,26 @@ private slots:
         QVERIFY(r.err.contains("/nonexistent/model"));
     }
 
+    void cliDeviceChoice() {
+        // --device cpu decodes on the CPU decoder (the reference text); a device that does not exist is a usage
+        // error; --device cuda without a usable GPU says why instead of falling back.
+        QLS_REQUIRE_MODEL();
+        const QString dir = QString::fromStdString(testutil::model_dir());
+        auto r = testutil::run_cli({"generate", "--model", dir, "--prompt", "Zoo", "--temperature", "0",
+                                    "--max-new-tokens", "57", "--device", "cpu"});
+        QCOMPARE(r.exit_code, 0);
+        QVERIFY(r.out.startsWith("Zoo was a little girl named Lily."));
+        QVERIFY2(r.err.contains("on cpu"), qPrintable(r.err));
+        r = testutil::run_cli({"generate", "--model", dir, "--device", "tpu"});
+        QCOMPARE(r.exit_code, 2);
+        QVERIFY(r.err.contains("--device must be auto, cpu or cuda"));
+        if (!probe_gpu().available) {
+            r = testutil::run_cli({"generate", "--model", dir, "--device", "cuda", "--max-new-tokens", "3"});
+            QCOMPARE(r.exit_code, 1);
+            QVERIFY2(r.err.contains("cuda") && r.err.contains("GPU"), qPrintable(r.err));
+        }
+    }
+
     void cliVersion() {
         auto r = testutil::run_cli({"--version"});
         QCOMPARE(r.exit_code, 0);

@@ -279,6 +279,7 @@ int cmd_bench(int argc, char** argv) {
         if (prompt < 1 || new_tokens < 1 || runs < 1)
             throw usage_error("--prompt-tokens, --new-tokens and --runs must be at least 1");
         qls::model_config gc = cfg;
+        if (gc.model_type.empty()) gc.model_type = "llama"; // --dims: the LLaMA layer the decoder runs
         gc.max_position_embeddings = std::max(gc.max_position_embeddings, prompt + new_tokens);
         return bench_generate(gc, shape_name, rank, o.lora.targets, prompt, new_tokens, runs, seed, probe.index, json);
     }

@@ -73,7 +73,9 @@ public:
     // when the plan's verdict is does_not_fit (message: the plan's explanation) or its arena cannot be allocated.
     static std::unique_ptr<gpu_trainer> synthetic(const model_config& cfg, const memory_plan& plan,
                                                   const gpu_train_options& opt, uint64_t seed);
-    // A loaded model (its NF4 projections exactly as quantized; norms, embeddings and LM head rounded to bf16) and
+    // A loaded model (its NF4 projections exactly as quantized, read from model.nf4 only: params' projection vectors
+    // may be empty, as a loader that keeps no f32 copy of a frozen weight leaves them; a model loaded unquantized is
+    // quantized on this GPU by gpu_nf4_quantizer; norms, embeddings and LM head rounded to bf16) and
     // adapters initialised from `init` (which fixes the LoRA config: opt.lora is replaced by init.config), inside
     // `plan` as synthetic.
     static std::unique_ptr<gpu_trainer> from_model(const llama_model& model, const lora_weights<float>& init,
