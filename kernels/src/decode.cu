@@ -82,6 +82,8 @@ __global__ void nf4_gemv_vec_kernel(float* __restrict__ y, const float* __restri
     const int64_t e0 = (int64_t)row * cols;
     const uint4* prow = packed + e0 / 32;
     float acc = 0.0f;
+    // unrolled so that a lane has several 16-byte loads in flight (a 4096-wide row is 4 chunks per lane)
+#pragma unroll 4
     for (int c = lane; c < chunks; c += 32) {
         const int64_t b = (e0 + (int64_t)c * 32) >> 6;
         const float am = __fadd_rn(__fmul_rn(map[codes[b]], scale[b >> 8]), offset);
@@ -138,6 +140,7 @@ __global__ void bf16_gemv_vec_kernel(float* __restrict__ y, const float* __restr
     const int chunks = cols / 8;
     const uint4* wrow = W + (int64_t)row * chunks;
     float acc = 0.0f;
+#pragma unroll 4
     for (int c = lane; c < chunks; c += 32) {
         const uint4 w = wrow[c];
         const float4* xv = reinterpret_cast<const float4*>(x + (int64_t)c * 8);
