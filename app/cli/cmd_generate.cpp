@@ -3,6 +3,7 @@
 #include "commands.h"
 
 #include "qls/device.h" // defines: choose_train_device
+#include "qls/error.h"
 #include "qls/generate.h"
 #include "qls/gpu_train.h" // defines: gpu_nf4_quantizer
 #include "qls/hf_checkpoint.h"
@@ -54,7 +55,15 @@ int cmd_generate(int argc, char** argv) {
     qls::tokenizer tok = qls::load_tokenizer_for(ckpt);
     // The device: the GPU when there is a usable one (auto) or when asked (cuda), as a training run chooses it. The GPU
     // decoder runs the NF4 base (double quantization), quantized on the GPU as the model loads.
-    const qls::device_choice choice = qls::choose_train_device(backend, gpu, true, ckpt.config().head_dim);
+    const qls::device_choice choice = [&] {
+        try {
+            return qls::choose_train_device(backend, gpu, true, ckpt.config().head_dim);
+        } catch (const qls::error& e) {
+            if (e.code() != qls::error_code::device) throw;
+            throw qls::error(e.code(), std::string("--device cuda: ") + e.what(),
+                             "pass --device auto (the GPU when there is one, else the CPU) or --device cpu");
+        }
+    }();
     const bool on_gpu = choice.device.backend == "cuda";
     qls::llama_load_options lo;
     lo.quantize_nf4 = a.has("nf4") || on_gpu;
