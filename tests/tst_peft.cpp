@@ -316,7 +316,7 @@ private slots:
         const int T = int(k_tokens.size());
         const std::vector<float> base_logits = run_logits(m, k_tokens, 1, T, nullptr);
         const std::vector<float> adapted = run_logits(m, k_tokens, 1, T, &lw);
-        export_merged(merged, base, m, lw);
+        export_merged(merged, base, lw);
         for (const char* f : {"config.json", "tokenizer.model", "tokenizer_config.json", "generation_config.json"})
             QVERIFY2(read_file(merged + "/" + f) == read_file(testutil::model_dir() + "/" + f), f);
         QVERIFY(!fs::exists(merged + "/model.safetensors.index.json"));
@@ -347,7 +347,9 @@ private slots:
 
         // Sharded: a 100 kB limit splits stories260K (~1 MB of F32) into shards; it loads to the same logits, and the
         // single file of the previous export is removed. Exporting unsharded again removes the shards and the index.
-        export_merged(merged, base, m, lw, 100'000);
+        merged_export_options small;
+        small.max_shard_bytes = 100'000;
+        export_merged(merged, base, lw, small);
         QVERIFY(!fs::exists(merged + "/model.safetensors"));
         const json index = json::parse(read_file(merged + "/model.safetensors.index.json"));
         std::set<std::string> shard_files;
@@ -365,13 +367,13 @@ private slots:
         QCOMPARE(index["metadata"]["total_size"].get<uint64_t>(), total);
         for (const std::string& s : shard_files) {
             uint64_t bytes = 0;
-            for (const safetensors_entry& e : safetensors_file::open(merged + "/" + s).entries())
-                bytes += e.end - e.begin;
-            QVERIFY2(bytes <= 100'000 || safetensors_file::open(merged + "/" + s).entries().size() == 1, s.c_str());
+            const safetensors_file shard = safetensors_file::open(merged + "/" + s); // outlives the loop over entries
+            for (const safetensors_entry& e : shard.entries()) bytes += e.end - e.begin;
+            QVERIFY2(bytes <= 100'000 || shard.entries().size() == 1, s.c_str());
         }
         const llama_model ms = llama_model::load(merged);
         QVERIFY(max_abs_diff(run_logits(ms, k_tokens, 1, T, nullptr), merged_logits) == 0.0);
-        export_merged(merged, base, m, lw);
+        export_merged(merged, base, lw);
         QVERIFY(fs::exists(merged + "/model.safetensors"));
         QVERIFY(!fs::exists(merged + "/model.safetensors.index.json"));
         for (const std::string& s : shard_files) QVERIFY2(!fs::exists(merged + "/" + s), s.c_str());
@@ -385,11 +387,11 @@ private slots:
             EXPECT_ERROR([&] { export_peft(bad, random_adapter(other, c, 1), m.config, "x"); },
                          error_code::shape_mismatch, {bad, "layer 0 q_proj"});
             QVERIFY(!fs::exists(bad));
-            EXPECT_ERROR([&] { export_merged(bad, base, m, random_adapter(other, c, 1)); }, error_code::shape_mismatch,
+            EXPECT_ERROR([&] { export_merged(bad, base, random_adapter(other, c, 1)); }, error_code::shape_mismatch,
                          {"merged export", "layer 0 q_proj"});
         }
         // The base's own folder is refused.
-        EXPECT_ERROR([&] { export_merged(testutil::model_dir(), base, m, lw); }, error_code::invalid_argument,
+        EXPECT_ERROR([&] { export_merged(testutil::model_dir(), base, lw); }, error_code::invalid_argument,
                      {"base model's own folder"});
     }
 
@@ -570,7 +572,7 @@ private slots:
         // Our merged export of PEFT's adapter also gives PEFT's logits.
         QTemporaryDir tmp;
         const std::string merged = tmp.path().toStdString() + "/merged";
-        export_merged(merged, hf_checkpoint::open(testutil::model_dir()), m, w);
+        export_merged(merged, hf_checkpoint::open(testutil::model_dir()), w);
         const double dm = max_abs_diff(run_logits(llama_model::load(merged), toks, B, T, nullptr), peft_logits);
         QVERIFY2(dm < 1e-4, qPrintable(QString("merged export logits differ from PEFT by %1").arg(dm)));
 
@@ -578,7 +580,7 @@ private slots:
         if (const char* keep = std::getenv("QLS_PEFT_EXPORT_DIR"); keep && *keep) {
             const json pc = json::parse(read_file(fixture_dir() + "/reference_adapter/adapter_config.json"));
             export_peft(std::string(keep) + "/adapter", w, m.config, pc["base_model_name_or_path"].get<std::string>());
-            export_merged(std::string(keep) + "/merged", hf_checkpoint::open(testutil::model_dir()), m, w);
+            export_merged(std::string(keep) + "/merged", hf_checkpoint::open(testutil::model_dir()), w);
             // An adapter of ours that exercises layers_to_transform, rsLoRA and a fractional alpha, with our logits.
             lora_config c;
             c.rank = 3;

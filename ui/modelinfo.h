@@ -1,6 +1,7 @@
 // Value types the studio pages show and emit: a model's description and a generation request (Qt types only).
 #pragma once
 
+#include <QList>
 #include <QMetaType>
 #include <QString>
 
@@ -20,7 +21,16 @@ struct ModelInfo {
     QString ropeType;
     bool tiedEmbeddings = false;
     QString dtype;
-    QString tokenizer; // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
+    QString tokenizer;    // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
+    QString format;       // "safetensors" or "gguf"
+    QString family;       // the architecture table's family, e.g. "llama"
+    QString chatTemplate; // where the chat template comes from; empty when the model has none
+};
+
+// One message of a Playground chat: role "system", "user" or "assistant".
+struct ChatTurn {
+    QString role;
+    QString content;
 };
 
 // Which of the Playground's two models a request uses and a result belongs to: the base model as loaded, or the base
@@ -35,6 +45,10 @@ struct GenerateRequest {
     int topK = 0;
     quint64 seed = 1;
     ModelSide side = ModelSide::Base;
+    // Chat mode: `messages` (the conversation so far, ending with the user's turn) goes through the model's chat
+    // template with the generation prompt, and only the reply is streamed back; `prompt` is not used.
+    bool chat = false;
+    QList<ChatTurn> messages;
 };
 
 Q_DECLARE_METATYPE(ModelInfo)

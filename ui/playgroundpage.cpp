@@ -1,15 +1,19 @@
-// PlaygroundPage: sampling controls, a Generate/Stop pair and two streamed outputs; Generate runs the base side, then the adapter side.
+// PlaygroundPage: sampling controls, a Generate/Stop pair and two streamed outputs; Generate runs the base side, then the
+// adapter side. In chat mode each side keeps its own conversation and shows it as a transcript.
 #include "playgroundpage.h"
 
+#include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
 #include <QHBoxLayout>
 #include <QLabel>
+#include <QLineEdit>
 #include <QPlainTextEdit>
 #include <QPushButton>
 #include <QSpinBox>
 #include <QStackedWidget>
+#include <QStandardItemModel>
 #include <QVBoxLayout>
 
 #include <algorithm>
@@ -23,6 +27,24 @@ const char* const kAdapterTitle = QT_TRANSLATE_NOOP("PlaygroundPage", "Base + ad
 PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
     layout->addWidget(new QLabel(tr("<h2>Playground</h2>"), this));
+
+    // ---- mode ------------------------------------------------------------------------------------------------------
+    auto* modeRow = new QHBoxLayout;
+    m_mode = new QComboBox(this);
+    m_mode->addItem(tr("Text completion"));
+    m_mode->addItem(tr("Chat"));
+    m_mode->setToolTip(tr("Text completion continues the prompt as written; Chat sends a conversation through the "
+                          "model's own chat template and shows only the replies"));
+    m_system = new QLineEdit(this);
+    m_system->setPlaceholderText(tr("System prompt (optional; empty: the template's default, if it has one)"));
+    m_system->setToolTip(tr("The system message that opens both conversations"));
+    m_newChat = new QPushButton(tr("New chat"), this);
+    m_newChat->setToolTip(tr("Forget both conversations and start again"));
+    modeRow->addWidget(new QLabel(tr("Mode"), this));
+    modeRow->addWidget(m_mode);
+    modeRow->addWidget(m_system, 1);
+    modeRow->addWidget(m_newChat);
+    layout->addLayout(modeRow);
 
     // ---- prompt and settings ---------------------------------------------------------------------------------------
     auto* top = new QHBoxLayout;
@@ -126,8 +148,72 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
         m_stop->setEnabled(false);
         emit stopRequested();
     });
+    connect(m_mode, &QComboBox::currentIndexChanged, this, [this] { updateMode(); });
+    connect(m_newChat, &QPushButton::clicked, this, &PlaygroundPage::newChat);
     clearAdapter();
     setModelReady(false);
+    setChatAvailable(false);
+}
+
+bool PlaygroundPage::isChatMode() const { return m_mode->currentIndex() == 1; }
+
+QString PlaygroundPage::lastReply(ModelSide side) const {
+    const QList<ChatTurn>& h = m_history[int(side)];
+    return !h.isEmpty() && h.back().role == QLatin1String("assistant") ? h.back().content : QString();
+}
+
+void PlaygroundPage::setChatAvailable(bool available, const QString& origin) {
+    m_chatAvailable = available;
+    auto* model = qobject_cast<QStandardItemModel*>(m_mode->model());
+    if (QStandardItem* chatItem = model ? model->item(1) : nullptr) {
+        chatItem->setEnabled(available);
+        chatItem->setToolTip(available ? tr("The model's chat template comes from %1").arg(origin)
+                                       : tr("The model has no chat template"));
+    }
+    m_mode->setCurrentIndex(available ? 1 : 0); // a chat model is met in chat mode; a base model in text mode
+    newChat();
+    updateMode();
+}
+
+void PlaygroundPage::setChatMode(bool chat) { m_mode->setCurrentIndex(chat && m_chatAvailable ? 1 : 0); }
+void PlaygroundPage::setSystemPrompt(const QString& text) { m_system->setText(text); }
+void PlaygroundPage::setMessage(const QString& text) { m_prompt->setPlainText(text); }
+
+void PlaygroundPage::newChat() {
+    if (m_running) return;
+    for (int i = 0; i < 2; ++i) {
+        m_history[i].clear();
+        m_reply[i].clear();
+    }
+    m_base.output->clear();
+    m_adapter.output->clear();
+    m_base.status->clear();
+    m_adapter.status->clear();
+}
+
+void PlaygroundPage::updateMode() {
+    const bool chat = isChatMode();
+    m_system->setVisible(chat);
+    m_newChat->setVisible(chat);
+    m_prompt->setPlaceholderText(chat ? tr("Your message") : tr("Prompt (empty: the model starts a new document)"));
+    m_generate->setText(chat ? tr("Send") : tr("Generate"));
+    m_base.output->clear();
+    m_adapter.output->clear();
+    if (chat) {
+        showTranscript(ModelSide::Base);
+        showTranscript(ModelSide::Adapter);
+    }
+}
+
+void PlaygroundPage::showTranscript(ModelSide side) {
+    QString text;
+    for (const ChatTurn& t : m_history[int(side)]) {
+        const QString who = t.role == QLatin1String("user")     ? tr("You")
+                            : t.role == QLatin1String("system") ? tr("System")
+                                                                : tr("Assistant");
+        text += (text.isEmpty() ? QString() : QStringLiteral("\n\n")) + who + QStringLiteral(": ") + t.content;
+    }
+    pane(side).output->setPlainText(text);
 }
 
 GenerateRequest PlaygroundPage::request() const {
@@ -139,6 +225,7 @@ GenerateRequest PlaygroundPage::request() const {
     r.topK = m_topK->value();
     r.seed = quint64(m_seed->value());
     r.side = ModelSide::Base;
+    r.chat = isChatMode();
     return r;
 }
 
@@ -160,6 +247,30 @@ QString PlaygroundPage::adapterHint() const {
 
 void PlaygroundPage::generate() {
     if (!m_ready || m_running) return;
+    if (isChatMode()) {
+        const QString message = m_prompt->toPlainText().trimmed();
+        if (message.isEmpty()) {
+            m_status->setText(tr("Write a message first."));
+            return;
+        }
+        for (int i = 0; i < 2; ++i) {
+            if (m_history[i].isEmpty() && !m_system->text().trimmed().isEmpty())
+                m_history[i].append({QStringLiteral("system"), m_system->text().trimmed()});
+            m_history[i].append({QStringLiteral("user"), message});
+            m_reply[i].clear();
+        }
+        m_prompt->clear();
+        showTranscript(ModelSide::Base);
+        showTranscript(ModelSide::Adapter);
+        m_base.status->clear();
+        m_adapter.status->clear();
+        m_sequence = request();
+        m_skipRest = false;
+        m_running = true;
+        m_status->clear();
+        start(ModelSide::Base);
+        return;
+    }
     m_base.output->clear();
     m_adapter.output->clear();
     m_base.status->clear();
@@ -175,6 +286,12 @@ void PlaygroundPage::start(ModelSide side) {
     m_current = side;
     GenerateRequest r = m_sequence;
     r.side = side;
+    if (r.chat) {
+        r.messages = m_history[int(side)];
+        m_reply[int(side)].clear();
+        appendText(side, QStringLiteral("\n\n") + tr("Assistant") + QStringLiteral(": "));
+        m_reply[int(side)].clear(); // the label is not part of the reply
+    }
     pane(side).status->setText(tr("Generating…"));
     if (side == ModelSide::Base && m_hasAdapter) m_adapter.status->setText(tr("Waiting for the base model…"));
     updateButtons();
@@ -183,6 +300,8 @@ void PlaygroundPage::start(ModelSide side) {
 
 void PlaygroundPage::sideDone(ModelSide side) {
     if (!m_running || side != m_current) return; // a result of a request this page did not start
+    if (m_sequence.chat && !m_reply[int(side)].trimmed().isEmpty())
+        m_history[int(side)].append({QStringLiteral("assistant"), m_reply[int(side)]});
     if (side == ModelSide::Base && m_hasAdapter && !m_adapterLoading && !m_skipRest) {
         start(ModelSide::Adapter);
         return;
@@ -230,6 +349,7 @@ void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& c
 
 void PlaygroundPage::setAdapter(const QString& runName, const QString& checkpointName) {
     m_hasAdapter = true;
+    if (isChatMode()) newChat(); // both sides compare from the same start
     m_adapterLoading = false;
     m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
     m_adapter.output->clear();
@@ -250,6 +370,7 @@ void PlaygroundPage::showAdapterError(const QString& message, const QString& hin
 }
 
 void PlaygroundPage::appendText(ModelSide side, const QString& text) {
+    m_reply[int(side)] += text;
     QPlainTextEdit* out = pane(side).output;
     out->moveCursor(QTextCursor::End);
     out->insertPlainText(text);

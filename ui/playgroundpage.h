@@ -1,11 +1,14 @@
-// PlaygroundPage — one prompt, two streamed outputs side by side: the base model and the base with a run's adapter.
+// PlaygroundPage — one prompt or one chat, two streamed outputs side by side: the base model and the base with a run's
+// adapter. Chat mode sends a multi-turn conversation through the model's own chat template.
 #pragma once
 
 #include "modelinfo.h"
 
 #include <QWidget>
 
+class QComboBox;
 class QDoubleSpinBox;
+class QLineEdit;
 class QGroupBox;
 class QLabel;
 class QPlainTextEdit;
@@ -27,6 +30,11 @@ public:
     // What the adapter pane says while it has no adapter (how to get one, or why loading failed).
     QString adapterHint() const;
     bool hasAdapter() const { return m_hasAdapter; }
+    bool isChatMode() const;
+    bool chatAvailable() const { return m_chatAvailable; }
+    // Chat mode: the conversation a side has had so far (its own replies), and its newest reply.
+    QList<ChatTurn> conversation(ModelSide side) const { return m_history[int(side)]; }
+    QString lastReply(ModelSide side) const;
     bool isGenerating() const { return m_running; }
 
 public slots:
@@ -34,6 +42,13 @@ public slots:
     // with exactly the same prompt, settings and seed.
     void generate();
     void setModelReady(bool ready);
+    // Whether the loaded model has a chat template (`origin` says where it comes from); without one chat mode is off.
+    void setChatAvailable(bool available, const QString& origin = QString());
+    void setChatMode(bool chat);
+    void setSystemPrompt(const QString& text);
+    void setMessage(const QString& text);
+    // Chat mode: forgets both conversations.
+    void newChat();
     void showAdapterLoading(const QString& runName, const QString& checkpointName);
     void setAdapter(const QString& runName, const QString& checkpointName);
     void showAdapterError(const QString& message, const QString& hint);
@@ -58,7 +73,12 @@ private:
     void sideDone(ModelSide side);
     void showHint(const QString& html);
     void updateButtons();
+    void updateMode();
+    void showTranscript(ModelSide side);
 
+    QComboBox* m_mode;
+    QLineEdit* m_system;
+    QPushButton* m_newChat;
     QPlainTextEdit* m_prompt;
     QSpinBox* m_maxTokens;
     QDoubleSpinBox* m_temperature;
@@ -79,4 +99,7 @@ private:
     bool m_skipRest = false; // Stop was pressed: do not start the adapter side
     ModelSide m_current = ModelSide::Base;
     GenerateRequest m_sequence; // the settings of the sequence in progress
+    bool m_chatAvailable = false;
+    QList<ChatTurn> m_history[2]; // chat mode, by ModelSide: system?, user, assistant, user, ...
+    QString m_reply[2];           // the reply being streamed, by ModelSide
 };

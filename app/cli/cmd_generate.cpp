@@ -1,19 +1,23 @@
-// qlora generate / info: load a Hugging Face model directory and sample from it, or describe it.
+// qlora generate / info: load a Hugging Face model directory and sample from it, or describe a model (a Hugging Face
+// directory or a GGUF file).
 #include "args.h"
 #include "commands.h"
 
+#include "qls/architecture.h"
 #include "qls/device.h" // defines: choose_train_device
 #include "qls/error.h"
 #include "qls/generate.h"
 #include "qls/gpu_train.h" // defines: gpu_nf4_quantizer
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
+#include "qls/model_source.h"
 #include "qls/peft.h"
 #include "qls/tokenizer.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
+#include <map>
 #include <memory>
 #include <optional>
 #include <random>
@@ -114,10 +118,12 @@ int cmd_generate(int argc, char** argv) {
 int cmd_info(int argc, char** argv) {
     args a(argc, argv, 2, {"model"}, {});
     auto dir = a.get("model");
-    if (!dir) throw usage_error("--model DIR is required");
-    qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(*dir);
-    const qls::model_config& c = ckpt.config();
+    if (!dir) throw usage_error("--model PATH is required", "a Hugging Face model directory or a .gguf file");
+    const std::unique_ptr<qls::model_source> src = qls::open_model_source(*dir);
+    const qls::model_config& c = src->config();
     std::printf("model        %s\n", dir->c_str());
+    std::printf("format       %s\n", src->format().c_str());
+    std::printf("family       %s\n", qls::architecture_for(c).family.c_str());
     std::printf("architecture %s\n", c.model_type.c_str());
     std::printf("parameters   %lld\n", c.parameter_count());
     std::printf("layers       %d\n", c.num_layers);
@@ -128,11 +134,35 @@ int cmd_info(int argc, char** argv) {
                 c.rope.type.c_str());
     std::printf("embeddings   %s\n", c.tie_word_embeddings ? "tied to the LM head" : "separate LM head");
     std::printf("dtype        %s\n", c.torch_dtype.c_str());
-    std::printf("tensors      %zu\n", ckpt.tensor_names().size());
-    qls::tokenizer tok = qls::load_tokenizer_for(ckpt);
-    std::printf("tokenizer    %s (%d pieces, BOS %d, EOS %d)\n", tok.path().c_str(), tok.vocab_size(), tok.bos_id(),
-                tok.eos_id());
-    return 0;
+    std::printf("tensors      %zu\n", src->weights().size());
+    if (src->format() == "gguf") {
+        // How the file stores its weights: "Q4_1 x210, F32 x61, Q8_0 x1".
+        std::map<std::string, int> stored;
+        for (const qls::weight_info& w : src->weights()) ++stored[w.stored];
+        std::vector<std::pair<int, std::string>> by_count;
+        for (const auto& [type, n] : stored) by_count.emplace_back(-n, type);
+        std::sort(by_count.begin(), by_count.end());
+        std::string line;
+        for (const auto& [n, type] : by_count) line += (line.empty() ? "" : ", ") + type + " x" + std::to_string(-n);
+        std::printf("stored as    %s\n", line.c_str());
+    }
+    // The tokenizer: what it is and where it came from (load_tokenizer's `which`). A model whose tokenizer cannot
+    // be loaded is still described, and the command then fails.
+    int rc = 0;
+    try {
+        std::string which;
+        const qls::tokenizer tok = src->load_tokenizer(&which);
+        std::printf("tokenizer    %s (%d pieces, BOS %d, EOS %d)\n", tok.path().c_str(), tok.vocab_size(), tok.bos_id(),
+                    tok.eos_id());
+        std::printf("tok. kind    %s\n", which.c_str());
+    } catch (const qls::error& e) {
+        std::printf("tokenizer    not usable: %s\n", e.what());
+        rc = 1;
+    }
+    const std::optional<qls::chat_template_text> tmpl = src->chat_template();
+    if (tmpl) std::printf("template     %s (%zu characters)\n", tmpl->origin.c_str(), tmpl->text.size());
+    else std::printf("template     none\n");
+    return rc;
 }
 
 } // namespace qlora_cli

@@ -136,10 +136,19 @@ int cmd_export(int argc, char** argv) {
                                                         a.get_or("checkpoint", ""), a.get_or("out", ""));
     r.overwrite = a.has("force"); // an existing, non-empty output folder is replaced only when asked
     qls::export_callbacks cb;
-    cb.on_stage = [](const qls::export_progress& p) {
-        if (p.stage == qls::export_stage::merging)
-            std::fprintf(stderr, "merging %zu adapter parameters into %s base weights...\n", p.adapter_parameters,
-                         p.nf4_base ? "the dequantized NF4" : "the");
+    int shown = -1; // last tenth of the tensors reported
+    cb.on_stage = [&shown](const qls::export_progress& p) {
+        if (p.stage != qls::export_stage::merging) return;
+        if (p.tensors_done == 0)
+            std::fprintf(stderr, "merging %zu adapter parameters into %s base weights (%lld tensors, %.1f MB)...\n",
+                         p.adapter_parameters, p.nf4_base ? "the dequantized NF4" : "the", (long long)p.tensors_total,
+                         double(p.bytes_total) / 1e6);
+        const int tenth = p.tensors_total ? int(p.tensors_done * 10 / p.tensors_total) : 10;
+        if (p.tensors_done > 0 && tenth != shown) {
+            shown = tenth;
+            std::fprintf(stderr, "  %lld/%lld tensors, %.1f/%.1f MB\n", (long long)p.tensors_done,
+                         (long long)p.tensors_total, double(p.bytes_done) / 1e6, double(p.bytes_total) / 1e6);
+        }
     };
     qls::run_export(r, cb);
     std::printf("%s\n", r.output_dir.c_str());

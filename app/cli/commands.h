@@ -12,5 +12,6 @@ int cmd_export(int argc, char** argv);
 int cmd_check_gpu(int argc, char** argv);
 int cmd_devices(int argc, char** argv);
 int cmd_bench(int argc, char** argv);
+int cmd_logits(int argc, char** argv);
 
 } // namespace qlora_cli

@@ -24,7 +24,8 @@ static void print_usage(FILE* f) {
                  "  resume     continue a run from its newest checkpoint: RUN_DIR [--quiet]\n"
                  "  export     write a run's adapter: RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]\n"
                  "             [--force] (replace the contents of an existing, non-empty --out folder)\n"
-                 "  info       describe a model directory: --model DIR\n"
+                 "  info       describe a model: --model DIR|FILE.gguf\n"
+                 "  logits     write the CPU forward's logits: --model DIR --tokens ID,ID,... --out FILE.safetensors\n"
                  "  plan       predict device memory and whether a run fits\n"
                  "             (--model DIR | --shape 7b|13b|33b|65b|70b) [--seq N] [--batch N] [--rank N]\n"
                  "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
@@ -62,6 +63,7 @@ int main(int argc, char** argv) {
         if (cmd == "check-gpu") return qlora_cli::cmd_check_gpu(argc, argv);
         if (cmd == "devices") return qlora_cli::cmd_devices(argc, argv);
         if (cmd == "bench") return qlora_cli::cmd_bench(argc, argv);
+        if (cmd == "logits") return qlora_cli::cmd_logits(argc, argv);
         std::fprintf(stderr, "qlora: unknown command '%s'\n\n", cmd.c_str());
         print_usage(stderr);
         return 2;

@@ -13,7 +13,9 @@
 #include "qls/lora.h"
 #include "qls/model_config.h"
 
+#include <atomic>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 namespace qls {
@@ -48,17 +50,47 @@ void export_peft(const std::string& out_dir, const lora_weights<float>& w, const
 // layers_to_transform. Every failure is a qls::error naming the file, the field or tensor and what to do.
 lora_weights<float> load_peft(const std::string& dir, const model_config& m);
 
-// Writes a Hugging Face model directory: every weight of `base` in its stored dtype, except that the seven projections
-// of each layer are taken from model.params (f32; for a quantized base these are the dequantized values) with
-// scale·B·A added where w holds an adapter (qls::lora_merge), then rounded to the tensor's stored dtype (for an
-// unquantized base, untouched projections round-trip bit-exactly through f32). One model.safetensors, or shards of at
-// most max_shard_bytes (default 5e9 bytes, transformers 4.x's "5GB"; transformers 5 defaults to "50GB") named
-// model-0000k-of-0000n.safetensors with model.safetensors.index.json, as transformers' save_pretrained lays them
-// out; metadata {"format": "pt"}. Weight files of a previous export in out_dir that the new layout does not use are
-// removed. config.json is copied byte for byte, and tokenizer.model, tokenizer.json, tokenizer_config.json,
-// special_tokens_map.json, added_tokens.json and generation_config.json where the base has them. out_dir must not be
-// the base's own directory.
-void export_merged(const std::string& out_dir, const hf_checkpoint& base, const llama_model& model,
-                   const lora_weights<float>& w, uint64_t max_shard_bytes = 5'000'000'000ull);
+// Progress of a merged export, reported once the export is planned (tensors_done 0) and after every tensor written.
+struct merged_export_progress {
+    int64_t tensors_done = 0;
+    int64_t tensors_total = 0;
+    uint64_t bytes_done = 0; // bytes of tensor data written so far
+    uint64_t bytes_total = 0;
+    bool nf4_base = false; // the projections merged into are the dequantized NF4 ones
+};
+
+struct merged_export_options {
+    // The run trained on an NF4 base quantized at load time: the projections are quantized then dequantized
+    // (nf4_quantize / nf4_dequantize, as llama_model::load does with quantize_nf4) before the adapter is added.
+    // A pre-quantized bitsandbytes checkpoint is NF4 whatever this says.
+    bool quantize_nf4 = false;
+    bool double_quant = true;
+    // Shards of at most this many bytes of tensor data (5e9, transformers 4.x's max_shard_size "5GB"; a tensor
+    // larger than the limit gets a shard of its own).
+    uint64_t max_shard_bytes = 5'000'000'000ull;
+    std::function<void(const merged_export_progress&)> on_progress; // called on the exporting thread
+    const std::atomic<bool>* cancel = nullptr;                      // checked before every tensor
+};
+
+// Writes a Hugging Face model directory, streaming: for every weight of `base`, in the order of
+// <Family>ForCausalLM.state_dict(), the weight is read, the seven projections of each layer get scale·B·A added
+// where w holds an adapter (qls::lora_merge) after being read as llama_model::load reads them (f32; NF4-quantized
+// and dequantized when opt.quantize_nf4; dequantized from a pre-quantized bitsandbytes checkpoint), and it is written
+// to the current shard. Projections are written in their stored dtype (for an unquantized base, untouched projections
+// round-trip bit-exactly through f32); those of a bitsandbytes checkpoint in the dtype of its embedding, without
+// their quantization-state tensors. Every other weight is copied byte for byte. Host memory holds one tensor in f32,
+// its output bytes and the adapter; the base's pages are released after each tensor.
+// Layout: one model.safetensors, or shards named model-0000k-of-0000n.safetensors with
+// model.safetensors.index.json, as transformers' save_pretrained lays them out; metadata {"format": "pt"}.
+// config.json is copied byte for byte (a bitsandbytes checkpoint's without its "quantization_config"), and
+// tokenizer.model, tokenizer.json, tokenizer_config.json, special_tokens_map.json, added_tokens.json,
+// chat_template.jinja and generation_config.json where the base has them.
+// The folder is written as ".tmp-<name>" beside out_dir and published with publish_dir_atomic at the end, so out_dir
+// holds either what it held before or the whole export. When out_dir already holds files, the new export's files
+// and the weight files of an earlier export are replaced and anything else there is kept. A failure or a cancel
+// (error_code::cancelled) leaves out_dir untouched and no temporary folder. out_dir must not be the base's own
+// directory.
+merged_export_progress export_merged(const std::string& out_dir, const hf_checkpoint& base,
+                                     const lora_weights<float>& w, const merged_export_options& opt = {});
 
 } // namespace qls

@@ -1,11 +1,16 @@
 // run_export — exporting a run's checkpoint as a PEFT adapter or a merged Hugging Face model: the one path behind `qlora export` and the studio's Export page.
 //
-// Stages (reported through export_callbacks::on_stage, in this order; the engine calls report nothing finer):
+// Stages (reported through export_callbacks::on_stage, in this order):
 //   peft:   reading_config → reading_adapter → writing_adapter → done
-//   merged: reading_config → reading_adapter → loading_base → merging → done
+//   merged: reading_config → reading_adapter → loading_base (checking the base's weights, planning the shards) →
+//           merging (reported again after every tensor written: tensors_done / tensors_total, bytes) → done
+// The merged export streams the base tensor by tensor (qls::export_merged), so its host memory is about one tensor
+// in f32, not the model.
 #pragma once
 
+#include <atomic>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -22,6 +27,7 @@ struct export_request {
     bool quantize_nf4 = true; // merged: fold the adapter into the dequantized NF4 base, as it trained
     bool double_quant = true;
     bool overwrite = false; // write into an output folder that already holds files (`qlora export --force`)
+    uint64_t max_shard_bytes = 5'000'000'000ull; // merged: bytes of tensor data per shard at most
 };
 
 enum class export_stage { reading_config, reading_adapter, writing_adapter, loading_base, merging, done };
@@ -32,10 +38,18 @@ struct export_progress {
     int count = 0;                 // export_stage_count(format)
     size_t adapter_parameters = 0; // known from merging on
     bool nf4_base = false;         // merging: the base weights are the dequantized NF4 ones
+    // merging: tensors written so far of all, and their bytes (tensor data of the output)
+    int64_t tensors_done = 0;
+    int64_t tensors_total = 0;
+    uint64_t bytes_done = 0;
+    uint64_t bytes_total = 0;
 };
 
 struct export_callbacks {
     std::function<void(const export_progress&)> on_stage; // called on the exporting thread
+    // Set from any thread to stop: checked before every tensor of a merged export and before the export starts;
+    // run_export then throws qls::error(error_code::cancelled) and leaves no output folder and no temporary one.
+    const std::atomic<bool>* cancel = nullptr;
 };
 
 struct export_result {

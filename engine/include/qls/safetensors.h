@@ -61,4 +61,51 @@ private:
 void safetensors_save(const std::string& path, const std::vector<std::pair<std::string, tensor>>& tensors,
                       const std::map<std::string, std::string>& metadata = {});
 
+// ---- streaming writer (io/safetensors_writer.cpp) ---------------------------------------------------------------
+
+// One tensor of a file written by safetensors_stream_writer: its name, dtype and shape; the data come later.
+struct safetensors_tensor_spec {
+    std::string name;
+    qls::dtype type = qls::dtype::f32;
+    shape_t shape;
+    uint64_t nbytes() const; // numel * dtype_size
+};
+
+// Writes a safetensors file whose tensors are known up front by name, dtype and shape but whose data arrive one
+// tensor at a time, so a file of any size is written holding one tensor in memory. The header is computed in the
+// constructor (the order, the offsets and the padding of safetensors_save, so that the file is byte-identical to
+// safetensors_save of the same tensors and metadata) and written to `path + ".tmp"`; write() appends the data of the
+// next tensor of order(), whole or in pieces; finish() checks that every tensor was written, fsyncs, renames over `path` and fsyncs the
+// folder. A writer destroyed before finish() (an error, a cancel) removes the temporary file and leaves `path` as it
+// was. Errors (error_code::invalid_argument for a bad list or a write out of order, error_code::io for the disk) name
+// the path and the tensor.
+class safetensors_stream_writer {
+public:
+    safetensors_stream_writer(const std::string& path, std::vector<safetensors_tensor_spec> tensors,
+                              const std::map<std::string, std::string>& metadata = {});
+    ~safetensors_stream_writer();
+    safetensors_stream_writer(const safetensors_stream_writer&) = delete;
+    safetensors_stream_writer& operator=(const safetensors_stream_writer&) = delete;
+
+    // The tensors in the order their data must be written (safetensors_save's: dtype rank, then name).
+    const std::vector<safetensors_tensor_spec>& order() const { return order_; }
+    // The name of the tensor write() expects next; empty once all are written.
+    const std::string& next_name() const;
+    // Appends data of the next tensor of order(): `name` must be that tensor. Its nbytes() may come in one call or in
+    // consecutive pieces (a large tensor copied a chunk at a time); the tensor is complete once all of them were
+    // written (a tensor of 0 bytes: with one call of empty bytes). More bytes than the tensor holds are refused.
+    void write(const std::string& name, std::string_view bytes);
+    void finish();
+    uint64_t file_size() const { return file_size_; } // header + data, known from the start
+
+private:
+    std::string path_, tmp_;
+    std::vector<safetensors_tensor_spec> order_;
+    size_t next_ = 0;
+    uint64_t next_written_ = 0; // bytes of order_[next_] written so far
+    int fd_ = -1;
+    uint64_t file_size_ = 0;
+    bool finished_ = false;
+};
+
 } // namespace qls

@@ -1,9 +1,9 @@
-// Exporting a checkpoint (qls/run_export.h): request checks, base config + adapter, then export_peft or load + export_merged.
+// Exporting a checkpoint (qls/run_export.h): request checks, base config + adapter, then export_peft or the streaming
+// export_merged.
 #include "qls/run_export.h"
 
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
-#include "qls/llama.h"
 #include "qls/peft.h"
 #include "qls/run_catalog.h"
 #include "qls/train_config.h"
@@ -81,6 +81,9 @@ bool export_would_overwrite(const std::string& output_dir) {
 
 export_result run_export(const export_request& r, const export_callbacks& cb) {
     check_export_request(r);
+    if (cb.cancel && cb.cancel->load())
+        throw error(error_code::cancelled, "export to " + r.output_dir + " cancelled; nothing was written",
+                    "export again to write it");
     const bool merged = r.format == export_format::merged;
     export_progress p;
     p.count = export_stage_count(r.format);
@@ -98,14 +101,24 @@ export_result run_export(const export_request& r, const export_callbacks& cb) {
         stage(export_stage::writing_adapter, 2);
         export_peft(r.output_dir, lw, base.config(), r.model_dir);
     } else {
+        // loading_base: the base's weights are checked and the shards planned; then merging reports every tensor
         stage(export_stage::loading_base, 2);
-        llama_load_options lo;
-        lo.quantize_nf4 = r.quantize_nf4;
-        lo.double_quant = r.double_quant;
-        const llama_model m = llama_model::load(base, lo);
-        p.nf4_base = m.quantized();
-        stage(export_stage::merging, 3);
-        export_merged(r.output_dir, base, m, lw);
+        merged_export_options mo;
+        mo.quantize_nf4 = r.quantize_nf4;
+        mo.double_quant = r.double_quant;
+        mo.max_shard_bytes = r.max_shard_bytes;
+        mo.cancel = cb.cancel;
+        mo.on_progress = [&](const merged_export_progress& mp) {
+            p.stage = export_stage::merging;
+            p.index = 3;
+            p.nf4_base = mp.nf4_base;
+            p.tensors_done = mp.tensors_done;
+            p.tensors_total = mp.tensors_total;
+            p.bytes_done = mp.bytes_done;
+            p.bytes_total = mp.bytes_total;
+            if (cb.on_stage) cb.on_stage(p);
+        };
+        export_merged(r.output_dir, base, lw, mo);
     }
     stage(export_stage::done, p.count);
     export_result res;

@@ -79,40 +79,67 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
 // ---- linear (no bias) ---------------------------------------------------------------------------------
 // PyTorch nn.Linear layout: weight (OC, IC), out = inp · weightᵀ.
 
+// Blocking of the matmuls. A dot product out[n][o] = Σ_i x[n][i]·w[o][i] is summed in k_lanes double partial sums
+// (lane j takes the i ≡ j mod k_lanes, ascending), combined in one fixed pairwise order, so the compiler can keep the
+// lanes in vector registers while the result stays a pure function of the inputs: it depends neither on the row
+// blocking nor on the thread count. k_rows rows of x share each pass over a weight row, so W is read once per
+// k_rows rows instead of once per row.
+constexpr int k_lanes = 8;
+constexpr int k_rows = 4;
+
+inline double lanes_sum(const double* a) { return ((a[0] + a[1]) + (a[2] + a[3])) + ((a[4] + a[5]) + (a[6] + a[7])); }
+
 template <class T> void matmul_forward(T* out, const T* inp, const T* weight, int N, int IC, int OC) {
-    // inp (N, IC), weight (OC, IC) -> out (N, OC); rows are independent, so OpenMP splits them
+    // inp (N, IC), weight (OC, IC) -> out (N, OC); blocks of k_rows rows are independent, so OpenMP splits them
+    const int blocks = (N + k_rows - 1) / k_rows;
 #pragma omp parallel for schedule(static)
-    for (int n = 0; n < N; n++) {
-        const T* x = inp + (long)n * IC;
+    for (int nb = 0; nb < blocks; nb++) {
+        const int n0 = nb * k_rows;
+        const int rows = std::min(k_rows, N - n0);
+        const T* x[k_rows];
+        for (int r = 0; r < k_rows; r++) x[r] = inp + (long)(n0 + std::min(r, rows - 1)) * IC; // pad: repeat the last
         for (int o = 0; o < OC; o++) {
             const T* w = weight + (long)o * IC;
-            double acc = 0.0;
-            for (int i = 0; i < IC; i++) acc += (double)x[i] * (double)w[i];
-            out[(long)n * OC + o] = (T)acc;
+            double acc[k_rows][k_lanes] = {};
+            int i = 0;
+            for (; i + k_lanes <= IC; i += k_lanes)
+                for (int r = 0; r < k_rows; r++)
+                    for (int j = 0; j < k_lanes; j++) acc[r][j] += (double)x[r][i + j] * (double)w[i + j];
+            for (int j = 0; i + j < IC; j++)
+                for (int r = 0; r < k_rows; r++) acc[r][j] += (double)x[r][i + j] * (double)w[i + j];
+            for (int r = 0; r < rows; r++) out[(long)(n0 + r) * OC + o] = (T)lanes_sum(acc[r]);
         }
     }
 }
 
 template <class T>
 void matmul_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, int N, int IC, int OC) {
-    // Loop orders are chosen for contiguous memory access; every sum still runs over its index in ascending order
-    // in one double accumulator, so the result does not depend on the loop order or the thread count.
-    // dinp (N, IC) += dout (N, OC) · weight (OC, IC)
+    // Every sum runs over its index in ascending order in one double accumulator per output element, so the result
+    // does not depend on the loop order, the row blocking or the thread count.
+    // dinp (N, IC) += dout (N, OC) · weight (OC, IC); k_rows rows share each pass over W
     if (dinp) {
+        const int blocks = (N + k_rows - 1) / k_rows;
 #pragma omp parallel
         {
-            std::vector<double> acc((size_t)IC);
+            std::vector<double> acc((size_t)k_rows * IC);
 #pragma omp for schedule(static)
-            for (int n = 0; n < N; n++) {
-                const T* dy = dout + (long)n * OC;
+            for (int nb = 0; nb < blocks; nb++) {
+                const int n0 = nb * k_rows;
+                const int rows = std::min(k_rows, N - n0);
                 std::fill(acc.begin(), acc.end(), 0.0);
                 for (int o = 0; o < OC; o++) {
-                    const double d = (double)dy[o];
                     const T* w = weight + (long)o * IC;
-                    for (int i = 0; i < IC; i++) acc[(size_t)i] += d * (double)w[i];
+                    for (int r = 0; r < rows; r++) {
+                        const double d = (double)dout[(long)(n0 + r) * OC + o];
+                        double* a = acc.data() + (size_t)r * IC;
+                        for (int i = 0; i < IC; i++) a[i] += d * (double)w[i];
+                    }
                 }
-                T* dx = dinp + (long)n * IC;
-                for (int i = 0; i < IC; i++) dx[i] += (T)acc[(size_t)i];
+                for (int r = 0; r < rows; r++) {
+                    T* dx = dinp + (long)(n0 + r) * IC;
+                    const double* a = acc.data() + (size_t)r * IC;
+                    for (int i = 0; i < IC; i++) dx[i] += (T)a[i];
+                }
             }
         }
     }
