@@ -1,8 +1,10 @@
-// qlora bench: QLoRA training steps of a synthetic model of a named shape on the GPU — tokens/s, memory, paging, plan.
+// qlora bench: QLoRA training steps of a synthetic model of a named shape on the GPU — tokens/s, memory, paging, plan —
+// or, with --generate, single-stream generation (tokens/s of the CUDA decoder over an NF4 model of that shape).
 #include "args.h"
 #include "commands.h"
 
-#include "qls/device.h" // defines: probe_gpu, compute_device
+#include "qls/device.h"   // defines: probe_gpu, compute_device
+#include "qls/generate.h" // defines: decoder
 #include "qls/gpu_train.h"
 #include "qls/lora.h" // defines: parse_lora_targets, lora_targets_string
 #include "qls/memory_plan.h"
@@ -16,6 +18,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <memory>
 #include <random>
 #include <string>
 #include <vector>
@@ -169,13 +172,75 @@ double mean_u64(const std::vector<uint64_t>& v) {
     return v.empty() ? 0 : s / double(v.size());
 }
 
+// Single-stream generation on a synthetic NF4 model: `prompt` tokens fed one by one, then `new_tokens` steps, each
+// step timed on the host around decoder::step (which includes the logits' copy to the host, as generate() needs it).
+// One untimed run first (graph capture, clocks); the median over `runs` runs.
+int bench_generate(const qls::model_config& cfg, const std::string& shape_name, int rank,
+                   const std::vector<qls::lora_target>& targets, int prompt, int new_tokens, int runs, uint64_t seed,
+                   int device, bool json) {
+    const auto t_load = std::chrono::steady_clock::now();
+    std::unique_ptr<qls::decoder> dec = qls::make_cuda_decoder_synthetic(cfg, rank, targets, seed, device);
+    const double setup_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t_load).count();
+    std::mt19937_64 rng(seed + 7);
+    std::uniform_int_distribution<int> tok(0, cfg.vocab_size - 1);
+    std::vector<double> decode_tps, prefill_tps, step_ms;
+    for (int run = 0; run <= runs; ++run) {
+        dec->reset(prompt + new_tokens);
+        const auto t0 = std::chrono::steady_clock::now();
+        const std::vector<float>* logits = nullptr;
+        for (int i = 0; i < prompt; ++i) logits = &dec->step(tok(rng));
+        const auto t1 = std::chrono::steady_clock::now();
+        std::vector<double> ms;
+        for (int i = 0; i < new_tokens; ++i) {
+            // greedy, as generate() with temperature 0 picks it on the host
+            int next = 0;
+            for (int j = 1; j < int(logits->size()); ++j)
+                if ((*logits)[size_t(j)] > (*logits)[size_t(next)]) next = j;
+            const auto s0 = std::chrono::steady_clock::now();
+            logits = &dec->step(next);
+            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - s0).count());
+        }
+        const auto t2 = std::chrono::steady_clock::now();
+        if (run == 0) continue; // warm-up
+        prefill_tps.push_back(prompt / std::chrono::duration<double>(t1 - t0).count());
+        decode_tps.push_back(new_tokens / std::chrono::duration<double>(t2 - t1).count());
+        step_ms.push_back(median(ms));
+    }
+    const qls::cuda_decoder_memory mem = qls::cuda_decoder_memory_of(*dec);
+    const qls::gpu_probe after = qls::probe_gpu(device);
+    nlohmann::json out = {{"mode", "generate"},
+                          {"device", dec->device_label()},
+                          {"shape", shape_name},
+                          {"weights", "nf4-dq"},
+                          {"rank", rank},
+                          {"targets", rank > 0 ? qls::lora_targets_string(targets) : ""},
+                          {"prompt_tokens", prompt},
+                          {"new_tokens", new_tokens},
+                          {"runs", runs},
+                          {"decode_tokens_per_s_median", median(decode_tps)},
+                          {"prefill_tokens_per_s_median", median(prefill_tps)},
+                          {"step_ms_median", median(step_ms)},
+                          {"setup_s", setup_s},
+                          {"weights_gib", qls::to_gib(mem.weight_bytes)},
+                          {"kv_cache_gib", qls::to_gib(mem.cache_bytes)},
+                          {"device_used_gib", qls::to_gib(after.total_bytes - after.free_bytes)}};
+    if (json) std::printf("%s\n", out.dump().c_str());
+    else
+        std::printf("%s  %s  NF4 generate  rank %d\n  %.1f tokens/s decoding (step %.2f ms, median of %d runs of %d "
+                    "tokens after %d prompt tokens)\n  weights %.2f GiB, KV cache %.3f GiB, card in use %.2f GiB\n",
+                    dec->device_label().c_str(), shape_name.c_str(), rank, median(decode_tps), median(step_ms), runs,
+                    new_tokens, prompt, qls::to_gib(mem.weight_bytes), qls::to_gib(mem.cache_bytes),
+                    qls::to_gib(after.total_bytes - after.free_bytes));
+    return 0;
+}
+
 } // namespace
 
 int cmd_bench(int argc, char** argv) {
     args a(argc, argv, 2,
            {"shape", "dims", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib", "steps",
-            "warmup", "seed", "paging-check", "profile"},
-           {"no-checkpointing", "json"});
+            "warmup", "seed", "paging-check", "profile", "prompt-tokens", "new-tokens", "runs"},
+           {"no-checkpointing", "json", "generate"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     if (a.has("shape") == a.has("dims"))
         throw usage_error("give exactly one of --shape 7b|13b|33b|65b|70b or --dims C,H,L,NH,NKV,V");
@@ -202,6 +267,21 @@ int cmd_bench(int argc, char** argv) {
     if (!probe.available) {
         std::fprintf(stderr, "qlora bench: %s\n", probe.message.c_str());
         return 1;
+    }
+
+    if (a.has("generate")) {
+        // Single-stream generation: no adapter unless --rank is given (the peer, transformers + bnb generate, runs
+        // the bare NF4 model).
+        const int rank = a.has("rank") ? o.lora.rank : 0;
+        if (rank < 0) throw usage_error("--rank must be >= 0");
+        const int prompt = a.get_int("prompt-tokens", 16), new_tokens = a.get_int("new-tokens", 128),
+                  runs = a.get_int("runs", 5);
+        if (prompt < 1 || new_tokens < 1 || runs < 1)
+            throw usage_error("--prompt-tokens, --new-tokens and --runs must be at least 1");
+        qls::model_config gc = cfg;
+        if (gc.model_type.empty()) gc.model_type = "llama"; // --dims: the LLaMA layer the decoder runs
+        gc.max_position_embeddings = std::max(gc.max_position_embeddings, prompt + new_tokens);
+        return bench_generate(gc, shape_name, rank, o.lora.targets, prompt, new_tokens, runs, seed, probe.index, json);
     }
 
     nlohmann::json out;

@@ -4,7 +4,10 @@
 #include "commands.h"
 
 #include "qls/architecture.h"
+#include "qls/device.h" // defines: choose_train_device
+#include "qls/error.h"
 #include "qls/generate.h"
+#include "qls/gpu_train.h" // defines: gpu_nf4_quantizer
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
 #include "qls/model_source.h"
@@ -22,7 +25,8 @@
 namespace qlora_cli {
 
 int cmd_generate(int argc, char** argv) {
-    args a(argc, argv, 2, {"model", "adapter", "prompt", "max-new-tokens", "temperature", "top-p", "top-k", "seed"},
+    args a(argc, argv, 2,
+           {"model", "adapter", "prompt", "max-new-tokens", "temperature", "top-p", "top-k", "seed", "device", "gpu"},
            {"nf4"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     auto dir = a.get("model");
@@ -45,29 +49,69 @@ int cmd_generate(int argc, char** argv) {
     qls::validate_sampling(o.sampling);
     if (o.max_new_tokens < 0) throw usage_error("--max-new-tokens must be >= 0");
 
+    const std::string backend = a.get_or("device", "auto");
+    if (backend != "auto" && backend != "cpu" && backend != "cuda")
+        throw usage_error("--device must be auto, cpu or cuda (got '" + backend + "')");
+    const int gpu = a.get_int("gpu", 0);
+    if (gpu < 0) throw usage_error("--gpu must be >= 0");
+
     qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(*dir);
     qls::tokenizer tok = qls::load_tokenizer_for(ckpt);
+    // The device: the GPU when there is a usable one (auto) or when asked (cuda), as a training run chooses it. The GPU
+    // decoder runs the NF4 base (double quantization), quantized on the GPU as the model loads.
+    const qls::device_choice choice = [&] {
+        try {
+            return qls::choose_train_device(backend, gpu, true, ckpt.config().head_dim);
+        } catch (const qls::error& e) {
+            if (e.code() != qls::error_code::device) throw;
+            throw qls::error(e.code(), std::string("--device cuda: ") + e.what(),
+                             "pass --device auto (the GPU when there is one, else the CPU) or --device cpu");
+        }
+    }();
+    const bool on_gpu = choice.device.backend == "cuda";
     qls::llama_load_options lo;
-    lo.quantize_nf4 = a.has("nf4");
-    qls::llama_model model = qls::llama_model::load(ckpt, lo);
-    if (auto adapter = a.get("adapter")) {
-        // base + adapter: W + scale·B·A merged into the weights, the same function as PEFT's merge_and_unload
-        qls::lora_weights<float> lw = qls::load_peft(*adapter, model.config);
-        for (int l = 0; l < model.config.num_layers; ++l)
-            for (qls::lora_target t : qls::all_lora_targets())
-                if (lw.at(l, t).enabled())
-                    qls::lora_merge(model.projection(l, t).data(), lw.at(l, t), lw.config.scale());
+    lo.quantize_nf4 = a.has("nf4") || on_gpu;
+    std::unique_ptr<qls::gpu_nf4_quantizer> quantizer;
+    if (on_gpu) {
+        quantizer = std::make_unique<qls::gpu_nf4_quantizer>(choice.device.index);
+        lo.nf4_quantizer = [&](const float* w, int64_t rows, int64_t cols, bool dq) {
+            return quantizer->quantize(w, rows, cols, dq);
+        };
     }
+    qls::llama_model model = qls::llama_model::load(ckpt, lo);
+    quantizer.reset();
+    std::fprintf(stderr, "generating on %s%s\n", choice.device.label().c_str(), on_gpu ? " (NF4 base)" : "");
+    if (!choice.why.empty()) std::fprintf(stderr, "  (%s)\n", choice.why.c_str());
+    std::optional<qls::lora_weights<float>> adapter;
+    if (auto path = a.get("adapter")) {
+        adapter = qls::load_peft(*path, model.config);
+        if (!on_gpu) {
+            // base + adapter on the CPU: W + scale·B·A merged into the weights, the same function as PEFT's
+            // merge_and_unload (in place: no second copy of the model)
+            for (int l = 0; l < model.config.num_layers; ++l)
+                for (qls::lora_target t : qls::all_lora_targets())
+                    if (adapter->at(l, t).enabled())
+                        qls::lora_merge(model.projection(l, t).data(), adapter->at(l, t), adapter->config.scale());
+            adapter.reset();
+        }
+    }
+    // On the GPU the adapter stays apart from the NF4 weights and is applied beside them (x·Aᵀ·Bᵀ·scale).
+    std::unique_ptr<qls::decoder> dec = qls::make_decoder(model, choice.device, adapter ? &*adapter : nullptr);
 
-    qls::generate_result r = qls::generate(model, tok, o, [](const std::string& piece) {
+    const auto t0 = std::chrono::steady_clock::now();
+    qls::generate_result r = qls::generate(*dec, tok, o, [](const std::string& piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
         return true;
     });
+    const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fputc('\n', stdout);
     if (r.reason == qls::stop_reason::context_full)
         std::fprintf(stderr, "stopped: the model's context of %d positions is full\n",
                      model.config.max_position_embeddings);
+    std::fprintf(stderr, "%zu prompt + %zu new tokens in %.2f s (%.1f tokens/s) on %s\n", r.prompt_ids.size(),
+                 r.new_ids.size(), secs, double(r.prompt_ids.size() + r.new_ids.size()) / std::max(secs, 1e-9),
+                 dec->device_label().c_str());
     return 0;
 }
 

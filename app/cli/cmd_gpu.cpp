@@ -28,7 +28,9 @@ int cmd_check_gpu(int argc, char** argv) {
     if (!p.available) return 1;
     std::printf("inputs drawn with seed %llu\n\n", (unsigned long long)seed);
     auto rows = qls::run_gpu_op_checks(seed);
+    for (auto& r : qls::run_gpu_decode_op_checks(seed + 1)) rows.push_back(r);
     if (a.has("model")) {
+        for (auto& r : qls::run_gpu_generate_check(*a.get("model"), seed)) rows.push_back(r);
         const int steps = a.get_int("finetune-steps", 20);
         if (steps < 1) throw usage_error("--finetune-steps must be at least 1");
         for (auto& r : qls::run_gpu_finetune_check(*a.get("model"), *a.get("text"), steps, seed)) rows.push_back(r);

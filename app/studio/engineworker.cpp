@@ -1,6 +1,7 @@
 // EngineWorker: the one catch site for engine errors in the studio; every result leaves as a signal tagged with its side.
 #include "engineworker.h"
 
+#include "qls/device.h"
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
@@ -50,6 +51,8 @@ bool EngineWorker::loadBase(const QString& dir) {
         auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
         auto model = std::make_unique<qls::llama_model>(qls::llama_model::load(ckpt));
         const ModelInfo info = describe(dir, *model, *tok);
+        m_baseDecoder.reset();
+        m_device.reset(); // the choice depends on the model (its head size)
         m_base = std::move(model);
         m_tokenizer = std::move(tok);
         m_baseDir = dir;
@@ -68,6 +71,8 @@ void EngineWorker::loadModel(const QString& dir) {
 }
 
 void EngineWorker::unloadAdapter() {
+    m_adaptedDecoder.reset();
+    m_adapter.reset();
     m_adapted.reset();
     emit adapterUnloaded();
 }
@@ -82,7 +87,10 @@ bool sameDirectory(const QString& a, const QString& b) {
 } // namespace
 
 void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) {
-    m_adapted.reset(); // never hold two merged copies at once
+    // never hold two adapter-side models at once
+    m_adaptedDecoder.reset();
+    m_adapter.reset();
+    m_adapted.reset();
     try {
         const qls::train_config cfg = qls::load_train_config((runDir + "/config.json").toStdString());
         const QString modelDir = QString::fromStdString(cfg.model);
@@ -102,7 +110,14 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
         } else {
             model = std::make_unique<qls::llama_model>(*m_base);
         }
-        const qls::lora_weights<float> adapter = qls::load_peft(checkpointDir.toStdString(), model->config);
+        qls::lora_weights<float> adapter = qls::load_peft(checkpointDir.toStdString(), model->config);
+        if (onGpu()) {
+            // On the GPU the adapter is applied beside the NF4 weights (x·Aᵀ·Bᵀ·scale), never merged into them.
+            m_adapter = std::make_unique<qls::lora_weights<float>>(std::move(adapter));
+            m_adapted = std::move(model);
+            emit runLoaded(runDir, checkpointDir);
+            return;
+        }
         const float scale = adapter.config.scale();
         for (size_t l = 0; l < adapter.layers.size(); ++l)
             for (int t = 0; t < qls::k_lora_target_count; ++t) {
@@ -116,6 +131,14 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
     } catch (const std::exception& e) {
         emit runFailed(QString::fromStdString(e.what()), QString());
     }
+}
+
+bool EngineWorker::onGpu() {
+    if (!m_device) {
+        const int headDim = m_base ? m_base->config.head_dim : 0;
+        m_device = std::make_unique<qls::device_choice>(qls::choose_train_device("auto", 0, true, headDim));
+    }
+    return m_device->device.backend == "cuda";
 }
 
 void EngineWorker::generate(const GenerateRequest& request) {
@@ -138,8 +161,22 @@ void EngineWorker::generate(const GenerateRequest& request) {
         o.sampling.seed = request.seed;
         QElapsedTimer timer;
         timer.start();
+        // The decoder: on the GPU one per side, built at its first generation and kept (its weights stay on the
+        // device); on the CPU a fresh one over the model each time (it holds only the cache).
+        std::unique_ptr<qls::decoder> cpuDecoder;
+        qls::decoder* dec = nullptr;
+        if (onGpu()) {
+            std::unique_ptr<qls::decoder>& slot = side == ModelSide::Adapter ? m_adaptedDecoder : m_baseDecoder;
+            if (!slot)
+                slot = qls::make_decoder(*model, m_device->device,
+                                         side == ModelSide::Adapter ? m_adapter.get() : nullptr);
+            dec = slot.get();
+        } else {
+            cpuDecoder = qls::make_cpu_decoder(*model);
+            dec = cpuDecoder.get();
+        }
         // a Stop that came before this request started (the flag is reset when a request is queued) cancels it here
-        qls::generate_result r = qls::generate(*model, *m_tokenizer, o, [this, side](const std::string& piece) {
+        qls::generate_result r = qls::generate(*dec, *m_tokenizer, o, [this, side](const std::string& piece) {
             if (m_stop.load()) return false;
             emit textGenerated(side, QString::fromStdString(piece));
             return !m_stop.load();
@@ -149,11 +186,12 @@ void EngineWorker::generate(const GenerateRequest& request) {
                       : r.reason == qls::stop_reason::cancelled    ? tr("stopped")
                       : r.reason == qls::stop_reason::context_full ? tr("context full")
                                                                    : tr("token limit");
-        emit generationFinished(side, tr("%1 tokens in %2 s (%3 tokens/s), %4")
+        emit generationFinished(side, tr("%1 tokens in %2 s (%3 tokens/s), %4, %5")
                                           .arg(r.new_ids.size())
                                           .arg(secs, 0, 'f', 2)
                                           .arg(r.new_ids.size() / secs, 0, 'f', 1)
-                                          .arg(why));
+                                          .arg(why)
+                                          .arg(QString::fromStdString(dec->device_label())));
     } catch (const qls::error& e) {
         emit generationFailed(side, QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {

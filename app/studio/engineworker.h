@@ -1,4 +1,4 @@
-// EngineWorker — the engine on a worker thread for the studio: holds the base model and, while a run's adapter is loaded, a second copy with it merged; generates from either; values cross by queued signals.
+// EngineWorker — the engine on a worker thread for the studio: holds the base model and, while a run's adapter is loaded, a second model (on the CPU with the adapter merged, on a GPU with it kept apart); generates from either, on the GPU when there is one; values cross by queued signals.
 #pragma once
 
 #include "modelinfo.h"
@@ -8,10 +8,14 @@
 
 #include <atomic>
 #include <memory>
+#include <optional>
 
 namespace qls {
 struct llama_model;
 class tokenizer;
+class decoder;
+struct device_choice;
+template <class T> struct lora_weights;
 }
 
 class EngineWorker : public QObject {
@@ -32,12 +36,15 @@ public slots:
     // The base model (f32, as stored). Drops a loaded adapter (adapterUnloaded), which belonged to the old base.
     void loadModel(const QString& dir);
     // The adapter side: the base model of a past run (as it trained: NF4 when the run quantized) with the PEFT adapter
-    // of one of its checkpoints merged into the projections. Loads the run's base model as the base side too when it
+    // of one of its checkpoints merged into the projections (CPU), or kept apart and applied beside the NF4 weights
+    // (GPU: merging into quantized weights would change them). Loads the run's base model as the base side too when it
     // is not the one loaded (modelLoaded). The previous adapter side is freed first.
     void loadRun(const QString& runDir, const QString& checkpointDir);
     // Frees the adapter side (adapterUnloaded).
     void unloadAdapter();
-    // Generates from request.side's model; textGenerated/generationFinished/generationFailed carry that side.
+    // Generates from request.side's model on the device the engine chooses (the GPU when there is a usable one: an
+    // NF4 decoder, built once per loaded model and kept); textGenerated/generationFinished/generationFailed carry that
+    // side, and the status names the device.
     void generate(const GenerateRequest& request);
 
 signals:
@@ -52,9 +59,13 @@ signals:
 
 private:
     bool loadBase(const QString& dir); // emits modelLoaded or modelFailed
+    bool onGpu();                      // the device choice, probed once
 
     std::unique_ptr<qls::llama_model> m_base;
-    std::unique_ptr<qls::llama_model> m_adapted; // only while an adapter is loaded
+    std::unique_ptr<qls::llama_model> m_adapted;                   // only while an adapter is loaded
+    std::unique_ptr<qls::lora_weights<float>> m_adapter;           // GPU only: the adapter, not merged into m_adapted
+    std::unique_ptr<qls::device_choice> m_device;                  // probed at the first use
+    std::unique_ptr<qls::decoder> m_baseDecoder, m_adaptedDecoder; // GPU decoders, built at the first generation
     std::unique_ptr<qls::tokenizer> m_tokenizer;
     QString m_baseDir;
     std::atomic<bool> m_stop{false};

@@ -14,4 +14,13 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string&, const std:
                 "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
 }
 
+std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t) {
+    throw error(error_code::device, "this build has no CUDA backend, so there is nothing to check on a GPU",
+                "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
+}
+std::vector<gpu_check_row> run_gpu_generate_check(const std::string&, uint64_t) {
+    throw error(error_code::device, "this build has no CUDA backend, so there is nothing to check on a GPU",
+                "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
+}
+
 } // namespace qls

@@ -96,6 +96,11 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     lo.quantize_nf4 = true;
     lo.double_quant = true;
     const llama_model model = llama_model::load(ckpt, lo);
+    // The GPU trainers get the model as the CUDA path loads it: NF4 projections only, no f32 copies (the CPU
+    // reference keeps its f32 params). Uploading from this copy proves the backend never reads those vectors.
+    llama_model gpu_model = model;
+    for (int l = 0; l < gpu_model.config.num_layers; ++l)
+        for (lora_target t : all_lora_targets()) std::vector<float>().swap(gpu_model.projection(l, t));
     const tokenizer tok = load_tokenizer_for(ckpt);
     std::ifstream in(text_file, std::ios::binary);
     if (!in) throw error(error_code::io, "cannot read " + text_file, "pass a text file with --text");
@@ -156,11 +161,11 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         s.page_size = o.page_size;
         return plan_run(model.config, plan_settings_on(s, d));
     };
-    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, plan_for(go), go);
+    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(gpu_model, init, plan_for(go), go);
     // the same run with every layer's activations kept (no recomputation): must give the same bits
     gpu_train_options keep = go;
     keep.gradient_checkpointing = false;
-    std::unique_ptr<gpu_trainer> gpu_keep = gpu_trainer::from_model(model, init, plan_for(keep), keep);
+    std::unique_ptr<gpu_trainer> gpu_keep = gpu_trainer::from_model(gpu_model, init, plan_for(keep), keep);
     double keep_max_diff = 0;
 
     std::vector<gpu_check_row> rows;
@@ -205,7 +210,7 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         pg.zero_grad();
         ppass.forward(tokens.data(), targets.data());
         ppass.backward();
-        std::unique_ptr<gpu_trainer> gg = gpu_trainer::from_model(model, gw, plan_for(go), go);
+        std::unique_ptr<gpu_trainer> gg = gpu_trainer::from_model(gpu_model, gw, plan_for(go), go);
         gpu_batch gb;
         gb.tokens = tokens.data();
         gb.targets = targets.data();

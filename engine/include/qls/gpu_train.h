@@ -19,6 +19,7 @@
 #include "qls/lora.h"
 #include "qls/memory_plan.h"
 #include "qls/optim.h"
+#include "qls/quant.h" // defines: nf4_tensor
 #include "qls/tensor.h"
 #include "qls/train_backend.h" // defines: train_batch
 
@@ -72,7 +73,9 @@ public:
     // when the plan's verdict is does_not_fit (message: the plan's explanation) or its arena cannot be allocated.
     static std::unique_ptr<gpu_trainer> synthetic(const model_config& cfg, const memory_plan& plan,
                                                   const gpu_train_options& opt, uint64_t seed);
-    // A loaded model (its NF4 projections exactly as quantized; norms, embeddings and LM head rounded to bf16) and
+    // A loaded model (its NF4 projections exactly as quantized, read from model.nf4 only: params' projection vectors
+    // may be empty, as a loader that keeps no f32 copy of a frozen weight leaves them; a model loaded unquantized is
+    // quantized on this GPU by gpu_nf4_quantizer; norms, embeddings and LM head rounded to bf16) and
     // adapters initialised from `init` (which fixes the LoRA config: opt.lora is replaced by init.config), inside
     // `plan` as synthetic.
     static std::unique_ptr<gpu_trainer> from_model(const llama_model& model, const lora_weights<float>& init,
@@ -120,5 +123,55 @@ private:
     struct impl;
     std::unique_ptr<impl> p_;
 };
+
+// ---- NF4 quantization on the GPU ------------------------------------------------------------------------------------
+
+// Quantizes weights on GPU `device` to NF4 (+ double quantization), byte-identical to the CPU's nf4_quantize (quant.h):
+// the codes and block absmax are made by a kernel (qls_kernels/nf4_quantize.h, correctly rounded reciprocal and
+// products), the absmax mean (the nested offset) on the host in nf4_quantize's order (a double sum, rounded once,
+// times fl(1/nblocks)), and the nested 8-bit codes by a second kernel. One scratch buffer, grown to the largest
+// weight seen, is reused. Throws qls::error (invalid_argument) for a bad shape or blocksize, as nf4_quantize does,
+// and (device) without a GPU or CUDA build.
+// The loader takes it through llama_load_options::nf4_quantizer (llama.h), so each projection is quantized on the GPU
+// as it is read.
+class gpu_nf4_quantizer {
+public:
+    explicit gpu_nf4_quantizer(int device = 0);
+    ~gpu_nf4_quantizer();
+    gpu_nf4_quantizer(const gpu_nf4_quantizer&) = delete;
+    gpu_nf4_quantizer& operator=(const gpu_nf4_quantizer&) = delete;
+    // w: [rows, cols] row-major on the host, fp32 or bf16 bits.
+    nf4_tensor quantize(const float* w, int64_t rows, int64_t cols, bool double_quant, int blocksize = 64);
+    nf4_tensor quantize_bf16(const uint16_t* w, int64_t rows, int64_t cols, bool double_quant, int blocksize = 64);
+
+private:
+    struct impl;
+    std::unique_ptr<impl> p_;
+};
+
+// ---- single-stream generation on the GPU ------------------------------------------------------------------------------
+
+class decoder; // generate.h
+
+// A CUDA decoder (qls::decoder, generate.h) over `model`: the seven projections as NF4 with double quantization, read
+// from model.nf4 (never from params' projection vectors, which may be empty), or — for a model loaded unquantized —
+// quantized on the GPU from those vectors (gpu_nf4_quantizer: the same bytes the CPU loader would make); the
+// embedding and a separate LM head as bf16, norms and rotary frequencies fp32; the adapter (optional) kept apart in
+// fp32 and applied as x·Aᵀ·Bᵀ·scale beside each NF4 GEMV (never merged into the quantized weights). Each step is one
+// CUDA graph: fused NF4 GEMVs (qls_kernels/decode.h), fp32 activations, fp32 KV cache sized by reset(). Throws
+// qls::error (unsupported) for an NF4 weight without double quantization or a non-LLaMA layer, (out_of_memory) when
+// the weights or cache do not fit, (device) without a GPU or CUDA build.
+std::unique_ptr<decoder> make_cuda_decoder(const llama_model& model, const lora_weights<float>* adapter, int device);
+// The same decoder over a synthetic model of config `cfg` made on the device (random NF4 codes with block maxima
+// in [0.02, 0.04], random bf16 embeddings and head, unit norms) with rank-`rank` adapters (0: none) on `targets`,
+// for `qlora bench --generate`; nothing of the model is on the host.
+std::unique_ptr<decoder> make_cuda_decoder_synthetic(const model_config& cfg, int rank,
+                                                     const std::vector<lora_target>& targets, uint64_t seed,
+                                                     int device);
+// Device bytes the decoder holds: its weights (incl. adapters) and its KV cache (by the last reset).
+struct cuda_decoder_memory {
+    uint64_t weight_bytes = 0, cache_bytes = 0;
+};
+cuda_decoder_memory cuda_decoder_memory_of(const decoder& d);
 
 } // namespace qls

@@ -12,6 +12,7 @@
 #include "qls/quant.h"
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -44,6 +45,9 @@ struct llama_load_options {
     // Quantize the seven decoder projections to NF4 at load time (bitsandbytes-compatible, blocks of 64).
     bool quantize_nf4 = false;
     bool double_quant = true;
+    // When set, quantizes each projection instead of the CPU's nf4_quantize (it must give the same bytes): e.g. a
+    // qls::gpu_nf4_quantizer (gpu_train.h). w is [rows, cols] fp32 on the host.
+    std::function<nf4_tensor(const float* w, int64_t rows, int64_t cols, bool double_quant)> nf4_quantizer = nullptr;
 };
 
 // A model: config, f32 weights and the rotary frequencies. When the base is NF4 (quantized at load or read from a

@@ -1,6 +1,7 @@
 // qls::gpu_trainer and make_cuda_train_backend in a build without the CUDA backend: every entry point says so (the
 // CPU backend trains instead).
 #ifndef QLS_HAVE_CUDA
+#include "qls/generate.h"
 #include "qls/gpu_train.h"
 #include "qls/train_backend.h"
 
@@ -46,6 +47,18 @@ std::unique_ptr<train_backend> make_cuda_train_backend(int, const llama_model&, 
                                                        const memory_plan&, const train_backend_options&) {
     no_cuda();
 }
+
+struct gpu_nf4_quantizer::impl {};
+gpu_nf4_quantizer::gpu_nf4_quantizer(int) { no_cuda(); }
+gpu_nf4_quantizer::~gpu_nf4_quantizer() = default;
+nf4_tensor gpu_nf4_quantizer::quantize(const float*, int64_t, int64_t, bool, int) { no_cuda(); }
+nf4_tensor gpu_nf4_quantizer::quantize_bf16(const uint16_t*, int64_t, int64_t, bool, int) { no_cuda(); }
+std::unique_ptr<decoder> make_cuda_decoder(const llama_model&, const lora_weights<float>*, int) { no_cuda(); }
+std::unique_ptr<decoder> make_cuda_decoder_synthetic(const model_config&, int, const std::vector<lora_target>&,
+                                                     uint64_t, int) {
+    no_cuda();
+}
+cuda_decoder_memory cuda_decoder_memory_of(const decoder&) { no_cuda(); }
 
 } // namespace qls
 #endif

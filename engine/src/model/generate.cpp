@@ -1,7 +1,8 @@
-// Sampling and the generation loop over llama_decoder.
+// Sampling, the CPU decoder (llama_decoder behind qls::decoder), the device choice of decoder, and the generation loop.
 #include "qls/generate.h"
 
 #include "qls/error.h"
+#include "qls/gpu_train.h" // defines: make_cuda_decoder
 
 #include <algorithm>
 #include <cmath>
@@ -68,15 +69,83 @@ int sampler::sample(const std::vector<float>& logits) {
     return candidates_[keep - 1].second; // rounding at the very end of the range
 }
 
+namespace {
+
+class cpu_decoder final : public decoder {
+public:
+    cpu_decoder(const llama_model& model, std::unique_ptr<llama_model> owned)
+        : owned_(std::move(owned)), model_(owned_ ? owned_.get() : &model) {
+        for (int l = 0; l < model_->config.num_layers; ++l)
+            for (lora_target t : all_lora_targets())
+                if (model_->projection(l, t).empty())
+                    throw error(error_code::invalid_argument,
+                                "layer " + std::to_string(l) + " " + lora_target_name(t) +
+                                    ": the model holds no f32 projection for the CPU decoder (it was loaded for the "
+                                    "GPU, NF4 only)",
+                                "generate on the GPU, or load the model with its f32 projections for the CPU");
+    }
+    void reset(int max_positions) override {
+        const int want = std::max(1, std::min(max_positions, model_->config.max_position_embeddings));
+        if (!dec_ || dec_->capacity() != want) {
+            dec_.reset();
+            dec_ = std::make_unique<llama_decoder>(*model_, want);
+        }
+        dec_->reset();
+    }
+    const std::vector<float>& step(int token) override {
+        if (!dec_) reset(1);
+        return dec_->step(token);
+    }
+    int position() const override { return dec_ ? dec_->position() : 0; }
+    int capacity() const override { return dec_ ? dec_->capacity() : 0; }
+    const model_config& config() const override { return model_->config; }
+    std::string device_label() const override { return "cpu"; }
+
+private:
+    std::unique_ptr<llama_model> owned_; // a copy with the adapter merged, when there is one
+    const llama_model* model_;
+    std::unique_ptr<llama_decoder> dec_;
+};
+
+} // namespace
+
+std::unique_ptr<decoder> make_cpu_decoder(const llama_model& model, const lora_weights<float>* adapter) {
+    if (!adapter) return std::make_unique<cpu_decoder>(model, nullptr);
+    auto merged = std::make_unique<llama_model>(model);
+    if (int(adapter->layers.size()) != model.config.num_layers)
+        throw error(error_code::shape_mismatch,
+                    "the adapter has " + std::to_string(adapter->layers.size()) + " layers, the model " +
+                        std::to_string(model.config.num_layers),
+                    "use the adapter trained on this base model");
+    for (int l = 0; l < model.config.num_layers; ++l)
+        for (lora_target t : all_lora_targets())
+            if (adapter->at(l, t).enabled() && !merged->projection(l, t).empty())
+                lora_merge(merged->projection(l, t).data(), adapter->at(l, t), adapter->config.scale());
+    return std::make_unique<cpu_decoder>(model, std::move(merged));
+}
+
+std::unique_ptr<decoder> make_decoder(const llama_model& model, const compute_device& device,
+                                      const lora_weights<float>* adapter) {
+    if (device.backend == "cuda") return make_cuda_decoder(model, adapter, device.index);
+    return make_cpu_decoder(model, adapter);
+}
+
 generate_result generate(const llama_model& model, const tokenizer& tok, const generate_options& opts,
+                         const std::function<bool(const std::string&)>& on_text) {
+    auto dec = make_cpu_decoder(model);
+    return generate(*dec, tok, opts, on_text);
+}
+
+generate_result generate(decoder& dec, const tokenizer& tok, const generate_options& opts,
                          const std::function<bool(const std::string&)>& on_text) {
     if (opts.max_new_tokens < 0)
         throw error(error_code::invalid_argument,
                     "max-new-tokens must be >= 0 (got " + std::to_string(opts.max_new_tokens) + ")");
     validate_sampling(opts.sampling);
+    const model_config& cfg = dec.config();
     generate_result r;
     r.prompt_ids = tok.encode(opts.prompt, /*add_bos=*/true);
-    const int ctx = model.config.max_position_embeddings;
+    const int ctx = cfg.max_position_embeddings;
     if (int(r.prompt_ids.size()) > ctx)
         throw error(error_code::invalid_argument,
                     "the prompt is " + std::to_string(r.prompt_ids.size()) + " tokens but the model's context is " +
@@ -86,7 +155,7 @@ generate_result generate(const llama_model& model, const tokenizer& tok, const g
     // The KV cache holds what this generation can use: the prompt and max_new_tokens more, capped by the model's
     // context, never max_position_embeddings whatever was asked (a config may claim millions of positions).
     const int64_t needed = int64_t(r.prompt_ids.size()) + int64_t(opts.max_new_tokens);
-    llama_decoder dec(model, int(std::max<int64_t>(1, std::min<int64_t>(ctx, needed))));
+    dec.reset(int(std::max<int64_t>(1, std::min<int64_t>(ctx, needed))));
     sampler smp(opts.sampling);
     detokenizer detok(tok);
     bool keep_going = true;
@@ -102,7 +171,7 @@ generate_result generate(const llama_model& model, const tokenizer& tok, const g
         emit(detok.push(id));
     }
     const int bos = tok.bos_id();
-    std::vector<int> stops = model.config.eos_token_ids;
+    std::vector<int> stops = cfg.eos_token_ids;
     stops.push_back(tok.eos_id());
     r.reason = stop_reason::max_tokens;
     for (int n = 0; n < opts.max_new_tokens; ++n) {

@@ -64,7 +64,10 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
                             "the checkpoint is incomplete or mixed; download or export it again");
             } else {
                 w = get(name, {out, in});
-                if (nf4) m.nf4[size_t(l)][size_t(t)] = nf4_quantize(w.data(), out, in, opt.double_quant);
+                if (nf4)
+                    m.nf4[size_t(l)][size_t(t)] = opt.nf4_quantizer
+                                                      ? opt.nf4_quantizer(w.data(), out, in, opt.double_quant)
+                                                      : nf4_quantize(w.data(), out, in, opt.double_quant);
             }
             if (nf4) nf4_dequantize(m.nf4[size_t(l)][size_t(t)], w.data());
         }

@@ -29,4 +29,16 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed);
 std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file, int steps,
                                                   uint64_t seed);
 
+// The GPU quantizer and the decoding kernels on fresh random inputs: gpu_nf4_quantizer against nf4_quantize byte for
+// byte (fp32 and bf16 input, odd sizes, partial blocks, an all-zero block, a NaN, values on the NF4 thresholds), the
+// fused NF4 GEMV and the bf16/fp32 GEMVs against cpu::matmul_forward (tolerance 1e-4 relative).
+std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed);
+
+// GPU generation on the model in `model_dir` (NF4, as the CUDA path loads it: no f32 projections): the loader with
+// gpu_nf4_quantizer gives the CPU loader's bytes; the CUDA decoder's greedy tokens (fed the CPU's tokens) equal the
+// CPU decoder's for 60 steps, or a disagreement is a near tie (the CPU's logit margin below 2^-8 of its largest
+// logit, printed), without and with a rank-8 adapter (merged on the CPU, applied beside the NF4 GEMVs on the GPU);
+// logits within 2^-5; an unquantized model decoded on the GPU equals its NF4 load.
+std::vector<gpu_check_row> run_gpu_generate_check(const std::string& model_dir, uint64_t seed);
+
 } // namespace qls

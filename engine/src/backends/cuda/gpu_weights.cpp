@@ -1,5 +1,6 @@
 // gpu_weights — what the CUDA trainer's arena holds before the first step: the frozen weights (a synthetic model made on
-// the device, or a loaded model's NF4 projections as quantized and the rest rounded to bf16) and the fp32 adapters.
+// the device, or a loaded model's NF4 projections as quantized — on this GPU when the model was loaded unquantized —
+// and the rest rounded to bf16) and the fp32 adapters.
 #include "gpu_train_impl.h"
 
 #include "qls/architecture.h"         // defines: architecture_for (which projections, which layer ops)
@@ -71,16 +72,29 @@ template <class E> void gpu_trainer::impl::put(void* dst, const std::vector<E>& 
 }
 
 void gpu_trainer::impl::model_weights(const llama_model& m) {
-    if (!m.quantized())
-        throw error(error_code::unsupported,
-                    "the CUDA backend trains on an NF4 base; this model was loaded unquantized",
-                    "load it with NF4 quantization (model.quantize_nf4 true)");
     // The step's kernels are LLaMA's: RMSNorm, rotate_half RoPE, SwiGLU, no biases (architecture.h).
     const architecture& arch = architecture_for(m.config);
     require_llama_layers(arch, "the CUDA backend");
+    // The projections come from m.nf4 only: params' projection vectors may be empty (a model loaded for the GPU keeps
+    // no f32 copy of a frozen weight). A model loaded unquantized is quantized here, on this GPU, one projection at a
+    // time, to the bytes the CPU loader would make (gpu_nf4_quantizer).
+    std::unique_ptr<gpu_nf4_quantizer> quantizer;
     for (int l = 0; l < L; ++l) {
         for (lora_target t : arch.projections) {
-            const nf4_tensor& w = m.nf4[size_t(l)][size_t(t)];
+            nf4_tensor local;
+            if (!m.quantized()) {
+                const std::vector<float>& f = m.projection(l, t);
+                auto [in, out] = in_out(t);
+                if (f.size() != size_t(in) * size_t(out))
+                    throw error(error_code::invalid_argument,
+                                "layer " + std::to_string(l) + " " + lora_target_name(t) +
+                                    ": the model has neither an NF4 nor an f32 weight for this projection",
+                                "load the model again");
+                if (!quantizer) quantizer = std::make_unique<gpu_nf4_quantizer>(opt.device);
+                local = quantizer->quantize(f.data(), out, in, true);
+                use_device();
+            }
+            const nf4_tensor& w = m.quantized() ? m.nf4[size_t(l)][size_t(t)] : local;
             if (!w.double_quant || w.blocksize != 64 || w.nested_blocksize != 256)
                 throw error(error_code::unsupported,
                             "layer " + std::to_string(l) + " " + lora_target_name(t) +
