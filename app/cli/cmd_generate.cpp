@@ -1,9 +1,10 @@
-// qlora generate / info: load a Hugging Face model directory and sample from it, or describe a model (a Hugging Face
-// directory or a GGUF file).
+// qlora generate / info: load a model (a Hugging Face directory or a GGUF file) and sample from it — a text
+// continuation, or one chat reply through the model's own template — or describe it.
 #include "args.h"
 #include "commands.h"
 
 #include "qls/architecture.h"
+#include "qls/chat.h"
 #include "qls/device.h" // defines: choose_train_device
 #include "qls/error.h"
 #include "qls/generate.h"
@@ -26,11 +27,18 @@ namespace qlora_cli {
 
 int cmd_generate(int argc, char** argv) {
     args a(argc, argv, 2,
-           {"model", "adapter", "prompt", "max-new-tokens", "temperature", "top-p", "top-k", "seed", "device", "gpu"},
+           {"model", "adapter", "prompt", "chat", "system", "max-new-tokens", "temperature", "top-p", "top-k", "seed",
+            "device", "gpu"},
            {"nf4"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     auto dir = a.get("model");
-    if (!dir) throw usage_error("--model DIR is required", "point it at a Hugging Face model directory");
+    if (!dir)
+        throw usage_error("--model PATH is required", "point it at a Hugging Face model directory or a .gguf file");
+    if (a.has("chat") && a.has("prompt"))
+        throw usage_error("--chat and --prompt exclude each other",
+                          "--chat TEXT answers one user message through the model's chat template; --prompt TEXT "
+                          "continues the text as written");
+    if (a.has("system") && !a.has("chat")) throw usage_error("--system needs --chat");
 
     qls::generate_options o;
     o.prompt = a.get_or("prompt", "");
@@ -55,13 +63,22 @@ int cmd_generate(int argc, char** argv) {
     const int gpu = a.get_int("gpu", 0);
     if (gpu < 0) throw usage_error("--gpu must be >= 0");
 
-    qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(*dir);
-    qls::tokenizer tok = qls::load_tokenizer_for(ckpt);
+    const std::unique_ptr<qls::model_source> src = qls::open_model_source(*dir);
+    qls::tokenizer tok = src->load_tokenizer();
+    std::shared_ptr<const qls::model_chat_template> tmpl;
+    if (a.has("chat")) {
+        tmpl = qls::load_model_chat_template(*src, tok);
+        if (!tmpl)
+            throw qls::error(qls::error_code::unsupported, *dir + " has no chat template",
+                             "use --prompt TEXT for a text continuation, or a model with a chat template "
+                             "(tokenizer_config.json's chat_template, chat_template.jinja, or GGUF "
+                             "tokenizer.chat_template)");
+    }
     // The device: the GPU when there is a usable one (auto) or when asked (cuda), as a training run chooses it. The GPU
     // decoder runs the NF4 base (double quantization), quantized on the GPU as the model loads.
     const qls::device_choice choice = [&] {
         try {
-            return qls::choose_train_device(backend, gpu, true, ckpt.config().head_dim);
+            return qls::choose_train_device(backend, gpu, true, src->config().head_dim);
         } catch (const qls::error& e) {
             if (e.code() != qls::error_code::device) throw;
             throw qls::error(e.code(), std::string("--device cuda: ") + e.what(),
@@ -78,7 +95,7 @@ int cmd_generate(int argc, char** argv) {
             return quantizer->quantize(w, rows, cols, dq);
         };
     }
-    qls::llama_model model = qls::llama_model::load(ckpt, lo);
+    qls::llama_model model = qls::llama_model::load(*src, lo);
     quantizer.reset();
     std::fprintf(stderr, "generating on %s%s\n", choice.device.label().c_str(), on_gpu ? " (NF4 base)" : "");
     if (!choice.why.empty()) std::fprintf(stderr, "  (%s)\n", choice.why.c_str());
@@ -99,11 +116,27 @@ int cmd_generate(int argc, char** argv) {
     std::unique_ptr<qls::decoder> dec = qls::make_decoder(model, choice.device, adapter ? &*adapter : nullptr);
 
     const auto t0 = std::chrono::steady_clock::now();
-    qls::generate_result r = qls::generate(*dec, tok, o, [](const std::string& piece) {
+    auto print = [](const std::string& piece) {
         std::fwrite(piece.data(), 1, piece.size(), stdout);
         std::fflush(stdout);
         return true;
-    });
+    };
+    qls::generate_result r;
+    if (tmpl) {
+        // one user turn (after an optional system message) with the generation prompt; only the reply is printed
+        std::vector<qls::chat_message> conversation;
+        if (auto sys = a.get("system")) conversation.push_back({qls::chat_role::system, *sys});
+        conversation.push_back({qls::chat_role::user, *a.get("chat")});
+        qls::chat_reply_options co;
+        co.max_new_tokens = o.max_new_tokens;
+        co.sampling = o.sampling;
+        qls::chat_reply cr = qls::generate_chat(*dec, tok, *tmpl, conversation, co, print);
+        r.prompt_ids = std::move(cr.prompt_ids);
+        r.new_ids = std::move(cr.new_ids);
+        r.reason = cr.reason;
+    } else {
+        r = qls::generate(*dec, tok, o, print);
+    }
     const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     std::fputc('\n', stdout);
     if (r.reason == qls::stop_reason::context_full)

@@ -10,35 +10,37 @@
 #include <string>
 
 static void print_usage(FILE* f) {
-    std::fprintf(f,
-                 "qlora %s — QLoRA fine-tuning engine\n"
-                 "\n"
-                 "usage: qlora <command> [options]\n"
-                 "\n"
-                 "commands:\n"
-                 "  generate   sample text from a model, optionally with a LoRA adapter\n"
-                 "             --model DIR [--adapter DIR [--nf4]] [--prompt TEXT] [--max-new-tokens N]\n"
-                 "             [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
-                 "  train      fine-tune from a run configuration: --config run.json [--quiet]\n"
-                 "             (Ctrl-C saves a checkpoint and exits; format in README.md)\n"
-                 "  resume     continue a run from its newest checkpoint: RUN_DIR [--quiet]\n"
-                 "  export     write a run's adapter: RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]\n"
-                 "             [--force] (replace the contents of an existing, non-empty --out folder)\n"
-                 "  info       describe a model: --model DIR|FILE.gguf\n"
-                 "  logits     write the CPU forward's logits: --model DIR --tokens ID,ID,... --out FILE.safetensors\n"
-                 "  tokenize   show the ids and pieces of a text as the model's prompt: --model DIR|FILE.gguf\n"
-                 "             --text TEXT [--json] (special tokens in the text recognized; BOS as the tokenizer adds it)\n"
-                 "  plan       predict device memory and whether a run fits\n"
-                 "             (--model DIR | --shape 7b|13b|33b|65b|70b) [--seq N] [--batch N] [--rank N]\n"
-                 "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
-                 "             [--optimizer paged-adamw-8bit|paged-adamw-32bit|adamw-8bit|adamw-32bit]\n"
-                 "             [--no-checkpointing] [--budget-gib G] [--card-gib G] [--json] [--items]\n"
-                 "  devices    say which compute device this process can use\n"
-                 "  check-gpu  compare every CUDA kernel with the CPU reference on fresh random inputs\n"
-                 "  bench      time QLoRA training steps of a synthetic model shape on the GPU (--json)\n"
-                 "             [--seed S]; exits non-zero when any check fails or there is no GPU\n"
-                 "  --version  print the version\n",
-                 QLS_VERSION);
+    std::fprintf(
+        f,
+        "qlora %s — QLoRA fine-tuning engine\n"
+        "\n"
+        "usage: qlora <command> [options]\n"
+        "\n"
+        "commands:\n"
+        "  generate   sample text from a model, optionally with a LoRA adapter\n"
+        "             --model DIR|FILE.gguf [--adapter DIR [--nf4]] [--prompt TEXT | --chat TEXT [--system TEXT]]\n"
+        "             [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
+        "             [--device auto|cpu|cuda] [--gpu N] (--chat: one reply through the model's chat template)\n"
+        "  train      fine-tune from a run configuration: --config run.json [--quiet]\n"
+        "             (Ctrl-C saves a checkpoint and exits; format in README.md)\n"
+        "  resume     continue a run from its newest checkpoint: RUN_DIR [--quiet]\n"
+        "  export     write a run's adapter: RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR]\n"
+        "             [--force] (replace the contents of an existing, non-empty --out folder)\n"
+        "  info       describe a model: --model DIR|FILE.gguf\n"
+        "  logits     write the CPU forward's logits: --model DIR --tokens ID,ID,... --out FILE.safetensors\n"
+        "  tokenize   show the ids and pieces of a text as the model's prompt: --model DIR|FILE.gguf\n"
+        "             --text TEXT [--json] (special tokens in the text recognized; BOS as the tokenizer adds it)\n"
+        "  plan       predict device memory and whether a run fits\n"
+        "             (--model DIR | --shape 7b|13b|33b|65b|70b) [--seq N] [--batch N] [--rank N]\n"
+        "             [--alpha A] [--dropout P] [--targets q,k,v,o,gate,up,down]\n"
+        "             [--optimizer paged-adamw-8bit|paged-adamw-32bit|adamw-8bit|adamw-32bit]\n"
+        "             [--no-checkpointing] [--budget-gib G] [--card-gib G] [--json] [--items]\n"
+        "  devices    say which compute device this process can use\n"
+        "  check-gpu  compare every CUDA kernel with the CPU reference on fresh random inputs\n"
+        "  bench      time QLoRA training steps of a synthetic model shape on the GPU (--json)\n"
+        "             [--seed S]; exits non-zero when any check fails or there is no GPU\n"
+        "  --version  print the version\n",
+        QLS_VERSION);
 }
 
 int main(int argc, char** argv) {
