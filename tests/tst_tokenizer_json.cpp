@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <random>
 #include <sstream>
 
 namespace {
@@ -177,6 +178,58 @@ private slots:
               double(text.size()) / s / 1e6);
         QCOMPARE(t.decode(ids), text);
         QVERIFY2(s < 30.0, qPrintable(QString("encoding took %1 s").arg(s)));
+    }
+
+    // Random bytes (valid and invalid UTF-8, specials' fragments) through every fixture tokenizer: no crash, ids in
+    // range; the byte-level tokenizers without a normalizer decode valid text back byte for byte.
+    void random_inputs() {
+        std::mt19937 rng(7);
+        const std::vector<std::string> bits = {"<|im_start|>",
+                                               "<|im_",
+                                               "<s>",
+                                               "</s",
+                                               "[Tk03]",
+                                               "[tk19]",
+                                               " ",
+                                               "\n",
+                                               "\r\n",
+                                               "\t",
+                                               "'S",
+                                               "1234",
+                                               "\xC3\xA9",
+                                               "\xE2\x80\x8D",
+                                               "\xF0\x9F\x91\x8D",
+                                               "\xFF",
+                                               "\xE2\x82",
+                                               "\xC0",
+                                               "\x00",
+                                               "a",
+                                               "Z",
+                                               "\xE2\x96\x81",
+                                               "<0x41>"};
+        for (const char* n : {"llama3", "qwen2", "tekken", "gpt2", "gpt2_prefix", "metaspace", "metaspace_legacy",
+                              "metaspace_split", "added", "whitespace"}) {
+            const qls::tokenizer t = qls::tokenizer::load_json(data_dir() + "/" + n + "/tokenizer.json");
+            const bool lossless = std::string(n) == "llama3" || std::string(n) == "tekken" || std::string(n) == "gpt2";
+            for (int k = 0; k < 300; ++k) {
+                std::string text;
+                const int parts = int(rng() % 12);
+                for (int i = 0; i < parts; ++i) {
+                    if (rng() % 3 == 0) text += char(rng() % 256);
+                    else text += bits[rng() % bits.size()];
+                }
+                const std::vector<int> ids = t.encode_prompt(text);
+                for (int id : ids) QVERIFY(id >= 0 && id < t.vocab_size());
+                if (lossless) { // valid UTF-8 without special tokens comes back byte for byte
+                    std::string valid;
+                    for (int i = 0; i < parts; ++i) {
+                        const std::string& bit = bits[rng() % bits.size()];
+                        if (bit != "<s>" && bit != "\xFF" && bit != "\xE2\x82" && bit != "\xC0") valid += bit;
+                    }
+                    QCOMPARE(t.decode(t.encode(valid, false)), valid);
+                }
+            }
+        }
     }
 
     // from_gguf "gpt2": a GGUF vocabulary made of SmolLM2's tokens, merges and token types (pre "smollm") gives the
