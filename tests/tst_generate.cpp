@@ -232,10 +232,12 @@ private slots:
     }
 
     // ---- the CLI --------------------------------------------------------------------------------------
+    // The reference texts are the f32 model's on the CPU decoder (--device cpu: on a machine with a GPU, auto would
+    // decode the NF4 model there).
     void cliGreedyMatchesReference1() {
         QLS_REQUIRE_MODEL();
         auto r = testutil::run_cli({"generate", "--model", QString::fromStdString(testutil::model_dir()),
-                                    "--temperature", "0", "--max-new-tokens", "200"});
+                                    "--temperature", "0", "--max-new-tokens", "200", "--device", "cpu"});
         QCOMPARE(r.exit_code, 0);
         QVERIFY2(r.out.startsWith("Once upon a time, there was a little girl named Lily."), qPrintable(r.out));
         QVERIFY2(r.out.endsWith(k_reference_1_tail), qPrintable(r.out));
@@ -245,7 +247,7 @@ private slots:
     void cliZoo() {
         QLS_REQUIRE_MODEL();
         auto r = testutil::run_cli({"generate", "--model", QString::fromStdString(testutil::model_dir()), "--prompt",
-                                    "Zoo", "--temperature", "0", "--max-new-tokens", "57"});
+                                    "Zoo", "--temperature", "0", "--max-new-tokens", "57", "--device", "cpu"});
         QCOMPARE(r.exit_code, 0);
         QCOMPARE(r.out, QString("Zoo was a little girl named Lily. She loved to play outside in the park. One day, she "
                                 "saw a big, red ball. She wanted to play with it, but she didn't want to play with\n"));
