@@ -1,6 +1,7 @@
 // qlora generate / info: load a Hugging Face model directory and sample from it, or describe it.
 #include "args.h"
 #include "commands.h"
+#include "load_progress.h"
 
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
@@ -42,6 +43,7 @@ int cmd_generate(int argc, char** argv) {
     qls::tokenizer tok = qls::load_tokenizer_for(ckpt);
     qls::llama_load_options lo;
     lo.quantize_nf4 = a.has("nf4");
+    lo.control.on_progress = terminal_load_progress(*dir);
     qls::llama_model model = qls::llama_model::load(ckpt, lo);
     if (auto adapter = a.get("adapter")) {
         // base + adapter: W + scale·B·A merged into the weights, the same function as PEFT's merge_and_unload

@@ -99,6 +99,7 @@ void export_merged(const std::string& out_dir_in, const hf_checkpoint& base, con
         throw error(error_code::invalid_argument,
                     "merged export: the model holds no weights for its " + std::to_string(m.num_layers) + " layers",
                     "load the model's weights before exporting");
+    model.require_f32_projections("merged export");
     (void)check_exportable(w, m, "merged export");
     {
         std::error_code ec1, ec2;
