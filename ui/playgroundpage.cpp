@@ -1,6 +1,8 @@
 // PlaygroundPage: sampling controls, a Generate/Stop pair and two streamed outputs; Generate runs the base side, then the adapter side.
 #include "playgroundpage.h"
 
+#include "loadprogress.h"
+
 #include <QDoubleSpinBox>
 #include <QFormLayout>
 #include <QGroupBox>
@@ -23,6 +25,9 @@ const char* const kAdapterTitle = QT_TRANSLATE_NOOP("PlaygroundPage", "Base + ad
 PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
     layout->addWidget(new QLabel(tr("<h2>Playground</h2>"), this));
+    m_loadProgress = new LoadProgress(this);
+    layout->addWidget(m_loadProgress);
+    connect(m_loadProgress, &LoadProgress::cancelRequested, this, &PlaygroundPage::cancelLoadRequested);
 
     // ---- prompt and settings ---------------------------------------------------------------------------------------
     auto* top = new QHBoxLayout;
@@ -217,7 +222,13 @@ void PlaygroundPage::clearAdapter() {
     updateButtons();
 }
 
+void PlaygroundPage::showAdapterCancelled() {
+    m_loadProgress->finish();
+    clearAdapter();
+}
+
 void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& checkpointName) {
+    m_loadProgress->start();
     m_hasAdapter = false;
     m_adapterLoading = true;
     m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
@@ -229,6 +240,7 @@ void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& c
 }
 
 void PlaygroundPage::setAdapter(const QString& runName, const QString& checkpointName) {
+    m_loadProgress->finish();
     m_hasAdapter = true;
     m_adapterLoading = false;
     m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
@@ -239,6 +251,7 @@ void PlaygroundPage::setAdapter(const QString& runName, const QString& checkpoin
 }
 
 void PlaygroundPage::showAdapterError(const QString& message, const QString& hint) {
+    m_loadProgress->finish();
     m_hasAdapter = false;
     m_adapterLoading = false;
     m_adapter.box->setTitle(tr(kAdapterTitle));

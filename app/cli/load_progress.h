@@ -1,4 +1,4 @@
-// The CLI's model-load progress line on stderr: tensors n/N, GB read, rate and ETA; redrawn in place with \r on a
+// The CLI's model-load progress line on stderr: tensors n/N, GB (MB below 1 GB) read, rate and ETA; redrawn in place with \r on a
 // terminal, one line per ~10% otherwise (logs and pipes stay readable).
 #pragma once
 
@@ -24,12 +24,15 @@ inline std::function<void(const qls::load_progress&)> terminal_load_progress(con
         const int decile = int(frac * 10.0);
         if (!tty && !last && decile == *last_decile) return;
         *last_decile = decile;
-        const double gb = double(p.bytes_done) / 1e9, total_gb = double(p.bytes_total) / 1e9;
-        const double rate = p.seconds > 0 ? gb / p.seconds : 0.0;
-        const double eta = rate > 0 ? (total_gb - gb) / rate : 0.0;
-        std::fprintf(stderr, "%sloading %s: tensors %lld/%lld, %.2f/%.2f GB, %.2f GB/s, ETA %.0fs%s",
-                     tty ? "\r\033[K" : "", what.c_str(), (long long)p.tensors_done, (long long)p.tensors_total, gb,
-                     total_gb, rate, eta, (!tty || last) ? "\n" : "");
+        // GB for real checkpoints, MB below 1 GB (a test model would read "0.00 GB")
+        const double unit = p.bytes_total >= 1000000000ull ? 1e9 : 1e6;
+        const char* u = unit == 1e9 ? "GB" : "MB";
+        const double done = double(p.bytes_done) / unit, total = double(p.bytes_total) / unit;
+        const double rate = p.seconds > 0 ? done / p.seconds : 0.0;
+        const double eta = rate > 0 ? (total - done) / rate : 0.0;
+        std::fprintf(stderr, "%sloading %s: tensors %lld/%lld, %.2f/%.2f %s, %.2f %s/s, ETA %.0fs%s",
+                     tty ? "\r\033[K" : "", what.c_str(), (long long)p.tensors_done, (long long)p.tensors_total, done,
+                     total, u, rate, u, eta, (!tty || last) ? "\n" : "");
         std::fflush(stderr);
     };
 }
