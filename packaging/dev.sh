@@ -16,7 +16,7 @@ esac
 
 # --- Debian packages (Debian 12 names) -------------------------------------------------------------
 pkgs=(build-essential cmake ninja-build pkg-config git qt6-base-dev libqcustomplot-dev nlohmann-json3-dev
-      libsentencepiece-dev libpcre2-dev libutf8proc-dev libgl-dev libqt6svg6 xvfb xauth)
+      libsentencepiece-dev libpcre2-dev libutf8proc-dev libgl-dev libqt6svg6 xvfb xauth python3-numpy)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

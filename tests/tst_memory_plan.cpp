@@ -13,6 +13,7 @@
 #include "qls/error.h"
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
+#include "qls/quant.h"
 
 #include <nlohmann/json.hpp>
 
@@ -549,6 +550,90 @@ private slots:
 
     // ---- the CLI -------------------------------------------------------------------------------------------------
 
+    // Host memory: the CPU backend holds the model in f32; a RAM smaller than the need is refused with the numbers
+    // by category and what to change; the CUDA path holds only the NF4 copy, the frozen f32 tensors and staging.
+    void host_memory_is_planned_and_checked() {
+        plan_settings s;
+        s.backend = "cpu";
+        s.seq = 512;
+        s.host.total_bytes = 16ull << 30;
+        s.host.available_bytes = 12ull << 30;
+        const memory_plan cpu = make_memory_plan(shape_config("7b"), s);
+        uint64_t sum = 0;
+        for (const host_item& i : cpu.host.items) sum += i.bytes;
+        QCOMPARE(sum, cpu.host.peak_bytes);
+        const model_config c7 = shape_config("7b");
+        QVERIFY(cpu.host.peak_bytes > uint64_t(c7.parameter_count()) * 4); // every weight in f32, and more
+        QVERIFY(cpu.host.checked);
+        QVERIFY(!cpu.host.fits);
+        QCOMPARE(cpu.verdict, plan_verdict::does_not_fit);
+        QVERIFY2(cpu.explanation.find("host memory does not fit") != std::string::npos, cpu.explanation.c_str());
+        QVERIFY2(cpu.explanation.find("12.00 GiB available") != std::string::npos, cpu.explanation.c_str());
+        QVERIFY2(cpu.explanation.find("model weights in f32") != std::string::npos, cpu.explanation.c_str());
+        QVERIFY(!cpu.host.suggestions.empty());
+
+        plan_settings g = s;
+        g.backend = "cuda";
+        const memory_plan gpu = make_memory_plan(c7, g);
+        QVERIFY2(gpu.host.fits, gpu.host.explanation.c_str());
+        QVERIFY(gpu.verdict != plan_verdict::does_not_fit);
+        // NF4 + frozen f32 + staging + runtime: far below the f32 model
+        QVERIFY(gpu.host.peak_bytes < uint64_t(c7.parameter_count()) * 4 / 3);
+        auto item = [](const memory_plan& p, const std::string& name) -> uint64_t {
+            for (const host_item& i : p.host.items)
+                if (i.name == name) return i.bytes;
+            return 0;
+        };
+        QCOMPARE(item(gpu, "nf4_model"), gpu.category_bytes(plan_category::quantized_weights));
+        // staging: the largest projection (11008 x 4096) in f32 plus its NF4
+        QCOMPARE(item(gpu, "load_staging"), uint64_t(11008) * 4096 * 4 + nf4_storage_bytes(11008 * 4096, true));
+        // a short budget pages optimizer states to pinned host memory: the host plan counts the pool
+        plan_settings pg = g;
+        pg.budget_bytes = gpu.minimum_bytes + (64ull << 20);
+        pg.optimizer = optimizer_kind::paged_adamw_32bit;
+        const memory_plan paged = make_memory_plan(c7, pg);
+        QCOMPARE(paged.verdict, plan_verdict::fits_with_paging);
+        QCOMPARE(item(paged, "pinned_pool"), paged.host_bytes());
+        // unknown RAM: stated, not checked
+        plan_settings u = s;
+        u.host = {};
+        const memory_plan unk = make_memory_plan(c7, u);
+        QVERIFY(!unk.host.checked && unk.host.fits);
+    }
+
+    void host_memory_reads_meminfo() {
+        QTemporaryDir tmp;
+        const std::string path = tmp.path().toStdString() + "/meminfo";
+        std::ofstream(path) << "MemTotal:       24683784 kB\nMemFree:        16890032 kB\n"
+                               "MemAvailable:   22215288 kB\nBuffers:          123 kB\n";
+        const host_memory h = read_host_memory(path);
+        QCOMPARE(h.total_bytes, uint64_t(24683784) * 1024);
+        QCOMPARE(h.available_bytes, uint64_t(22215288) * 1024);
+        const host_memory none = read_host_memory(path + ".absent");
+        QCOMPARE(none.total_bytes, uint64_t(0));
+        QVERIFY(read_host_memory().total_bytes > 0); // this machine's /proc/meminfo
+    }
+
+    void cli_prints_host_memory() {
+        auto r = testutil::run_cli({"plan", "--shape", "7b", "--seq", "512", "--backend", "cpu", "--ram-gib", "16"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        QVERIFY2(r.out.contains("host memory (cpu backend)"), qPrintable(r.out));
+        QVERIFY2(r.out.contains("verdict: host memory does not fit"), qPrintable(r.out));
+        QVERIFY2(r.out.contains("train on a CUDA GPU"), qPrintable(r.out));
+        auto j = testutil::run_cli({"plan", "--shape", "7b", "--ram-gib", "64", "--json"});
+        QVERIFY2(j.exit_code == 0, qPrintable(j.err));
+        const json doc = json::parse(j.out.toStdString());
+        QCOMPARE(doc.at("host").at("backend").get<std::string>(), std::string("cuda"));
+        QCOMPARE(doc.at("host").at("mem_total_bytes").get<uint64_t>(), uint64_t(64) << 30);
+        QVERIFY(doc.at("host").at("fits").get<bool>());
+        uint64_t sum = 0;
+        for (const auto& i : doc.at("host").at("items")) sum += i.at("bytes").get<uint64_t>();
+        QCOMPARE(sum, doc.at("host").at("peak_bytes").get<uint64_t>());
+        auto bad = testutil::run_cli({"plan", "--shape", "7b", "--backend", "tpu"});
+        QCOMPARE(bad.exit_code, 2);
+        QVERIFY2(bad.err.contains("--backend must be cuda or cpu"), qPrintable(bad.err));
+    }
+
     void cli_prints_the_table() {
         auto r = testutil::run_cli({"plan", "--shape", "7b", "--seq", "2048", "--batch", "1", "--rank", "64",
                                     "--optimizer", "paged-adamw-8bit"});
@@ -565,7 +650,8 @@ private slots:
     }
 
     void cli_json_is_machine_readable() {
-        auto r = testutil::run_cli({"plan", "--shape", "13b", "--seq", "1024", "--targets", "q,v", "--json"});
+        auto r = testutil::run_cli({"plan", "--shape", "13b", "--seq", "1024", "--targets", "q,v", "--ram-gib", "128",
+                                    "--json"});
         QVERIFY2(r.exit_code == 0, qPrintable(r.err));
         json j;
         try {
@@ -588,10 +674,12 @@ private slots:
     }
 
     void cli_verdicts() {
-        auto r = testutil::run_cli({"plan", "--shape", "65b", "--budget-gib", "48"});
+        // --ram-gib: planned for a GPU machine with the RAM to hold 65B's NF4 copy, whatever this one has
+        auto r = testutil::run_cli({"plan", "--shape", "65b", "--budget-gib", "48", "--ram-gib", "128"});
         QVERIFY2(r.exit_code == 0, qPrintable(r.err));
         QVERIFY2(r.out.contains("verdict: fits"), qPrintable(r.out)); // 65B at seq 2048: 43.9 GiB of 48
-        auto n = testutil::run_cli({"plan", "--shape", "70b", "--seq", "16384", "--budget-gib", "24"});
+        auto n = testutil::run_cli({"plan", "--shape", "70b", "--seq", "16384", "--budget-gib", "24", "--ram-gib",
+                                    "128"});
         QVERIFY2(n.exit_code == 0, qPrintable(n.err));
         QVERIFY2(n.out.contains("verdict: does not fit"), qPrintable(n.out));
         QVERIFY2(n.out.contains("to make it fit:"), qPrintable(n.out));

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include <cstring>
+#include <sys/resource.h>
 
 using namespace qls;
 
@@ -88,6 +89,49 @@ private slots:
         QVERIFY(bad.err.contains("--seq cannot be combined with --config"));
     }
 
+    // A run whose host need exceeds the machine's RAM is refused by the trainer with the plan's numbers.
+    void trainerRefusesAHostNeedOverTheRam() {
+        QTemporaryDir tmp;
+        const train_config c = tiny_config(tmp.path(), "ram");
+        const model_config m = load_model_config(testutil::model_dir() + "/config.json");
+        plan_settings ps = plan_settings_for(c, compute_device{});
+        ps.host.total_bytes = ps.host.available_bytes = 8ull << 20; // an 8 MiB machine
+        const memory_plan p = plan_run(m, ps);
+        QVERIFY(!p.host.fits);
+        QVERIFY(plan_matches(p, m, plan_settings_for(c, compute_device{}))); // the RAM is not part of the match
+        const std::string r = testutil::expect_error([&] { (void)trainer::create(c, {}, p); }, error_code::config,
+                                                     {"machine's memory", "host memory does not fit", "0.01 GiB"});
+        QVERIFY2(r.empty(), r.c_str());
+        QVERIFY(!QFileInfo::exists(tmp.path() + "/ram/config.json")); // refused before the run directory exists
+    }
+
+    // The CPU plan's host figure against the measured peak RSS of a whole `qlora train` of stories260K (a child
+    // process: getrusage(RUSAGE_CHILDREN) gives its peak), within half to one and a half times the plan.
+    void cpuHostPlanMatchesMeasuredRss() {
+        QTemporaryDir tmp;
+        const train_config c = tiny_config(tmp.path(), "rss");
+        const QString run_json = tmp.path() + "/run.json";
+        {
+            QFile f(run_json);
+            QVERIFY(f.open(QIODevice::WriteOnly));
+            f.write(QByteArray::fromStdString(train_config_to_json(c)));
+        }
+        const testutil::cli_result pj = testutil::run_cli({"plan", "--config", run_json, "--json"});
+        QCOMPARE(pj.exit_code, 0);
+        const nlohmann::json j = nlohmann::json::parse(pj.out.toStdString());
+        const uint64_t planned = j.at("host").at("peak_bytes").get<uint64_t>();
+        QCOMPARE(j.at("host").at("backend").get<std::string>(), std::string("cpu"));
+        const testutil::cli_result r = testutil::run_cli({"train", "--config", run_json, "--quiet"});
+        QVERIFY2(r.exit_code == 0, qPrintable(r.err));
+        QVERIFY2(r.err.contains("device: cpu trains"), qPrintable(r.err));
+        rusage ru{};
+        QCOMPARE(getrusage(RUSAGE_CHILDREN, &ru), 0);
+        const uint64_t measured = uint64_t(ru.ru_maxrss) * 1024; // the largest child's peak (the training run)
+        qInfo("host plan %.1f MiB, measured peak RSS of qlora train %.1f MiB", to_mib(planned), to_mib(measured));
+        QVERIFY2(measured * 2 <= planned * 3 && measured * 2 >= planned,
+                 qPrintable(QString("planned %1 MiB, measured %2 MiB").arg(to_mib(planned)).arg(to_mib(measured))));
+    }
+
     // GiB → bytes once; the device's size and free memory join the plan only for the CUDA backend.
     void settingsForADevice() {
         train_config c;
@@ -123,9 +167,14 @@ private slots:
         QCOMPARE(on_gpu.limit_bytes, uint64_t(double(4ull << 30) * 0.95));
         QVERIFY(on_gpu.verdict != plan_verdict::fits); // 7B does not fit 3.8 GiB unpaged
         QVERIFY2(on_gpu.explanation.find("free") != std::string::npos, on_gpu.explanation.c_str());
-        const memory_plan on_cpu = plan_run(m, plan_settings_for(c, compute_device{}));
+        plan_settings cpu_settings = plan_settings_for(c, compute_device{});
+        QCOMPARE(cpu_settings.backend, std::string("cpu"));
+        cpu_settings.host.total_bytes = cpu_settings.host.available_bytes = 1ull << 40; // 7B in f32 needs the RAM
+        const memory_plan on_cpu = plan_run(m, cpu_settings);
         QCOMPARE(on_cpu.limit_bytes, uint64_t(0));
         QCOMPARE(int(on_cpu.verdict), int(plan_verdict::fits));
+        cpu_settings.host.total_bytes = cpu_settings.host.available_bytes = 16ull << 30; // a 16 GiB machine
+        QCOMPARE(int(plan_run(m, cpu_settings).verdict), int(plan_verdict::does_not_fit));
         c.budget_gib = 12;
         const memory_plan budgeted = plan_run(m, plan_settings_for(c, gpu));
         QCOMPARE(budgeted.limit_bytes, uint64_t(12ull << 30));

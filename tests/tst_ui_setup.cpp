@@ -683,7 +683,20 @@ private slots:
         QVERIFY(!page.plan().has_value()); // no model yet
         qls::train_config c;
         c.budget_gib = 24;
+        page.setHostMemory({1ull << 40, 1ull << 40}); // 7B in f32 on the CPU backend needs the RAM
         page.setInput(c, qls::shape_config("7b"), qls::compute_device{});
+        QCOMPARE(page.verdictText(), QString("Fits"));
+        // on a 16 GiB machine the CPU backend's f32 7B does not fit: the page says so with the host numbers
+        page.setHostMemory({16ull << 30, 16ull << 30});
+        QCOMPARE(page.verdictText(), QString("Does not fit the machine's memory"));
+        bool host = false, change = false;
+        for (QLabel* l : page.findChildren<QLabel*>()) {
+            host = host || (l->text().contains("Host memory (CPU backend)") && l->text().contains("does not fit") &&
+                            l->text().contains("model weights in f32"));
+            change = change || l->text().contains("train on a CUDA GPU");
+        }
+        QVERIFY(host && change);
+        page.setHostMemory({1ull << 40, 1ull << 40});
         QCOMPARE(page.verdictText(), QString("Fits"));
         const uint64_t before = page.plan()->peak_bytes();
         c.seq_len = 4096;

@@ -1,6 +1,8 @@
 // ModelPage: a directory chooser, a load button and a read-only description of the loaded model.
 #include "modelpage.h"
 
+#include "loadprogress.h"
+
 #include <QFileDialog>
 #include <QFormLayout>
 #include <QHBoxLayout>
@@ -30,6 +32,13 @@ ModelPage::ModelPage(QWidget* parent) : QWidget(parent) {
     row->addWidget(browse);
     row->addWidget(m_load);
     layout->addLayout(row);
+
+    m_progress = new LoadProgress(this);
+    layout->addWidget(m_progress);
+    connect(m_progress, &LoadProgress::cancelRequested, this, [this] {
+        m_status->setText(tr("Cancelling …"));
+        emit cancelRequested();
+    });
 
     m_status = new QLabel(this);
     m_status->setWordWrap(true);
@@ -64,10 +73,23 @@ void ModelPage::showLoading(const QString& dir) {
     m_load->setEnabled(false);
     m_status->setText(tr("Loading %1 …").arg(dir));
     m_details->hide();
+    m_progress->start();
+}
+
+void ModelPage::showProgress(qint64 tensorsDone, qint64 tensorsTotal, double bytesDone, double bytesTotal,
+                             double seconds) {
+    m_progress->setProgress(tensorsDone, tensorsTotal, bytesDone, bytesTotal, seconds);
+}
+
+void ModelPage::showCancelled() {
+    m_progress->finish();
+    m_load->setEnabled(true);
+    m_status->setText(tr("Loading was cancelled; nothing changed."));
 }
 
 void ModelPage::showModel(const ModelInfo& info) {
     m_load->setEnabled(true);
+    m_progress->finish();
     m_status->setText(tr("<b>Loaded</b> %1").arg(info.dir.toHtmlEscaped()));
     while (m_form->rowCount() > 0) m_form->removeRow(0);
     QLocale loc;
@@ -92,6 +114,7 @@ void ModelPage::showModel(const ModelInfo& info) {
 
 void ModelPage::showError(const QString& message, const QString& hint) {
     m_load->setEnabled(true);
+    m_progress->finish();
     QString html = tr("<b style='color:#b00020'>Could not load the model.</b><br>%1").arg(message.toHtmlEscaped());
     if (!hint.isEmpty()) html += tr("<br><i>What to do:</i> %1").arg(hint.toHtmlEscaped());
     m_status->setText(html);

@@ -1,6 +1,8 @@
 // MonitorPage: composes the ui/charts/ classes, feeds them step by step and redraws them on a coalescing ~30 Hz timer (anchors §7.5, §7.8 habit 15).
 #include "monitorpage.h"
 
+#include "loadprogress.h"
+
 #include "charts/learningratechart.h"
 #include "charts/losschart.h"
 #include "charts/memorychart.h"
@@ -92,6 +94,11 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     progressRow->addWidget(m_progress, 1);
     progressRow->addWidget(m_progressLabel, 2);
     outer->addLayout(progressRow);
+    m_loadProgress = new LoadProgress(this);
+    outer->addWidget(m_loadProgress);
+    connect(m_loadProgress, &LoadProgress::cancelRequested, this, [this] {
+        if (m_session) m_session->stopAndSave(); // while loading: cancels the load, nothing is trained or saved
+    });
 
     // ---- charts -----------------------------------------------------------------------------------------------
     auto* chartsArea = new QWidget(this);
@@ -188,6 +195,10 @@ void MonitorPage::setSession(TrainingSession* session) {
     m_session = session;
     if (session) {
         connect(session, &TrainingSession::stateChanged, this, &MonitorPage::updateButtons);
+        connect(session, &TrainingSession::loadProgress, m_loadProgress, &LoadProgress::setProgress);
+        connect(session, &TrainingSession::started, m_loadProgress, &LoadProgress::finish);
+        connect(session, &TrainingSession::finished, m_loadProgress, &LoadProgress::finish);
+        connect(session, &TrainingSession::failed, m_loadProgress, &LoadProgress::finish);
         connect(session, &TrainingSession::started, this, &MonitorPage::beginRun);
         connect(session, &TrainingSession::stepStats, this, &MonitorPage::addStats);
         connect(session, &TrainingSession::logLine, this, &MonitorPage::addLogLine);

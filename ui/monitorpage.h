@@ -22,6 +22,7 @@ class QLabel;
 class QLineEdit;
 class QPlainTextEdit;
 class QProgressBar;
+class LoadProgress;
 class QPushButton;
 
 // The charts are ui/charts/ classes (one QCustomPlot each); the page keeps the run's steps, feeds every chart and
@@ -97,6 +98,9 @@ signals:
 protected:
     void showEvent(QShowEvent* event) override;
 
+public:
+    LoadProgress* loadProgress() const { return m_loadProgress; }
+
 private:
     void rebuildCharts();
     void clearCharts();
@@ -140,5 +144,6 @@ private:
     QLabel* m_status;
     QProgressBar* m_progress;
     QLabel* m_progressLabel;
+    LoadProgress* m_loadProgress; // the model load at the start of a run (Cancel stops the run)
     QPlainTextEdit* m_log;
 };

@@ -88,6 +88,14 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     m_explanation->setWordWrap(true);
     m_explanation->setTextInteractionFlags(Qt::TextSelectableByMouse);
     layout->addWidget(m_explanation);
+    m_hostLabel = new QLabel(this);
+    m_hostLabel->setObjectName("hostMemory");
+    m_hostLabel->setWordWrap(true);
+    m_hostLabel->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_hostLabel->setToolTip(
+        tr("Host RAM the run needs at its peak (model as the backend holds it, load staging, pinned "
+           "pages of the optimizer, runtime), against MemTotal and MemAvailable of /proc/meminfo"));
+    layout->addWidget(m_hostLabel);
     m_suggestions = new QLabel(this);
     m_suggestions->setWordWrap(true);
     m_suggestions->setTextFormat(Qt::RichText);
@@ -170,6 +178,11 @@ void PlanPage::setDevice(const qls::compute_device& device) {
     recompute();
 }
 
+void PlanPage::setHostMemory(const qls::host_memory& host) {
+    m_host = host;
+    if (m_model) recompute();
+}
+
 void PlanPage::clearModel() {
     m_model.reset();
     recompute();
@@ -183,7 +196,9 @@ void PlanPage::recompute() {
         return;
     }
     try {
-        m_plan = qls::plan_run(*m_model, qls::plan_settings_for(m_config, m_device));
+        qls::plan_settings s = qls::plan_settings_for(m_config, m_device);
+        if (m_host.total_bytes > 0) s.host = m_host;
+        m_plan = qls::plan_run(*m_model, s);
     } catch (const qls::error& e) {
         QString msg = QString::fromStdString(e.what());
         if (!e.hint().empty()) msg += tr(" — fix: %1").arg(QString::fromStdString(e.hint()));
@@ -201,6 +216,7 @@ void PlanPage::showNoPlan(const QString& why, bool error) {
     m_verdict->setProperty("verdict", why);
     m_summary->clear();
     m_explanation->clear();
+    m_hostLabel->clear();
     m_suggestions->clear();
     for (QCPBars* b : m_bars) b->data()->clear();
     m_chart->clearItems();
@@ -228,7 +244,10 @@ void PlanPage::showPlan() {
             .arg(p.settings.gradient_checkpointing ? tr("on") : tr("off")));
 
     QString verdict, color;
-    if (p.limit_bytes == 0) {
+    if (!p.host.fits) {
+        verdict = tr("Does not fit the machine's memory");
+        color = "#b00020";
+    } else if (p.limit_bytes == 0) {
         verdict = tr("Predicted %1 — no budget or card size known").arg(gib(p.card_bytes_needed()));
         color = "#555555";
     } else if (p.verdict == qls::plan_verdict::fits) {
@@ -251,7 +270,27 @@ void PlanPage::showPlan() {
     if (expl.startsWith(prefix)) expl = expl.mid(prefix.size());
     if (!expl.isEmpty()) expl[0] = expl[0].toUpper();
     m_explanation->setText(expl);
-    if (!p.suggestions.empty()) {
+    {
+        const qls::host_plan& h = p.host;
+        QString html = tr("<b>Host memory (%1 backend):</b> needs %2")
+                           .arg(QString::fromStdString(p.settings.backend).toUpper(), gib(h.peak_bytes));
+        if (h.checked)
+            html += tr(" of %1 available (%2 RAM) — <span style='color:%3'>%4</span>")
+                        .arg(gib(h.machine.available_bytes ? h.machine.available_bytes : h.machine.total_bytes),
+                             gib(h.machine.total_bytes), h.fits ? "#1b7f3b" : "#b00020",
+                             h.fits ? tr("fits") : tr("does not fit"));
+        html += "<br>";
+        QStringList parts;
+        for (const qls::host_item& i : h.items)
+            parts << QStringLiteral("%1 %2").arg(QString::fromStdString(i.label).toHtmlEscaped(), gib(i.bytes));
+        m_hostLabel->setText(html + parts.join(" · "));
+    }
+    if (!p.host.suggestions.empty()) {
+        QString html = tr("<b>To fit the machine's memory:</b><ul style='margin-top:2px'>");
+        for (const std::string& sg : p.host.suggestions)
+            html += "<li>" + QString::fromStdString(sg).toHtmlEscaped() + "</li>";
+        m_suggestions->setText(html + "</ul>");
+    } else if (!p.suggestions.empty()) {
         QString html = tr("<b>To make it fit, change on the Training page:</b><ul style='margin-top:2px'>");
         for (const auto& sg : p.suggestions)
             html += "<li>" + describeSuggestion(p.settings, sg).toHtmlEscaped() + "</li>";

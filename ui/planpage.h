@@ -37,6 +37,8 @@ public:
     void setModelConfig(const qls::model_config& model);
     // Recomputes only when the device differs from the one planned for.
     void setDevice(const qls::compute_device& device);
+    // The machine's RAM the plan checks host memory against; default (zeros): /proc/meminfo. Tests inject one.
+    void setHostMemory(const qls::host_memory& host);
     const qls::compute_device& device() const { return m_device; }
     // No model yet: the page says so and draws nothing.
     void clearModel();
@@ -60,12 +62,14 @@ private:
     qls::train_config m_config;
     std::optional<qls::model_config> m_model;
     qls::compute_device m_device;
+    qls::host_memory m_host; // zeros: read /proc/meminfo when planning
     std::optional<qls::memory_plan> m_plan;
 
     QLabel* m_summary;
     QLabel* m_verdict;
     QLabel* m_explanation;
     QLabel* m_suggestions;
+    QLabel* m_hostLabel; // host memory: what the run needs by category against the machine's RAM
     QCustomPlot* m_chart;
     std::array<QCPBars*, qls::plan_category_count> m_bars{};
     QTableWidget* m_table;

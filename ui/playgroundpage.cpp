@@ -2,6 +2,8 @@
 // adapter side. In chat mode each side keeps its own conversation and shows it as a transcript.
 #include "playgroundpage.h"
 
+#include "loadprogress.h"
+
 #include <QComboBox>
 #include <QDoubleSpinBox>
 #include <QFormLayout>
@@ -27,6 +29,9 @@ const char* const kAdapterTitle = QT_TRANSLATE_NOOP("PlaygroundPage", "Base + ad
 PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
     layout->addWidget(new QLabel(tr("<h2>Playground</h2>"), this));
+    m_loadProgress = new LoadProgress(this);
+    layout->addWidget(m_loadProgress);
+    connect(m_loadProgress, &LoadProgress::cancelRequested, this, &PlaygroundPage::cancelLoadRequested);
 
     // ---- mode ------------------------------------------------------------------------------------------------------
     auto* modeRow = new QHBoxLayout;
@@ -336,7 +341,13 @@ void PlaygroundPage::clearAdapter() {
     updateButtons();
 }
 
+void PlaygroundPage::showAdapterCancelled() {
+    m_loadProgress->finish();
+    clearAdapter();
+}
+
 void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& checkpointName) {
+    m_loadProgress->start();
     m_hasAdapter = false;
     m_adapterLoading = true;
     m_adapter.box->setTitle(tr("Base + adapter (%1/%2)").arg(runName, checkpointName));
@@ -348,6 +359,7 @@ void PlaygroundPage::showAdapterLoading(const QString& runName, const QString& c
 }
 
 void PlaygroundPage::setAdapter(const QString& runName, const QString& checkpointName) {
+    m_loadProgress->finish();
     m_hasAdapter = true;
     if (isChatMode()) newChat(); // both sides compare from the same start
     m_adapterLoading = false;
@@ -359,6 +371,7 @@ void PlaygroundPage::setAdapter(const QString& runName, const QString& checkpoin
 }
 
 void PlaygroundPage::showAdapterError(const QString& message, const QString& hint) {
+    m_loadProgress->finish();
     m_hasAdapter = false;
     m_adapterLoading = false;
     m_adapter.box->setTitle(tr(kAdapterTitle));

@@ -15,6 +15,7 @@ class QPlainTextEdit;
 class QPushButton;
 class QSpinBox;
 class QStackedWidget;
+class LoadProgress;
 
 class PlaygroundPage : public QWidget {
     Q_OBJECT
@@ -60,6 +61,13 @@ public slots:
 signals:
     void generateRequested(const GenerateRequest& request);
     void stopRequested();
+    void cancelLoadRequested(); // Cancel on the load bar while a run's model loads
+
+public:
+    // The load bar shown while a run's base model loads for the adapter side (fed by the controller).
+    LoadProgress* loadProgress() const { return m_loadProgress; }
+    // The adapter load was cancelled: back to the state before it.
+    void showAdapterCancelled();
 
 private:
     struct Pane {
@@ -92,6 +100,7 @@ private:
     Pane m_adapter;
     QStackedWidget* m_adapterStack; // 0: the hint, 1: the output
     QLabel* m_adapterHint;
+    LoadProgress* m_loadProgress;
     bool m_ready = false;
     bool m_hasAdapter = false;
     bool m_adapterLoading = false;

@@ -48,6 +48,8 @@ public:
 
 signals:
     void stateChanged(TrainingSession::State state);
+    // The model load at the start of a run, after every tensor (stopAndSave during it cancels the load).
+    void loadProgress(qint64 tensorsDone, qint64 tensorsTotal, double bytesDone, double bytesTotal, double seconds);
     void started(qint64 totalSteps, const QString& runDir);
     void stepStats(const qls::step_stats& stats);
     void evalLoss(qint64 step, double loss);

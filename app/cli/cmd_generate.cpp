@@ -2,6 +2,7 @@
 // continuation, or one chat reply through the model's own template — or describe it.
 #include "args.h"
 #include "commands.h"
+#include "load_progress.h"
 
 #include "qls/architecture.h"
 #include "qls/chat.h"
@@ -95,6 +96,8 @@ int cmd_generate(int argc, char** argv) {
             return quantizer->quantize(w, rows, cols, dq);
         };
     }
+    lo.keep_f32_projections = !on_gpu; // the CUDA decoder reads only the NF4 projections
+    lo.control.on_progress = terminal_load_progress(*dir);
     qls::llama_model model = qls::llama_model::load(*src, lo);
     quantizer.reset();
     std::fprintf(stderr, "generating on %s%s\n", choice.device.label().c_str(), on_gpu ? " (NF4 base)" : "");

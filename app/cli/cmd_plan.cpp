@@ -31,6 +31,13 @@ double positive_gib(const args& a, const std::string& flag) {
     return g;
 }
 
+// --ram-gib N: plan against a machine with N GiB of RAM, all of it available.
+qls::host_memory ram_flag(const args& a) {
+    qls::host_memory h;
+    h.total_bytes = h.available_bytes = qls::gib_to_bytes(positive_gib(a, "ram-gib"));
+    return h;
+}
+
 void print_table(const qls::memory_plan& p) {
     const uint64_t peak = p.peak_bytes();
     std::printf("%-30s %10s %11s %7s\n", "category", "GiB", "MiB", "share");
@@ -72,13 +79,29 @@ void print_items(const qls::memory_plan& p) {
     }
 }
 
+// Host memory beside the device: every category, the total and the machine's RAM.
+void print_host(const qls::memory_plan& p) {
+    const qls::host_plan& h = p.host;
+    std::printf("\nhost memory (%s backend)\n", p.settings.backend.c_str());
+    for (const qls::host_item& i : h.items)
+        std::printf("  %-44s %10.3f GiB  %s\n", i.label.c_str(), qls::to_gib(i.bytes), i.formula.c_str());
+    std::printf("  %-44s %10.3f GiB\n", "total (host peak)", qls::to_gib(h.peak_bytes));
+    if (h.checked)
+        std::printf("  %-44s %10.3f GiB available of %.3f GiB (/proc/meminfo MemAvailable, MemTotal)\n", "machine",
+                    qls::to_gib(h.machine.available_bytes), qls::to_gib(h.machine.total_bytes));
+    else std::printf("  %-44s unknown\n", "machine");
+}
+
 // The table, the verdict, what would make it fit and (items) every tensor.
 void print_report(const qls::memory_plan& p, bool items) {
     print_table(p);
+    print_host(p);
     std::printf("\nverdict: %s\n", p.explanation.c_str());
-    if (!p.suggestions.empty()) {
+    if (!p.host.fits) std::printf("device: %s\n", p.suggestions.empty() ? "fits" : "does not fit either");
+    if (!p.suggestions.empty() || !p.host.suggestions.empty()) {
         std::printf("to make it fit:\n");
         for (const auto& sg : p.suggestions) std::printf("  - %s\n", sg.text.c_str());
+        for (const auto& sg : p.host.suggestions) std::printf("  - %s\n", sg.c_str());
     }
     if (items) print_items(p);
 }
@@ -88,7 +111,7 @@ void print_report(const qls::memory_plan& p, bool items) {
 int cmd_plan(int argc, char** argv) {
     args a(argc, argv, 2,
            {"model", "shape", "config", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer",
-            "budget-gib", "card-gib"},
+            "budget-gib", "card-gib", "backend", "ram-gib"},
            {"no-checkpointing", "json", "items"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     if (int(a.has("model")) + int(a.has("shape")) + int(a.has("config")) != 1)
@@ -98,7 +121,7 @@ int cmd_plan(int argc, char** argv) {
     if (auto run = a.get("config")) {
         // Exactly the plan `qlora train --config` makes: the run's settings on the device it would train on.
         for (const char* f : {"seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib",
-                              "card-gib", "no-checkpointing"})
+                              "card-gib", "no-checkpointing", "backend"})
             if (a.has(f))
                 throw usage_error(std::string("--") + f + " cannot be combined with --config",
                                   "change the run's setting in " + *run + " instead");
@@ -106,7 +129,9 @@ int cmd_plan(int argc, char** argv) {
         const qls::model_config mc = qls::load_model_config(rc.model + "/config.json");
         const qls::device_choice dc = qls::choose_train_device(rc.backend, rc.gpu, rc.quantize_nf4 && rc.double_quant,
                                                                mc.head_dim);
-        const qls::memory_plan p = qls::plan_run(mc, qls::plan_settings_for(rc, dc.device));
+        qls::plan_settings ps = qls::plan_settings_for(rc, dc.device);
+        if (a.has("ram-gib")) ps.host = ram_flag(a);
+        const qls::memory_plan p = qls::plan_run(mc, ps);
         if (a.has("json")) {
             std::printf("%s\n", qls::memory_plan_json(p, 2).c_str());
             return 0;
@@ -142,6 +167,13 @@ int cmd_plan(int argc, char** argv) {
     s.gradient_checkpointing = !a.has("no-checkpointing");
     if (a.has("budget-gib")) s.budget_bytes = qls::gib_to_bytes(positive_gib(a, "budget-gib"));
     if (a.has("card-gib")) s.card_bytes = qls::gib_to_bytes(positive_gib(a, "card-gib"));
+    // Host memory: the backend that would compute (the device table is the CUDA one either way) and this machine's
+    // RAM, or --ram-gib to plan for another machine.
+    s.backend = a.get_or("backend", "cuda");
+    if (s.backend != "cuda" && s.backend != "cpu")
+        throw usage_error("--backend must be cuda or cpu (got " + s.backend + ")",
+                          "cuda: the model stays NF4 on the host; cpu: the CPU backend holds it in f32");
+    s.host = a.has("ram-gib") ? ram_flag(a) : qls::read_host_memory();
     try {
         if (auto t = a.get("targets")) s.lora.targets = qls::parse_lora_targets(*t);
         if (auto o = a.get("optimizer")) s.optimizer = qls::parse_optimizer_kind(*o);

@@ -1,8 +1,8 @@
 // qlora train / resume / export: run a fine-tune from run.json with a progress bar, continue one, export its adapter.
 #include "args.h"
 #include "commands.h"
+#include "load_progress.h"
 
-#include "qls/device.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/run_export.h"
 #include "qls/trainer.h"
@@ -67,12 +67,12 @@ static qls::train_callbacks terminal_callbacks(bool quiet) {
     return cb;
 }
 
-// Which device the run uses, in words: training runs on the CPU reference backend in this version.
-static void print_device_line() {
-    const qls::gpu_probe g = qls::probe_gpu();
-    if (g.available)
-        std::fprintf(stderr, "device: %s; this version trains on the CPU reference backend\n", g.message.c_str());
-    else std::fprintf(stderr, "device: %s\n", g.message.c_str());
+// The setup's callbacks: the trainer's log lines (one of them says which device trains and why) and the model load's
+// progress line.
+static qls::train_callbacks setup_callbacks(bool quiet, const std::string& model) {
+    qls::train_callbacks cb = terminal_callbacks(quiet);
+    cb.on_load = terminal_load_progress(model);
+    return cb;
 }
 
 static int run_trainer(qls::trainer& t, bool quiet) {
@@ -105,20 +105,19 @@ int cmd_train(int argc, char** argv) {
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     qls::train_config cfg = qls::load_train_config(*path);
     const bool quiet = a.has("quiet");
-    print_device_line();
-    auto t = qls::trainer::create(cfg, terminal_callbacks(quiet));
+    auto t = qls::trainer::create(cfg, setup_callbacks(quiet, cfg.model));
     const qls::memory_plan& p = t->plan();
-    std::fprintf(stderr, "plan: %.1f MiB predicted (%s); %zu trainable LoRA parameters; %lld steps\n",
-                 qls::to_mib(p.peak_bytes()), qls::plan_verdict_name(p.verdict), t->adapters().parameter_count(),
-                 (long long)t->total_steps());
+    std::fprintf(stderr,
+                 "plan: %.1f MiB device, %.1f MiB host predicted (%s); %zu trainable LoRA parameters; %lld steps\n",
+                 qls::to_mib(p.peak_bytes()), qls::to_mib(p.host.peak_bytes), qls::plan_verdict_name(p.verdict),
+                 t->adapters().parameter_count(), (long long)t->total_steps());
     return run_trainer(*t, quiet);
 }
 
 int cmd_resume(int argc, char** argv) {
     args a(argc, argv, 2, {}, {"quiet"});
     if (a.positional().size() != 1) throw usage_error("usage: qlora resume RUN_DIR");
-    print_device_line();
-    auto t = qls::trainer::resume(a.positional()[0], terminal_callbacks(a.has("quiet")));
+    auto t = qls::trainer::resume(a.positional()[0], setup_callbacks(a.has("quiet"), "the run's model"));
     return run_trainer(*t, a.has("quiet"));
 }
 

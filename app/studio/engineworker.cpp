@@ -6,6 +6,7 @@
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
 #include "qls/lora.h"
+#include "qls/model_source.h"
 #include "qls/peft.h"
 #include "qls/tokenizer.h"
 #include "qls/train_config.h"
@@ -17,6 +18,8 @@ EngineWorker::EngineWorker() = default;
 EngineWorker::~EngineWorker() = default;
 
 namespace {
+
+std::atomic<int> g_loadDelayMs{0};
 
 ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls::tokenizer& tok) {
     const qls::model_config& c = model.config;
@@ -45,11 +48,22 @@ ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls:
 
 } // namespace
 
+void EngineWorker::setLoadDelayForTests(int msPerTensor) { g_loadDelayMs = msPerTensor; }
+
+qls::llama_model EngineWorker::loadWithProgress(const std::string& dir, qls::llama_load_options opt) {
+    opt.control.cancel = &m_cancelLoad;
+    opt.control.test_delay_ms_per_tensor = g_loadDelayMs.load();
+    opt.control.on_progress = [this](const qls::load_progress& p) {
+        emit loadProgress(p.tensors_done, p.tensors_total, double(p.bytes_done), double(p.bytes_total), p.seconds);
+    };
+    return qls::llama_model::load(*qls::open_model_source(dir), opt);
+}
+
 bool EngineWorker::loadBase(const QString& dir) {
     try {
         qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(dir.toStdString());
         auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
-        auto model = std::make_unique<qls::llama_model>(qls::llama_model::load(ckpt));
+        auto model = std::make_unique<qls::llama_model>(loadWithProgress(dir.toStdString(), {}));
         const ModelInfo info = describe(dir, *model, *tok);
         m_baseDecoder.reset();
         m_device.reset(); // the choice depends on the model (its head size)
@@ -59,6 +73,10 @@ bool EngineWorker::loadBase(const QString& dir) {
         emit modelLoaded(info);
         return true;
     } catch (const qls::error& e) {
+        if (e.code() == qls::error_code::cancelled) {
+            emit loadCancelled();
+            return false;
+        }
         emit modelFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {
         emit modelFailed(QString::fromStdString(e.what()), QString());
@@ -96,6 +114,7 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
         const QString modelDir = QString::fromStdString(cfg.model);
         if (!m_base || !sameDirectory(modelDir, m_baseDir)) {
             if (!loadBase(modelDir)) {
+                if (m_cancelLoad) return; // loadCancelled said it
                 emit runFailed(tr("The base model of %1 could not be loaded.").arg(QFileInfo(runDir).fileName()),
                                tr("See the Model page for the reason."));
                 return;
@@ -106,7 +125,7 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
             qls::llama_load_options opt;
             opt.quantize_nf4 = true;
             opt.double_quant = cfg.double_quant;
-            model = std::make_unique<qls::llama_model>(qls::llama_model::load(modelDir.toStdString(), opt));
+            model = std::make_unique<qls::llama_model>(loadWithProgress(modelDir.toStdString(), opt));
         } else {
             model = std::make_unique<qls::llama_model>(*m_base);
         }
@@ -127,6 +146,10 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
         m_adapted = std::move(model);
         emit runLoaded(runDir, checkpointDir);
     } catch (const qls::error& e) {
+        if (e.code() == qls::error_code::cancelled) {
+            emit loadCancelled();
+            return;
+        }
         emit runFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {
         emit runFailed(QString::fromStdString(e.what()), QString());

@@ -10,8 +10,9 @@
 #include <memory>
 #include <optional>
 
+#include "qls/llama.h" // defines: llama_model, llama_load_options
+
 namespace qls {
-struct llama_model;
 class tokenizer;
 class decoder;
 struct device_choice;
@@ -32,6 +33,13 @@ public:
 
     bool hasAdapter() const { return m_adapted != nullptr; } // worker thread only
 
+    // Thread-safe: cancels the model load in progress between two tensors (loadCancelled; the previous model stays).
+    // resetCancelLoad: call on the sending thread just before queueing a load, as resetStop for generations.
+    void requestCancelLoad() { m_cancelLoad = true; }
+    void resetCancelLoad() { m_cancelLoad = false; }
+    // Test hook: every later load sleeps this long after each tensor (a slowed loader for UI tests); 0 by default.
+    static void setLoadDelayForTests(int msPerTensor);
+
 public slots:
     // The base model (f32, as stored). Drops a loaded adapter (adapterUnloaded), which belonged to the old base.
     void loadModel(const QString& dir);
@@ -48,6 +56,10 @@ public slots:
     void generate(const GenerateRequest& request);
 
 signals:
+    // After every tensor of a load (the base model, or the run's NF4 base for an adapter): tensors and bytes so far.
+    void loadProgress(qint64 tensorsDone, qint64 tensorsTotal, double bytesDone, double bytesTotal, double seconds);
+    // A load stopped by requestCancelLoad: nothing changed (the model loaded before, if any, is still there).
+    void loadCancelled();
     void modelLoaded(const ModelInfo& info);
     void modelFailed(const QString& message, const QString& hint);
     void runLoaded(const QString& runDir, const QString& checkpointDir);
@@ -58,8 +70,9 @@ signals:
     void generationFailed(ModelSide side, const QString& message, const QString& hint);
 
 private:
-    bool loadBase(const QString& dir); // emits modelLoaded or modelFailed
+    bool loadBase(const QString& dir); // emits modelLoaded, loadCancelled or modelFailed
     bool onGpu();                      // the device choice, probed once
+    qls::llama_model loadWithProgress(const std::string& dir, qls::llama_load_options opt);
 
     std::unique_ptr<qls::llama_model> m_base;
     std::unique_ptr<qls::llama_model> m_adapted;                   // only while an adapter is loaded
@@ -69,4 +82,5 @@ private:
     std::unique_ptr<qls::tokenizer> m_tokenizer;
     QString m_baseDir;
     std::atomic<bool> m_stop{false};
+    std::atomic<bool> m_cancelLoad{false};
 };

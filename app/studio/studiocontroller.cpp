@@ -6,6 +6,7 @@
 #include "enginesession.h"
 #include "engineworker.h"
 #include "exportpage.h"
+#include "loadprogress.h"
 #include "mainwindow.h"
 #include "modelpage.h"
 #include "monitorpage.h"
@@ -51,6 +52,22 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(this, &StudioController::loadRequested, m_worker, &EngineWorker::loadModel, Qt::QueuedConnection);
     connect(this, &StudioController::runLoadRequested, m_worker, &EngineWorker::loadRun, Qt::QueuedConnection);
     connect(m_worker, &EngineWorker::modelLoaded, model, &ModelPage::showModel, Qt::QueuedConnection);
+    // load progress and Cancel: the flag is atomic, set straight from the GUI thread so the load sees it at once
+    // (on the page that asked for the load: the Model page, or the Playground for a run's adapter)
+    connect(m_worker, &EngineWorker::loadProgress, this,
+            [model, play, this](qint64 n, qint64 total, double bytes, double bytesTotal, double s) {
+                if (m_adapterLoading) play->loadProgress()->setProgress(n, total, bytes, bytesTotal, s);
+                else model->showProgress(n, total, bytes, bytesTotal, s);
+            });
+    connect(m_worker, &EngineWorker::loadCancelled, this, [model, play, this] {
+        if (m_adapterLoading) play->showAdapterCancelled();
+        model->showCancelled();
+        m_adapterLoading = false;
+    });
+    connect(m_worker, &EngineWorker::runLoaded, this, [this] { m_adapterLoading = false; });
+    connect(m_worker, &EngineWorker::runFailed, this, [this] { m_adapterLoading = false; });
+    connect(model, &ModelPage::cancelRequested, this, [this] { m_worker->requestCancelLoad(); });
+    connect(play, &PlaygroundPage::cancelLoadRequested, this, [this] { m_worker->requestCancelLoad(); });
     connect(m_worker, &EngineWorker::modelLoaded, this, [this, play, dataset, plan](const ModelInfo& info) {
         play->setModelReady(true);
         m_window->setDemoOffered(false);
@@ -132,6 +149,8 @@ StudioController::~StudioController() {
 void StudioController::loadModel(const QString& dir) {
     m_window->modelPage()->setDirectory(dir);
     m_window->modelPage()->showLoading(dir);
+    m_adapterLoading = false;
+    m_worker->resetCancelLoad();
     emit loadRequested(dir);
 }
 
@@ -337,5 +356,7 @@ void StudioController::tryRunInPlayground(const QString& runDir, const QString& 
 
 void StudioController::loadAdapter(const QString& runDir, const QString& checkpointDir) {
     m_window->playgroundPage()->showAdapterLoading(QFileInfo(runDir).fileName(), QFileInfo(checkpointDir).fileName());
+    m_adapterLoading = true;
+    m_worker->resetCancelLoad();
     emit runLoadRequested(runDir, checkpointDir);
 }

@@ -77,4 +77,5 @@ private:
     qls::gpu_probe m_gpu;
     std::optional<qls::model_config> m_modelConfig; // the loaded model's dimensions (for the run's device)
     QString m_currentRunDir;
+    bool m_adapterLoading = false; // the worker's load in progress is a run's (Playground), not the Model page's
 };

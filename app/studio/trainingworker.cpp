@@ -36,9 +36,21 @@ void TrainingWorker::continueRun(const QString& runDir) {
     execute([dir](const qls::train_callbacks& cb) { return qls::trainer::resume(dir, cb); });
 }
 
+namespace {
+std::atomic<int> g_loadDelayMs{0};
+} // namespace
+
+void TrainingWorker::setLoadDelayForTests(int msPerTensor) { g_loadDelayMs = msPerTensor; }
+
 void TrainingWorker::execute(const factory& make) {
     std::unique_ptr<qls::trainer> t;
     qls::train_callbacks cb;
+    // The model load: progress to the Monitor's bar; a stop while loading cancels it between two tensors.
+    cb.on_load = [this](const qls::load_progress& p) {
+        emit loadProgress(p.tensors_done, p.tensors_total, double(p.bytes_done), double(p.bytes_total), p.seconds);
+    };
+    cb.cancel_load = &m_stop;
+    cb.load_test_delay_ms = g_loadDelayMs.load();
     cb.on_step = [this](const qls::step_stats& s) {
         // trainer::run() clears its stop flag when it begins: a stop that arrived in that window is repeated here
         if (m_stop && m_trainer) m_trainer->request_stop();
@@ -89,7 +101,9 @@ void TrainingWorker::execute(const factory& make) {
         }
         return;
     } catch (const qls::error& e) {
-        emit runFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
+        if (e.code() == qls::error_code::cancelled)
+            emit runFinished(tr("cancelled while loading the model"), QString());
+        else emit runFailed(QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::bad_alloc&) {
         emit runFailed(tr("out of memory while training"),
                        tr("Lower the sequence length or the micro-batch on the Training page, or turn gradient "

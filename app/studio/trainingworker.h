@@ -34,8 +34,12 @@ public:
     // plan: the Plan page's plan of this run, handed to qls::trainer::create (used there when it matches the run).
     void startRun(const qls::train_config& config, const std::optional<qls::memory_plan>& plan = std::nullopt);
     void continueRun(const QString& runDir);
+    // Test hook: every later run's model load sleeps this long after each tensor (a slowed loader); 0 by default.
+    static void setLoadDelayForTests(int msPerTensor);
 
 signals:
+    // The model load at the start of a run, after every tensor; a stop requested meanwhile cancels the load.
+    void loadProgress(qint64 tensorsDone, qint64 tensorsTotal, double bytesDone, double bytesTotal, double seconds);
     void runStarted(qint64 totalSteps, const QString& runDir);
     void stepDone(const qls::step_stats& stats);
     void logged(const QString& line);

@@ -27,6 +27,8 @@ public:
     // Reads a tensor as f32 after checking its shape equals `expected` (derived from config.json);
     // a mismatch throws error_code::shape_mismatch naming the file, tensor, both shapes and the config.
     tensor read_f32(const std::string& name, const shape_t& expected) const;
+    // The same into out (numel(expected) floats), converted straight from the mapping (safetensors read_weight_f32_into).
+    void read_f32_into(const std::string& name, const shape_t& expected, float* out) const;
 
 private:
     std::string dir_;

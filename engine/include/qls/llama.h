@@ -9,6 +9,7 @@
 #include "qls/hf_checkpoint.h"
 #include "qls/lora.h"
 #include "qls/model_config.h"
+#include "qls/model_source.h"
 #include "qls/quant.h"
 
 #include <cstdint>
@@ -18,8 +19,6 @@
 #include <vector>
 
 namespace qls {
-
-class model_source;
 
 template <class T> struct llama_layer_params {
     std::vector<T> attn_norm; // (C)
@@ -48,11 +47,21 @@ struct llama_load_options {
     // When set, quantizes each projection instead of the CPU's nf4_quantize (it must give the same bytes): e.g. a
     // qls::gpu_nf4_quantizer (gpu_train.h). w is [rows, cols] fp32 on the host.
     std::function<nf4_tensor(const float* w, int64_t rows, int64_t cols, bool double_quant)> nf4_quantizer = nullptr;
+    // Keep the f32 dequantization of the NF4 projections in params (true: the CPU backend computes with f32). false
+    // on the CUDA path: when the base is NF4 the seven projection vectors of every layer stay EMPTY and only `nf4`
+    // holds them; each tensor's transient f32 is freed right after quantizing. No effect on a base that is not NF4.
+    bool keep_f32_projections = true;
+    // Progress after every tensor and a cancel flag checked between tensors (model_source.h).
+    load_control control;
 };
 
 // A model: config, f32 weights and the rotary frequencies. When the base is NF4 (quantized at load or read from a
 // pre-quantized bitsandbytes checkpoint), `nf4` holds the quantized projections and `params` holds their exact
 // dequantization, so the CPU reference computes with precisely the weights a GPU backend dequantizes on the fly.
+// NF4-only state (loaded with keep_f32_projections = false): the projection vectors in params are empty and only
+// `nf4` holds the projections (embed, norms and lm_head stay f32). Only a GPU upload reads such a model; every CPU
+// consumer (llama_pass, llama_decoder, the PEFT merge, CPU memory telemetry) calls require_f32_projections and refuses
+// it with error_code::internal instead of reading empty vectors.
 struct llama_model {
     model_config config;
     llama_params<float> params;
@@ -62,8 +71,14 @@ struct llama_model {
     std::vector<std::array<nf4_tensor, k_lora_target_count>> nf4;
 
     bool quantized() const { return !nf4.empty(); }
-    // Reads every weight from the checkpoint (F32/F16/BF16 → f32, or bnb NF4 → dequantized), checking each shape
-    // against config.json.
+    // false in the NF4-only state (see above).
+    bool has_f32_projections() const;
+    // Throws qls::error(internal) naming `who` when the model is in the NF4-only state.
+    void require_f32_projections(const std::string& who) const;
+    // Reads every weight from the checkpoint tensor by tensor (F32/F16/BF16 converted straight from the file mapping,
+    // or bnb NF4), checking each shape against config.json; never more than one tensor's transient f32 besides the
+    // result. Reports progress and honours cancel through opt.control: a cancelled load throws
+    // qls::error(error_code::cancelled) and frees what it had read.
     static llama_model load(const hf_checkpoint& ckpt, const llama_load_options& opt = {});
     static llama_model load(const model_source& src, const llama_load_options& opt = {});
     static llama_model load(const std::string& dir, const llama_load_options& opt = {}) {

@@ -24,7 +24,15 @@
 
 namespace qls {
 
-// ---- settings ---------------------------------------------------------------------------------------------------
+// ---- host memory -------------------------------------------------------------------------------------------------
+
+// The machine's RAM as /proc/meminfo states it (MemTotal, MemAvailable); 0 = unknown (no host check).
+struct host_memory {
+    uint64_t total_bytes = 0;
+    uint64_t available_bytes = 0;
+};
+// Reads MemTotal and MemAvailable (kB) from `meminfo` (tests pass their own file); {0, 0} when it cannot be read.
+host_memory read_host_memory(const std::string& meminfo = "/proc/meminfo");
 
 struct plan_settings {
     lora_config lora; // rank, alpha, dropout, targets (alpha does not change memory)
@@ -36,6 +44,12 @@ struct plan_settings {
     uint64_t card_bytes = 0;   // total memory of the card (cudaMemGetInfo total); 0 = unknown
     uint64_t free_bytes = 0;   // free device memory when planned; with no budget the limit is 95% of it
     size_t page_size = pager_config{}.page_size; // bytes per optimizer-state page (paged kinds)
+    // Host side: which backend computes ("cuda": the model lives as NF4 on the host only to upload it; "cpu": the
+    // whole model in f32 plus the pass's activations), whether the base is quantized to NF4, and the machine's RAM
+    // (0 = unknown: the host need is stated but not checked).
+    std::string backend = "cuda";
+    bool quantize_nf4 = true;
+    host_memory host;
 };
 
 // Throws qls::error (invalid_argument) whose message starts with the field ("rank: ", "seq: ", "batch: ",
@@ -175,6 +189,26 @@ struct plan_item {
     std::string formula;   // how bytes_each follows from the shape, with the source
 };
 
+// One category of host memory a run needs at its peak (the model loads while nothing else of the run is allocated,
+// but its staging buffers are counted on top: the loader's transient f32 and the result coexist).
+struct host_item {
+    std::string name;  // machine name: "pinned_pool", "load_staging", "cpu_model", "cpu_activations", ...
+    std::string label; // for people
+    uint64_t bytes = 0;
+    std::string formula; // how it follows from the model and settings
+};
+
+// The host side of a run: every category, their sum, and the check against the machine's RAM.
+struct host_plan {
+    std::vector<host_item> items;
+    uint64_t peak_bytes = 0;              // sum of the items
+    host_memory machine;                  // from the settings (0: unknown)
+    bool checked = false;                 // machine.total_bytes known
+    bool fits = true;                     // peak_bytes <= MemAvailable (when checked)
+    std::string explanation;              // one sentence with the numbers
+    std::vector<std::string> suggestions; // what to change, when it does not fit
+};
+
 enum class plan_verdict : uint8_t { fits, fits_with_paging, does_not_fit };
 const char* plan_verdict_name(plan_verdict v); // "fits", "fits_with_paging", "does_not_fit"
 
@@ -211,7 +245,10 @@ struct memory_plan {
 
     plan_verdict verdict = plan_verdict::fits;
     std::string explanation;                  // one sentence: fits or not, why, which categories dominate
-    std::vector<plan_suggestion> suggestions; // computed, only when verdict == does_not_fit
+    std::vector<plan_suggestion> suggestions; // computed, only when the device does not fit
+    // Host memory beside the device: when host.fits is false the verdict is does_not_fit and the explanation is the
+    // host's (device suggestions cannot help there; host.suggestions say what to change).
+    host_plan host;
 };
 
 // Builds the table for a model and settings; validates the settings first (qls::error on bad values).

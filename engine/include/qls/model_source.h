@@ -51,6 +51,8 @@ struct load_progress {
 struct load_control {
     std::function<void(const load_progress&)> on_progress;
     const std::atomic<bool>* cancel = nullptr;
+    // Test hook: sleep this long after each tensor (a slowed load for progress and cancel tests); 0 in every real use.
+    int test_delay_ms_per_tensor = 0;
 };
 
 class model_source {
@@ -70,6 +72,12 @@ public:
     // source stores that weight any other way.
     virtual std::optional<nf4_tensor> read_nf4(const std::string& name, int64_t rows, int64_t cols) const {
         return std::nullopt;
+    }
+    // Whether read_nf4 would return a value for `name`, without reading it. Default: weights() lists it as "NF4".
+    virtual bool stores_nf4(const std::string& name) const {
+        for (const weight_info& w : weights())
+            if (w.name == name) return w.stored == "NF4";
+        return false;
     }
     // The model's tokenizer, its vocabulary checked against config().vocab_size. `which` (optional) receives one
     // sentence naming what was used, e.g. "tokenizer.json (byte-level BPE); tokenizer.model is also there, not used".

@@ -22,7 +22,8 @@ namespace qls {
 // A run's plan settings (GiB → bytes happens here and only here) on the device it will use: the device's size and
 // free memory join the budget as limits (see above).
 plan_settings plan_settings_for(const train_config& c, const compute_device& d);
-// The same for settings given directly (`qlora plan`/`bench` flags): fills card_bytes and free_bytes from the device.
+// The same for settings given directly (`qlora plan`/`bench` flags): fills card_bytes and free_bytes from the device,
+// the backend from the device, and the machine's RAM from /proc/meminfo unless s.host already gives it.
 plan_settings plan_settings_on(plan_settings s, const compute_device& d);
 
 // The plan of a run. Counted (plan_run_count), so a test can check that one run computes it once.

@@ -45,6 +45,14 @@ public:
     // A model weight as f32: the tensor must have a floating-point dtype (F32, F16, BF16, F64) and hold only finite
     // values; otherwise a qls::error naming the file and the tensor.
     tensor read_weight_f32(std::string_view name) const;
+    // The same checks, converting straight from the mapping into out (numel floats, the caller's buffer): no
+    // intermediate copy of the tensor. Afterwards the tensor's pages are dropped from this process's resident set
+    // (madvise MADV_DONTNEED on the read-only mapping; the page cache keeps them), so streaming a checkpoint through
+    // this call never holds more than one tensor of the file resident.
+    void read_weight_f32_into(std::string_view name, float* out) const;
+    // Drops a tensor's whole pages from this process's resident set (advice; the bytes stay readable, faulted back
+    // in from the page cache or the file on the next access).
+    void release_pages(const safetensors_entry& e) const;
 
 private:
     struct impl;

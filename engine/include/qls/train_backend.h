@@ -91,6 +91,9 @@ public:
 // The backend for `device` ("cpu", or "cuda" at device.index), set up inside `plan` with the model's frozen weights
 // and adapters initialised to `init`. Throws qls::error (device) when the device cannot be used, (out_of_memory) when
 // the plan's arena cannot be allocated.
+// How the device's backend wants the base model on the host: the CPU reference computes with the f32 projections;
+// the CUDA backend uploads the NF4 ones, so their f32 copy is not kept (llama_load_options::keep_f32_projections).
+bool backend_keeps_f32_projections(const compute_device& device);
 std::unique_ptr<train_backend> make_train_backend(const compute_device& device, const llama_model& model,
                                                   const lora_weights<float>& init, const memory_plan& plan,
                                                   const train_backend_options& opt);

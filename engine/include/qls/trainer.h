@@ -38,6 +38,11 @@ namespace qls {
 struct train_callbacks {
     std::function<void(const step_stats&)> on_step; // after every optimizer step (and its evaluation, if any)
     std::function<void(const std::string&)> on_log; // human-readable events: data warnings, checkpoints, eval
+    // The model load of create()/resume(): progress after every tensor, and a flag that cancels it (the call then
+    // throws qls::error(error_code::cancelled)). test_delay_ms_per_tensor: load_control's test hook.
+    std::function<void(const load_progress&)> on_load;
+    const std::atomic<bool>* cancel_load = nullptr;
+    int load_test_delay_ms = 0;
 };
 
 enum class train_outcome {

@@ -14,4 +14,6 @@ std::unique_ptr<train_backend> make_train_backend(const compute_device& device, 
     return make_cpu_train_backend(model, init, plan, opt);
 }
 
+bool backend_keeps_f32_projections(const compute_device& device) { return device.backend != "cuda"; }
+
 } // namespace qls

@@ -167,6 +167,12 @@ const safetensors_entry& hf_checkpoint::entry(const std::string& name) const {
 }
 
 tensor hf_checkpoint::read_f32(const std::string& name, const shape_t& expected) const {
+    tensor t(dtype::f32, expected);
+    read_f32_into(name, expected, t.f32());
+    return t;
+}
+
+void hf_checkpoint::read_f32_into(const std::string& name, const shape_t& expected, float* out) const {
     const safetensors_file& f = file_of(name);
     const safetensors_entry& e = entry(name);
     if (e.shape != expected)
@@ -175,7 +181,7 @@ tensor hf_checkpoint::read_f32(const std::string& name, const shape_t& expected)
                         path_join(dir_, "config.json") + " implies " + shape_str(expected),
                     "config.json disagrees with the weights: make sure config.json belongs to this checkpoint "
                     "(hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim, vocab_size)");
-    return f.read_weight_f32(name);
+    f.read_weight_f32_into(name, out);
 }
 
 tokenizer load_tokenizer_in(const std::string& dir, std::string* which) {

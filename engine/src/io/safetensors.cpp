@@ -369,21 +369,52 @@ tensor safetensors_file::read_f32(std::string_view name) const {
 
 tensor safetensors_file::read_weight_f32(std::string_view name) const {
     const safetensors_entry& e = impl_->require(name);
+    tensor t(dtype::f32, e.shape);
+    read_weight_f32_into(name, t.f32());
+    return t;
+}
+
+void safetensors_file::read_weight_f32_into(std::string_view name, float* out) const {
+    const safetensors_entry& e = impl_->require(name);
     if (e.type != dtype::f32 && e.type != dtype::f16 && e.type != dtype::bf16 && e.type != dtype::f64)
         fail_format(impl_->path,
                     "tensor '" + e.name + "' has dtype " + dtype_name(e.type) +
                         ", but a floating-point weight (F32, F16, BF16 or F64) is expected here",
                     "the file does not hold this model's weights as saved by transformers or PEFT; export it again");
-    tensor t = read_f32(name);
-    const float* p = t.f32();
-    const size_t n = size_t(t.numel());
-    for (size_t i = 0; i < n; ++i)
-        if (!std::isfinite(p[i]))
-            fail_format(impl_->path,
-                        "tensor '" + e.name + "' holds " + (std::isnan(p[i]) ? "NaN" : "an infinite value") +
-                            " at element " + std::to_string(i) + " (as f32); a model weight must be finite",
-                        "the weights are corrupt, or were saved from a run that diverged; use a good copy of them");
-    return t;
+    const size_t esize = dtype_size(e.type);
+    const size_t n = size_t(e.end - e.begin) / esize;
+    const std::byte* src = bytes(e);
+    // The mapped bytes need not be aligned for the stored type (only the data section start is, when the writer
+    // padded the header), so each chunk goes through a small aligned bounce buffer (it stays in the L1 cache) and is
+    // converted into out directly; the finite check runs on the chunk just written.
+    constexpr size_t chunk = 16384;
+    std::vector<uint64_t> bounce(chunk); // 8-byte elements: aligned and large enough for any dtype
+    for (size_t i = 0; i < n; i += chunk) {
+        const size_t m = std::min(chunk, n - i);
+        float* dst = out + i;
+        if (e.type == dtype::f32) {
+            std::memcpy(dst, src + i * esize, m * esize);
+        } else {
+            std::memcpy(bounce.data(), src + i * esize, m * esize);
+            convert_to_f32(dst, bounce.data(), e.type, m);
+        }
+        for (size_t j = 0; j < m; ++j)
+            if (!std::isfinite(dst[j]))
+                fail_format(impl_->path,
+                            "tensor '" + e.name + "' holds " + (std::isnan(dst[j]) ? "NaN" : "an infinite value") +
+                                " at element " + std::to_string(i + j) + " (as f32); a model weight must be finite",
+                            "the weights are corrupt, or were saved from a run that diverged; use a good copy of them");
+    }
+    release_pages(e);
+}
+
+void safetensors_file::release_pages(const safetensors_entry& e) const {
+    // Whole pages inside the tensor's byte range only: a neighbour sharing a boundary page keeps it.
+    const uintptr_t page = uintptr_t(::sysconf(_SC_PAGESIZE));
+    const uintptr_t lo = uintptr_t(bytes(e)), hi = lo + uintptr_t(e.end - e.begin);
+    const uintptr_t a = (lo + page - 1) / page * page, b = hi / page * page;
+    // Advice only: a failure leaves the pages resident, which is still correct.
+    if (b > a) (void)::madvise(reinterpret_cast<void*>(a), size_t(b - a), MADV_DONTNEED);
 }
 
 // ---- writer ------------------------------------------------------------------------------------------

@@ -12,6 +12,7 @@
 #include "qls/architecture.h"
 
 #include "qls/error.h" // defines: qls::error, QLS_ASSERT
+#include "qls/quant.h" // defines: nf4_storage_bytes
 
 #include <nlohmann/json.hpp>
 
@@ -616,7 +617,7 @@ void compute_suggestions(memory_plan& p) {
     }
 }
 
-memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool suggest) {
+memory_plan build_device_plan(const model_config& cfg, const plan_settings& s, bool suggest) {
     validate_plan_settings(s);
     if (cfg.hidden_size <= 0 || cfg.intermediate_size <= 0 || cfg.num_layers <= 0 || cfg.num_heads <= 0 ||
         cfg.num_kv_heads <= 0 || cfg.head_dim <= 0 || cfg.vocab_size <= 0)
@@ -694,6 +695,125 @@ memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool sug
                     (pageable > 0 ? " with paged states on host" : "") + ", over " + limit_text + " by " +
                     fmt_gib(p.peak_bytes() - limit) + "; largest: " + dominant(p, 2);
     if (suggest) compute_suggestions(p);
+    return p;
+}
+
+// ---- host memory -------------------------------------------------------------------------------------------------
+
+// Host memory besides our buffers: the process's code, libraries and allocator slack (a CPU training process of a
+// tiny model peaks near 40 MiB resident), and for CUDA the driver's and runtime's host allocations (about 0.5-1 GiB
+// for a context with cuBLAS loaded). Estimates, stated as such in the items' formulas.
+constexpr uint64_t host_runtime_cpu = 64ull << 20;
+constexpr uint64_t host_runtime_cuda = 1ull << 30;
+
+void add_host_item(host_plan& h, const char* name, const char* label, uint64_t bytes, std::string formula) {
+    if (bytes == 0) return;
+    h.items.push_back({name, label, bytes, std::move(formula)});
+    h.peak_bytes += bytes;
+}
+
+// The host side of a plan whose device side is built (host_plan in memory_plan.h).
+void plan_host(memory_plan& p) {
+    const model_config& c = p.config;
+    const plan_settings& s = p.settings;
+    host_plan& h = p.host;
+    h.machine = s.host;
+    const bool cpu = s.backend == "cpu";
+    const uint64_t C = uint64_t(c.hidden_size), V = uint64_t(c.vocab_size), L = uint64_t(c.num_layers);
+    const uint64_t nf4_bytes = p.category_bytes(plan_category::quantized_weights);
+    // The largest decoder projection: llama_model::load(model_source) holds one transient f32 tensor at a time.
+    uint64_t largest = 0;
+    for (lora_target t : architecture_for(c).projections) {
+        const linear_shape d = linear_dims(c, t);
+        largest = std::max(largest, uint64_t(d.in) * uint64_t(d.out));
+    }
+    const uint64_t frozen_f32 = (V * C * (c.tie_word_embeddings ? 1 : 2) + (2 * L + 1) * C) *
+                                sizeof(float); // embed, lm_head, norms
+    if (cpu) {
+        const uint64_t params = uint64_t(c.parameter_count());
+        add_host_item(h, "cpu_model", "model weights in f32 (CPU backend)", params * sizeof(float),
+                      std::to_string(params) + " parameters x 4 bytes: the CPU backend computes in f32");
+        if (s.quantize_nf4)
+            add_host_item(h, "nf4_model", "NF4 copy of the projections", nf4_bytes,
+                          "the quantized projections the f32 weights are the dequantization of");
+        // llama_pass<float> buffers: per saved layer (L, or 1 recomputed with checkpointing) the norms, q/k/v,
+        // attention probabilities (B, NH, T, T), attention output, MLP gate/up/hidden and each adapter's inputs;
+        // the L+1 layer inputs; the final norm, the full (B, T, V) f32 logits and dx0.
+        const uint64_t N = uint64_t(s.batch) * uint64_t(s.seq), T = uint64_t(s.seq);
+        const uint64_t Q = uint64_t(c.num_heads) * uint64_t(c.head_dim);
+        const uint64_t KV = uint64_t(c.num_kv_heads) * uint64_t(c.head_dim), H = uint64_t(c.intermediate_size);
+        uint64_t lora_in = 0;
+        for (lora_target t : s.lora.targets) lora_in += uint64_t(linear_dims(c, t).in) + uint64_t(s.lora.rank);
+        const uint64_t per_layer = N * (3 * C + 2 + 2 * Q + 2 * KV + uint64_t(c.num_heads) * T + 3 * H + lora_in);
+        const uint64_t saved = s.gradient_checkpointing ? 1 : L;
+        const uint64_t acts = (saved * per_layer + (L + 1) * N * C + 2 * N * C + 2 * N + N * V) * sizeof(float);
+        add_host_item(h, "cpu_activations", "activations and logits (CPU pass, f32)", acts,
+                      "f32: " + std::to_string(saved) + " saved layer(s) of N*(3C+2Q+2KV+NH*T+3H+adapter inputs), " +
+                          "(L+1) layer inputs of N*C, full logits N*V");
+        const uint64_t train_state = p.category_bytes(plan_category::lora_weights) +
+                                     p.category_bytes(plan_category::lora_grads) +
+                                     p.category_bytes(plan_category::optimizer_resident) +
+                                     p.category_bytes(plan_category::optimizer_paged) + p.host_bytes();
+        add_host_item(h, "cpu_train_state", "LoRA weights, gradients and optimizer states", train_state,
+                      "the device table's LoRA and optimizer categories, held on the host by the CPU backend");
+        add_host_item(h, "runtime", "process and libraries (estimate)", host_runtime_cpu, "estimate: 64 MiB");
+    } else {
+        add_host_item(h, "pinned_pool", "pinned pool for paged optimizer states", p.host_bytes(),
+                      "paged optimizer states evicted to pinned host memory (the plan's host placement)");
+        add_host_item(h, "nf4_model", "NF4 projections kept for the upload", nf4_bytes,
+                      "the quantized projections (model.nf4) the CUDA backend uploads; no f32 copy is kept");
+        add_host_item(h, "frozen_f32", "embeddings, LM head and norms in f32", frozen_f32,
+                      "(V*C" + std::string(c.tie_word_embeddings ? "" : " x 2") + " + (2L+1)*C) x 4 bytes");
+        add_host_item(h, "runtime", "CUDA runtime, driver and libraries (estimate)", host_runtime_cuda,
+                      "estimate: 1 GiB of host allocations for a CUDA context with cuBLAS");
+    }
+    // The loader's staging: one projection's f32 read from the file and, quantizing, its NF4 before it joins the model.
+    const uint64_t staging = largest * sizeof(float) +
+                             (s.quantize_nf4 ? uint64_t(nf4_storage_bytes(int64_t(largest), true)) : 0);
+    add_host_item(h, "load_staging", "load staging (largest tensor f32 + NF4)", staging,
+                  std::to_string(largest) + " elements x 4 bytes" + (s.quantize_nf4 ? " + their NF4 storage" : ""));
+
+    h.checked = h.machine.total_bytes > 0;
+    if (!h.checked) {
+        h.explanation = "host memory: needs " + fmt_gib(h.peak_bytes) + " (the machine's RAM is unknown)";
+        return;
+    }
+    const uint64_t avail = h.machine.available_bytes > 0 ? h.machine.available_bytes : h.machine.total_bytes;
+    h.fits = h.peak_bytes <= avail;
+    std::vector<const host_item*> order;
+    for (const host_item& i : h.items) order.push_back(&i);
+    std::sort(order.begin(), order.end(), [](const host_item* a, const host_item* b) { return a->bytes > b->bytes; });
+    std::string parts;
+    for (size_t i = 0; i < order.size() && i < 3; ++i)
+        parts += (i ? ", " : "") + order[i]->label + " " + fmt_gib(order[i]->bytes);
+    h.explanation = std::string(h.fits ? "host memory fits: needs " : "host memory does not fit: needs ") +
+                    fmt_gib(h.peak_bytes) + " (" + parts + ") of " + fmt_gib(avail) + " available (" +
+                    fmt_gib(h.machine.total_bytes) + " RAM)";
+    if (h.fits) return;
+    if (cpu) {
+        h.suggestions.push_back("train on a CUDA GPU (device.backend \"cuda\"): the model then stays NF4 on the host "
+                                "(about " +
+                                fmt_gib(nf4_bytes + frozen_f32) + ") instead of f32");
+        h.suggestions.push_back("choose a smaller model: the CPU backend holds every weight in f32 (" +
+                                fmt_gib(uint64_t(c.parameter_count()) * 4) + " for this one)");
+        if (!s.gradient_checkpointing) h.suggestions.push_back("turn gradient checkpointing on");
+        if (s.batch > 1 || s.seq > 512) h.suggestions.push_back("lower training.seq_len or micro_batch");
+    } else {
+        if (p.host_bytes() > 0)
+            h.suggestions.push_back("give the optimizer more device memory (raise device.budget_gib) so fewer states "
+                                    "page to the host");
+        h.suggestions.push_back("close other programs to free RAM, or use a machine with more than " +
+                                fmt_gib(h.peak_bytes) + " of RAM");
+    }
+}
+
+memory_plan build_plan(const model_config& cfg, const plan_settings& s, bool suggest) {
+    memory_plan p = build_device_plan(cfg, s, suggest);
+    plan_host(p);
+    if (!p.host.fits) {
+        p.verdict = plan_verdict::does_not_fit;
+        p.explanation = p.host.explanation;
+    }
     return p;
 }
 
@@ -807,6 +927,22 @@ uint64_t memory_plan::context_bytes() const {
 
 memory_plan make_memory_plan(const model_config& cfg, const plan_settings& s) { return build_plan(cfg, s, true); }
 
+host_memory read_host_memory(const std::string& meminfo) {
+    host_memory m;
+    std::FILE* f = std::fopen(meminfo.c_str(), "r");
+    if (!f) return m;
+    char line[256];
+    // "MemTotal:       24683784 kB" (proc(5)); a longer line is read in pieces, which match nothing.
+    while (std::fgets(line, sizeof line, f)) {
+        unsigned long long kb = 0;
+        if (std::sscanf(line, "MemTotal: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.total_bytes = kb * 1024;
+        else if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1 && kb < (1ull << 44))
+            m.available_bytes = kb * 1024;
+    }
+    std::fclose(f);
+    return m;
+}
+
 // ---- named shapes ----------------------------------------------------------------------------------------------------
 
 std::vector<std::string> shape_names() { return {"7b", "13b", "33b", "65b", "70b"}; }
@@ -912,6 +1048,21 @@ std::string memory_plan_json(const memory_plan& p, int indent) {
     j["all_resident_bytes"] = p.all_resident_bytes;
     j["minimum_bytes"] = p.minimum_bytes;
     j["limit_bytes"] = p.limit_bytes;
+    {
+        ojson h;
+        h["backend"] = p.settings.backend;
+        h["items"] = ojson::array();
+        for (const host_item& i : p.host.items)
+            h["items"].push_back({{"name", i.name}, {"label", i.label}, {"bytes", i.bytes}, {"formula", i.formula}});
+        h["peak_bytes"] = p.host.peak_bytes;
+        h["mem_total_bytes"] = p.host.machine.total_bytes;
+        h["mem_available_bytes"] = p.host.machine.available_bytes;
+        h["checked"] = p.host.checked;
+        h["fits"] = p.host.fits;
+        h["explanation"] = p.host.explanation;
+        h["suggestions"] = p.host.suggestions;
+        j["host"] = std::move(h);
+    }
     j["verdict"] = plan_verdict_name(p.verdict);
     j["explanation"] = p.explanation;
     j["suggestions"] = ojson::array();

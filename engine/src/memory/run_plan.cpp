@@ -10,6 +10,8 @@ std::atomic<uint64_t> g_plan_runs{0};
 } // namespace
 
 plan_settings plan_settings_on(plan_settings s, const compute_device& d) {
+    s.backend = d.backend == "cuda" ? "cuda" : "cpu";
+    if (s.host.total_bytes == 0) s.host = read_host_memory(); // the settings' own (a test's) wins
     if (d.backend == "cuda") {
         s.card_bytes = d.total_bytes;
         s.free_bytes = d.free_bytes;
@@ -30,6 +32,7 @@ plan_settings plan_settings_for(const train_config& c, const compute_device& d) 
     s.gradient_checkpointing = c.gradient_checkpointing;
     s.budget_bytes = c.budget_gib > 0 ? gib_to_bytes(c.budget_gib) : 0;
     s.page_size = c.page_size;
+    s.quantize_nf4 = c.quantize_nf4;
     return plan_settings_on(s, d);
 }
 
@@ -49,7 +52,8 @@ bool plan_matches(const memory_plan& p, const model_config& m, const plan_settin
            b.lora.rank == s.lora.rank && b.lora.alpha == s.lora.alpha && b.lora.dropout == s.lora.dropout &&
            b.lora.use_rslora == s.lora.use_rslora && b.lora.targets == s.lora.targets && b.batch == s.batch &&
            b.seq == s.seq && b.optimizer == s.optimizer && b.gradient_checkpointing == s.gradient_checkpointing &&
-           b.budget_bytes == s.budget_bytes && b.card_bytes == s.card_bytes && b.page_size == s.page_size;
+           b.budget_bytes == s.budget_bytes && b.card_bytes == s.card_bytes && b.page_size == s.page_size &&
+           b.backend == s.backend && b.quantize_nf4 == s.quantize_nf4;
 }
 
 } // namespace qls

@@ -13,9 +13,12 @@
 #include "qls/model_source.h"
 
 #include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <cstring>
+#include <map>
 #include <random>
+#include <thread>
 
 namespace qls {
 
@@ -26,25 +29,99 @@ llama_model llama_model::load(const hf_checkpoint& ckpt, const llama_load_option
     return load(*open_hf_source(ckpt), opt);
 }
 
+namespace {
+
+// Progress and cancel of one load: the totals come from the tensors the load will read (every stored tensor of a
+// projection counts, so a bitsandbytes weight's absmax and quant state are in its bytes).
+class load_tracker {
+public:
+    load_tracker(const model_source& src, const load_control& ctl) : ctl_(ctl), t0_(std::chrono::steady_clock::now()) {
+        for (const weight_info& w : src.weights()) bytes_of_[w.name] = w.stored_bytes;
+    }
+    // Declares a tensor the load reads (before the first one is read).
+    void plan(const std::string& name) {
+        ++p_.tensors_total;
+        p_.bytes_total += bytes_for(name);
+    }
+    void check_cancel() const {
+        if (ctl_.cancel && ctl_.cancel->load(std::memory_order_relaxed))
+            throw error(error_code::cancelled, "the model load was cancelled",
+                        "load the model again when you want to use it");
+    }
+    // After a tensor: progress, the test delay, then the cancel check before the next one.
+    void done(const std::string& name) {
+        ++p_.tensors_done;
+        p_.bytes_done += bytes_for(name);
+        if (ctl_.test_delay_ms_per_tensor > 0)
+            std::this_thread::sleep_for(std::chrono::milliseconds(ctl_.test_delay_ms_per_tensor));
+        p_.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0_).count();
+        if (ctl_.on_progress) ctl_.on_progress(p_);
+        check_cancel();
+    }
+
+private:
+    // The stored bytes of `name` and of every companion tensor "name.*" (bitsandbytes: .absmax, .quant_map, ...).
+    uint64_t bytes_for(const std::string& name) const {
+        uint64_t n = 0;
+        for (auto it = bytes_of_.lower_bound(name); it != bytes_of_.end(); ++it) {
+            if (it->first != name && it->first.compare(0, name.size() + 1, name + ".") != 0) break;
+            n += it->second;
+        }
+        return n;
+    }
+    const load_control& ctl_;
+    std::chrono::steady_clock::time_point t0_;
+    std::map<std::string, uint64_t> bytes_of_;
+    load_progress p_;
+};
+
+} // namespace
+
 llama_model llama_model::load(const model_source& src, const llama_load_options& opt) {
     llama_model m;
     m.config = src.config();
     m.dir = src.path();
     const model_config& c = m.config;
     const architecture& arch = architecture_for(c);
+    load_tracker track(src, opt.control);
+    track.check_cancel();
+
+    // A pre-quantized (bitsandbytes *-bnb-4bit) checkpoint is NF4 whatever the options say.
+    const bool prequantized = src.stores_nf4(arch.hf_weight(0, arch.projections.front()));
+    const bool nf4 = prequantized || opt.quantize_nf4;
+    const bool keep_f32 = opt.keep_f32_projections || !nf4;
+    const bool has_head = !c.tie_word_embeddings;
+    const std::string head = arch.hf_name(base_tensor::lm_head);
+    if (has_head && !src.has(head))
+        throw error(error_code::format,
+                    src.path() + ": the model's config has tie_word_embeddings false but no tensor '" + head +
+                        "' exists",
+                    "set \"tie_word_embeddings\": true in config.json if the model shares its embedding and "
+                    "output weights, or re-export the checkpoint with its lm_head");
+
+    // Totals first (progress reports n/N), in the order the tensors are read.
+    track.plan(arch.hf_name(base_tensor::embed));
+    for (int l = 0; l < c.num_layers; ++l) {
+        track.plan(arch.hf_name(base_tensor::attn_norm, l));
+        track.plan(arch.hf_name(base_tensor::mlp_norm, l));
+        for (lora_target t : arch.projections) track.plan(arch.hf_weight(l, t));
+    }
+    track.plan(arch.hf_name(base_tensor::final_norm));
+    if (has_head) track.plan(head);
+
     auto get = [&](const std::string& name, const shape_t& shape) {
         std::vector<float> v(size_t(shape_numel(shape)));
         src.read_f32(name, shape, v.data());
+        track.done(name);
         return v;
     };
     auto get_base = [&](base_tensor t, int layer = -1) { return get(arch.hf_name(t, layer), arch.base_shape(c, t)); };
     m.params.embed = get_base(base_tensor::embed);
     m.params.layers.resize(size_t(c.num_layers));
-    // A pre-quantized (bitsandbytes *-bnb-4bit) checkpoint is NF4 whatever the options say.
-    const auto [out0, in0] = arch.projection_shape(c, arch.projections.front());
-    const bool prequantized = src.read_nf4(arch.hf_weight(0, arch.projections.front()), out0, in0).has_value();
-    const bool nf4 = prequantized || opt.quantize_nf4;
     if (nf4) m.nf4.resize(size_t(c.num_layers));
+    // The one transient f32 of the NF4-only load: a projection read from the file, quantized, then overwritten by
+    // the next one; freed when the load returns.
+    std::vector<float> scratch;
     for (int l = 0; l < c.num_layers; ++l) {
         llama_layer_params<float>& L = m.params.layers[size_t(l)];
         L.attn_norm = get_base(base_tensor::attn_norm, l);
@@ -52,9 +129,11 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
         for (lora_target t : arch.projections) {
             const std::string name = arch.hf_weight(l, t);
             const auto [out, in] = arch.projection_shape(c, t);
-            std::vector<float>& w = m.projection(l, t);
-            w.resize(size_t(in) * size_t(out));
-            if (std::optional<nf4_tensor> q = src.read_nf4(name, out, in)) {
+            const size_t numel = size_t(in) * size_t(out);
+            std::vector<float>& w = keep_f32 ? m.projection(l, t) : scratch;
+            if (src.stores_nf4(name)) {
+                std::optional<nf4_tensor> q = src.read_nf4(name, out, in);
+                QLS_ASSERT(q.has_value());
                 m.nf4[size_t(l)][size_t(t)] = std::move(*q);
             } else if (prequantized) {
                 throw error(error_code::format,
@@ -63,28 +142,40 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
                                 "checkpoint is (bitsandbytes NF4)",
                             "the checkpoint is incomplete or mixed; download or export it again");
             } else {
-                w = get(name, {out, in});
+                w.resize(numel);
+                src.read_f32(name, {out, in}, w.data());
                 if (nf4)
                     m.nf4[size_t(l)][size_t(t)] = opt.nf4_quantizer
                                                       ? opt.nf4_quantizer(w.data(), out, in, opt.double_quant)
                                                       : nf4_quantize(w.data(), out, in, opt.double_quant);
             }
-            if (nf4) nf4_dequantize(m.nf4[size_t(l)][size_t(t)], w.data());
+            if (nf4 && keep_f32) {
+                w.resize(numel);
+                nf4_dequantize(m.nf4[size_t(l)][size_t(t)], w.data());
+            }
+            track.done(name);
         }
     }
     m.params.final_norm = get_base(base_tensor::final_norm);
-    if (!c.tie_word_embeddings) {
-        const std::string head = arch.hf_name(base_tensor::lm_head);
-        if (!src.has(head))
-            throw error(error_code::format,
-                        src.path() + ": the model's config has tie_word_embeddings false but no tensor '" + head +
-                            "' exists",
-                        "set \"tie_word_embeddings\": true in config.json if the model shares its embedding and "
-                        "output weights, or re-export the checkpoint with its lm_head");
-        m.params.lm_head = get_base(base_tensor::lm_head);
-    }
+    if (has_head) m.params.lm_head = get_base(base_tensor::lm_head);
     m.inv_freq = rope_inv_freq(c);
     return m;
+}
+
+bool llama_model::has_f32_projections() const {
+    for (const llama_layer_params<float>& L : params.layers)
+        if (L.wq.empty() || L.wk.empty() || L.wv.empty() || L.wo.empty() || L.w_gate.empty() || L.w_up.empty() ||
+            L.w_down.empty())
+            return false;
+    return true;
+}
+
+void llama_model::require_f32_projections(const std::string& who) const {
+    if (!has_f32_projections())
+        throw error(error_code::internal,
+                    who + " needs the model's f32 projection weights, but this model was loaded NF4-only "
+                          "(keep_f32_projections = false) for a GPU backend",
+                    "load the model with keep_f32_projections = true for the CPU backend");
 }
 
 std::vector<float>& llama_model::projection(int layer, lora_target t) {
@@ -340,6 +431,13 @@ template <class T>
 llama_pass<T>::llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq,
                           int B, int Tn, lora_weights<T>* lora) {
     require_llama_layers(architecture_for(cfg), "the CPU training pass");
+    for (const llama_layer_params<T>& L : params.layers)
+        if (L.wq.empty() || L.wk.empty() || L.wv.empty() || L.wo.empty() || L.w_gate.empty() || L.w_up.empty() ||
+            L.w_down.empty())
+            throw error(error_code::internal,
+                        "the CPU training pass needs the model's f32 projection weights, but this model was loaded "
+                        "NF4-only (keep_f32_projections = false) for a GPU backend",
+                        "load the model with keep_f32_projections = true for the CPU backend");
     if (B <= 0 || Tn <= 0)
         throw error(error_code::invalid_argument, "batch and sequence length must be positive (got batch " +
                                                       std::to_string(B) + ", seq " + std::to_string(Tn) + ")");
@@ -450,6 +548,7 @@ template class llama_pass<double>;
 llama_decoder::llama_decoder(const llama_model& model, int max_positions) : m_(&model) {
     const model_config& c = model.config;
     require_llama_layers(architecture_for(c), "generation");
+    model.require_f32_projections("the CPU decoder (generation)");
     max_pos_ = max_positions > 0 ? std::min(max_positions, c.max_position_embeddings) : c.max_position_embeddings;
     const size_t KV = size_t(c.num_kv_heads) * size_t(c.head_dim), Q = size_t(c.num_heads) * size_t(c.head_dim);
     // The cache's size in checked arithmetic; an impossible one is a clear error, not a wrapped size or an abort.

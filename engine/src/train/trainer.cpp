@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 
@@ -60,19 +61,42 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     cb_ = cb;
     hf_checkpoint ckpt = hf_checkpoint::open(cfg_.model);
     tok_ = load_tokenizer_for(ckpt);
+    const model_config& mc = ckpt.config();
+    if (cfg_.seq_len > mc.max_position_embeddings)
+        throw error(error_code::config,
+                    "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
+                        std::to_string(mc.max_position_embeddings) + " positions",
+                    "use training.seq_len <= " + std::to_string(mc.max_position_embeddings));
+    // The device first: it decides how the model is held on the host (the CPU backend computes with f32
+    // projections; the CUDA backend uploads the NF4 ones and no f32 copy is kept).
+    const device_choice dc = choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant,
+                                                 mc.head_dim);
+    device_ = dc.device;
+    // The run's one plan, before anything large is allocated: the caller's when it was made for exactly this run.
+    const plan_settings ps = plan_settings_for(cfg_, device_);
+    plan_ = given_plan && plan_matches(*given_plan, mc, ps) ? *given_plan : plan_run(mc, ps);
+    if (plan_.verdict == plan_verdict::does_not_fit) {
+        std::string hint;
+        for (const auto& sg : plan_.suggestions) hint += (hint.empty() ? "" : "; ") + sg.text;
+        for (const auto& sg : plan_.host.suggestions) hint += (hint.empty() ? "" : "; ") + sg;
+        throw error(error_code::config,
+                    (plan_.host.fits ? "this run does not fit the memory budget: "
+                                     : "this run does not fit the machine's memory: ") +
+                        plan_.explanation,
+                    hint.empty() ? "raise device.budget_gib or lower training.seq_len / micro_batch" : hint);
+    }
+    // One line: which device trains and why.
+    log("device: " + device_.label() + " trains (" +
+        (dc.why.empty() ? "device.backend \"" + cfg_.backend + "\"" : dc.why) + ")");
+
     llama_load_options lo;
     lo.quantize_nf4 = cfg_.quantize_nf4;
     lo.double_quant = cfg_.double_quant;
+    lo.keep_f32_projections = backend_keeps_f32_projections(device_);
+    lo.control.on_progress = cb.on_load;
+    lo.control.cancel = cb.cancel_load;
+    lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
     model_ = llama_model::load(ckpt, lo);
-    if (cfg_.seq_len > model_.config.max_position_embeddings)
-        throw error(error_code::config,
-                    "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
-                        std::to_string(model_.config.max_position_embeddings) + " positions",
-                    "use training.seq_len <= " + std::to_string(model_.config.max_position_embeddings));
-    const device_choice dc = choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant,
-                                                 model_.config.head_dim);
-    device_ = dc.device;
-    if (!dc.why.empty()) log("backend: cpu (" + dc.why + ")");
 
     data_options dopt;
     dopt.format = parse_dataset_format(cfg_.dataset_format);
@@ -92,20 +116,12 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     for (const std::string& w : train_.warnings) log("data: " + w);
     for (const std::string& w : val_.warnings) log("validation data: " + w);
 
-    // The run's one plan: the caller's when it was made for exactly this run, else made here.
-    const plan_settings ps = plan_settings_for(cfg_, device_);
-    plan_ = given_plan && plan_matches(*given_plan, model_.config, ps) ? *given_plan : plan_run(model_.config, ps);
-    if (plan_.verdict == plan_verdict::does_not_fit) {
-        std::string hint;
-        for (const auto& sg : plan_.suggestions) hint += (hint.empty() ? "" : "; ") + sg.text;
-        throw error(error_code::config, "this run does not fit the memory budget: " + plan_.explanation,
-                    hint.empty() ? "raise device.budget_gib or lower training.seq_len / micro_batch" : hint);
-    }
-
     backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_,
                                   backend_options());
-    log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB, " +
-        plan_verdict_name(plan_.verdict));
+    char host[64];
+    std::snprintf(host, sizeof host, "%.2f GiB host", to_gib(plan_.host.peak_bytes));
+    log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB device, " +
+        host + ", " + plan_verdict_name(plan_.verdict));
 
     batch_options bt;
     bt.B = cfg_.micro_batch;

@@ -43,6 +43,7 @@ public:
             oc.paging.device_budget_bytes = std::max<uint64_t>(pool, s.page_size);
         }
         optim_ = std::make_unique<optimizer>(std::move(params), oc);
+        model.require_f32_projections("the CPU training backend"); // it and its memory telemetry read them
         pass_ = std::make_unique<llama_pass<float>>(config_, model.params, model.inv_freq, s.batch, s.seq, &lora_);
         pass_->set_checkpointing(s.gradient_checkpointing);
     }

@@ -1,0 +1,52 @@
+# packaging/gpu/write-random-checkpoint.py for the tiny shape — bf16 (the stories260K tokenizer, 2 shards), bitsandbytes
+# NF4, and bf16 with the generated SentencePiece tokenizer — each loaded and sampled by `qlora generate`.
+# Run by CTest (label "tool") with -DSRC=<source dir> -DQLORA=<qlora binary> -DMODEL_DIR=<stories260K> -DOUT=<scratch>.
+find_program(PYTHON3 NAMES python3 REQUIRED)
+set(script "${SRC}/packaging/gpu/write-random-checkpoint.py")
+
+function(run_checked what)
+  execute_process(COMMAND ${ARGN} RESULT_VARIABLE rc OUTPUT_VARIABLE out ERROR_VARIABLE err)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "${what} failed (${rc}):\n${out}\n${err}")
+  endif()
+  set(last_out "${out}" PARENT_SCOPE)
+  set(last_err "${err}" PARENT_SCOPE)
+endfunction()
+
+foreach(variant bf16 bnb synthetic)
+  set(dir "${OUT}/${variant}")
+  file(REMOVE_RECURSE "${dir}")
+  set(extra "")
+  if(variant STREQUAL "bf16")
+    set(extra --shard-gb 0.0002) # 200 kB shards: a sharded checkpoint with its index
+  elseif(variant STREQUAL "bnb")
+    set(extra --bnb-4bit)
+  else()
+    set(extra --synthetic-tokenizer)
+  endif()
+  run_checked("write-random-checkpoint.py tiny ${variant}" ${PYTHON3} ${script} tiny ${dir} --seed 7
+              --tokenizer ${MODEL_DIR}/tokenizer.model ${extra})
+  foreach(f config.json model.safetensors.index.json tokenizer.model)
+    if(NOT EXISTS "${dir}/${f}")
+      message(FATAL_ERROR "${variant}: ${dir}/${f} was not written")
+    endif()
+  endforeach()
+  if(variant STREQUAL "bf16")
+    file(GLOB shards "${dir}/model-*-of-*.safetensors")
+    list(LENGTH shards n)
+    if(n LESS 2)
+      message(FATAL_ERROR "bf16: expected several shards with --shard-gb 0.0002, got ${n}")
+    endif()
+  endif()
+  # our loader: every tensor read (bnb: every quant state parsed), the tokenizer checked against the vocabulary
+  run_checked("qlora generate --model ${dir}" ${QLORA} generate --model ${dir} --prompt "Once upon a time"
+              --max-new-tokens 8 --seed 1)
+  string(LENGTH "${last_out}" len)
+  if(len LESS 1)
+    message(FATAL_ERROR "${variant}: qlora generate printed nothing:\n${last_err}")
+  endif()
+  if(NOT last_err MATCHES "loading ${dir}: tensors 21/21")
+    message(FATAL_ERROR "${variant}: no final load progress line (21 tensors) on stderr:\n${last_err}")
+  endif()
+endforeach()
+message(STATUS "write-random-checkpoint.py: tiny bf16, bnb-4bit and synthetic-tokenizer checkpoints load")
