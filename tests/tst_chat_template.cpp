@@ -405,6 +405,20 @@ private slots:
                 .empty());
     }
 
+    // A real Hugging Face tokenizer directory (SmolLM2-135M-Instruct): its tokenizer_config.json template is the
+    // fixture's template byte for byte, and its special tokens are read.
+    void discovery_real_directory() {
+        const std::string dir = testutil::model_dir() + "/../smollm2-135m-instruct/hf-tokenizer";
+        if (!fs::exists(dir + "/tokenizer_config.json")) QSKIP("smollm2-135m-instruct/hf-tokenizer not present");
+        const auto t = qls::find_chat_template(dir);
+        QVERIFY(t);
+        QCOMPARE(t->text, read_file(data_dir() + "/templates/HuggingFaceTB-SmolLM2-135M-Instruct.jinja"));
+        const ojson sp = qls::read_special_tokens(dir);
+        QCOMPARE(sp["eos_token"].get<std::string>(), std::string("<|im_end|>"));
+        const auto mt = qls::load_model_chat_template(dir);
+        QVERIFY(mt && !mt->tmpl.has_generation_blocks());
+    }
+
     // Hugging Face directory discovery: chat_template.jinja, then tokenizer_config.json (string or named list),
     // then chat_template.json; special tokens as strings or AddedToken dicts.
     void discovery() {

@@ -336,8 +336,6 @@ value interpreter::make_macro(const node& n, const std::shared_ptr<scope>& sc) {
 void interpreter::bind_params(const node& def, call_args& a, const std::shared_ptr<scope>& local,
                               const std::string& name) {
     std::vector<bool> bound(def.params.size(), false);
-    const bool takes_varargs = false;
-    (void)takes_varargs;
     std::vector<value> extra_pos;
     for (size_t k = 0; k < a.pos.size(); ++k) {
         if (k < def.params.size()) {

@@ -124,7 +124,7 @@ private:
                 auto n = std::make_unique<node>();
                 n->type = st::print;
                 n->line = t.line;
-                n->e = tuple_expr(true);
+                n->e = tuple_expr();
                 if (cur().type != tok::var_end) fail_at(cur(), "expected '}}', got " + describe(cur()));
                 next();
                 out.push_back(std::move(n));
@@ -207,13 +207,13 @@ private:
     std::unique_ptr<node> if_statement(std::unique_ptr<node> n) {
         n->type = st::if_;
         ++if_depth_;
-        n->conds.push_back(tuple_expr(false));
+        n->conds.push_back(tuple_expr());
         expect_block_end();
         while (true) {
             std::string end;
             n->bodies.push_back(body({"elif", "else", "endif"}, end));
             if (end == "elif") {
-                n->conds.push_back(tuple_expr(false));
+                n->conds.push_back(tuple_expr());
                 expect_block_end();
                 continue;
             }
@@ -232,7 +232,7 @@ private:
         n->type = st::for_;
         n->target = assign_target(true);
         if (!accept_name("in")) fail_at(cur(), "expected 'in' in the for statement, got " + describe(cur()));
-        n->e = tuple_expr(false, /*with_condexpr=*/false);
+        n->e = tuple_expr(/*with_condexpr=*/false);
         if (accept_name("if")) n->cond = expression(true);
         if (accept_name("recursive")) fail_at(cur(), "recursive loops are not supported");
         expect_block_end();
@@ -252,7 +252,7 @@ private:
         n->target = assign_target(true, /*allow_ns=*/true);
         if (accept_op("=")) {
             n->type = st::set;
-            n->e = tuple_expr(true);
+            n->e = tuple_expr();
             expect_block_end();
             return n;
         }
@@ -343,8 +343,7 @@ private:
     }
 
     // parse_tuple: expressions separated by commas become a tuple (without parentheses).
-    expr_ptr tuple_expr(bool explicit_ok, bool with_condexpr = true) {
-        (void)explicit_ok;
+    expr_ptr tuple_expr(bool with_condexpr = true) {
         const int line = cur().line;
         auto first = expression(with_condexpr);
         if (!is_op(",")) return first;
@@ -638,10 +637,8 @@ private:
             return expression(true);
         };
         std::vector<expr_ptr> items;
-        bool is_slice = false;
         expr_ptr start = slice_part();
         if (is_op(":")) {
-            is_slice = true;
             next();
             auto s = make(ex::slice, line);
             s->kids.push_back(std::move(e));
@@ -652,7 +649,6 @@ private:
             expect_op("]");
             return s;
         }
-        (void)is_slice;
         if (!start) fail_at(cur(), "expected an index, got " + describe(cur()));
         if (is_op(",")) {
             auto t = make(ex::tuple, line);
