@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Developer entry point behind README's quick start: installs the Debian packages, configures, builds, then
 # `studio` launches qlora-studio and `test` runs the whole CTest suite. `sanitize` builds a second tree with clang,
-# AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer targets (build-san/, CPU only) and runs its CTest
-# suite: every test sanitized plus each fuzz target for QLS_FUZZ_SECONDS (label fuzz).
+# AddressSanitizer + UndefinedBehaviorSanitizer and the libFuzzer targets (build-san/, CPU only, no UI) and runs its
+# CTest suite: every engine and CLI test sanitized plus each fuzz target for QLS_FUZZ_SECONDS (label fuzz).
 # Usage: packaging/dev.sh studio|test|sanitize [ctest args]
 set -euo pipefail
 
@@ -43,8 +43,9 @@ if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then export 
 
 # --- configure + build ---------------------------------------------------------------------------------
 if [ "$what" = sanitize ]; then
+  # the engine, the CLI and their tests; the studio's UI tests run in the normal tree (Qt is not instrumented)
   cmake -S "$here" -B "$build" -G Ninja -DCMAKE_CXX_COMPILER=clang++ -DQLS_WITH_CUDA=OFF -DQLS_BUILD_FUZZERS=ON \
-    ${QLS_CMAKE_ARGS:-}
+    -DQLS_BUILD_UI=OFF ${QLS_CMAKE_ARGS:-}
 else
   cmake -S "$here" -B "$build" -G Ninja ${QLS_CMAKE_ARGS:-}
 fi

@@ -365,9 +365,9 @@ private slots:
         QCOMPARE(index["metadata"]["total_size"].get<uint64_t>(), total);
         for (const std::string& s : shard_files) {
             uint64_t bytes = 0;
-            for (const safetensors_entry& e : safetensors_file::open(merged + "/" + s).entries())
-                bytes += e.end - e.begin;
-            QVERIFY2(bytes <= 100'000 || safetensors_file::open(merged + "/" + s).entries().size() == 1, s.c_str());
+            const safetensors_file shard = safetensors_file::open(merged + "/" + s); // outlives the loop over entries
+            for (const safetensors_entry& e : shard.entries()) bytes += e.end - e.begin;
+            QVERIFY2(bytes <= 100'000 || shard.entries().size() == 1, s.c_str());
         }
         const llama_model ms = llama_model::load(merged);
         QVERIFY(max_abs_diff(run_logits(ms, k_tokens, 1, T, nullptr), merged_logits) == 0.0);
