@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "qls/dataset.h"
+#include "qls/dtype.h"
 #include "qls/error.h"
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
@@ -507,6 +508,19 @@ private slots:
         QCOMPARE(r.total_steps, int64_t(0));
         QCOMPARE(r.last_loss.value_or(0.0), 1.5);
         QVERIFY(read_metrics(run).empty());
+    }
+
+    // Found by the sanitizer tree (tst_safetensors): an empty tensor's data pointer may be null, and memcpy must not
+    // get a null pointer even for 0 bytes (undefined; UBSan aborts). Conversions of 0 elements touch nothing.
+    void emptyTensorsConvertWithoutTouchingTheirPointers() {
+        convert_to_f32(nullptr, nullptr, dtype::f32, 0);
+        convert_from_f32(nullptr, nullptr, dtype::f32, 0);
+        const tensor empty = tensor::from_f32({}, {0, 3});
+        QCOMPARE(empty.clone().numel(), int64_t(0));
+        QTemporaryDir tmp;
+        const std::string p = tmp.path().toStdString() + "/empty.safetensors";
+        safetensors_save(p, {{"empty", empty}});
+        QCOMPARE(safetensors_file::open(p).read_f32("empty").numel(), int64_t(0));
     }
 };
 
