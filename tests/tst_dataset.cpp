@@ -15,7 +15,6 @@
 #include <map>
 #include <optional>
 #include <set>
-#include <source_location>
 
 namespace {
 
@@ -69,10 +68,10 @@ std::vector<int> loss_ids(const qls::data_example& ex) {
 }
 
 // Runs f, expecting a qls::error whose message or hint (describe()) contains every needle; returns the message.
-// Failures are reported at the caller's line.
+// Failures are reported at the caller's line (__builtin_FILE/LINE: std::source_location needs clang 15 with libstdc++).
 template <class F>
-std::string expect_error(F&& f, std::initializer_list<std::string> needles,
-                         std::source_location loc = std::source_location::current()) {
+std::string expect_error(F&& f, std::initializer_list<std::string> needles, const char* file = __builtin_FILE(),
+                         int line = __builtin_LINE()) {
     try {
         f();
     } catch (const qls::error& e) {
@@ -81,12 +80,12 @@ std::string expect_error(F&& f, std::initializer_list<std::string> needles,
             if (text.find(n) == std::string::npos) {
                 QTest::qFail(qPrintable(QString("error \"%1\" lacks \"%2\"")
                                             .arg(QString::fromStdString(text), QString::fromStdString(n))),
-                             loc.file_name(), int(loc.line()));
+                             file, line);
                 break;
             }
         return e.what();
     }
-    QTest::qFail("no qls::error was thrown", loc.file_name(), int(loc.line()));
+    QTest::qFail("no qls::error was thrown", file, line);
     return {};
 }
 

@@ -13,6 +13,7 @@
 #include <vector>
 
 #if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
 #include <immintrin.h>
 #define QLS_TEST_X86 1
 #endif
@@ -41,8 +42,9 @@ __attribute__((target("f16c"))) float hw_f16_to_f32(uint16_t h) { return _cvtsh_
 
 f16_ref pick_f16_ref() {
 #if QLS_TEST_X86
-    __builtin_cpu_init();
-    if (__builtin_cpu_supports("f16c")) return f16_ref::f16c;
+    // CPUID leaf 1, ECX: F16C and OSXSAVE (the OS saves the VEX state); clang 14 has no __builtin_cpu_supports("f16c")
+    unsigned a = 0, b = 0, c = 0, d = 0;
+    if (__get_cpuid(1, &a, &b, &c, &d) && (c & bit_F16C) && (c & bit_OSXSAVE)) return f16_ref::f16c;
 #endif
 #ifdef __FLT16_MAX__
     return f16_ref::float16_cast;

@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "qls/dataset.h"
+#include "qls/dtype.h"
 #include "qls/error.h"
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
@@ -10,9 +11,12 @@
 #include "qls/lora.h"
 #include "qls/model_config.h"
 #include "qls/peft.h"
+#include "qls/run_catalog.h"
 #include "qls/safetensors.h"
+#include "qls/telemetry.h"
 #include "qls/tokenizer.h"
 #include "qls/train_config.h"
+#include "qls/trainer.h"
 
 #include <nlohmann/json.hpp>
 
@@ -458,6 +462,65 @@ private slots:
         const safetensors_file f = safetensors_file::open(p);
         EXPECT_ERROR([&] { (void)f.read_weight_f32("ids"); }, error_code::format, {p, "'ids'", "U8"});
         QCOMPARE(f.read_f32("ids").numel(), int64_t(4));
+    }
+
+    // Found by fuzz_sentencepiece: libsentencepiece's trie builder throws its own exception type from inside Load for
+    // a piece that starts with a NUL byte; the loader turns it into a qls::error naming the file.
+    void sentencePieceModelWithNulPieceIsAnError() {
+        QTemporaryDir tmp;
+        // ModelProto (sentencepiece_model.proto): repeated SentencePiece pieces = 1 {piece = 1, score = 2, type = 3}
+        auto piece = [](const std::string& text, int type) {
+            std::string body = "\x0a" + std::string(1, char(text.size())) + text;
+            body += std::string("\x15\0\0\0\0", 5) + "\x18" + std::string(1, char(type));
+            return "\x0a" + std::string(1, char(body.size())) + body;
+        };
+        const std::string model = piece("<unk>", 2) + piece("<s>", 3) + piece("</s>", 3) + piece("a", 1) +
+                                  piece(std::string("\0b", 2), 1);
+        const std::string p = tmp.path().toStdString() + "/tokenizer.model";
+        write_file(p, model);
+        EXPECT_ERROR([&] { (void)tokenizer::load(p); }, error_code::format, {p, "SentencePiece", "zero-length key"});
+        // the same model without the NUL piece loads
+        write_file(p, piece("<unk>", 2) + piece("<s>", 3) + piece("</s>", 3) + piece("a", 1) + piece("b", 1));
+        QCOMPARE(tokenizer::load(p).vocab_size(), 5);
+    }
+
+    // Found by fuzz_metrics_line: a metrics.jsonl number out of its field's integer range (4.4e31 bytes, a negative
+    // byte count, a fraction of a step) was converted anyway, which is undefined for a float (the sanitizer tree
+    // aborts on it). It is a damaged line now, which read_metrics skips.
+    void metricsLineIntegersOutOfRangeAreErrors() {
+        const std::string ok = step_stats_to_json(step_stats{});
+        QCOMPARE(step_stats_to_json(step_stats_from_json(ok)), ok);
+        for (const char* bad : {R"({"arena_bytes": 4.4e31})", R"({"device_used_bytes": -5})", R"({"step": 1.5})",
+                                R"({"step": 9223372036854775808})", R"({"total_pages": 1e300})"}) {
+            const std::string field = json::parse(bad).begin().key();
+            EXPECT_ERROR([&] { (void)step_stats_from_json(bad); }, error_code::format, {"'" + field + "'", "range"});
+        }
+        QCOMPARE(step_stats_from_json(R"({"step": 7, "device_used_bytes": 18446744073709551615})").device_used_bytes,
+                 UINT64_MAX);
+        // the Runs page reads the last line's step the same way: out of range reads as 0, never converted
+        QTemporaryDir tmp;
+        const std::string run = tmp.path().toStdString() + "/r";
+        fs::create_directories(run);
+        write_file(run + "/config.json", R"({"model": "m"})");
+        write_file(run + "/metrics.jsonl", "{\"step\": 1e300, \"total_steps\": -4.5e30, \"loss\": 1.5}\n");
+        const run_info r = read_run(run);
+        QCOMPARE(r.last_step, int64_t(0));
+        QCOMPARE(r.total_steps, int64_t(0));
+        QCOMPARE(r.last_loss.value_or(0.0), 1.5);
+        QVERIFY(read_metrics(run).empty());
+    }
+
+    // Found by the sanitizer tree (tst_safetensors): an empty tensor's data pointer may be null, and memcpy must not
+    // get a null pointer even for 0 bytes (undefined; UBSan aborts). Conversions of 0 elements touch nothing.
+    void emptyTensorsConvertWithoutTouchingTheirPointers() {
+        convert_to_f32(nullptr, nullptr, dtype::f32, 0);
+        convert_from_f32(nullptr, nullptr, dtype::f32, 0);
+        const tensor empty = tensor::from_f32({}, {0, 3});
+        QCOMPARE(empty.clone().numel(), int64_t(0));
+        QTemporaryDir tmp;
+        const std::string p = tmp.path().toStdString() + "/empty.safetensors";
+        safetensors_save(p, {{"empty", empty}});
+        QCOMPARE(safetensors_file::open(p).read_f32("empty").numel(), int64_t(0));
     }
 };
 

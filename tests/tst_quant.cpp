@@ -653,7 +653,7 @@ private slots:
         { // the quant state's shape disagrees with config.json
             QTemporaryDir tmp;
             const std::string dir = build(tmp, [&](auto& sd) {
-                set_json(sd, [&](json& q) { q["shape"] = {c.cols, c.rows}; });
+                set_json(sd, [&](json& q) { q["shape"] = json::array({c.cols, c.rows}); });
             });
             QLS_EXPECT_SAME(expect_error([&] { read(dir); }, qls::error_code::shape_mismatch,
                                          {dir + "/model.safetensors", qs_key, "[128, 64]", "[64, 128]",

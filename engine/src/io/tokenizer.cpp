@@ -220,7 +220,16 @@ tokenizer tokenizer::load(const std::string& path) {
     auto m = std::make_shared<impl>();
     m->path = path;
     m->sp = std::make_unique<sentencepiece::SentencePieceProcessor>();
-    const auto status = m->sp->Load(path);
+    sentencepiece::util::Status status;
+    try {
+        status = m->sp->Load(path);
+    } catch (const std::exception& e) {
+        // libsentencepiece throws from inside Load for some malformed models (its trie builder, darts_clone, refuses
+        // a piece that starts with a NUL byte: "failed to insert key: zero-length key").
+        throw error(error_code::format, path + " is not a usable SentencePiece model (" + e.what() + ")",
+                    "tokenizer.model must be the SentencePiece model of the checkpoint; copy it again from the "
+                    "original model repository");
+    }
     if (!status.ok())
         throw error(error_code::format, path + " is not a SentencePiece model (" + status.ToString() + ")",
                     "tokenizer.model must be the SentencePiece model of the checkpoint; copy it again from the "

@@ -6,6 +6,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include <cstdint>
+#include <limits>
+#include <type_traits>
+
 namespace qls {
 
 std::string step_stats_to_json(const step_stats& s) {
@@ -46,10 +50,22 @@ step_stats step_stats_from_json(const std::string& line) {
     if (!j.is_object()) throw error(error_code::format, "metrics line is not a JSON object");
     step_stats s;
     auto num = [&](const char* k, auto& out) {
+        using T = std::decay_t<decltype(out)>;
         if (!j.contains(k)) return;
-        if (!j[k].is_number())
-            throw error(error_code::format, std::string("metrics field '") + k + "' is not a number");
-        out = j[k].get<std::decay_t<decltype(out)>>();
+        const nlohmann::json& v = j[k];
+        if (!v.is_number()) throw error(error_code::format, std::string("metrics field '") + k + "' is not a number");
+        if constexpr (std::is_integral_v<T>) {
+            // an integer within T's range (converting a float, or a wider integer, out of range is undefined)
+            const bool ok = v.is_number_unsigned()  ? v.get<uint64_t>() <= uint64_t(std::numeric_limits<T>::max())
+                            : v.is_number_integer() ? (std::is_signed_v<T> || v.get<int64_t>() >= 0)
+                                                    : false;
+            if (!ok)
+                throw error(error_code::format,
+                            std::string("metrics field '") + k + "' is " + json_shown(v) +
+                                ", not an integer in the range of the field",
+                            "the run's metrics.jsonl is damaged; the line is skipped");
+        }
+        out = v.get<T>();
     };
     num("step", s.step);
     num("total_steps", s.total_steps);

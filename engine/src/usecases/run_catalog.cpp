@@ -10,6 +10,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <sstream>
 
 namespace qls {
@@ -103,13 +104,20 @@ run_info read_run(const std::string& run_dir) {
         const json_parse_result pr = try_parse_json(*it);
         const json& o = pr.value;
         if (!pr.ok || !o.is_object()) continue; // a line cut short by a crash
-        auto number = [&o](const char* key) {
-            return o.contains(key) && o[key].is_number() ? o[key].get<double>() : 0.0;
+        // a step count as written (an integer); anything else, or out of int64's range, reads as 0
+        auto integer = [&o](const char* key) -> int64_t {
+            if (!o.contains(key)) return 0;
+            const json& v = o[key];
+            if (v.is_number_unsigned()) {
+                const uint64_t u = v.get<uint64_t>();
+                return u <= uint64_t(std::numeric_limits<int64_t>::max()) ? int64_t(u) : 0;
+            }
+            return v.is_number_integer() ? v.get<int64_t>() : 0;
         };
         if (!have_last) {
             have_last = true;
-            r.last_step = int64_t(number("step"));
-            r.total_steps = int64_t(number("total_steps"));
+            r.last_step = integer("step");
+            r.total_steps = integer("total_steps");
             if (o.contains("loss") && o["loss"].is_number()) r.last_loss = o["loss"].get<double>();
         }
         if (o.contains("eval_loss") && o["eval_loss"].is_number()) {

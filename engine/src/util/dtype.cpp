@@ -90,6 +90,7 @@ uint16_t f32_to_f16(float f) {
 }
 
 void convert_to_f32(float* dst, const void* src, dtype from, size_t n) {
+    if (n == 0) return; // an empty tensor may have null pointers, which memcpy must not get even for 0 bytes
     switch (from) {
     case dtype::f32: std::memcpy(dst, src, n * 4); return;
     case dtype::f64: {
@@ -137,6 +138,7 @@ void convert_to_f32(float* dst, const void* src, dtype from, size_t n) {
 }
 
 void convert_from_f32(void* dst, const float* src, dtype to, size_t n) {
+    if (n == 0) return; // as convert_to_f32
     switch (to) {
     case dtype::f32: std::memcpy(dst, src, n * 4); return;
     case dtype::f64: {

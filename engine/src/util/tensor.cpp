@@ -76,13 +76,13 @@ tensor::tensor(qls::dtype t, shape_t shape) : type_(t), shape_(std::move(shape))
 tensor tensor::from_f32(const std::vector<float>& values, shape_t shape) {
     tensor t(qls::dtype::f32, std::move(shape));
     QLS_ASSERT(int64_t(values.size()) == t.numel());
-    std::memcpy(t.raw(), values.data(), t.nbytes());
+    if (t.nbytes() > 0) std::memcpy(t.raw(), values.data(), t.nbytes()); // empty: the pointers may be null
     return t;
 }
 
 tensor tensor::clone() const {
     tensor t(type_, shape_);
-    std::memcpy(t.raw(), raw(), nbytes());
+    if (nbytes() > 0) std::memcpy(t.raw(), raw(), nbytes());
     return t;
 }
 
