@@ -11,7 +11,7 @@ model="$(sed -n 's/^QLS_TEST_MODEL_DIR:PATH=//p' "$build/CMakeCache.txt")"
 c="$here/corpus"
 rm -rf "$c"
 mkdir -p "$c"/{safetensors,model_config,shard_index,sentencepiece,dataset,train_config,trainer_state,adapter_config}
-mkdir -p "$c"/{peft_target_regex,bnb_quant_state,metrics_line,run_catalog}
+mkdir -p "$c"/{peft_target_regex,bnb_quant_state,metrics_line,run_catalog,gguf,tokenizer_json,chat_template}
 
 # --- files as they are
 cp "$src/tests/data/safetensors/reference.safetensors" "$c/safetensors/reference.safetensors"
@@ -101,6 +101,13 @@ for mode, dq in (("plain", 0), ("dq", 1)):
     b, end = e["data_offsets"]
     open(c + "/bnb_quant_state/" + mode, "wb").write(bytes([dq]) + data[b:end])
 PY
+
+# --- GGUF files, tokenizer.json files and chat templates as they are
+cp "$src"/tests/data/gguf/quants.gguf "$src"/tests/data/gguf/tiny_llama.gguf "$c/gguf/"
+for t in whitespace added qwen2; do cp "$src/tests/data/tokenizers/$t/tokenizer.json" "$c/tokenizer_json/$t.json"; done
+for t in HuggingFaceTB-SmolLM2-135M-Instruct Qwen-Qwen2.5-7B-Instruct meta-llama-Llama-3.1-8B-Instruct google-gemma-3-it; do
+  cp "$src/tests/data/chat_templates/templates/$t.jinja" "$c/chat_template/"
+done
 
 # --- the files of a real run (fuzz_trainer_state trains it when it runs its first input)
 gen="$(mktemp -d)"
