@@ -355,6 +355,47 @@ private slots:
         QVERIFY2(failed.at(0).at(1).toString().contains("no chat template"), qPrintable(failed.at(0).at(1).toString()));
     }
 
+    // The page's own bookkeeping of a conversation, without the engine: the system prompt opens it, a reply joins it,
+    // a message that got no reply (an error) leaves it so user and assistant keep alternating, and the adapter side
+    // keeps nothing while it has no adapter.
+    void chatHistoryBookkeeping() {
+        PlaygroundPage p;
+        p.setModelReady(true);
+        p.setChatAvailable(true, "chat_template.jinja");
+        QVERIFY(p.isChatMode());
+        QSignalSpy requests(&p, &PlaygroundPage::generateRequested);
+        p.setSystemPrompt("Be brief.");
+        p.setMessage("Hello");
+        p.generate();
+        QCOMPARE(requests.count(), 1);
+        GenerateRequest r = requests.at(0).at(0).value<GenerateRequest>();
+        QCOMPARE(r.messages.size(), 2);
+        QCOMPARE(r.messages[0].role, QString("system"));
+        QCOMPARE(r.messages[0].content, QString("Be brief."));
+        QCOMPARE(r.messages[1].content, QString("Hello"));
+        p.appendText(ModelSide::Base, "Hi there.");
+        p.showFinished(ModelSide::Base, "done");
+        QVERIFY(!p.isGenerating());
+        QCOMPARE(p.conversation(ModelSide::Base).size(), 3);
+        QCOMPARE(p.lastReply(ModelSide::Base), QString("Hi there."));
+        QVERIFY(p.conversation(ModelSide::Adapter).isEmpty());
+
+        p.setMessage("Again");
+        p.generate();
+        QCOMPARE(requests.count(), 2);
+        QCOMPARE(requests.at(1).at(0).value<GenerateRequest>().messages.size(), 4);
+        p.showError(ModelSide::Base, "failed", QString());
+        QCOMPARE(p.conversation(ModelSide::Base).size(), 3); // the unanswered message is not kept
+        QCOMPARE(p.conversation(ModelSide::Base).back().role, QString("assistant"));
+
+        p.setMessage("Third");
+        p.generate();
+        const GenerateRequest third = requests.at(2).at(0).value<GenerateRequest>();
+        QCOMPARE(third.messages.size(), 4);
+        QCOMPARE(third.messages[2].role, QString("assistant"));
+        QCOMPARE(third.messages[3].content, QString("Third"));
+    }
+
     void badCheckpointSaysWhy() {
         MainWindow w;
         StudioController c(&w);
