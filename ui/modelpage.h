@@ -1,4 +1,4 @@
-// ModelPage — choose a Hugging Face model directory and see what it is (architecture, size, tokenizer check).
+// ModelPage — choose a Hugging Face model directory or a GGUF file and see what it is (architecture, size, tokenizer check).
 #pragma once
 
 #include "modelinfo.h"
@@ -18,6 +18,9 @@ public:
     QString directory() const;
     LoadProgress* loadProgress() const { return m_progress; }
     void setDirectory(const QString& dir);
+    // The text of a row of the loaded model's description ("Format", "Family", "Tokenizer", "Chat template", ...);
+    // empty when there is no such row.
+    QString field(const QString& label) const;
 
 public slots:
     void showLoading(const QString& dir);
@@ -33,7 +36,8 @@ signals:
     void cancelRequested(); // Cancel pressed during a load
 
 private:
-    void browse();
+    void browse();     // a Hugging Face directory
+    void browseGguf(); // a .gguf file
     QLineEdit* m_path;
     QPushButton* m_load;
     LoadProgress* m_progress;

@@ -258,7 +258,8 @@ void PlaygroundPage::generate() {
             m_status->setText(tr("Write a message first."));
             return;
         }
-        for (int i = 0; i < 2; ++i) {
+        // the adapter side's conversation grows only while it has an adapter to answer (setAdapter starts a new chat)
+        for (int i = 0; i < (m_hasAdapter ? 2 : 1); ++i) {
             if (m_history[i].isEmpty() && !m_system->text().trimmed().isEmpty())
                 m_history[i].append({QStringLiteral("system"), m_system->text().trimmed()});
             m_history[i].append({QStringLiteral("user"), message});
@@ -305,8 +306,20 @@ void PlaygroundPage::start(ModelSide side) {
 
 void PlaygroundPage::sideDone(ModelSide side) {
     if (!m_running || side != m_current) return; // a result of a request this page did not start
-    if (m_sequence.chat && !m_reply[int(side)].trimmed().isEmpty())
-        m_history[int(side)].append({QStringLiteral("assistant"), m_reply[int(side)]});
+    if (m_sequence.chat) {
+        // a reply joins the conversation; a message that got none (an error, or Stop before any text) leaves it, so
+        // that the history keeps alternating user and assistant turns
+        QList<ChatTurn>& h = m_history[int(side)];
+        if (!m_reply[int(side)].trimmed().isEmpty()) h.append({QStringLiteral("assistant"), m_reply[int(side)]});
+        else if (!h.isEmpty() && h.back().role == QLatin1String("user")) h.removeLast();
+        // the adapter side will not run: its copy of the message goes too
+        const bool adapterRuns = side == ModelSide::Base && m_hasAdapter && !m_adapterLoading && !m_skipRest;
+        QList<ChatTurn>& a = m_history[int(ModelSide::Adapter)];
+        if (side == ModelSide::Base && !adapterRuns && !a.isEmpty() && a.back().role == QLatin1String("user")) {
+            a.removeLast();
+            if (m_hasAdapter) showTranscript(ModelSide::Adapter);
+        }
+    }
     if (side == ModelSide::Base && m_hasAdapter && !m_adapterLoading && !m_skipRest) {
         start(ModelSide::Adapter);
         return;

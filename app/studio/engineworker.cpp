@@ -1,6 +1,8 @@
 // EngineWorker: the one catch site for engine errors in the studio; every result leaves as a signal tagged with its side.
 #include "engineworker.h"
 
+#include "qls/architecture.h"
+#include "qls/chat.h"
 #include "qls/device.h"
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
@@ -21,7 +23,8 @@ namespace {
 
 std::atomic<int> g_loadDelayMs{0};
 
-ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls::tokenizer& tok) {
+ModelInfo describe(const QString& dir, const qls::model_source& src, const qls::llama_model& model,
+                   const qls::tokenizer& tok, const std::string& which, const qls::model_chat_template* tmpl) {
     const qls::model_config& c = model.config;
     ModelInfo info;
     info.dir = dir;
@@ -39,10 +42,14 @@ ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls:
     info.ropeType = QString::fromStdString(c.rope.type);
     info.tiedEmbeddings = c.tie_word_embeddings;
     info.dtype = QString::fromStdString(c.torch_dtype);
-    info.tokenizer = EngineWorker::tr("tokenizer.model: %1 pieces, BOS %2, EOS %3 — matches the model")
+    info.format = QString::fromStdString(src.format());
+    info.family = QString::fromStdString(qls::architecture_for(c).family);
+    info.tokenizer = EngineWorker::tr("%1 — %2 tokens, BOS %3, EOS %4")
+                         .arg(QString::fromStdString(which))
                          .arg(tok.vocab_size())
                          .arg(tok.bos_id())
                          .arg(tok.eos_id());
+    info.chatTemplate = tmpl ? QString::fromStdString(tmpl->tmpl.origin()) : QString();
     return info;
 }
 
@@ -50,21 +57,25 @@ ModelInfo describe(const QString& dir, const qls::llama_model& model, const qls:
 
 void EngineWorker::setLoadDelayForTests(int msPerTensor) { g_loadDelayMs = msPerTensor; }
 
-qls::llama_model EngineWorker::loadWithProgress(const std::string& dir, qls::llama_load_options opt) {
+qls::llama_model EngineWorker::loadWithProgress(const qls::model_source& src, qls::llama_load_options opt) {
     opt.control.cancel = &m_cancelLoad;
     opt.control.test_delay_ms_per_tensor = g_loadDelayMs.load();
     opt.control.on_progress = [this](const qls::load_progress& p) {
         emit loadProgress(p.tensors_done, p.tensors_total, double(p.bytes_done), double(p.bytes_total), p.seconds);
     };
-    return qls::llama_model::load(*qls::open_model_source(dir), opt);
+    return qls::llama_model::load(src, opt);
 }
 
 bool EngineWorker::loadBase(const QString& dir) {
     try {
-        qls::hf_checkpoint ckpt = qls::hf_checkpoint::open(dir.toStdString());
-        auto tok = std::make_unique<qls::tokenizer>(qls::load_tokenizer_for(ckpt));
-        auto model = std::make_unique<qls::llama_model>(loadWithProgress(dir.toStdString(), {}));
-        const ModelInfo info = describe(dir, *model, *tok);
+        // a Hugging Face directory or a .gguf file
+        const std::unique_ptr<qls::model_source> src = qls::open_model_source(dir.toStdString());
+        std::string which;
+        auto tok = std::make_unique<qls::tokenizer>(src->load_tokenizer(&which));
+        std::shared_ptr<const qls::model_chat_template> tmpl = qls::load_model_chat_template(*src, *tok);
+        auto model = std::make_unique<qls::llama_model>(loadWithProgress(*src, {}));
+        const ModelInfo info = describe(dir, *src, *model, *tok, which, tmpl.get());
+        m_chatTemplate = std::move(tmpl);
         m_baseDecoder.reset();
         m_device.reset(); // the choice depends on the model (its head size)
         m_base = std::move(model);
@@ -125,7 +136,8 @@ void EngineWorker::loadRun(const QString& runDir, const QString& checkpointDir) 
             qls::llama_load_options opt;
             opt.quantize_nf4 = true;
             opt.double_quant = cfg.double_quant;
-            model = std::make_unique<qls::llama_model>(loadWithProgress(modelDir.toStdString(), opt));
+            model = std::make_unique<qls::llama_model>(loadWithProgress(*qls::open_model_source(modelDir.toStdString()),
+                                                                        opt));
         } else {
             model = std::make_unique<qls::llama_model>(*m_base);
         }
@@ -174,6 +186,12 @@ void EngineWorker::generate(const GenerateRequest& request) {
         else emit generationFailed(side, tr("No model is loaded."), tr("Load a model on the Model page first."));
         return;
     }
+    if (request.chat && !m_chatTemplate) {
+        emit generationFailed(side, tr("This model has no chat template, so it cannot chat."),
+                              tr("Use Text completion mode, or load an instruction-tuned model whose files carry a "
+                                 "chat template (tokenizer_config.json, chat_template.jinja or GGUF metadata)."));
+        return;
+    }
     try {
         qls::generate_options o;
         o.prompt = request.prompt.toStdString();
@@ -199,14 +217,40 @@ void EngineWorker::generate(const GenerateRequest& request) {
             dec = cpuDecoder.get();
         }
         // a Stop that came before this request started (the flag is reset when a request is queued) cancels it here
-        qls::generate_result r = qls::generate(*dec, *m_tokenizer, o, [this, side](const std::string& piece) {
+        auto onText = [this, side](const std::string& piece) {
             if (m_stop.load()) return false;
             emit textGenerated(side, QString::fromStdString(piece));
             return !m_stop.load();
-        });
+        };
+        qls::generate_result r;
+        if (request.chat) {
+            // the conversation through the model's template; only the reply streams, up to the end-of-turn token
+            std::vector<qls::chat_message> conversation;
+            conversation.reserve(size_t(request.messages.size()));
+            for (const ChatTurn& t : request.messages) {
+                qls::chat_message m;
+                if (t.role == QLatin1String("system")) m.role = qls::chat_role::system;
+                else if (t.role == QLatin1String("user")) m.role = qls::chat_role::user;
+                else if (t.role == QLatin1String("assistant")) m.role = qls::chat_role::assistant;
+                else
+                    throw qls::error(qls::error_code::invalid_argument,
+                                     "chat message role '" + t.role.toStdString() + "' is not known",
+                                     "use system, user or assistant");
+                m.content = t.content.toStdString();
+                conversation.push_back(std::move(m));
+            }
+            qls::chat_reply_options co;
+            co.max_new_tokens = o.max_new_tokens;
+            co.sampling = o.sampling;
+            qls::chat_reply reply = qls::generate_chat(*dec, *m_tokenizer, *m_chatTemplate, conversation, co, onText);
+            r.new_ids = std::move(reply.new_ids);
+            r.reason = reply.reason;
+        } else {
+            r = qls::generate(*dec, *m_tokenizer, o, onText);
+        }
         const double secs = std::max(1e-9, timer.elapsed() / 1000.0);
-        QString why = r.reason == qls::stop_reason::eos            ? tr("end of text")
-                      : r.reason == qls::stop_reason::cancelled    ? tr("stopped")
+        QString why = r.reason == qls::stop_reason::eos         ? (request.chat ? tr("end of turn") : tr("end of text"))
+                      : r.reason == qls::stop_reason::cancelled ? tr("stopped")
                       : r.reason == qls::stop_reason::context_full ? tr("context full")
                                                                    : tr("token limit");
         emit generationFinished(side, tr("%1 tokens in %2 s (%3 tokens/s), %4, %5")

@@ -15,9 +15,11 @@
 namespace qls {
 class tokenizer;
 class decoder;
+class model_source;
+struct model_chat_template;
 struct device_choice;
 template <class T> struct lora_weights;
-}
+} // namespace qls
 
 class EngineWorker : public QObject {
     Q_OBJECT
@@ -70,9 +72,9 @@ signals:
     void generationFailed(ModelSide side, const QString& message, const QString& hint);
 
 private:
-    bool loadBase(const QString& dir); // emits modelLoaded, loadCancelled or modelFailed
-    bool onGpu();                      // the device choice, probed once
-    qls::llama_model loadWithProgress(const std::string& dir, qls::llama_load_options opt);
+    bool loadBase(const QString& path); // a directory or a .gguf file; emits modelLoaded, loadCancelled or modelFailed
+    bool onGpu();                       // the device choice, probed once
+    qls::llama_model loadWithProgress(const qls::model_source& src, qls::llama_load_options opt);
 
     std::unique_ptr<qls::llama_model> m_base;
     std::unique_ptr<qls::llama_model> m_adapted;                   // only while an adapter is loaded
@@ -80,6 +82,7 @@ private:
     std::unique_ptr<qls::device_choice> m_device;                  // probed at the first use
     std::unique_ptr<qls::decoder> m_baseDecoder, m_adaptedDecoder; // GPU decoders, built at the first generation
     std::unique_ptr<qls::tokenizer> m_tokenizer;
+    std::shared_ptr<const qls::model_chat_template> m_chatTemplate; // the base model's; null when it has none
     QString m_baseDir;
     std::atomic<bool> m_stop{false};
     std::atomic<bool> m_cancelLoad{false};

@@ -18,6 +18,7 @@
 #include "qls/error.h"
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
+#include "qls/model_source.h"
 #include "qls/run_catalog.h"
 #include "qls/run_plan.h"
 #include "qls/train_config.h"
@@ -70,11 +71,12 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(play, &PlaygroundPage::cancelLoadRequested, this, [this] { m_worker->requestCancelLoad(); });
     connect(m_worker, &EngineWorker::modelLoaded, this, [this, play, dataset, plan](const ModelInfo& info) {
         play->setModelReady(true);
+        play->setChatAvailable(!info.chatTemplate.isEmpty(), info.chatTemplate);
         m_window->setDemoOffered(false);
         QSettings().setValue("model/lastDir", info.dir);
         dataset->setModelDir(info.dir);
         try {
-            m_modelConfig = qls::load_model_config((info.dir + "/config.json").toStdString());
+            m_modelConfig = qls::open_model_source(info.dir.toStdString())->config(); // a directory or a .gguf
             plan->setModelConfig(*m_modelConfig);
         } catch (const qls::error&) {
             m_modelConfig.reset();
@@ -164,8 +166,11 @@ bool StudioController::buildConfig(qls::train_config* config, QString* reason) c
     };
     c.model = m_window->modelPage()->directory().toStdString();
     if (c.model.empty()) return refuse(tr("Model: no model is chosen. Choose one on the Model page, or run the demo."));
-    if (!QFileInfo::exists(QString::fromStdString(c.model) + "/config.json"))
-        return refuse(tr("Model: %1 has no config.json. Choose a Hugging Face model directory on the Model page.")
+    const QFileInfo modelPath(QString::fromStdString(c.model));
+    const bool gguf = modelPath.isFile() && modelPath.suffix().compare("gguf", Qt::CaseInsensitive) == 0;
+    if (!gguf && !QFileInfo::exists(QString::fromStdString(c.model) + "/config.json"))
+        return refuse(tr("Model: %1 is neither a Hugging Face model directory (with config.json) nor a .gguf file. "
+                         "Choose one on the Model page.")
                           .arg(QString::fromStdString(c.model)));
     QString why;
     if (!m_window->datasetPage()->validate(&why)) return refuse(tr("Dataset: %1").arg(why));

@@ -1,0 +1,113 @@
+// The Model page on real models through the controller and the engine worker: the SmolLM2 GGUF file (a typed path)
+// and the stories260K Hugging Face directory, each with its format, family, tokenizer and chat template rows.
+#include "testutil.h"
+
+#include "engineworker.h"
+#include "mainwindow.h"
+#include "modelpage.h"
+#include "playgroundpage.h"
+#include "studiocontroller.h"
+
+#include <QApplication>
+#include <QLineEdit>
+#include <QPushButton>
+#include <QSignalSpy>
+
+namespace {
+
+QString storiesDir() { return QFileInfo(QString::fromStdString(testutil::model_dir())).absoluteFilePath(); }
+QString smollmGguf() {
+    return QFileInfo(QString::fromStdString(testutil::model_dir()) +
+                     "/../smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+        .absoluteFilePath();
+}
+
+QPushButton* button(QWidget* page, const QString& text) {
+    for (QPushButton* b : page->findChildren<QPushButton*>())
+        if (b->text() == text) return b;
+    return nullptr;
+}
+
+} // namespace
+
+class TestUiModel : public QObject {
+    Q_OBJECT
+
+private slots:
+    void initTestCase() {
+        QLS_REQUIRE_MODEL();
+        QVERIFY2(QFileInfo::exists(smollmGguf()), qPrintable("the SmolLM2 GGUF is not at " + smollmGguf()));
+        QCoreApplication::setOrganizationName("QLoRA Studio Tests");
+        QCoreApplication::setApplicationName("tst_ui_model");
+        QSettings().clear();
+    }
+
+    void ggufFileTypedAndLoaded() {
+        MainWindow w;
+        StudioController c(&w);
+        ModelPage* page = w.modelPage();
+        QVERIFY(button(page, "Open GGUF…")); // the file chooser beside the directory one
+        QVERIFY(button(page, "Browse…"));
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        // a typed path to a .gguf file, then Load
+        page->findChild<QLineEdit*>()->setText(smollmGguf());
+        button(page, "Load")->click();
+        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 120000);
+        const ModelInfo info = loaded.at(0).at(0).value<ModelInfo>();
+        QCOMPARE(info.dir, smollmGguf());
+        QCOMPARE(info.format, QString("gguf"));
+        QCOMPARE(info.family, QString("llama"));
+        QCOMPARE(info.vocab, 49152);
+        QTRY_COMPARE(page->field("Format"), QString("GGUF file"));
+        QCOMPARE(page->field("Family"), QString("llama"));
+        QCOMPARE(page->field("Architecture"), QString("llama"));
+        QCOMPARE(page->field("Layers"), QString("30"));
+        const QString tok = page->field("Tokenizer");
+        QVERIFY2(tok.contains("GGUF") && tok.contains("49152 tokens") && tok.contains("BOS 1") && tok.contains("EOS 2"),
+                 qPrintable(tok));
+        const QString tmpl = page->field("Chat template");
+        QVERIFY2(tmpl.startsWith("from ") && tmpl.contains("tokenizer.chat_template"), qPrintable(tmpl));
+        QCOMPARE(info.chatTemplate, tmpl.mid(5));
+        // the Playground meets a chat model in chat mode
+        QTRY_VERIFY(w.playgroundPage()->chatAvailable());
+        QVERIFY(w.playgroundPage()->isChatMode());
+    }
+
+    void huggingFaceDirectoryWithoutTemplate() {
+        MainWindow w;
+        StudioController c(&w);
+        ModelPage* page = w.modelPage();
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        c.loadModel(storiesDir());
+        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QTRY_COMPARE(page->field("Format"), QString("Hugging Face directory (safetensors)"));
+        QCOMPARE(page->field("Family"), QString("llama"));
+        const QString tok = page->field("Tokenizer");
+        QVERIFY2(tok.contains("tokenizer.model") && tok.contains("512 tokens") && tok.contains("BOS 1") &&
+                     tok.contains("EOS 2"),
+                 qPrintable(tok));
+        QCOMPARE(page->field("Chat template"), QString("none (text completion only)"));
+        QVERIFY(loaded.at(0).at(0).value<ModelInfo>().chatTemplate.isEmpty());
+        QVERIFY(!w.playgroundPage()->chatAvailable());
+        QVERIFY(!w.playgroundPage()->isChatMode());
+    }
+
+    void missingGgufSaysWhich() {
+        MainWindow w;
+        StudioController c(&w);
+        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+        c.loadModel(storiesDir());
+        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QTRY_VERIFY(!w.modelPage()->field("Format").isEmpty());
+        QSignalSpy failed(c.worker(), &EngineWorker::modelFailed);
+        const QString missing = QDir::tempPath() + "/no-such-model.gguf";
+        c.loadModel(missing);
+        QTRY_COMPARE_WITH_TIMEOUT(failed.count(), 1, 30000);
+        QVERIFY2(failed.at(0).at(0).toString().contains("no-such-model.gguf"),
+                 qPrintable(failed.at(0).at(0).toString()));
+        QTRY_COMPARE(w.modelPage()->field("Format"), QString()); // the description goes with the failed load
+    }
+};
+
+QTEST_MAIN(TestUiModel)
+#include "tst_ui_model.moc"
