@@ -152,8 +152,8 @@ private slots:
         const export_result ex = run_export(export_request_for_run(run_dir, export_format::peft));
         std::ifstream f(fs::path(ex.output_dir) / "adapter_config.json");
         const nlohmann::json j = nlohmann::json::parse(f);
-        QCOMPARE(QString::fromStdString(j.at("base_model_name_or_path").get<std::string>()),
-                 QString::fromStdString(smollm2_gguf()));
+        QCOMPARE(QString::fromStdString(fs::weakly_canonical(j.at("base_model_name_or_path").get<std::string>())),
+                 QString::fromStdString(fs::weakly_canonical(smollm2_gguf())));
         // a merged export needs Hugging Face shards: refused with a clear error
         testutil::expect_error([&] { run_export(export_request_for_run(run_dir, export_format::merged)); },
                                error_code::unsupported, {"GGUF", "PEFT"});
