@@ -1,14 +1,15 @@
 #!/usr/bin/env python3
 # Loads a PEFT adapter exported by `qlora export --format peft` onto a Hugging Face model with real transformers + PEFT,
-# and compares the logits at the last prompt position with the ones `qlora generate --logits-out FILE` wrote
-# ({"ids": [...], "logits": [...]}, the same model, adapter and prompt). Prints the largest difference; exit 1 when it
-# exceeds --tol. Usage: peft_logits_check.py HF_MODEL_DIR ADAPTER_DIR OURS.json [--tol 1e-3]
+# and compares the logits at every position with the ones `qlora logits --model M --adapter ADAPTER --tokens ... --out
+# OURS.safetensors` wrote ("tokens" I64 [1, T], "logits" F32 [1, T, V]; the same model, adapter and token ids).
+# Prints the largest difference and how far the adapter moves the logits; exit 1 when the difference exceeds --tol or
+# the adapter moves nothing. Usage: peft_logits_check.py HF_MODEL_DIR ADAPTER_DIR OURS.safetensors [--tol 1e-3]
 import argparse
-import json
 import sys
 
 import torch
 from peft import PeftModel
+from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM
 
 
@@ -19,20 +20,21 @@ def main():
     ap.add_argument("ours")
     ap.add_argument("--tol", type=float, default=1e-3)
     a = ap.parse_args()
-    with open(a.ours, encoding="utf-8") as f:
-        ours = json.load(f)
+    ours = load_file(a.ours)
+    ids = ours["tokens"].long()  # [1, T]
+    mine = ours["logits"][0].double()  # [T, V]
     base = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32)
-    ids = torch.tensor([ours["ids"]])
+    base.eval()
     with torch.no_grad():
-        base_logits = base(ids).logits[0, -1].double()
+        base_logits = base(ids).logits[0].double()
         model = PeftModel.from_pretrained(base, a.adapter)
         model.eval()
-        logits = model(ids).logits[0, -1].double()
-    mine = torch.tensor(ours["logits"], dtype=torch.float64)
+        logits = model(ids).logits[0].double()
     diff = (logits - mine).abs().max().item()
     moved = (logits - base_logits).abs().max().item()
-    print(f"tokens {len(ours['ids'])}  max |PEFT - ours| = {diff:.3e}  (the adapter moves the logits by up to {moved:.3f})")
-    print(f"argmax PEFT {int(logits.argmax())}  ours {int(mine.argmax())}")
+    print(f"tokens {ids.shape[1]}  max |PEFT - ours| = {diff:.3e} over all positions"
+          f"  (the adapter moves the logits by up to {moved:.3f})")
+    print(f"next-token argmax at the last position: PEFT {int(logits[-1].argmax())}  ours {int(mine[-1].argmax())}")
     sys.exit(0 if diff <= a.tol and moved > 10 * a.tol else 1)
 
 

@@ -242,7 +242,17 @@ void validate_train_config(const train_config& c) {
     };
     if (c.name.empty() || c.name.find('/') != std::string::npos || c.name == "." || c.name == "..")
         bad("name", "must be a plain directory name, got \"" + c.name + "\"", "for example \"pip-stories\"");
-    if (c.model.empty()) bad("model", "is required", "the Hugging Face model directory to fine-tune");
+    if (c.model.empty()) bad("model", "is required", "the Hugging Face model directory or the .gguf file to fine-tune");
+    {
+        // a Hugging Face directory or a GGUF file (what open_model_source opens). A path that does not exist (yet) is
+        // reported by the trainer when it opens the model, so configs can be written and checked before the download.
+        std::error_code ec;
+        const fs::file_status st = fs::status(c.model, ec);
+        const bool gguf = c.model.size() > 5 && c.model.compare(c.model.size() - 5, 5, ".gguf") == 0;
+        if (fs::exists(st) && !fs::is_directory(st) && !(gguf && fs::is_regular_file(st)))
+            bad("model", "\"" + c.model + "\" is neither a model directory nor a .gguf file",
+                "name a Hugging Face model directory (config.json + *.safetensors) or a GGUF file ending in .gguf");
+    }
     if (c.train_file.empty()) bad("data.train", "is required", "a dataset file (JSON, JSONL or text)");
     if (!(c.validation_fraction >= 0 && c.validation_fraction < 1))
         bad("data.validation_fraction", "must be in [0, 1), got " + std::to_string(c.validation_fraction),

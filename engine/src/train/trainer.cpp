@@ -1,11 +1,13 @@
 // The training loop over a train_backend (CPU reference or CUDA): setup, the step, evaluation and per-step telemetry.
 #include "qls/trainer.h"
 
+#include "qls/chat.h"
 #include "qls/chat_template.h"
 
 #include "qls/error.h"
 #include "qls/file_io.h"
 #include "qls/hf_checkpoint.h"
+#include "qls/model_source.h"
 #include "qls/peft.h"
 #include "qls/run_plan.h"
 
@@ -59,9 +61,10 @@ const optimizer& trainer::optim() const {
 // Everything both create() and resume() rebuild from the config: model, tokenizer, device, data, plan, backend.
 void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>& given_plan) {
     cb_ = cb;
-    hf_checkpoint ckpt = hf_checkpoint::open(cfg_.model);
-    tok_ = load_tokenizer_for(ckpt);
-    const model_config& mc = ckpt.config();
+    // The model through model_source: a Hugging Face directory or a GGUF file (weights, tokenizer, chat template).
+    const std::unique_ptr<model_source> src = open_model_source(cfg_.model);
+    tok_ = src->load_tokenizer();
+    const model_config& mc = src->config();
     if (cfg_.seq_len > mc.max_position_embeddings)
         throw error(error_code::config,
                     "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
@@ -96,13 +99,13 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     lo.control.on_progress = cb.on_load;
     lo.control.cancel = cb.cancel_load;
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
-    model_ = llama_model::load(ckpt, lo);
+    model_ = llama_model::load(*src, lo);
 
     data_options dopt;
     dopt.format = parse_dataset_format(cfg_.dataset_format);
     dopt.tmpl = parse_chat_template(cfg_.prompt_template);
     if (dopt.tmpl == chat_template::model || dopt.tmpl == chat_template::auto_select)
-        dopt.model_template = load_model_chat_template(cfg_.model); // null when the model has none
+        dopt.model_template = load_model_chat_template(*src, tok_); // null when the model has none
     dopt.seq_len = cfg_.seq_len;
     dopt.train_on_prompt = cfg_.train_on_prompt;
     dopt.on_bad_record = cfg_.skip_malformed ? bad_record_policy::skip : bad_record_policy::fail;

@@ -4,6 +4,7 @@
 
 #include "qls/error.h"
 #include "qls/hf_checkpoint.h"
+#include "qls/model_source.h"
 #include "qls/peft.h"
 #include "qls/run_catalog.h"
 #include "qls/train_config.h"
@@ -15,6 +16,9 @@ namespace qls {
 namespace fs = std::filesystem;
 
 namespace {
+
+// A base model given as a GGUF file (open_model_source's rule: a name ending in ".gguf").
+bool is_gguf_path(const std::string& p) { return p.size() > 5 && p.compare(p.size() - 5, 5, ".gguf") == 0; }
 
 fs::path clean_absolute(const std::string& p) {
     fs::path a = fs::absolute(fs::path(p)).lexically_normal();
@@ -50,10 +54,19 @@ void check_export_request(const export_request& r) {
             throw error(error_code::io, r.checkpoint_dir + " is not a checkpoint: it holds no " + name + ".",
                         adapter_hint);
     const std::string model_hint = "choose the base model the run was trained on (a Hugging Face folder with "
-                                   "config.json and model.safetensors)";
+                                   "config.json and model.safetensors, or a .gguf file)";
     if (r.model_dir.empty()) throw error(error_code::invalid_argument, "No base model chosen.", model_hint);
-    if (!fs::exists(fs::path(r.model_dir) / "config.json", ec))
+    if (is_gguf_path(r.model_dir)) {
+        if (!fs::is_regular_file(r.model_dir, ec))
+            throw error(error_code::io, r.model_dir + ": no such GGUF file.", model_hint);
+        // the merged export streams Hugging Face safetensors shards of the base; a GGUF base has none
+        if (r.format == export_format::merged)
+            throw error(error_code::unsupported,
+                        r.model_dir + " is a GGUF file; a merged export needs the base as a Hugging Face folder.",
+                        "export the adapter (PEFT format) instead, or train on the Hugging Face form of the model");
+    } else if (!fs::exists(fs::path(r.model_dir) / "config.json", ec)) {
         throw error(error_code::io, r.model_dir + ": no config.json, so this is not a model folder.", model_hint);
+    }
     if (r.output_dir.empty())
         throw error(error_code::invalid_argument, "No output folder chosen.", "enter or browse for a folder to write");
     const fs::path out = clean_absolute(r.output_dir);
@@ -93,14 +106,17 @@ export_result run_export(const export_request& r, const export_callbacks& cb) {
         if (cb.on_stage) cb.on_stage(p);
     };
     stage(export_stage::reading_config, 0);
-    const hf_checkpoint base = hf_checkpoint::open(r.model_dir);
+    // the base's config through model_source (a Hugging Face folder or a GGUF file); the merged export below also
+    // needs the Hugging Face shards themselves
+    const std::unique_ptr<model_source> src = open_model_source(r.model_dir);
     stage(export_stage::reading_adapter, 1);
-    const lora_weights<float> lw = load_peft(r.checkpoint_dir, base.config());
+    const lora_weights<float> lw = load_peft(r.checkpoint_dir, src->config());
     p.adapter_parameters = lw.parameter_count();
     if (!merged) {
         stage(export_stage::writing_adapter, 2);
-        export_peft(r.output_dir, lw, base.config(), r.model_dir);
+        export_peft(r.output_dir, lw, src->config(), r.model_dir);
     } else {
+        const hf_checkpoint base = hf_checkpoint::open(r.model_dir);
         // loading_base: the base's weights are checked and the shards planned; then merging reports every tensor
         stage(export_stage::loading_base, 2);
         merged_export_options mo;
