@@ -290,6 +290,12 @@ private slots:
         QCOMPARE(first.messages[0].role, QString("user"));
         QCOMPARE(first.messages[0].content, kQuestion);
         QCOMPARE(play->lastReply(ModelSide::Base), QString("The capital of France is Paris."));
+        if (!adapterRun.isEmpty()) {
+            // the fine-tuned adapter (the ahoy chats) changes the answer the Playground shows beside the base's
+            QTRY_VERIFY_WITH_TIMEOUT(!play->isGenerating(), 900000);
+            const QString tuned = play->lastReply(ModelSide::Adapter);
+            QVERIFY2(!tuned.isEmpty() && tuned != play->lastReply(ModelSide::Base), qPrintable(tuned));
+        }
         const QList<ChatTurn> conv = play->conversation(ModelSide::Base);
         QCOMPARE(conv.size(), 2);
         QCOMPARE(conv[0].role, QString("user"));
