@@ -542,8 +542,8 @@ bool TrainingPage::loadPreset(const QString& path, QString* error) {
     // Lay the preset over the page's current settings as a complete run.json and let the engine's parser check it
     // (types, unknown keys, ranges). Sections merge key by key, so a preset may set only some keys; the page's fields
     // it does not name keep their values. A whole run.json loads too: only the page's fields are taken from it.
-    // model and data.train are required by the parser but belong to other pages: they get the preset's own path,
-    // which is never read, and are not taken over.
+    // model and data.train are required by the parser but belong to other pages: they get the preset's folder and
+    // its own path (a model must be a folder or a .gguf file), which are never read, and are not taken over.
     qls::train_config current = referenceConfig();
     applyTo(current);
     json merged = json::parse(qls::train_config_to_json(current));
@@ -552,7 +552,7 @@ bool TrainingPage::loadPreset(const QString& path, QString* error) {
             for (auto k = it.value().begin(); k != it.value().end(); ++k) merged[it.key()][k.key()] = k.value();
         else merged[it.key()] = it.value();
     }
-    merged["model"] = path.toStdString();
+    merged["model"] = QFileInfo(path).absolutePath().toStdString();
     merged["data"]["train"] = path.toStdString();
     merged["data"]["validation"] = "";
     merged["data"]["validation_fraction"] = 0.0;
