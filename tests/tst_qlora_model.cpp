@@ -13,6 +13,7 @@
 #include <cmath>
 #include <cstring>
 #include <filesystem>
+#include <optional>
 
 using namespace qls;
 namespace fs = std::filesystem;
@@ -20,7 +21,8 @@ namespace fs = std::filesystem;
 // The tensors bitsandbytes' Params4bit._save_to_state_dict writes for one Linear4bit weight (double quant):
 // <name> U8 [ceil(n/2), 1], .absmax U8 [nblocks], .quant_map F32 [16], .nested_absmax F32 [nscale],
 // .nested_quant_map F32 [256], .quant_state.bitsandbytes__nf4 U8 (JSON).
-static void add_bnb(std::vector<std::pair<std::string, tensor>>& sd, const std::string& name, const nf4_tensor& q) {
+static void add_bnb(std::vector<std::pair<std::string, tensor>>& sd, const std::string& name, const nf4_tensor& q,
+                    std::optional<double> nested_offset = std::nullopt) {
     tensor packed(dtype::u8, {int64_t(q.packed.size()), 1});
     std::memcpy(packed.raw(), q.packed.data(), q.packed.size());
     sd.emplace_back(name, packed);
@@ -39,7 +41,7 @@ static void add_bnb(std::vector<std::pair<std::string, tensor>>& sd, const std::
                          {"shape", {q.rows, q.cols}},
                          {"nested_blocksize", 256},
                          {"nested_dtype", "float32"},
-                         {"nested_offset", q.absmax_offset}};
+                         {"nested_offset", nested_offset.value_or(double(q.absmax_offset))}};
     const std::string s = js.dump();
     tensor state(dtype::u8, {int64_t(s.size())});
     std::memcpy(state.raw(), s.data(), s.size());
@@ -91,6 +93,19 @@ private slots:
             QFAIL("expected an error");
         } catch (const qls::error& e) {
             QVERIFY2(QString(e.what()).contains("model.layers.2.mlp.up_proj.weight"), e.what());
+        }
+
+        // a nested_offset past float32's range (JSON allows 1e39) is refused, not turned into an infinite absmax
+        std::erase_if(sd, [](const auto& kv) { return kv.first.rfind("model.layers.2.mlp.up_proj.weight", 0) == 0; });
+        add_bnb(sd, "model.layers.2.mlp.up_proj.weight", q.nf4[2][size_t(lora_target::up)], 1e39);
+        safetensors_save((dir / "model.safetensors").string(), sd);
+        try {
+            llama_model::load(dir.string());
+            QFAIL("expected an error");
+        } catch (const qls::error& e) {
+            QVERIFY2(QString(e.what()).contains("nested_offset") &&
+                         QString(e.what()).contains("model.layers.2.mlp.up_proj.weight"),
+                     e.what());
         }
     }
 

@@ -15,6 +15,7 @@
 #include <cfloat>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <string>
 
 namespace qls {
@@ -325,7 +326,13 @@ nf4_tensor read_bnb_nf4(const hf_checkpoint& ckpt, const std::string& weight_nam
     r.require(nmap_key, "the 256-entry map of its double-quantized absmax");
     if (!q.contains("nested_offset") || !q["nested_offset"].is_number())
         throw bad_field("nested_offset", "must be a number for a double-quantized weight");
-    t.absmax_offset = float(q["nested_offset"].get<double>());
+    {
+        // a float32 in bitsandbytes (QuantState.offset); a JSON number past float range would become inf here
+        const double offset = q["nested_offset"].get<double>();
+        if (!std::isfinite(offset) || std::fabs(offset) > double(std::numeric_limits<float>::max()))
+            throw bad_field("nested_offset", "must be a finite float32 value (the mean of the block absmax)");
+        t.absmax_offset = float(offset);
+    }
     if (q.contains("nested_blocksize")) {
         if (!q["nested_blocksize"].is_number_integer() || q["nested_blocksize"].get<int64_t>() <= 0 ||
             q["nested_blocksize"].get<int64_t>() > (int64_t(1) << 20))
