@@ -3,28 +3,41 @@
 # `qlora train` from start to the end of its first step under rss.py (peak resident and anonymous memory) beside the
 # peer's load (transformers + bitsandbytes NF4, hf_load_peer.py), then single-stream greedy generation: ours
 # (`qlora generate --device cuda`) and the peer's (peer-generate.py). Run after run-gpu-checks.sh built the CLI.
-# Usage: packaging/gpu/run-real-size.sh QLORA WORKDIR PEERS_DIR [SHAPE]   (PEERS_DIR holds hf_load_peer.py and rss.py)
+# Usage: packaging/gpu/run-real-size.sh QLORA WORKDIR PEERS_DIR [SHAPE[-bnb]]   (PEERS_DIR holds hf_load_peer.py, rss.py)
+#   SHAPE-bnb (e.g. 65b-bnb) writes the pre-quantized bitsandbytes NF4 variant. Env: QLS_RS_BUDGET (GiB, passed as
+#   device.budget_gib; empty: none), QLS_RS_GENERATE (1: generation, ours and the peer's; default 1),
+#   QLS_RS_PEER (1: the peer's load; default 1), QLS_RS_KEEP (1: keep the checkpoint; default 0, the disk is small).
 set -uo pipefail
 qlora="$1"; work="$2"; peers="$3"; shape="${4:-7b}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 ckpt="$work/$shape"
+bnb=()
+base="$shape"
+if [[ "$shape" == *-bnb ]]; then bnb=(--bnb-4bit); base="${shape%-bnb}"; fi
+budget_json=""
+[ -z "${QLS_RS_BUDGET:-}" ] || budget_json=", \"budget_gib\": ${QLS_RS_BUDGET}"
 SECONDS=0
-python3 "$here/packaging/gpu/write-random-checkpoint.py" "$shape" "$ckpt" || exit 1
+python3 "$here/packaging/gpu/write-random-checkpoint.py" "$base" "$ckpt" "${bnb[@]}" || exit 1
 echo "WROTE $shape in ${SECONDS}s: $(du -sh "$ckpt" | cut -f1)"
 cat > "$work/run.json" <<JSON
 { "name": "real-$shape", "runs_dir": "$work/runs", "model": "$ckpt",
   "data": { "train": "$here/datasets/stories/pip_the_lighthouse_mouse.txt", "template": "raw" },
   "lora": { "rank": 64, "alpha": 16 },
   "training": { "seq_len": 2048, "micro_batch": 1, "max_steps": 1, "eval_every": 0, "checkpoint_every": 0 },
-  "device": { "backend": "cuda" } }
+  "device": { "backend": "cuda"$budget_json } }
 JSON
 echo "== ours: qlora train to the end of step 1"
 python3 "$peers/rss.py" "$qlora" train --config "$work/run.json" 2>&1 | grep -vE "^\s*(loading|step [0-9]+/)" | tail -12
-echo "== peer: transformers + bitsandbytes NF4 load"
-python3 "$peers/rss.py" python3 "$peers/hf_load_peer.py" "$ckpt" 2>&1 | grep -E "PEER|RSS" | tail -3
-echo "== ours: generation"
-"$qlora" generate --model "$ckpt" --prompt "Once upon a time" --max-new-tokens 128 --temperature 0 --device cuda \
-  2>&1 >/dev/null | tail -3
-echo "== peer: generation"
-python3 "$here/packaging/gpu/peer-generate.py" "$ckpt" 128 2>&1 | grep PEER
+if [ "${QLS_RS_PEER:-1}" = 1 ]; then
+  echo "== peer: transformers + bitsandbytes NF4 load"
+  python3 "$peers/rss.py" python3 "$peers/hf_load_peer.py" "$ckpt" 2>&1 | grep -E "PEER|RSS" | tail -3
+fi
+if [ "${QLS_RS_GENERATE:-1}" = 1 ]; then
+  echo "== ours: generation"
+  "$qlora" generate --model "$ckpt" --prompt "Once upon a time" --max-new-tokens 128 --temperature 0 --device cuda \
+    2>&1 >/dev/null | tail -3
+  echo "== peer: generation"
+  python3 "$here/packaging/gpu/peer-generate.py" "$ckpt" 128 2>&1 | grep PEER
+fi
+[ "${QLS_RS_KEEP:-0}" = 1 ] || rm -rf "$ckpt"
 echo "total ${SECONDS}s"
