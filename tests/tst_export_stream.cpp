@@ -529,10 +529,11 @@ private slots:
         // one tensor at a time: the largest projection (H x C) in f32 plus its BF16 bytes, and the pages of the
         // largest copied tensor (the embedding or the head, V x C BF16) until they are released; 64 MB for the rest
         const double bound_mb = (double(H) * C * 6 + double(V) * C * 2) / 1e6 + 64;
-        QVERIFY2((new_peak - new_base) / 1024.0 < bound_mb,
-                 qPrintable(QString("streaming export grew by %1 MB (bound %2)")
-                                .arg((new_peak - new_base) / 1024.0)
-                                .arg(bound_mb)));
+        if (!testutil::k_asan)
+            QVERIFY2((new_peak - new_base) / 1024.0 < bound_mb,
+                     qPrintable(QString("streaming export grew by %1 MB (bound %2)")
+                                    .arg((new_peak - new_base) / 1024.0)
+                                    .arg(bound_mb)));
         QVERIFY2((old_peak - old_base) > 2 * (new_peak - new_base),
                  qPrintable(QString("old %1 kB vs new %2 kB").arg(old_peak - old_base).arg(new_peak - new_base)));
     }

@@ -12,6 +12,9 @@ struct scope;
 class interpreter {
 public:
     interpreter(const program& p, const render_options& opt, const template_limits& lim);
+    ~interpreter();
+    interpreter(const interpreter&) = delete;
+    interpreter& operator=(const interpreter&) = delete;
     template_output run(const nlohmann::ordered_json& context);
     int line() const { return line_; }
 
@@ -20,6 +23,8 @@ public:
     void step();
     void check_size(size_t n) const;
     const template_limits& limits() const { return lim_; }
+    // A namespace() can be made to hold itself ({% set ns.me = ns %}): the destructor empties every one.
+    void track_namespace(const value& ns) { namespaces_.push_back(ns.d); }
 
 private:
     void exec(const body_t& body, const std::shared_ptr<scope>& sc);
@@ -46,6 +51,10 @@ private:
     int depth_ = 0; // nested exec/eval frames (bounded so no template exhausts the stack)
     friend struct frame_guard;
     int line_ = 1;
+    // Reference cycles the template can build, broken when the run ends (values are reference-counted): a macro or a
+    // caller() holds the scope it was defined in, and that scope (or a namespace in it) holds the macro.
+    std::vector<std::shared_ptr<scope>> closure_scopes_;
+    std::vector<std::weak_ptr<dict_t>> namespaces_;
 };
 
 // obj.name (Jinja's getattr: a Python attribute first, then obj["name"]; missing → Undefined; on Undefined → error).

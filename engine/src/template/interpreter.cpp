@@ -60,6 +60,21 @@ struct frame_guard {
 interpreter::interpreter(const program& p, const render_options& opt, const template_limits& lim)
     : p_(p), opt_(opt), lim_(lim) {}
 
+interpreter::~interpreter() {
+    // emptied, not destroyed: whatever they hold is released once, with no destructor recursing through a cycle
+    std::vector<std::pair<std::string, value>> dropped;
+    for (const auto& w : namespaces_)
+        if (auto d = w.lock()) {
+            for (auto& kv : d->items) dropped.push_back(std::move(kv));
+            d->items.clear();
+        }
+    for (const auto& sc : closure_scopes_) {
+        for (auto& kv : sc->vars) dropped.push_back(std::move(kv));
+        sc->vars.clear();
+    }
+    closure_scopes_.clear();
+}
+
 void interpreter::step() {
     if (++steps_ > lim_.max_steps)
         fail("the template did more than " + std::to_string(lim_.max_steps) +
@@ -81,8 +96,10 @@ template_output interpreter::run(const nlohmann::ordered_json& context) {
     auto root = std::make_shared<scope>();
     // Globals (HF's environment): range, namespace, dict, raise_exception, strftime_now; then the context.
     root->set("range", make_fn("range", [](interpreter& in, call_args& a) { return in.range(a); }));
-    root->set("namespace", make_fn("namespace", [](interpreter&, call_args& a) {
+    closure_scopes_.push_back(root);
+    root->set("namespace", make_fn("namespace", [](interpreter& in, call_args& a) {
                   value ns = value::namespace_();
+                  in.track_namespace(ns);
                   for (const value& p : a.pos) {
                       if (p.k != kind::dict) fail("namespace() takes a dict as its positional argument");
                       for (const auto& kv : p.d->items) ns.d->set(kv.first, kv.second);
@@ -172,6 +189,7 @@ void interpreter::exec(const node& n, const std::shared_ptr<scope>& sc) {
         // caller() renders the body in a scope of its own, seeing the call site's variables.
         const node* body_node = &n;
         std::shared_ptr<scope> site = sc;
+        if (closure_scopes_.empty() || closure_scopes_.back() != sc) closure_scopes_.push_back(sc);
         value caller = make_fn("caller", [body_node, site](interpreter& in, call_args& a) {
             auto local = std::make_shared<scope>(scope{{}, site});
             in.bind_params(*body_node, a, local, "caller");
@@ -312,6 +330,7 @@ void interpreter::exec_for(const node& n, const std::shared_ptr<scope>& sc) {
 value interpreter::make_macro(const node& n, const std::shared_ptr<scope>& sc) {
     const node* def = &n;
     std::shared_ptr<scope> defined_in = sc;
+    if (closure_scopes_.empty() || closure_scopes_.back() != sc) closure_scopes_.push_back(sc);
     return make_fn("macro " + n.text, [def, defined_in](interpreter& in, call_args& a) {
         if (++in.call_depth_ > in.lim_.max_call_depth) {
             --in.call_depth_;
