@@ -128,8 +128,9 @@ private slots:
         QCOMPARE(getrusage(RUSAGE_CHILDREN, &ru), 0);
         const uint64_t measured = uint64_t(ru.ru_maxrss) * 1024; // the largest child's peak (the training run)
         qInfo("host plan %.1f MiB, measured peak RSS of qlora train %.1f MiB", to_mib(planned), to_mib(measured));
-        QVERIFY2(measured * 2 <= planned * 3 && measured * 2 >= planned,
-                 qPrintable(QString("planned %1 MiB, measured %2 MiB").arg(to_mib(planned)).arg(to_mib(measured))));
+        if (!testutil::k_asan)
+            QVERIFY2(measured * 2 <= planned * 3 && measured * 2 >= planned,
+                     qPrintable(QString("planned %1 MiB, measured %2 MiB").arg(to_mib(planned)).arg(to_mib(measured))));
     }
 
     // GiB → bytes once; the device's size and free memory join the plan only for the CUDA backend.
