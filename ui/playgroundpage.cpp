@@ -93,6 +93,7 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
 
     auto* buttons = new QVBoxLayout;
     m_generate = new QPushButton(tr("Generate"), this);
+    m_generate->setObjectName("generateButton");
     m_generate->setToolTip(tr("Generate from the base model, then from the base with the adapter (when one is loaded), "
                               "with the same prompt, settings and seed"));
     m_stop = new QPushButton(tr("Stop"), this);

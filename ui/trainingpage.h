@@ -3,7 +3,10 @@
 
 #include <QWidget>
 
+#include "qls/model_config.h"
+
 #include <functional>
+#include <optional>
 #include <vector>
 
 class QCheckBox;
@@ -47,6 +50,16 @@ public:
     // The inline message shown for a run.json key ("lora.rank", "optimizer.lr", "training.seq_len", ...); empty when
     // the field is valid or unknown.
     QString fieldError(const QString& key) const;
+
+    // The chosen model's limits the settings are checked against as they are typed (the sequence length against the
+    // context); nullopt: no model, only the engine's own rules.
+    void setModelLimits(const std::optional<qls::model_config>& model);
+    // A run is going: the page says its changes apply to the next run.
+    void setRunActive(bool active);
+    bool runActiveNoteVisible() const;
+    // An engine message in the page's words: run.json keys become the fields' names ("training.seq_len" →
+    // "Sequence length"), and no message sends a studio user to README.md.
+    QString inFieldNames(const QString& message) const;
 
 signals:
     void changed();
@@ -102,5 +115,7 @@ private:
     QDoubleSpinBox* m_budget;
     QLineEdit* m_seed;
     QLabel* m_presetStatus;
+    QLabel* m_runNote;
+    std::optional<qls::model_config> m_model;
     bool m_loading = false;
 };
