@@ -78,6 +78,7 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
 
     m_runsFolder = new QLabel(this);
     m_runsFolder->setObjectName("runsFolder");
+    m_runsFolder->setWordWrap(true);
     m_runsFolder->setTextInteractionFlags(Qt::TextSelectableByMouse);
     m_runsFolder->setToolTip(tr("Where new runs are written; change it on the Runs page"));
     outer->addWidget(m_runsFolder);

@@ -60,7 +60,7 @@ public slots:
     // A short measured warm-up for the time estimate shown before Start: the run's training pass (CPU backend, the
     // run's micro-batch × sequence length, its LoRA settings) on the model at modelDir — the loaded one, or a small one
     // loaded just for this and dropped — once to warm up and once timed. stepMeasured carries the seconds of one
-    // micro-batch (forward + backward); measureFailed says why there is no measurement (too large to measure on the
+    // micro-batch (forward + backward, the median of three) and of one optimizer update; measureFailed says why there is no measurement (too large to measure on the
     // CPU in a moment, not enough memory, an unreadable model). key is handed back as given.
     void measureStep(const QString& modelDir, const qls::train_config& config, quint64 key);
 
@@ -77,7 +77,7 @@ signals:
     void textGenerated(ModelSide side, const QString& text);
     void generationFinished(ModelSide side, const QString& status);
     void generationFailed(ModelSide side, const QString& message, const QString& hint);
-    void stepMeasured(quint64 key, double secondsPerMicroBatch);
+    void stepMeasured(quint64 key, double secondsPerMicroBatch, double secondsPerUpdate);
     void measureFailed(quint64 key, const QString& why);
 
 private:

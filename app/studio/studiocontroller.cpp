@@ -201,22 +201,23 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
             m_worker, [w = m_worker, c, key] { w->measureStep(QString::fromStdString(c.model), c, key); },
             Qt::QueuedConnection);
     });
-    connect(m_worker, &EngineWorker::stepMeasured, this, [this](quint64 key, double micro) {
+    connect(m_worker, &EngineWorker::stepMeasured, this, [this](quint64 key, double micro, double update) {
         if (key == m_demoKey && m_demoKey != 0) {
             DemoPaths paths;
             if (demoPaths(&paths, nullptr))
-                m_window->setDemoEstimate(estimateRunSeconds(demoConfig(paths, 60, {}), micro));
+                m_window->setDemoEstimate(estimateRunSeconds(demoConfig(paths, 60, {}), micro, update));
             return;
         }
         if (key != m_estimateKey || !m_estimateConfig) return;
         const qls::train_config& c = *m_estimateConfig;
-        const QString how = tr("measured here: one micro-batch of %1 × %2 tokens took %3 s on the CPU")
+        const QString how = tr("measured here: one micro-batch of %1 × %2 tokens took %3 s on the CPU, an update %4 s")
                                 .arg(c.micro_batch)
                                 .arg(c.seq_len)
-                                .arg(micro, 0, 'f', micro < 0.1 ? 3 : 2);
-        if (c.max_steps > 0) m_window->planPage()->setTimeEstimate(estimateRunSeconds(c, micro), how);
+                                .arg(micro, 0, 'f', micro < 0.1 ? 3 : 2)
+                                .arg(update, 0, 'f', update < 0.1 ? 3 : 2);
+        if (c.max_steps > 0) m_window->planPage()->setTimeEstimate(estimateRunSeconds(c, micro, update), how);
         else
-            m_window->planPage()->setTimeEstimate(micro * c.grad_accum,
+            m_window->planPage()->setTimeEstimate(micro * c.grad_accum + update,
                                                   how + tr("; per optimizer step — Max steps is 0, so the data's size "
                                                            "and the epochs decide the number of steps"));
         m_window->monitorPage()->setNextRunEstimate(c.max_steps > 0 ? m_window->planPage()->timeEstimateShort()
@@ -234,13 +235,13 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     QTimer::singleShot(0, this, &StudioController::measureDemo);
 }
 
-double StudioController::estimateRunSeconds(const qls::train_config& c, double microSeconds) {
+double StudioController::estimateRunSeconds(const qls::train_config& c, double microSeconds, double updateSeconds) {
     // steps × accumulation micro-batches, plus evaluations: each validation batch is a forward pass, about a third of
     // a forward + backward (backward ≈ 2 × forward); eval_batches 0 (the whole set) is counted as 4 batches.
     const double steps = double(std::max<int64_t>(1, c.max_steps));
     const double evals = c.eval_every > 0 ? std::floor(steps / c.eval_every) + 1 : 1;
     const double evalBatches = c.eval_batches > 0 ? c.eval_batches : 4;
-    return steps * c.grad_accum * microSeconds + evals * evalBatches * microSeconds / 3.0;
+    return steps * (c.grad_accum * microSeconds + updateSeconds) + evals * evalBatches * microSeconds / 3.0;
 }
 
 void StudioController::measureDemo() {

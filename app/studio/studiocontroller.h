@@ -55,9 +55,10 @@ public:
     static bool demoPaths(DemoPaths* paths, QString* error);
     static qls::train_config demoConfig(const DemoPaths& paths, int steps, const QString& runsDir);
     void startDemo(int steps);
-    // The time a CPU run of this configuration should take when one micro-batch takes microSeconds (Plan page, the
-    // demo's promise): steps × accumulation micro-batches plus the evaluations' forward passes.
-    static double estimateRunSeconds(const qls::train_config& config, double microSeconds);
+    // The time a CPU run of this configuration should take when one micro-batch takes microSeconds and one optimizer
+    // update updateSeconds (Plan page, the demo's promise): steps × (accumulation micro-batches + an update) plus the
+    // evaluations' forward passes.
+    static double estimateRunSeconds(const qls::train_config& config, double microSeconds, double updateSeconds);
 
     // The Runs page's actions.
     void openRun(const QString& runDir);
