@@ -537,6 +537,28 @@ private slots:
         QVERIFY(!studio_style::isDark(QApplication::palette()));
     }
 
+    // The steps weighed against the data's size as they are typed.
+    void stepsAgainstDataSize() {
+        TrainingPage page;
+        qls::train_config c;
+        c.seq_len = 128;
+        c.micro_batch = 4;
+        c.grad_accum = 1;
+        c.max_steps = 20;
+        page.loadFrom(c);
+        QVERIFY(page.dataCoverageText().contains("Dataset page"));
+        page.setDatasetSize(300, 38400); // packed: 300 rows of 128 tokens an epoch
+        QVERIFY2(page.dataCoverageText().contains("300 rows an epoch; 20 steps × 4 rows cover 0.27 epochs"),
+                 qPrintable(page.dataCoverageText()));
+        spinFor(&page, "training.max_steps")->setValue(2000);
+        QVERIFY2(page.dataCoverageText().contains("memorise"), qPrintable(page.dataCoverageText()));
+        spinFor(&page, "training.max_steps")->setValue(20);
+        spinFor(&page, "training.micro_batch")->setValue(64);
+        spinFor(&page, "training.grad_accum")->setValue(8);
+        QVERIFY2(page.dataCoverageText().contains("one step needs 512 rows but the data fills 300"),
+                 qPrintable(page.dataCoverageText()));
+    }
+
     // Maximised, number fields keep a readable width.
     void numberFieldsDoNotStretch() {
         MainWindow w;

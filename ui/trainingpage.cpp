@@ -29,6 +29,7 @@
 #include <nlohmann/json.hpp>
 
 #include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace {
@@ -283,6 +284,13 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
     m_effectiveBatch = new QLabel(content);
     m_effectiveBatch->setToolTip(tr("Rows (sequences) per optimizer step: micro-batch × accumulation"));
     steps->addRow(tr("Effective batch"), m_effectiveBatch);
+    m_dataCoverage = new QLabel(content);
+    m_dataCoverage->setObjectName("dataCoverage");
+    m_dataCoverage->setWordWrap(true);
+    m_dataCoverage->setToolTip(
+        tr("How much of the training data (Dataset page) the run's steps go through: rows of the "
+           "sequence length per epoch (packed: the data's tokens ÷ the sequence length)"));
+    steps->addRow(tr("Data"), m_dataCoverage);
     m_packing = check(tr("pack several examples per row"), d.packing);
     addField(steps, "data.packing", tr("Packing"), m_packing,
              tr("Fill each row of the sequence length with several short examples (attention stays within each "
@@ -549,7 +557,53 @@ void TrainingPage::updateDerived() {
     m_doubleQuant->setEnabled(m_nf4->isChecked());
     m_warmupRatio->setEnabled(m_warmupSteps->value() < 0);
     m_epochs->setEnabled(m_maxSteps->value() == 0);
+
+    // the data against the steps (rows per epoch: packed rows fill the sequence length, else one example a row)
+    if (m_dataExamples <= 0) {
+        m_dataCoverage->setText(tr("— (choose the training data on the Dataset page)"));
+        return;
+    }
+    const qint64 seq = std::max(1, m_seqLen->value());
+    const qint64 rowsPerEpoch = m_packing->isChecked() ? std::max<qint64>(1, (m_dataTokens + seq - 1) / seq)
+                                                       : m_dataExamples;
+    const qint64 rowsPerStep = qint64(m_microBatch->value()) * m_gradAccum->value();
+    QString text;
+    bool warn = false;
+    if (rowsPerStep > rowsPerEpoch) {
+        text = tr("one step needs %1 rows but the data fills %2: each step repeats examples — lower Micro-batch or "
+                  "Accumulation, or add data")
+                   .arg(rowsPerStep)
+                   .arg(rowsPerEpoch);
+        warn = true;
+    } else if (m_maxSteps->value() > 0) {
+        const double epochs = double(m_maxSteps->value()) * double(rowsPerStep) / double(rowsPerEpoch);
+        text = tr("%1 rows an epoch; %2 steps × %3 rows cover %4 epochs")
+                   .arg(rowsPerEpoch)
+                   .arg(m_maxSteps->value())
+                   .arg(rowsPerStep)
+                   .arg(epochs, 0, 'f', epochs < 10 ? 2 : 0);
+        if (epochs > 20) {
+            text += tr(" — over 20 passes: the adapter will memorise the data; fewer steps or more data");
+            warn = true;
+        }
+    } else {
+        const double steps = std::ceil(m_epochs->value() * double(rowsPerEpoch) / double(rowsPerStep));
+        text = tr("%1 rows an epoch; %2 epochs take about %3 steps")
+                   .arg(rowsPerEpoch)
+                   .arg(m_epochs->value(), 0, 'g', 3)
+                   .arg(qint64(steps));
+    }
+    m_dataCoverage->setText(warn ? QStringLiteral("<span style='color:#a15c00'>%1</span>").arg(text.toHtmlEscaped())
+                                 : text.toHtmlEscaped());
 }
+
+void TrainingPage::setDatasetSize(qint64 examples, qint64 tokens) {
+    m_dataExamples = examples;
+    m_dataTokens = tokens;
+    updateDerived();
+}
+
+QString TrainingPage::dataCoverageText() const { return m_dataCoverage->text(); }
 
 // ---- presets -----------------------------------------------------------------------------------------------------
 

@@ -54,6 +54,11 @@ public:
     // The chosen model's limits the settings are checked against as they are typed (the sequence length against the
     // context); nullopt: no model, only the engine's own rules.
     void setModelLimits(const std::optional<qls::model_config>& model);
+    // The training data's size (the Dataset page's analysis: examples, tokens after truncation to the sequence
+    // length); the page then says how much of the data the steps cover, and warns when a step needs more rows than
+    // the data has or the steps go over it many times. 0, 0: no data known.
+    void setDatasetSize(qint64 examples, qint64 tokens);
+    QString dataCoverageText() const;
     // A run is going: the page says its changes apply to the next run.
     void setRunActive(bool active);
     bool runActiveNoteVisible() const;
@@ -111,6 +116,8 @@ private:
     QSpinBox* m_checkpointEvery;
     QSpinBox* m_keepCheckpoints;
     QLabel* m_effectiveBatch;
+    QLabel* m_dataCoverage;
+    qint64 m_dataExamples = 0, m_dataTokens = 0;
     // device
     QDoubleSpinBox* m_budget;
     QLineEdit* m_seed;

@@ -132,6 +132,12 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
             clearDemoLeftovers(true);
         m_window->monitorPage()->clearStaleStatus();
     });
+    // the Training page weighs the steps against the data's size
+    connect(dataset, &DatasetPage::analysisFinished, this, [dataset, training] {
+        const DatasetAnalysis& a = dataset->analysis();
+        training->setDatasetSize(a.trainError.isEmpty() ? qint64(a.stats.examples) : 0,
+                                 a.trainError.isEmpty() ? qint64(a.stats.tokens) : 0);
+    });
     connect(runs, &RunsPage::runsDirectoryChanged, monitor, &MonitorPage::setRunsFolder);
     monitor->setRunsFolder(runs->runsDirectory());
     runs->setMetricsReader([](const QString& runDir) { return qls::read_metrics(runDir.toStdString()); });
