@@ -1,6 +1,7 @@
 // The Monitor page driven by a FakeSession's scripted step_stats: chart data, progress and ETA, the buttons, coalesced replots, export.
 #include "testutil.h"
 
+#include "charts/monitorchart.h"
 #include "fakesession.h"
 #include "monitorpage.h"
 
@@ -127,13 +128,17 @@ private slots:
         QTRY_VERIFY(page.progressValue() >= 3);
         QCOMPARE(page.progressValue(), page.history().size());
         QCOMPARE(page.progressMaximum(), 12);
-        // the label shows the newest step's ETA, formatted
+        // paused: the label names the newest step and says Paused, with no ETA
         QTRY_VERIFY_WITH_TIMEOUT(page.progressText().contains(QString("step %1 of 12").arg(page.history().size())),
                                  2000);
-        const qls::step_stats& last = page.history().last();
-        QVERIFY2(page.progressText().contains("ETA " + MonitorPage::formatDuration(last.eta_s)),
+        QVERIFY2(page.progressText().contains("Paused") && !page.progressText().contains("ETA"),
                  qPrintable(page.progressText()));
         fake.resume();
+        // running again: the newest step's ETA, formatted
+        QTRY_VERIFY_WITH_TIMEOUT(
+            page.progressText().contains("ETA " + MonitorPage::formatDuration(page.history().last().eta_s)) ||
+                page.progressText().contains("done"),
+            2000);
         QTRY_COMPARE_WITH_TIMEOUT(page.progressValue(), 12, 5000);
         QTRY_VERIFY(page.progressText().contains("done"));
     }
@@ -264,17 +269,24 @@ private slots:
         QMouseEvent move(QEvent::MouseMove, QPointF(at), plot->mapToGlobal(QPointF(at)), Qt::NoButton, Qt::NoButton,
                          Qt::NoModifier);
         QApplication::sendEvent(plot, &move);
-        QTRY_VERIFY(QToolTip::isVisible());
-        QVERIFY2(QToolTip::text().contains("step 10"), qPrintable(QToolTip::text()));
-        QVERIFY(QToolTip::text().contains(QString::number(fake.script[9].loss, 'f', 4)));
-        QVERIFY(QToolTip::text().contains(QString::number(*fake.script[9].eval_loss, 'f', 4)));
+        // the read-out is drawn in the chart and stays while the mouse rests
+        MonitorChart* lossChart = page.chartWidget(MonitorPage::LossChart);
+        QTRY_VERIFY(lossChart->hoverText().contains("step 10"));
+        QVERIFY(lossChart->hoverText().contains(QString::number(fake.script[9].loss, 'f', 4)));
+        QVERIFY(lossChart->hoverText().contains(QString::number(*fake.script[9].eval_loss, 'f', 4)));
+        QTest::qWait(300);
+        QVERIFY(lossChart->hoverText().contains("step 10"));
 
         // wheel zoom: the range changes and stays put while more steps arrive
         QWheelEvent wheel(QPointF(at), plot->mapToGlobal(QPointF(at)), QPoint(), QPoint(0, 240), Qt::NoButton,
                           Qt::NoModifier, Qt::NoScrollPhase, false);
+        const QCPRange yBefore = plot->yAxis->range();
         QApplication::sendEvent(plot, &wheel);
         const QCPRange zoomed = plot->xAxis->range();
         QVERIFY2(zoomed.size() < 19.0, qPrintable(QString::number(zoomed.size())));
+        // the wheel zooms both axes
+        QVERIFY2(plot->yAxis->range().size() < yBefore.size() * 0.99,
+                 qPrintable(QString::number(plot->yAxis->range().size())));
         qls::step_stats more = fake.script.last();
         for (int i = 21; i <= 30; ++i) {
             more.step = i;

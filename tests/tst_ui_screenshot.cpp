@@ -34,8 +34,10 @@ shot take(const QString& dir, int steps) {
     QString program = studio;
     QProcess p;
     QProcessEnvironment env = QProcessEnvironment::systemEnvironment();
-    // the demo model is extracted into this cache, and the window's settings (runs folder: "runs") start fresh
+    // the demo model is extracted into this cache, the window's settings start fresh and the runs go to the
+    // per-user data folder under dir
     env.insert("XDG_CACHE_HOME", dir + "/cache");
+    env.insert("XDG_DATA_HOME", dir + "/data");
     env.insert("XDG_CONFIG_HOME", dir + "/config");
     const QString xvfb = QStandardPaths::findExecutable("xvfb-run");
     if (!xvfb.isEmpty()) {
@@ -81,7 +83,8 @@ private slots:
         QVERIFY2(loss_px > 250, qPrintable(QString("train-loss line pixels: %1").arg(loss_px)));
         QVERIFY2(lr_px > 250, qPrintable(QString("learning-rate line pixels: %1").arg(lr_px)));
         // and a run of 30 steps left its checkpoint
-        QVERIFY(!QDir(dir.path() + "/runs").entryList(QDir::Dirs | QDir::NoDotAndDotDot).isEmpty());
+        const QString runs = dir.path() + "/data/QLoRA Studio/qlora-studio/runs";
+        QVERIFY2(!QDir(runs).entryList(QDir::Dirs | QDir::NoDotAndDotDot).isEmpty(), qPrintable(runs));
     }
 };
 

@@ -352,9 +352,9 @@ void DatasetPage::loadFrom(const qls::train_config& c) {
 bool DatasetPage::validate(QString* reason) const {
     QString why;
     if (m_trainFile->text().trimmed().isEmpty())
-        why = tr("Training file (data.train): is required — fix: choose a dataset file (JSON, JSONL or text)");
+        why = tr("Training file: is required — fix: choose a dataset file (JSON, JSONL or text)");
     else if (m_valFile->isChecked() && m_validationFile->text().trimmed().isEmpty())
-        why = tr("Validation file (data.validation): is empty — fix: choose a file, or pick None or Fraction");
+        why = tr("Validation file: is empty — fix: choose a file, or pick None or Fraction");
     else if (isAnalyzing())
         ; // the shown result answers older inputs; the running analysis will tell
     else if (!m_result.trainError.isEmpty()) why = tr("Training file: %1").arg(m_result.trainError);

@@ -34,6 +34,7 @@
 
 MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     auto* outer = new QVBoxLayout(this);
+    outer->addWidget(new QLabel(tr("<h2>Monitor</h2>"), this));
 
     // ---- controls ---------------------------------------------------------------------------------------------
     auto* buttons = new QHBoxLayout;
@@ -63,6 +64,10 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     m_savePng->setToolTip(tr("Save one chart, or all of them, as a PNG image"));
     m_saveCsv = new QPushButton(tr("Export CSV…"), this);
     m_saveCsv->setToolTip(tr("Save every step's numbers (loss, learning rate, throughput, memory, paging) as CSV"));
+    m_start->setObjectName("startButton");
+    m_pause->setObjectName("pauseButton");
+    m_resume->setObjectName("resumeButton");
+    m_stop->setObjectName("stopButton");
     for (QPushButton* b : {m_start, m_pause, m_resume, m_stop}) buttons->addWidget(b);
     buttons->addSpacing(16);
     buttons->addWidget(m_logScale);
@@ -71,6 +76,12 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     buttons->addWidget(m_saveCsv);
     outer->addLayout(buttons);
 
+    m_runsFolder = new QLabel(this);
+    m_runsFolder->setObjectName("runsFolder");
+    m_runsFolder->setWordWrap(true);
+    m_runsFolder->setTextInteractionFlags(Qt::TextSelectableByMouse);
+    m_runsFolder->setToolTip(tr("Where new runs are written; change it on the Runs page"));
+    outer->addWidget(m_runsFolder);
     m_runLabel = new QLabel(tr("No run yet: choose a model and a dataset, then press Start."), this);
     m_runLabel->setToolTip(tr("The run shown: its directory under the runs folder"));
     m_runLabel->setTextInteractionFlags(Qt::TextSelectableByMouse);
@@ -116,7 +127,9 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     m_log = new QPlainTextEdit(chartsArea);
     m_log->setReadOnly(true);
     m_log->setMaximumBlockCount(20000);
-    m_log->setLineWrapMode(QPlainTextEdit::NoWrap);
+    // lines wrap at the widget's edge: "step N/M loss" at the start of each line is never scrolled away
+    m_log->setLineWrapMode(QPlainTextEdit::WidgetWidth);
+    m_log->setWordWrapMode(QTextOption::WrapAtWordBoundaryOrAnywhere);
     m_log->setFont(QFontDatabase::systemFont(QFontDatabase::FixedFont));
     m_log->setPlaceholderText(tr("Step log: one line per optimizer step, and the engine's messages"));
     m_log->setToolTip(tr("One line per optimizer step (loss, learning rate, gradient norm, throughput) and the "
@@ -201,6 +214,7 @@ void MonitorPage::setSession(TrainingSession* session) {
         connect(session, &TrainingSession::failed, m_loadProgress, &LoadProgress::finish);
         connect(session, &TrainingSession::started, this, &MonitorPage::beginRun);
         connect(session, &TrainingSession::stepStats, this, &MonitorPage::addStats);
+        connect(session, &TrainingSession::microStep, this, &MonitorPage::addMicroStep);
         connect(session, &TrainingSession::logLine, this, &MonitorPage::addLogLine);
         connect(session, &TrainingSession::finished, this, &MonitorPage::showFinished);
         connect(session, &TrainingSession::failed, this, &MonitorPage::showFailed);
@@ -232,6 +246,8 @@ void MonitorPage::beginRun(qint64 totalSteps, const QString& runDir) {
         for (MonitorChart* c : m_charts) c->setFollow(true);
     }
     m_status->hide();
+    m_ended = Ended::None;
+    m_microDone = m_microTotal = 0;
     m_runLabel->setText(
         tr("Run %1 — %2").arg(QFileInfo(runDir).fileName().toHtmlEscaped(), QDir::toNativeSeparators(runDir)));
     updateProgress();
@@ -239,6 +255,7 @@ void MonitorPage::beginRun(qint64 totalSteps, const QString& runDir) {
 }
 
 void MonitorPage::addStats(const qls::step_stats& s) {
+    m_microDone = 0;
     bool rebuild = false;
     if (!m_history.isEmpty() && s.step <= m_history.last().step) {
         // a resumed run trains again the steps after its checkpoint: the newer values replace the older ones
@@ -252,6 +269,11 @@ void MonitorPage::addStats(const qls::step_stats& s) {
     else
         for (MonitorChart* c : m_charts) c->append(s);
 
+    m_pendingLog << stepLine(s);
+    markDirty();
+}
+
+QString MonitorPage::stepLine(const qls::step_stats& s) {
     QString line = QString("step %1/%2  loss %3  lr %4  grad %5  %6 tok/s  %7 s")
                        .arg(s.step)
                        .arg(s.total_steps)
@@ -261,8 +283,7 @@ void MonitorPage::addStats(const qls::step_stats& s) {
                        .arg(s.tokens_per_s, 0, 'f', 0)
                        .arg(s.step_time_s, 0, 'f', 3);
     if (s.eval_loss) line += QString("  eval %1").arg(*s.eval_loss, 0, 'f', 4);
-    m_pendingLog << line;
-    markDirty();
+    return line;
 }
 
 void MonitorPage::addLogLine(const QString& line) {
@@ -271,6 +292,8 @@ void MonitorPage::addLogLine(const QString& line) {
 }
 
 void MonitorPage::showFinished(const QString& status, const QString& checkpointDir) {
+    const bool complete = !m_history.isEmpty() && m_history.last().step >= m_totalSteps && m_totalSteps > 0;
+    m_ended = complete ? Ended::Completed : Ended::Stopped;
     QString text = tr("<b>Finished:</b> %1.").arg(status.toHtmlEscaped());
     if (!checkpointDir.isEmpty())
         text += tr(" Checkpoint: %1").arg(QDir::toNativeSeparators(checkpointDir).toHtmlEscaped());
@@ -281,7 +304,11 @@ void MonitorPage::showFinished(const QString& status, const QString& checkpointD
     updateButtons();
 }
 
-void MonitorPage::showFailed(const QString& message, const QString& hint) {
+void MonitorPage::showFailed(const QString& rawMessage, const QString& hint) {
+    m_ended = Ended::Failed;
+    const QString message = m_words ? m_words(rawMessage) : rawMessage;
+    // a run that never started (nothing chosen, a setting refused) is not "a run": the headline says so
+    if (m_runDir.isEmpty() && m_history.isEmpty()) m_runLabel->setText(tr("The run could not start."));
     QString text = tr("<b style='color:#b00020'>The run failed:</b> %1").arg(message.toHtmlEscaped());
     if (!hint.isEmpty()) text += tr("<br><b>What to do:</b> %1").arg(hint.toHtmlEscaped());
     setStatus(text);
@@ -296,6 +323,8 @@ void MonitorPage::showRun(const QString& runDir, const QVector<qls::step_stats>&
     m_history = history;
     m_memory->noteHistory(history);
     rebuildCharts();
+    // the step log as the live run wrote it
+    for (const qls::step_stats& s : history) m_pendingLog << stepLine(s);
     if (history.isEmpty())
         setStatus(tr("<b>This run has no recorded steps</b> (its metrics.jsonl is empty or missing)."));
     else
@@ -370,13 +399,36 @@ void MonitorPage::updateProgress() {
     const qls::step_stats* last = m_history.isEmpty() ? nullptr : &m_history.last();
     m_progress->setRange(0, int(std::max<qint64>(1, m_totalSteps)));
     m_progress->setValue(last ? int(std::min<qint64>(last->step, m_totalSteps)) : 0);
+    using S = TrainingSession::State;
+    const S state = m_session ? m_session->state() : S::Idle;
     if (!last) {
-        m_progressLabel->setText(m_totalSteps > 0
-                                     ? tr("%1 steps planned; waiting for the first step…").arg(m_totalSteps)
-                                     : QString());
+        QString text;
+        if (m_totalSteps > 0 && state != S::Idle) {
+            text = tr("%1 steps planned; waiting for the first step…").arg(m_totalSteps);
+            // gradient accumulation: the micro-batches of the first step as they pass
+            if (m_microTotal > 1 && m_microDone > 0)
+                text = tr("%1 steps planned; step 1: micro-batch %2 of %3")
+                           .arg(m_totalSteps)
+                           .arg(m_microDone)
+                           .arg(m_microTotal);
+        } else if (m_ended == Ended::Stopped) text = tr("Stopped before the first step");
+        else if (m_ended == Ended::Failed) text = tr("Failed before the first step");
+        if (state == S::Paused) text = tr("Paused before the first step");
+        m_progressLabel->setText(text);
         return;
     }
-    QString eta = last->step >= m_totalSteps ? tr("done") : tr("ETA %1").arg(formatDuration(last->eta_s));
+    // the ETA only while the run trains: a paused, stopped or failed run has none
+    QString eta;
+    if (state == S::Paused) eta = tr("Paused");
+    else if (state == S::Stopping) eta = tr("Stopping…");
+    else if (last->step >= m_totalSteps) eta = tr("done");
+    else if (state == S::Idle)
+        eta = m_ended == Ended::Failed ? tr("Failed") : m_ended == Ended::Stopped ? tr("Stopped") : tr("not running");
+    else {
+        eta = tr("ETA %1").arg(formatDuration(last->eta_s));
+        if (m_microTotal > 1 && m_microDone > 0 && m_microDone < m_microTotal)
+            eta += tr(" · next step: micro-batch %1 of %2").arg(m_microDone).arg(m_microTotal);
+    }
     m_progressLabel->setText(tr("step %1 of %2 · epoch %3 · loss %4 · %5 tokens/s · %6")
                                  .arg(last->step)
                                  .arg(m_totalSteps)
@@ -394,6 +446,9 @@ void MonitorPage::updateButtons() {
     m_pause->setEnabled(m_session && (s == S::Running || s == S::Starting));
     m_resume->setEnabled(m_session && s == S::Paused);
     m_stop->setEnabled(m_session && (s == S::Running || s == S::Paused || s == S::Starting));
+    m_pause->setVisible(s != S::Paused);
+    m_resume->setVisible(s == S::Paused);
+    updateProgress();
     if (s == S::Stopping) m_progressLabel->setText(tr("stopping after the current step and saving a checkpoint…"));
     if (s == S::Starting) m_progressLabel->setText(tr("loading the model and the data…"));
 }
@@ -504,4 +559,57 @@ bool MonitorPage::exportCsv(const QString& file, QString* error) const {
         return false;
     }
     return true;
+}
+
+// ---- keyboard and state ------------------------------------------------------------------------------------------
+
+void MonitorPage::triggerStart() {
+    if (m_start->isEnabled()) m_start->click();
+}
+
+void MonitorPage::togglePause() {
+    if (m_pause->isEnabled() && m_pause->isVisible()) m_pause->click();
+    else if (m_resume->isEnabled()) m_resume->click();
+}
+
+void MonitorPage::triggerStop() {
+    if (m_stop->isEnabled()) m_stop->click();
+}
+
+void MonitorPage::clearStaleStatus() {
+    if (m_session && m_session->isActive()) return;
+    if (m_ended != Ended::Failed) return;
+    m_ended = Ended::None;
+    setStatus(QString());
+    if (m_runDir.isEmpty() && m_history.isEmpty())
+        m_runLabel->setText(tr("No run yet: choose a model and a dataset, then press Start."));
+    updateProgress();
+}
+
+void MonitorPage::setRunsFolder(const QString& dir) {
+    m_runsFolderPath = dir;
+    updateRunsFolderLine();
+}
+
+void MonitorPage::setNextRunEstimate(const QString& text) {
+    m_nextRunEstimate = text;
+    updateRunsFolderLine();
+}
+
+void MonitorPage::updateRunsFolderLine() {
+    QString line = tr("Runs folder: %1 (change it on the Runs page)").arg(QDir::toNativeSeparators(m_runsFolderPath));
+    if (!m_nextRunEstimate.isEmpty()) line += tr(" · the next run should take %1 (Plan page)").arg(m_nextRunEstimate);
+    m_runsFolder->setText(line);
+}
+
+void MonitorPage::setMessageWords(std::function<QString(const QString&)> words) { m_words = std::move(words); }
+
+QString MonitorPage::runsFolderText() const { return m_runsFolder->text(); }
+
+QString MonitorPage::statusText() const { return m_status->isHidden() ? QString() : m_status->text(); }
+
+void MonitorPage::addMicroStep(qint64 done, qint64 total) {
+    m_microDone = done;
+    m_microTotal = total;
+    updateProgress();
 }

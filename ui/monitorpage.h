@@ -9,6 +9,7 @@
 #include <QWidget>
 
 #include <array>
+#include <functional>
 
 class LearningRateChart;
 class LossChart;
@@ -80,6 +81,25 @@ public:
     bool saveChartPng(Chart c, const QString& file, QString* error = nullptr) const;
     bool exportCsv(const QString& file, QString* error = nullptr) const;
     static QString formatDuration(double seconds);
+    // One step's line in the step log ("step 3/80  loss 2.1234  lr ...").
+    static QString stepLine(const qls::step_stats& s);
+
+    // The keyboard's Start / Pause-or-Resume / Stop: the same as the buttons, and nothing when they are disabled.
+    void triggerStart();
+    void togglePause();
+    void triggerStop();
+    // A failure shown from an earlier Start (no model, a refused setting) is dropped once the choice changes.
+    void clearStaleStatus();
+    // The runs folder line above the run ("Runs folder: /home/.../runs").
+    void setRunsFolder(const QString& dir);
+    QString runsFolderText() const;
+    // "about 5 s": the Plan page's estimate for the next run, on the runs folder line ("" hides it).
+    void setNextRunEstimate(const QString& text);
+    // Puts failure messages in the pages' words (run.json keys → field names); the controller passes the Training
+    // page's translation.
+    void setMessageWords(std::function<QString(const QString&)> words);
+    // The status under the run's headline ("" when hidden) and the headline itself.
+    QString statusText() const;
 
 public slots:
     // A run has begun: clears the charts unless runDir is the run already shown (a resumed run goes on drawing).
@@ -90,6 +110,8 @@ public slots:
     void showFailed(const QString& message, const QString& hint);
     // Redraws a past run (metrics.jsonl read by the controller) without a session.
     void showRun(const QString& runDir, const QVector<qls::step_stats>& history);
+    // Gradient accumulation: `done` of `total` micro-batches of the step in progress have passed.
+    void addMicroStep(qint64 done, qint64 total);
 
 signals:
     // Start was pressed: the controller assembles the configuration from the pages and starts the session.
@@ -141,6 +163,13 @@ private:
     QPushButton* m_saveCsv;
     QCheckBox* m_logScale;
     QLabel* m_runLabel;
+    QLabel* m_runsFolder;
+    QString m_runsFolderPath, m_nextRunEstimate;
+    std::function<QString(const QString&)> m_words;
+    void updateRunsFolderLine();
+    enum class Ended { None, Completed, Stopped, Failed };
+    Ended m_ended = Ended::None; // how the run on show ended (its progress line then shows no ETA)
+    qint64 m_microDone = 0, m_microTotal = 0;
     QLabel* m_status;
     QProgressBar* m_progress;
     QLabel* m_progressLabel;

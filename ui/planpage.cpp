@@ -1,6 +1,9 @@
 // PlanPage: runs qls::plan_run on every input change and draws its categories as one stacked bar with budget and card lines.
 #include "planpage.h"
 
+#include "plancolors.h"
+#include "plotstyle.h"
+
 #include "qls/error.h"
 
 #include <QHeaderView>
@@ -9,18 +12,24 @@
 #include <QSplitter>
 #include <QTableWidget>
 #include <QVBoxLayout>
+#include <cmath>
 
 #include <qcustomplot.h>
 
 namespace {
 
-// One colour per plan_category (cuda_context last, grey: it is on the card but outside the budget).
-const std::array<QColor, qls::plan_category_count> k_categoryColors = {
-    QColor("#4e79a7"), QColor("#a0cbe8"), QColor("#f28e2b"), QColor("#ffbe7d"), QColor("#59a14f"),
-    QColor("#8cd17d"), QColor("#e15759"), QColor("#b07aa1"), QColor("#76b7b2"), QColor("#bab0ac"),
-};
+// One colour per plan_category, as the Monitor's memory chart draws them.
+const std::array<QColor, qls::plan_category_count> k_categoryColors = [] {
+    std::array<QColor, qls::plan_category_count> c;
+    for (int i = 0; i < qls::plan_category_count; ++i) c[size_t(i)] = planCategoryColor(i);
+    return c;
+}();
 
-QString gib(uint64_t bytes) { return QStringLiteral("%1 GiB").arg(qls::to_gib(bytes), 0, 'f', 2); }
+// Bytes in GiB, or in MiB below 1 GiB (a small model's rows are then not all "0.00 GiB").
+QString gib(uint64_t bytes) {
+    if (bytes < (1ull << 30)) return QStringLiteral("%1 MiB").arg(double(bytes) / double(1ull << 20), 0, 'f', 1);
+    return QStringLiteral("%1 GiB").arg(qls::to_gib(bytes), 0, 'f', 2);
+}
 
 QString optimizerLabel(qls::optimizer_kind k) {
     switch (k) {
@@ -68,7 +77,7 @@ QString describeSuggestion(const qls::plan_settings& now, const qls::plan_sugges
 
 PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     auto* layout = new QVBoxLayout(this);
-    auto* title = new QLabel(tr("<h2>Memory plan</h2>What the run will allocate on the card, computed from the model's "
+    auto* title = new QLabel(tr("<h2>Plan</h2>What the run will allocate on the card, computed from the model's "
                                 "dimensions and the Training page before anything is loaded."),
                              this);
     title->setWordWrap(true);
@@ -96,6 +105,12 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
         tr("Host RAM the run needs at its peak (model as the backend holds it, load staging, pinned "
            "pages of the optimizer, runtime), against MemTotal and MemAvailable of /proc/meminfo"));
     layout->addWidget(m_hostLabel);
+    m_estimate = new QLabel(this);
+    m_estimate->setObjectName("timeEstimate");
+    m_estimate->setWordWrap(true);
+    m_estimate->setToolTip(tr("How long the whole run should take: the steps times the time one micro-batch took in "
+                              "a short measured warm-up of this model and these settings on this machine"));
+    layout->addWidget(m_estimate);
     m_suggestions = new QLabel(this);
     m_suggestions->setWordWrap(true);
     m_suggestions->setTextFormat(Qt::RichText);
@@ -106,6 +121,7 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     layout->addWidget(split, 1);
     m_chart = new QCustomPlot(split);
     m_chart->setMinimumHeight(190);
+    themePlot(m_chart, palette());
     m_chart->setToolTip(
         tr("Predicted device memory per category, stacked; the lines are the VRAM budget and the card's "
            "total memory"));
@@ -113,7 +129,8 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     m_chart->yAxis->setVisible(false);
     m_chart->yAxis->setRange(0.4, 1.6);
     m_chart->xAxis->setLabel(tr("GiB"));
-    m_chart->legend->setVisible(true);
+    // the table below names every colour (its rows carry the swatches): no legend to clip at narrow widths
+    m_chart->legend->setVisible(false);
     m_chart->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst);
     m_chart->legend->setWrap(4);
     m_chart->legend->setBorderPen(Qt::NoPen);
@@ -122,16 +139,20 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     legendRow->addElement(0, 0, m_chart->legend);
     legendRow->setMargins(QMargins(5, 0, 5, 5));
     m_chart->plotLayout()->setRowStretchFactor(1, 0.001);
-    QCPBars* below = nullptr;
     for (int i = 0; i < qls::plan_category_count; ++i) {
         auto* bars = new QCPBars(m_chart->yAxis, m_chart->xAxis);
         bars->setName(QString::fromLatin1(qls::plan_category_label(qls::plan_category(i))));
         bars->setBrush(k_categoryColors[size_t(i)]);
         bars->setPen(QPen(k_categoryColors[size_t(i)].darker(130)));
         bars->setWidth(0.6);
-        if (below) bars->moveAbove(below);
-        below = bars;
         m_bars[size_t(i)] = bars;
+    }
+    // the CUDA context first (it is on the card before anything of the run), then the plan's categories in order
+    QCPBars* below = m_bars[size_t(qls::plan_category::cuda_context)];
+    for (int i = 0; i < qls::plan_category_count; ++i) {
+        if (m_bars[size_t(i)] == below) continue;
+        m_bars[size_t(i)]->moveAbove(below);
+        below = m_bars[size_t(i)];
     }
 
     m_table = new QTableWidget(0, 3, split);
@@ -154,6 +175,7 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
 void PlanPage::setInput(const qls::train_config& config, const qls::model_config& model,
                         const qls::compute_device& device) {
     m_config = config;
+    m_settingsError.clear();
     m_model = model;
     m_device = device;
     recompute();
@@ -161,7 +183,36 @@ void PlanPage::setInput(const qls::train_config& config, const qls::model_config
 
 void PlanPage::setTrainConfig(const qls::train_config& config) {
     m_config = config;
+    m_settingsError.clear();
     recompute();
+}
+
+void PlanPage::setSettingsInvalid(const QString& reason) {
+    m_settingsError = reason.isEmpty() ? tr("a setting on the Training page is refused") : reason;
+    recompute();
+}
+
+void PlanPage::setTimeEstimate(double seconds, const QString& basis) {
+    m_estimateShort.clear();
+    if (basis.isEmpty()) {
+        m_estimate->clear();
+        return;
+    }
+    if (seconds <= 0) { // no measurement, and why
+        m_estimate->setText(tr("<b>Time:</b> no estimate before Start (%1)").arg(basis.toHtmlEscaped()));
+        return;
+    }
+    const qint64 s = qint64(std::llround(seconds));
+    m_estimateShort = s < 90     ? tr("about %1 s").arg(std::max<qint64>(1, s))
+                      : s < 5400 ? tr("about %1 min").arg((s + 30) / 60)
+                                 : tr("about %1 h %2 min").arg(s / 3600).arg((s % 3600 + 30) / 60);
+    m_estimate->setText(tr("<b>Time:</b> %1 (%2)").arg(m_estimateShort, basis.toHtmlEscaped()));
+}
+
+QString PlanPage::timeEstimateText() const { return m_estimate->text(); }
+
+QString PlanPage::unit() const {
+    return m_plan && m_plan->card_bytes_needed() >= (1ull << 30) ? QStringLiteral("GiB") : QStringLiteral("MiB");
 }
 
 void PlanPage::setModelConfig(const qls::model_config& model) {
@@ -195,6 +246,11 @@ void PlanPage::recompute() {
         emit planChanged();
         return;
     }
+    if (!m_settingsError.isEmpty()) {
+        showNoPlan(tr("Settings invalid: %1").arg(m_settingsError), true);
+        emit planChanged();
+        return;
+    }
     try {
         qls::plan_settings s = qls::plan_settings_for(m_config, m_device);
         if (m_host.total_bytes > 0) s.host = m_host;
@@ -218,6 +274,7 @@ void PlanPage::showNoPlan(const QString& why, bool error) {
     m_explanation->clear();
     m_hostLabel->clear();
     m_suggestions->clear();
+    m_estimate->clear();
     for (QCPBars* b : m_bars) b->data()->clear();
     m_chart->clearItems();
     m_chart->replot();
@@ -229,7 +286,7 @@ void PlanPage::showPlan() {
     const qls::model_config& m = p.config;
     const double params = double(m.parameter_count());
     m_summary->setText(
-        tr("Model: %1 %2 parameters, %3 layers, hidden %4 · run: %5 × %6 tokens, rank %7 on %8 (%9 M trainable), %10, "
+        tr("Model: %1 %2 parameters, %3 layers, hidden %4 · run: %5 × %6 tokens, rank %7 on %8 (%9 trainable), %10, "
            "checkpointing %11")
             .arg(params >= 1e9 ? params / 1e9 : params / 1e6, 0, 'f', 2)
             .arg(params >= 1e9 ? "B" : "M")
@@ -239,7 +296,8 @@ void PlanPage::showPlan() {
             .arg(p.settings.seq)
             .arg(p.settings.lora.rank)
             .arg(targetsLabel(p.settings.lora.targets))
-            .arg(double(p.lora_parameters) / 1e6, 0, 'f', 1)
+            .arg(p.lora_parameters >= 1000000 ? QStringLiteral("%1 M").arg(double(p.lora_parameters) / 1e6, 0, 'f', 1)
+                                              : QStringLiteral("%1 K").arg(double(p.lora_parameters) / 1e3, 0, 'f', 1))
             .arg(optimizerLabel(p.settings.optimizer))
             .arg(p.settings.gradient_checkpointing ? tr("on") : tr("off")));
 
@@ -247,6 +305,9 @@ void PlanPage::showPlan() {
     if (!p.host.fits) {
         verdict = tr("Does not fit the machine's memory");
         color = "#b00020";
+    } else if (p.limit_bytes == 0 && p.settings.backend != "cuda" && p.host.checked) {
+        verdict = tr("Fits the machine's memory");
+        color = "#1b7f3b";
     } else if (p.limit_bytes == 0) {
         verdict = tr("Predicted %1 — no budget or card size known").arg(gib(p.card_bytes_needed()));
         color = "#555555";
@@ -300,17 +361,29 @@ void PlanPage::showPlan() {
     }
 
     // ---- the stacked bar and the limit lines ----
+    // A CPU run has no CUDA context: its bar is zero. On a GPU the context is stacked first and the budget line drawn
+    // after it (the budget is checked against the peak without the context), so the bar's end and the budget line
+    // agree with the verdict.
+    const bool cpu = p.settings.backend != "cuda";
+    m_unitBytes = p.card_bytes_needed() >= (1ull << 30) ? double(1ull << 30) : double(1ull << 20);
+    const double u = m_unitBytes;
+    const QString unitName = u >= double(1ull << 30) ? tr("GiB") : tr("MiB");
+    m_chart->xAxis->setLabel(unitName);
+    m_table->horizontalHeaderItem(1)->setText(unitName);
+    const size_t ctx = size_t(qls::plan_category::cuda_context);
     double top = 0; // the bar's length
     for (int i = 0; i < qls::plan_category_count; ++i) {
-        const double v = qls::to_gib(p.category_bytes(qls::plan_category(i)));
+        const double v = cpu && size_t(i) == ctx ? 0.0 : double(p.category_bytes(qls::plan_category(i))) / u;
         m_bars[size_t(i)]->data()->clear();
         m_bars[size_t(i)]->addData(1.0, v);
         top += v;
     }
+    const double context = m_bars[ctx]->data()->constBegin()->value;
     m_chart->clearItems();
     // The axis spans the bar and the budget; a card far beyond them (an 80 GiB card, a 7 GiB plan) would squash the
     // bar, so then its line is replaced by a label at the right edge.
-    const double budget = qls::to_gib(p.settings.budget_bytes), card = qls::to_gib(p.settings.card_bytes);
+    const double budget = p.settings.budget_bytes > 0 ? double(p.settings.budget_bytes) / u + context : 0.0,
+                 card = double(p.settings.card_bytes) / u;
     double right = std::max(top, budget);
     if (card > 0 && card <= 2.5 * std::max(right, 1e-3)) right = std::max(right, card);
     right = std::max(right * 1.08, 1e-3);
@@ -355,7 +428,8 @@ void PlanPage::showPlan() {
             px.fill(*swatch);
             nameItem->setIcon(QIcon(px));
         }
-        auto* value = new QTableWidgetItem(QString::number(qls::to_gib(bytes), 'f', 3));
+        auto* value = new QTableWidgetItem(QString::number(double(bytes) / m_unitBytes, 'f',
+                                                           m_unitBytes >= double(1ull << 30) ? 3 : 2));
         value->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
         auto* shareItem = new QTableWidgetItem(share);
         shareItem->setTextAlignment(Qt::AlignRight | Qt::AlignVCenter);
@@ -376,10 +450,14 @@ void PlanPage::showPlan() {
                peak ? QStringLiteral("%1 %").arg(100.0 * double(b) / double(peak), 0, 'f', 1) : QString(),
                &k_categoryColors[size_t(i)], false);
     }
-    addRow(tr("device peak (the budget is checked against this)"), peak, QString(), nullptr, true);
-    addRow(QString::fromLatin1(qls::plan_category_label(qls::plan_category::cuda_context)), p.context_bytes(),
-           QString(), &k_categoryColors[size_t(qls::plan_category::cuda_context)], false);
-    addRow(tr("the card must hold"), p.card_bytes_needed(), QString(), nullptr, true);
+    addRow(cpu ? tr("peak (the budget is checked against this)")
+               : tr("device peak (the budget is checked against this)"),
+           peak, QString(), nullptr, true);
+    if (!cpu) {
+        addRow(QString::fromLatin1(qls::plan_category_label(qls::plan_category::cuda_context)), p.context_bytes(),
+               QString(), &k_categoryColors[size_t(qls::plan_category::cuda_context)], false);
+        addRow(tr("the card must hold"), p.card_bytes_needed(), QString(), nullptr, true);
+    }
     if (p.host_bytes() > 0)
         addRow(tr("paged optimizer states in pinned host memory"), p.host_bytes(), QString(), nullptr, false);
     m_table->resizeColumnsToContents();
@@ -392,7 +470,7 @@ std::array<double, qls::plan_category_count> PlanPage::barValuesGiB() const {
     std::array<double, qls::plan_category_count> out{};
     for (int i = 0; i < qls::plan_category_count; ++i) {
         const QCPBars* b = m_bars[size_t(i)];
-        out[size_t(i)] = b->data()->isEmpty() ? 0.0 : b->data()->constBegin()->value;
+        out[size_t(i)] = b->data()->isEmpty() ? 0.0 : b->data()->constBegin()->value * m_unitBytes / double(1ull << 30);
     }
     return out;
 }

@@ -42,6 +42,16 @@ public:
     const qls::compute_device& device() const { return m_device; }
     // No model yet: the page says so and draws nothing.
     void clearModel();
+    // The Training page's settings do not pass its checks: no plan is shown (never the last valid one), only
+    // "Settings invalid: <reason>"; the next setTrainConfig/setInput plans again.
+    void setSettingsInvalid(const QString& reason);
+    // The run's time before Start: seconds for the whole run and how it was found ("" when unknown: no estimate shown).
+    void setTimeEstimate(double seconds, const QString& basis);
+    QString timeEstimateText() const;
+    // "about 5 s" ("" when there is no estimate).
+    QString timeEstimateShort() const { return m_estimateShort; }
+    // The unit the page shows bytes in for the plan on show: "MiB" below 1 GiB of peak, else "GiB".
+    QString unit() const;
 
     // The plan on show (empty when there is no model or the settings are invalid).
     const std::optional<qls::memory_plan>& plan() const { return m_plan; }
@@ -63,6 +73,10 @@ private:
     std::optional<qls::model_config> m_model;
     qls::compute_device m_device;
     qls::host_memory m_host; // zeros: read /proc/meminfo when planning
+    QString m_settingsError; // non-empty: the settings are invalid and nothing is planned
+    QLabel* m_estimate;
+    QString m_estimateShort;
+    double m_unitBytes = double(1ull << 30); // the chart's and table's unit: 1 GiB, or 1 MiB for a small plan
     std::optional<qls::memory_plan> m_plan;
 
     QLabel* m_summary;

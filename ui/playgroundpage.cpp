@@ -36,6 +36,8 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     // ---- mode ------------------------------------------------------------------------------------------------------
     auto* modeRow = new QHBoxLayout;
     m_mode = new QComboBox(this);
+    m_mode->setSizePolicy(QSizePolicy::Fixed,
+                          QSizePolicy::Fixed); // its text's width, also when the system prompt is hidden
     m_mode->addItem(tr("Text completion"));
     m_mode->addItem(tr("Chat"));
     m_mode->setToolTip(tr("Text completion continues the prompt as written; Chat sends a conversation through the "
@@ -47,8 +49,9 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
     m_newChat->setToolTip(tr("Forget both conversations and start again"));
     modeRow->addWidget(new QLabel(tr("Mode"), this));
     modeRow->addWidget(m_mode);
-    modeRow->addWidget(m_system, 1);
+    modeRow->addWidget(m_system, 100);
     modeRow->addWidget(m_newChat);
+    modeRow->addStretch(1); // the room left when the system prompt is hidden (text completion)
     layout->addLayout(modeRow);
 
     // ---- prompt and settings ---------------------------------------------------------------------------------------
@@ -93,6 +96,7 @@ PlaygroundPage::PlaygroundPage(QWidget* parent) : QWidget(parent) {
 
     auto* buttons = new QVBoxLayout;
     m_generate = new QPushButton(tr("Generate"), this);
+    m_generate->setObjectName("generateButton");
     m_generate->setToolTip(tr("Generate from the base model, then from the base with the adapter (when one is loaded), "
                               "with the same prompt, settings and seed"));
     m_stop = new QPushButton(tr("Stop"), this);

@@ -5,6 +5,7 @@
 #include "qls/memory_plan.h"
 #include "qls/train_config.h"
 
+#include <QAbstractSpinBox>
 #include <QCheckBox>
 #include <QComboBox>
 #include <QDoubleSpinBox>
@@ -19,6 +20,7 @@
 #include <QLineEdit>
 #include <QLocale>
 #include <QPushButton>
+#include <QRegularExpression>
 #include <QSaveFile>
 #include <QScrollArea>
 #include <QSpinBox>
@@ -26,6 +28,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+#include <cmath>
 #include <limits>
 
 namespace {
@@ -82,6 +86,17 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
                              content);
     title->setWordWrap(true);
     layout->addWidget(title);
+    m_runNote = new QLabel(tr("<b>A run is in progress:</b> changes made here apply to the next run, not to the one "
+                              "training now."),
+                           content);
+    m_runNote->setObjectName("runActiveNote");
+    m_runNote->setWordWrap(true);
+    m_runNote->setAutoFillBackground(true);
+    m_runNote->setMargin(6);
+    m_runNote->setBackgroundRole(QPalette::ToolTipBase);
+    m_runNote->setForegroundRole(QPalette::ToolTipText);
+    m_runNote->hide();
+    layout->addWidget(m_runNote);
 
     auto* presetRow = new QHBoxLayout;
     auto* savePreset = new QPushButton(tr("Save preset…"), content);
@@ -151,16 +166,18 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
                 "0.05 for 33B/65B; 0 turns it off. Must be in [0, 1)."),
              [this](qls::train_config& c) { c.lora.dropout = float(m_dropout->value()); });
     auto* targetBox = new QWidget(content);
-    auto* targetRow = new QHBoxLayout(targetBox);
+    // attention projections on the first row, MLP ones on the second: the column stays narrow at 1024 px
+    auto* targetRow = new QGridLayout(targetBox);
     targetRow->setContentsMargins(0, 0, 0, 0);
+    targetRow->setHorizontalSpacing(10);
     for (int i = 0; i < qls::k_lora_target_count; ++i) {
         auto* cb = check(QString::fromLatin1(qls::lora_target_short_name(qls::lora_target(i))),
                          d.lora.targets_has(qls::lora_target(i)));
         cb->setToolTip(tr("Put an adapter on every layer's %1").arg(qls::lora_target_name(qls::lora_target(i))));
-        targetRow->addWidget(cb);
+        targetRow->addWidget(cb, i < 4 ? 0 : 1, i < 4 ? i : i - 4);
         m_targets.push_back(cb);
     }
-    targetRow->addStretch(1);
+    targetRow->setColumnStretch(4, 1);
     addField(lora, "lora.targets", tr("Target modules"), targetBox,
              tr("Which linear layers of each transformer block get an adapter: attention q, k, v, o and MLP gate, up, "
                 "down. The QLoRA paper adapts all seven (it matters for quality); q,v only is the original LoRA "
@@ -267,6 +284,13 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
     m_effectiveBatch = new QLabel(content);
     m_effectiveBatch->setToolTip(tr("Rows (sequences) per optimizer step: micro-batch × accumulation"));
     steps->addRow(tr("Effective batch"), m_effectiveBatch);
+    m_dataCoverage = new QLabel(content);
+    m_dataCoverage->setObjectName("dataCoverage");
+    m_dataCoverage->setWordWrap(true);
+    m_dataCoverage->setToolTip(
+        tr("How much of the training data (Dataset page) the run's steps go through: rows of the "
+           "sequence length per epoch (packed: the data's tokens ÷ the sequence length)"));
+    steps->addRow(tr("Data"), m_dataCoverage);
     m_packing = check(tr("pack several examples per row"), d.packing);
     addField(steps, "data.packing", tr("Packing"), m_packing,
              tr("Fill each row of the sequence length with several short examples (attention stays within each "
@@ -300,7 +324,7 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
     // ---- checkpointing and device ---------------------------------------------------------------------------------
     QFormLayout* dev = nullptr;
     grid->addWidget(group(tr("Checkpointing, memory and seed"), dev), 1, 1);
-    m_gradientCheckpointing = check(tr("recompute activations in backward"), d.gradient_checkpointing);
+    m_gradientCheckpointing = check(tr("recompute in backward"), d.gradient_checkpointing);
     addField(dev, "training.gradient_checkpointing", tr("Gradient checkpointing"), m_gradientCheckpointing,
              tr("Keep only each layer's input and recompute the rest during backward: much less activation memory "
                 "for about a third more compute. On in the QLoRA paper."),
@@ -317,7 +341,7 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
              [this](qls::train_config& c) { c.keep_checkpoints = m_keepCheckpoints->value(); });
     m_budget = dspin(0, 4096, 2, 1, d.budget_gib);
     m_budget->setSuffix(tr(" GiB"));
-    m_budget->setSpecialValueText(tr("none (device's free memory)"));
+    m_budget->setSpecialValueText(tr("none (free memory)"));
     addField(dev, "device.budget_gib", tr("VRAM budget"), m_budget,
              tr("Device memory this run may use, e.g. 24 to behave like a 24 GB card on a bigger one. Paged optimizer "
                 "states beyond it move to pinned host memory.\n\n0 = no budget of your own: 95% of the device's free "
@@ -376,6 +400,9 @@ QWidget* TrainingPage::addField(QFormLayout* form, const QString& key, const QSt
     error->hide();
     v->addWidget(error);
     input->setToolTip(tooltip + tr("\n\nrun.json: %1").arg(key));
+    // number and text fields keep a readable width instead of stretching across a maximised window
+    if (qobject_cast<QAbstractSpinBox*>(input) || qobject_cast<QLineEdit*>(input) || qobject_cast<QComboBox*>(input))
+        input->setMaximumWidth(fontMetrics().horizontalAdvance(QLatin1Char('0')) * 24);
     auto* name = new QLabel(label, cell->parentWidget());
     name->setToolTip(input->toolTip());
     name->setBuddy(input);
@@ -391,9 +418,49 @@ QString TrainingPage::checkField(const Field& f) const {
         f.write(c);
         qls::validate_train_config(c);
     } catch (const qls::error& e) {
-        return engineMessage(e);
+        // the field's name is shown before the message already
+        QString m = engineMessage(e);
+        if (m.startsWith(f.key + QStringLiteral(": "))) m = m.mid(f.key.size() + 2);
+        return inFieldNames(m);
     }
+    // the chosen model's limits (validate_train_config knows no model)
+    if (m_model && f.input == m_seqLen && m_model->max_position_embeddings > 0 &&
+        c.seq_len > m_model->max_position_embeddings)
+        return tr("%1 tokens is longer than the model's context of %2 tokens — fix: at most %2")
+            .arg(QLocale().toString(c.seq_len))
+            .arg(m_model->max_position_embeddings);
     return {};
+}
+
+void TrainingPage::setModelLimits(const std::optional<qls::model_config>& model) {
+    m_model = model;
+    validate();
+    emit changed();
+}
+
+void TrainingPage::setRunActive(bool active) { m_runNote->setVisible(active); }
+bool TrainingPage::runActiveNoteVisible() const { return !m_runNote->isHidden(); }
+
+QString TrainingPage::inFieldNames(const QString& message) const {
+    QString m = message;
+    // the longest keys first, so no key is replaced inside a longer one
+    std::vector<std::pair<QString, QString>> names;
+    for (const Field& f : m_fields) names.emplace_back(f.key, f.label);
+    names.emplace_back(QStringLiteral("runs_dir"), tr("Runs folder (Runs page)"));
+    names.emplace_back(QStringLiteral("data.train"), tr("Training file (Dataset page)"));
+    names.emplace_back(QStringLiteral("data.validation"), tr("Validation file (Dataset page)"));
+    std::sort(names.begin(), names.end(), [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+    for (const auto& [key, label] : names) m.replace(key, label);
+    // the engine also names a setting by its bare key ("when max_steps is 0")
+    for (const Field& f : m_fields) {
+        const QString bare = f.key.mid(f.key.indexOf('.') + 1);
+        if (bare.contains('_'))
+            m.replace(QRegularExpression(QStringLiteral("\\b%1\\b").arg(QRegularExpression::escape(bare))), f.label);
+    }
+    // the fix is on this page, not in the command-line documentation
+    m.replace(QRegularExpression(QStringLiteral("\\s*\\(?(see|as described in) README\\.md\\)?")), QString());
+    m.replace(QStringLiteral("README.md"), tr("the field's tooltip"));
+    return m;
 }
 
 bool TrainingPage::validate(QString* reason) const {
@@ -411,7 +478,7 @@ bool TrainingPage::validate(QString* reason) const {
             applyTo(c);
             qls::validate_train_config(c);
         } catch (const qls::error& e) {
-            first = engineMessage(e);
+            first = inFieldNames(engineMessage(e));
         }
     }
     if (reason) *reason = first;
@@ -490,7 +557,53 @@ void TrainingPage::updateDerived() {
     m_doubleQuant->setEnabled(m_nf4->isChecked());
     m_warmupRatio->setEnabled(m_warmupSteps->value() < 0);
     m_epochs->setEnabled(m_maxSteps->value() == 0);
+
+    // the data against the steps (rows per epoch: packed rows fill the sequence length, else one example a row)
+    if (m_dataExamples <= 0) {
+        m_dataCoverage->setText(tr("— (choose the training data on the Dataset page)"));
+        return;
+    }
+    const qint64 seq = std::max(1, m_seqLen->value());
+    const qint64 rowsPerEpoch = m_packing->isChecked() ? std::max<qint64>(1, (m_dataTokens + seq - 1) / seq)
+                                                       : m_dataExamples;
+    const qint64 rowsPerStep = qint64(m_microBatch->value()) * m_gradAccum->value();
+    QString text;
+    bool warn = false;
+    if (rowsPerStep > rowsPerEpoch) {
+        text = tr("one step needs %1 rows but the data fills %2: each step repeats examples — lower Micro-batch or "
+                  "Accumulation, or add data")
+                   .arg(rowsPerStep)
+                   .arg(rowsPerEpoch);
+        warn = true;
+    } else if (m_maxSteps->value() > 0) {
+        const double epochs = double(m_maxSteps->value()) * double(rowsPerStep) / double(rowsPerEpoch);
+        text = tr("%1 rows an epoch; %2 steps × %3 rows cover %4 epochs")
+                   .arg(rowsPerEpoch)
+                   .arg(m_maxSteps->value())
+                   .arg(rowsPerStep)
+                   .arg(epochs, 0, 'f', epochs < 10 ? 2 : 0);
+        if (epochs > 20) {
+            text += tr(" — over 20 passes: the adapter will memorise the data; fewer steps or more data");
+            warn = true;
+        }
+    } else {
+        const double steps = std::ceil(m_epochs->value() * double(rowsPerEpoch) / double(rowsPerStep));
+        text = tr("%1 rows an epoch; %2 epochs take about %3 steps")
+                   .arg(rowsPerEpoch)
+                   .arg(m_epochs->value(), 0, 'g', 3)
+                   .arg(qint64(steps));
+    }
+    m_dataCoverage->setText(warn ? QStringLiteral("<span style='color:#a15c00'>%1</span>").arg(text.toHtmlEscaped())
+                                 : text.toHtmlEscaped());
 }
+
+void TrainingPage::setDatasetSize(qint64 examples, qint64 tokens) {
+    m_dataExamples = examples;
+    m_dataTokens = tokens;
+    updateDerived();
+}
+
+QString TrainingPage::dataCoverageText() const { return m_dataCoverage->text(); }
 
 // ---- presets -----------------------------------------------------------------------------------------------------
 
@@ -560,7 +673,7 @@ bool TrainingPage::loadPreset(const QString& path, QString* error) {
     try {
         parsed = qls::parse_train_config(merged.dump(), name, QFileInfo(path).absolutePath().toStdString());
     } catch (const qls::error& e) {
-        return fail(engineMessage(e));
+        return fail(inFieldNames(engineMessage(e)));
     }
     loadFrom(parsed);
     m_presetStatus->setText(tr("Loaded %1").arg(QFileInfo(path).fileName()).toHtmlEscaped());

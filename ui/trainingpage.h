@@ -3,7 +3,10 @@
 
 #include <QWidget>
 
+#include "qls/model_config.h"
+
 #include <functional>
+#include <optional>
 #include <vector>
 
 class QCheckBox;
@@ -47,6 +50,21 @@ public:
     // The inline message shown for a run.json key ("lora.rank", "optimizer.lr", "training.seq_len", ...); empty when
     // the field is valid or unknown.
     QString fieldError(const QString& key) const;
+
+    // The chosen model's limits the settings are checked against as they are typed (the sequence length against the
+    // context); nullopt: no model, only the engine's own rules.
+    void setModelLimits(const std::optional<qls::model_config>& model);
+    // The training data's size (the Dataset page's analysis: examples, tokens after truncation to the sequence
+    // length); the page then says how much of the data the steps cover, and warns when a step needs more rows than
+    // the data has or the steps go over it many times. 0, 0: no data known.
+    void setDatasetSize(qint64 examples, qint64 tokens);
+    QString dataCoverageText() const;
+    // A run is going: the page says its changes apply to the next run.
+    void setRunActive(bool active);
+    bool runActiveNoteVisible() const;
+    // An engine message in the page's words: run.json keys become the fields' names ("training.seq_len" →
+    // "Sequence length"), and no message sends a studio user to README.md.
+    QString inFieldNames(const QString& message) const;
 
 signals:
     void changed();
@@ -98,9 +116,13 @@ private:
     QSpinBox* m_checkpointEvery;
     QSpinBox* m_keepCheckpoints;
     QLabel* m_effectiveBatch;
+    QLabel* m_dataCoverage;
+    qint64 m_dataExamples = 0, m_dataTokens = 0;
     // device
     QDoubleSpinBox* m_budget;
     QLineEdit* m_seed;
     QLabel* m_presetStatus;
+    QLabel* m_runNote;
+    std::optional<qls::model_config> m_model;
     bool m_loading = false;
 };

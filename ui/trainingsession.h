@@ -52,6 +52,8 @@ signals:
     void loadProgress(qint64 tensorsDone, qint64 tensorsTotal, double bytesDone, double bytesTotal, double seconds);
     void started(qint64 totalSteps, const QString& runDir);
     void stepStats(const qls::step_stats& stats);
+    // With gradient accumulation: `done` of the `total` micro-batches of the step in progress have been computed.
+    void microStep(qint64 done, qint64 total);
     void evalLoss(qint64 step, double loss);
     void logLine(const QString& line);
     // status is a sentence for people ("completed 80 steps"); checkpointDir is the newest checkpoint ("" when none).

@@ -33,6 +33,7 @@ EngineSession::EngineSession(QObject* parent) : TrainingSession(parent) {
         if (s.eval_loss) emit evalLoss(s.step, *s.eval_loss);
     });
     connect(m_worker, &TrainingWorker::logged, this, &TrainingSession::logLine);
+    connect(m_worker, &TrainingWorker::microStepDone, this, &TrainingSession::microStep);
     connect(m_worker, &TrainingWorker::loadProgress, this, &TrainingSession::loadProgress);
     connect(m_worker, &TrainingWorker::runFinished, this, [this](const QString& status, const QString& checkpoint) {
         m_pauseRequested = false;

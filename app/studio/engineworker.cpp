@@ -8,13 +8,19 @@
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
 #include "qls/lora.h"
+#include "qls/memory_plan.h"
 #include "qls/model_source.h"
 #include "qls/peft.h"
+#include "qls/run_plan.h"
 #include "qls/tokenizer.h"
+#include "qls/train_backend.h"
 #include "qls/train_config.h"
 
 #include <QElapsedTimer>
+
 #include <QFileInfo>
+#include <algorithm>
+#include <array>
 
 EngineWorker::EngineWorker() = default;
 EngineWorker::~EngineWorker() = default;
@@ -263,5 +269,73 @@ void EngineWorker::generate(const GenerateRequest& request) {
         emit generationFailed(side, QString::fromStdString(e.what()), QString::fromStdString(e.hint()));
     } catch (const std::exception& e) {
         emit generationFailed(side, QString::fromStdString(e.what()), QString());
+    }
+}
+
+// ---- the time estimate's warm-up ---------------------------------------------------------------------------------
+
+void EngineWorker::measureStep(const QString& modelDir, const qls::train_config& config, quint64 key) {
+    // At most this much arithmetic (6 × parameters × tokens, the usual training FLOP count) is spent measuring:
+    // about a second or two on a laptop core; larger runs get their ETA from their first steps instead.
+    constexpr double kMaxFlops = 4e10;
+    try {
+        const qls::llama_model* model = nullptr;
+        std::unique_ptr<qls::llama_model> temporary;
+        if (m_base && sameDirectory(modelDir, m_baseDir)) {
+            model = m_base.get();
+        } else {
+            const std::unique_ptr<qls::model_source> src = qls::open_model_source(modelDir.toStdString());
+            const double flops = 6.0 * double(src->config().parameter_count()) * config.micro_batch * config.seq_len;
+            if (flops > kMaxFlops) {
+                emit measureFailed(key, tr("the model is not loaded yet"));
+                return;
+            }
+            temporary = std::make_unique<qls::llama_model>(qls::llama_model::load(*src, {}));
+            model = temporary.get();
+        }
+        const qls::model_config& m = model->config;
+        const double flops = 6.0 * double(m.parameter_count()) * config.micro_batch * config.seq_len;
+        if (flops > kMaxFlops) {
+            emit measureFailed(key, tr("a micro-batch of this size takes too long to measure on the CPU; the Monitor "
+                                       "shows the ETA after the first step"));
+            return;
+        }
+        const qls::compute_device cpu; // the CPU backend (a GPU run is not measured here)
+        // the run's plan arithmetic, without counting it as the run's planning (plan_run_count is the run's)
+        const qls::memory_plan plan = qls::make_memory_plan(m, qls::plan_settings_for(config, cpu));
+        if (!plan.host.fits) {
+            emit measureFailed(key, tr("the run does not fit the machine's memory"));
+            return;
+        }
+        qls::train_backend_options opt;
+        opt.adamw = config.adamw;
+        const auto backend = qls::make_cpu_train_backend(*model, qls::lora_init(m, config.lora, config.seed), plan,
+                                                         opt);
+        // a batch of B rows × T tokens (ids spread over the vocabulary), each predicting the next
+        const size_t n = size_t(config.micro_batch) * size_t(config.seq_len);
+        std::vector<int> tokens(n), targets(n);
+        for (size_t i = 0; i < n; ++i) tokens[i] = int((i * 7919u + 13u) % size_t(std::max(1, m.vocab_size)));
+        for (size_t i = 0; i < n; ++i) targets[i] = (i + 1) % size_t(config.seq_len) ? tokens[(i + 1) % n] : -1;
+        qls::train_batch b;
+        b.tokens = tokens.data();
+        b.targets = targets.data();
+        backend->forward_backward(b, 1); // warm-up: first-touch of buffers, thread pool start
+        // the median of three passes (a busy machine makes single timings jump), then one optimizer update
+        std::array<double, 3> passes{};
+        QElapsedTimer t;
+        for (size_t i = 0; i < passes.size(); ++i) {
+            t.restart();
+            backend->forward_backward(b, 2 + i);
+            passes[i] = double(t.nsecsElapsed()) * 1e-9;
+        }
+        std::sort(passes.begin(), passes.end());
+        t.restart();
+        backend->optimizer_step(0.0f, 4, config.max_grad_norm);
+        const double update = double(t.nsecsElapsed()) * 1e-9;
+        emit stepMeasured(key, passes[1], update);
+    } catch (const qls::error& e) {
+        emit measureFailed(key, QString::fromStdString(e.what()));
+    } catch (const std::exception& e) {
+        emit measureFailed(key, QString::fromStdString(e.what()));
     }
 }

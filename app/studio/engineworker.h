@@ -13,6 +13,7 @@
 #include "qls/llama.h" // defines: llama_model, llama_load_options
 
 namespace qls {
+struct train_config;
 class tokenizer;
 class decoder;
 class model_source;
@@ -56,6 +57,12 @@ public slots:
     // NF4 decoder, built once per loaded model and kept); textGenerated/generationFinished/generationFailed carry that
     // side, and the status names the device.
     void generate(const GenerateRequest& request);
+    // A short measured warm-up for the time estimate shown before Start: the run's training pass (CPU backend, the
+    // run's micro-batch × sequence length, its LoRA settings) on the model at modelDir — the loaded one, or a small one
+    // loaded just for this and dropped — once to warm up and once timed. stepMeasured carries the seconds of one
+    // micro-batch (forward + backward, the median of three) and of one optimizer update; measureFailed says why there is no measurement (too large to measure on the
+    // CPU in a moment, not enough memory, an unreadable model). key is handed back as given.
+    void measureStep(const QString& modelDir, const qls::train_config& config, quint64 key);
 
 signals:
     // After every tensor of a load (the base model, or the run's NF4 base for an adapter): tensors and bytes so far.
@@ -70,6 +77,8 @@ signals:
     void textGenerated(ModelSide side, const QString& text);
     void generationFinished(ModelSide side, const QString& status);
     void generationFailed(ModelSide side, const QString& message, const QString& hint);
+    void stepMeasured(quint64 key, double secondsPerMicroBatch, double secondsPerUpdate);
+    void measureFailed(quint64 key, const QString& why);
 
 private:
     bool loadBase(const QString& path); // a directory or a .gguf file; emits modelLoaded, loadCancelled or modelFailed

@@ -13,6 +13,7 @@
 #include "planpage.h"
 #include "playgroundpage.h"
 #include "runspage.h"
+#include "studiostate.h"
 #include "trainingpage.h"
 
 #include "qls/error.h"
@@ -69,11 +70,11 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(m_worker, &EngineWorker::runFailed, this, [this] { m_adapterLoading = false; });
     connect(model, &ModelPage::cancelRequested, this, [this] { m_worker->requestCancelLoad(); });
     connect(play, &PlaygroundPage::cancelLoadRequested, this, [this] { m_worker->requestCancelLoad(); });
-    connect(m_worker, &EngineWorker::modelLoaded, this, [this, play, dataset, plan](const ModelInfo& info) {
+    connect(m_worker, &EngineWorker::modelLoaded, this, [this, play, dataset, plan, training](const ModelInfo& info) {
         play->setModelReady(true);
         play->setChatAvailable(!info.chatTemplate.isEmpty(), info.chatTemplate);
         m_window->setDemoOffered(false);
-        QSettings().setValue("model/lastDir", info.dir);
+        if (!m_window->state()->modelIsDemo()) QSettings().setValue("model/lastDir", info.dir);
         dataset->setModelDir(info.dir);
         try {
             m_modelConfig = qls::open_model_source(info.dir.toStdString())->config(); // a directory or a .gguf
@@ -82,21 +83,26 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
             m_modelConfig.reset();
             plan->clearModel();
         }
+        m_window->state()->setModelLoaded(info.dir, m_modelConfig);
+        training->setModelLimits(m_modelConfig); // the settings are checked against this model from now on
+        m_window->monitorPage()->clearStaleStatus();
         syncPlan();
     });
     connect(m_worker, &EngineWorker::modelFailed, model, &ModelPage::showError, Qt::QueuedConnection);
-    connect(m_worker, &EngineWorker::modelFailed, play, [this, play, plan] {
+    connect(m_worker, &EngineWorker::modelFailed, play, [this, play, plan, training](const QString& message) {
         play->setModelReady(false);
         m_modelConfig.reset();
         plan->clearModel();
+        training->setModelLimits(std::nullopt);
+        m_window->state()->setModelFailed(message);
     });
     // the adapter side: loaded from Runs → Playground and after a run finishes; dropped when another base loads
     connect(m_worker, &EngineWorker::runLoaded, this, [this, play](const QString& runDir, const QString& checkpoint) {
         play->setAdapter(QFileInfo(runDir).fileName(), QFileInfo(checkpoint).fileName());
-        m_window->statusBar()->showMessage(tr("Playground: %1 with the adapter of %2")
-                                               .arg(QFileInfo(runDir).fileName(),
-                                                    QDir::toNativeSeparators(checkpoint)));
+        m_window->state()->setAdapterName(QStringLiteral("%1/%2").arg(QFileInfo(runDir).fileName(),
+                                                                      QFileInfo(checkpoint).fileName()));
     });
+    connect(m_worker, &EngineWorker::adapterUnloaded, this, [this] { m_window->state()->setAdapterName(QString()); });
     connect(m_worker, &EngineWorker::runFailed, play, &PlaygroundPage::showAdapterError, Qt::QueuedConnection);
     connect(m_worker, &EngineWorker::adapterUnloaded, play, &PlaygroundPage::clearAdapter, Qt::QueuedConnection);
     // A Stop pressed after a request is queued must cancel it even before the worker starts it, and an older Stop must
@@ -114,6 +120,27 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
 
     // ---- setup pages -----------------------------------------------------------------------------------------------
     connect(training, &TrainingPage::changed, this, &StudioController::syncPlan);
+    // data of the user's own: the demo's validation file does not stay behind
+    connect(dataset, &DatasetPage::changed, this, [this, dataset] {
+        qls::train_config c;
+        dataset->applyTo(c);
+        const QString train = QString::fromStdString(c.train_file);
+        QString why;
+        m_window->state()->setData(train, dataset->validate(&why) ? QString() : why);
+        if (m_demoPaths && !train.isEmpty() && train != m_demoPaths->train &&
+            QString::fromStdString(c.validation_file) == m_demoPaths->validation)
+            clearDemoLeftovers(true);
+        m_window->monitorPage()->clearStaleStatus();
+    });
+    // the Training page weighs the steps against the data's size
+    connect(dataset, &DatasetPage::analysisFinished, this, [dataset, training] {
+        const DatasetAnalysis& a = dataset->analysis();
+        training->setDatasetSize(a.trainError.isEmpty() ? qint64(a.stats.examples) : 0,
+                                 a.trainError.isEmpty() ? qint64(a.stats.tokens) : 0);
+    });
+    connect(runs, &RunsPage::runsDirectoryChanged, monitor, &MonitorPage::setRunsFolder);
+    monitor->setRunsFolder(runs->runsDirectory());
+    runs->setMetricsReader([](const QString& runDir) { return qls::read_metrics(runDir.toStdString()); });
 
     // ---- training (TrainingSession) --------------------------------------------------------------------------------
     monitor->setSession(m_session);
@@ -130,16 +157,127 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(runs, &RunsPage::playgroundRequested, this, &StudioController::tryRunInPlayground);
     connect(runs, &RunsPage::exportRequested, this, &StudioController::exportRun);
     // a run that ends leaves its newest checkpoint ready on the Export page
-    connect(m_session, &TrainingSession::started, this,
-            [this](qint64, const QString& runDir) { m_currentRunDir = runDir; });
+    connect(m_session, &TrainingSession::started, this, [this](qint64, const QString& runDir) {
+        m_currentRunDir = runDir;
+        // a new run's folder exists now: this studio holds it until the run ends (a resumed run holds it already)
+        QString why;
+        if (!m_runLock.lock(runDir, &why)) m_session->logLine(tr("run lock: %1").arg(why));
+        m_window->runsPage()->refresh();
+    });
+    // the session state every page observes
+    connect(m_session, &TrainingSession::stateChanged, this, [this](TrainingSession::State s) {
+        using S = TrainingSession::State;
+        using R = StudioState::RunState;
+        const R r = s == S::Starting   ? R::Starting
+                    : s == S::Running  ? R::Running
+                    : s == S::Paused   ? R::Paused
+                    : s == S::Stopping ? R::Stopping
+                                       : m_window->state()->runState();
+        m_window->state()->setRun(r);
+    });
+    connect(m_session, &TrainingSession::started, this, [this](qint64, const QString& runDir) {
+        m_window->state()->setRun(m_window->state()->runState(), runDir);
+    });
+    connect(m_session, &TrainingSession::finished, this, [this](const QString& status) {
+        m_runLock.unlock();
+        m_window->state()->setRun(status.startsWith("completed") ? StudioState::RunState::Finished
+                                                                 : StudioState::RunState::Stopped);
+        m_window->runsPage()->refresh();
+    });
+    connect(m_session, &TrainingSession::failed, this, [this] {
+        // a refusal while a run trains (a second Start) does not end that run
+        if (m_session->isActive()) return;
+        m_runLock.unlock();
+        m_window->state()->setRun(StudioState::RunState::Failed);
+    });
     connect(m_session, &TrainingSession::finished, this, [this](const QString&, const QString& checkpoint) {
         if (checkpoint.isEmpty()) return;
         m_window->exportPage()->setCheckpoint(runModelDir(m_currentRunDir), checkpoint);
         loadAdapter(m_currentRunDir, checkpoint); // and in the Playground beside the base model
     });
 
+    // ---- the time estimate: a short measured warm-up of the run's micro-batch on this machine ------------------
+    m_estimateTimer.setSingleShot(true);
+    m_estimateTimer.setInterval(400);
+    connect(&m_estimateTimer, &QTimer::timeout, this, [this] {
+        if (!m_estimateConfig) return;
+        const qls::train_config c = *m_estimateConfig;
+        const quint64 key = ++m_estimateKey;
+        QMetaObject::invokeMethod(
+            m_worker, [w = m_worker, c, key] { w->measureStep(QString::fromStdString(c.model), c, key); },
+            Qt::QueuedConnection);
+    });
+    connect(m_worker, &EngineWorker::stepMeasured, this, [this](quint64 key, double micro, double update) {
+        if (key == m_demoKey && m_demoKey != 0) {
+            DemoPaths paths;
+            if (demoPaths(&paths, nullptr))
+                m_window->setDemoEstimate(estimateRunSeconds(demoConfig(paths, 60, {}), micro, update));
+            return;
+        }
+        if (key != m_estimateKey || !m_estimateConfig) return;
+        const qls::train_config& c = *m_estimateConfig;
+        const QString how = tr("measured here: one micro-batch of %1 × %2 tokens took %3 s on the CPU, an update %4 s")
+                                .arg(c.micro_batch)
+                                .arg(c.seq_len)
+                                .arg(micro, 0, 'f', micro < 0.1 ? 3 : 2)
+                                .arg(update, 0, 'f', update < 0.1 ? 3 : 2);
+        if (c.max_steps > 0) m_window->planPage()->setTimeEstimate(estimateRunSeconds(c, micro, update), how);
+        else
+            m_window->planPage()->setTimeEstimate(micro * c.grad_accum + update,
+                                                  how + tr("; per optimizer step — Max steps is 0, so the data's size "
+                                                           "and the epochs decide the number of steps"));
+        m_window->monitorPage()->setNextRunEstimate(c.max_steps > 0 ? m_window->planPage()->timeEstimateShort()
+                                                                    : QString());
+    });
+    connect(m_worker, &EngineWorker::measureFailed, this, [this](quint64 key, const QString& why) {
+        if (key != m_estimateKey) return;
+        m_window->planPage()->setTimeEstimate(0, why);
+        m_window->monitorPage()->setNextRunEstimate(QString());
+    });
+    monitor->setMessageWords([training](const QString& m) { return training->inFieldNames(m); });
+
     restoreLastChoices();
     m_thread.start();
+    QTimer::singleShot(0, this, &StudioController::measureDemo);
+}
+
+double StudioController::estimateRunSeconds(const qls::train_config& c, double microSeconds, double updateSeconds) {
+    // steps × accumulation micro-batches, plus evaluations: each validation batch is a forward pass, about a third of
+    // a forward + backward (backward ≈ 2 × forward); eval_batches 0 (the whole set) is counted as 4 batches.
+    const double steps = double(std::max<int64_t>(1, c.max_steps));
+    const double evals = c.eval_every > 0 ? std::floor(steps / c.eval_every) + 1 : 1;
+    const double evalBatches = c.eval_batches > 0 ? c.eval_batches : 4;
+    return steps * (c.grad_accum * microSeconds + updateSeconds) + evals * evalBatches * microSeconds / 3.0;
+}
+
+void StudioController::measureDemo() {
+    if (!m_window->demoOffered()) return;
+    DemoPaths paths;
+    if (!demoPaths(&paths, nullptr)) return;
+    const qls::train_config c = demoConfig(paths, 60, {});
+    const quint64 key = m_demoKey = ++m_estimateKey;
+    QMetaObject::invokeMethod(
+        m_worker, [w = m_worker, c, key] { w->measureStep(QString::fromStdString(c.model), c, key); },
+        Qt::QueuedConnection);
+}
+
+void StudioController::scheduleEstimate() {
+    qls::train_config c;
+    c.model = m_window->modelPage()->directory().toStdString();
+    m_window->trainingPage()->applyTo(c);
+    if (!m_modelConfig || c.model.empty() || !m_window->trainingPage()->validate(nullptr) ||
+        runDevice(c).backend == "cuda") {
+        m_estimateConfig.reset();
+        m_estimateTimer.stop();
+        m_window->planPage()->setTimeEstimate(
+            0, m_modelConfig && !c.model.empty() && m_window->trainingPage()->validate(nullptr)
+                   ? tr("a GPU run is not measured beforehand; the Monitor shows the ETA after the first step")
+                   : QString());
+        m_window->monitorPage()->setNextRunEstimate(QString());
+        return;
+    }
+    m_estimateConfig = c;
+    m_estimateTimer.start();
 }
 
 StudioController::~StudioController() {
@@ -148,7 +286,40 @@ StudioController::~StudioController() {
     m_thread.wait();
 }
 
-void StudioController::loadModel(const QString& dir) {
+void StudioController::loadModel(const QString& dir) { loadModelFor(dir, false); }
+
+void StudioController::clearDemoLeftovers(bool data) {
+    if (!m_demoPaths) return;
+    if (data) {
+        DatasetPage* dataset = m_window->datasetPage();
+        qls::train_config c;
+        dataset->applyTo(c);
+        m_window->trainingPage()->applyTo(c);
+        bool changed = false;
+        if (QString::fromStdString(c.validation_file) == m_demoPaths->validation) {
+            c.validation_file.clear();
+            changed = true;
+        }
+        if (QString::fromStdString(c.train_file) == m_demoPaths->train) {
+            c.train_file.clear();
+            changed = true;
+        }
+        if (changed) dataset->loadFrom(c);
+    }
+}
+
+void StudioController::loadModelFor(const QString& dir, bool demo) {
+    if (!demo && m_demoPaths) {
+        // the user's own model: nothing of the demo stays on any page
+        clearDemoLeftovers(true);
+        m_window->playgroundPage()->newChat();
+        m_window->statusBar()->clearMessage();
+    }
+    if (!demo) {
+        // the worker drops the adapter with the old base model (adapterUnloaded); the status line says so at once
+        m_window->state()->setAdapterName(QString());
+    }
+    m_window->state()->setModelLoading(dir, demo);
     m_window->modelPage()->setDirectory(dir);
     m_window->modelPage()->showLoading(dir);
     m_adapterLoading = false;
@@ -178,14 +349,16 @@ bool StudioController::buildConfig(qls::train_config* config, QString* reason) c
     m_window->datasetPage()->applyTo(c);
     m_window->trainingPage()->applyTo(c);
     const QString runs = m_window->runsPage()->runsDirectory();
-    c.runs_dir = (runs.isEmpty() ? QString("runs") : runs).toStdString();
+    c.runs_dir = (runs.isEmpty() ? RunsPage::defaultRunsDirectory() : runs).toStdString();
     const QString name = m_window->monitorPage()->runName();
     c.name = (name.isEmpty() ? "run-" + QDateTime::currentDateTime().toString("yyyyMMdd-hhmmss") : name).toStdString();
     try {
         qls::validate_train_config(c);
     } catch (const qls::error& e) {
-        return refuse(QString::fromStdString(e.what()) +
-                      (e.hint().empty() ? QString() : " — " + QString::fromStdString(e.hint())));
+        // in the pages' words: field names, not run.json keys
+        return refuse(m_window->trainingPage()->inFieldNames(
+            QString::fromStdString(e.what()) +
+            (e.hint().empty() ? QString() : " — " + QString::fromStdString(e.hint()))));
     }
     *config = c;
     return true;
@@ -214,13 +387,21 @@ void StudioController::startTraining() {
 
 void StudioController::syncPlan() {
     TrainingPage* training = m_window->trainingPage();
-    if (!training->validate(nullptr)) return; // the page shows what is wrong; the plan keeps the last valid settings
+    QString why;
+    if (!training->validate(&why)) {
+        // the page shows what is wrong under the field; the plan shows no numbers of older settings
+        m_window->planPage()->setSettingsInvalid(why);
+        m_window->state()->setSettingsError(why);
+        return;
+    }
+    m_window->state()->setSettingsError(QString());
     qls::train_config c;
     training->applyTo(c);
     m_window->planPage()->setDevice(runDevice(c));
     m_window->planPage()->setTrainConfig(c);
     m_window->datasetPage()->setSeqLen(c.seq_len);
     m_window->datasetPage()->setSeed(c.seed);
+    scheduleEstimate();
 }
 
 qls::compute_device StudioController::runDevice(const qls::train_config& c) {
@@ -271,7 +452,7 @@ bool StudioController::demoPaths(DemoPaths* paths, QString* error) {
 qls::train_config StudioController::demoConfig(const DemoPaths& paths, int steps, const QString& runsDir) {
     qls::train_config c;
     c.name = ("demo-" + QDateTime::currentDateTime().toString("yyyyMMdd-hhmmss")).toStdString();
-    c.runs_dir = (runsDir.isEmpty() ? QString("runs") : runsDir).toStdString();
+    c.runs_dir = (runsDir.isEmpty() ? RunsPage::defaultRunsDirectory() : runsDir).toStdString();
     c.model = paths.model.toStdString();
     c.train_file = paths.train.toStdString();
     c.validation_file = paths.validation.toStdString();
@@ -304,7 +485,8 @@ void StudioController::startDemo(int steps) {
         return;
     }
     const qls::train_config c = demoConfig(paths, steps, m_window->runsPage()->runsDirectory());
-    loadModel(paths.model);
+    m_demoPaths = paths;
+    loadModelFor(paths.model, true);
     m_window->datasetPage()->loadFrom(c);
     m_window->trainingPage()->loadFrom(c);
     m_window->monitorPage()->setBudgetBytes(0);
@@ -333,6 +515,17 @@ void StudioController::openRun(const QString& runDir) {
 
 void StudioController::resumeRun(const QString& runDir) {
     openRun(runDir);
+    if (m_session->isActive()) {
+        m_window->monitorPage()->showFailed(tr("A run is already training in this window."),
+                                            tr("Stop it with Stop and save before resuming another."));
+        return;
+    }
+    QString why;
+    if (!m_runLock.lock(runDir, &why)) {
+        m_window->monitorPage()->showFailed(why, tr("Open the window that trains it, or wait until it ends."));
+        m_window->runsPage()->refresh();
+        return;
+    }
     m_session->continueRun(runDir);
 }
 

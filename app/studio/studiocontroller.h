@@ -3,11 +3,16 @@
 
 #include "qls/device.h"
 #include "qls/model_config.h"
+#include "qls/train_config.h"
+
+#include "runlock.h"
 
 #include <QObject>
 #include <QString>
 #include <QThread>
+#include <QTimer>
 
+#include <memory>
 #include <optional>
 
 class EngineWorker;
@@ -25,6 +30,7 @@ public:
     explicit StudioController(MainWindow* window, TrainingSession* session = nullptr, QObject* parent = nullptr);
     ~StudioController() override; // stops a running generation, then quits and joins the worker thread
 
+    // The user's model (the Model page, --model): clears what the demo left (its data, Playground output, adapter).
     void loadModel(const QString& dir);
     EngineWorker* worker() const { return m_worker; }
     TrainingSession* session() const { return m_session; }
@@ -49,10 +55,17 @@ public:
     static bool demoPaths(DemoPaths* paths, QString* error);
     static qls::train_config demoConfig(const DemoPaths& paths, int steps, const QString& runsDir);
     void startDemo(int steps);
+    // The time a CPU run of this configuration should take when one micro-batch takes microSeconds and one optimizer
+    // update updateSeconds (Plan page, the demo's promise): steps × (accumulation micro-batches + an update) plus the
+    // evaluations' forward passes.
+    static double estimateRunSeconds(const qls::train_config& config, double microSeconds, double updateSeconds);
 
     // The Runs page's actions.
     void openRun(const QString& runDir);
+    // Refused (the Monitor says why) when the run is being trained by this or another studio (RunLock).
     void resumeRun(const QString& runDir);
+    // The run this studio trains now holds this lock ("" when none).
+    QString lockedRun() const { return m_runLock.lockedRun(); }
     // Loads the checkpoint's adapter as the Playground's adapter side (and the run's base model, when another one is
     // loaded), then shows the Playground. A run that finishes with a checkpoint loads it the same way, staying put.
     void tryRunInPlayground(const QString& runDir, const QString& checkpointDir);
@@ -66,7 +79,11 @@ signals:
 
 private:
     void loadAdapter(const QString& runDir, const QString& checkpointDir);
+    void loadModelFor(const QString& dir, bool demo);
+    void clearDemoLeftovers(bool data);
     void syncPlan();
+    void scheduleEstimate();
+    void measureDemo();
     void restoreLastChoices();
     void rememberChoices(const qls::train_config& config) const;
 
@@ -77,5 +94,11 @@ private:
     qls::gpu_probe m_gpu;
     std::optional<qls::model_config> m_modelConfig; // the loaded model's dimensions (for the run's device)
     QString m_currentRunDir;
+    RunLock m_runLock;                    // the run this studio trains (no other studio resumes it meanwhile)
+    std::optional<DemoPaths> m_demoPaths; // the demo's files, once the demo has run (its leftovers are cleared)
+    QTimer m_estimateTimer;               // a measured warm-up after the settings rest for a moment
+    quint64 m_estimateKey = 0;            // the newest measurement asked for (older answers are dropped)
+    quint64 m_demoKey = 0;                // the demo promise's measurement
+    std::optional<qls::train_config> m_estimateConfig;
     bool m_adapterLoading = false; // the worker's load in progress is a run's (Playground), not the Model page's
 };

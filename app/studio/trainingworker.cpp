@@ -64,6 +64,12 @@ void TrainingWorker::execute(const factory& make) {
             m_trainer = t.get();
             if (m_pause) t->request_pause();
         }
+        // gradient accumulation: each micro-batch of a step reports its place, so a long step shows progress
+        // (the trainer calls the hook before micro-batch `index` of the next step; evaluation batches are skipped)
+        if (const int accum = t->config().grad_accum; accum > 1)
+            t->batch_hook = [this, accum](bool evaluation, int index) {
+                if (!evaluation && index > 0) emit microStepDone(index, accum);
+            };
         const QString runDir = QString::fromStdString(t->run_dir());
         emit runStarted(t->total_steps(), runDir);
         if (m_stop) {

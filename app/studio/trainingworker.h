@@ -42,6 +42,7 @@ signals:
     void loadProgress(qint64 tensorsDone, qint64 tensorsTotal, double bytesDone, double bytesTotal, double seconds);
     void runStarted(qint64 totalSteps, const QString& runDir);
     void stepDone(const qls::step_stats& stats);
+    void microStepDone(qint64 done, qint64 total);
     void logged(const QString& line);
     void runFinished(const QString& status, const QString& checkpointDir);
     void runFailed(const QString& message, const QString& hint);

@@ -1,6 +1,8 @@
 // MemoryChart: stacked plan categories (cumulative areas), measured/budget/card lines on a layer above, unit that grows.
 #include "memorychart.h"
 
+#include "plancolors.h"
+
 // NOTE: QCustomPlot still uses foreach
 #undef QT_NO_FOREACH
 #include <qcustomplot.h>
@@ -41,7 +43,7 @@ int unitPowerFor(uint64_t bytes) { return bytes >= (1ull << 30) ? 3 : bytes >= (
 
 MemoryChart::MemoryChart(const QVector<qls::step_stats>* history, QWidget* parent)
     : MonitorChart(tr("Memory"), history, parent) {
-    addGraph(tr("measured"), Qt::black);
+    addGraph(tr("measured"), palette().color(QPalette::Text));
     addGraph(tr("budget"), paletteColor(3))->setPen(QPen(paletteColor(3), 1.5, Qt::DashLine));
     addGraph(tr("card"), Qt::darkGray)->setPen(QPen(Qt::darkGray, 1.5, Qt::DotLine));
     // budget and card lines only appear in the legend once the run has them
@@ -86,12 +88,19 @@ void MemoryChart::reset() {
 
 void MemoryChart::buildCategories(const qls::step_stats& s) {
     QCustomPlot* p = plot();
-    int colour = 0;
+    // Stacked in the plan's category order with the plan's colours, whatever order the step lists them in (a run read
+    // back from metrics.jsonl lists them as its JSON object does): live and reloaded runs and the Plan page agree.
+    std::vector<std::pair<int, std::string>> present; // (category index, machine name); unknown names last
     for (const auto& [name, bytes] : s.plan_bytes) {
         if (bytes == 0) continue;
         if (s.device_total_bytes == 0 && name == kContextCategory) continue; // a CPU run has no CUDA context
+        const int index = planCategoryIndex(QString::fromStdString(name));
+        present.emplace_back(index < 0 ? qls::plan_category_count : index, name);
+    }
+    std::stable_sort(present.begin(), present.end(), [](const auto& a, const auto& b) { return a.first < b.first; });
+    for (const auto& [index, name] : present) {
         QCPGraph* g = p->addGraph();
-        QColor c = paletteColor(colour++);
+        QColor c = planCategoryColor(index);
         g->setName(categoryLabel(QString::fromStdString(name)));
         g->setPen(QPen(c.darker(120), 1));
         c.setAlpha(110);
@@ -101,15 +110,17 @@ void MemoryChart::buildCategories(const qls::step_stats& s) {
         m_categories << QString::fromStdString(name);
     }
     // up to ten categories: the legend goes below the chart, three entries a row, instead of covering the stack
-    if (p->axisRect()->insetLayout()->take(p->legend)) {
+    if (p->legend->layout() == p->axisRect()->insetLayout() && p->axisRect()->insetLayout()->take(p->legend)) {
         p->axisRect()->insetLayout()->simplify();
         p->plotLayout()->addElement(p->plotLayout()->rowCount(), 0, p->legend);
         p->plotLayout()->setRowStretchFactor(p->plotLayout()->rowCount() - 1, 0.001);
-        p->legend->setWrap(3);
+        fitLegend();
         p->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, false);
         p->legend->setFillOrder(QCPLayoutGrid::foRowsFirst, true);
         p->legend->setBorderPen(Qt::NoPen);
         p->legend->setMargins(QMargins(4, 0, 4, 2));
+        p->legend->setIconSize(14, 8);
+        p->legend->setColumnSpacing(6);
     }
     // the measured, budget and card lines stay on top of the stacked areas
     if (!p->layer("lines")) p->addLayer("lines", p->layer("main"), QCustomPlot::limAbove);
@@ -136,6 +147,49 @@ void MemoryChart::append(const qls::step_stats& s) {
         graph(Card)->addData(x, double(s.device_total_bytes) / u);
         graph(Card)->addToLegend();
     }
+}
+
+void MemoryChart::fitLegend() {
+    QCustomPlot* p = plot();
+    if (p->legend->layout() == p->axisRect()->insetLayout()) return; // still inside the chart (no categories yet)
+    int widest = 0;
+    const QFontMetrics fm(p->legend->font());
+    for (int i = 0; i < p->legend->itemCount(); ++i)
+        if (auto* item = qobject_cast<QCPPlottableLegendItem*>(p->legend->item(i)))
+            widest = std::max(widest, fm.horizontalAdvance(item->plottable()->name()));
+    const int perEntry = widest + p->legend->iconSize().width() + p->legend->iconTextPadding() + 12;
+    const int columns = std::clamp(p->width() / std::max(1, perEntry), 1, 4);
+    // filled row by row within a column: the wrap is the number of rows
+    const int rows = std::max(1, (p->legend->itemCount() + columns - 1) / columns);
+    if (p->legend->wrap() != rows) {
+        p->legend->setWrap(rows);
+        p->legend->setFillOrder(QCPLayoutGrid::foColumnsFirst, false);
+        p->legend->setFillOrder(QCPLayoutGrid::foRowsFirst, true);
+        replot();
+    }
+}
+
+void MemoryChart::fitExtra() {
+    if (!follows()) return;
+    double top = 0;
+    bool found = false;
+    QList<QCPGraph*> data = m_categoryGraphs;
+    data << graph(Measured);
+    for (QCPGraph* g : data) {
+        bool ok = false;
+        const QCPRange r = g->getValueRange(ok);
+        if (ok) {
+            top = std::max(top, r.upper);
+            found = true;
+        }
+    }
+    if (!found || top <= 0) return;
+    for (Series s : {Budget, Card}) {
+        bool ok = false;
+        const QCPRange r = graph(s)->getValueRange(ok);
+        if (ok && r.upper <= 1.5 * top) top = std::max(top, r.upper);
+    }
+    plot()->yAxis->setRange(0, top * 1.12);
 }
 
 void MemoryChart::clearData() {

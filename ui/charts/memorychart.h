@@ -32,6 +32,13 @@ public:
     QList<QCPGraph*> categoryGraphs() const { return m_categoryGraphs; }
     QStringList categories() const { return m_categories; }
 
+protected:
+    // The y axis fits the stacked bands and the measured line; the budget and card lines widen it only when they are
+    // near the data (within 1.5×), so a far budget does not squash the bands (its value stays in the legend and hover).
+    void fitExtra() override;
+    // as many legend columns as fit the chart's width (entries are never cut)
+    void fitLegend() override;
+
 private:
     void buildCategories(const qls::step_stats& s);
     double scale() const;

@@ -5,8 +5,11 @@
 #undef QT_NO_FOREACH
 #include <qcustomplot.h>
 
-#include <QToolTip>
+#include "plotstyle.h"
+
+#include <QRegularExpression>
 #include <QVBoxLayout>
+#include <QWheelEvent>
 
 #include <algorithm>
 #include <cmath>
@@ -50,9 +53,28 @@ MonitorChart::MonitorChart(const QString& title, const QVector<qls::step_stats>*
     QFont bold = font();
     bold.setBold(true);
     m_title = new QCPTextElement(plot, title, bold);
+    m_fullTitle = title;
     plot->plotLayout()->addElement(0, 0, m_title);
-    plot->setToolTip(tr("Hover for the values at a step; drag to pan, wheel to zoom, double-click to follow the run "
-                        "again, right-click to save the chart or export the data"));
+    // the help is the title's (hovering the data shows the read-out instead, which a tooltip would cover)
+    m_title->setSelectable(false);
+    setWhatsThis(tr("Hover for the values at a step; drag to pan, wheel to zoom both axes (Shift: x only, Ctrl: y "
+                    "only), double-click to reset the view and follow the run again, right-click to save the chart or "
+                    "export the data"));
+    m_readout = new QCPItemText(plot);
+    m_readout->setObjectName("readout");
+    m_readout->position->setType(QCPItemPosition::ptAxisRectRatio);
+    m_readout->position->setCoords(0.01, 0.02);
+    m_readout->setPositionAlignment(Qt::AlignLeft | Qt::AlignTop);
+    m_readout->setTextAlignment(Qt::AlignLeft);
+    m_readout->setFont(small);
+    m_readout->setPadding(QMargins(4, 2, 4, 2));
+    m_readout->setBrush(palette().color(QPalette::Base));
+    m_readout->setColor(palette().color(QPalette::Text));
+    m_readout->setPen(QPen(QColor(0, 0, 0, 60)));
+    m_readout->setClipToAxisRect(true);
+    m_readout->setVisible(false);
+    plot->installEventFilter(this);
+    themePlot(plot, palette());
     plot->setContextMenuPolicy(Qt::CustomContextMenu);
     m_tracer = new QCPItemTracer(plot);
     m_tracer->setStyle(QCPItemTracer::tsCrosshair);
@@ -62,7 +84,14 @@ MonitorChart::MonitorChart(const QString& title, const QVector<qls::step_stats>*
         if (e->buttons() & Qt::LeftButton) m_follow = false;
         showTooltip(e->pos());
     });
-    connect(plot, &QCustomPlot::mouseWheel, this, [this] { m_follow = false; });
+    connect(plot, &QCustomPlot::mouseWheel, this, [this](QWheelEvent* e) {
+        m_follow = false;
+        // the wheel zooms both axes; Shift keeps y, Ctrl keeps x
+        QCPAxisRect* r = m_plot->axisRect();
+        if (e->modifiers() & Qt::ShiftModifier) r->setRangeZoom(Qt::Horizontal);
+        else if (e->modifiers() & Qt::ControlModifier) r->setRangeZoom(Qt::Vertical);
+        else r->setRangeZoom(Qt::Horizontal | Qt::Vertical);
+    });
     connect(plot, &QCustomPlot::mouseDoubleClick, this, [this] {
         m_follow = true;
         emit followRequested();
@@ -72,8 +101,27 @@ MonitorChart::MonitorChart(const QString& title, const QVector<qls::step_stats>*
     connect(plot, &QCustomPlot::afterReplot, this, &MonitorChart::replotted);
 }
 
-QString MonitorChart::title() const { return m_title->text(); }
-void MonitorChart::setTitle(const QString& text) { m_title->setText(text); }
+QString MonitorChart::title() const { return m_fullTitle; }
+
+void MonitorChart::setTitle(const QString& text) {
+    m_fullTitle = text;
+    fitTitle();
+}
+
+void MonitorChart::fitTitle() {
+    // a title wider than the chart ends in "…" instead of being cut at both edges; the whole of it is the tooltip
+    const QFontMetrics fm(m_title->font());
+    const int room = std::max(40, m_plot->width() - 12);
+    const QString shown = fm.elidedText(m_fullTitle, Qt::ElideRight, room);
+    if (m_title->text() != shown) m_title->setText(shown);
+    m_plot->setToolTip(shown == m_fullTitle ? QString() : m_fullTitle);
+}
+
+void MonitorChart::resizeEvent(QResizeEvent* event) {
+    QWidget::resizeEvent(event);
+    fitTitle();
+    fitLegend();
+}
 
 QCPGraph* MonitorChart::addGraph(const QString& name, const QColor& color, bool rightAxis) {
     QCPGraph* g = m_plot->addGraph(m_plot->xAxis, rightAxis ? m_plot->yAxis2 : m_plot->yAxis);
@@ -142,19 +190,54 @@ const qls::step_stats* MonitorChart::statsAt(double step) const {
     return &*it;
 }
 
+void MonitorChart::changeEvent(QEvent* event) {
+    QWidget::changeEvent(event);
+    if (event->type() == QEvent::PaletteChange) {
+        themePlot(m_plot, palette());
+        m_readout->setBrush(palette().color(QPalette::Base));
+        m_readout->setColor(palette().color(QPalette::Text));
+        m_tracer->setPen(QPen(palette().color(QPalette::Text), 1, Qt::DashLine));
+    }
+}
+
+bool MonitorChart::eventFilter(QObject* watched, QEvent* event) {
+    if (watched == m_plot && event->type() == QEvent::Leave && m_readout->visible()) {
+        m_readout->setVisible(false);
+        m_tracer->setVisible(false);
+        m_tracer->setGraph(nullptr);
+        replot();
+    }
+    return QWidget::eventFilter(watched, event);
+}
+
+QString MonitorChart::hoverText() const { return m_readout->visible() ? m_readout->text() : QString(); }
+
+void MonitorChart::resetView() {
+    m_follow = true;
+    emit followRequested();
+}
+
 void MonitorChart::showTooltip(const QPoint& pos) {
     const qls::step_stats* s = statsAt(m_plot->xAxis->pixelToCoord(pos.x()));
     if (!s || !m_plot->axisRect()->rect().contains(pos)) {
         m_tracer->setVisible(false);
         m_tracer->setGraph(nullptr);
-        QToolTip::hideText();
+        m_readout->setVisible(false);
         replot();
         return;
     }
     m_tracer->setGraph(tracedGraph()); // set on hover only: a tracer on an empty graph complains
     m_tracer->setGraphKey(double(s->step));
     m_tracer->setVisible(true);
-    const QString text = tr("<b>step %1</b> (epoch %2)").arg(s->step).arg(s->epoch, 0, 'f', 2) + describe(*s);
-    QToolTip::showText(m_plot->mapToGlobal(pos), text, m_plot);
+    // a read-out drawn in the chart's corner: it stays while the mouse rests and never covers the point under it
+    QString text = tr("step %1 (epoch %2)").arg(s->step).arg(s->epoch, 0, 'f', 2) + describe(*s);
+    text.replace(QStringLiteral("<br>"), QStringLiteral("\n"));
+    text.remove(QRegularExpression(QStringLiteral("<[^>]*>")));
+    m_readout->setText(text);
+    // the corner away from the mouse
+    const bool mouseLeft = pos.x() < m_plot->axisRect()->center().x();
+    m_readout->position->setCoords(mouseLeft ? 0.99 : 0.01, 0.02);
+    m_readout->setPositionAlignment((mouseLeft ? Qt::AlignRight : Qt::AlignLeft) | Qt::AlignTop);
+    m_readout->setVisible(true);
     replot();
 }

@@ -10,6 +10,7 @@
 #include <QWidget>
 
 class QCPGraph;
+class QCPItemText;
 class QCPItemTracer;
 class QCPTextElement;
 class QCustomPlot;
@@ -46,6 +47,10 @@ public:
     double lastReplotMs() const;
     bool savePng(const QString& file) const;
     void setPlotObjectName(const QString& name);
+    // The hover read-out's text ("" when the mouse is not over the data).
+    QString hoverText() const;
+    // Back to following the run with both axes fitted (double-click does the same).
+    void resetView();
 
 signals:
     // The user asked to follow the run again (double-click): the page redraws.
@@ -60,11 +65,17 @@ protected:
     virtual bool zeroBased() const { return true; }
     // After the axes are fitted (the paging chart's page axis).
     virtual void fitExtra() {}
+    // A legend below the chart (the memory chart's) re-wraps to the chart's width so no entry is cut.
+    virtual void fitLegend() {}
     // The graph the hover crosshair follows.
     virtual QCPGraph* tracedGraph() const { return graph(0); }
     const QVector<qls::step_stats>& history() const { return *m_history; }
 
 private:
+    bool eventFilter(QObject* watched, QEvent* event) override;
+    void changeEvent(QEvent* event) override;
+    void resizeEvent(QResizeEvent* event) override;
+    void fitTitle();
     void showTooltip(const QPoint& pos);
     const qls::step_stats* statsAt(double step) const;
 
@@ -72,6 +83,8 @@ private:
     QCustomPlot* m_plot;
     QCPTextElement* m_title;
     QCPItemTracer* m_tracer;
+    QCPItemText* m_readout;
+    QString m_fullTitle;
     QList<QCPGraph*> m_graphs;
     bool m_follow = true;
 };
