@@ -20,7 +20,8 @@ esac
 
 # --- Debian packages (Debian 12 names) -------------------------------------------------------------
 pkgs=(build-essential cmake ninja-build pkg-config git qt6-base-dev libqcustomplot-dev nlohmann-json3-dev
-      libsentencepiece-dev libpcre2-dev libutf8proc-dev libgl-dev libqt6svg6 xvfb xauth python3-numpy)
+      libsentencepiece-dev libpcre2-dev libutf8proc-dev libgl-dev libqt6svg6 xvfb xauth python3-numpy
+      python3-venv)
 # clang 14 with its sanitizer and libFuzzer runtimes, and its OpenMP
 if [ "$what" = sanitize ]; then pkgs+=(clang libclang-rt-14-dev libomp-dev); fi
 missing=()
