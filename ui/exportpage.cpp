@@ -33,7 +33,7 @@
 
 namespace {
 
-ExportResult failure(const QString& message, const QString& hint) { return {false, {}, message, hint}; }
+ExportResult failure(const QString& message, const QString& hint) { return {false, {}, message, hint, {}, {}}; }
 
 QString stageText(const qls::export_progress& p, bool nf4) {
     switch (p.stage) {
