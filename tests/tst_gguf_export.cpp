@@ -12,6 +12,7 @@
 #include "qls/peft.h"
 #include "qls/run_catalog.h"
 #include "qls/run_export.h"
+#include "qls/safetensors.h"
 #include "qls/tokenizer.h"
 #include "qls/train_config.h"
 #include "qls/trainer.h"
@@ -89,6 +90,7 @@ private slots:
     void adapter_gguf();
     void merged_gguf_round_trip();
     void merged_quantized_within_format_error();
+    void bpe_tokenizer_as_llama_cpp_converts_it();
     void ollama_modelfile_and_commands();
     void bad_inputs();
     void disk_full_leaves_nothing();
@@ -560,6 +562,66 @@ void tst_gguf_export::merged_quantized_within_format_error() {
             }
         }
     }
+}
+
+// A Hugging Face folder with SmolLM2's tokenizer.json (byte-level BPE, pre-tokenizer "smollm") exported as a merged
+// GGUF: its tokenizer.* metadata equals what llama.cpp's convert_hf_to_gguf.py wrote into SmolLM2's own GGUF: tokens,
+// token types, merges, pre-tokenizer name, special ids, add_bos_token, chat template.
+void tst_gguf_export::bpe_tokenizer_as_llama_cpp_converts_it() {
+    const std::string shared = fs::path(testutil::model_dir()).parent_path().string() + "/smollm2-135m-instruct";
+    const std::string gguf_path = shared + "/SmolLM2-135M-Instruct.Q4_1.gguf";
+    if (!fs::exists(gguf_path)) QSKIP("SmolLM2-135M-Instruct not found beside the test model");
+    const std::string dir = tmp("smol-hf");
+    fs::create_directories(dir);
+    for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+        fs::copy_file(shared + "/hf-tokenizer/" + f, dir + "/" + f, fs::copy_options::overwrite_existing);
+    // a small random-free model of SmolLM2's vocabulary (the weights do not matter here)
+    const int C = 64, H = 128, V = 49152;
+    std::ofstream(dir + "/config.json") << R"({"architectures": ["LlamaForCausalLM"], "model_type": "llama",
+        "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 1, "num_attention_heads": 4,
+        "num_key_value_heads": 2, "max_position_embeddings": 8192, "rms_norm_eps": 1e-5, "rope_theta": 100000.0,
+        "vocab_size": 49152, "hidden_act": "silu", "tie_word_embeddings": true, "bos_token_id": 1,
+        "eos_token_id": 2, "torch_dtype": "float32"})";
+    {
+        std::vector<qls::safetensors_tensor_spec> specs = {
+            {"model.embed_tokens.weight", qls::dtype::f32, {V, C}},
+            {"model.norm.weight", qls::dtype::f32, {C}},
+            {"model.layers.0.input_layernorm.weight", qls::dtype::f32, {C}},
+            {"model.layers.0.post_attention_layernorm.weight", qls::dtype::f32, {C}},
+            {"model.layers.0.self_attn.q_proj.weight", qls::dtype::f32, {C, C}},
+            {"model.layers.0.self_attn.k_proj.weight", qls::dtype::f32, {C / 2, C}},
+            {"model.layers.0.self_attn.v_proj.weight", qls::dtype::f32, {C / 2, C}},
+            {"model.layers.0.self_attn.o_proj.weight", qls::dtype::f32, {C, C}},
+            {"model.layers.0.mlp.gate_proj.weight", qls::dtype::f32, {H, C}},
+            {"model.layers.0.mlp.up_proj.weight", qls::dtype::f32, {H, C}},
+            {"model.layers.0.mlp.down_proj.weight", qls::dtype::f32, {C, H}},
+        };
+        qls::safetensors_stream_writer w(dir + "/model.safetensors", specs);
+        for (const qls::safetensors_tensor_spec& t : w.order()) {
+            const std::vector<float> v = gaussian(size_t(t.nbytes() / 4), 3, 0.02f);
+            w.write(t.name, {reinterpret_cast<const char*>(v.data()), v.size() * 4});
+        }
+        w.finish();
+    }
+    const std::string out = tmp("smol-hf.gguf");
+    qls::write_gguf_merged(out, *qls::open_model_source(dir), {}, {});
+    const qls::gguf_file ours = qls::gguf_file::open(out), ref = qls::gguf_file::open(gguf_path);
+    QCOMPARE(ours.get_string("tokenizer.ggml.model"), ref.get_string("tokenizer.ggml.model"));
+    QCOMPARE(ours.get_string("tokenizer.ggml.pre"), std::string("smollm"));
+    QCOMPARE(ours.get_string("tokenizer.ggml.pre"), ref.get_string("tokenizer.ggml.pre"));
+    QVERIFY(ours.get_string_array("tokenizer.ggml.tokens") == ref.get_string_array("tokenizer.ggml.tokens"));
+    QVERIFY(ours.get_int_array("tokenizer.ggml.token_type") == ref.get_int_array("tokenizer.ggml.token_type"));
+    QVERIFY(ours.get_string_array("tokenizer.ggml.merges") == ref.get_string_array("tokenizer.ggml.merges"));
+    for (const char* k : {"tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id",
+                          "tokenizer.ggml.unknown_token_id", "tokenizer.ggml.padding_token_id"})
+        QCOMPARE(ours.get_int(k), ref.get_int(k));
+    QCOMPARE(ours.get_bool("tokenizer.ggml.add_bos_token"), ref.get_bool("tokenizer.ggml.add_bos_token"));
+    QCOMPARE(ours.get_string("tokenizer.chat_template"), ref.get_string("tokenizer.chat_template"));
+    // and the engine reads it back as the same tokenizer
+    const qls::tokenizer a = qls::open_model_source(dir)->load_tokenizer(),
+                         b = qls::open_model_source(out)->load_tokenizer();
+    const char* text = "<|im_start|>user\nWhat is 12345 + 678?<|im_end|>\n";
+    QCOMPARE(b.encode_prompt(text), a.encode_prompt(text));
 }
 
 void tst_gguf_export::ollama_modelfile_and_commands() {

@@ -256,6 +256,16 @@ void tokenizer_metadata(gguf_metadata& md, const model_source& base) {
     else
         throw error(error_code::io, dir + ": no tokenizer.json or tokenizer.model",
                     "a GGUF model carries its tokenizer; copy the model's tokenizer files into the folder");
+    // BOS / EOS as the model's tokenizer adds them to a prompt, when tokenizer_config.json does not say (a
+    // tokenizer.json post-processor's template; llama.cpp's own default would differ by tokenizer type)
+    if (!md.has("tokenizer.ggml.add_bos_token") || !md.has("tokenizer.ggml.add_eos_token")) {
+        const tokenizer tok = base.load_tokenizer();
+        const std::vector<int> ids = tok.encode_prompt("a");
+        if (!md.has("tokenizer.ggml.add_bos_token"))
+            md.set_bool("tokenizer.ggml.add_bos_token", !ids.empty() && ids.front() == tok.bos_id());
+        if (!md.has("tokenizer.ggml.add_eos_token"))
+            md.set_bool("tokenizer.ggml.add_eos_token", !ids.empty() && ids.back() == tok.eos_id());
+    }
     if (const auto ct = base.chat_template()) md.set_string("tokenizer.chat_template", ct->text);
 }
 
