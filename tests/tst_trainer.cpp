@@ -413,7 +413,7 @@ private slots:
                                      "--max-new-tokens", "30"});
         QVERIFY2(gm.exit_code == 0, qPrintable(gm.err));
         QCOMPARE(gm.out, g.out);
-        auto bad = testutil::run_cli({"export", QString::fromStdString(run), "--format", "gguf"});
+        auto bad = testutil::run_cli({"export", QString::fromStdString(run), "--format", "onnx"});
         QCOMPARE(bad.exit_code, 2);
         auto missing = testutil::run_cli({"resume", tmp.filePath("nope")});
         QCOMPARE(missing.exit_code, 1);

@@ -1,9 +1,11 @@
-// ExportPage on a real checkpoint (a short CPU run on the demo model): PEFT and merged exports, and clear failures.
+// ExportPage on a real run (a short CPU run on the demo model, a checkpoint per step): PEFT, merged and GGUF exports
+// of any checkpoint, progress, file sizes and run commands, and clear failures.
 #include "testutil.h"
 
 #include "demoassets.h"
 #include "exportpage.h"
 
+#include "qls/gguf.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
 #include "qls/peft.h"
@@ -11,7 +13,9 @@
 #include "qls/trainer.h"
 
 #include <QApplication>
+#include <QComboBox>
 #include <QLabel>
+#include <QPlainTextEdit>
 #include <QProgressBar>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -58,7 +62,7 @@ private slots:
         cfg.micro_batch = 2;
         cfg.grad_accum = 1;
         cfg.max_steps = 3;
-        cfg.checkpoint_every = 0;
+        cfg.checkpoint_every = 1; // step-1 .. step-3: the picker offers each
         cfg.gradient_checkpointing = false;
         cfg.backend = "cpu";
         auto t = qls::trainer::create(cfg);
@@ -113,7 +117,7 @@ private slots:
         QString failure;
         const QString out = exportAndWait(page, &failure);
         QVERIFY2(!out.isEmpty(), qPrintable(failure));
-        QCOMPARE(page.findChild<QProgressBar*>("exportProgress")->value(), 4);
+        QCOMPARE(page.findChild<QProgressBar*>("exportProgress")->value(), 4000);
         QVERIFY(page.statusText().contains("merged model"));
 
         // a model the engine loads, tokenizer included, whose projections are the NF4 base plus scale·B·A
@@ -138,6 +142,80 @@ private slots:
         QCOMPARE(maxErr, 0.0);
         QVERIFY(maxDelta > 0); // the adapter changed something
         QVERIFY(merged.params.embed == base.params.embed);
+    }
+
+    // A GGUF model of an older checkpoint chosen in the picker: per-tensor progress, the file and its size, the
+    // Modelfile, the llama.cpp and Ollama commands; its adapter GGUF holds that checkpoint's weights, not the newest.
+    void exportsGgufOfAnyCheckpoint() {
+        ExportPage page;
+        page.setCheckpoint(m_model, m_checkpoint);
+        const QStringList choices = page.checkpointChoices();
+        QCOMPARE(choices, (QStringList{m_runDir + "/checkpoints/step-3", m_runDir + "/checkpoints/step-2",
+                                       m_runDir + "/checkpoints/step-1"}));
+        auto* picker = page.findChild<QComboBox*>("exportCheckpointPicker");
+        QVERIFY(picker->isEnabled());
+        QCOMPARE(picker->currentText(), QString("step 3"));
+        page.setFormat(ExportPage::Format::Gguf);
+        QVERIFY(page.findChild<QWidget*>("exportQuant")->isEnabled());
+        QVERIFY(!page.findChild<QWidget*>("exportAdapterDtype")->isEnabled());
+        page.chooseCheckpoint(m_runDir + "/checkpoints/step-1");
+        QCOMPARE(page.checkpointDir(), m_runDir + "/checkpoints/step-1");
+        QCOMPARE(page.outputDir(), m_runDir + "/exports/gguf-step-1");
+        page.setGgufQuant("q8_0");
+        QCOMPARE(page.ggufQuant(), QString("q8_0"));
+        QSignalSpy progress(page.findChild<QProgressBar*>("exportProgress"), &QProgressBar::valueChanged);
+        QString failure;
+        const QString out = exportAndWait(page, &failure);
+        QVERIFY2(!out.isEmpty(), qPrintable(failure));
+        QCOMPARE(out, m_runDir + "/exports/gguf-step-1");
+        QCOMPARE(page.findChild<QProgressBar*>("exportProgress")->value(), 4000);
+        // the bar moves forward only, in thousandths of a stage (QFutureWatcher passes at most 25 updates a second, so
+        // how many arrive depends on the machine's speed; the engine's per-tensor reports are tested in
+        // tst_gguf_export)
+        int last = 0;
+        for (const QList<QVariant>& v : progress) {
+            QVERIFY(v.at(0).toInt() >= last && v.at(0).toInt() <= 4000);
+            last = v.at(0).toInt();
+        }
+        QVERIFY(page.statusText().contains("GGUF model"));
+        const QString gguf = out + "/model-q8_0.gguf";
+        QCOMPARE(page.resultFiles().size(), 2);
+        QCOMPARE(page.resultFiles().at(0), gguf + "\t" + QString::number(QFileInfo(gguf).size()));
+        QVERIFY(page.findChild<QLabel*>("exportFiles")->text().contains("model-q8_0.gguf — "));
+        QVERIFY(page.findChild<QLabel*>("exportFiles")->text().contains("Modelfile — "));
+        QVERIFY2(page.commandsText().contains("llama-cli -m " + gguf), qPrintable(page.commandsText()));
+        QVERIFY(page.commandsText().contains("ollama create export -f " + out + "/Modelfile"));
+        QVERIFY(QFileInfo::exists(out + "/Modelfile"));
+        const qls::gguf_file f = qls::gguf_file::open(gguf.toStdString());
+        QCOMPARE(f.get_int("general.file_type"), int64_t(7));
+        QCOMPARE(f.get_string("tokenizer.ggml.model"), std::string("llama"));
+
+        // the adapter GGUF of the same older checkpoint, F16
+        page.setFormat(ExportPage::Format::GgufAdapter);
+        QVERIFY(page.findChild<QWidget*>("exportAdapterDtype")->isEnabled());
+        page.setAdapterDtype("f16");
+        QCOMPARE(page.outputDir(), m_runDir + "/exports/gguf-adapter-step-1");
+        const QString adir = exportAndWait(page, &failure);
+        QVERIFY2(!adir.isEmpty(), qPrintable(failure));
+        const qls::gguf_file a = qls::gguf_file::open((adir + "/adapter-f16.gguf").toStdString());
+        QCOMPARE(a.get_string("general.type"), std::string("adapter"));
+        const qls::model_config mc = qls::load_model_config((m_model + "/config.json").toStdString());
+        const qls::lora_weights<float> step1 = qls::load_peft((m_runDir + "/checkpoints/step-1").toStdString(), mc);
+        const qls::gguf_tensor_info* la = a.find_tensor("blk.0.attn_v.weight.lora_a");
+        QVERIFY(la);
+        QCOMPARE(la->type, qls::ggml_type::f16);
+        std::vector<float> got(size_t(la->numel()));
+        a.dequantize(*la, got.data());
+        const std::vector<float>& b1 = step1.at(0, qls::lora_target::v).a;
+        const std::vector<float>& b3 = m_trained.at(0, qls::lora_target::v).a;
+        double e1 = 0, e3 = 0;
+        for (size_t i = 0; i < got.size(); ++i) {
+            e1 = std::max(e1, double(std::abs(got[i] - b1[i])));
+            e3 = std::max(e3, double(std::abs(got[i] - b3[i])));
+        }
+        QVERIFY2(e1 < 1e-3, qPrintable(QString::number(e1))); // f16 rounding of values below 1
+        QVERIFY2(e3 > 10 * e1, qPrintable(QString("%1 vs %2").arg(e3).arg(e1)));
+        QVERIFY(page.commandsText().contains("--lora " + adir + "/adapter-f16.gguf"));
     }
 
     void badCheckpointShowsClearMessage() {

@@ -122,26 +122,40 @@ int cmd_resume(int argc, char** argv) {
 }
 
 int cmd_export(int argc, char** argv) {
-    args a(argc, argv, 2, {"format", "checkpoint", "out"}, {"force"});
-    if (a.positional().size() != 1)
-        throw usage_error("usage: qlora export RUN_DIR --format peft|merged [--checkpoint DIR] [--out DIR] [--force]");
+    args a(argc, argv, 2, {"format", "checkpoint", "out", "quant", "dtype", "merge", "name"}, {"force"});
+    const char* usage = "usage: qlora export RUN_DIR --format peft|merged|gguf-adapter|gguf [--checkpoint DIR] "
+                        "[--out DIR] [--force] [--quant f16|bf16|q8_0|q4_0|q4_k_m] [--dtype f32|f16] "
+                        "[--merge nf4|original|none] [--name NAME]";
+    if (a.positional().size() != 1) throw usage_error(usage);
     const std::string run_dir = a.positional()[0];
     const std::string format = a.get_or("format", "peft");
-    if (format != "peft" && format != "merged")
-        throw usage_error("--format must be peft or merged, got '" + format + "'");
-    qls::export_request r = qls::export_request_for_run(run_dir,
-                                                        format == "merged" ? qls::export_format::merged
-                                                                           : qls::export_format::peft,
-                                                        a.get_or("checkpoint", ""), a.get_or("out", ""));
+    if (format != "peft" && format != "merged" && format != "gguf-adapter" && format != "gguf")
+        throw usage_error("--format must be peft, merged, gguf-adapter or gguf, got '" + format + "'");
+    const qls::export_format f = qls::export_format_from_name(format);
+    if (f != qls::export_format::gguf && (a.has("quant") || a.has("merge")))
+        throw usage_error("--quant and --merge apply to --format gguf");
+    if (f != qls::export_format::gguf_adapter && a.has("dtype"))
+        throw usage_error("--dtype applies to --format gguf-adapter");
+    qls::export_request r = qls::export_request_for_run(run_dir, f, a.get_or("checkpoint", ""), a.get_or("out", ""));
     r.overwrite = a.has("force"); // an existing, non-empty output folder is replaced only when asked
+    r.gguf_quant = a.get_or("quant", "f16");
+    r.adapter_dtype = a.get_or("dtype", "f32");
+    r.gguf_merge = a.get_or("merge", "");
+    if (a.has("name")) r.name = a.get_or("name", "");
     qls::export_callbacks cb;
     int shown = -1; // last tenth of the tensors reported
-    cb.on_stage = [&shown](const qls::export_progress& p) {
+    cb.on_stage = [&shown, f](const qls::export_progress& p) {
         if (p.stage != qls::export_stage::merging) return;
-        if (p.tensors_done == 0)
-            std::fprintf(stderr, "merging %zu adapter parameters into %s base weights (%lld tensors, %.1f MB)...\n",
-                         p.adapter_parameters, p.nf4_base ? "the dequantized NF4" : "the", (long long)p.tensors_total,
-                         double(p.bytes_total) / 1e6);
+        if (p.tensors_done == 0) {
+            if (f == qls::export_format::gguf)
+                std::fprintf(stderr, "writing a %.1f MB GGUF: %lld tensors, %s%zu adapter parameters merged...\n",
+                             double(p.file_size) / 1e6, (long long)p.tensors_total,
+                             p.nf4_base ? "into the dequantized NF4 base, " : "", p.adapter_parameters);
+            else
+                std::fprintf(stderr, "merging %zu adapter parameters into %s base weights (%lld tensors, %.1f MB)...\n",
+                             p.adapter_parameters, p.nf4_base ? "the dequantized NF4" : "the",
+                             (long long)p.tensors_total, double(p.bytes_total) / 1e6);
+        }
         const int tenth = p.tensors_total ? int(p.tensors_done * 10 / p.tensors_total) : 10;
         if (p.tensors_done > 0 && tenth != shown) {
             shown = tenth;
@@ -149,7 +163,13 @@ int cmd_export(int argc, char** argv) {
                          (long long)p.tensors_total, double(p.bytes_done) / 1e6, double(p.bytes_total) / 1e6);
         }
     };
-    qls::run_export(r, cb);
+    const qls::export_result res = qls::run_export(r, cb);
+    for (const qls::export_file& file : res.files)
+        std::fprintf(stderr, "wrote %s (%.2f MB)\n", file.path.c_str(), double(file.bytes) / 1e6);
+    if (!res.commands.empty()) {
+        std::fprintf(stderr, "run it:\n");
+        for (const std::string& c : res.commands) std::fprintf(stderr, "  %s\n", c.c_str());
+    }
     std::printf("%s\n", r.output_dir.c_str());
     return 0;
 }

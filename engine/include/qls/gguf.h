@@ -81,7 +81,7 @@ struct ggml_type_traits {
     const char* name = "?"; // "Q4_K", as llama.cpp prints it
     int64_t block_size = 0;
     int64_t type_size = 0;
-    bool dequantizable = false; // gguf_dequantize handles it: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q4_K Q5_K Q6_K
+    bool dequantizable = false; // gguf_dequantize handles it: F32 F16 BF16 Q8_0 Q4_0 Q4_1 Q5_0 Q4_K Q5_K Q6_K
 };
 ggml_type_traits ggml_traits(uint32_t type_id);
 

@@ -1,9 +1,15 @@
-// run_export — exporting a run's checkpoint as a PEFT adapter or a merged Hugging Face model: the one path behind `qlora export` and the studio's Export page.
+// run_export — exporting a run's checkpoint as a PEFT adapter, a merged Hugging Face model, a LoRA adapter GGUF or a
+// merged GGUF (llama.cpp, Ollama): the one path behind `qlora export` and the studio's Export page.
 //
 // Stages (reported through export_callbacks::on_stage, in this order):
 //   peft:   reading_config → reading_adapter → writing_adapter → done
 //   merged: reading_config → reading_adapter → loading_base (checking the base's weights, planning the shards) →
 //           merging (reported again after every tensor written: tensors_done / tensors_total, bytes) → done
+//   gguf_adapter: reading_config → reading_adapter → writing_adapter → done
+//   gguf:   reading_config → reading_adapter → loading_base → merging (per tensor; file_size known from the first
+//           report on) → done
+// The GGUF exports write a folder holding the .gguf file and an Ollama Modelfile; export_result lists the files with
+// their sizes and the commands that run them in llama.cpp and Ollama.
 // The merged export streams the base tensor by tensor (qls::export_merged), so its host memory is about one tensor
 // in f32, not the model.
 #pragma once
@@ -13,11 +19,14 @@
 #include <cstdint>
 #include <functional>
 #include <string>
+#include <vector>
 
 namespace qls {
 
-enum class export_format { peft, merged };
-const char* export_format_name(export_format f); // "peft", "merged"
+enum class export_format { peft, merged, gguf_adapter, gguf };
+const char* export_format_name(export_format f); // "peft", "merged", "gguf-adapter", "gguf"
+// The format a name gives ("peft", "merged", "gguf-adapter", "gguf"); throws error{invalid_argument} otherwise.
+export_format export_format_from_name(const std::string& s);
 
 struct export_request {
     std::string model_dir;      // the base model the run trained (a Hugging Face folder)
@@ -28,6 +37,13 @@ struct export_request {
     bool double_quant = true;
     bool overwrite = false; // write into an output folder that already holds files (`qlora export --force`)
     uint64_t max_shard_bytes = 5'000'000'000ull; // merged: bytes of tensor data per shard at most
+    std::string gguf_quant = "f16";              // gguf: f16, bf16, q8_0, q4_0, q4_k_m
+    std::string adapter_dtype = "f32";           // gguf_adapter: f32 or f16
+    // gguf: what the adapter is merged into: "nf4" (the NF4-dequantized base, as the run trained; the default when
+    // quantize_nf4), "original" (the base's own weights: what llama.cpp's --lora computes on the base), or "none"
+    // (the base alone, e.g. as the base GGUF for an adapter GGUF).
+    std::string gguf_merge;
+    std::string name; // the model's name in the GGUF (general.name) and the Ollama commands; "" = from the folders
 };
 
 enum class export_stage { reading_config, reading_adapter, writing_adapter, loading_base, merging, done };
@@ -43,6 +59,7 @@ struct export_progress {
     int64_t tensors_total = 0;
     uint64_t bytes_done = 0;
     uint64_t bytes_total = 0;
+    uint64_t file_size = 0; // gguf: the size of the file being written, known before its first tensor
 };
 
 struct export_callbacks {
@@ -52,13 +69,20 @@ struct export_callbacks {
     const std::atomic<bool>* cancel = nullptr;
 };
 
+struct export_file {
+    std::string path; // absolute
+    uint64_t bytes = 0;
+};
+
 struct export_result {
     std::string output_dir; // absolute
     export_format format = export_format::peft;
     size_t adapter_parameters = 0;
+    std::vector<export_file> files;    // gguf formats: the .gguf file and the Modelfile
+    std::vector<std::string> commands; // gguf formats: shell commands that run the export in llama.cpp and Ollama
 };
 
-int export_stage_count(export_format f); // 3 (peft) or 4 (merged)
+int export_stage_count(export_format f); // 3 (peft, gguf_adapter) or 4 (merged, gguf)
 
 // The folder an export writes by default: runs/<name>/exports/<format>-step-N for a run's checkpoint, else
 // <checkpoint>-<format> beside it.
@@ -66,7 +90,8 @@ std::string default_export_dir(const std::string& checkpoint_dir, export_format 
 
 // Refuses what the engine would otherwise report later or less directly: no checkpoint, a folder that is missing or
 // holds no adapter, no base model or one without config.json, no output folder, an output that is an input, an
-// output folder that already holds files (unless r.overwrite). Throws qls::error naming the folder, with a hint saying
+// output folder that already holds files (unless r.overwrite), an unknown GGUF quantization, adapter dtype or merge
+// mode. Throws qls::error naming the folder, with a hint saying
 // what to choose.
 void check_export_request(const export_request& r);
 

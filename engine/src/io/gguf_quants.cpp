@@ -1,8 +1,8 @@
 // gguf_quants — ggml block layouts (sizes of every type the format defines) and dequantization of F32, F16, BF16,
-// Q8_0, Q4_0, Q4_1, Q4_K, Q5_K and Q6_K to f32.
+// Q8_0, Q4_0, Q4_1, Q5_0, Q4_K, Q5_K and Q6_K to f32.
 //
 // Block structs: ggml/src/ggml-common.h (block_q4_0 ...); formulas: ggml/src/ggml-quants.c dequantize_row_q4_0,
-// _q4_1, _q8_0, _q4_K, _q5_K, _q6_K and get_scale_min_k4; sizes: ggml.c type_traits (= gguf-py constants.py
+// _q4_1, _q5_0, _q8_0, _q4_K, _q5_K, _q6_K and get_scale_min_k4; sizes: ggml.c type_traits (= gguf-py constants.py
 // GGML_QUANT_SIZES). Every product and sum is evaluated in f32 in the same order as ggml-quants.c (and gguf-py's
 // float32 NumPy), one rounding per operation, so the results are bit-identical: the engine compiles without FMA
 // contraction on x86-64 (no -march flags), and each formula is written as separate multiplies and adds.
@@ -31,7 +31,7 @@ constexpr type_row k_types[] = {
     {1, "F16", 1, 2, true},
     {2, "Q4_0", 32, 2 + 16, true},
     {3, "Q4_1", 32, 2 + 2 + 16, true},
-    {6, "Q5_0", 32, 2 + 4 + 16, false},
+    {6, "Q5_0", 32, 2 + 4 + 16, true},
     {7, "Q5_1", 32, 2 + 2 + 4 + 16, false},
     {8, "Q8_0", 32, 2 + 32, true},
     {9, "Q8_1", 32, 4 + 4 + 32, false},
@@ -112,6 +112,21 @@ void block_q4_0(const std::byte* b, float* y) {
     for (int j = 0; j < 16; ++j) {
         const int x0 = (qs[j] & 0x0F) - 8;
         const int x1 = (qs[j] >> 4) - 8;
+        y[j] = float(x0) * d;
+        y[j + 16] = float(x1) * d;
+    }
+}
+
+// block_q5_0 {half d; u8 qh[4]; u8 qs[16]}: bit j of qh (little-endian u32) is the fifth bit of element j;
+// y[j] = ((lo(qs[j]) | bit j << 4) - 16)·d, y[j+16] = ((hi(qs[j]) | bit j+16 << 4) - 16)·d.
+void block_q5_0(const std::byte* b, float* y) {
+    const float d = rd_half(b);
+    uint32_t qh = 0;
+    std::memcpy(&qh, b + 2, 4);
+    const uint8_t* qs = u8(b + 6);
+    for (int j = 0; j < 16; ++j) {
+        const int x0 = int((qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10)) - 16;
+        const int x1 = int((qs[j] >> 4) | ((qh >> (j + 12)) & 0x10)) - 16;
         y[j] = float(x0) * d;
         y[j + 16] = float(x1) * d;
     }
@@ -242,8 +257,8 @@ void gguf_dequantize(ggml_type type, const std::byte* src, int64_t n, float* out
     if (!tr.dequantizable)
         throw error(error_code::unsupported,
                     what + " is stored as " + tr.name +
-                        ", which this build does not dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q4_K, "
-                        "Q5_K, Q6_K)",
+                        ", which this build does not dequantize (supported: F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, "
+                        "Q4_K, Q5_K, Q6_K)",
                     "use a GGUF quantized with one of the supported types (for example Q4_K_M, Q6_K or Q8_0)");
     QLS_ASSERT(n >= 0 && n % tr.block_size == 0);
     const int64_t nb = n / tr.block_size;
@@ -261,6 +276,7 @@ void gguf_dequantize(ggml_type type, const std::byte* src, int64_t n, float* out
         }
         return;
     case ggml_type::q4_0: run_blocks<block_q4_0>(src, nb, tr.block_size, tr.type_size, out); return;
+    case ggml_type::q5_0: run_blocks<block_q5_0>(src, nb, tr.block_size, tr.type_size, out); return;
     case ggml_type::q4_1: run_blocks<block_q4_1>(src, nb, tr.block_size, tr.type_size, out); return;
     case ggml_type::q8_0: run_blocks<block_q8_0>(src, nb, tr.block_size, tr.type_size, out); return;
     case ggml_type::q4_k: run_blocks<block_q4_k>(src, nb, tr.block_size, tr.type_size, out); return;

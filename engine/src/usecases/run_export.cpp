@@ -1,14 +1,17 @@
-// Exporting a checkpoint (qls/run_export.h): request checks, base config + adapter, then export_peft or the streaming
-// export_merged.
+// Exporting a checkpoint (qls/run_export.h): request checks, base config + adapter, then export_peft, the streaming
+// export_merged, or a GGUF (adapter or merged model) with its Ollama Modelfile and run commands.
 #include "qls/run_export.h"
 
 #include "qls/error.h"
+#include "qls/file_io.h"
+#include "qls/gguf_writer.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/model_source.h"
 #include "qls/peft.h"
 #include "qls/run_catalog.h"
 #include "qls/train_config.h"
 
+#include <cctype>
 #include <filesystem>
 
 namespace qls {
@@ -28,9 +31,25 @@ fs::path clean_absolute(const std::string& p) {
 
 } // namespace
 
-const char* export_format_name(export_format f) { return f == export_format::merged ? "merged" : "peft"; }
+const char* export_format_name(export_format f) {
+    switch (f) {
+    case export_format::peft: return "peft";
+    case export_format::merged: return "merged";
+    case export_format::gguf_adapter: return "gguf-adapter";
+    case export_format::gguf: return "gguf";
+    }
+    return "peft";
+}
 
-int export_stage_count(export_format f) { return f == export_format::merged ? 4 : 3; }
+export_format export_format_from_name(const std::string& s) {
+    for (export_format f :
+         {export_format::peft, export_format::merged, export_format::gguf_adapter, export_format::gguf})
+        if (s == export_format_name(f)) return f;
+    throw error(error_code::invalid_argument, "unknown export format '" + s + "'",
+                "choose peft, merged, gguf-adapter or gguf");
+}
+
+int export_stage_count(export_format f) { return f == export_format::merged || f == export_format::gguf ? 4 : 3; }
 
 std::string default_export_dir(const std::string& checkpoint_dir, export_format f) {
     if (checkpoint_dir.empty()) return {};
@@ -67,6 +86,15 @@ void check_export_request(const export_request& r) {
     } else if (!fs::exists(fs::path(r.model_dir) / "config.json", ec)) {
         throw error(error_code::io, r.model_dir + ": no config.json, so this is not a model folder.", model_hint);
     }
+    if (r.format == export_format::gguf) {
+        (void)gguf_quant_from_name(r.gguf_quant);
+        if (!r.gguf_merge.empty() && r.gguf_merge != "nf4" && r.gguf_merge != "original" && r.gguf_merge != "none")
+            throw error(error_code::invalid_argument, "unknown merge mode '" + r.gguf_merge + "'",
+                        "choose nf4 (as the run trained), original (the base's own weights) or none (the base alone)");
+    }
+    if (r.format == export_format::gguf_adapter && r.adapter_dtype != "f32" && r.adapter_dtype != "f16")
+        throw error(error_code::invalid_argument, "unknown adapter GGUF dtype '" + r.adapter_dtype + "'",
+                    "choose f32 or f16");
     if (r.output_dir.empty())
         throw error(error_code::invalid_argument, "No output folder chosen.", "enter or browse for a folder to write");
     const fs::path out = clean_absolute(r.output_dir);
@@ -92,12 +120,146 @@ bool export_would_overwrite(const std::string& output_dir) {
     return !fs::is_empty(p, ec) || ec;
 }
 
+namespace {
+
+// Removes a folder tree unless released: the staging folder of a GGUF export that did not finish.
+struct staged_dir {
+    std::string dir;
+    ~staged_dir() {
+        if (dir.empty()) return;
+        std::error_code ec;
+        fs::remove_all(dir, ec);
+    }
+};
+
+std::string shell_quote(const std::string& s) {
+    if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,") ==
+                          std::string::npos)
+        return s;
+    std::string q = "'";
+    for (char c : s) q += c == '\'' ? std::string("'\\''") : std::string(1, c);
+    return q + "'";
+}
+
+// An Ollama model name from a free text: lower case letters, digits, '-', '_' and '.'.
+std::string ollama_name(const std::string& s) {
+    std::string n;
+    for (char c : s) {
+        const char l = char(std::tolower(static_cast<unsigned char>(c)));
+        n += (std::isalnum(static_cast<unsigned char>(l)) || l == '-' || l == '_' || l == '.') ? l : '-';
+    }
+    return n.empty() ? "qlora-export" : n;
+}
+
+// The GGUF exports: the .gguf and the Modelfile written into a staging folder beside the output, then published.
+void export_gguf(const export_request& r, const model_source& src, const lora_weights<float>& lw, export_progress& p,
+                 const export_callbacks& cb, export_result& res) {
+    const fs::path target = clean_absolute(r.output_dir);
+    const fs::path parent = target.parent_path();
+    std::error_code ec;
+    fs::create_directories(parent, ec);
+    if (ec)
+        throw error(error_code::io, "cannot create the folder " + parent.string() + ": " + ec.message(),
+                    "check that the parent folder exists and is writable, or choose another output folder");
+    const std::string staging = (parent / (".tmp-" + target.filename().string())).string();
+    fs::remove_all(staging, ec);
+    fs::create_directory(staging, ec);
+    if (ec)
+        throw error(error_code::io, "cannot create the folder " + staging + ": " + ec.message(),
+                    "check that " + parent.string() + " is writable, or choose another output folder");
+    staged_dir guard{staging};
+
+    const std::string run = checkpoint_run_dir(clean_absolute(r.checkpoint_dir).string());
+    const std::string name = ollama_name(!r.name.empty() ? r.name
+                                         : !run.empty()  ? fs::path(run).filename().string()
+                                                         : fs::path(r.model_dir).filename().string());
+    const model_config& m = src.config();
+    std::string gguf_file, eos;
+    if (r.format == export_format::gguf_adapter) {
+        gguf_file = "adapter-" + r.adapter_dtype + ".gguf";
+        p.stage = export_stage::writing_adapter;
+        p.index = 2;
+        if (cb.on_stage) cb.on_stage(p);
+        write_gguf_adapter((fs::path(staging) / gguf_file).string(), lw, m,
+                           r.adapter_dtype == "f16" ? ggml_type::f16 : ggml_type::f32, name);
+    } else {
+        const gguf_quant q = gguf_quant_from_name(r.gguf_quant);
+        const std::string merge = r.gguf_merge.empty() ? (r.quantize_nf4 ? "nf4" : "original") : r.gguf_merge;
+        gguf_file = std::string("model-") + gguf_quant_name(q) + ".gguf";
+        gguf_merged_options o;
+        o.quant = q;
+        o.quantize_nf4 = merge == "nf4";
+        o.double_quant = r.double_quant;
+        o.name = name;
+        o.cancel = cb.cancel;
+        o.on_progress = [&](const gguf_merged_progress& mp) {
+            p.stage = export_stage::merging;
+            p.index = 3;
+            p.nf4_base = mp.nf4_base;
+            p.tensors_done = mp.tensors_done;
+            p.tensors_total = mp.tensors_total;
+            p.bytes_done = mp.bytes_done;
+            p.bytes_total = mp.bytes_total;
+            p.file_size = mp.file_size;
+            if (cb.on_stage) cb.on_stage(p);
+        };
+        const lora_weights<float> none;
+        write_gguf_merged((fs::path(staging) / gguf_file).string(), src, merge == "none" ? none : lw, o);
+    }
+    // the Modelfile: the adapter on its base (a GGUF file, or the Hugging Face folder, which Ollama imports), or the
+    // merged model; the template from the base's chat template
+    std::string eos_token;
+    try {
+        const tokenizer tok = src.load_tokenizer();
+        if (tok.eos_id() >= 0) eos_token = tok.piece(tok.eos_id());
+    } catch (const error&) {
+        // no usable tokenizer: the Modelfile has no end-of-text stop; the GGUF writer already required one for
+        // the merged model
+    }
+    const auto ct = src.chat_template();
+    const ollama_template t = ollama_template_for(ct ? ct->text : std::string(), eos_token);
+    const std::string base_abs = clean_absolute(r.model_dir).string();
+    const bool adapter = r.format == export_format::gguf_adapter;
+    const std::string modelfile = adapter ? ollama_modelfile(base_abs, "./" + gguf_file, t)
+                                          : ollama_modelfile("./" + gguf_file, "", t);
+    write_file_atomic((fs::path(staging) / "Modelfile").string(), modelfile);
+    if (cb.cancel && cb.cancel->load())
+        throw error(error_code::cancelled, "export to " + r.output_dir + " cancelled; nothing was written",
+                    "export again to write it");
+    publish_dir_atomic(staging, target.string());
+    guard.dir.clear();
+
+    const std::string g = (target / gguf_file).string(), mf = (target / "Modelfile").string();
+    for (const std::string& f : {g, mf}) res.files.push_back({f, uint64_t(fs::file_size(f, ec))});
+    const std::string prompt = t.family.empty() ? " -p 'Once upon a time'" : " -cnv";
+    if (adapter) {
+        std::string base_gguf = base_abs;
+        if (!is_gguf_path(r.model_dir)) {
+            base_gguf = (target.parent_path() / "base-f16" / "model-f16.gguf").string();
+            res.commands.push_back("# llama.cpp needs the base as GGUF; write it once:");
+            res.commands.push_back("qlora export " + shell_quote(run.empty() ? "RUN_DIR" : run) +
+                                   " --format gguf --merge none --quant f16 --out " +
+                                   shell_quote(target.parent_path().string() + "/base-f16"));
+        }
+        res.commands.push_back("llama-cli -m " + shell_quote(base_gguf) + " --lora " + shell_quote(g) + prompt);
+        res.commands.push_back("llama-server -m " + shell_quote(base_gguf) + " --lora " + shell_quote(g));
+    } else {
+        res.commands.push_back("llama-cli -m " + shell_quote(g) + prompt);
+        res.commands.push_back("llama-server -m " + shell_quote(g));
+    }
+    res.commands.push_back("ollama create " + name + " -f " + shell_quote(mf));
+    res.commands.push_back("ollama run " + name);
+}
+
+} // namespace
+
 export_result run_export(const export_request& r, const export_callbacks& cb) {
     check_export_request(r);
     if (cb.cancel && cb.cancel->load())
         throw error(error_code::cancelled, "export to " + r.output_dir + " cancelled; nothing was written",
                     "export again to write it");
     const bool merged = r.format == export_format::merged;
+    const bool gguf = r.format == export_format::gguf || r.format == export_format::gguf_adapter;
     export_progress p;
     p.count = export_stage_count(r.format);
     auto stage = [&](export_stage s, int index) {
@@ -112,7 +274,11 @@ export_result run_export(const export_request& r, const export_callbacks& cb) {
     stage(export_stage::reading_adapter, 1);
     const lora_weights<float> lw = load_peft(r.checkpoint_dir, src->config());
     p.adapter_parameters = lw.parameter_count();
-    if (!merged) {
+    export_result res;
+    if (gguf) {
+        if (r.format == export_format::gguf) stage(export_stage::loading_base, 2);
+        export_gguf(r, *src, lw, p, cb, res);
+    } else if (!merged) {
         stage(export_stage::writing_adapter, 2);
         export_peft(r.output_dir, lw, src->config(), r.model_dir);
     } else {
@@ -137,7 +303,6 @@ export_result run_export(const export_request& r, const export_callbacks& cb) {
         export_merged(r.output_dir, base, lw, mo);
     }
     stage(export_stage::done, p.count);
-    export_result res;
     res.output_dir = clean_absolute(r.output_dir).string();
     res.format = r.format;
     res.adapter_parameters = lw.parameter_count();
@@ -158,6 +323,7 @@ export_request export_request_for_run(const std::string& run_dir, export_format 
                        : (fs::path(run_dir) / "exports" /
                           (std::string(export_format_name(f)) + "-" + fs::path(r.checkpoint_dir).filename().string()))
                              .string();
+    r.name = fs::path(clean_absolute(run_dir)).filename().string();
     return r;
 }
 
