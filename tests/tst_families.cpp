@@ -8,6 +8,7 @@
 #include "qls/error.h"
 #include "qls/llama.h"
 #include "qls/lora.h"
+#include "qls/memory_plan.h"
 #include "qls/model_config.h"
 #include "qls/model_source.h"
 #include "qls/peft.h"
@@ -318,6 +319,29 @@ private slots:
             safetensors_save(dir + "/ours_logits.safetensors",
                              {{"tokens", tok}, {"logits", tensor::from_f32(pass.logits(), {1, ref.T, ref.V})}});
         }
+    }
+
+    // The named shapes of the newer families have the published parameter counts (transformers on the meta device,
+    // AutoModelForCausalLM.from_config with the same dimensions).
+    void familyShapesHaveThePublishedSizes() {
+        const std::vector<std::pair<std::string, long long>> want = {{"llama3.1-8b", 8030261248LL},
+                                                                     {"qwen2.5-7b", 7615616512LL},
+                                                                     {"qwen3-8b", 8190735360LL},
+                                                                     {"mistral-nemo-12b", 12247782400LL},
+                                                                     {"gemma3-12b", 11766034176LL}};
+        for (const auto& [name, count] : want) {
+            const model_config c = shape_config(name);
+            QCOMPARE(c.parameter_count(), count);
+            const memory_plan p = make_memory_plan(c, plan_settings{});
+            QVERIFY(p.peak_bytes() > 0);
+        }
+        QCOMPARE(QString::fromStdString(architecture_for(shape_config("gemma3-12b")).family), QString("gemma3"));
+        QCOMPARE(shape_config("gemma3-12b").sliding_window, 1024);
+        QVERIFY(shape_config("qwen2.5-7b").qkv_bias);
+        QCOMPARE(QString::fromStdString(shape_config("llama3.1-8b").rope.type), QString("llama3"));
+        const testutil::cli_result r = testutil::run_cli({"plan", "--shape", "qwen3-8b", "--json"});
+        QCOMPARE(r.exit_code, 0);
+        QVERIFY(r.out.contains("\"parameters\": 8190735360"));
     }
 
     // Malformed family configs: the error names the field.
