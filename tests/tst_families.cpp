@@ -321,6 +321,23 @@ private slots:
         }
     }
 
+    // `qlora info` names the family and what sets it apart (the studio's Model page calls family_specifics too).
+    void infoDescribesTheFamily() {
+        const testutil::cli_result r = testutil::run_cli({"info", "--model",
+                                                          QString::fromStdString(fixture_dir("gemma3"))});
+        QCOMPARE(r.exit_code, 1); // no tokenizer in the fixture: described, then refused
+        for (const char* part : {"family       gemma3", "per-head q/k RMSNorm", "(1 + w) RMSNorm",
+                                 "sliding window 4 on 1 of 2 layers (their RoPE theta 10000)", "embeddings x 4 (sqrt",
+                                 "GeGLU MLP (gelu_pytorch_tanh)", "attention scale 24^-0.5", "RoPE linear scaling x2",
+                                 "LoRA targets q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"})
+            QVERIFY2(r.out.contains(part), qPrintable(r.out));
+        const std::vector<std::string> q2 = family_specifics(load_model_config(fixture_dir("qwen2") + "/config.json"));
+        QCOMPARE(q2, std::vector<std::string>{"q/k/v biases"});
+        QVERIFY(family_specifics(load_model_config(testutil::model_dir() + "/config.json")).empty() ||
+                family_specifics(load_model_config(testutil::model_dir() + "/config.json")) ==
+                    std::vector<std::string>{"tied LM head"});
+    }
+
     // The named shapes of the newer families have the published parameter counts (transformers on the meta device,
     // AutoModelForCausalLM.from_config with the same dimensions).
     void familyShapesHaveThePublishedSizes() {

@@ -123,6 +123,12 @@ void require_llama_layers(const architecture& a, const std::string& who);
 // The same for one model: its family, plus what its config.json adds (biases, sliding-window layers, an attention
 // scale other than HS^-0.5).
 void require_llama_layers(const model_config& c, const std::string& who);
+// What sets this model's layers apart from LLaMA's, one short phrase each, for people (the studio's Model page, `qlora
+// info`): "q/k/v biases", "per-head q/k RMSNorm", "(1 + w) RMSNorm", "post-attention and post-MLP norms",
+// "embeddings x 61.97 (sqrt of hidden)", "GeGLU MLP (gelu_pytorch_tanh)", "sliding window 1024 on 40 of 48 layers
+// (their RoPE theta 10000)", "attention scale 256^-0.5 (query_pre_attn_scalar)", "RoPE llama3 scaling x8", "tied LM
+// head". Empty for a plain LLaMA-2 layout.
+std::vector<std::string> family_specifics(const model_config& c);
 // "q_proj", "k_proj", ... : the module names PEFT's target_modules takes for this family's projections (the last
 // component of hf_projection), in lora_target order.
 std::vector<std::string> peft_target_modules(const architecture& a);

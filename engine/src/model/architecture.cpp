@@ -4,6 +4,7 @@
 #include "qls/error.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace qls {
 
@@ -168,6 +169,37 @@ void require_llama_layers(const model_config& c, const std::string& who) {
     if (!what.empty())
         throw error(error_code::unsupported, who + " has no implementation yet of " + what,
                     "use the CPU backend (device.backend \"cpu\"), which computes them");
+}
+
+std::vector<std::string> family_specifics(const model_config& c) {
+    const architecture& a = architecture_for(c);
+    auto num = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", v);
+        return std::string(buf);
+    };
+    std::vector<std::string> s;
+    if (c.qkv_bias && c.o_bias) s.push_back("q/k/v/o biases");
+    else if (c.qkv_bias) s.push_back("q/k/v biases");
+    if (c.mlp_bias) s.push_back("MLP biases");
+    if (a.qk_norm) s.push_back("per-head q/k RMSNorm");
+    if (a.norm == norm_kind::rms_one_plus) s.push_back("(1 + w) RMSNorm");
+    if (a.sandwich_norms) s.push_back("post-attention and post-MLP norms");
+    if (c.embed_scale != 1.0) s.push_back("embeddings x " + num(c.embed_scale) + " (sqrt of hidden)");
+    if (a.mlp == mlp_kind::geglu_tanh) s.push_back("GeGLU MLP (" + c.hidden_act + ")");
+    if (c.any_sliding()) {
+        int n = 0;
+        for (int l = 0; l < c.num_layers; ++l) n += c.layer_sliding(l) ? 1 : 0;
+        std::string w = "sliding window " + std::to_string(c.sliding_window) + " on " + std::to_string(n) + " of " +
+                        std::to_string(c.num_layers) + " layers";
+        if (c.has_local_rope) w += " (their RoPE theta " + num(c.rope_local.theta) + ")";
+        s.push_back(w);
+    }
+    if (c.query_pre_attn_scalar > 0)
+        s.push_back("attention scale " + num(c.query_pre_attn_scalar) + "^-0.5 (query_pre_attn_scalar)");
+    if (c.rope.type != "default") s.push_back("RoPE " + c.rope.type + " scaling x" + num(c.rope.factor));
+    if (c.tie_word_embeddings) s.push_back("tied LM head");
+    return s;
 }
 
 std::vector<std::string> peft_target_modules(const architecture& a) {
