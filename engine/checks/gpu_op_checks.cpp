@@ -732,7 +732,9 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
 // segment: packed examples (three segments per row) or none. Each output's error is relative to its largest value.
 // Tolerance 2^-6: beyond the output's bf16 rounding (2^-9), P and dS are rounded to bf16 before their products
 // (FlashAttention-2 does the same), which adds up to ~2^-8 relative over a row's sum.
-std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS, bool segments, std::mt19937_64& rng) {
+// window > 0 / scale > 0: a sliding-window layer with its own softmax scale (Gemma 3), both in the CPU and the GPU op.
+std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS, bool segments, std::mt19937_64& rng,
+                                           int window = 0, float scale = 0.0f) {
     const size_t nq = size_t(B) * T * NH * HS, nk = size_t(B) * T * NKV * HS;
     std::vector<uint16_t> qb, kb, vb, db;
     std::vector<float> q, k, v, dout;
@@ -748,9 +750,10 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
     }
     const int* segp = segments ? seg.data() : nullptr;
     std::vector<float> out(nq), att(size_t(B) * NH * T * T), dq(nq, 0.0f), dk(nk, 0.0f), dv(nk, 0.0f);
-    cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), segp, B, T, NH, NKV, HS);
+    cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), segp, B, T, NH, NKV, HS, window,
+                           double(scale));
     cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), att.data(), q.data(), k.data(), v.data(), B,
-                            T, NH, NKV, HS);
+                            T, NH, NKV, HS, double(scale));
     dbuf gq = upload(qb), gk = upload(kb), gv = upload(vb), gd = upload(db);
     dbuf gseg(std::max<size_t>(seg.size(), 1) * 4);
     if (segments) QLS_CUDA_CHECK(cudaMemcpy(gseg.p, seg.data(), seg.size() * 4, cudaMemcpyHostToDevice));
@@ -759,12 +762,14 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
     using bf = __nv_bfloat16;
     const int* gsegp = segments ? gseg.as<int>() : nullptr;
     qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
-                                   NH, NKV, HS, nullptr);
+                                   NH, NKV, HS, nullptr, window, scale);
     qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
                                     gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
-                                    NH, NKV, HS, nullptr);
+                                    NH, NKV, HS, nullptr, window, scale);
     QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    const std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
+    std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
+    if (window > 0) shape += " window " + std::to_string(window);
+    if (scale > 0) shape += " scale " + std::to_string(scale);
     gpu_check_row f{"attention_forward", shape, 0, 0, 1.0 / 64.0, false};
     finish(f, download_bf16_as_f32(gout, nq), out);
     gpu_check_row bq{"attention_bwd_dq", shape, 0, 0, 1.0 / 64.0, false};
@@ -824,6 +829,15 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
                                              {2, 130, 4, 4, 128, true},
                                              {1, 1024, 32, 32, 128, false}})
             for (const gpu_check_row& r : check_attention(b, t, nh, nkv, hs, sg, rng)) rows.push_back(r);
+        // sliding windows (Gemma 3): smaller than a 64-key tile, a whole tile, across tiles with packing; the last
+        // one with Gemma's query_pre_attn_scalar^-0.5 scale
+        for (auto [b, t, nh, nkv, hs, sg, w] :
+             {std::tuple<int, int, int, int, int, bool, int>{1, 200, 4, 2, 64, false, 17},
+              {2, 130, 4, 4, 128, true, 64},
+              {1, 300, 8, 4, 128, false, 100}})
+            for (const gpu_check_row& r :
+                 check_attention(b, t, nh, nkv, hs, sg, rng, w, w == 100 ? 1.0f / std::sqrt(168.0f) : 0.0f))
+                rows.push_back(r);
         rows.push_back(check_adamw_32bit(rng));
         rows.push_back(check_adamw_8bit_multi(rng));
         for (auto [n, c] : {std::pair<int, int>{7, 100}, {2048, 4096}})
