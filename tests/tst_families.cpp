@@ -314,6 +314,16 @@ private slots:
             pass2.forward(ref.tokens.data(), nullptr);
             QCOMPARE(max_abs_diff(pass.logits().data(), pass2.logits().data(), pass.logits().size()), 0.0);
             QVERIFY(max_abs_diff(pass.logits().data(), ref.logits.data(), size_t(ref.T) * ref.V) > 1e-2); // it moved
+            // the merged export (biases, q/k and post norms copied, the adapters folded into the projections) gives
+            // the same logits without the adapter
+            const std::string merged = tmp.path().toStdString() + "/merged-" + f;
+            export_merged(merged, hf_checkpoint::open(fixture_dir(f)), back);
+            const llama_model mm = llama_model::load(merged);
+            llama_pass<float> pass3(mm.config, mm.params, mm.inv_freq, 1, ref.T);
+            pass3.forward(ref.tokens.data(), nullptr);
+            const double dm = max_abs_diff(pass3.logits().data(), pass.logits().data(), pass.logits().size());
+            qInfo("%s: merged export vs base + adapter: max |diff| = %.3g", f.c_str(), dm);
+            QVERIFY2(dm < 1e-4, f.c_str());
             tensor tok(dtype::i64, {1, ref.T});
             for (int t = 0; t < ref.T; ++t) tok.data<int64_t>()[t] = ref.tokens[size_t(t)];
             safetensors_save(dir + "/ours_logits.safetensors",
