@@ -7,6 +7,7 @@
 #include "qls/hf_checkpoint.h"
 #include "qls/peft.h"
 
+#include <algorithm>
 #include <set>
 
 using namespace qls;
@@ -77,14 +78,20 @@ private slots:
             QVERIFY(!a.model_types.empty());
             QVERIFY(!a.projections.empty());
             for (const std::string& t : a.model_types) QVERIFY2(types.insert(t).second, t.c_str());
-            for (const std::string& n : a.hf_base) QVERIFY(!n.empty());
-            for (const std::string& n : a.gguf_base) QVERIFY(!n.empty());
+            // the global tensors and every per-layer tensor the family has are named; the ones it lacks are not
+            std::vector<base_tensor> named = {base_tensor::embed, base_tensor::final_norm, base_tensor::lm_head};
+            for (base_tensor t : a.layer_tensors()) named.push_back(t);
+            for (int i = 0; i < k_base_tensor_count; ++i) {
+                const bool has = std::find(named.begin(), named.end(), base_tensor(i)) != named.end();
+                QCOMPARE(!a.hf_base[size_t(i)].empty(), has);
+                QCOMPARE(!a.gguf_base[size_t(i)].empty(), has);
+            }
             for (lora_target t : a.projections) {
                 QVERIFY(!a.hf_projection[size_t(t)].empty());
                 QVERIFY(!a.gguf_projection[size_t(t)].empty());
             }
         }
-        QCOMPARE(QString::fromStdString(supported_model_types()), QString("llama, mistral"));
+        QCOMPARE(QString::fromStdString(supported_model_types()), QString("llama, mistral, qwen2, qwen3, gemma3_text"));
     }
 
     // A family whose layers the LLaMA code does not compute is refused by name, not computed wrongly.
@@ -111,7 +118,9 @@ private slots:
         } catch (const error& e) {
             QCOMPARE(int(e.code()), int(error_code::unsupported));
             const std::string m = e.what();
-            QVERIFY2(m.find("gpt2") != std::string::npos && m.find("llama, mistral") != std::string::npos, m.c_str());
+            QVERIFY2(m.find("gpt2") != std::string::npos &&
+                         m.find("llama, mistral, qwen2, qwen3, gemma3_text") != std::string::npos,
+                     m.c_str());
         }
     }
 };

@@ -740,9 +740,9 @@ void tst_gguf::config_errors() {
     p.erase("tokenizer.ggml.tokens");
     check("no vocabulary", source_fails(p.build(), error_code::format, {"'llama.vocab_size'", "is missing"}));
     p = llama_metadata();
-    p.set(kv_str("general.architecture", "qwen2"));
+    p.set(kv_str("general.architecture", "phi3"));
     check("other architecture",
-          source_fails(p.build(), error_code::unsupported, {"\"qwen2\"", "not supported yet", "llama"}));
+          source_fails(p.build(), error_code::unsupported, {"\"phi3\"", "not supported yet", "llama"}));
     p = llama_metadata();
     p.set(kv_str("llama.rope.scaling.type", "yarn"));
     check("yarn", source_fails(p.build(), error_code::unsupported, {"llama.rope.scaling.type", "yarn"}));

@@ -161,6 +161,13 @@ int cmd_info(int argc, char** argv) {
     std::printf("format       %s\n", src->format().c_str());
     std::printf("family       %s\n", qls::architecture_for(c).family.c_str());
     std::printf("architecture %s\n", c.model_type.c_str());
+    std::string specifics;
+    for (const std::string& x : qls::family_specifics(c)) specifics += (specifics.empty() ? "" : "; ") + x;
+    std::printf("specifics    %s\n", specifics.empty() ? "none (the LLaMA layout)" : specifics.c_str());
+    std::string targets;
+    for (const std::string& t : qls::peft_target_modules(qls::architecture_for(c)))
+        targets += (targets.empty() ? "" : ", ") + t;
+    std::printf("LoRA targets %s\n", targets.c_str());
     std::printf("parameters   %lld\n", c.parameter_count());
     std::printf("layers       %d\n", c.num_layers);
     std::printf("hidden       %d (MLP %d)\n", c.hidden_size, c.intermediate_size);

@@ -115,9 +115,10 @@ int cmd_plan(int argc, char** argv) {
            {"no-checkpointing", "json", "items"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     if (int(a.has("model")) + int(a.has("shape")) + int(a.has("config")) != 1)
-        throw usage_error("give exactly one of --config run.json, --model DIR or --shape 7b|13b|33b|65b|70b",
-                          "--config plans that run on the device it would use; --model reads DIR/config.json; "
-                          "--shape uses the real Llama dimensions of that size");
+        throw usage_error(
+            "give exactly one of --config run.json, --model DIR or --shape 7b|13b|33b|65b|70b|llama3.1-8b|qwen2.5-7b|qwen3-8b|mistral-nemo-12b|gemma3-12b",
+            "--config plans that run on the device it would use; --model reads DIR/config.json; "
+            "--shape uses the published dimensions of that model");
     if (auto run = a.get("config")) {
         // Exactly the plan `qlora train --config` makes: the run's settings on the device it would train on.
         for (const char* f : {"seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib",

@@ -16,6 +16,7 @@
 #include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/elementwise.h"
 #include "qls_kernels/embedding.h"
+#include "qls_kernels/family_ops.h"
 #include "qls_kernels/gemm.h"
 #include "qls_kernels/nf4.h"
 #include "qls_kernels/rmsnorm.h"
@@ -213,6 +214,91 @@ gpu_check_row check_swiglu_backward(int N, int H, std::mt19937_64& rng) {
     r_up.max_abs_error = r_up.max_rel_error = 0;
     finish(r_up, download_bf16_as_f32(out_du, n), cpu_du);
     merge(r, r_up);
+    return r;
+}
+
+// The newer families' ops (family_ops.h) against the CPU ops on the same bf16-rounded inputs. Tolerance 2^-8 as for
+// SwiGLU: bf16 outputs (<= 2^-9 of each value) plus a few fp32 ulps of tanhf / rsqrtf.
+// GeGLU with tanh GELU (Gemma 3), forward and backward (the worse of dgate and dup).
+gpu_check_row check_geglu(int N, int H, std::mt19937_64& rng) {
+    const size_t n = static_cast<size_t>(N) * H;
+    std::vector<uint16_t> gb, ub, db;
+    std::vector<float> g, u, d;
+    random_bf16(n, 0.0f, 2.0f, rng, gb, g);
+    random_bf16(n, 0.0f, 1.0f, rng, ub, u);
+    random_bf16(n, 0.0f, 1.0f, rng, db, d);
+    std::vector<float> cpu(n), cpu_dg(n, 0.0f), cpu_du(n, 0.0f);
+    cpu::geglu_forward(cpu.data(), g.data(), u.data(), long(n));
+    cpu::geglu_backward(cpu_dg.data(), cpu_du.data(), d.data(), g.data(), u.data(), long(n));
+    dbuf dg = upload(gb), du = upload(ub), ddout = upload(db), out(n * 2), out_dg(n * 2), out_du(n * 2);
+    qls_kernels::geglu_forward(out.as<__nv_bfloat16>(), dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(), int64_t(n),
+                               nullptr);
+    qls_kernels::geglu_backward(out_dg.as<__nv_bfloat16>(), out_du.as<__nv_bfloat16>(), ddout.as<__nv_bfloat16>(),
+                                dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(), int64_t(n), nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{"geglu_forward+backward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
+    finish(r, download_bf16_as_f32(out, n), cpu);
+    for (const auto& [dev, ref] :
+         {std::pair<const dbuf*, const std::vector<float>*>{&out_dg, &cpu_dg}, {&out_du, &cpu_du}}) {
+        gpu_check_row b = r;
+        b.max_abs_error = b.max_rel_error = 0;
+        finish(b, download_bf16_as_f32(*dev, n), *ref);
+        merge(r, b);
+    }
+    return r;
+}
+
+// Bias add of a biased linear's output (Qwen2 q/k/v) and the embedding scale (Gemma 3, sqrt(C)).
+gpu_check_row check_bias_and_scale(int N, int OC, std::mt19937_64& rng) {
+    const size_t n = static_cast<size_t>(N) * OC;
+    std::vector<uint16_t> xb, bb;
+    std::vector<float> x, b;
+    random_bf16(n, 0.0f, 1.0f, rng, xb, x);
+    random_bf16(static_cast<size_t>(OC), 0.0f, 0.5f, rng, bb, b);
+    std::vector<float> cpu = x;
+    cpu::bias_forward(cpu.data(), b.data(), N, OC);
+    const float s = std::sqrt(float(OC));
+    cpu::scale_inplace(cpu.data(), s, long(n));
+    dbuf dx = upload(xb), dbias = upload(bb);
+    qls_kernels::bias_add(dx.as<__nv_bfloat16>(), dbias.as<__nv_bfloat16>(), N, OC, nullptr);
+    qls_kernels::scale_inplace(dx.as<__nv_bfloat16>(), s, int64_t(n), nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    // two bf16 roundings (after the add and after the scale)
+    gpu_check_row r{"bias_add+scale", shape_str({N, OC}), 0, 0, 1.0 / 128.0, false};
+    finish(r, download_bf16_as_f32(dx, n), cpu);
+    return r;
+}
+
+// RMSNorm with a weight offset, forward and input gradient: offset 1 is Gemma's (1 + w) (weights near 0), offset 0
+// over rows of HS the per-head q/k norm of Qwen3 (weights near 1).
+gpu_check_row check_rmsnorm_offset(int N, int C, float offset, std::mt19937_64& rng) {
+    const size_t nc = static_cast<size_t>(N) * C;
+    std::vector<uint16_t> xb, wb, db;
+    std::vector<float> x, w, d;
+    random_bf16(nc, 0.0f, 1.0f, rng, xb, x);
+    random_bf16(static_cast<size_t>(C), 1.0f - offset, 0.1f, rng, wb, w);
+    random_bf16(nc, 0.0f, 1.0f, rng, db, d);
+    std::vector<float> cpu(nc), rstd(static_cast<size_t>(N)), cpu_dx(nc, 0.0f);
+    cpu::rmsnorm_forward(cpu.data(), rstd.data(), x.data(), w.data(), N, C, 1e-6f, offset);
+    cpu::rmsnorm_backward(cpu_dx.data(), static_cast<float*>(nullptr), d.data(), x.data(), w.data(), rstd.data(), N, C,
+                          offset);
+    dbuf dx = upload(xb), dw = upload(wb), dd = upload(db), out(nc * 2), drstd(static_cast<size_t>(N) * 4), ddx(nc * 2);
+    qls_kernels::rmsnorm_offset_forward(out.as<__nv_bfloat16>(), drstd.as<float>(), dx.as<__nv_bfloat16>(),
+                                        dw.as<__nv_bfloat16>(), N, C, 1e-6f, offset, nullptr);
+    qls_kernels::rmsnorm_offset_backward(ddx.as<__nv_bfloat16>(), dd.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
+                                         dw.as<__nv_bfloat16>(), drstd.as<float>(), N, C, offset, nullptr);
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{offset != 0 ? "rmsnorm_1plus_w fwd+bwd" : "rmsnorm_per_head fwd+bwd",
+                    shape_str({N, C}),
+                    0,
+                    0,
+                    1.0 / 256.0,
+                    false};
+    finish(r, download_bf16_as_f32(out, nc), cpu);
+    gpu_check_row b = r;
+    b.max_abs_error = b.max_rel_error = 0;
+    finish(b, download_bf16_as_f32(ddx, nc), cpu_dx);
+    merge(r, b);
     return r;
 }
 
@@ -646,7 +732,9 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
 // segment: packed examples (three segments per row) or none. Each output's error is relative to its largest value.
 // Tolerance 2^-6: beyond the output's bf16 rounding (2^-9), P and dS are rounded to bf16 before their products
 // (FlashAttention-2 does the same), which adds up to ~2^-8 relative over a row's sum.
-std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS, bool segments, std::mt19937_64& rng) {
+// window > 0 / scale > 0: a sliding-window layer with its own softmax scale (Gemma 3), both in the CPU and the GPU op.
+std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS, bool segments, std::mt19937_64& rng,
+                                           int window = 0, float scale = 0.0f) {
     const size_t nq = size_t(B) * T * NH * HS, nk = size_t(B) * T * NKV * HS;
     std::vector<uint16_t> qb, kb, vb, db;
     std::vector<float> q, k, v, dout;
@@ -662,9 +750,10 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
     }
     const int* segp = segments ? seg.data() : nullptr;
     std::vector<float> out(nq), att(size_t(B) * NH * T * T), dq(nq, 0.0f), dk(nk, 0.0f), dv(nk, 0.0f);
-    cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), segp, B, T, NH, NKV, HS);
+    cpu::attention_forward(out.data(), att.data(), q.data(), k.data(), v.data(), segp, B, T, NH, NKV, HS, window,
+                           double(scale));
     cpu::attention_backward(dq.data(), dk.data(), dv.data(), dout.data(), att.data(), q.data(), k.data(), v.data(), B,
-                            T, NH, NKV, HS);
+                            T, NH, NKV, HS, double(scale));
     dbuf gq = upload(qb), gk = upload(kb), gv = upload(vb), gd = upload(db);
     dbuf gseg(std::max<size_t>(seg.size(), 1) * 4);
     if (segments) QLS_CUDA_CHECK(cudaMemcpy(gseg.p, seg.data(), seg.size() * 4, cudaMemcpyHostToDevice));
@@ -673,12 +762,14 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
     using bf = __nv_bfloat16;
     const int* gsegp = segments ? gseg.as<int>() : nullptr;
     qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
-                                   NH, NKV, HS, nullptr);
+                                   NH, NKV, HS, nullptr, window, scale);
     qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
                                     gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
-                                    NH, NKV, HS, nullptr);
+                                    NH, NKV, HS, nullptr, window, scale);
     QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    const std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
+    std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
+    if (window > 0) shape += " window " + std::to_string(window);
+    if (scale > 0) shape += " scale " + std::to_string(scale);
     gpu_check_row f{"attention_forward", shape, 0, 0, 1.0 / 64.0, false};
     finish(f, download_bf16_as_f32(gout, nq), out);
     gpu_check_row bq{"attention_bwd_dq", shape, 0, 0, 1.0 / 64.0, false};
@@ -709,6 +800,15 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
             rows.push_back(check_swiglu_forward(n, h, rng));
             rows.push_back(check_swiglu_backward(n, h, rng));
         }
+        // the newer families' ops: (N, H) of Gemma-3-12B's MLP and an odd one; Qwen2.5-7B's q (3584) with its bias;
+        // Gemma's (1 + w) norm at C = 3840; per-head q/k norms: N*NH rows of HS 128 (Qwen3) and 256 (Gemma 3)
+        for (auto [n, h] : {std::pair<int, int>{7, 100}, {512, 15360}}) rows.push_back(check_geglu(n, h, rng));
+        for (auto [n, oc] : {std::pair<int, int>{7, 100}, {2048, 3584}})
+            rows.push_back(check_bias_and_scale(n, oc, rng));
+        for (auto [n, c] : {std::pair<int, int>{7, 100}, {513, 3840}})
+            rows.push_back(check_rmsnorm_offset(n, c, 1.0f, rng));
+        for (auto [n, c] : {std::pair<int, int>{7 * 32, 128}, {2048 * 16, 256}})
+            rows.push_back(check_rmsnorm_offset(n, c, 0.0f, rng));
         // (N, NHX, HS): queries (NH = 32) and keys (NKV = 8) of a GQA model with HS = 128, plus an odd small case
         for (auto [n, nhx, hs] :
              {std::tuple<int, int, int>{7, 32, 128}, {7, 8, 128}, {2048, 32, 128}, {2048, 8, 128}, {5, 3, 64}}) {
@@ -729,6 +829,15 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
                                              {2, 130, 4, 4, 128, true},
                                              {1, 1024, 32, 32, 128, false}})
             for (const gpu_check_row& r : check_attention(b, t, nh, nkv, hs, sg, rng)) rows.push_back(r);
+        // sliding windows (Gemma 3): smaller than a 64-key tile, a whole tile, across tiles with packing; the last
+        // one with Gemma's query_pre_attn_scalar^-0.5 scale
+        for (auto [b, t, nh, nkv, hs, sg, w] :
+             {std::tuple<int, int, int, int, int, bool, int>{1, 200, 4, 2, 64, false, 17},
+              {2, 130, 4, 4, 128, true, 64},
+              {1, 300, 8, 4, 128, false, 100}})
+            for (const gpu_check_row& r :
+                 check_attention(b, t, nh, nkv, hs, sg, rng, w, w == 100 ? 1.0f / std::sqrt(168.0f) : 0.0f))
+                rows.push_back(r);
         rows.push_back(check_adamw_32bit(rng));
         rows.push_back(check_adamw_8bit_multi(rng));
         for (auto [n, c] : {std::pair<int, int>{7, 100}, {2048, 4096}})

@@ -82,15 +82,19 @@ template <int D> __device__ void warp_pv_accumulate(frag_acc (&acc)[D / 16], con
     }
 }
 
-__device__ __forceinline__ bool attend(int tq, int tk, int T, const int* seg_row) {
-    return tk <= tq && tq < T && (seg_row == nullptr || seg_row[tk] == seg_row[tq]);
+// window > 0: a sliding-window layer also hides keys tk <= tq - window (cpu::attention_forward; transformers
+// sliding_window_overlay). Tiles left of the window are then fully masked for their rows, as segment masks can make
+// them, and the online softmax skips them the same way.
+__device__ __forceinline__ bool attend(int tq, int tk, int T, const int* seg_row, int window) {
+    return tk <= tq && tq < T && (seg_row == nullptr || seg_row[tk] == seg_row[tq]) &&
+           (window <= 0 || tk > tq - window);
 }
 
 // ---- forward ----------------------------------------------------------------------------------------------------
 template <int D>
 __global__ void __launch_bounds__(NTHREADS)
     attention_forward_kernel(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment,
-                             int T, int NH, int NKV, int HS, float scale_log2) {
+                             int T, int NH, int NKV, int HS, float scale_log2, int window) {
     using dims = tile_dims<D>;
     constexpr int LD = dims::LD, LDS = dims::LDS, LDP = dims::LDP, LDO = dims::LDO;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -133,7 +137,7 @@ __global__ void __launch_bounds__(NTHREADS)
 #pragma unroll 8
         for (int c = 0; c < 32; ++c) {
             const int tk = kt * BK + half * 32 + c;
-            const float s = attend(tq, tk, T, seg_row) ? srow[c] * scale_log2 : -INFINITY;
+            const float s = attend(tq, tk, T, seg_row, window) ? srow[c] * scale_log2 : -INFINITY;
             srow[c] = s;
             smax = fmaxf(smax, s);
         }
@@ -199,7 +203,7 @@ template <int D>
 __global__ void __launch_bounds__(NTHREADS)
     attention_backward_dq_kernel(bf16* dq, const bf16* dout, const float* lse, const float* delta, const bf16* q,
                                  const bf16* k, const bf16* v, const int* segment, int T, int NH, int NKV, int HS,
-                                 float scale, float scale_log2) {
+                                 float scale, float scale_log2, int window) {
     using dims = tile_dims<D>;
     constexpr int LD = dims::LD, LDS = dims::LDS, LDP = dims::LDP, LDO = dims::LDO;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -243,7 +247,7 @@ __global__ void __launch_bounds__(NTHREADS)
 #pragma unroll 8
         for (int c = 0; c < 32; ++c) {
             const int tk = kt * BK + half * 32 + c;
-            const float p = attend(tq, tk, T, seg_row) ? exp2f(srow[c] * scale_log2 - lse2) : 0.0f;
+            const float p = attend(tq, tk, T, seg_row, window) ? exp2f(srow[c] * scale_log2 - lse2) : 0.0f;
             dsrow[c] = __float2bfloat16(p * (dprow[c] - dlt) * scale);
         }
         __syncwarp();
@@ -267,7 +271,7 @@ template <int D>
 __global__ void __launch_bounds__(NTHREADS)
     attention_backward_dkv_kernel(bf16* dk, bf16* dv, const bf16* dout, const float* lse, const float* delta,
                                   const bf16* q, const bf16* k, const bf16* v, const int* segment, int T, int NH,
-                                  int NKV, int HS, float scale, float scale_log2) {
+                                  int NKV, int HS, float scale, float scale_log2, int window) {
     using dims = tile_dims<D>;
     constexpr int LD = dims::LD, LDS = dims::LDS, LDP = dims::LDP, LDO = dims::LDO;
     extern __shared__ __align__(128) unsigned char smem[];
@@ -325,8 +329,9 @@ __global__ void __launch_bounds__(NTHREADS)
             for (int c = 0; c < 32; ++c) {
                 const int col = half * 32 + c;
                 const int tq = q0 + col;
-                const float p = (tk < T && attend(tq, tk, T, seg_row)) ? exp2f(srow[c] * scale_log2 - lse_s[col])
-                                                                       : 0.0f;
+                const float p = (tk < T && attend(tq, tk, T, seg_row, window))
+                                    ? exp2f(srow[c] * scale_log2 - lse_s[col])
+                                    : 0.0f;
                 prow[c] = __float2bfloat16(p);
                 dsrow[c] = __float2bfloat16(p * (dprow[c] - delta_s[col]) * scale);
             }
@@ -381,22 +386,22 @@ void check_shapes(const char* what, int B, int T, int NH, int NKV, int HS) {
 
 template <int D>
 void forward_impl(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment, int B, int T,
-                  int NH, int NKV, int HS, cudaStream_t stream) {
+                  int NH, int NKV, int HS, int window, float scale, cudaStream_t stream) {
     constexpr size_t smem = forward_smem<D>();
     QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_forward_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                         (int)smem));
-    const float scale_log2 = LOG2E / sqrtf((float)HS);
+    const float scale_log2 = LOG2E * (scale > 0.0f ? scale : 1.0f / sqrtf((float)HS));
     dim3 grid((T + BQ - 1) / BQ, NH, B);
     attention_forward_kernel<D>
-        <<<grid, NTHREADS, smem, stream>>>(out, lse, q, k, v, segment, T, NH, NKV, HS, scale_log2);
+        <<<grid, NTHREADS, smem, stream>>>(out, lse, q, k, v, segment, T, NH, NKV, HS, scale_log2, window);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
 template <int D>
 void backward_impl(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dout, const float* lse, const bf16* q,
-                   const bf16* k, const bf16* v, const int* segment, int B, int T, int NH, int NKV, int HS,
-                   cudaStream_t stream) {
-    const float scale = 1.0f / sqrtf((float)HS);
+                   const bf16* k, const bf16* v, const int* segment, int B, int T, int NH, int NKV, int HS, int window,
+                   float scale_in, cudaStream_t stream) {
+    const float scale = scale_in > 0.0f ? scale_in : 1.0f / sqrtf((float)HS);
     const float scale_log2 = scale * LOG2E;
     constexpr size_t smem_q = dq_smem<D>(), smem_kv = dkv_smem<D>();
     QLS_CUDA_CHECK(cudaFuncSetAttribute(attention_backward_dq_kernel<D>, cudaFuncAttributeMaxDynamicSharedMemorySize,
@@ -405,36 +410,39 @@ void backward_impl(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dout,
                                         (int)smem_kv));
     dim3 grid_q((T + BQ - 1) / BQ, NH, B);
     attention_backward_dq_kernel<D><<<grid_q, NTHREADS, smem_q, stream>>>(dq, dout, lse, delta, q, k, v, segment, T, NH,
-                                                                          NKV, HS, scale, scale_log2);
+                                                                          NKV, HS, scale, scale_log2, window);
     QLS_CUDA_CHECK(cudaGetLastError());
     dim3 grid_kv((T + BK - 1) / BK, NKV, B);
     attention_backward_dkv_kernel<D><<<grid_kv, NTHREADS, smem_kv, stream>>>(dk, dv, dout, lse, delta, q, k, v, segment,
-                                                                             T, NH, NKV, HS, scale, scale_log2);
+                                                                             T, NH, NKV, HS, scale, scale_log2, window);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
 } // namespace
 
 void attention_forward(bf16* out, float* lse, const bf16* q, const bf16* k, const bf16* v, const int* segment, int B,
-                       int T, int NH, int NKV, int HS, cudaStream_t stream) {
+                       int T, int NH, int NKV, int HS, cudaStream_t stream, int window, float scale) {
     check_shapes("attention_forward", B, T, NH, NKV, HS);
-    if (HS <= 16) forward_impl<16>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
-    else if (HS <= 32) forward_impl<32>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
-    else if (HS <= 64) forward_impl<64>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
-    else forward_impl<128>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
+    if (HS <= 16) forward_impl<16>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
+    else if (HS <= 32) forward_impl<32>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
+    else if (HS <= 64) forward_impl<64>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
+    else forward_impl<128>(out, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
 }
 
 void attention_backward(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf16* dout, const bf16* out, const float* lse,
                         const bf16* q, const bf16* k, const bf16* v, const int* segment, int B, int T, int NH, int NKV,
-                        int HS, cudaStream_t stream) {
+                        int HS, cudaStream_t stream, int window, float scale) {
     check_shapes("attention_backward", B, T, NH, NKV, HS);
     const int rows = B * T * NH;
     attention_delta_kernel<<<(rows + 7) / 8, 256, 0, stream>>>(delta, dout, out, B, T, NH, HS);
     QLS_CUDA_CHECK(cudaGetLastError());
-    if (HS <= 16) backward_impl<16>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
-    else if (HS <= 32) backward_impl<32>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
-    else if (HS <= 64) backward_impl<64>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
-    else backward_impl<128>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, stream);
+    if (HS <= 16)
+        backward_impl<16>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
+    else if (HS <= 32)
+        backward_impl<32>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
+    else if (HS <= 64)
+        backward_impl<64>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
+    else backward_impl<128>(dq, dk, dv, delta, dout, lse, q, k, v, segment, B, T, NH, NKV, HS, window, scale, stream);
 }
 
 } // namespace qls_kernels

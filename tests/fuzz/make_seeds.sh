@@ -17,6 +17,7 @@ mkdir -p "$c"/{peft_target_regex,bnb_quant_state,metrics_line,run_catalog,gguf,t
 cp "$src/tests/data/safetensors/reference.safetensors" "$c/safetensors/reference.safetensors"
 cp "$model/config.json" "$c/model_config/stories260K.json"
 cp "$src/resources/demo/model/config.json" "$c/model_config/demo.json"
+for f in qwen2 qwen3 gemma3; do cp "$src/tests/data/families/$f/config.json" "$c/model_config/$f.json"; done
 cp "$model/tokenizer.model" "$c/sentencepiece/stories260K.model"
 cp "$src/resources/demo/model/tokenizer.model" "$c/sentencepiece/demo.model"
 cp "$src/resources/examples/pip.run.json" "$src/resources/examples/demo.run.json" "$c/train_config/"

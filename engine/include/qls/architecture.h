@@ -22,14 +22,32 @@
 
 namespace qls {
 
-// The frozen tensors besides the projections. The first two are global, the two norms per layer, the head global.
-enum class base_tensor : uint8_t { embed, final_norm, lm_head, attn_norm, mlp_norm };
-constexpr int k_base_tensor_count = 5;
-inline bool base_tensor_per_layer(base_tensor t) { return t == base_tensor::attn_norm || t == base_tensor::mlp_norm; }
+// The frozen tensors besides the projections and their biases. embed, final_norm and lm_head are global, the rest per
+// layer. attn_norm and mlp_norm exist in every family (Gemma 3: input_layernorm and pre_feedforward_layernorm);
+// q_norm/k_norm (HS) only with architecture::qk_norm, post_attn_norm/post_mlp_norm (C) only with sandwich_norms.
+enum class base_tensor : uint8_t {
+    embed,
+    final_norm,
+    lm_head,
+    attn_norm,
+    mlp_norm,
+    q_norm,
+    k_norm,
+    post_attn_norm,
+    post_mlp_norm
+};
+constexpr int k_base_tensor_count = 9;
+inline bool base_tensor_per_layer(base_tensor t) { return uint8_t(t) >= uint8_t(base_tensor::attn_norm); }
 
-enum class norm_kind : uint8_t { rms };         // y = x / sqrt(mean(x²) + eps) · w  (LlamaRMSNorm)
+enum class norm_kind : uint8_t {
+    rms,         // y = x / sqrt(mean(x²) + eps) · w        (LlamaRMSNorm)
+    rms_one_plus // y = x / sqrt(mean(x²) + eps) · (1 + w)  (Gemma3RMSNorm, modeling_gemma3.py)
+};
 enum class rope_kind : uint8_t { rotate_half }; // pairs (i, i + HS/2), HF rotate_half (modeling_llama.py)
-enum class mlp_kind : uint8_t { swiglu };       // down(silu(gate(x)) · up(x)), hidden_act "silu"
+enum class mlp_kind : uint8_t {
+    swiglu,    // down(silu(gate(x)) · up(x)), hidden_act "silu"
+    geglu_tanh // down(gelu_tanh(gate(x)) · up(x)), hidden_activation "gelu_pytorch_tanh" (Gemma3MLP)
+};
 
 struct architecture {
     std::string family;                   // "llama"
@@ -51,8 +69,19 @@ struct architecture {
     norm_kind norm = norm_kind::rms;
     rope_kind rope = rope_kind::rotate_half;
     mlp_kind mlp = mlp_kind::swiglu;
-    bool projection_bias = false;  // the linears carry biases (config attention_bias / mlp_bias)
-    bool tied_head_allowed = true; // tie_word_embeddings may be true: the head is the embedding
+    bool projection_bias = false;         // q/k/v always carry biases (Qwen2); others follow config attention_bias
+    bool tied_head_allowed = true;        // tie_word_embeddings may be true: the head is the embedding
+    bool qk_norm = false;                 // per-head RMSNorm of q and k before RoPE (Qwen3, Gemma 3)
+    bool sandwich_norms = false;          // norms after the attention and MLP outputs too (Gemma 2/3)
+    bool embed_scale_sqrt_hidden = false; // embeddings multiplied by sqrt(C) (Gemma3TextScaledWordEmbedding)
+    bool needs_head_dim = false;          // config.json must give head_dim (it is not C / NH in general)
+    bool local_rope = false;              // sliding layers use their own RoPE parameters (Gemma 3 rope_local_base_freq)
+    bool attn_scale_from_config = false;  // scores scaled by query_pre_attn_scalar^-0.5 (Gemma 3)
+    std::string hidden_act_key = "hidden_act"; // config.json key of the activation ("hidden_activation": Gemma 3)
+
+    // The per-layer frozen tensors this family has besides the projections: attn_norm, mlp_norm, then q/k norms and
+    // the post norms when present.
+    std::vector<base_tensor> layer_tensors() const;
 
     // ---- names -------------------------------------------------------------------------------------------------
     // "model.embed_tokens.weight"; per-layer tensors need the layer: "model.layers.3.input_layernorm.weight".
@@ -70,10 +99,14 @@ struct architecture {
     std::string hf_weight_any_layer(lora_target t) const;
 
     // ---- shapes ------------------------------------------------------------------------------------------------
+    // "model.layers.3.self_attn.q_proj.bias"
+    std::string hf_bias(int layer, lora_target t) const { return hf_module(layer, t) + ".bias"; }
+    // "blk.3.attn_q.bias"
+    std::string gguf_bias(int layer, lora_target t) const;
     // (out, in) of a projection as HF stores the weight: q (NH*HS, C), k/v (NKV*HS, C), o (C, NH*HS),
     // gate/up (H, C), down (C, H).
     std::pair<int64_t, int64_t> projection_shape(const model_config& c, lora_target t) const;
-    // embed and lm_head (V, C), the norms (C).
+    // embed and lm_head (V, C), q_norm/k_norm (HS), the other norms (C).
     std::vector<int64_t> base_shape(const model_config& c, base_tensor t) const;
     bool has_projection(lora_target t) const;
 };
@@ -84,9 +117,21 @@ inline const architecture& architecture_for(const model_config& c) { return arch
 // nullptr when no entry reads this model_type.
 const architecture* find_architecture(std::string_view model_type);
 // Throws qls::error{unsupported} naming `who` unless the family's layers are the ones the LLaMA code computes
-// (RMSNorm, rotate_half RoPE, SwiGLU, no biases): the CPU pass, the decoder and the CUDA step call it, so a family
-// whose ops they lack is refused instead of computed wrongly.
+// (RMSNorm, rotate_half RoPE, SwiGLU, no biases, no q/k or post norms, no embedding scale): a backend that lacks the
+// newer families' ops calls it, so such a family is refused instead of computed wrongly.
 void require_llama_layers(const architecture& a, const std::string& who);
+// The same for one model: its family, plus what its config.json adds (biases, sliding-window layers, an attention
+// scale other than HS^-0.5).
+void require_llama_layers(const model_config& c, const std::string& who);
+// What sets this model's layers apart from LLaMA's, one short phrase each, for people (the studio's Model page, `qlora
+// info`): "q/k/v biases", "per-head q/k RMSNorm", "(1 + w) RMSNorm", "post-attention and post-MLP norms",
+// "embeddings x 61.97 (sqrt of hidden)", "GeGLU MLP (gelu_pytorch_tanh)", "sliding window 1024 on 40 of 48 layers
+// (their RoPE theta 10000)", "attention scale 256^-0.5 (query_pre_attn_scalar)", "RoPE llama3 scaling x8", "tied LM
+// head". Empty for a plain LLaMA-2 layout.
+std::vector<std::string> family_specifics(const model_config& c);
+// "q_proj", "k_proj", ... : the module names PEFT's target_modules takes for this family's projections (the last
+// component of hf_projection), in lora_target order.
+std::vector<std::string> peft_target_modules(const architecture& a);
 // Every family, in table order.
 const std::vector<architecture>& architectures();
 // "llama, mistral": the model_type values any entry reads, for messages.

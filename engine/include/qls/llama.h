@@ -1,17 +1,21 @@
-// The LLaMA model on the CPU reference backend: weights, a training pass (forward with saved activations,
-// backward to the input), and a KV-cache decoder for generation.
+// The decoder-only model on the CPU reference backend: weights, a training pass (forward with saved activations,
+// backward to the input), and a KV-cache decoder for generation. One code path computes every family of the
+// architecture table (LLaMA, Mistral, Qwen2/2.5, Qwen3, Gemma 3): the table and the config say which of the optional
+// steps (biases, q/k norms, post norms, (1 + w) norms, GeGLU, sliding windows, embedding scale) a layer takes.
 //
 // Dimension legend: B batch, T time, N = B*T rows, C hidden, NH query heads, NKV key/value heads,
 // HS head size, H MLP hidden, V vocabulary, L layers. All tensors row-major; linear weights are (out, in)
 // exactly as Hugging Face stores them.
 #pragma once
 
+#include "qls/architecture.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/lora.h"
 #include "qls/model_config.h"
 #include "qls/model_source.h"
 #include "qls/quant.h"
 
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -30,6 +34,10 @@ template <class T> struct llama_layer_params {
     std::vector<T> w_gate;    // (H, C)
     std::vector<T> w_up;      // (H, C)
     std::vector<T> w_down;    // (C, H)
+    // Family specifics; empty when the family or config has none (architecture.h).
+    std::array<std::vector<T>, k_lora_target_count> bias; // by lora_target: (out) of that projection
+    std::vector<T> q_norm, k_norm;                        // (HS) per-head RMSNorm of q and k before RoPE
+    std::vector<T> post_attn_norm, post_mlp_norm;         // (C) norms of the attention and MLP outputs (Gemma 3)
 };
 
 template <class T> struct llama_params {
@@ -39,6 +47,11 @@ template <class T> struct llama_params {
     std::vector<T> lm_head;                    // (V, C); empty when tied to embed
     const T* lm_head_data() const { return lm_head.empty() ? embed.data() : lm_head.data(); }
 };
+
+// Whether projection t carries a bias under this config (qkv_bias, o_bias, mlp_bias).
+bool projection_has_bias(const model_config& c, lora_target t);
+// The per-layer norm vector of a layer for base_tensor t (attn_norm, mlp_norm, q_norm, k_norm, post_*_norm).
+template <class T> std::vector<T>& layer_tensor(llama_layer_params<T>& L, base_tensor t);
 
 struct llama_load_options {
     // Quantize the seven decoder projections to NF4 at load time (bitsandbytes-compatible, blocks of 64).
@@ -149,6 +162,7 @@ private:
     int max_pos_;
     int pos_ = 0;
     std::vector<float> k_cache_, v_cache_; // (L, max_pos, NKV*HS)
+    std::vector<float> inv_freq_local_;    // (HS/2) the sliding layers' RoPE (model_config::has_local_rope)
     std::vector<float> x_, xb_, q_, k_, v_, att_, atty_, gate_, up_, h_, logits_, scores_;
 };
 

@@ -255,7 +255,8 @@ struct memory_plan {
 memory_plan make_memory_plan(const model_config& cfg, const plan_settings& s);
 
 // The real dimensions of the named model shapes (config.json of the public checkpoints):
-// "7b", "13b", "70b" = Llama-2 7B/13B/70B; "33b", "65b" = LLaMA-1 33B (often called 30B) and 65B.
+// "7b", "13b", "70b" = Llama-2 7B/13B/70B; "33b", "65b" = LLaMA-1 33B (often called 30B) and 65B; "llama3.1-8b",
+// "qwen2.5-7b", "qwen3-8b", "mistral-nemo-12b", "gemma3-12b" = those models' published config.json.
 // Throws qls::error naming the valid names.
 model_config shape_config(std::string_view name);
 std::vector<std::string> shape_names();

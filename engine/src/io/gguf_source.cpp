@@ -16,6 +16,7 @@
 #include <cmath>
 #include <cstring>
 #include <map>
+#include <set>
 
 namespace qls {
 
@@ -183,6 +184,17 @@ model_config read_config(const gguf_file& f, const architecture& arch, const std
                         "choose a model of a supported family");
     }
     if (f.has("general.file_type")) j["torch_dtype"] = file_type_name(f.get_int("general.file_type"));
+    if (arch.family == "gemma3") {
+        // llama.cpp src/llama-model.cpp (LLM_ARCH_GEMMA3): the window from <arch>.attention.sliding_window, every
+        // 6th layer global (set_swa_pattern(6), Gemma3TextConfig's default too), local RoPE base 10000 (also the
+        // config default), attention scale 1/sqrt(head size) except the 27B (62 layers): 1/sqrt(C / NH).
+        if (f.has(a + ".attention.sliding_window")) j["sliding_window"] = f.get_uint32(a + ".attention.sliding_window");
+        const uint32_t layers = f.get_uint32(a + ".block_count");
+        const uint32_t heads = f.get_uint32(a + ".attention.head_count");
+        if (layers == 62 && heads > 0) j["query_pre_attn_scalar"] = f.get_uint32(a + ".embedding_length") / heads;
+        else if (f.has(a + ".attention.key_length"))
+            j["query_pre_attn_scalar"] = f.get_uint32(a + ".attention.key_length");
+    }
 
     const std::string source = path + " (metadata)";
     try {
@@ -201,6 +213,7 @@ model_config read_config(const gguf_file& f, const architecture& arch, const std
         names["bos_token_id"] = "tokenizer.ggml.bos_token_id";
         names["eos_token_id"] = "tokenizer.ggml.eos_token_id";
         names["rope_scaling.factor"] = a + ".rope.scaling.factor";
+        names["sliding_window"] = a + ".attention.sliding_window";
         for (const auto& [hf, g] : names) {
             const std::string needle = "field '" + hf + "'";
             if (auto p = msg.find(needle); p != std::string::npos) {
@@ -232,14 +245,21 @@ public:
         for (base_tensor t : {base_tensor::embed, base_tensor::final_norm, base_tensor::lm_head})
             hf_of[arch_->gguf_name(t)] = arch_->hf_name(t);
         for (int l = 0; l < cfg_.num_layers; ++l) {
-            for (base_tensor t : {base_tensor::attn_norm, base_tensor::mlp_norm})
-                hf_of[arch_->gguf_name(t, l)] = arch_->hf_name(t, l);
+            for (base_tensor t : arch_->layer_tensors()) hf_of[arch_->gguf_name(t, l)] = arch_->hf_name(t, l);
             for (lora_target t : arch_->projections) {
                 const std::string g = arch_->gguf_weight(l, t);
                 hf_of[g] = arch_->hf_weight(l, t);
+                hf_of[arch_->gguf_bias(l, t)] = arch_->hf_bias(l, t);
                 if (arch_->gguf_permutes_qk && t == lora_target::q) heads_of_[g] = cfg_.num_heads;
                 if (arch_->gguf_permutes_qk && t == lora_target::k) heads_of_[g] = cfg_.num_kv_heads;
             }
+        }
+        // Gemma's (1 + w) norms: convert_hf_to_gguf.py (Gemma3Model.modify_tensors) stores every "*norm.weight" as
+        // w + 1 (llama.cpp multiplies by the stored value); the engine keeps Hugging Face's w.
+        if (arch_->norm == norm_kind::rms_one_plus) {
+            shifted_.insert(arch_->gguf_name(base_tensor::final_norm));
+            for (int l = 0; l < cfg_.num_layers; ++l)
+                for (base_tensor t : arch_->layer_tensors()) shifted_.insert(arch_->gguf_name(t, l));
         }
         for (const gguf_tensor_info& t : f_.tensors()) {
             auto it = hf_of.find(t.name);
@@ -273,6 +293,8 @@ public:
         f_.dequantize(t, out);
         if (auto h = heads_of_.find(t.name); h != heads_of_.end()) unpermute_rows(out, shape, h->second, t.name);
         const int64_t n = t.numel();
+        if (shifted_.count(t.name))
+            for (int64_t i = 0; i < n; ++i) out[i] -= 1.0f;
         int64_t bad = 0;
         while (bad < n && std::isfinite(out[bad])) ++bad;
         if (bad < n)
@@ -335,6 +357,7 @@ private:
     std::vector<weight_info> weights_;
     std::map<std::string, const gguf_tensor_info*> by_hf_;
     std::map<std::string, int> heads_of_; // GGUF name of a q/k weight → the head count its rows are permuted by
+    std::set<std::string> shifted_;       // GGUF names of norms stored as 1 + w (Gemma)
 };
 
 } // namespace

@@ -189,6 +189,82 @@ void parse_rope_object(const json& obj, const std::string& source, const std::st
            "dynamic-NTK, YaRN and LongRoPE scaling are not implemented; choose a model without this rope scaling");
 }
 
+// layer_types (transformers v5: one "full_attention" | "sliding_attention" per layer) and the sliding window. Absent
+// layer_types are derived as each family's config class does: Gemma3TextConfig every sliding_window_pattern-th layer
+// (default 6) full, the rest sliding; Qwen2/Qwen3Config layers from max_window_layers on sliding when
+// use_sliding_window. Mistral keeps its window as a cap on the context (below).
+void read_layer_types(const field_reader& r, const json& root, const architecture& arch, model_config& cfg) {
+    const int L = cfg.num_layers;
+    const bool gemma = arch.family == "gemma3";
+    const bool qwen = arch.family == "qwen2" || arch.family == "qwen3";
+    if (!gemma && !qwen) return;
+    // Qwen: the window exists only with use_sliding_window (Qwen2Config sets sliding_window None otherwise).
+    bool window_on = gemma || r.boolean("use_sliding_window").value_or(false);
+    std::optional<int> window = r.integer("sliding_window", false, 1);
+    if (gemma && !root.contains("sliding_window")) window = 4096; // Gemma3TextConfig default
+    if (!window_on) window.reset();
+    std::vector<uint8_t> sliding(size_t(L), 0);
+    if (const json* lt = r.get("layer_types")) {
+        if (!lt->is_array())
+            r.fail(error_code::config, "layer_types",
+                   "must be a list of \"full_attention\" / \"sliding_attention\", found " + found(*lt));
+        if (lt->size() != size_t(L))
+            r.fail(error_code::config, "layer_types",
+                   "lists " + std::to_string(lt->size()) + " layers but num_hidden_layers is " + std::to_string(L) +
+                       "; it must give one entry per layer");
+        for (size_t i = 0; i < lt->size(); ++i) {
+            const json& e = (*lt)[i];
+            if (!e.is_string() || (e != "full_attention" && e != "sliding_attention"))
+                r.fail(error_code::config, "layer_types[" + std::to_string(i) + "]",
+                       "must be \"full_attention\" or \"sliding_attention\", found " + found(e));
+            sliding[i] = e == "sliding_attention" ? 1 : 0;
+        }
+    } else if (gemma) {
+        const int pattern = r.integer("sliding_window_pattern", false, 1, k_max_layers).value_or(6);
+        for (int i = 0; i < L; ++i) sliding[size_t(i)] = (i + 1) % pattern != 0 ? 1 : 0;
+    } else if (window) {
+        const int from = r.integer("max_window_layers", false, 0, k_max_layers).value_or(28);
+        for (int i = from; i < L; ++i) sliding[size_t(i)] = 1;
+    }
+    const bool any = std::find(sliding.begin(), sliding.end(), uint8_t(1)) != sliding.end();
+    if (any && gemma && !window)
+        r.fail(error_code::config, "sliding_window",
+               "is null, but layer_types marks sliding_attention layers; give the window size");
+    if (!any || !window) return; // Qwen without use_sliding_window: sliding_attention layers attend fully, as in HF
+    cfg.sliding_window = *window;
+    cfg.sliding_layers = std::move(sliding);
+}
+
+// Gemma 3's two RoPEs. transformers v5 writes rope_parameters {"full_attention": {...}, "sliding_attention": {...}};
+// older files give rope_theta (global, default 1e6), rope_local_base_freq (default 1e4) and rope_scaling (applies
+// to the full-attention layers). Gemma3TextConfig.convert_rope_params_to_dict.
+void read_local_rope(const field_reader& r, const std::string& source, model_config& cfg) {
+    cfg.has_local_rope = true;
+    cfg.rope = rope_config{};
+    cfg.rope.theta = r.number("rope_theta", false, true).value_or(1'000'000.0);
+    cfg.rope_local = rope_config{};
+    cfg.rope_local.theta = r.number("rope_local_base_freq", false, true).value_or(10'000.0);
+    if (const json* rp = r.get("rope_parameters")) {
+        if (!rp->is_object()) r.fail(error_code::config, "rope_parameters", "must be an object, found " + found(*rp));
+        for (auto it = rp->begin(); it != rp->end(); ++it) {
+            if (it.key() != "full_attention" && it.key() != "sliding_attention")
+                r.fail(error_code::config, "rope_parameters." + it.key(),
+                       "is not a layer type; Gemma 3 gives \"full_attention\" and \"sliding_attention\" objects");
+            if (it->is_null()) continue;
+            if (!it->is_object())
+                r.fail(error_code::config, "rope_parameters." + it.key(), "must be an object, found " + found(*it));
+            rope_config& target = it.key() == "full_attention" ? cfg.rope : cfg.rope_local;
+            field_reader rr(*it, source, "rope_parameters." + it.key() + ".");
+            if (auto th = rr.number("rope_theta", false, true)) target.theta = *th;
+            parse_rope_object(*it, source, "rope_parameters." + it.key(), target);
+        }
+    } else if (const json* rs = r.get("rope_scaling")) {
+        if (!rs->is_object())
+            r.fail(error_code::config, "rope_scaling", "must be an object or null, found " + found(*rs));
+        parse_rope_object(*rs, source, "rope_scaling", cfg.rope);
+    }
+}
+
 } // namespace
 
 model_config parse_model_config(std::string_view json_text, const std::string& source) {
@@ -211,15 +287,39 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
                 " (LLaMA-architecture models)",
             "QLoRA Studio trains LLaMA-family checkpoints (Llama 1/2/3, TinyLlama, Mistral, ...); choose such a model");
     const bool mistral = cfg.model_type == "mistral";
-    std::string act = r.string("hidden_act", false).value_or("silu");
-    if (arch->mlp == mlp_kind::swiglu && act != "silu")
-        r.fail(error_code::unsupported, "hidden_act", "is \"" + act + "\"; only \"silu\" (SwiGLU MLP) is supported",
-               "LLaMA and Mistral use silu; this checkpoint uses a different MLP");
-    if (!arch->projection_bias)
+    const bool qwen = arch->family == "qwen2" || arch->family == "qwen3";
+    const bool gemma = arch->family == "gemma3";
+    const std::string act_key = arch->hidden_act_key;
+    const std::string want_act = arch->mlp == mlp_kind::swiglu ? "silu" : "gelu_pytorch_tanh";
+    cfg.hidden_act = r.string(act_key, false).value_or(want_act);
+    if (cfg.hidden_act != want_act)
+        r.fail(error_code::unsupported, act_key,
+               "is \"" + cfg.hidden_act + "\"; the " + arch->family + " family's MLP is " +
+                   (arch->mlp == mlp_kind::swiglu ? "SwiGLU, which needs \"silu\""
+                                                  : "GeGLU, which needs \"gelu_pytorch_tanh\""),
+               "this checkpoint uses a different MLP activation; compare config.json with the original repository's");
+    // Biases: Qwen2's q/k/v always carry them (Qwen2Attention bias=True); Qwen3 and Gemma 3 follow attention_bias
+    // (q/k/v and o); LLaMA and Mistral checkpoints with biases are a different architecture.
+    if (arch->projection_bias) {
+        cfg.qkv_bias = true;
+    } else if (qwen || gemma) {
+        cfg.qkv_bias = cfg.o_bias = r.boolean("attention_bias").value_or(false);
+    } else {
         for (const char* key : {"attention_bias", "mlp_bias"})
             if (r.boolean(key).value_or(false))
                 r.fail(error_code::unsupported, key, "is true; projections with bias terms are not supported",
                        "LLaMA-family models have no biases in their linear layers; this is a different architecture");
+    }
+    if (gemma) {
+        for (const char* key : {"final_logit_softcapping", "attn_logit_softcapping"})
+            if (auto cap = r.number(key, false, true))
+                r.fail(error_code::unsupported, key,
+                       "is " + std::to_string(*cap) + "; logit soft-capping (Gemma 2) is not implemented",
+                       "Gemma 3 checkpoints set it to null; this looks like a Gemma 2 config");
+        if (r.boolean("use_bidirectional_attention").value_or(false))
+            r.fail(error_code::unsupported, "use_bidirectional_attention",
+                   "is true; only causal language models are supported", "choose a causal Gemma 3 checkpoint");
+    }
 
     // Dimensions (required: LlamaConfig's own defaults describe a 7B model, never what a file means to say).
     cfg.hidden_size = *r.integer("hidden_size", true, 1, k_max_hidden_size);
@@ -237,6 +337,11 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
                    std::to_string(cfg.num_kv_heads));
     if (auto hd = r.integer("head_dim", false, 1, k_max_head_dim)) {
         cfg.head_dim = *hd;
+    } else if (arch->needs_head_dim) {
+        r.fail(error_code::config, "head_dim",
+               "is missing; the " + arch->family +
+                   " family's head size is not hidden_size / num_attention_heads in general, so config.json must "
+                   "give it");
     } else {
         if (cfg.hidden_size % cfg.num_heads != 0)
             r.fail(error_code::config, "num_attention_heads",
@@ -262,12 +367,24 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
                                       .value_or(mistral ? 4096 * 32 : 2048);
     // Mistral's sliding-window attention (MistralConfig.sliding_window; null = none) equals ordinary causal
     // attention for sequences no longer than the window, so the usable context is capped at the window.
-    if (auto window = r.integer("sliding_window", false, 1))
+    if (auto window = r.integer("sliding_window", false, 1); window && !qwen && !gemma)
         cfg.max_position_embeddings = std::min(cfg.max_position_embeddings, *window);
     cfg.rms_norm_eps = r.number("rms_norm_eps", false, true).value_or(1e-6);
-    cfg.tie_word_embeddings = r.boolean("tie_word_embeddings").value_or(false);
+    // Gemma3TextConfig ties the head by default; the other families do not.
+    cfg.tie_word_embeddings = r.boolean("tie_word_embeddings").value_or(gemma);
+    if (gemma) {
+        // Gemma3Attention: scaling = query_pre_attn_scalar**-0.5; Gemma3TextScaledWordEmbedding: hidden_size**0.5
+        // as a float32 tensor.
+        cfg.query_pre_attn_scalar = *r.number("query_pre_attn_scalar", true, true);
+        cfg.embed_scale = double(float(std::sqrt(double(cfg.hidden_size))));
+    }
+    read_layer_types(r, root, *arch, cfg);
 
     // Special tokens: eos_token_id may be one id or a list (Llama 3.1 lists several).
+    if (gemma) { // Gemma3TextConfig: bos 2, eos 1
+        cfg.bos_token_id = 2;
+        cfg.eos_token_ids = {1};
+    }
     if (auto bos = r.integer("bos_token_id", false, 0)) cfg.bos_token_id = *bos;
     if (cfg.bos_token_id >= cfg.vocab_size)
         r.fail(error_code::config, "bos_token_id",
@@ -305,7 +422,9 @@ model_config parse_model_config(std::string_view json_text, const std::string& s
     // `rope_theta` plus an optional `rope_scaling` {"rope_type"|"type", "factor", ...}.
     cfg.rope = rope_config{};
     cfg.rope.theta = r.number("rope_theta", false, true).value_or(10000.0);
-    if (const json* rp = r.get("rope_parameters")) {
+    if (arch->local_rope) {
+        read_local_rope(r, source, cfg);
+    } else if (const json* rp = r.get("rope_parameters")) {
         if (!rp->is_object()) r.fail(error_code::config, "rope_parameters", "must be an object, found " + found(*rp));
         for (auto it = rp->begin(); it != rp->end(); ++it)
             if (it->is_object())
@@ -330,6 +449,15 @@ model_config load_model_config(const std::string& config_json_path) {
                               config_json_path);
 }
 
+bool model_config::any_sliding() const {
+    return sliding_window > 0 &&
+           std::find(sliding_layers.begin(), sliding_layers.end(), uint8_t(1)) != sliding_layers.end();
+}
+
+double model_config::attention_scale() const {
+    return 1.0 / std::sqrt(query_pre_attn_scalar > 0 ? query_pre_attn_scalar : double(head_dim));
+}
+
 long long model_config::parameter_count() const {
     // Checked: a config built in code (not through parse_model_config's bounds) cannot print a wrapped count.
     const std::string what = "the parameter count";
@@ -343,8 +471,23 @@ long long model_config::parameter_count() const {
     per_layer = add(per_layer, mul(Q, C));          // o_proj
     per_layer = add(per_layer, C);                  // post_attention_layernorm
     per_layer = add(per_layer, mul(3, mul(C, H)));  // gate_proj, up_proj, down_proj
+    if (qkv_bias) per_layer = add(per_layer, add(Q, mul(2, KV)));
+    if (o_bias) per_layer = add(per_layer, C);
+    if (mlp_bias) per_layer = add(per_layer, add(mul(2, H), C));
+    if (const architecture* a = find_architecture(model_type)) {
+        if (a->qk_norm) per_layer = add(per_layer, mul(2, head_dim));
+        if (a->sandwich_norms) per_layer = add(per_layer, mul(2, C));
+    }
     const long long embed = mul(V, C);
     return add(add(add(embed, mul(num_layers, per_layer)), C), tie_word_embeddings ? 0 : embed);
+}
+
+std::vector<float> rope_inv_freq_local(const model_config& cfg) {
+    if (!cfg.has_local_rope) return rope_inv_freq(cfg);
+    model_config local = cfg;
+    local.rope = cfg.rope_local;
+    local.has_local_rope = false;
+    return rope_inv_freq(local);
 }
 
 std::vector<float> rope_inv_freq(const model_config& cfg) {

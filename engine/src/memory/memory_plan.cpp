@@ -775,8 +775,7 @@ void plan_host(memory_plan& p) {
             add_host_item(h, "runtime", "process and libraries (measured)", rss,
                           "this process's resident memory when planning (VmRSS): code, libraries, the CUDA runtime "
                           "when built in");
-        else
-            add_host_item(h, "runtime", "process and libraries (estimate)", host_runtime_cpu, "estimate: 64 MiB");
+        else add_host_item(h, "runtime", "process and libraries (estimate)", host_runtime_cpu, "estimate: 64 MiB");
     } else {
         add_host_item(h, "pinned_pool", "pinned pool for paged optimizer states", p.host_bytes(),
                       "paged optimizer states evicted to pinned host memory (the plan's host placement)");
@@ -965,7 +964,10 @@ host_memory read_host_memory(const std::string& meminfo) {
 
 // ---- named shapes ----------------------------------------------------------------------------------------------------
 
-std::vector<std::string> shape_names() { return {"7b", "13b", "33b", "65b", "70b"}; }
+std::vector<std::string> shape_names() {
+    return {"7b",        "13b", "33b", "65b", "70b", "llama3.1-8b", "qwen2.5-7b", "qwen3-8b", "mistral-nemo-12b",
+            "gemma3-12b"};
+}
 
 model_config shape_config(std::string_view name) {
     // config.json of meta-llama/Llama-2-{7b,13b,70b}-hf and huggyllama/llama-{30b,65b} (LLaMA-1 33B is sold as 30B).
@@ -1002,8 +1004,53 @@ model_config shape_config(std::string_view name) {
         c.torch_dtype = "float16";
         return c;
     }
+    // The newer families: their config.json as published, parsed like a file (every family rule applies).
+    // meta-llama/Llama-3.1-8B, Qwen/Qwen2.5-7B, Qwen/Qwen3-8B, mistralai/Mistral-Nemo-Base-2407,
+    // google/gemma-3-12b-pt (text_config).
+    static const std::pair<const char*, const char*> configs[] = {
+        {"llama3.1-8b",
+         R"({"model_type": "llama", "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "vocab_size": 128256,
+             "max_position_embeddings": 131072, "rms_norm_eps": 1e-5, "rope_theta": 500000.0,
+             "rope_scaling": {"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+                              "original_max_position_embeddings": 8192},
+             "tie_word_embeddings": false, "bos_token_id": 128000, "eos_token_id": 128001,
+             "torch_dtype": "bfloat16"})"},
+        {"qwen2.5-7b",
+         R"({"model_type": "qwen2", "hidden_size": 3584, "intermediate_size": 18944, "num_hidden_layers": 28,
+             "num_attention_heads": 28, "num_key_value_heads": 4, "vocab_size": 152064,
+             "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+             "use_sliding_window": false, "sliding_window": 131072, "max_window_layers": 28,
+             "tie_word_embeddings": false, "bos_token_id": 151643, "eos_token_id": 151643,
+             "torch_dtype": "bfloat16"})"},
+        {"qwen3-8b",
+         R"({"model_type": "qwen3", "hidden_size": 4096, "intermediate_size": 12288, "num_hidden_layers": 36,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 151936,
+             "max_position_embeddings": 40960, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+             "attention_bias": false, "use_sliding_window": false, "tie_word_embeddings": false,
+             "bos_token_id": 151643, "eos_token_id": 151645, "torch_dtype": "bfloat16"})"},
+        {"mistral-nemo-12b",
+         R"({"model_type": "mistral", "hidden_size": 5120, "intermediate_size": 14336, "num_hidden_layers": 40,
+             "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128, "vocab_size": 131072,
+             "max_position_embeddings": 1024000, "rms_norm_eps": 1e-5, "rope_theta": 1000000.0,
+             "sliding_window": null, "tie_word_embeddings": false, "bos_token_id": 1, "eos_token_id": 2,
+             "torch_dtype": "bfloat16"})"},
+        {"gemma3-12b",
+         R"({"model_type": "gemma3_text", "hidden_size": 3840, "intermediate_size": 15360, "num_hidden_layers": 48,
+             "num_attention_heads": 16, "num_key_value_heads": 8, "head_dim": 256, "vocab_size": 262208,
+             "max_position_embeddings": 131072, "rms_norm_eps": 1e-6, "rope_theta": 1000000.0,
+             "rope_local_base_freq": 10000.0, "rope_scaling": {"rope_type": "linear", "factor": 8.0},
+             "query_pre_attn_scalar": 256, "sliding_window": 1024, "sliding_window_pattern": 6,
+             "hidden_activation": "gelu_pytorch_tanh", "final_logit_softcapping": null,
+             "attn_logit_softcapping": null, "tie_word_embeddings": true, "bos_token_id": 2, "eos_token_id": 1,
+             "torch_dtype": "bfloat16"})"},
+    };
+    for (const auto& [n, json_text] : configs)
+        if (name == n) return parse_model_config(json_text, std::string("the ") + n + " shape");
+    std::string valid;
+    for (const std::string& n : shape_names()) valid += (valid.empty() ? "" : ", ") + n;
     throw error(error_code::invalid_argument, "shape: unknown model shape '" + std::string(name) + "'",
-                "valid shapes: 7b, 13b, 33b, 65b, 70b");
+                "valid shapes: " + valid);
 }
 
 // ---- JSON --------------------------------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
 #include "qls/error.h"
 
 #include <algorithm>
+#include <cstdio>
 
 namespace qls {
 
@@ -18,13 +19,28 @@ architecture llama_entry() {
     a.model_types = {"llama", "mistral"};
     a.gguf_arch = "llama";
     a.hf_layer_prefix = "model.layers.";
-    a.hf_base = {"model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "input_layernorm.weight",
-                 "post_attention_layernorm.weight"};
+    a.hf_base = {"model.embed_tokens.weight",
+                 "model.norm.weight",
+                 "lm_head.weight",
+                 "input_layernorm.weight",
+                 "post_attention_layernorm.weight",
+                 "",
+                 "",
+                 "",
+                 ""};
     a.hf_projection = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
     a.peft_prefix = "base_model.model.";
     a.gguf_layer_prefix = "blk.";
-    a.gguf_base = {"token_embd.weight", "output_norm.weight", "output.weight", "attn_norm.weight", "ffn_norm.weight"};
+    a.gguf_base = {"token_embd.weight",
+                   "output_norm.weight",
+                   "output.weight",
+                   "attn_norm.weight",
+                   "ffn_norm.weight",
+                   "",
+                   "",
+                   "",
+                   ""};
     a.gguf_projection = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     a.gguf_permutes_qk = true;
     a.projections = all_lora_targets();
@@ -36,6 +52,71 @@ architecture llama_entry() {
     return a;
 }
 
+// Qwen2 / Qwen2.5: transformers models/qwen2/modeling_qwen2.py — LLaMA's module names, q/k/v_proj with bias=True
+// (o_proj and the MLP without). GGUF: LLM_ARCH_QWEN2 (blk.N.attn_q.bias ...), q/k rows not permuted.
+architecture qwen2_entry() {
+    architecture a = llama_entry();
+    a.family = "qwen2";
+    a.model_types = {"qwen2"};
+    a.gguf_arch = "qwen2";
+    a.gguf_permutes_qk = false;
+    a.projection_bias = true;
+    return a;
+}
+
+// Qwen3: models/qwen3/modeling_qwen3.py — self_attn.q_norm / k_norm (Qwen3RMSNorm over HS, per head) applied to q and
+// k before RoPE; head_dim explicit (128 for every size, not C / NH). GGUF: LLM_ARCH_QWEN3 attn_q_norm / attn_k_norm.
+architecture qwen3_entry() {
+    architecture a = llama_entry();
+    a.family = "qwen3";
+    a.model_types = {"qwen3"};
+    a.gguf_arch = "qwen3";
+    a.gguf_permutes_qk = false;
+    a.qk_norm = true;
+    a.needs_head_dim = true;
+    a.hf_base[size_t(base_tensor::q_norm)] = "self_attn.q_norm.weight";
+    a.hf_base[size_t(base_tensor::k_norm)] = "self_attn.k_norm.weight";
+    a.gguf_base[size_t(base_tensor::q_norm)] = "attn_q_norm.weight";
+    a.gguf_base[size_t(base_tensor::k_norm)] = "attn_k_norm.weight";
+    return a;
+}
+
+// Gemma 3 text (Gemma3ForCausalLM, model_type "gemma3_text"): models/gemma3/modeling_gemma3.py. Gemma3DecoderLayer:
+// input_layernorm → attention → post_attention_layernorm → residual; pre_feedforward_layernorm → MLP →
+// post_feedforward_layernorm → residual. Gemma3RMSNorm scales by (1 + w); embeddings times sqrt(C); q/k norms; GeGLU
+// with tanh GELU; layer_types alternate sliding_attention (rope_local_base_freq) and full_attention (rope_theta +
+// rope_scaling); scores scaled by query_pre_attn_scalar^-0.5. GGUF: LLM_ARCH_GEMMA3 (convert_hf_to_gguf.py stores
+// the norms as 1 + w).
+architecture gemma3_entry() {
+    architecture a = llama_entry();
+    a.family = "gemma3";
+    a.model_types = {"gemma3_text"};
+    a.gguf_arch = "gemma3";
+    a.gguf_permutes_qk = false;
+    a.norm = norm_kind::rms_one_plus;
+    a.mlp = mlp_kind::geglu_tanh;
+    a.qk_norm = true;
+    a.sandwich_norms = true;
+    a.embed_scale_sqrt_hidden = true;
+    a.needs_head_dim = true;
+    a.local_rope = true;
+    a.attn_scale_from_config = true;
+    a.hidden_act_key = "hidden_activation";
+    a.hf_base = {"model.embed_tokens.weight",
+                 "model.norm.weight",
+                 "lm_head.weight",
+                 "input_layernorm.weight",
+                 "pre_feedforward_layernorm.weight",
+                 "self_attn.q_norm.weight",
+                 "self_attn.k_norm.weight",
+                 "post_attention_layernorm.weight",
+                 "post_feedforward_layernorm.weight"};
+    a.gguf_base = {"token_embd.weight",   "output_norm.weight", "output.weight",      "attn_norm.weight",
+                   "ffn_norm.weight",     "attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
+                   "post_ffw_norm.weight"};
+    return a;
+}
+
 std::string layer_dot(int layer) {
     QLS_ASSERT(layer >= 0);
     return std::to_string(layer) + ".";
@@ -44,7 +125,7 @@ std::string layer_dot(int layer) {
 } // namespace
 
 const std::vector<architecture>& architectures() {
-    static const std::vector<architecture> table = {llama_entry()};
+    static const std::vector<architecture> table = {llama_entry(), qwen2_entry(), qwen3_entry(), gemma3_entry()};
     return table;
 }
 
@@ -70,11 +151,72 @@ const architecture& architecture_for(std::string_view model_type) {
 }
 
 void require_llama_layers(const architecture& a, const std::string& who) {
-    if (a.norm != norm_kind::rms || a.rope != rope_kind::rotate_half || a.mlp != mlp_kind::swiglu || a.projection_bias)
+    if (a.norm != norm_kind::rms || a.rope != rope_kind::rotate_half || a.mlp != mlp_kind::swiglu ||
+        a.projection_bias || a.qk_norm || a.sandwich_norms || a.embed_scale_sqrt_hidden || a.local_rope)
         throw error(error_code::unsupported,
                     who + " has no implementation yet of the layers of the " + a.family +
-                        " family (its norm, RoPE, MLP or biases differ from LLaMA's)",
-                    "choose a model of a supported family");
+                        " family (its norm, RoPE, MLP, biases or q/k norms differ from LLaMA's)",
+                    "use the CPU backend (device.backend \"cpu\"), which computes every supported family");
+}
+
+void require_llama_layers(const model_config& c, const std::string& who) {
+    require_llama_layers(architecture_for(c), who);
+    std::string what;
+    if (c.qkv_bias || c.o_bias || c.mlp_bias) what = "biases on its linear layers (attention_bias / mlp_bias)";
+    else if (c.any_sliding()) what = "sliding-window attention layers (sliding_window / layer_types)";
+    else if (c.query_pre_attn_scalar > 0 && c.query_pre_attn_scalar != c.head_dim)
+        what = "an attention scale other than head_dim^-0.5 (query_pre_attn_scalar)";
+    if (!what.empty())
+        throw error(error_code::unsupported, who + " has no implementation yet of " + what,
+                    "use the CPU backend (device.backend \"cpu\"), which computes them");
+}
+
+std::vector<std::string> family_specifics(const model_config& c) {
+    const architecture& a = architecture_for(c);
+    auto num = [](double v) {
+        char buf[32];
+        std::snprintf(buf, sizeof buf, "%g", v);
+        return std::string(buf);
+    };
+    std::vector<std::string> s;
+    if (c.qkv_bias && c.o_bias) s.push_back("q/k/v/o biases");
+    else if (c.qkv_bias) s.push_back("q/k/v biases");
+    if (c.mlp_bias) s.push_back("MLP biases");
+    if (a.qk_norm) s.push_back("per-head q/k RMSNorm");
+    if (a.norm == norm_kind::rms_one_plus) s.push_back("(1 + w) RMSNorm");
+    if (a.sandwich_norms) s.push_back("post-attention and post-MLP norms");
+    if (c.embed_scale != 1.0) s.push_back("embeddings x " + num(c.embed_scale) + " (sqrt of hidden)");
+    if (a.mlp == mlp_kind::geglu_tanh) s.push_back("GeGLU MLP (" + c.hidden_act + ")");
+    if (c.any_sliding()) {
+        int n = 0;
+        for (int l = 0; l < c.num_layers; ++l) n += c.layer_sliding(l) ? 1 : 0;
+        std::string w = "sliding window " + std::to_string(c.sliding_window) + " on " + std::to_string(n) + " of " +
+                        std::to_string(c.num_layers) + " layers";
+        if (c.has_local_rope) w += " (their RoPE theta " + num(c.rope_local.theta) + ")";
+        s.push_back(w);
+    }
+    if (c.query_pre_attn_scalar > 0)
+        s.push_back("attention scale " + num(c.query_pre_attn_scalar) + "^-0.5 (query_pre_attn_scalar)");
+    if (c.rope.type != "default") s.push_back("RoPE " + c.rope.type + " scaling x" + num(c.rope.factor));
+    if (c.tie_word_embeddings) s.push_back("tied LM head");
+    return s;
+}
+
+std::vector<std::string> peft_target_modules(const architecture& a) {
+    std::vector<std::string> names;
+    for (const std::string& path : a.hf_projection) names.push_back(path.substr(path.rfind('.') + 1));
+    return names;
+}
+
+std::vector<base_tensor> architecture::layer_tensors() const {
+    std::vector<base_tensor> v = {base_tensor::attn_norm, base_tensor::mlp_norm};
+    if (qk_norm) v.insert(v.end(), {base_tensor::q_norm, base_tensor::k_norm});
+    if (sandwich_norms) v.insert(v.end(), {base_tensor::post_attn_norm, base_tensor::post_mlp_norm});
+    return v;
+}
+
+std::string architecture::gguf_bias(int layer, lora_target t) const {
+    return gguf_layer_prefix + layer_dot(layer) + gguf_projection[size_t(t)] + ".bias";
 }
 
 std::string architecture::hf_name(base_tensor t, int layer) const {
@@ -125,6 +267,7 @@ std::pair<int64_t, int64_t> architecture::projection_shape(const model_config& c
 
 std::vector<int64_t> architecture::base_shape(const model_config& c, base_tensor t) const {
     if (t == base_tensor::embed || t == base_tensor::lm_head) return {c.vocab_size, c.hidden_size};
+    if (t == base_tensor::q_norm || t == base_tensor::k_norm) return {c.head_dim};
     return {c.hidden_size};
 }
 

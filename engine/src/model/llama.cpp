@@ -1,9 +1,13 @@
-// The LLaMA model on the CPU reference backend: weight loading, forward/backward over a batch, KV-cache decoding.
+// The decoder-only model on the CPU reference backend: weight loading, forward/backward over a batch, KV-cache
+// decoding.
 //
-// Forward (HF LlamaForCausalLM, modeling_llama.py), per layer l with x (N, C):
-//   h = rmsnorm(x) ; q,k,v = h·Wqᵀ, h·Wkᵀ, h·Wvᵀ ; rope(q), rope(k) ; a = attention(q,k,v) ; x = x + a·Woᵀ
-//   h = rmsnorm(x) ; x = x + (silu(h·Wgateᵀ) * h·Wupᵀ)·Wdownᵀ
-// then logits = rmsnorm(x)·Wlmᵀ and a mean cross-entropy over targets != -1.
+// Forward (HF LlamaForCausalLM, modeling_llama.py; Qwen2/Qwen3/Gemma3 modeling files for the optional steps in []),
+// x = embed(tokens) [· sqrt(C)], per layer l with x (N, C):
+//   h = norm(x) ; q,k,v = h·Wqᵀ [+ bq], ... ; [q, k = per-head norm(q), norm(k)] ; rope(q), rope(k) ;
+//   a = attention(q,k,v) [sliding window, scale] ; o = a·Woᵀ [+ bo] ; [o = post_attn_norm(o)] ; x = x + o
+//   h = norm(x) ; m = (act(h·Wgateᵀ) * h·Wupᵀ)·Wdownᵀ ; [m = post_mlp_norm(m)] ; x = x + m
+// then logits = norm(x)·Wlmᵀ and a mean cross-entropy over targets != -1. norm is RMSNorm with w or (1 + w), act
+// silu (SwiGLU) or tanh GELU (GeGLU).
 // Backward calls the ops' backward functions in exactly the reverse order.
 #include "qls/llama.h"
 
@@ -77,6 +81,35 @@ private:
 
 } // namespace
 
+bool projection_has_bias(const model_config& c, lora_target t) {
+    switch (t) {
+    case lora_target::q:
+    case lora_target::k:
+    case lora_target::v: return c.qkv_bias;
+    case lora_target::o: return c.o_bias;
+    case lora_target::gate:
+    case lora_target::up:
+    case lora_target::down: return c.mlp_bias;
+    }
+    return false;
+}
+
+template <class T> std::vector<T>& layer_tensor(llama_layer_params<T>& L, base_tensor t) {
+    switch (t) {
+    case base_tensor::attn_norm: return L.attn_norm;
+    case base_tensor::mlp_norm: return L.mlp_norm;
+    case base_tensor::q_norm: return L.q_norm;
+    case base_tensor::k_norm: return L.k_norm;
+    case base_tensor::post_attn_norm: return L.post_attn_norm;
+    case base_tensor::post_mlp_norm: return L.post_mlp_norm;
+    default: break;
+    }
+    QLS_ASSERT(false && "not a per-layer tensor");
+    return L.attn_norm;
+}
+template std::vector<float>& layer_tensor(llama_layer_params<float>&, base_tensor);
+template std::vector<double>& layer_tensor(llama_layer_params<double>&, base_tensor);
+
 llama_model llama_model::load(const model_source& src, const llama_load_options& opt) {
     llama_model m;
     m.config = src.config();
@@ -101,10 +134,14 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
 
     // Totals first (progress reports n/N), in the order the tensors are read.
     track.plan(arch.hf_name(base_tensor::embed));
+    const std::vector<base_tensor> layer_tensors = arch.layer_tensors();
+    std::vector<lora_target> biased;
+    for (lora_target t : arch.projections)
+        if (projection_has_bias(c, t)) biased.push_back(t);
     for (int l = 0; l < c.num_layers; ++l) {
-        track.plan(arch.hf_name(base_tensor::attn_norm, l));
-        track.plan(arch.hf_name(base_tensor::mlp_norm, l));
+        for (base_tensor t : layer_tensors) track.plan(arch.hf_name(t, l));
         for (lora_target t : arch.projections) track.plan(arch.hf_weight(l, t));
+        for (lora_target t : biased) track.plan(arch.hf_bias(l, t));
     }
     track.plan(arch.hf_name(base_tensor::final_norm));
     if (has_head) track.plan(head);
@@ -124,8 +161,8 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
     std::vector<float> scratch;
     for (int l = 0; l < c.num_layers; ++l) {
         llama_layer_params<float>& L = m.params.layers[size_t(l)];
-        L.attn_norm = get_base(base_tensor::attn_norm, l);
-        L.mlp_norm = get_base(base_tensor::mlp_norm, l);
+        for (base_tensor t : layer_tensors) layer_tensor(L, t) = get_base(t, l);
+        for (lora_target t : biased) L.bias[size_t(t)] = get(arch.hf_bias(l, t), {arch.projection_shape(c, t).first});
         for (lora_target t : arch.projections) {
             const std::string name = arch.hf_weight(l, t);
             const auto [out, in] = arch.projection_shape(c, t);
@@ -206,7 +243,10 @@ llama_model llama_model::random(const model_config& cfg, uint64_t seed) {
         for (float& x : v) x = nd(rng);
         return v;
     };
-    auto ones = [](size_t n) { return std::vector<float>(n, 1.0f); };
+    const architecture& arch = architecture_for(cfg);
+    // Norm weights that give the identity scale: 1 for w, 0 for (1 + w) (Gemma3RMSNorm initialises zeros).
+    const float unit = arch.norm == norm_kind::rms_one_plus ? 0.0f : 1.0f;
+    auto ones = [unit](size_t n) { return std::vector<float>(n, unit); };
     const size_t C = size_t(cfg.hidden_size), H = size_t(cfg.intermediate_size), V = size_t(cfg.vocab_size);
     const size_t Q = size_t(cfg.num_heads) * size_t(cfg.head_dim), KV = size_t(cfg.num_kv_heads) * size_t(cfg.head_dim);
     m.params.embed = rnd(V * C);
@@ -221,6 +261,11 @@ llama_model llama_model::random(const model_config& cfg, uint64_t seed) {
         L.w_gate = rnd(H * C);
         L.w_up = rnd(H * C);
         L.w_down = rnd(C * H);
+        for (base_tensor t : arch.layer_tensors())
+            if (t != base_tensor::attn_norm && t != base_tensor::mlp_norm)
+                layer_tensor(L, t) = ones(size_t(arch.base_shape(cfg, t)[0]));
+        for (lora_target t : arch.projections)
+            if (projection_has_bias(cfg, t)) L.bias[size_t(t)] = rnd(size_t(arch.projection_shape(cfg, t).first));
     }
     m.params.final_norm = ones(C);
     if (!cfg.tie_word_embeddings) m.params.lm_head = rnd(V * C);
@@ -232,9 +277,24 @@ llama_params<double> llama_model::params_f64() const {
     auto d = [](const std::vector<float>& v) { return std::vector<double>(v.begin(), v.end()); };
     llama_params<double> p;
     p.embed = d(params.embed);
-    for (const auto& L : params.layers)
-        p.layers.push_back({d(L.attn_norm), d(L.wq), d(L.wk), d(L.wv), d(L.wo), d(L.mlp_norm), d(L.w_gate), d(L.w_up),
-                            d(L.w_down)});
+    for (const auto& L : params.layers) {
+        llama_layer_params<double> D;
+        D.attn_norm = d(L.attn_norm);
+        D.wq = d(L.wq);
+        D.wk = d(L.wk);
+        D.wv = d(L.wv);
+        D.wo = d(L.wo);
+        D.mlp_norm = d(L.mlp_norm);
+        D.w_gate = d(L.w_gate);
+        D.w_up = d(L.w_up);
+        D.w_down = d(L.w_down);
+        for (size_t t = 0; t < L.bias.size(); ++t) D.bias[t] = d(L.bias[t]);
+        D.q_norm = d(L.q_norm);
+        D.k_norm = d(L.k_norm);
+        D.post_attn_norm = d(L.post_attn_norm);
+        D.post_mlp_norm = d(L.post_mlp_norm);
+        p.layers.push_back(std::move(D));
+    }
     p.final_norm = d(params.final_norm);
     p.lm_head = d(params.lm_head);
     return p;
@@ -249,6 +309,9 @@ template <class T> struct llama_pass<T>::buffers {
     const std::vector<float>& inv_freq;
     lora_weights<T>* lora;
     int B, Tn, N, C, NH, NKV, HS, H, V, L, Q, KV;
+    const architecture& arch;
+    T norm_offset;                     // 1 for (1 + w) norms, else 0
+    std::vector<float> inv_freq_local; // (HS/2) the sliding layers' RoPE
     bool dropout_on = false;
     uint64_t dropout_seed = 0;
 
@@ -267,6 +330,10 @@ template <class T> struct llama_pass<T>::buffers {
         std::vector<T> x_mid;          // (N, C) after the attention residual
         std::vector<T> ln2, rstd2;     // (N, C), (N)
         std::vector<T> gate, up, hmid; // (N, H)
+        std::vector<T> q_raw, k_raw;   // (N, Q), (N, KV) before the q/k norms (qk_norm only)
+        std::vector<T> rstd_q, rstd_k; // (N*NH), (N*NKV)
+        std::vector<T> o_raw, d_raw;   // (N, C) attention and MLP outputs before the post norms (sandwich only)
+        std::vector<T> rstd_o, rstd_d; // (N)
         std::array<lora_acts, k_lora_target_count> lora;
     };
     std::vector<layer_acts> acts;
@@ -282,7 +349,8 @@ template <class T> struct llama_pass<T>::buffers {
             lora_weights<T>* lw)
         : cfg(c), p(params), inv_freq(f), lora(lw), B(b), Tn(t), N(b * t), C(c.hidden_size), NH(c.num_heads),
           NKV(c.num_kv_heads), HS(c.head_dim), H(c.intermediate_size), V(c.vocab_size), L(c.num_layers),
-          Q(c.num_heads * c.head_dim), KV(c.num_kv_heads * c.head_dim) {
+          Q(c.num_heads * c.head_dim), KV(c.num_kv_heads * c.head_dim), arch(architecture_for(c)),
+          norm_offset(arch.norm == norm_kind::rms_one_plus ? T(1) : T(0)), inv_freq_local(rope_inv_freq_local(c)) {
         const size_t n = size_t(N);
         xs.assign(size_t(L) + 1, std::vector<T>(n * C));
         lnf.resize(n * C);
@@ -316,6 +384,18 @@ template <class T> struct llama_pass<T>::buffers {
             a.gate.resize(n * H);
             a.up.resize(n * H);
             a.hmid.resize(n * H);
+            if (arch.qk_norm) {
+                a.q_raw.resize(n * Q);
+                a.k_raw.resize(n * KV);
+                a.rstd_q.resize(n * NH);
+                a.rstd_k.resize(n * NKV);
+            }
+            if (arch.sandwich_norms) {
+                a.o_raw.resize(n * C);
+                a.d_raw.resize(n * C);
+                a.rstd_o.resize(n);
+                a.rstd_d.resize(n);
+            }
         }
     }
     layer_acts& acts_of(int l) { return acts[checkpointing ? 0 : size_t(l)]; }
@@ -330,6 +410,8 @@ template <class T> struct llama_pass<T>::buffers {
     // out (N, OC) = inp (N, IC) · Wᵀ [+ scale · B (A dropout(inp))]
     void linear_forward(layer_acts& a, int l, lora_target t, T* out, const T* inp, const T* W, int IC, int OC) {
         cpu::matmul_forward(out, inp, W, N, IC, OC);
+        const std::vector<T>& bias = p.layers[size_t(l)].bias[size_t(t)];
+        if (!bias.empty()) cpu::bias_forward(out, bias.data(), N, OC); // frozen: no gradient in backward
         const lora_adapter<T>* ad = adapter(l, t);
         if (!ad) return;
         lora_acts& la = a.lora[size_t(t)];
@@ -375,62 +457,116 @@ template <class T> struct llama_pass<T>::buffers {
         const auto& W = p.layers[size_t(l)];
         const T eps = T(cfg.rms_norm_eps);
         const T* x_in = xs[size_t(l)].data();
+        const float* freq = cfg.layer_sliding(l) ? inv_freq_local.data() : inv_freq.data();
         std::vector<T> proj_out(size_t(N) * C);
-        // attention block: x_mid = x_in + o(attention(rope(q(h)), rope(k(h)), v(h))), h = rmsnorm(x_in)
-        cpu::rmsnorm_forward(a.ln1.data(), a.rstd1.data(), x_in, W.attn_norm.data(), N, C, eps);
-        linear_forward(a, l, lora_target::q, a.q.data(), a.ln1.data(), W.wq.data(), C, Q);
-        linear_forward(a, l, lora_target::k, a.k.data(), a.ln1.data(), W.wk.data(), C, KV);
+        // attention block: x_mid = x_in + [post_norm](o(attention(rope(q(h)), rope(k(h)), v(h)))), h = norm(x_in)
+        cpu::rmsnorm_forward(a.ln1.data(), a.rstd1.data(), x_in, W.attn_norm.data(), N, C, eps, norm_offset);
+        T* q_lin = arch.qk_norm ? a.q_raw.data() : a.q.data();
+        T* k_lin = arch.qk_norm ? a.k_raw.data() : a.k.data();
+        linear_forward(a, l, lora_target::q, q_lin, a.ln1.data(), W.wq.data(), C, Q);
+        linear_forward(a, l, lora_target::k, k_lin, a.ln1.data(), W.wk.data(), C, KV);
         linear_forward(a, l, lora_target::v, a.v.data(), a.ln1.data(), W.wv.data(), C, KV);
-        cpu::rope_forward(a.q.data(), positions.data(), inv_freq.data(), N, NH, HS);
-        cpu::rope_forward(a.k.data(), positions.data(), inv_freq.data(), N, NKV, HS);
+        if (arch.qk_norm) { // per-head RMSNorm over HS: (N*NH, HS) and (N*NKV, HS) rows
+            cpu::rmsnorm_forward(a.q.data(), a.rstd_q.data(), q_lin, W.q_norm.data(), N * NH, HS, eps, norm_offset);
+            cpu::rmsnorm_forward(a.k.data(), a.rstd_k.data(), k_lin, W.k_norm.data(), N * NKV, HS, eps, norm_offset);
+        }
+        cpu::rope_forward(a.q.data(), positions.data(), freq, N, NH, HS);
+        cpu::rope_forward(a.k.data(), positions.data(), freq, N, NKV, HS);
         cpu::attention_forward(a.atty.data(), a.att.data(), a.q.data(), a.k.data(), a.v.data(),
-                               use_segments ? segments.data() : nullptr, B, Tn, NH, NKV, HS);
-        linear_forward(a, l, lora_target::o, proj_out.data(), a.atty.data(), W.wo.data(), Q, C);
+                               use_segments ? segments.data() : nullptr, B, Tn, NH, NKV, HS, cfg.layer_window(l),
+                               cfg.attention_scale());
+        T* o_lin = arch.sandwich_norms ? a.o_raw.data() : proj_out.data();
+        linear_forward(a, l, lora_target::o, o_lin, a.atty.data(), W.wo.data(), Q, C);
+        if (arch.sandwich_norms)
+            cpu::rmsnorm_forward(proj_out.data(), a.rstd_o.data(), o_lin, W.post_attn_norm.data(), N, C, eps,
+                                 norm_offset);
         cpu::residual_forward(a.x_mid.data(), x_in, proj_out.data(), long(N) * C);
-        // MLP block: x_out = x_mid + down(silu(gate(h)) * up(h)), h = rmsnorm(x_mid)
-        cpu::rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.x_mid.data(), W.mlp_norm.data(), N, C, eps);
+        // MLP block: x_out = x_mid + [post_norm](down(act(gate(h)) * up(h))), h = norm(x_mid)
+        cpu::rmsnorm_forward(a.ln2.data(), a.rstd2.data(), a.x_mid.data(), W.mlp_norm.data(), N, C, eps, norm_offset);
         linear_forward(a, l, lora_target::gate, a.gate.data(), a.ln2.data(), W.w_gate.data(), C, H);
         linear_forward(a, l, lora_target::up, a.up.data(), a.ln2.data(), W.w_up.data(), C, H);
-        cpu::swiglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
-        linear_forward(a, l, lora_target::down, proj_out.data(), a.hmid.data(), W.w_down.data(), H, C);
+        if (arch.mlp == mlp_kind::geglu_tanh)
+            cpu::geglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        else cpu::swiglu_forward(a.hmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        T* d_lin = arch.sandwich_norms ? a.d_raw.data() : proj_out.data();
+        linear_forward(a, l, lora_target::down, d_lin, a.hmid.data(), W.w_down.data(), H, C);
+        if (arch.sandwich_norms)
+            cpu::rmsnorm_forward(proj_out.data(), a.rstd_d.data(), d_lin, W.post_mlp_norm.data(), N, C, eps,
+                                 norm_offset);
         cpu::residual_forward(xs[size_t(l) + 1].data(), a.x_mid.data(), proj_out.data(), long(N) * C);
     }
 
     // The reverse of layer_forward: dx (N, C) holds d loss/d xs[l+1] on entry and d loss/d xs[l] on return.
     void layer_backward(int l, layer_acts& a, std::vector<T>& dx) {
         const auto& W = p.layers[size_t(l)];
+        const float* freq = cfg.layer_sliding(l) ? inv_freq_local.data() : inv_freq.data();
         const size_t nC = size_t(N) * C;
         std::vector<T> dhmid(size_t(N) * H, T(0)), dgate(size_t(N) * H, T(0)), dup(size_t(N) * H, T(0));
         std::vector<T> dln(nC, T(0)), dx_mid(dx);
         std::vector<T> datty(size_t(N) * Q, T(0)), dq(size_t(N) * Q, T(0)), dk(size_t(N) * KV, T(0)),
             dv(size_t(N) * KV, T(0));
-        // x_out = x_mid + down(hmid): dx flows to x_mid directly and through the MLP
-        linear_backward(a, l, lora_target::down, dhmid.data(), dx.data(), a.hmid.data(), W.w_down.data(), H, C);
-        cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        // x_out = x_mid + post(down(hmid)): dx flows to x_mid directly and through the MLP
+        std::vector<T> dproj;
+        const T* dd = dx.data();
+        if (arch.sandwich_norms) {
+            dproj.assign(nC, T(0));
+            cpu::rmsnorm_backward<T>(dproj.data(), nullptr, dx.data(), a.d_raw.data(), W.post_mlp_norm.data(),
+                                     a.rstd_d.data(), N, C, norm_offset);
+            dd = dproj.data();
+        }
+        linear_backward(a, l, lora_target::down, dhmid.data(), dd, a.hmid.data(), W.w_down.data(), H, C);
+        if (arch.mlp == mlp_kind::geglu_tanh)
+            cpu::geglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
+        else cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
         linear_backward(a, l, lora_target::up, dln.data(), dup.data(), a.ln2.data(), W.w_up.data(), C, H);
         linear_backward(a, l, lora_target::gate, dln.data(), dgate.data(), a.ln2.data(), W.w_gate.data(), C, H);
         cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(), a.rstd2.data(),
-                                 N, C);
-        // x_mid = x_in + o(atty): dx_mid flows to x_in directly and through attention
+                                 N, C, norm_offset);
+        // x_mid = x_in + post(o(atty)): dx_mid flows to x_in directly and through attention
         std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
-        linear_backward(a, l, lora_target::o, datty.data(), dx_mid.data(), a.atty.data(), W.wo.data(), Q, C);
+        const T* dout_o = dx_mid.data();
+        if (arch.sandwich_norms) {
+            std::fill(dproj.begin(), dproj.end(), T(0));
+            cpu::rmsnorm_backward<T>(dproj.data(), nullptr, dx_mid.data(), a.o_raw.data(), W.post_attn_norm.data(),
+                                     a.rstd_o.data(), N, C, norm_offset);
+            dout_o = dproj.data();
+        }
+        linear_backward(a, l, lora_target::o, datty.data(), dout_o, a.atty.data(), W.wo.data(), Q, C);
         cpu::attention_backward(dq.data(), dk.data(), dv.data(), datty.data(), a.att.data(), a.q.data(), a.k.data(),
-                                a.v.data(), B, Tn, NH, NKV, HS);
-        cpu::rope_backward(dq.data(), positions.data(), inv_freq.data(), N, NH, HS);
-        cpu::rope_backward(dk.data(), positions.data(), inv_freq.data(), N, NKV, HS);
+                                a.v.data(), B, Tn, NH, NKV, HS, cfg.attention_scale());
+        cpu::rope_backward(dq.data(), positions.data(), freq, N, NH, HS);
+        cpu::rope_backward(dk.data(), positions.data(), freq, N, NKV, HS);
+        if (arch.qk_norm) { // through the per-head norms to the projections' outputs
+            std::vector<T> dq_lin(dq.size(), T(0)), dk_lin(dk.size(), T(0));
+            cpu::rmsnorm_backward<T>(dq_lin.data(), nullptr, dq.data(), a.q_raw.data(), W.q_norm.data(),
+                                     a.rstd_q.data(), N * NH, HS, norm_offset);
+            cpu::rmsnorm_backward<T>(dk_lin.data(), nullptr, dk.data(), a.k_raw.data(), W.k_norm.data(),
+                                     a.rstd_k.data(), N * NKV, HS, norm_offset);
+            dq.swap(dq_lin);
+            dk.swap(dk_lin);
+        }
         std::fill(dln.begin(), dln.end(), T(0));
         linear_backward(a, l, lora_target::q, dln.data(), dq.data(), a.ln1.data(), W.wq.data(), C, Q);
         linear_backward(a, l, lora_target::k, dln.data(), dk.data(), a.ln1.data(), W.wk.data(), C, KV);
         linear_backward(a, l, lora_target::v, dln.data(), dv.data(), a.ln1.data(), W.wv.data(), C, KV);
         cpu::rmsnorm_backward<T>(dx.data(), nullptr, dln.data(), xs[size_t(l)].data(), W.attn_norm.data(),
-                                 a.rstd1.data(), N, C);
+                                 a.rstd1.data(), N, C, norm_offset);
     }
 };
 
 template <class T>
 llama_pass<T>::llama_pass(const model_config& cfg, const llama_params<T>& params, const std::vector<float>& inv_freq,
                           int B, int Tn, lora_weights<T>* lora) {
-    require_llama_layers(architecture_for(cfg), "the CPU training pass");
+    const architecture& arch = architecture_for(cfg);
+    for (const llama_layer_params<T>& L : params.layers) {
+        bool missing = false;
+        for (base_tensor t : arch.layer_tensors())
+            missing |= layer_tensor(const_cast<llama_layer_params<T>&>(L), t).empty();
+        for (lora_target t : arch.projections) missing |= projection_has_bias(cfg, t) && L.bias[size_t(t)].empty();
+        if (missing)
+            throw error(error_code::internal, "the CPU training pass needs the " + arch.family +
+                                                  " family's norm weights and biases, and the parameters lack some");
+    }
     for (const llama_layer_params<T>& L : params.layers)
         if (L.wq.empty() || L.wk.empty() || L.wv.empty() || L.wo.empty() || L.w_gate.empty() || L.w_up.empty() ||
             L.w_down.empty())
@@ -480,8 +616,11 @@ T llama_pass<T>::forward(const int* tokens, const int* targets, const int* posit
     // embedding → residual stream x (N, C)
     if (x0) std::copy(x0, x0 + size_t(N) * C, s.xs[0].begin());
     else cpu::embedding_forward(s.xs[0].data(), s.tokens.data(), P.embed.data(), N, C);
+    // Gemma: x = embed · sqrt(C) (x0 is the lookup before the scale)
+    if (s.cfg.embed_scale != 1.0) cpu::scale_inplace(s.xs[0].data(), T(float(s.cfg.embed_scale)), long(N) * C);
     for (int l = 0; l < s.L; ++l) s.layer_forward(l, s.acts_of(l));
-    cpu::rmsnorm_forward(s.lnf.data(), s.rstdf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(), N, C, eps);
+    cpu::rmsnorm_forward(s.lnf.data(), s.rstdf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(), N, C, eps,
+                         s.norm_offset);
     cpu::matmul_forward(s.logits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
     s.counted = cpu::cross_entropy_forward(s.losses.data(), s.logits.data(), s.targets.data(), N, V);
     double sum = 0;
@@ -506,7 +645,7 @@ template <class T> void llama_pass<T>::backward() {
     cpu::matmul_backward<T>(dlnf.data(), nullptr, dlogits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
     std::vector<T> dx(nC, T(0)); // gradient of the residual stream at the current point
     cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(),
-                             s.rstdf.data(), N, C);
+                             s.rstdf.data(), N, C, s.norm_offset);
 
     for (int l = s.L - 1; l >= 0; --l) {
         // with checkpointing, recompute this layer's activations from its saved input (same inputs, same dropout
@@ -514,6 +653,7 @@ template <class T> void llama_pass<T>::backward() {
         if (s.checkpointing) s.layer_forward(l, s.acts_of(l));
         s.layer_backward(l, s.acts_of(l), dx);
     }
+    if (s.cfg.embed_scale != 1.0) cpu::scale_inplace(dx.data(), T(float(s.cfg.embed_scale)), long(nC));
     s.dx0 = dx;
 }
 
@@ -526,8 +666,9 @@ template <class T> size_t llama_pass<T>::activation_bytes() const {
     size_t n = 0;
     auto add = [&n](const std::vector<T>& v) { n += v.capacity() * sizeof(T); };
     for (const auto& a : s.acts) {
-        for (const auto* v :
-             {&a.ln1, &a.rstd1, &a.q, &a.k, &a.v, &a.att, &a.atty, &a.x_mid, &a.ln2, &a.rstd2, &a.gate, &a.up, &a.hmid})
+        for (const auto* v : {&a.ln1,   &a.rstd1,  &a.q,      &a.k,     &a.v,     &a.att,    &a.atty,
+                              &a.x_mid, &a.ln2,    &a.rstd2,  &a.gate,  &a.up,    &a.hmid,   &a.q_raw,
+                              &a.k_raw, &a.rstd_q, &a.rstd_k, &a.o_raw, &a.d_raw, &a.rstd_o, &a.rstd_d})
             add(*v);
         for (const auto& la : a.lora) {
             add(la.xd);
@@ -547,8 +688,8 @@ template class llama_pass<double>;
 
 llama_decoder::llama_decoder(const llama_model& model, int max_positions) : m_(&model) {
     const model_config& c = model.config;
-    require_llama_layers(architecture_for(c), "generation");
     model.require_f32_projections("the CPU decoder (generation)");
+    inv_freq_local_ = rope_inv_freq_local(c);
     max_pos_ = max_positions > 0 ? std::min(max_positions, c.max_position_embeddings) : c.max_position_embeddings;
     const size_t KV = size_t(c.num_kv_heads) * size_t(c.head_dim), Q = size_t(c.num_heads) * size_t(c.head_dim);
     // The cache's size in checked arithmetic; an impossible one is a clear error, not a wrapped size or an abort.
@@ -592,28 +733,45 @@ const std::vector<float>& llama_decoder::step(int token) {
         throw error(error_code::invalid_argument, "the context is full (" + std::to_string(max_pos_) + " positions)",
                     "ask for fewer new tokens or a shorter prompt");
     const float eps = float(c.rms_norm_eps);
+    const architecture& arch = architecture_for(c);
+    const float off = arch.norm == norm_kind::rms_one_plus ? 1.0f : 0.0f;
     const int pos = pos_;
     cpu::embedding_forward(x_.data(), &token, P.embed.data(), 1, C);
-    std::vector<float> rstd(1), tmp(static_cast<size_t>(C));
+    if (c.embed_scale != 1.0) cpu::scale_inplace(x_.data(), float(c.embed_scale), long(C));
+    std::vector<float> rstd(size_t(std::max(NH, 1)) + 1), tmp(static_cast<size_t>(C)), tmp2(static_cast<size_t>(C));
+    // out (n) = inp · Wᵀ [+ bias] for projection t of layer l
+    auto linear = [&](int l, lora_target t, float* out, const float* inp, const std::vector<float>& W, int IC, int OC) {
+        cpu::matmul_forward(out, inp, W.data(), 1, IC, OC);
+        const std::vector<float>& b = P.layers[size_t(l)].bias[size_t(t)];
+        if (!b.empty()) cpu::bias_forward(out, b.data(), 1, OC);
+    };
+    const double scale = c.attention_scale();
     for (int l = 0; l < c.num_layers; ++l) {
         const auto& W = P.layers[size_t(l)];
-        cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), W.attn_norm.data(), 1, C, eps);
-        cpu::matmul_forward(q_.data(), xb_.data(), W.wq.data(), 1, C, Q);
-        cpu::matmul_forward(k_.data(), xb_.data(), W.wk.data(), 1, C, KV);
-        cpu::matmul_forward(v_.data(), xb_.data(), W.wv.data(), 1, C, KV);
-        cpu::rope_forward(q_.data(), &pos, m_->inv_freq.data(), 1, NH, HS);
-        cpu::rope_forward(k_.data(), &pos, m_->inv_freq.data(), 1, NKV, HS);
+        const float* freq = c.layer_sliding(l) ? inv_freq_local_.data() : m_->inv_freq.data();
+        const int window = c.layer_window(l);
+        cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), W.attn_norm.data(), 1, C, eps, off);
+        linear(l, lora_target::q, q_.data(), xb_.data(), W.wq, C, Q);
+        linear(l, lora_target::k, k_.data(), xb_.data(), W.wk, C, KV);
+        linear(l, lora_target::v, v_.data(), xb_.data(), W.wv, C, KV);
+        if (arch.qk_norm) { // in place: each row is read before it is written
+            cpu::rmsnorm_forward(q_.data(), rstd.data(), q_.data(), W.q_norm.data(), NH, HS, eps, off);
+            cpu::rmsnorm_forward(k_.data(), rstd.data(), k_.data(), W.k_norm.data(), NKV, HS, eps, off);
+        }
+        cpu::rope_forward(q_.data(), &pos, freq, 1, NH, HS);
+        cpu::rope_forward(k_.data(), &pos, freq, 1, NKV, HS);
         float* kc = k_cache_.data() + size_t(l) * size_t(max_pos_) * KV;
         float* vc = v_cache_.data() + size_t(l) * size_t(max_pos_) * KV;
         std::copy(k_.begin(), k_.end(), kc + size_t(pos) * KV);
         std::copy(v_.begin(), v_.end(), vc + size_t(pos) * KV);
-        // attention of this query over positions 0..pos (same formula as cpu::attention_forward)
-        const double scale = 1.0 / std::sqrt(double(HS));
+        // attention of this query over positions j0..pos (same formula as cpu::attention_forward; a sliding layer
+        // sees the last `window` positions)
+        const int j0 = window > 0 ? std::max(0, pos - window + 1) : 0;
         for (int h = 0; h < NH; ++h) {
             const int kvh = h / (NH / NKV);
             const float* qh = q_.data() + size_t(h) * HS;
             double maxv = -INFINITY;
-            for (int j = 0; j <= pos; ++j) {
+            for (int j = j0; j <= pos; ++j) {
                 const float* kj = kc + size_t(j) * KV + size_t(kvh) * HS;
                 double d = 0;
                 for (int i = 0; i < HS; ++i) d += double(qh[i]) * double(kj[i]);
@@ -621,26 +779,35 @@ const std::vector<float>& llama_decoder::step(int token) {
                 maxv = std::max(maxv, double(scores_[size_t(j)]));
             }
             double sum = 0;
-            for (int j = 0; j <= pos; ++j) sum += std::exp(double(scores_[size_t(j)]) - maxv);
+            for (int j = j0; j <= pos; ++j) sum += std::exp(double(scores_[size_t(j)]) - maxv);
             float* out = atty_.data() + size_t(h) * HS;
             std::vector<double> acc(size_t(HS), 0.0);
-            for (int j = 0; j <= pos; ++j) {
+            for (int j = j0; j <= pos; ++j) {
                 const double pj = std::exp(double(scores_[size_t(j)]) - maxv) / sum;
                 const float* vj = vc + size_t(j) * KV + size_t(kvh) * HS;
                 for (int i = 0; i < HS; ++i) acc[size_t(i)] += pj * double(vj[i]);
             }
             for (int i = 0; i < HS; ++i) out[i] = float(acc[size_t(i)]);
         }
-        cpu::matmul_forward(tmp.data(), atty_.data(), W.wo.data(), 1, Q, C);
+        linear(l, lora_target::o, tmp.data(), atty_.data(), W.wo, Q, C);
+        if (arch.sandwich_norms) {
+            cpu::rmsnorm_forward(tmp2.data(), rstd.data(), tmp.data(), W.post_attn_norm.data(), 1, C, eps, off);
+            tmp.swap(tmp2);
+        }
         for (int i = 0; i < C; ++i) x_[size_t(i)] += tmp[size_t(i)];
-        cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), W.mlp_norm.data(), 1, C, eps);
-        cpu::matmul_forward(gate_.data(), xb_.data(), W.w_gate.data(), 1, C, H);
-        cpu::matmul_forward(up_.data(), xb_.data(), W.w_up.data(), 1, C, H);
-        cpu::swiglu_forward(h_.data(), gate_.data(), up_.data(), long(H));
-        cpu::matmul_forward(tmp.data(), h_.data(), W.w_down.data(), 1, H, C);
+        cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), W.mlp_norm.data(), 1, C, eps, off);
+        linear(l, lora_target::gate, gate_.data(), xb_.data(), W.w_gate, C, H);
+        linear(l, lora_target::up, up_.data(), xb_.data(), W.w_up, C, H);
+        if (arch.mlp == mlp_kind::geglu_tanh) cpu::geglu_forward(h_.data(), gate_.data(), up_.data(), long(H));
+        else cpu::swiglu_forward(h_.data(), gate_.data(), up_.data(), long(H));
+        linear(l, lora_target::down, tmp.data(), h_.data(), W.w_down, H, C);
+        if (arch.sandwich_norms) {
+            cpu::rmsnorm_forward(tmp2.data(), rstd.data(), tmp.data(), W.post_mlp_norm.data(), 1, C, eps, off);
+            tmp.swap(tmp2);
+        }
         for (int i = 0; i < C; ++i) x_[size_t(i)] += tmp[size_t(i)];
     }
-    cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), P.final_norm.data(), 1, C, eps);
+    cpu::rmsnorm_forward(xb_.data(), rstd.data(), x_.data(), P.final_norm.data(), 1, C, eps, off);
     cpu::matmul_forward(logits_.data(), xb_.data(), P.lm_head_data(), 1, C, V);
     ++pos_;
     return logits_;

@@ -42,7 +42,10 @@ template <class T> void embedding_backward(T* dwte, const T* dout, const int* to
 //   hidden_states = hidden_states * torch.rsqrt(variance + self.variance_epsilon)
 //   return self.weight * hidden_states
 
-template <class T> void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int N, int C, T eps) {
+// weight_offset 1 gives Gemma's (1 + w) scaling (Gemma3RMSNorm: output * (1.0 + self.weight.float())); the factor
+// (offset + w_c) is formed in T first, as torch forms (1.0 + weight) before the product.
+template <class T>
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int N, int C, T eps, T weight_offset) {
     // inp (N, C), weight (C) -> out (N, C), rstd (N)
     for (int n = 0; n < N; n++) {
         const T* x = inp + (long)n * C;
@@ -50,13 +53,15 @@ template <class T> void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* 
         for (int c = 0; c < C; c++) ss += (double)x[c] * (double)x[c];
         const double r = 1.0 / std::sqrt(ss / C + (double)eps);
         T* o = out + (long)n * C;
-        for (int c = 0; c < C; c++) o[c] = (T)((double)x[c] * r * (double)weight[c]);
+        for (int c = 0; c < C; c++) o[c] = (T)((double)x[c] * r * (double)(T)(weight_offset + weight[c]));
         rstd[n] = (T)r;
     }
 }
 
 template <class T>
-void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int N, int C) {
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int N, int C,
+                      T weight_offset) {
+    // With w_c standing for (weight_offset + weight_c): dL/dweight_c = dL/dw_c, so the formulas below hold as written.
     // y_c = w_c x_c r with r = (mean(x^2) + eps)^(-1/2), so dr/dx_j = -r^3 x_j / C and
     //   dL/dx_j = r w_j dy_j - (r^3 / C) x_j sum_c (dy_c w_c x_c)
     //   dL/dw_c = sum_n dy_{n,c} x_{n,c} r_n
@@ -68,12 +73,40 @@ void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T*
             for (int c = 0; c < C; c++) dweight[c] += (T)((double)dy[c] * (double)x[c] * r);
         if (dinp) {
             double dot = 0.0; // sum_c dy_c w_c x_c
-            for (int c = 0; c < C; c++) dot += (double)dy[c] * (double)weight[c] * (double)x[c];
+            for (int c = 0; c < C; c++) dot += (double)dy[c] * (double)(T)(weight_offset + weight[c]) * (double)x[c];
             const double k = r * r * r * dot / C;
             T* dx = dinp + (long)n * C;
-            for (int c = 0; c < C; c++) dx[c] += (T)(r * (double)weight[c] * (double)dy[c] - k * (double)x[c]);
+            for (int c = 0; c < C; c++)
+                dx[c] += (T)(r * (double)(T)(weight_offset + weight[c]) * (double)dy[c] - k * (double)x[c]);
         }
     }
+}
+
+// ---- bias ---------------------------------------------------------------------------------------------
+// nn.Linear with bias=True: out = inp · weightᵀ + bias; the bias is added after the matmul (and before any LoRA term,
+// which PEFT adds to the base layer's output).
+
+template <class T> void bias_forward(T* out, const T* bias, int N, int OC) {
+    // out (N, OC) += bias (OC) on every row
+    for (int n = 0; n < N; n++) {
+        T* o = out + (long)n * OC;
+        for (int c = 0; c < OC; c++) o[c] += bias[c];
+    }
+}
+
+template <class T> void bias_backward(T* dbias, const T* dout, int N, int OC) {
+    // dbias (OC) += Σ_n dout (N, OC); the input gradient is dout itself (the caller's matmul_backward takes it)
+    for (int c = 0; c < OC; c++) {
+        double acc = 0.0;
+        for (int n = 0; n < N; n++) acc += (double)dout[(long)n * OC + c];
+        dbias[c] += (T)acc;
+    }
+}
+
+// ---- scale --------------------------------------------------------------------------------------------
+template <class T> void scale_inplace(T* x, T s, long n) {
+    // x (n) *= s  (its own backward: dx *= s)
+    for (long i = 0; i < n; i++) x[i] = (T)(x[i] * s);
 }
 
 // ---- linear (no bias) ---------------------------------------------------------------------------------
@@ -227,11 +260,13 @@ template <class T> void rope_backward(T* dx, const int* pos, const float* inv_fr
 
 template <class T>
 void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn, int NH,
-                       int NKV, int HS) {
+                       int NKV, int HS, int window, double scale) {
     // q (B, T, NH, HS), k/v (B, T, NKV, HS) -> out (B, T, NH, HS), att (B, NH, T, T)
+    // window > 0: key j is visible from t only when j > t - window (transformers masking_utils sliding_window_overlay:
+    // kv_idx > q_idx - sliding_window), i.e. the last `window` positions including t.
     QLS_ASSERT(NKV > 0 && NH % NKV == 0);
     const int rep = NH / NKV; // HF repeat_kv's n_rep
-    const double scale = 1.0 / std::sqrt((double)HS);
+    if (scale <= 0) scale = 1.0 / std::sqrt((double)HS);
     std::vector<double> score((size_t)Tn); // scores of one row, in double
     std::vector<char> visible((size_t)Tn); // 1 where j <= t and the segment matches
     for (int b = 0; b < B; b++) {
@@ -245,7 +280,8 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
                 // visible, so every row has at least one entry and maxval is finite.
                 double maxval = -INFINITY;
                 for (int j = 0; j <= t; j++) {
-                    visible[j] = !segment || segment[(long)b * Tn + j] == segment[(long)b * Tn + t];
+                    visible[j] = (!segment || segment[(long)b * Tn + j] == segment[(long)b * Tn + t]) &&
+                                 (window <= 0 || j > t - window);
                     if (!visible[j]) continue;
                     const T* kj = k + (((long)b * Tn + j) * NKV + hk) * HS;
                     double dot = 0.0;
@@ -280,17 +316,18 @@ void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const
 
 template <class T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v, int B,
-                        int Tn, int NH, int NKV, int HS) {
+                        int Tn, int NH, int NKV, int HS, double scale) {
     // dout (B, T, NH, HS), att (B, NH, T, T) -> dq (B, T, NH, HS) +=, dk/dv (B, T, NKV, HS) +=
     // With P = att (row t), S = scaled scores, O = P V:
     //   dP[t, j] = dout_t · v_j                         dv_j += P[t, j] dout_t
     //   dS[t, j] = P[t, j] (dP[t, j] - sum_j' P[t, j'] dP[t, j'])     (softmax Jacobian)
     //   dq_t += dS[t, j] k_j / sqrt(HS)                 dk_j += dS[t, j] q_t / sqrt(HS)
-    // Masked keys have P exactly 0, hence dS = 0 and no gradient: the segment mask needs no second look.
-    // Query heads sharing a kv head all accumulate into it (the backward of HF repeat_kv is a sum).
+    // Masked keys have P exactly 0, hence dS = 0 and no gradient: the segment and sliding-window masks need no
+    // second look. Query heads sharing a kv head all accumulate into it (the backward of HF repeat_kv is a sum).
+    // scale: the forward's (0: 1 / sqrt(HS)).
     QLS_ASSERT(NKV > 0 && NH % NKV == 0);
     const int rep = NH / NKV;
-    const double scale = 1.0 / std::sqrt((double)HS);
+    if (scale <= 0) scale = 1.0 / std::sqrt((double)HS);
     std::vector<double> dp((size_t)Tn); // dP of one row
     for (int b = 0; b < B; b++) {
         for (int t = 0; t < Tn; t++) {
@@ -355,6 +392,39 @@ template <class T> void swiglu_backward(T* dgate, T* dup, const T* dout, const T
         const double d = (double)dout[i];
         if (dgate) dgate[i] += (T)(d * (double)up[i] * s * (1.0 + g * (1.0 - s)));
         if (dup) dup[i] += (T)(d * g * s);
+    }
+}
+
+// ---- GeGLU (tanh GELU) --------------------------------------------------------------------------------
+// Shazeer 2020 eq. 4 (GEGLU) with GELU's tanh approximation (Hendrycks & Gimpel 2016, https://arxiv.org/abs/1606.08415;
+// torch gelu(approximate="tanh"), HF "gelu_pytorch_tanh"): gelu(x) = 0.5 x (1 + tanh(k (x + 0.044715 x³))),
+// k = sqrt(2/π). Gemma3MLP: down_proj(act_fn(gate_proj(x)) * up_proj(x)).
+
+namespace {
+
+constexpr double k_gelu_k = 0.7978845608028654; // sqrt(2 / pi)
+constexpr double k_gelu_c = 0.044715;
+
+} // namespace
+
+template <class T> void geglu_forward(T* out, const T* gate, const T* up, long n) {
+    // gate, up, out (n)
+    for (long i = 0; i < n; i++) {
+        const double g = (double)gate[i];
+        const double th = std::tanh(k_gelu_k * (g + k_gelu_c * g * g * g));
+        out[i] = (T)(0.5 * g * (1.0 + th) * (double)up[i]);
+    }
+}
+
+template <class T> void geglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, long n) {
+    // d gelu/dx = 0.5 (1 + th) + 0.5 x (1 - th²) k (1 + 3 · 0.044715 x²), th = tanh(k (x + 0.044715 x³))
+    for (long i = 0; i < n; i++) {
+        const double g = (double)gate[i];
+        const double th = std::tanh(k_gelu_k * (g + k_gelu_c * g * g * g));
+        const double d = (double)dout[i];
+        const double dgelu = 0.5 * (1.0 + th) + 0.5 * g * (1.0 - th * th) * k_gelu_k * (1.0 + 3.0 * k_gelu_c * g * g);
+        if (dgate) dgate[i] += (T)(d * (double)up[i] * dgelu);
+        if (dup) dup[i] += (T)(d * 0.5 * g * (1.0 + th));
     }
 }
 
@@ -443,25 +513,31 @@ void lora_backward(T* dxd, T* dA, T* dB, const T* dout, const T* xd, const T* xa
 
 // ---- explicit instantiations: float (the spec) and double (gradient checks) ---------------------------
 
-#define QLS_CPU_OPS_INSTANTIATE(T)                                                                                   \
-    template void embedding_forward<T>(T*, const int*, const T*, int, int);                                          \
-    template void embedding_backward<T>(T*, const T*, const int*, int, int);                                         \
-    template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int, int, T);                                       \
-    template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int, int);                     \
-    template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                                          \
-    template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                           \
-    template void lora_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, T);                      \
-    template void lora_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, int, \
-                                   T);                                                                               \
-    template void rope_forward<T>(T*, const int*, const float*, int, int, int);                                      \
-    template void rope_backward<T>(T*, const int*, const float*, int, int, int);                                     \
-    template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int*, int, int, int, int, int);   \
-    template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, \
-                                        int, int);                                                                   \
-    template void swiglu_forward<T>(T*, const T*, const T*, long);                                                   \
-    template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, long);                                    \
-    template void residual_forward<T>(T*, const T*, const T*, long);                                                 \
-    template int cross_entropy_forward<T>(T*, const T*, const int*, int, int);                                       \
+#define QLS_CPU_OPS_INSTANTIATE(T)                                                                                     \
+    template void embedding_forward<T>(T*, const int*, const T*, int, int);                                            \
+    template void embedding_backward<T>(T*, const T*, const int*, int, int);                                           \
+    template void rmsnorm_forward<T>(T*, T*, const T*, const T*, int, int, T, T);                                      \
+    template void rmsnorm_backward<T>(T*, T*, const T*, const T*, const T*, const T*, int, int, T);                    \
+    template void bias_forward<T>(T*, const T*, int, int);                                                             \
+    template void bias_backward<T>(T*, const T*, int, int);                                                            \
+    template void scale_inplace<T>(T*, T, long);                                                                       \
+    template void geglu_forward<T>(T*, const T*, const T*, long);                                                      \
+    template void geglu_backward<T>(T*, T*, const T*, const T*, const T*, long);                                       \
+    template void matmul_forward<T>(T*, const T*, const T*, int, int, int);                                            \
+    template void matmul_backward<T>(T*, T*, const T*, const T*, const T*, int, int, int);                             \
+    template void lora_forward<T>(T*, T*, const T*, const T*, const T*, int, int, int, int, T);                        \
+    template void lora_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int, int,   \
+                                   T);                                                                                 \
+    template void rope_forward<T>(T*, const int*, const float*, int, int, int);                                        \
+    template void rope_backward<T>(T*, const int*, const float*, int, int, int);                                       \
+    template void attention_forward<T>(T*, T*, const T*, const T*, const T*, const int*, int, int, int, int, int, int, \
+                                       double);                                                                        \
+    template void attention_backward<T>(T*, T*, T*, const T*, const T*, const T*, const T*, const T*, int, int, int,   \
+                                        int, int, double);                                                             \
+    template void swiglu_forward<T>(T*, const T*, const T*, long);                                                     \
+    template void swiglu_backward<T>(T*, T*, const T*, const T*, const T*, long);                                      \
+    template void residual_forward<T>(T*, const T*, const T*, long);                                                   \
+    template int cross_entropy_forward<T>(T*, const T*, const int*, int, int);                                         \
     template void cross_entropy_backward<T>(T*, const T*, const int*, int, int, T);
 
 QLS_CPU_OPS_INSTANTIATE(float)

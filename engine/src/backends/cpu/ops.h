@@ -23,10 +23,23 @@ template <class T> void embedding_backward(T* dwte, const T* dout, const int* to
 // ---- RMSNorm ------------------------------------------------------------------------------------------
 // out (N, C) = inp * rstd * weight ; rstd (N) = 1 / sqrt(mean(inp^2) + eps), saved for backward.
 // Reference: Zhang & Sennrich 2019, https://arxiv.org/abs/1910.07467; HF LlamaRMSNorm.
-template <class T> void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int N, int C, T eps);
+// weight_offset 1: out = inp * rstd * (1 + weight) (Gemma3RMSNorm). Per-head q/k norms (Qwen3, Gemma 3) are this op
+// over N*NH rows of HS.
+template <class T>
+void rmsnorm_forward(T* out, T* rstd, const T* inp, const T* weight, int N, int C, T eps, T weight_offset = T(0));
 // dinp (N, C) += ; dweight (C) += ; from dout (N, C), inp (N, C), weight (C), rstd (N)
 template <class T>
-void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int N, int C);
+void rmsnorm_backward(T* dinp, T* dweight, const T* dout, const T* inp, const T* weight, const T* rstd, int N, int C,
+                      T weight_offset = T(0));
+
+// ---- bias ---------------------------------------------------------------------------------------------
+// out (N, OC) += bias (OC) per row (nn.Linear bias=True); dbias (OC) += column sums of dout (N, OC).
+template <class T> void bias_forward(T* out, const T* bias, int N, int OC);
+template <class T> void bias_backward(T* dbias, const T* dout, int N, int OC);
+
+// ---- scale --------------------------------------------------------------------------------------------
+// x (n) *= s: Gemma's embedding scale sqrt(C) in forward, and the same on the gradient in backward.
+template <class T> void scale_inplace(T* x, T s, long n);
 
 // ---- linear (no bias) ---------------------------------------------------------------------------------
 // out (N, OC) = inp (N, IC) · weight (OC, IC)ᵀ
@@ -59,19 +72,28 @@ template <class T> void rope_backward(T* dx, const int* pos, const float* inv_fr
 // att (B, NH, T, T) holds the softmax probabilities, saved for backward (row t, entries j <= t used).
 // Score(t, j) = q_t·k_j / sqrt(HS); masked unless j <= t and (segment == nullptr or segment[b,j] == segment[b,t]).
 // segment (B, T) optional: packed examples never attend across boundaries.
+// window > 0: sliding-window layers also mask j <= t - window. scale > 0 replaces 1/sqrt(HS) (Gemma 3:
+// query_pre_attn_scalar^-0.5).
 template <class T>
 void attention_forward(T* out, T* att, const T* q, const T* k, const T* v, const int* segment, int B, int Tn, int NH,
-                       int NKV, int HS);
-// dq (B,T,NH,HS) +=, dk/dv (B,T,NKV,HS) += from dout (B,T,NH,HS) and the saved att.
+                       int NKV, int HS, int window = 0, double scale = 0);
+// dq (B,T,NH,HS) +=, dk/dv (B,T,NKV,HS) += from dout (B,T,NH,HS) and the saved att (masked entries are 0, so the
+// window needs no parameter here); scale as in the forward.
 template <class T>
 void attention_backward(T* dq, T* dk, T* dv, const T* dout, const T* att, const T* q, const T* k, const T* v, int B,
-                        int Tn, int NH, int NKV, int HS);
+                        int Tn, int NH, int NKV, int HS, double scale = 0);
 
 // ---- SwiGLU -------------------------------------------------------------------------------------------
 // out (N*H) = silu(gate) * up, silu(x) = x * sigmoid(x). Reference: Shazeer 2020, https://arxiv.org/abs/2002.05202
 template <class T> void swiglu_forward(T* out, const T* gate, const T* up, long n);
 // dgate += dout * up * silu'(gate) ; dup += dout * silu(gate) ; silu'(x) = s (1 + x (1 - s)), s = sigmoid(x)
 template <class T> void swiglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, long n);
+
+// ---- GeGLU with tanh GELU (Gemma 3) ------------------------------------------------------------------
+// out (n) = gelu_tanh(gate) * up, gelu_tanh(x) = 0.5 x (1 + tanh(sqrt(2/π) (x + 0.044715 x³)))
+template <class T> void geglu_forward(T* out, const T* gate, const T* up, long n);
+// dgate += dout * up * gelu_tanh'(gate) ; dup += dout * gelu_tanh(gate)
+template <class T> void geglu_backward(T* dgate, T* dup, const T* dout, const T* gate, const T* up, long n);
 
 // ---- residual -----------------------------------------------------------------------------------------
 // out (n) = a + b  (backward: both inputs receive dout)
