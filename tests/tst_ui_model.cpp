@@ -8,7 +8,12 @@
 #include "playgroundpage.h"
 #include "studiocontroller.h"
 
+#include "qls/architecture.h"
+#include "qls/model_config.h"
+#include "trainingpage.h"
+
 #include <QApplication>
+#include <QCheckBox>
 #include <QLineEdit>
 #include <QPushButton>
 #include <QSignalSpy>
@@ -90,6 +95,38 @@ private slots:
         QVERIFY(loaded.at(0).at(0).value<ModelInfo>().chatTemplate.isEmpty());
         QVERIFY(!w.playgroundPage()->chatAvailable());
         QVERIFY(!w.playgroundPage()->isChatMode());
+    }
+
+    // A family other than LLaMA: the Model page lists what sets its layers apart and its LoRA target names, and the
+    // Training page's target checkboxes name the module as that family calls it.
+    void familySpecificsAndTargetNames() {
+        MainWindow w;
+        const qls::model_config cfg = qls::load_model_config(std::string(QLS_SOURCE_DIR) +
+                                                             "/tests/data/families/gemma3/config.json");
+        ModelInfo info;
+        info.dir = "gemma3";
+        info.family = QString::fromStdString(qls::architecture_for(cfg).family);
+        for (const std::string& x : qls::family_specifics(cfg)) info.specifics << QString::fromStdString(x);
+        for (const std::string& x : qls::peft_target_modules(qls::architecture_for(cfg)))
+            info.loraTargets << QString::fromStdString(x);
+        w.modelPage()->showModel(info);
+        QCOMPARE(w.modelPage()->field("Family"), QString("gemma3"));
+        const QString spec = w.modelPage()->field("Specifics");
+        QVERIFY2(spec.contains("GeGLU") && spec.contains("sliding window") && spec.contains("(1 + w) RMSNorm"),
+                 qPrintable(spec));
+        QCOMPARE(w.modelPage()->field("LoRA targets"),
+                 QString("q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"));
+        w.trainingPage()->setModelLimits(cfg);
+        bool named = false;
+        for (QCheckBox* cb : w.trainingPage()->findChildren<QCheckBox*>())
+            if (cb->toolTip().contains("gate_proj")) named = cb->toolTip().contains(info.family);
+        QVERIFY(named);
+        // a LLaMA-2 layout says so instead of an empty row
+        const qls::model_config llama = qls::load_model_config(testutil::model_dir() + "/config.json");
+        info.specifics.clear();
+        for (const std::string& x : qls::family_specifics(llama)) info.specifics << QString::fromStdString(x);
+        w.modelPage()->showModel(info);
+        QVERIFY2(w.modelPage()->field("Specifics").startsWith("none"), qPrintable(w.modelPage()->field("Specifics")));
     }
 
     void missingGgufSaysWhich() {

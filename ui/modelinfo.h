@@ -4,6 +4,7 @@
 #include <QList>
 #include <QMetaType>
 #include <QString>
+#include <QStringList>
 
 struct ModelInfo {
     QString dir;
@@ -21,10 +22,12 @@ struct ModelInfo {
     QString ropeType;
     bool tiedEmbeddings = false;
     QString dtype;
-    QString tokenizer;    // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
-    QString format;       // "safetensors" or "gguf"
-    QString family;       // the architecture table's family, e.g. "llama"
-    QString chatTemplate; // where the chat template comes from; empty when the model has none
+    QString tokenizer;       // "tokenizer.model: 512 pieces, BOS 1, EOS 2"
+    QString format;          // "safetensors" or "gguf"
+    QString family;          // the architecture table's family, e.g. "llama"
+    QStringList specifics;   // what sets its layers apart from LLaMA's (qls::family_specifics); empty for LLaMA-2
+    QStringList loraTargets; // PEFT's target module names for its projections, in lora_target order
+    QString chatTemplate;    // where the chat template comes from; empty when the model has none
 };
 
 // One message of a Playground chat: role "system", "user" or "assistant".

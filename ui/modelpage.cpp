@@ -133,6 +133,9 @@ void ModelPage::showModel(const ModelInfo& info) {
                       : info.format == QLatin1String("safetensors") ? tr("Hugging Face directory (safetensors)")
                                                                     : info.format);
     add(tr("Family"), info.family);
+    add(tr("Specifics"),
+        info.specifics.isEmpty() ? tr("none: the LLaMA-2 layout") : info.specifics.join(QStringLiteral("; ")));
+    add(tr("LoRA targets"), info.loraTargets.join(QStringLiteral(", ")));
     add(tr("Architecture"), info.architecture);
     add(tr("Parameters"), loc.toString(info.parameters));
     add(tr("Layers"), QString::number(info.layers));

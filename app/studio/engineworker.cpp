@@ -50,6 +50,9 @@ ModelInfo describe(const QString& dir, const qls::model_source& src, const qls::
     info.dtype = QString::fromStdString(c.torch_dtype);
     info.format = QString::fromStdString(src.format());
     info.family = QString::fromStdString(qls::architecture_for(c).family);
+    for (const std::string& x : qls::family_specifics(c)) info.specifics << QString::fromStdString(x);
+    for (const std::string& x : qls::peft_target_modules(qls::architecture_for(c)))
+        info.loraTargets << QString::fromStdString(x);
     info.tokenizer = EngineWorker::tr("%1 — %2 tokens, BOS %3, EOS %4")
                          .arg(QString::fromStdString(which))
                          .arg(tok.vocab_size())
