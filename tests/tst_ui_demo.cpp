@@ -147,7 +147,9 @@ private slots:
         // 512 pieces, half of them byte fallbacks, still compress the text: fewer tokens than characters / 2
         QVERIFY2(tokens < size_t(fileBytes(demo.datasetFile()).size()) / 2, qPrintable(QString::number(tokens)));
 
-        // A few LoRA steps on the CPU lower the validation loss from the random model's ln(512).
+        // A few LoRA steps on the CPU lower the validation loss. The Pip corpus is new to the pretrained model (Pip,
+        // the lighthouse and the sea are not in its tales corpus), so the loss starts high; tst_demo_model checks what
+        // the model writes before and after the demo run.
         qls::train_config cfg;
         cfg.name = "demo";
         cfg.runs_dir = (root.path() + "/runs").toStdString();
@@ -175,7 +177,7 @@ private slots:
         auto t = qls::trainer::create(cfg, cb);
         const std::optional<double> before = t->evaluate();
         QVERIFY(before.has_value());
-        QVERIFY2(std::abs(*before - std::log(512.0)) < 0.1, qPrintable(QString::number(*before)));
+        QVERIFY2(std::isfinite(*before) && *before > 0, qPrintable(QString::number(*before)));
         QCOMPARE(t->run(cb), qls::train_outcome::completed);
         const std::optional<double> after = t->evaluate();
         QCOMPARE(losses.size(), size_t(12));

@@ -3,6 +3,7 @@
 #include "commands.h"
 #include "load_progress.h"
 
+#include "qls/full_train.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/run_export.h"
 #include "qls/trainer.h"
@@ -19,6 +20,7 @@ namespace fs = std::filesystem;
 
 static std::atomic<qls::trainer*> g_trainer{nullptr};
 static std::atomic<int> g_interrupts{0};
+static std::atomic<bool> g_full_stop{false}; // a full-parameter run's stop flag
 
 // SIGINT/SIGTERM: the first asks the trainer to stop after the current step and save a checkpoint (an atomic
 // store, safe in a handler); a second one falls back to the default action.
@@ -29,6 +31,7 @@ extern "C" void on_interrupt(int sig) {
         return;
     }
     if (qls::trainer* t = g_trainer.load()) t->request_stop();
+    g_full_stop = true;
 }
 
 static std::string format_duration(double s) {
@@ -98,13 +101,40 @@ static int run_trainer(qls::trainer& t, bool quiet) {
     return 1;
 }
 
+// training.mode "full" (or --full): every weight trains on the CPU; checkpoints are whole models.
+static int run_full(const qls::train_config& cfg, bool quiet) {
+    g_full_stop = false;
+    g_interrupts = 0;
+    std::signal(SIGINT, on_interrupt);
+    std::signal(SIGTERM, on_interrupt);
+    qls::full_train_options opt;
+    opt.stop = &g_full_stop;
+    qls::train_callbacks cb = setup_callbacks(quiet, cfg.model);
+    const qls::full_train_result r = qls::run_full_training(cfg, cb, opt);
+    std::signal(SIGINT, SIG_DFL);
+    std::signal(SIGTERM, SIG_DFL);
+    switch (r.outcome) {
+    case qls::train_outcome::completed:
+        std::printf("finished %lld steps; run %s; model %s\n", (long long)r.steps, r.run_dir.c_str(),
+                    r.checkpoint.c_str());
+        return 0;
+    case qls::train_outcome::stopped:
+        std::printf("stopped at step %lld and saved the model %s\n", (long long)r.steps, r.checkpoint.c_str());
+        return 0;
+    case qls::train_outcome::diverged: std::fprintf(stderr, "qlora: %s\n", r.message.c_str()); return 3;
+    }
+    return 1;
+}
+
 int cmd_train(int argc, char** argv) {
-    args a(argc, argv, 2, {"config"}, {"quiet"});
+    args a(argc, argv, 2, {"config"}, {"quiet", "full"});
     auto path = a.get("config");
     if (!path) throw usage_error("--config run.json is required", "the run.json format is described in README.md");
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     qls::train_config cfg = qls::load_train_config(*path);
     const bool quiet = a.has("quiet");
+    if (a.has("full")) cfg.mode = "full";
+    if (cfg.mode == "full") return run_full(cfg, quiet);
     auto t = qls::trainer::create(cfg, setup_callbacks(quiet, cfg.model));
     const qls::memory_plan& p = t->plan();
     std::fprintf(stderr,

@@ -21,7 +21,7 @@ static void print_usage(FILE* f) {
         "             --model DIR|FILE.gguf [--adapter DIR [--nf4]] [--prompt TEXT | --chat TEXT [--system TEXT]]\n"
         "             [--max-new-tokens N] [--temperature T] [--top-p P] [--top-k K] [--seed S]\n"
         "             [--device auto|cpu|cuda] [--gpu N] (--chat: one reply through the model's chat template)\n"
-        "  train      fine-tune from a run configuration: --config run.json [--quiet]\n"
+        "  train      fine-tune from a run configuration: --config run.json [--quiet] [--full]\n"
         "             (Ctrl-C saves a checkpoint and exits; format in README.md)\n"
         "  resume     continue a run from its newest checkpoint: RUN_DIR [--quiet]\n"
         "  export     write a run's adapter: RUN_DIR --format peft|merged|gguf-adapter|gguf [--checkpoint DIR]\n"

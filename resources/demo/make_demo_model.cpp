@@ -1,18 +1,24 @@
-// make_demo_model — the recipe for resources/demo/model: trains a SentencePiece tokenizer on the Pip corpus and writes a seeded random LLaMA.
+// make_demo_model — the recipe for resources/demo/model: a tokenizer trained on both story corpora and a small LLaMA pretrained from seeded random weights on the small-tales corpus with the engine's full-parameter training.
 //
-// Usage: make_demo_model CORPUS OUT_DIR   (the CMake target demo_model runs it on the repository's files)
+// Usage: make_demo_model PIP_CORPUS TALES_CORPUS TALES_VALIDATION OUT_DIR [--steps N] [--work DIR]
+//        (the CMake target demo_model runs it on the repository's files; --steps shortens the pretraining, for checks)
 //
 // What it writes into OUT_DIR, a Hugging Face LLaMA directory the engine and transformers both read:
-//   tokenizer.model          SentencePiece BPE, 512 pieces, byte fallback; the settings llama2.c's tinystories.py
-//                            train_vocab uses for its small vocabularies (identity normalization, split digits,
-//                            whitespace-only pieces allowed, character coverage 1.0), single-threaded so that the
-//                            same corpus gives the same model
+//   tokenizer.model          SentencePiece BPE, 512 pieces, byte fallback, trained on the Pip corpus and the tales
+//                            corpus together; the settings llama2.c's tinystories.py train_vocab uses for its small
+//                            vocabularies (identity normalization, split digits, whitespace-only pieces allowed,
+//                            character coverage 1.0), single-threaded so that the same corpora give the same pieces
 //   config.json              the dimensions below (LlamaForCausalLM, tied embeddings, float32)
-//   model.safetensors        normal(0, 0.02) weights (qls::llama_model::random, HF's initializer_range), unit norms
+//   model.safetensors        the pretrained weights: normal(0, 0.02) initialisation (qls::llama_model::random, HF's
+//                            initializer_range, seed k_seed), then k_steps of full-parameter AdamW on the tales corpus
+//                            (qls::run_full_training, settings in pretrain_config)
 //   tokenizer_config.json, generation_config.json   what transformers' LlamaTokenizer and generate() expect
-// Everything is a pure function of the corpus and k_seed (on the same C++ standard library: std::normal_distribution
-// is not specified bit for bit), so the committed files can be regenerated and compared.
+// The tales corpus has no Pip in it: the base model writes simple English stories about other characters, and only
+// the demo's LoRA fine-tune on the Pip corpus teaches it Pip. Everything is a pure function of the corpora, k_seed and
+// the steps (on the same C++ standard library: std::normal_distribution is not specified bit for bit; the CPU ops
+// reduce in a fixed order whatever the thread count), so the committed files can be regenerated and compared.
 #include "qls/error.h"
+#include "qls/full_train.h"
 #include "qls/llama.h"
 #include "qls/model_config.h"
 #include "qls/safetensors.h"
@@ -35,6 +41,7 @@ namespace {
 
 constexpr uint64_t k_seed = 20261127;
 constexpr int k_vocab = 512;
+constexpr int k_steps = 300; // pretraining steps of 4 x 256 tokens (about 1.3 epochs of the tales corpus)
 
 // Small enough that a LoRA run on it trains visibly on one CPU core in seconds, shaped like a real LLaMA
 // (grouped-query attention, SwiGLU MLP wider than the residual stream).
@@ -64,9 +71,20 @@ void write_text(const fs::path& path, const std::string& text) {
     if (!f) throw qls::error(qls::error_code::io, path.string() + ": cannot write", "check the directory is writable");
 }
 
-std::string train_tokenizer(const fs::path& corpus) {
+// SentencePiece stores the input file names in the model (trainer_spec.input): the corpora are copied into `dir`
+// under their own names and read from there, so that the tokenizer's bytes do not depend on where the recipe runs.
+std::string train_tokenizer(const fs::path& pip, const fs::path& tales, const fs::path& dir) {
+    fs::create_directories(dir);
+    fs::copy_file(pip, dir / pip.filename(), fs::copy_options::overwrite_existing);
+    fs::copy_file(tales, dir / tales.filename(), fs::copy_options::overwrite_existing);
+    const fs::path cwd = fs::current_path();
+    fs::current_path(dir);
+    struct restore_cwd {
+        fs::path p;
+        ~restore_cwd() { fs::current_path(p); }
+    } restore{cwd};
     const std::unordered_map<std::string, std::string> args = {
-        {"input", corpus.string()},
+        {"input", pip.filename().string() + "," + tales.filename().string()},
         {"input_format", "text"},
         {"model_type", "bpe"},
         {"vocab_size", std::to_string(k_vocab)},
@@ -90,7 +108,7 @@ std::string train_tokenizer(const fs::path& corpus) {
     const auto status = sentencepiece::SentencePieceTrainer::Train(args, nullptr, &proto);
     if (!status.ok())
         throw qls::error(qls::error_code::format,
-                         corpus.string() + ": SentencePiece training failed: " + status.ToString(),
+                         pip.string() + ", " + tales.string() + ": SentencePiece training failed: " + status.ToString(),
                          "the corpus must be UTF-8 text with one or more lines");
     return proto;
 }
@@ -148,50 +166,134 @@ std::vector<std::pair<std::string, qls::tensor>> hf_tensors(const qls::llama_mod
     return out;
 }
 
-int make_demo_model(const fs::path& corpus, const fs::path& out_dir) {
-    if (!fs::is_regular_file(corpus))
-        throw qls::error(qls::error_code::io, corpus.string() + ": corpus not found",
-                         "pass the Pip corpus, datasets/stories/pip_the_lighthouse_mouse.txt");
+// The pretraining run: every weight, AdamW, a cosine schedule, plain text documents (one story per paragraph).
+qls::train_config pretrain_config(const fs::path& init, const fs::path& tales, const fs::path& tales_val,
+                                  const fs::path& runs, int steps) {
+    qls::train_config c;
+    c.mode = "full";
+    c.name = "pretrain";
+    c.runs_dir = runs.string();
+    c.model = init.string();
+    c.train_file = tales.string();
+    c.validation_file = tales_val.string();
+    c.dataset_format = "plain";
+    c.prompt_template = "raw";
+    c.train_on_prompt = true;
+    c.packing = true;
+    c.optimizer = qls::optimizer_kind::adamw_32bit;
+    c.learning_rate = 4e-3f;
+    c.adamw = {0.9f, 0.99f, 1e-8f, 0.0f};
+    c.max_grad_norm = 1.0f;
+    c.schedule = qls::lr_schedule::cosine;
+    c.warmup_steps = std::min(40, steps / 10);
+    c.seq_len = 256; // the longest tale is 224 tokens: no story is cut
+    c.micro_batch = 4;
+    c.grad_accum = 1;
+    c.max_steps = steps;
+    c.eval_every = 100;
+    c.eval_batches = 8;
+    c.checkpoint_every = 0;
+    c.keep_checkpoints = 1;
+    c.gradient_checkpointing = false;
+    c.seed = k_seed;
+    c.backend = "cpu";
+    return c;
+}
+
+int make_demo_model(const fs::path& pip, const fs::path& tales, const fs::path& tales_val, const fs::path& out_dir,
+                    int steps, fs::path work) {
+    for (const fs::path& p : {pip, tales, tales_val})
+        if (!fs::is_regular_file(p))
+            throw qls::error(qls::error_code::io, p.string() + ": corpus not found",
+                             "pass datasets/stories/pip_the_lighthouse_mouse.txt, datasets/tales/small_tales.txt and "
+                             "datasets/tales/small_tales.val.txt (python3 datasets/tales/make_tales.py writes the "
+                             "last two)");
+    if (work.empty()) work = out_dir.parent_path() / (".work-" + out_dir.filename().string());
+    work = fs::absolute(work);
+    fs::remove_all(work);
+    const fs::path init = work / "init";
+    fs::create_directories(init);
     fs::create_directories(out_dir);
 
-    std::fprintf(stderr, "training the tokenizer on %s ...\n", corpus.string().c_str());
-    write_text(out_dir / "tokenizer.model", train_tokenizer(corpus));
-
+    std::fprintf(stderr, "training the tokenizer on %s and %s ...\n", pip.string().c_str(), tales.string().c_str());
+    write_text(init / "tokenizer.model", train_tokenizer(fs::absolute(pip), fs::absolute(tales), work / "corpora"));
     const qls::model_config cfg = demo_config();
-    write_text(out_dir / "config.json", config_json(cfg));
+    write_text(init / "config.json", config_json(cfg));
     // Parse what we wrote so that the recipe fails here, not in the studio, if the two ever disagree.
-    const qls::model_config back = qls::load_model_config((out_dir / "config.json").string());
+    const qls::model_config back = qls::load_model_config((init / "config.json").string());
     qls::llama_model m = qls::llama_model::random(back, k_seed);
-    qls::safetensors_save((out_dir / "model.safetensors").string(), hf_tensors(m), {{"format", "pt"}});
-
-    write_text(out_dir / "tokenizer_config.json",
+    qls::safetensors_save((init / "model.safetensors").string(), hf_tensors(m), {{"format", "pt"}});
+    write_text(init / "tokenizer_config.json",
                "{\n  \"tokenizer_class\": \"LlamaTokenizer\",\n  \"bos_token\": \"<s>\",\n  \"eos_token\": \"</s>\",\n"
                "  \"unk_token\": \"<unk>\",\n  \"add_bos_token\": true,\n  \"add_eos_token\": false,\n"
                "  \"model_max_length\": " +
                    std::to_string(cfg.max_position_embeddings) + ",\n  \"legacy\": true\n}\n");
-    write_text(out_dir / "generation_config.json",
+    write_text(init / "generation_config.json",
                "{\n  \"bos_token_id\": 1,\n  \"eos_token_id\": 2,\n  \"do_sample\": false\n}\n");
+
+    std::fprintf(stderr, "pretraining every weight for %d steps on %s ...\n", steps, tales.string().c_str());
+    qls::train_callbacks cb;
+    cb.on_log = [](const std::string& line) { std::fprintf(stderr, "%s\n", line.c_str()); };
+    cb.on_step = [](const qls::step_stats& s) {
+        if (s.step % 50 == 0 || s.eval_loss)
+            std::fprintf(stderr, "step %lld/%lld loss %.4f%s %.0f tok/s\n", (long long)s.step, (long long)s.total_steps,
+                         s.loss, s.eval_loss ? (" eval " + std::to_string(*s.eval_loss)).c_str() : "", s.tokens_per_s);
+    };
+    const qls::full_train_result r = qls::run_full_training(pretrain_config(init, tales, tales_val, work / "runs",
+                                                                            steps),
+                                                            cb);
+    if (r.outcome != qls::train_outcome::completed)
+        throw qls::error(qls::error_code::internal, "the pretraining did not complete: " + r.message);
+    for (const char* f :
+         {"config.json", "model.safetensors", "tokenizer.model", "tokenizer_config.json", "generation_config.json"})
+        fs::copy_file(fs::path(r.checkpoint) / f, out_dir / f, fs::copy_options::overwrite_existing);
+    fs::remove_all(work);
 
     // Round trip through the loaders the studio uses.
     const qls::hf_checkpoint ck = qls::hf_checkpoint::open(out_dir.string());
     const qls::tokenizer tok = qls::load_tokenizer_for(ck);
     const qls::llama_model loaded = qls::llama_model::load(ck);
-    std::fprintf(stderr, "wrote %s: %lld parameters, %d-piece tokenizer (BOS %d, EOS %d)\n", out_dir.string().c_str(),
-                 loaded.config.parameter_count(), tok.vocab_size(), tok.bos_id(), tok.eos_id());
+    std::fprintf(stderr, "wrote %s: %lld parameters, %d-piece tokenizer (BOS %d, EOS %d), train loss %.4f, eval %.4f\n",
+                 out_dir.string().c_str(), loaded.config.parameter_count(), tok.vocab_size(), tok.bos_id(),
+                 tok.eos_id(), r.last_loss, r.eval_loss.value_or(0.0));
     return 0;
 }
 
 } // namespace
 
 int main(int argc, char** argv) {
-    if (argc != 3) {
-        std::fprintf(stderr,
-                     "usage: make_demo_model CORPUS OUT_DIR\n"
-                     "  e.g. make_demo_model datasets/stories/pip_the_lighthouse_mouse.txt resources/demo/model\n");
+    std::vector<std::string> pos;
+    int steps = k_steps;
+    std::string work;
+    for (int i = 1; i < argc; ++i) {
+        const std::string a = argv[i];
+        if ((a == "--steps" || a == "--work") && i + 1 < argc) {
+            const std::string v = argv[++i];
+            if (a == "--work") work = v;
+            else {
+                try {
+                    steps = std::stoi(v);
+                } catch (...) {
+                    steps = 0;
+                }
+                if (steps < 1 || steps > 1000000) {
+                    std::fprintf(stderr, "make_demo_model: --steps must be a number from 1 to 1000000, got '%s'\n",
+                                 v.c_str());
+                    return 2;
+                }
+            }
+        } else pos.push_back(a);
+    }
+    if (pos.size() != 4) {
+        std::fprintf(
+            stderr,
+            "usage: make_demo_model PIP_CORPUS TALES_CORPUS TALES_VALIDATION OUT_DIR [--steps N] [--work DIR]\n"
+            "  e.g. make_demo_model datasets/stories/pip_the_lighthouse_mouse.txt datasets/tales/small_tales.txt "
+            "datasets/tales/small_tales.val.txt resources/demo/model\n");
         return 2;
     }
     try {
-        return make_demo_model(argv[1], argv[2]);
+        return make_demo_model(pos[0], pos[1], pos[2], pos[3], steps, work);
     } catch (const qls::error& e) {
         std::fprintf(stderr, "make_demo_model: %s\n", e.describe().c_str());
     } catch (const std::exception& e) {

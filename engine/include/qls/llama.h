@@ -117,6 +117,10 @@ public:
                int Tn, lora_weights<T>* lora = nullptr);
     // Dropout on the adapters' inputs: on for training steps, with a per-step seed (lora_dropout_keep); off by default.
     void set_dropout(bool enabled, uint64_t seed);
+    // Full-parameter training: when set, backward also accumulates (+=) the gradient of the mean loss with respect to
+    // every base weight into `grads`, which must have the shapes of the pass's params (lm_head empty when tied: the
+    // head's gradient then goes into grads->embed). nullptr (the default) keeps the base frozen.
+    void set_weight_grads(llama_params<T>* grads);
     // Gradient checkpointing: forward keeps only each layer's input; backward recomputes the layer first.
     // Results are bit-identical to a pass without it (the recomputation repeats the same arithmetic).
     void set_checkpointing(bool enabled);

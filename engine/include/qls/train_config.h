@@ -39,6 +39,9 @@ struct train_config {
     lr_schedule schedule = lr_schedule::constant;
     int warmup_steps = -1;      // -1: use warmup_ratio
     double warmup_ratio = 0.03; // QLoRA paper
+    // what trains: "lora" (adapters on a frozen, optionally NF4 base) or "full" (every weight, on the CPU, for small
+    // models; full_train.h)
+    std::string mode = "lora";
     // steps
     int seq_len = 512;
     int micro_batch = 1;

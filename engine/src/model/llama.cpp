@@ -308,6 +308,7 @@ template <class T> struct llama_pass<T>::buffers {
     const llama_params<T>& p;
     const std::vector<float>& inv_freq;
     lora_weights<T>* lora;
+    llama_params<T>* wgrad = nullptr; // full-parameter training: base weight gradients (+=), else nullptr
     int B, Tn, N, C, NH, NKV, HS, H, V, L, Q, KV;
     const architecture& arch;
     T norm_offset;                     // 1 for (1 + w) norms, else 0
@@ -342,6 +343,7 @@ template <class T> struct llama_pass<T>::buffers {
     std::vector<T> lnf, rstdf, logits, losses; // (N,C), (N), (N,V), (N)
     std::vector<int> tokens, targets, positions, segments;
     bool use_segments = false;
+    bool x0_given = false; // the last forward took its input embeddings from the caller
     int counted = 0;
     std::vector<T> dx0; // (N, C)
 
@@ -407,6 +409,22 @@ template <class T> struct llama_pass<T>::buffers {
     }
     T dropout_p() const { return dropout_on && lora ? T(lora->config.dropout) : T(0); }
 
+    // The gradient buffer of projection (l, t), or nullptr when the base is frozen.
+    T* weight_grad(int l, lora_target t) {
+        if (!wgrad) return nullptr;
+        llama_layer_params<T>& G = wgrad->layers[size_t(l)];
+        switch (t) {
+        case lora_target::q: return G.wq.data();
+        case lora_target::k: return G.wk.data();
+        case lora_target::v: return G.wv.data();
+        case lora_target::o: return G.wo.data();
+        case lora_target::gate: return G.w_gate.data();
+        case lora_target::up: return G.w_up.data();
+        case lora_target::down: return G.w_down.data();
+        }
+        return nullptr;
+    }
+
     // out (N, OC) = inp (N, IC) · Wᵀ [+ scale · B (A dropout(inp))]
     void linear_forward(layer_acts& a, int l, lora_target t, T* out, const T* inp, const T* W, int IC, int OC) {
         cpu::matmul_forward(out, inp, W, N, IC, OC);
@@ -433,7 +451,7 @@ template <class T> struct llama_pass<T>::buffers {
     // dinp (N, IC) += dout · W [+ adapter path]; adapter grads (da, db) +=
     void linear_backward(layer_acts& a, int l, lora_target t, T* dinp, const T* dout, const T* inp, const T* W, int IC,
                          int OC) {
-        cpu::matmul_backward<T>(dinp, nullptr, dout, inp, W, N, IC, OC);
+        cpu::matmul_backward<T>(dinp, weight_grad(l, t), dout, inp, W, N, IC, OC);
         lora_adapter<T>* ad = lora ? &lora->at(l, t) : nullptr;
         if (!ad || !ad->enabled()) return;
         lora_acts& la = a.lora[size_t(t)];
@@ -520,8 +538,8 @@ template <class T> struct llama_pass<T>::buffers {
         else cpu::swiglu_backward(dgate.data(), dup.data(), dhmid.data(), a.gate.data(), a.up.data(), long(N) * H);
         linear_backward(a, l, lora_target::up, dln.data(), dup.data(), a.ln2.data(), W.w_up.data(), C, H);
         linear_backward(a, l, lora_target::gate, dln.data(), dgate.data(), a.ln2.data(), W.w_gate.data(), C, H);
-        cpu::rmsnorm_backward<T>(dx_mid.data(), nullptr, dln.data(), a.x_mid.data(), W.mlp_norm.data(), a.rstd2.data(),
-                                 N, C, norm_offset);
+        cpu::rmsnorm_backward<T>(dx_mid.data(), wgrad ? wgrad->layers[size_t(l)].mlp_norm.data() : nullptr, dln.data(),
+                                 a.x_mid.data(), W.mlp_norm.data(), a.rstd2.data(), N, C, norm_offset);
         // x_mid = x_in + post(o(atty)): dx_mid flows to x_in directly and through attention
         std::copy(dx_mid.begin(), dx_mid.end(), dx.begin());
         const T* dout_o = dx_mid.data();
@@ -549,8 +567,8 @@ template <class T> struct llama_pass<T>::buffers {
         linear_backward(a, l, lora_target::q, dln.data(), dq.data(), a.ln1.data(), W.wq.data(), C, Q);
         linear_backward(a, l, lora_target::k, dln.data(), dk.data(), a.ln1.data(), W.wk.data(), C, KV);
         linear_backward(a, l, lora_target::v, dln.data(), dv.data(), a.ln1.data(), W.wv.data(), C, KV);
-        cpu::rmsnorm_backward<T>(dx.data(), nullptr, dln.data(), xs[size_t(l)].data(), W.attn_norm.data(),
-                                 a.rstd1.data(), N, C, norm_offset);
+        cpu::rmsnorm_backward<T>(dx.data(), wgrad ? wgrad->layers[size_t(l)].attn_norm.data() : nullptr, dln.data(),
+                                 xs[size_t(l)].data(), W.attn_norm.data(), a.rstd1.data(), N, C, norm_offset);
     }
 };
 
@@ -587,6 +605,26 @@ template <class T> llama_pass<T>::~llama_pass() = default;
 
 template <class T> void llama_pass<T>::set_checkpointing(bool enabled) { b_->set_checkpointing(enabled); }
 
+template <class T> void llama_pass<T>::set_weight_grads(llama_params<T>* grads) {
+    if (grads) {
+        const llama_params<T>& p = b_->p;
+        bool same = grads->embed.size() == p.embed.size() && grads->final_norm.size() == p.final_norm.size() &&
+                    grads->lm_head.size() == p.lm_head.size() && grads->layers.size() == p.layers.size();
+        for (size_t l = 0; same && l < p.layers.size(); ++l) {
+            const auto &G = grads->layers[l], &W = p.layers[l];
+            same = G.attn_norm.size() == W.attn_norm.size() && G.wq.size() == W.wq.size() &&
+                   G.wk.size() == W.wk.size() && G.wv.size() == W.wv.size() && G.wo.size() == W.wo.size() &&
+                   G.mlp_norm.size() == W.mlp_norm.size() && G.w_gate.size() == W.w_gate.size() &&
+                   G.w_up.size() == W.w_up.size() && G.w_down.size() == W.w_down.size();
+        }
+        if (!same)
+            throw error(error_code::shape_mismatch,
+                        "set_weight_grads: the gradient buffers' shapes differ from the model's weights",
+                        "allocate the gradients with the shapes of the pass's params (a copy of them, zeroed)");
+    }
+    b_->wgrad = grads;
+}
+
 template <class T> void llama_pass<T>::set_dropout(bool enabled, uint64_t seed) {
     b_->dropout_on = enabled;
     b_->dropout_seed = seed;
@@ -612,6 +650,7 @@ T llama_pass<T>::forward(const int* tokens, const int* targets, const int* posit
         s.segments[size_t(i)] = segments ? segments[i] : 0;
     }
     s.use_segments = segments != nullptr;
+    s.x0_given = x0 != nullptr;
 
     // embedding → residual stream x (N, C)
     if (x0) std::copy(x0, x0 + size_t(N) * C, s.xs[0].begin());
@@ -642,10 +681,13 @@ template <class T> void llama_pass<T>::backward() {
     std::vector<T> dlogits(size_t(N) * V, T(0));
     cpu::cross_entropy_backward(dlogits.data(), s.logits.data(), s.targets.data(), N, V, T(1) / T(s.counted));
     std::vector<T> dlnf(nC, T(0));
-    cpu::matmul_backward<T>(dlnf.data(), nullptr, dlogits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
+    llama_params<T>* G = s.wgrad;
+    // the head's gradient: its own tensor, or the embedding's when tied (HF tie_word_embeddings shares one tensor)
+    T* dhead = G ? (G->lm_head.empty() ? G->embed.data() : G->lm_head.data()) : nullptr;
+    cpu::matmul_backward<T>(dlnf.data(), dhead, dlogits.data(), s.lnf.data(), P.lm_head_data(), N, C, V);
     std::vector<T> dx(nC, T(0)); // gradient of the residual stream at the current point
-    cpu::rmsnorm_backward<T>(dx.data(), nullptr, dlnf.data(), s.xs[size_t(s.L)].data(), P.final_norm.data(),
-                             s.rstdf.data(), N, C, s.norm_offset);
+    cpu::rmsnorm_backward<T>(dx.data(), G ? G->final_norm.data() : nullptr, dlnf.data(), s.xs[size_t(s.L)].data(),
+                             P.final_norm.data(), s.rstdf.data(), N, C, s.norm_offset);
 
     for (int l = s.L - 1; l >= 0; --l) {
         // with checkpointing, recompute this layer's activations from its saved input (same inputs, same dropout
@@ -655,6 +697,8 @@ template <class T> void llama_pass<T>::backward() {
     }
     if (s.cfg.embed_scale != 1.0) cpu::scale_inplace(dx.data(), T(float(s.cfg.embed_scale)), long(nC));
     s.dx0 = dx;
+    // the embedding lookup's gradient (only when the tokens were looked up, not given as x0)
+    if (G && !s.x0_given) cpu::embedding_backward(G->embed.data(), dx.data(), s.tokens.data(), N, C);
 }
 
 template <class T> const std::vector<T>& llama_pass<T>::logits() const { return b_->logits; }

@@ -194,6 +194,9 @@ train_config parse_train_config(const std::string& text, const std::string& sour
     opt.finish();
 
     section tr = sub("training");
+    tr.str("mode", c.mode);
+    if (c.mode != "lora" && c.mode != "full")
+        tr.fail("mode", "is \"" + c.mode + "\"", "use \"lora\" (adapters on a frozen base) or \"full\" (every weight)");
     tr.integer("seq_len", c.seq_len, 2, k_max_seq_len);
     tr.integer("micro_batch", c.micro_batch, 1, k_max_batch);
     tr.integer("grad_accum", c.grad_accum, 1, k_max_batch);
@@ -336,7 +339,8 @@ std::string train_config_to_json(const train_config& c) {
                       {"schedule", lr_schedule_name(c.schedule)},
                       {"warmup_steps", c.warmup_steps},
                       {"warmup_ratio", c.warmup_ratio}};
-    j["training"] = {{"seq_len", c.seq_len},
+    j["training"] = {{"mode", c.mode},
+                     {"seq_len", c.seq_len},
                      {"micro_batch", c.micro_batch},
                      {"grad_accum", c.grad_accum},
                      {"max_steps", c.max_steps},

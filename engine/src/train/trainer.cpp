@@ -61,6 +61,11 @@ const optimizer& trainer::optim() const {
 // Everything both create() and resume() rebuild from the config: model, tokenizer, device, data, plan, backend.
 void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>& given_plan) {
     cb_ = cb;
+    if (cfg_.mode == "full")
+        throw error(error_code::config,
+                    "training.mode: \"full\" trains every weight with run_full_training (full_train.h), not the "
+                    "LoRA trainer; a full run is not resumed: its checkpoints are whole models",
+                    "run it with `qlora train --config run.json`, or start a new run from its last checkpoint");
     // The model through model_source: a Hugging Face directory or a GGUF file (weights, tokenizer, chat template).
     const std::unique_ptr<model_source> src = open_model_source(cfg_.model);
     tok_ = src->load_tokenizer();
