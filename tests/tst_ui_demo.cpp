@@ -2,6 +2,7 @@
 #include "testutil.h"
 
 #include "demoassets.h"
+#include "studiocontroller.h"
 
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
@@ -110,6 +111,28 @@ private slots:
         QVERIFY(!demo.extract());
         QVERIFY(demo.modelDir().isEmpty());
         QVERIFY2(demo.errorString().contains(root.path() + "/file/demo"), qPrintable(demo.errorString()));
+    }
+
+    // The studio's demo trains with resources/examples/demo.run.json's settings, the recipe tst_demo_model proves
+    // ends in a story about Pip.
+    void studioDemoUsesTheCommandLineRecipe() {
+        const qls::train_config ref = qls::load_train_config(std::string(QLS_SOURCE_DIR) +
+                                                             "/resources/examples/demo.run.json");
+        const qls::train_config c = StudioController::demoConfig({"m", "t", "v"}, StudioController::k_demoSteps, "/r");
+        QCOMPARE(c.max_steps, ref.max_steps);
+        QCOMPARE(int(c.optimizer), int(ref.optimizer));
+        QCOMPARE(c.learning_rate, ref.learning_rate);
+        QCOMPARE(int(c.schedule), int(ref.schedule));
+        QCOMPARE(c.warmup_steps, ref.warmup_steps);
+        QCOMPARE(c.seq_len, ref.seq_len);
+        QCOMPARE(c.micro_batch, ref.micro_batch);
+        QCOMPARE(c.grad_accum, ref.grad_accum);
+        QCOMPARE(c.lora.rank, ref.lora.rank);
+        QCOMPARE(c.lora.alpha, ref.lora.alpha);
+        QCOMPARE(c.lora.dropout, ref.lora.dropout);
+        QCOMPARE(c.seed, ref.seed);
+        QCOMPARE(c.eval_every, ref.eval_every);
+        QCOMPARE(c.eval_batches, ref.eval_batches);
     }
 
     void engineLoadsTokenizesAndTrains() {

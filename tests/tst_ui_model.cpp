@@ -67,6 +67,12 @@ private slots:
         QCOMPARE(page->field("Family"), QString("llama"));
         QCOMPARE(page->field("Architecture"), QString("llama"));
         QCOMPARE(page->field("Layers"), QString("30"));
+        QCOMPARE(page->field("Specifics"), QString("tied LM head"));
+        QCOMPARE(page->field("LoRA targets"), QString("q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"));
+        bool named = false; // the controller hands the family's module names to the Training page
+        for (QCheckBox* cb : w.trainingPage()->findChildren<QCheckBox*>())
+            if (cb->toolTip().contains("gate_proj")) named = cb->toolTip().contains("llama family");
+        QVERIFY(named);
         const QString tok = page->field("Tokenizer");
         QVERIFY2(tok.contains("GGUF") && tok.contains("49152 tokens") && tok.contains("BOS 1") && tok.contains("EOS 2"),
                  qPrintable(tok));
@@ -117,12 +123,14 @@ private slots:
         QCOMPARE(w.modelPage()->field("LoRA targets"),
                  QString("q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj"));
         w.trainingPage()->setModelLimits(cfg);
+        w.trainingPage()->setTargetNames(info.loraTargets, info.family);
         bool named = false;
         for (QCheckBox* cb : w.trainingPage()->findChildren<QCheckBox*>())
             if (cb->toolTip().contains("gate_proj")) named = cb->toolTip().contains(info.family);
         QVERIFY(named);
         // a LLaMA-2 layout says so instead of an empty row
-        const qls::model_config llama = qls::load_model_config(testutil::model_dir() + "/config.json");
+        qls::model_config llama = qls::load_model_config(testutil::model_dir() + "/config.json");
+        llama.tie_word_embeddings = false; // stories260K ties its head; Llama 2 does not
         info.specifics.clear();
         for (const std::string& x : qls::family_specifics(llama)) info.specifics << QString::fromStdString(x);
         w.modelPage()->showModel(info);

@@ -1,8 +1,6 @@
 // TrainingPage: the hyperparameter form; every field is checked by the engine's validate_train_config and presets go through its JSON parser.
 #include "trainingpage.h"
 
-#include "qls/architecture.h"
-
 #include "qls/error.h"
 #include "qls/memory_plan.h"
 #include "qls/train_config.h"
@@ -436,19 +434,19 @@ QString TrainingPage::checkField(const Field& f) const {
 
 void TrainingPage::setModelLimits(const std::optional<qls::model_config>& model) {
     m_model = model;
-    // the module names the chosen model's family gives its projections (what a PEFT adapter's target_modules lists)
-    std::vector<std::string> names;
-    if (model) names = qls::peft_target_modules(qls::architecture_for(*model));
-    for (int i = 0; i < int(m_targets.size()); ++i) {
-        const QString name = i < int(names.size()) ? QString::fromStdString(names[size_t(i)])
-                                                   : QString::fromLatin1(qls::lora_target_name(qls::lora_target(i)));
-        m_targets[size_t(i)]->setToolTip(model ? tr("Put an adapter on every layer's %1 (this %2 model's name for it)")
-                                                     .arg(name,
-                                                          QString::fromStdString(qls::architecture_for(*model).family))
-                                               : tr("Put an adapter on every layer's %1").arg(name));
-    }
     validate();
     emit changed();
+}
+
+void TrainingPage::setTargetNames(const QStringList& names, const QString& family) {
+    for (int i = 0; i < int(m_targets.size()); ++i) {
+        const QString name = i < names.size() ? names[i]
+                                              : QString::fromLatin1(qls::lora_target_name(qls::lora_target(i)));
+        m_targets[size_t(i)]->setToolTip(
+            family.isEmpty()
+                ? tr("Put an adapter on every layer's %1").arg(name)
+                : tr("Put an adapter on every layer's %1 (the %2 family's name for it)").arg(name, family));
+    }
 }
 
 void TrainingPage::setRunActive(bool active) { m_runNote->setVisible(active); }

@@ -54,6 +54,9 @@ public:
     // The chosen model's limits the settings are checked against as they are typed (the sequence length against the
     // context); nullopt: no model, only the engine's own rules.
     void setModelLimits(const std::optional<qls::model_config>& model);
+    // The loaded model's module names for the seven projections (ModelInfo::loraTargets, in lora_target order) and
+    // its family, for the target checkboxes' tooltips; empty: the LLaMA names.
+    void setTargetNames(const QStringList& names, const QString& family);
     // The training data's size (the Dataset page's analysis: examples, tokens after truncation to the sequence
     // length); the page then says how much of the data the steps cover, and warns when a step needs more rows than
     // the data has or the steps go over it many times. 0, 0: no data known.

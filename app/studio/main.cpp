@@ -45,7 +45,10 @@ int main(int argc, char** argv) {
                                 "after the demo run ends with --demo, else once the model is loaded.",
                                 "dir");
     QCommandLineOption themeOpt("theme", "The palette: system (default), light or dark.", "scheme", "system");
-    QCommandLineOption stepsOpt("run-steps", "With --demo: train this many steps (default 60).", "N", "60");
+    QCommandLineOption stepsOpt("run-steps",
+                                "With --demo: train this many steps (default " +
+                                    QString::number(StudioController::k_demoSteps) + ").",
+                                "N", QString::number(StudioController::k_demoSteps));
     QCommandLineOption shotOpt("screenshot",
                                "Save a screenshot of the window to FILE, then exit: after the demo run ends with "
                                "--demo, else once the model is loaded.",

@@ -85,6 +85,7 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
         }
         m_window->state()->setModelLoaded(info.dir, m_modelConfig);
         training->setModelLimits(m_modelConfig); // the settings are checked against this model from now on
+        training->setTargetNames(info.loraTargets, info.family);
         m_window->monitorPage()->clearStaleStatus();
         syncPlan();
     });
@@ -94,6 +95,7 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
         m_modelConfig.reset();
         plan->clearModel();
         training->setModelLimits(std::nullopt);
+        training->setTargetNames({}, {});
         m_window->state()->setModelFailed(message);
     });
     // the adapter side: loaded from Runs → Playground and after a run finishes; dropped when another base loads
@@ -149,7 +151,7 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     connect(m_session, &TrainingSession::started, runs, &RunsPage::refresh);
     connect(m_session, &TrainingSession::finished, runs, &RunsPage::refresh);
     connect(m_session, &TrainingSession::failed, runs, &RunsPage::refresh);
-    connect(window, &MainWindow::demoRequested, this, [this] { startDemo(60); });
+    connect(window, &MainWindow::demoRequested, this, [this] { startDemo(k_demoSteps); });
 
     // ---- past runs -------------------------------------------------------------------------------------------------
     connect(runs, &RunsPage::openRequested, this, &StudioController::openRun);
@@ -211,7 +213,7 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
         if (key == m_demoKey && m_demoKey != 0) {
             DemoPaths paths;
             if (demoPaths(&paths, nullptr))
-                m_window->setDemoEstimate(estimateRunSeconds(demoConfig(paths, 60, {}), micro, update));
+                m_window->setDemoEstimate(estimateRunSeconds(demoConfig(paths, k_demoSteps, {}), micro, update));
             return;
         }
         if (key != m_estimateKey || !m_estimateConfig) return;
@@ -254,7 +256,7 @@ void StudioController::measureDemo() {
     if (!m_window->demoOffered()) return;
     DemoPaths paths;
     if (!demoPaths(&paths, nullptr)) return;
-    const qls::train_config c = demoConfig(paths, 60, {});
+    const qls::train_config c = demoConfig(paths, k_demoSteps, {});
     const quint64 key = m_demoKey = ++m_estimateKey;
     QMetaObject::invokeMethod(
         m_worker, [w = m_worker, c, key] { w->measureStep(QString::fromStdString(c.model), c, key); },
@@ -459,16 +461,18 @@ qls::train_config StudioController::demoConfig(const DemoPaths& paths, int steps
     c.lora.rank = 8;
     c.lora.alpha = 16;
     c.lora.dropout = 0.0f;
-    c.optimizer = qls::optimizer_kind::paged_adamw_8bit;
-    c.learning_rate = 3e-3f;
-    c.schedule = qls::lr_schedule::cosine;
-    c.warmup_steps = std::min(4, steps / 10);
+    // resources/examples/demo.run.json's settings (the recipe whose greedy story mentions Pip after 40 steps,
+    // tests/tst_demo_model.cpp): fp32 AdamW at a constant 0.01, no warm-up
+    c.optimizer = qls::optimizer_kind::adamw_32bit;
+    c.learning_rate = 0.01f;
+    c.schedule = qls::lr_schedule::constant;
+    c.warmup_steps = 0;
     c.seq_len = 128;
     c.micro_batch = 4;
     c.grad_accum = 1;
     c.max_steps = steps;
-    c.eval_every = std::max(1, steps / 5);
-    c.eval_batches = 4;
+    c.eval_every = std::max(1, steps / 4);
+    c.eval_batches = 8;
     c.checkpoint_every = 0;
     c.gradient_checkpointing = false;
     c.seed = 42;

@@ -53,6 +53,7 @@ public:
         QString validation;
     };
     static bool demoPaths(DemoPaths* paths, QString* error);
+    static constexpr int k_demoSteps = 40; // as resources/examples/demo.run.json
     static qls::train_config demoConfig(const DemoPaths& paths, int steps, const QString& runsDir);
     void startDemo(int steps);
     // The time a CPU run of this configuration should take when one micro-batch takes microSeconds and one optimizer
