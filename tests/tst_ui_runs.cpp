@@ -163,7 +163,7 @@ private slots:
         const qls::train_config& cfg = *fake.lastConfig;
         QVERIFY(QFileInfo::exists(QString::fromStdString(cfg.model) + "/config.json"));
         QVERIFY(QFileInfo::exists(QString::fromStdString(cfg.train_file)));
-        QCOMPARE(cfg.max_steps, int64_t(60));
+        QCOMPARE(cfg.max_steps, int64_t(40)); // resources/examples/demo.run.json's recipe
         QCOMPARE(QDir(QString::fromStdString(cfg.runs_dir)).absolutePath(), QDir(runs.path()).absolutePath());
         QCOMPARE(w.currentPage(), MainWindow::Page::Monitor);
         // the demo model is loaded on the Model page too, and the offer goes away

@@ -86,7 +86,7 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_state(new Studi
     addPage(Page::Training, m_trainingPage, tr("Training"), tr("LoRA, optimizer, schedule, batch and device settings"));
     addPage(Page::Plan, m_planPage, tr("Plan"), tr("Whether the run fits in memory, and why, before it starts"));
     addPage(Page::Monitor, m_monitorPage, tr("Monitor"), tr("Start, pause and stop the run; live charts"));
-    addPage(Page::Export, m_exportPage, tr("Export"), tr("Save a checkpoint as a PEFT adapter or a merged model"));
+    addPage(Page::Export, m_exportPage, tr("Export"), tr("Save a checkpoint as a PEFT adapter, a merged model or GGUF for llama.cpp and Ollama"));
     addPage(Page::Playground, m_playgroundPage, tr("Playground"), tr("Generate text with the model"));
     addPage(Page::Runs, m_runsPage, tr("Runs"), tr("Past runs: reopen, resume, export, try"));
     connect(m_nav, &QListWidget::currentRowChanged, m_stack, &QStackedWidget::setCurrentIndex);

@@ -148,7 +148,7 @@ RunsPage::RunsPage(QWidget* parent) : QWidget(parent) {
     m_resume->setToolTip(
         tr("Continue training this run from its newest checkpoint (same data order, optimizer state and step)"));
     m_export = new QPushButton(tr("Export…"), this);
-    m_export->setToolTip(tr("Export the newest checkpoint as a PEFT adapter or a merged model"));
+    m_export->setToolTip(tr("Export the chosen checkpoint (PEFT adapter, merged model or GGUF)"));
     m_playground = new QPushButton(tr("Playground"), this);
     m_playground->setToolTip(tr("Generate text with the run's model and the chosen checkpoint's adapter"));
     m_delete = new QPushButton(tr("Delete…"), this);
