@@ -17,9 +17,13 @@ VENV=$BUILD/llamacpp-venv
 if ! "$VENV/bin/python" -c "import llama_cpp, gguf, numpy" 2>/dev/null; then
     echo "creating $VENV (once)"
     rm -rf "$VENV"
-    python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q numpy typing-extensions diskcache jinja2 gguf
-    "$VENV/bin/pip" install -q --no-deps "$WHEEL"
+    if ! python3 -m venv "$VENV" || ! "$VENV/bin/pip" install -q numpy typing-extensions diskcache jinja2 gguf ||
+        ! "$VENV/bin/pip" install -q --no-deps "$WHEEL"; then
+        echo "SKIP: could not make the oracle's venv in $VENV (python3-venv and PyPI are needed for numpy and gguf);" \
+             "the llama.cpp oracle did not run"
+        rm -rf "$VENV"
+        exit 77
+    fi
 fi
 exec "$VENV/bin/python" "$SRC/tests/oracles/llama_cpp_gguf_check.py" --qlora "$QLORA" --src "$SRC" \
     --shared "$SHARED" --work "$BUILD/llamacpp-oracle"
