@@ -441,7 +441,9 @@ int first_byte(const std::string& path) {
         if (first_chunk && n >= 3 && std::memcmp(buf, "\xEF\xBB\xBF", 3) == 0) i = 3;
         first_chunk = false;
         for (; i < n; ++i)
-            if (!std::strchr(" \t\r\n\f\v", buf[i])) return static_cast<unsigned char>(buf[i]);
+            // JSON's whitespace only (RFC 8259 §2), as array_scanner skips it; a NUL is a byte like any other
+            if (buf[i] != ' ' && buf[i] != '\t' && buf[i] != '\r' && buf[i] != '\n')
+                return static_cast<unsigned char>(buf[i]);
     }
     return -1;
 }
