@@ -6,7 +6,9 @@
 # Usage: packaging/gpu/run-real-size.sh QLORA WORKDIR PEERS_DIR [SHAPE[-bnb]]   (PEERS_DIR holds hf_load_peer.py, rss.py)
 #   SHAPE-bnb (e.g. 65b-bnb) writes the pre-quantized bitsandbytes NF4 variant. Env: QLS_RS_BUDGET (GiB, passed as
 #   device.budget_gib; empty: none), QLS_RS_GENERATE (1: generation, ours and the peer's; default 1),
-#   QLS_RS_PEER (1: the peer's load; default 1), QLS_RS_KEEP (1: keep the checkpoint; default 0, the disk is small).
+#   QLS_RS_PEER (1: the peer's load; default 1), QLS_RS_KEEP (1: keep the checkpoint; default 0, the disk is small),
+#   QLS_RS_EXPORT (1: `qlora export --format merged` of the trained run under rss.py, then the merged folder loaded in
+#   transformers beside our CPU logits, check-merged-in-transformers.py; default 0).
 set -uo pipefail
 qlora="$1"; work="$2"; peers="$3"; shape="${4:-7b}"
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -38,6 +40,14 @@ if [ "${QLS_RS_GENERATE:-1}" = 1 ]; then
     2>&1 >/dev/null | tail -3
   echo "== peer: generation"
   python3 "$here/packaging/gpu/peer-generate.py" "$ckpt" 128 2>&1 | grep PEER
+fi
+if [ "${QLS_RS_EXPORT:-0}" = 1 ]; then
+  run_dir="$(ls -d "$work"/runs/*/ 2>/dev/null | head -1)"
+  echo "== ours: merged export of $run_dir"
+  python3 "$peers/rss.py" "$qlora" export "$run_dir" --format merged --out "$work/merged" --force 2>&1 | tail -4
+  echo "== transformers loads the merged export"
+  python3 "$here/packaging/gpu/check-merged-in-transformers.py" "$qlora" "$work/merged" 2>&1 | tail -3
+  rm -rf "$work/merged"
 fi
 [ "${QLS_RS_KEEP:-0}" = 1 ] || rm -rf "$ckpt"
 echo "total ${SECONDS}s"
