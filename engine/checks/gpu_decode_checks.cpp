@@ -1,5 +1,6 @@
 // `qlora check-gpu` rows for the GPU quantizer and GPU generation: gpu_nf4_quantizer against nf4_quantize byte for
 // byte, the decoding GEMVs against the CPU matmul, and greedy tokens of the CUDA decoder against the CPU decoder.
+#include "gpu_check_parts.h"
 #include "qls/gpu_checks.h"
 
 #include "backends/cpu/ops.h"
@@ -179,10 +180,12 @@ int argmax(const std::vector<float>& v) {
     return best;
 }
 
+} // namespace
+
 // Greedy decoding on the CPU, the GPU fed the CPU's tokens (teacher forcing), `n` new tokens: the token each picks
 // at every step, and at a disagreement the CPU's logit margin between the two picks.
-std::vector<gpu_check_row> compare_decoders(decoder& cpu, decoder& gpu, const std::vector<int>& prompt, int n,
-                                            const std::string& label) {
+std::vector<gpu_check_row> gpu_compare_decoders(decoder& cpu, decoder& gpu, const std::vector<int>& prompt, int n,
+                                                const std::string& label) {
     cpu.reset(int(prompt.size()) + n);
     gpu.reset(int(prompt.size()) + n);
     const std::vector<float>* lc = nullptr;
@@ -232,8 +235,6 @@ std::vector<gpu_check_row> compare_decoders(decoder& cpu, decoder& gpu, const st
     l.passed = std::isfinite(l.max_rel_error) && l.max_rel_error <= l.tolerance;
     return {g, l};
 }
-
-} // namespace
 
 std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed) {
     const gpu_probe p = probe_gpu();
@@ -328,12 +329,12 @@ std::vector<gpu_check_row> run_gpu_generate_check(const std::string& model_dir, 
     {
         auto c = make_cpu_decoder(model);
         auto g = make_cuda_decoder(gpu_model, nullptr, p.index);
-        for (const gpu_check_row& r : compare_decoders(*c, *g, prompt, n, name)) rows.push_back(r);
+        for (const gpu_check_row& r : gpu_compare_decoders(*c, *g, prompt, n, name)) rows.push_back(r);
     }
     {
         auto c = make_cpu_decoder(model, &adapter);               // merged into a copy of the f32 weights
         auto g = make_cuda_decoder(gpu_model, &adapter, p.index); // applied beside the NF4 GEMVs
-        for (const gpu_check_row& r : compare_decoders(*c, *g, prompt, n, name + " +lora r8")) rows.push_back(r);
+        for (const gpu_check_row& r : gpu_compare_decoders(*c, *g, prompt, n, name + " +lora r8")) rows.push_back(r);
     }
     {
         // A model loaded unquantized (f32 projections only): the decoder quantizes it on the GPU, so it must decode
