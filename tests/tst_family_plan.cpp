@@ -48,6 +48,12 @@ const plan_item* find_item(const memory_plan& p, plan_item_id id, lora_target t 
     return nullptr;
 }
 
+uint64_t host_bytes(const memory_plan& p, const std::string& name) {
+    for (const host_item& h : p.host.items)
+        if (h.name == name) return h.bytes;
+    return 0;
+}
+
 } // namespace
 
 class tst_family_plan : public QObject {
@@ -78,6 +84,8 @@ private slots:
             QVERIFY(!find_item(p, plan_item_id::q_norm_weight) && !find_item(p, plan_item_id::ws_post_norm));
             QCOMPARE(p.peak_bytes() - base.peak_bytes(), uint64_t(L * (Q + 2 * KV) * 2));
             QCOMPARE(p.items.size(), base.items.size() + 3);
+            // the host keeps them in f32 beside the NF4 projections until the upload
+            QCOMPARE(host_bytes(p, "frozen_f32") - host_bytes(base, "frozen_f32"), uint64_t(L * (Q + 2 * KV) * 4));
         }
         // the published Qwen2.5-7B shape (`qlora plan --shape qwen2.5-7b`) counts its 28 layers' biases
         const memory_plan q7 = make_memory_plan(shape_config("qwen2.5-7b"), settings(1, 2048));
@@ -108,6 +116,7 @@ private slots:
                                                    2 * (N * C * 2 + N * 4));                           // post norms
             const uint64_t ws = uint64_t(N * C * 2) + uint64_t(HS / 2) * 4;
             QCOMPARE(p.peak_bytes() - base.peak_bytes(), frozen + acts + ws);
+            QCOMPARE(host_bytes(p, "frozen_f32") - host_bytes(base, "frozen_f32"), frozen * 2);
             const plan_item* qn = find_item(p, plan_item_id::q_norm_weight);
             QVERIFY(qn);
             QCOMPARE(QString::fromStdString(qn->name), QString("model.layers.*.self_attn.q_norm.weight"));

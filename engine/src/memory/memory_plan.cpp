@@ -788,8 +788,15 @@ void plan_host(memory_plan& p) {
         const linear_shape d = linear_dims(c, t);
         largest = std::max(largest, uint64_t(d.in) * uint64_t(d.out));
     }
-    const uint64_t frozen_f32 = (V * C * (c.tie_word_embeddings ? 1 : 2) + (2 * L + 1) * C) *
-                                sizeof(float); // embed, lm_head, norms
+    // the newer families' frozen tensors per layer (llama_layer_params): biases (out), q/k norms (HS), post norms (C)
+    const architecture& arch = architecture_for(c);
+    uint64_t family_per_layer = 0;
+    for (lora_target t : arch.projections)
+        if (projection_has_bias(c, t)) family_per_layer += uint64_t(linear_dims(c, t).out);
+    if (arch.qk_norm) family_per_layer += 2 * uint64_t(c.head_dim);
+    if (arch.sandwich_norms) family_per_layer += 2 * C;
+    const uint64_t frozen_f32 = (V * C * (c.tie_word_embeddings ? 1 : 2) + (2 * L + 1) * C + L * family_per_layer) *
+                                sizeof(float); // embed, lm_head, norms, biases
     if (cpu) {
         const uint64_t params = uint64_t(c.parameter_count());
         add_host_item(h, "cpu_model", "model weights in f32 (CPU backend)", params * sizeof(float),
@@ -829,7 +836,11 @@ void plan_host(memory_plan& p) {
         add_host_item(h, "nf4_model", "NF4 projections kept for the upload", nf4_bytes,
                       "the quantized projections (model.nf4) the CUDA backend uploads; no f32 copy is kept");
         add_host_item(h, "frozen_f32", "embeddings, LM head and norms in f32", frozen_f32,
-                      "(V*C" + std::string(c.tie_word_embeddings ? "" : " x 2") + " + (2L+1)*C) x 4 bytes");
+                      "(V*C" + std::string(c.tie_word_embeddings ? "" : " x 2") + " + (2L+1)*C" +
+                          (family_per_layer
+                               ? " + L*" + std::to_string(family_per_layer) + " (biases, q/k and post norms)"
+                               : std::string()) +
+                          ") x 4 bytes");
         add_host_item(h, "runtime", "CUDA runtime, driver and libraries (estimate)", host_runtime_cuda,
                       "estimate: 1 GiB of host allocations for a CUDA context with cuBLAS");
     }

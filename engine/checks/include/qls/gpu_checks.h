@@ -31,7 +31,8 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
 
 // The GPU quantizer and the decoding kernels on fresh random inputs: gpu_nf4_quantizer against nf4_quantize byte for
 // byte (fp32 and bf16 input, odd sizes, partial blocks, an all-zero block, a NaN, values on the NF4 thresholds), the
-// fused NF4 GEMV and the bf16/fp32 GEMVs against cpu::matmul_forward (tolerance 1e-4 relative).
+// fused NF4 GEMV and the bf16/fp32 GEMVs against cpu::matmul_forward (tolerance 1e-4 relative); the newer families'
+// decode ops (per-head RMSNorm, GeGLU, bias add and scale, windowed and scaled attention) against the CPU's (1e-5).
 std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed);
 
 // GPU generation on the model in `model_dir` (NF4, as the CUDA path loads it: no f32 projections): the loader with
