@@ -173,7 +173,9 @@ gpu_check_row check_rmsnorm(int N, int C, std::mt19937_64& rng) {
 // RMSNorm backward (dinp only, written with =), bf16 in/out with fp32 math, against the fp32 CPU op (dinp zeroed
 // first, since the CPU op accumulates) on the same bf16-rounded dout, inp, weight and the same fp32 rstd.
 // Tolerance 2^-8: the output is rounded to bf16 (<= 2^-9 of each value); the fp32 row sum adds ~1e-6 at most.
-gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng) {
+// in_place: dinp is dout's buffer, as the CUDA step's per-head q/k norm backward calls it (each warp reads its row's
+// dout for the dot product before any lane writes).
+gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng, bool in_place = false) {
     const size_t nc = static_cast<size_t>(N) * C;
     std::vector<uint16_t> xb, wb, db;
     std::vector<float> x, wt, dy;
@@ -184,9 +186,11 @@ gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng) {
     cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), wt.data(), N, C, 1e-5f);
     cpu::rmsnorm_backward(cpu.data(), static_cast<float*>(nullptr), dy.data(), x.data(), wt.data(), rstd.data(), N, C);
     dbuf dx = upload(xb), dw = upload(wb), ddy = upload(db), drstd = upload(rstd), ddinp(nc * 2);
-    qls_kernels::rmsnorm_backward(ddinp.as<__nv_bfloat16>(), ddy.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
+    const dbuf& result = in_place ? ddy : ddinp;
+    qls_kernels::rmsnorm_backward(result.as<__nv_bfloat16>(), ddy.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
                                   dw.as<__nv_bfloat16>(), drstd.as<float>(), N, C, nullptr);
-    return compare_bf16("rmsnorm_backward", shape_str({N, C}), 1.0 / 256.0, ddinp, cpu);
+    return compare_bf16(in_place ? "rmsnorm_backward in place" : "rmsnorm_backward", shape_str({N, C}), 1.0 / 256.0,
+                        result, cpu);
 }
 
 // SwiGLU forward and backward on (N, H), bf16 in/out with fp32 math, against the fp32 CPU ops on the same
@@ -804,6 +808,10 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
         for (auto [m, n, k] : {std::tuple<int, int, int>{7, 33, 100}, {256, 64, 4096}, {128, 4096, 4096}})
             for (const gpu_check_row& r : check_gemm(m, n, k, rng)) rows.push_back(r);
         for (size_t n : adamw_check_sizes) rows.push_back(check_adamw_8bit(n, rng));
+        // the per-head q/k norm backward as the CUDA step calls it, in place over N*NH rows of HS: the tiny family
+        // models' HS 8, Qwen3's 128
+        for (auto [n, c] : {std::pair<int, int>{64 * 4, 8}, {2048 * 8, 128}})
+            rows.push_back(check_rmsnorm_backward(n, c, rng, true));
     } catch (const qls_kernels::cuda_failure& e) {
         throw error(error_code::device, e.what(),
                     "check the driver (nvidia-smi) and that no other process holds the GPU");
