@@ -14,7 +14,10 @@
 #include "qls_kernels/attention.h" // defines: attention_max_head_size
 
 #include <algorithm>
+#include <cstdio>
 #include <filesystem>
+#include <functional>
+#include <limits>
 #include <random>
 
 namespace qls {
@@ -59,6 +62,23 @@ llama_model training_model(const llama_model& fixture, uint64_t seed, std::strin
     return m;
 }
 
+// Runs one part of a family's rows; an error there (a refusal, a device failure) becomes one failed row naming the
+// family, the part and the message, so the other families' rows still print.
+void guarded(std::vector<gpu_check_row>& rows, const std::string& name, const char* part,
+             const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const std::exception& e) {
+        std::printf("  %s: %s failed: %s\n", name.c_str(), part, e.what());
+        gpu_check_row r;
+        r.op = part;
+        r.shape = name + ": " + e.what();
+        r.max_abs_error = r.max_rel_error = std::numeric_limits<double>::infinity();
+        r.passed = false;
+        rows.push_back(r);
+    }
+}
+
 } // namespace
 
 std::string default_families_dir() {
@@ -85,55 +105,60 @@ std::vector<gpu_check_row> run_gpu_family_checks(const std::string& families_dir
 
     std::vector<gpu_check_row> rows;
     for (const std::string& dir : dirs) {
-        const hf_checkpoint ckpt = hf_checkpoint::open(dir);
-        llama_load_options lo;
-        lo.quantize_nf4 = true;
-        lo.double_quant = true;
-        const llama_model model = llama_model::load(ckpt, lo); // params hold the exact NF4 dequantization
-        const model_config& c = model.config;
         const std::string name = fs::path(dir).filename().string();
-        std::mt19937_64 rng(seed ^ std::hash<std::string>{}(name));
-        std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
+        guarded(rows, name, "family load", [&] {
+            const hf_checkpoint ckpt = hf_checkpoint::open(dir);
+            llama_load_options lo;
+            lo.quantize_nf4 = true;
+            lo.double_quant = true;
+            const llama_model model = llama_model::load(ckpt, lo); // params hold the exact NF4 dequantization
+            const model_config& c = model.config;
+            std::mt19937_64 rng(seed ^ std::hash<std::string>{}(name));
+            std::uniform_int_distribution<int> tok(0, c.vocab_size - 1);
 
-        // Greedy generation, the fixture's own weights: the CUDA decoder (NF4 only, no f32 projections) beside the
-        // CPU decoder, without and with a rank-8 adapter part-way through training (B drawn: B = 0 hides the path).
-        {
-            llama_model gpu_model = model;
-            for (int l = 0; l < c.num_layers; ++l)
-                for (lora_target t : all_lora_targets()) std::vector<float>().swap(gpu_model.projection(l, t));
-            std::vector<int> prompt(6);
-            for (int& id : prompt) id = tok(rng);
-            // the prompt and every new token inside the model's context (64 positions for the fixtures), and past
-            // Gemma 3's sliding window of 4
-            const int n = std::max(1, std::min(24, c.max_position_embeddings - int(prompt.size())));
-            lora_config lc;
-            lc.rank = 8;
-            lc.alpha = 16.0f;
-            lora_weights<float> adapter = lora_init(c, lc, seed);
-            std::normal_distribution<float> nd(0.0f, 0.05f);
-            for (auto& layer : adapter.layers)
-                for (auto& ad : layer)
-                    for (float& b : ad.b) b = nd(rng);
-            {
-                auto cd = make_cpu_decoder(model);
-                auto gd = make_cuda_decoder(gpu_model, nullptr, p.index);
-                for (const gpu_check_row& r : gpu_compare_decoders(*cd, *gd, prompt, n, name)) rows.push_back(r);
-            }
-            {
-                auto cd = make_cpu_decoder(model, &adapter);
-                auto gd = make_cuda_decoder(gpu_model, &adapter, p.index);
-                for (const gpu_check_row& r : gpu_compare_decoders(*cd, *gd, prompt, n, name + " +lora"))
+            // Greedy generation, the fixture's own weights: the CUDA decoder (NF4 only, no f32 projections) beside the
+            // CPU decoder, without and with a rank-8 adapter part-way through training (B drawn: B = 0 hides the path).
+            guarded(rows, name, "family generate", [&] {
+                llama_model gpu_model = model;
+                for (int l = 0; l < c.num_layers; ++l)
+                    for (lora_target t : all_lora_targets()) std::vector<float>().swap(gpu_model.projection(l, t));
+                std::vector<int> prompt(6);
+                for (int& id : prompt) id = tok(rng);
+                // the prompt and every new token inside the model's context (64 positions for the fixtures), and past
+                // Gemma 3's sliding window of 4
+                const int n = std::max(1, std::min(24, c.max_position_embeddings - int(prompt.size())));
+                lora_config lc;
+                lc.rank = 8;
+                lc.alpha = 16.0f;
+                lora_weights<float> adapter = lora_init(c, lc, seed);
+                std::normal_distribution<float> nd(0.0f, 0.05f);
+                for (auto& layer : adapter.layers)
+                    for (auto& ad : layer)
+                        for (float& b : ad.b) b = nd(rng);
+                {
+                    auto cd = make_cpu_decoder(model);
+                    auto gd = make_cuda_decoder(gpu_model, nullptr, p.index);
+                    for (const gpu_check_row& r : gpu_compare_decoders(*cd, *gd, prompt, n, name)) rows.push_back(r);
+                }
+                {
+                    auto cd = make_cpu_decoder(model, &adapter);
+                    auto gd = make_cuda_decoder(gpu_model, &adapter, p.index);
+                    for (const gpu_check_row& r : gpu_compare_decoders(*cd, *gd, prompt, n, name + " +lora"))
+                        rows.push_back(r);
+                }
+            });
+
+            // The fine-tune: B 2 x T 32 windows of random token ids (T past the sliding window), `steps` steps.
+            guarded(rows, name, "family finetune", [&] {
+                std::string label = name;
+                const llama_model tm = training_model(model, seed, label);
+                const int B = 2, T = std::min(32, c.max_position_embeddings);
+                std::vector<int> ids(size_t(B) * T * size_t(std::max(1, steps)) + size_t(T) + 2);
+                for (int& id : ids) id = tok(rng);
+                for (const gpu_check_row& r : gpu_finetune_rows(tm, ids, B, T, steps, seed, label, p.index))
                     rows.push_back(r);
-            }
-        }
-
-        // The fine-tune: B 2 x T 32 windows of random token ids (T past the sliding window), `steps` steps.
-        std::string label = name;
-        const llama_model tm = training_model(model, seed, label);
-        const int B = 2, T = std::min(32, c.max_position_embeddings);
-        std::vector<int> ids(size_t(B) * T * size_t(std::max(1, steps)) + size_t(T) + 2);
-        for (int& id : ids) id = tok(rng);
-        for (const gpu_check_row& r : gpu_finetune_rows(tm, ids, B, T, steps, seed, label, p.index)) rows.push_back(r);
+            });
+        });
     }
     return rows;
 }
