@@ -8,6 +8,7 @@
 #include "qls/device.h" // defines: choose_train_device, gpu_probe
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
+#include "qls/run_plan.h" // defines: plan_matches
 
 #include <QtTest>
 
@@ -84,6 +85,9 @@ private slots:
             QVERIFY(!find_item(p, plan_item_id::q_norm_weight) && !find_item(p, plan_item_id::ws_post_norm));
             QCOMPARE(p.peak_bytes() - base.peak_bytes(), uint64_t(L * (Q + 2 * KV) * 2));
             QCOMPARE(p.items.size(), base.items.size() + 3);
+            // a plan is reused only for a model with the same layer tensors (the CUDA arena is carved from it)
+            QVERIFY(plan_matches(p, c, s));
+            QVERIFY(!plan_matches(p, as_llama(c), s) && !plan_matches(base, c, s));
             // the host keeps them in f32 beside the NF4 projections until the upload
             QCOMPARE(host_bytes(p, "frozen_f32") - host_bytes(base, "frozen_f32"), uint64_t(L * (Q + 2 * KV) * 4));
         }

@@ -23,6 +23,9 @@ void check_plan_matches(const memory_plan& p, const model_config& c, const gpu_t
         pc.num_layers != c.num_layers || pc.num_heads != c.num_heads || pc.num_kv_heads != c.num_kv_heads ||
         pc.head_dim != c.head_dim || pc.vocab_size != c.vocab_size || pc.tie_word_embeddings != c.tie_word_embeddings)
         what = "the model's dimensions";
+    else if (pc.model_type != c.model_type || pc.qkv_bias != c.qkv_bias || pc.o_bias != c.o_bias ||
+             pc.mlp_bias != c.mlp_bias || pc.has_local_rope != c.has_local_rope || pc.any_sliding() != c.any_sliding())
+        what = "the model's family or layer tensors"; // biases, q/k and post norms are plan items
     else if (s.batch != o.batch) what = "batch";
     else if (s.seq != o.seq) what = "seq";
     else if (s.lora.rank != o.lora.rank) what = "rank";
