@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 
 namespace qlora_cli {
 
@@ -18,7 +19,7 @@ int cmd_devices(int argc, char** argv) {
 }
 
 int cmd_check_gpu(int argc, char** argv) {
-    args a(argc, argv, 2, {"seed", "model", "text", "finetune-steps"}, {});
+    args a(argc, argv, 2, {"seed", "model", "text", "finetune-steps", "families"}, {"no-families"});
     if (a.has("model") != a.has("text"))
         throw usage_error("--model DIR and --text FILE go together: the fine-tune check trains DIR on windows of FILE");
     const uint64_t seed = a.has("seed") ? uint64_t(a.get_int64("seed", 0))
@@ -34,6 +35,14 @@ int cmd_check_gpu(int argc, char** argv) {
         const int steps = a.get_int("finetune-steps", 20);
         if (steps < 1) throw usage_error("--finetune-steps must be at least 1");
         for (auto& r : qls::run_gpu_finetune_check(*a.get("model"), *a.get("text"), steps, seed)) rows.push_back(r);
+    }
+    // the newer families (tests/data/families of the source tree unless --families says otherwise)
+    if (!a.has("no-families")) {
+        const std::string dir = a.has("families") ? *a.get("families") : qls::default_families_dir();
+        if (dir.empty() || (!a.has("families") && !std::filesystem::is_directory(dir)))
+            std::printf("family rows skipped: no family models at '%s' (pass --families DIR)\n\n", dir.c_str());
+        else
+            for (auto& r : qls::run_gpu_family_checks(dir, 5, seed)) rows.push_back(r);
     }
     std::printf("%-18s %-26s %12s %12s %10s  %s\n", "op", "shape", "max |err|", "rel err", "tolerance", "result");
     int failed = 0;

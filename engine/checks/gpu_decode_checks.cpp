@@ -1,5 +1,6 @@
 // `qlora check-gpu` rows for the GPU quantizer and GPU generation: gpu_nf4_quantizer against nf4_quantize byte for
 // byte, the decoding GEMVs against the CPU matmul, and greedy tokens of the CUDA decoder against the CPU decoder.
+#include "gpu_check_parts.h"
 #include "qls/gpu_checks.h"
 
 #include "backends/cpu/ops.h"
@@ -172,6 +173,106 @@ std::vector<gpu_check_row> check_dense_gemv(int rows, int cols, std::mt19937_64&
     return {a, b};
 }
 
+// The decoder's ops of the newer families (fp32, decode.h) against the CPU ops: the per-head RMSNorm with (1 + w)
+// weights (one block per head, in place as the decoder calls it), GeGLU, the bias/residual add and the embedding
+// scale, and attention over a KV cache limited to a sliding window with Gemma's query_pre_attn_scalar^-0.5 scale (the
+// CPU decoder's loop, llama.cpp llama_decoder::step, in double here). Tolerance 1e-5 relative: double math on both
+// sides for the norm and GeGLU; fp32 dot products and softmax in the attention (~1e-6).
+std::vector<gpu_check_row> check_decode_family_ops(std::mt19937_64& rng) {
+    std::normal_distribution<float> nd(0.0f, 1.0f);
+    auto draw = [&](size_t n, float mean, float sd) {
+        std::vector<float> v(n);
+        for (float& x : v) x = mean + sd * nd(rng);
+        return v;
+    };
+    std::vector<gpu_check_row> rows;
+    { // per-head norm: q (NH, HS) rows, weight 1 + w with w ~ N(0, 0.1)
+        const int NH = 8, HS = 128;
+        const std::vector<float> x = draw(size_t(NH) * HS, 0.0f, 1.0f), w = draw(size_t(HS), 1.0f, 0.1f);
+        std::vector<float> cpu(x.size()), rstd(static_cast<size_t>(NH));
+        cpu::rmsnorm_forward(cpu.data(), rstd.data(), x.data(), w.data(), NH, HS, 1e-6f);
+        auto dx = upload(x), dw = upload(w);
+        qls_kernels::decode_rmsnorm_rows(dx->as<float>(), dx->as<float>(), dw->as<float>(), NH, HS, 1e-6f, nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"decode_rmsnorm_rows", shape_str({NH, HS}), 0, 0, 1e-5, false};
+        finish(r, download_f32(*dx, x.size()), cpu);
+        rows.push_back(r);
+    }
+    { // GeGLU (tanh GELU) over one MLP row
+        const int n = 3000;
+        const std::vector<float> g = draw(size_t(n), 0.0f, 2.0f), u = draw(size_t(n), 0.0f, 1.0f);
+        std::vector<float> cpu(static_cast<size_t>(n));
+        cpu::geglu_forward(cpu.data(), g.data(), u.data(), long(n));
+        auto dg = upload(g), du = upload(u);
+        dbuf dh(size_t(n) * 4);
+        qls_kernels::decode_geglu(dh.as<float>(), dg->as<float>(), du->as<float>(), n, nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"decode_geglu", shape_str({n}), 0, 0, 1e-5, false};
+        finish(r, download_f32(dh, size_t(n)), cpu);
+        rows.push_back(r);
+    }
+    { // y = (y + b) * s: a bias add (cpu::bias_forward) then the embedding scale (cpu::scale_inplace)
+        const int n = 1000;
+        const std::vector<float> y = draw(size_t(n), 0.0f, 1.0f), b = draw(size_t(n), 0.0f, 0.1f);
+        const float sc = std::sqrt(3840.0f);
+        std::vector<float> cpu = y;
+        cpu::bias_forward(cpu.data(), b.data(), 1, n);
+        cpu::scale_inplace(cpu.data(), sc, long(n));
+        auto dy = upload(y), db = upload(b);
+        qls_kernels::decode_add(dy->as<float>(), db->as<float>(), n, nullptr);
+        qls_kernels::decode_scale(dy->as<float>(), sc, n, nullptr);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"decode_add+scale", shape_str({n}), 0, 0, 1e-6, false};
+        finish(r, download_f32(*dy, size_t(n)), cpu);
+        rows.push_back(r);
+    }
+    // attention at position pos over a cache of max_pos rows: a window shorter than the history, one longer (every
+    // row), the window's first row at 0 exactly
+    for (auto [pos, window] : {std::pair<int, int>{50, 17}, {50, 512}, {16, 17}}) {
+        const int NH = 8, NKV = 4, HS = 64, max_pos = 64, KV = NKV * HS;
+        const float scale = 1.0f / std::sqrt(168.0f);
+        const std::vector<float> q = draw(size_t(NH) * HS, 0.0f, 1.0f), kc = draw(size_t(max_pos) * KV, 0.0f, 1.0f),
+                                 vc = draw(size_t(max_pos) * KV, 0.0f, 1.0f);
+        std::vector<float> cpu(q.size());
+        const int j0 = std::max(0, pos - window + 1);
+        for (int h = 0; h < NH; ++h) {
+            const int kvh = h / (NH / NKV);
+            std::vector<double> sc(size_t(pos) + 1);
+            double mx = -INFINITY, sum = 0;
+            for (int j = j0; j <= pos; ++j) {
+                double d = 0;
+                for (int i = 0; i < HS; ++i) d += double(q[size_t(h) * HS + i]) * kc[size_t(j) * KV + kvh * HS + i];
+                sc[size_t(j)] = d * scale;
+                mx = std::max(mx, sc[size_t(j)]);
+            }
+            for (int j = j0; j <= pos; ++j) sum += std::exp(sc[size_t(j)] - mx);
+            for (int i = 0; i < HS; ++i) {
+                double acc = 0;
+                for (int j = j0; j <= pos; ++j)
+                    acc += std::exp(sc[size_t(j)] - mx) / sum * vc[size_t(j) * KV + kvh * HS + i];
+                cpu[size_t(h) * HS + i] = float(acc);
+            }
+        }
+        const qls_kernels::decode_state st{0, pos};
+        auto dq = upload(q), dk = upload(kc), dv = upload(vc);
+        auto dst = upload(std::vector<qls_kernels::decode_state>{st});
+        dbuf out(q.size() * 4), scores(size_t(NH) * max_pos * 4);
+        qls_kernels::decode_attention(out.as<float>(), scores.as<float>(), dq->as<float>(), dk->as<float>(),
+                                      dv->as<float>(), dst->as<qls_kernels::decode_state>(), NH, NKV, HS, max_pos,
+                                      nullptr, window, scale);
+        QLS_CUDA_CHECK(cudaDeviceSynchronize());
+        gpu_check_row r{"decode_attention",
+                        shape_str({NH, NKV, HS}) + " pos " + std::to_string(pos) + " window " + std::to_string(window),
+                        0,
+                        0,
+                        1e-5,
+                        false};
+        finish(r, download_f32(out, q.size()), cpu);
+        rows.push_back(r);
+    }
+    return rows;
+}
+
 int argmax(const std::vector<float>& v) {
     int best = 0;
     for (int i = 1; i < int(v.size()); ++i)
@@ -179,10 +280,12 @@ int argmax(const std::vector<float>& v) {
     return best;
 }
 
+} // namespace
+
 // Greedy decoding on the CPU, the GPU fed the CPU's tokens (teacher forcing), `n` new tokens: the token each picks
 // at every step, and at a disagreement the CPU's logit margin between the two picks.
-std::vector<gpu_check_row> compare_decoders(decoder& cpu, decoder& gpu, const std::vector<int>& prompt, int n,
-                                            const std::string& label) {
+std::vector<gpu_check_row> gpu_compare_decoders(decoder& cpu, decoder& gpu, const std::vector<int>& prompt, int n,
+                                                const std::string& label) {
     cpu.reset(int(prompt.size()) + n);
     gpu.reset(int(prompt.size()) + n);
     const std::vector<float>* lc = nullptr;
@@ -233,8 +336,6 @@ std::vector<gpu_check_row> compare_decoders(decoder& cpu, decoder& gpu, const st
     return {g, l};
 }
 
-} // namespace
-
 std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed) {
     const gpu_probe p = probe_gpu();
     if (!p.available)
@@ -268,6 +369,7 @@ std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed) {
             rows.push_back(check_nf4_gemv(r, c, acc, rng));
         for (auto [r, c] : {std::pair<int, int>{512, 64}, {37, 100}, {32000, 4096}})
             for (const gpu_check_row& x : check_dense_gemv(r, c, rng)) rows.push_back(x);
+        for (const gpu_check_row& x : check_decode_family_ops(rng)) rows.push_back(x);
     } catch (const qls_kernels::cuda_failure& e) {
         throw error(error_code::device, e.what(),
                     "check the driver (nvidia-smi) and that no other process holds the GPU");
@@ -328,12 +430,12 @@ std::vector<gpu_check_row> run_gpu_generate_check(const std::string& model_dir, 
     {
         auto c = make_cpu_decoder(model);
         auto g = make_cuda_decoder(gpu_model, nullptr, p.index);
-        for (const gpu_check_row& r : compare_decoders(*c, *g, prompt, n, name)) rows.push_back(r);
+        for (const gpu_check_row& r : gpu_compare_decoders(*c, *g, prompt, n, name)) rows.push_back(r);
     }
     {
         auto c = make_cpu_decoder(model, &adapter);               // merged into a copy of the f32 weights
         auto g = make_cuda_decoder(gpu_model, &adapter, p.index); // applied beside the NF4 GEMVs
-        for (const gpu_check_row& r : compare_decoders(*c, *g, prompt, n, name + " +lora r8")) rows.push_back(r);
+        for (const gpu_check_row& r : gpu_compare_decoders(*c, *g, prompt, n, name + " +lora r8")) rows.push_back(r);
     }
     {
         // A model loaded unquantized (f32 projections only): the decoder quantizes it on the GPU, so it must decode

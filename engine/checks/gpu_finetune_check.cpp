@@ -1,4 +1,5 @@
 // `qlora check-gpu --model`: a short LoRA fine-tune of a real model on the GPU beside the same steps on the CPU reference.
+#include "gpu_check_parts.h"
 #include "qls/gpu_checks.h"
 
 #include "qls/device.h" // defines: probe_gpu, compute_device
@@ -96,11 +97,6 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     lo.quantize_nf4 = true;
     lo.double_quant = true;
     const llama_model model = llama_model::load(ckpt, lo);
-    // The GPU trainers get the model as the CUDA path loads it: NF4 projections only, no f32 copies (the CPU
-    // reference keeps its f32 params). Uploading from this copy proves the backend never reads those vectors.
-    llama_model gpu_model = model;
-    for (int l = 0; l < gpu_model.config.num_layers; ++l)
-        for (lora_target t : all_lora_targets()) std::vector<float>().swap(gpu_model.projection(l, t));
     const tokenizer tok = load_tokenizer_for(ckpt);
     std::ifstream in(text_file, std::ios::binary);
     if (!in) throw error(error_code::io, "cannot read " + text_file, "pass a text file with --text");
@@ -111,6 +107,17 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     if (ids.size() < size_t(B * T + 2))
         throw error(error_code::invalid_argument,
                     text_file + " is too short for the check (" + std::to_string(ids.size()) + " tokens)", "");
+    return gpu_finetune_rows(model, ids, B, T, steps, seed, "", p.index);
+}
+
+std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std::vector<int>& ids, int B, int T,
+                                             int steps, uint64_t seed, const std::string& label, int device) {
+    // The GPU trainers get the model as the CUDA path loads it: NF4 projections only, no f32 copies (the CPU
+    // reference keeps its f32 params). Uploading from this copy proves the backend never reads those vectors.
+    llama_model gpu_model = model;
+    for (int l = 0; l < gpu_model.config.num_layers; ++l)
+        for (lora_target t : all_lora_targets()) std::vector<float>().swap(gpu_model.projection(l, t));
+    const std::string prefix = label.empty() ? "" : label + ": ";
 
     lora_config lc;
     lc.rank = 8;
@@ -142,10 +149,10 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     go.optimizer = optimizer_kind::adamw_32bit;
     go.adamw = hp;
     go.gradient_checkpointing = true;
-    go.device = p.index;
+    go.device = device;
     // Each trainer gets the run's plan through the one plan path (run_plan.h), on the device as it is right then.
     auto plan_for = [&](const gpu_train_options& o) {
-        const gpu_probe now = probe_gpu(p.index);
+        const gpu_probe now = probe_gpu(device);
         compute_device d;
         d.backend = "cuda";
         d.index = now.index;
@@ -201,10 +208,14 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         round_all(rounded.embed);
         round_all(rounded.final_norm);
         round_all(rounded.lm_head);
-        for (auto& lp : rounded.layers)
+        for (auto& lp : rounded.layers) {
             for (std::vector<float>* v :
                  {&lp.attn_norm, &lp.wq, &lp.wk, &lp.wv, &lp.wo, &lp.mlp_norm, &lp.w_gate, &lp.w_up, &lp.w_down})
                 round_all(*v);
+            // the newer families' tensors (empty for LLaMA): biases, q/k norms, post norms
+            for (std::vector<float>* v : {&lp.q_norm, &lp.k_norm, &lp.post_attn_norm, &lp.post_mlp_norm}) round_all(*v);
+            for (std::vector<float>& b : lp.bias) round_all(b);
+        }
         lora_weights<float> pg = gw;
         llama_pass<float> ppass(model.config, rounded, model.inv_freq, B, T, &pg);
         pg.zero_grad();
@@ -215,7 +226,10 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         gb.tokens = tokens.data();
         gb.targets = targets.data();
         gg->forward_backward(gb, false, 0);
-        for (const gpu_check_row& r : compare_grads(cg, pg, gg->download_lora())) rows.push_back(r);
+        for (gpu_check_row& r : compare_grads(cg, pg, gg->download_lora())) {
+            r.shape = prefix + r.shape;
+            rows.push_back(r);
+        }
     }
 
     for (int s = 0; s < steps; ++s) {
@@ -242,7 +256,7 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
         r.op = "finetune step " + std::to_string(s + 1);
         char shape[96];
         std::snprintf(shape, sizeof shape, "cpu %.4f gpu %.4f", cpu_loss, gpu_loss);
-        r.shape = shape;
+        r.shape = prefix + shape;
         r.max_abs_error = std::fabs(gpu_loss - cpu_loss);
         r.max_rel_error = r.max_abs_error / std::max(1e-12, std::fabs(cpu_loss));
         // bf16 activations and weights against the fp32 reference: 1% of the loss
@@ -262,7 +276,7 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
             }
         gpu_check_row r;
         r.op = "checkpointing off";
-        r.shape = std::to_string(differ) + " adapter tensors differ";
+        r.shape = prefix + std::to_string(differ) + " adapter tensors differ";
         r.max_abs_error = keep_max_diff;
         r.max_rel_error = keep_max_diff;
         r.tolerance = 0.0;

@@ -90,6 +90,45 @@ void finish(gpu_check_row& r, const std::vector<float>& gpu, const std::vector<f
     r.passed = r.max_rel_error <= r.tolerance && std::isfinite(r.max_rel_error);
 }
 
+std::vector<float> download_f32(const dbuf& d, size_t n) {
+    std::vector<float> v(n);
+    QLS_CUDA_CHECK(cudaMemcpy(v.data(), d.p, n * 4, cudaMemcpyDeviceToHost));
+    return v;
+}
+
+// Folds a second output's result into row r (ops with two outputs: one row, the worse of the two, each output's
+// error relative to its own largest value).
+void merge(gpu_check_row& r, const gpu_check_row& other) {
+    r.max_abs_error = std::max(r.max_abs_error, other.max_abs_error);
+    r.max_rel_error = std::max(r.max_rel_error, other.max_rel_error);
+    r.passed = r.passed && other.passed;
+}
+
+// The compare block every check ends with: waits for the launched kernels, then row `op` at `shape` with tolerance
+// `tol` (on the error relative to the CPU's largest value), the device result (cpu.size() bf16 or fp32 values)
+// against the CPU's.
+gpu_check_row compare_bf16(std::string op, std::string shape, double tol, const dbuf& dev,
+                           const std::vector<float>& cpu) {
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{std::move(op), std::move(shape), 0, 0, tol, false};
+    finish(r, download_bf16_as_f32(dev, cpu.size()), cpu);
+    return r;
+}
+gpu_check_row compare_f32(std::string op, std::string shape, double tol, const dbuf& dev,
+                          const std::vector<float>& cpu) {
+    QLS_CUDA_CHECK(cudaDeviceSynchronize());
+    gpu_check_row r{std::move(op), std::move(shape), 0, 0, tol, false};
+    finish(r, download_f32(dev, cpu.size()), cpu);
+    return r;
+}
+// Folds a further bf16 output of the same op into row r: its error relative to its own largest value, r's tolerance.
+void merge_bf16(gpu_check_row& r, const dbuf& dev, const std::vector<float>& cpu) {
+    gpu_check_row b = r;
+    b.max_abs_error = b.max_rel_error = 0;
+    finish(b, download_bf16_as_f32(dev, cpu.size()), cpu);
+    merge(r, b);
+}
+
 // NF4 + double-quant dequantization: the GPU must equal the CPU's dequantization rounded to bf16, bit for bit.
 gpu_check_row check_nf4(int64_t rows, int64_t cols, std::mt19937_64& rng) {
     std::normal_distribution<float> nd(0.0f, 0.02f);
@@ -106,13 +145,7 @@ gpu_check_row check_nf4(int64_t rows, int64_t cols, std::mt19937_64& rng) {
     qls_kernels::nf4_dequantize_dq(out.as<__nv_bfloat16>(), packed.as<uint8_t>(), codes.as<uint8_t>(),
                                    scale.as<float>(), q.absmax_offset, nmap.as<float>(), q.numel(), q.blocksize,
                                    q.nested_blocksize, nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<uint16_t> got = download_bf16(out, w.size());
-    std::vector<float> gpu(w.size());
-    for (size_t i = 0; i < w.size(); ++i) gpu[i] = bf16_to_f32(got[i]);
-    gpu_check_row r{"nf4_dequantize", shape_str({rows, cols}), 0, 0, 0.0, false};
-    finish(r, gpu, cpu);
-    return r;
+    return compare_bf16("nf4_dequantize", shape_str({rows, cols}), 0.0, out, cpu);
 }
 
 // RMSNorm forward, bf16 in/out with fp32 math, against the fp32 CPU op on the same bf16-rounded inputs.
@@ -134,27 +167,15 @@ gpu_check_row check_rmsnorm(int N, int C, std::mt19937_64& rng) {
     dbuf dx = upload(xb), dw = upload(wb), dout(x.size() * 2), drstd(size_t(N) * 4);
     qls_kernels::rmsnorm_forward(dout.as<__nv_bfloat16>(), drstd.as<float>(), dx.as<__nv_bfloat16>(),
                                  dw.as<__nv_bfloat16>(), N, C, 1e-5f, nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    std::vector<uint16_t> got = download_bf16(dout, x.size());
-    std::vector<float> gpu(x.size());
-    for (size_t i = 0; i < x.size(); ++i) gpu[i] = bf16_to_f32(got[i]);
-    gpu_check_row r{"rmsnorm_forward", shape_str({N, C}), 0, 0, 1.0 / 256.0, false};
-    finish(r, gpu, cpu);
-    return r;
-}
-
-// Folds a second output's result into row r (ops with two outputs: one row, the worse of the two, each output's
-// error relative to its own largest value).
-void merge(gpu_check_row& r, const gpu_check_row& other) {
-    r.max_abs_error = std::max(r.max_abs_error, other.max_abs_error);
-    r.max_rel_error = std::max(r.max_rel_error, other.max_rel_error);
-    r.passed = r.passed && other.passed;
+    return compare_bf16("rmsnorm_forward", shape_str({N, C}), 1.0 / 256.0, dout, cpu);
 }
 
 // RMSNorm backward (dinp only, written with =), bf16 in/out with fp32 math, against the fp32 CPU op (dinp zeroed
 // first, since the CPU op accumulates) on the same bf16-rounded dout, inp, weight and the same fp32 rstd.
 // Tolerance 2^-8: the output is rounded to bf16 (<= 2^-9 of each value); the fp32 row sum adds ~1e-6 at most.
-gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng) {
+// in_place: dinp is dout's buffer, as the CUDA step's per-head q/k norm backward calls it (each warp reads its row's
+// dout for the dot product before any lane writes).
+gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng, bool in_place = false) {
     const size_t nc = static_cast<size_t>(N) * C;
     std::vector<uint16_t> xb, wb, db;
     std::vector<float> x, wt, dy;
@@ -165,12 +186,11 @@ gpu_check_row check_rmsnorm_backward(int N, int C, std::mt19937_64& rng) {
     cpu::rmsnorm_forward(y.data(), rstd.data(), x.data(), wt.data(), N, C, 1e-5f);
     cpu::rmsnorm_backward(cpu.data(), static_cast<float*>(nullptr), dy.data(), x.data(), wt.data(), rstd.data(), N, C);
     dbuf dx = upload(xb), dw = upload(wb), ddy = upload(db), drstd = upload(rstd), ddinp(nc * 2);
-    qls_kernels::rmsnorm_backward(ddinp.as<__nv_bfloat16>(), ddy.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
+    const dbuf& result = in_place ? ddy : ddinp;
+    qls_kernels::rmsnorm_backward(result.as<__nv_bfloat16>(), ddy.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
                                   dw.as<__nv_bfloat16>(), drstd.as<float>(), N, C, nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{"rmsnorm_backward", shape_str({N, C}), 0, 0, 1.0 / 256.0, false};
-    finish(r, download_bf16_as_f32(ddinp, nc), cpu);
-    return r;
+    return compare_bf16(in_place ? "rmsnorm_backward in place" : "rmsnorm_backward", shape_str({N, C}), 1.0 / 256.0,
+                        result, cpu);
 }
 
 // SwiGLU forward and backward on (N, H), bf16 in/out with fp32 math, against the fp32 CPU ops on the same
@@ -189,10 +209,7 @@ gpu_check_row check_swiglu_forward(int N, int H, std::mt19937_64& rng) {
     dbuf dg = upload(gb), du = upload(ub), dout(n * 2);
     qls_kernels::swiglu_forward(dout.as<__nv_bfloat16>(), dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(), int64_t(n),
                                 nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{"swiglu_forward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
-    finish(r, download_bf16_as_f32(dout, n), cpu);
-    return r;
+    return compare_bf16("swiglu_forward", shape_str({N, H}), 1.0 / 256.0, dout, cpu);
 }
 
 gpu_check_row check_swiglu_backward(int N, int H, std::mt19937_64& rng) {
@@ -207,13 +224,8 @@ gpu_check_row check_swiglu_backward(int N, int H, std::mt19937_64& rng) {
     dbuf dgate = upload(gb), dup = upload(ub), ddout = upload(db), out_dg(n * 2), out_du(n * 2);
     qls_kernels::swiglu_backward(out_dg.as<__nv_bfloat16>(), out_du.as<__nv_bfloat16>(), ddout.as<__nv_bfloat16>(),
                                  dgate.as<__nv_bfloat16>(), dup.as<__nv_bfloat16>(), int64_t(n), nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{"swiglu_backward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
-    finish(r, download_bf16_as_f32(out_dg, n), cpu_dg);
-    gpu_check_row r_up = r;
-    r_up.max_abs_error = r_up.max_rel_error = 0;
-    finish(r_up, download_bf16_as_f32(out_du, n), cpu_du);
-    merge(r, r_up);
+    gpu_check_row r = compare_bf16("swiglu_backward", shape_str({N, H}), 1.0 / 256.0, out_dg, cpu_dg);
+    merge_bf16(r, out_du, cpu_du);
     return r;
 }
 
@@ -235,15 +247,10 @@ gpu_check_row check_geglu(int N, int H, std::mt19937_64& rng) {
                                nullptr);
     qls_kernels::geglu_backward(out_dg.as<__nv_bfloat16>(), out_du.as<__nv_bfloat16>(), ddout.as<__nv_bfloat16>(),
                                 dg.as<__nv_bfloat16>(), du.as<__nv_bfloat16>(), int64_t(n), nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{"geglu_forward+backward", shape_str({N, H}), 0, 0, 1.0 / 256.0, false};
-    finish(r, download_bf16_as_f32(out, n), cpu);
+    gpu_check_row r = compare_bf16("geglu_forward+backward", shape_str({N, H}), 1.0 / 256.0, out, cpu);
     for (const auto& [dev, ref] :
          {std::pair<const dbuf*, const std::vector<float>*>{&out_dg, &cpu_dg}, {&out_du, &cpu_du}}) {
-        gpu_check_row b = r;
-        b.max_abs_error = b.max_rel_error = 0;
-        finish(b, download_bf16_as_f32(*dev, n), *ref);
-        merge(r, b);
+        merge_bf16(r, *dev, *ref);
     }
     return r;
 }
@@ -262,11 +269,8 @@ gpu_check_row check_bias_and_scale(int N, int OC, std::mt19937_64& rng) {
     dbuf dx = upload(xb), dbias = upload(bb);
     qls_kernels::bias_add(dx.as<__nv_bfloat16>(), dbias.as<__nv_bfloat16>(), N, OC, nullptr);
     qls_kernels::scale_inplace(dx.as<__nv_bfloat16>(), s, int64_t(n), nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
     // two bf16 roundings (after the add and after the scale)
-    gpu_check_row r{"bias_add+scale", shape_str({N, OC}), 0, 0, 1.0 / 128.0, false};
-    finish(r, download_bf16_as_f32(dx, n), cpu);
-    return r;
+    return compare_bf16("bias_add+scale", shape_str({N, OC}), 1.0 / 128.0, dx, cpu);
 }
 
 // RMSNorm with a weight offset, forward and input gradient: offset 1 is Gemma's (1 + w) (weights near 0), offset 0
@@ -287,18 +291,9 @@ gpu_check_row check_rmsnorm_offset(int N, int C, float offset, std::mt19937_64& 
                                         dw.as<__nv_bfloat16>(), N, C, 1e-6f, offset, nullptr);
     qls_kernels::rmsnorm_offset_backward(ddx.as<__nv_bfloat16>(), dd.as<__nv_bfloat16>(), dx.as<__nv_bfloat16>(),
                                          dw.as<__nv_bfloat16>(), drstd.as<float>(), N, C, offset, nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{offset != 0 ? "rmsnorm_1plus_w fwd+bwd" : "rmsnorm_per_head fwd+bwd",
-                    shape_str({N, C}),
-                    0,
-                    0,
-                    1.0 / 256.0,
-                    false};
-    finish(r, download_bf16_as_f32(out, nc), cpu);
-    gpu_check_row b = r;
-    b.max_abs_error = b.max_rel_error = 0;
-    finish(b, download_bf16_as_f32(ddx, nc), cpu_dx);
-    merge(r, b);
+    gpu_check_row r = compare_bf16(offset != 0 ? "rmsnorm_1plus_w fwd+bwd" : "rmsnorm_per_head fwd+bwd",
+                                   shape_str({N, C}), 1.0 / 256.0, out, cpu);
+    merge_bf16(r, ddx, cpu_dx);
     return r;
 }
 
@@ -325,10 +320,7 @@ gpu_check_row check_rope(bool backward, int N, int NHX, int HS, std::mt19937_64&
     if (backward)
         qls_kernels::rope_backward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
     else qls_kernels::rope_forward(dx.as<__nv_bfloat16>(), dpos.as<int>(), dfreq.as<float>(), N, NHX, HS, nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{backward ? "rope_backward" : "rope_forward", shape_str({N, NHX, HS}), 0, 0, 1.0 / 256.0, false};
-    finish(r, download_bf16_as_f32(dx, n), cpu);
-    return r;
+    return compare_bf16(backward ? "rope_backward" : "rope_forward", shape_str({N, NHX, HS}), 1.0 / 256.0, dx, cpu);
 }
 
 // Embedding forward: a gather of bf16 rows, so the GPU must equal the CPU op bit for bit (tolerance 0).
@@ -346,10 +338,7 @@ gpu_check_row check_embedding(int N, int V, int C, std::mt19937_64& rng) {
     cpu::embedding_forward(cpu.data(), tokens.data(), wte.data(), N, C);
     dbuf dw = upload(wb), dt = upload(tokens), dout(nc * 2);
     qls_kernels::embedding_forward(dout.as<__nv_bfloat16>(), dt.as<int>(), dw.as<__nv_bfloat16>(), N, C, nullptr);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
-    gpu_check_row r{"embedding_forward", shape_str({N, V, C}), 0, 0, 0.0, false};
-    finish(r, download_bf16_as_f32(dout, nc), cpu);
-    return r;
+    return compare_bf16("embedding_forward", shape_str({N, V, C}), 0.0, dout, cpu);
 }
 
 // Fused cross-entropy on (N, V): bf16 logits ~ N(0, 2), targets uniform in [0, V) with ~10% set to -1 (the first
@@ -389,12 +378,6 @@ std::vector<gpu_check_row> check_cross_entropy(int N, int V, std::mt19937_64& rn
     gpu_check_row r_dz{"ce_dlogits", shape_str({N, V}), 0, 0, 1.0 / 256.0, false};
     finish(r_dz, download_bf16_as_f32(dz, nv), cpu_dz);
     return {r, r_dz};
-}
-
-std::vector<float> download_f32(const dbuf& d, size_t n) {
-    std::vector<float> v(n);
-    QLS_CUDA_CHECK(cudaMemcpy(v.data(), d.p, n * 4, cudaMemcpyDeviceToHost));
-    return v;
 }
 
 // Gradients for step s of the AdamW checks: N(0, 1e-2), with a NaN and an Inf in step 2 for tensors of >= 255
@@ -627,10 +610,7 @@ std::vector<gpu_check_row> check_step_ops(int N, int C, std::mt19937_64& rng) {
         dbuf out(nc * 2);
         qls_kernels::lora_dropout(out.as<bf>(), nullptr, gx.as<bf>(), int64_t(nc), seed, 3, int(lora_target::up), 0.1f,
                                   false, nullptr);
-        QLS_CUDA_CHECK(cudaDeviceSynchronize());
-        gpu_check_row r{"lora_dropout", shape, 0, 0, 0.0, false};
-        finish(r, download_bf16_as_f32(out, nc), cpu);
-        rows.push_back(r);
+        rows.push_back(compare_bf16("lora_dropout", shape, 0.0, out, cpu));
     }
     { // RMSNorm input gradient accumulated into fp32 (dres += ...), dout fp32
         std::vector<float> y(nc), rstd(static_cast<size_t>(N)), cpu(nc);
@@ -643,10 +623,7 @@ std::vector<gpu_check_row> check_step_ops(int N, int C, std::mt19937_64& rng) {
         dbuf dres = upload(start), ddy = upload(dy), drstd = upload(rstd);
         qls_kernels::rmsnorm_backward_accumulate(dres.as<float>(), ddy.as<float>(), gx.as<bf>(), gw.as<bf>(),
                                                  drstd.as<float>(), N, C, nullptr);
-        QLS_CUDA_CHECK(cudaDeviceSynchronize());
-        gpu_check_row r{"rmsnorm_bwd_accum", shape, 0, 0, 1e-5, false};
-        finish(r, download_f32(dres, nc), cpu);
-        rows.push_back(r);
+        rows.push_back(compare_f32("rmsnorm_bwd_accum", shape, 1e-5, dres, cpu));
     }
     { // sum of squares (the gradient norm) against a double sum
         double ref = 0;
@@ -685,10 +662,7 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
             }
         dbuf out(size_t(M) * N * 2);
         blas.gemm(false, true, M, N, K, gx.as<bf>(), K, gw.as<bf>(), K, out.p, false, N, 1.0f, 0.0f);
-        QLS_CUDA_CHECK(cudaDeviceSynchronize());
-        gpu_check_row r{"gemm x·Wᵀ bf16", shape, 0, 0, 1.0 / 256.0, false};
-        finish(r, download_bf16_as_f32(out, size_t(M) * N), cpu);
-        rows.push_back(r);
+        rows.push_back(compare_bf16("gemm x·Wᵀ bf16", shape, 1.0 / 256.0, out, cpu));
     }
     { // dx (M, K) += dy W, fp32 out, beta = 1
         std::normal_distribution<float> nd(0.0f, 1.0f);
@@ -702,10 +676,7 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
                 cpu[size_t(i) * K + k] = float(acc);
             }
         blas.gemm(false, false, M, K, N, gdy.as<bf>(), N, gw.as<bf>(), K, out.p, true, K, 1.0f, 1.0f);
-        QLS_CUDA_CHECK(cudaDeviceSynchronize());
-        gpu_check_row r{"gemm dy·W += f32", shape, 0, 0, 1e-4, false};
-        finish(r, download_f32(out, size_t(M) * K), cpu);
-        rows.push_back(r);
+        rows.push_back(compare_f32("gemm dy·W += f32", shape, 1e-4, out, cpu));
     }
     { // dW (N, K) = dyᵀ x, fp32 out
         std::vector<float> cpu(size_t(N) * K);
@@ -717,10 +688,7 @@ std::vector<gpu_check_row> check_gemm(int M, int N, int K, std::mt19937_64& rng)
             }
         dbuf out(size_t(N) * K * 4);
         blas.gemm(true, false, N, K, M, gdy.as<bf>(), N, gx.as<bf>(), K, out.p, true, K, 1.0f, 0.0f);
-        QLS_CUDA_CHECK(cudaDeviceSynchronize());
-        gpu_check_row r{"gemm dyᵀ·x f32", shape, 0, 0, 1e-4, false};
-        finish(r, download_f32(out, size_t(N) * K), cpu);
-        rows.push_back(r);
+        rows.push_back(compare_f32("gemm dyᵀ·x f32", shape, 1e-4, out, cpu));
     }
     return rows;
 }
@@ -766,19 +734,13 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
     qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
                                     gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
                                     NH, NKV, HS, nullptr, window, scale);
-    QLS_CUDA_CHECK(cudaDeviceSynchronize());
     std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
     if (window > 0) shape += " window " + std::to_string(window);
     if (scale > 0) shape += " scale " + std::to_string(scale);
-    gpu_check_row f{"attention_forward", shape, 0, 0, 1.0 / 64.0, false};
-    finish(f, download_bf16_as_f32(gout, nq), out);
-    gpu_check_row bq{"attention_bwd_dq", shape, 0, 0, 1.0 / 64.0, false};
-    finish(bq, download_bf16_as_f32(gdq, nq), dq);
-    gpu_check_row bk{"attention_bwd_dk", shape, 0, 0, 1.0 / 64.0, false};
-    finish(bk, download_bf16_as_f32(gdk, nk), dk);
-    gpu_check_row bv{"attention_bwd_dv", shape, 0, 0, 1.0 / 64.0, false};
-    finish(bv, download_bf16_as_f32(gdv, nk), dv);
-    return {f, bq, bk, bv};
+    return {compare_bf16("attention_forward", shape, 1.0 / 64.0, gout, out),
+            compare_bf16("attention_bwd_dq", shape, 1.0 / 64.0, gdq, dq),
+            compare_bf16("attention_bwd_dk", shape, 1.0 / 64.0, gdk, dk),
+            compare_bf16("attention_bwd_dv", shape, 1.0 / 64.0, gdv, dv)};
 }
 
 std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
@@ -846,6 +808,10 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
         for (auto [m, n, k] : {std::tuple<int, int, int>{7, 33, 100}, {256, 64, 4096}, {128, 4096, 4096}})
             for (const gpu_check_row& r : check_gemm(m, n, k, rng)) rows.push_back(r);
         for (size_t n : adamw_check_sizes) rows.push_back(check_adamw_8bit(n, rng));
+        // the per-head q/k norm backward as the CUDA step calls it, in place over N*NH rows of HS: the tiny family
+        // models' HS 8, Qwen3's 128
+        for (auto [n, c] : {std::pair<int, int>{64 * 4, 8}, {2048 * 8, 128}})
+            rows.push_back(check_rmsnorm_backward(n, c, rng, true));
     } catch (const qls_kernels::cuda_failure& e) {
         throw error(error_code::device, e.what(),
                     "check the driver (nvidia-smi) and that no other process holds the GPU");

@@ -198,8 +198,11 @@ __global__ void decode_embedding_kernel(float* x, const __nv_bfloat16* table, co
 
 // The CPU op's arithmetic: sum of squares in double, r = 1 / sqrt(ss / C + eps) in double, out = x * r * w rounded
 // once (separate double multiplies, never fused, so only the summation order differs from the CPU).
+// One block per row (blockIdx.x; one row for decode_rmsnorm): out, x (rows, C), w (C).
 __global__ void decode_rmsnorm_kernel(float* out, const float* x, const float* w, int C, float eps) {
     __shared__ double red[32];
+    x += (int64_t)blockIdx.x * C;
+    out += (int64_t)blockIdx.x * C;
     double ss = 0.0;
     for (int i = threadIdx.x; i < C; i += blockDim.x) ss = __fma_rn((double)x[i], (double)x[i], ss);
     ss = block_sum_d(ss, red);
@@ -244,13 +247,14 @@ __global__ void decode_rope_store_kernel(float* q, float* k, const float* v, flo
 // positions for the weighted sum of V.
 __global__ void decode_attention_kernel(float* out, float* scores, const float* q, const float* k_cache,
                                         const float* v_cache, const decode_state* state, int NH, int NKV, int HS,
-                                        int max_pos, float scale) {
+                                        int max_pos, float scale, int window) {
     extern __shared__ float smem[];
     __shared__ float red[32];
     const int h = blockIdx.x;
     const int kvh = h / (NH / NKV);
     const int KV = NKV * HS;
     const int npos = state->pos + 1;
+    const int j0 = window > 0 && state->pos - window + 1 > 0 ? state->pos - window + 1 : 0; // first row seen
     const int G = blockDim.x >= HS ? blockDim.x / HS : 1;
     float* qs = smem;
     float* partial = smem + HS;
@@ -258,7 +262,7 @@ __global__ void decode_attention_kernel(float* out, float* scores, const float* 
     for (int i = threadIdx.x; i < HS; i += blockDim.x) qs[i] = q[h * HS + i];
     __syncthreads();
     float m = -INFINITY;
-    for (int j = threadIdx.x; j < npos; j += blockDim.x) {
+    for (int j = j0 + threadIdx.x; j < npos; j += blockDim.x) {
         const float* kj = k_cache + (int64_t)j * KV + kvh * HS;
         float d = 0.0f;
         for (int i = 0; i < HS; ++i) d = fmaf(qs[i], kj[i], d);
@@ -268,7 +272,7 @@ __global__ void decode_attention_kernel(float* out, float* scores, const float* 
     }
     m = block_max(m, red);
     float sum = 0.0f;
-    for (int j = threadIdx.x; j < npos; j += blockDim.x) {
+    for (int j = j0 + threadIdx.x; j < npos; j += blockDim.x) {
         const float e = expf(sc[j] - m);
         sc[j] = e;
         sum += e;
@@ -277,7 +281,7 @@ __global__ void decode_attention_kernel(float* out, float* scores, const float* 
     for (int idx = threadIdx.x; idx < G * HS; idx += blockDim.x) {
         const int i = idx % HS, g = idx / HS;
         float acc = 0.0f;
-        for (int j = g; j < npos; j += G) acc = fmaf(sc[j], v_cache[(int64_t)j * KV + kvh * HS + i], acc);
+        for (int j = j0 + g; j < npos; j += G) acc = fmaf(sc[j], v_cache[(int64_t)j * KV + kvh * HS + i], acc);
         partial[idx] = acc;
     }
     __syncthreads();
@@ -294,6 +298,23 @@ __global__ void decode_swiglu_kernel(float* h, const float* gate, const float* u
         const double s = 1.0 / (1.0 + exp(-g));
         h[i] = (float)__dmul_rn(__dmul_rn(g, s), (double)up[i]);
     }
+}
+
+// h = gelu_tanh(gate) * up in double, as cpu::geglu_forward: 0.5 g (1 + tanh(sqrt(2/pi) (g + 0.044715 g^3))) up.
+__global__ void decode_geglu_kernel(float* h, const float* gate, const float* up, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) {
+        const double g = gate[i];
+        const double th = tanh(0.7978845608028654 * (g + 0.044715 * g * g * g));
+        h[i] = (float)(0.5 * g * (1.0 + th) * (double)up[i]);
+    }
+}
+
+__global__ void decode_add_kernel(float* y, const float* x, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) y[i] += x[i];
+}
+
+__global__ void decode_scale_kernel(float* x, float s, int n) {
+    for (int i = blockIdx.x * blockDim.x + threadIdx.x; i < n; i += gridDim.x * blockDim.x) x[i] *= s;
 }
 
 unsigned gemv_grid(int rows) { return unsigned((rows + k_gemv_warps - 1) / k_gemv_warps); }
@@ -348,6 +369,13 @@ void decode_rmsnorm(float* out, const float* x, const float* weight, int C, floa
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
+void decode_rmsnorm_rows(float* out, const float* x, const float* weight, int rows, int C, float eps,
+                         cudaStream_t stream) {
+    if (rows <= 0) return;
+    decode_rmsnorm_kernel<<<unsigned(rows), 1024, 0, stream>>>(out, x, weight, C, eps);
+    QLS_CUDA_CHECK(cudaGetLastError());
+}
+
 void decode_rope_store(float* q, float* k, const float* v, float* k_cache, float* v_cache, const float* inv_freq,
                        const decode_state* state, int NH, int NKV, int HS, cudaStream_t stream) {
     if (HS % 2 != 0) throw std::invalid_argument("decode_rope_store: head size must be even");
@@ -358,21 +386,40 @@ void decode_rope_store(float* q, float* k, const float* v, float* k_cache, float
 }
 
 void decode_attention(float* out, float* scores, const float* q, const float* k_cache, const float* v_cache,
-                      const decode_state* state, int NH, int NKV, int HS, int max_pos, cudaStream_t stream) {
+                      const decode_state* state, int NH, int NKV, int HS, int max_pos, cudaStream_t stream, int window,
+                      float scale_in) {
     if (NKV <= 0 || NH % NKV != 0) throw std::invalid_argument("decode_attention: NKV must divide NH");
     const int threads = 256;
     const int G = threads >= HS ? threads / HS : 1;
     const size_t smem = size_t(HS + G * HS) * sizeof(float);
     if (smem > 48 * 1024) throw std::invalid_argument("decode_attention: head size too large");
-    const float scale = float(1.0 / std::sqrt(double(HS)));
+    const float scale = scale_in > 0.0f ? scale_in : float(1.0 / std::sqrt(double(HS)));
     decode_attention_kernel<<<unsigned(NH), threads, smem, stream>>>(out, scores, q, k_cache, v_cache, state, NH, NKV,
-                                                                     HS, max_pos, scale);
+                                                                     HS, max_pos, scale, window);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 
 void decode_swiglu(float* h, const float* gate, const float* up, int n, cudaStream_t stream) {
     if (n <= 0) return;
     decode_swiglu_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(h, gate, up, n);
+    QLS_CUDA_CHECK(cudaGetLastError());
+}
+
+void decode_geglu(float* h, const float* gate, const float* up, int n, cudaStream_t stream) {
+    if (n <= 0) return;
+    decode_geglu_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(h, gate, up, n);
+    QLS_CUDA_CHECK(cudaGetLastError());
+}
+
+void decode_add(float* y, const float* x, int n, cudaStream_t stream) {
+    if (n <= 0) return;
+    decode_add_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(y, x, n);
+    QLS_CUDA_CHECK(cudaGetLastError());
+}
+
+void decode_scale(float* x, float s, int n, cudaStream_t stream) {
+    if (n <= 0) return;
+    decode_scale_kernel<<<unsigned((n + 255) / 256), 256, 0, stream>>>(x, s, n);
     QLS_CUDA_CHECK(cudaGetLastError());
 }
 

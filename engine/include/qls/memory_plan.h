@@ -157,6 +157,25 @@ enum class plan_item_id : uint8_t {
     ws_lora_bf16,
     ws_reductions,
     ws_lora_dropout_input,
+    // the newer families' layers, present only when the model has them (architecture.h): frozen biases of the biased
+    // linears (key.target) and the q/k and post norms; the q/k norms' inputs and 1/rms; the attention and MLP outputs
+    // before their post norms and those norms' 1/rms; one (B,T,C) scratch for a post norm's output or input gradient;
+    // the sliding layers' own RoPE frequencies
+    proj_bias,
+    q_norm_weight,
+    k_norm_weight,
+    post_attn_norm_weight,
+    post_mlp_norm_weight,
+    act_q_raw,
+    act_k_raw,
+    act_q_norm_rstd,
+    act_k_norm_rstd,
+    act_attn_proj_out,
+    act_attn_post_rstd,
+    act_mlp_proj_out,
+    act_mlp_post_rstd,
+    ws_post_norm,
+    ws_rope_inv_freq_local,
     // outside the budget
     cuda_context,
 };

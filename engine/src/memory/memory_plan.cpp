@@ -12,6 +12,7 @@
 #include "qls/architecture.h"
 
 #include "qls/error.h" // defines: qls::error, QLS_ASSERT
+#include "qls/llama.h" // defines: projection_has_bias
 #include "qls/quant.h" // defines: nf4_storage_bytes
 
 #include <nlohmann/json.hpp>
@@ -188,6 +189,26 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
            plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight (C) bf16");
     tb.add({plan_item_id::final_norm_weight}, arch.hf_name(base_tensor::final_norm), plan_category::frozen_weights,
            "bf16", {C}, 1, "final RMSNorm weight (C) bf16");
+    // The newer families' frozen tensors (architecture.h), bf16 like the norms: the biases of the biased linears
+    // (Qwen2 q/k/v; attention_bias / mlp_bias), the per-head q/k norms (HS) and the post norms (C) of Gemma 3. A
+    // (1 + w) norm is stored as the bf16 of 1 + w, so the same kernels compute both kinds.
+    for (lora_target t : arch.projections)
+        if (projection_has_bias(cfg, t))
+            tb.add({plan_item_id::proj_bias, t}, arch.hf_layer_prefix + "*." + arch.hf_projection[size_t(t)] + ".bias",
+                   plan_category::frozen_weights, "bf16", {linear_dims(cfg, t).out}, L,
+                   "bias (out) bf16, frozen, added after the NF4 GEMM and LoRA");
+    if (arch.qk_norm) {
+        tb.add({plan_item_id::q_norm_weight}, arch.hf_name_any_layer(base_tensor::q_norm),
+               plan_category::frozen_weights, "bf16", {HS}, L, "per-head query RMSNorm weight (HS) bf16");
+        tb.add({plan_item_id::k_norm_weight}, arch.hf_name_any_layer(base_tensor::k_norm),
+               plan_category::frozen_weights, "bf16", {HS}, L, "per-head key RMSNorm weight (HS) bf16");
+    }
+    if (arch.sandwich_norms) {
+        tb.add({plan_item_id::post_attn_norm_weight}, arch.hf_name_any_layer(base_tensor::post_attn_norm),
+               plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight after the attention output (C) bf16");
+        tb.add({plan_item_id::post_mlp_norm_weight}, arch.hf_name_any_layer(base_tensor::post_mlp_norm),
+               plan_category::frozen_weights, "bf16", {C}, L, "RMSNorm weight after the MLP output (C) bf16");
+    }
 
     // ---- LoRA weights and grads, fp32 ------------------------------------------------------------------------------
     // Why fp32: the AdamW step changes a weight by about lr = 1e-4..2e-4 per step, while bf16 keeps 8 significant
@@ -338,6 +359,26 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
            "up_proj output (B,T,H)" + how);
     tb.add({plan_item_id::act_mlp_hidden}, act + "mlp.hidden", plan_category::activations, "bf16", {B, T, H}, per,
            "silu(gate)*up (B,T,H), input of down_proj" + how);
+    if (arch.qk_norm) { // the per-head norms' backward needs their inputs and 1/rms per (token, head)
+        tb.add({plan_item_id::act_q_raw}, act + "q_proj.out", plan_category::activations, "bf16", {B, T, Q}, per,
+               "q_proj output before the per-head norm (B,T,NH*HS)" + how);
+        tb.add({plan_item_id::act_k_raw}, act + "k_proj.out", plan_category::activations, "bf16", {B, T, KV}, per,
+               "k_proj output before the per-head norm (B,T,NKV*HS)" + how);
+        tb.add({plan_item_id::act_q_norm_rstd}, act + "q_norm.rstd", plan_category::activations, "f32", {B, T, NH}, per,
+               "1/rms per token and query head (B,T,NH) fp32" + how);
+        tb.add({plan_item_id::act_k_norm_rstd}, act + "k_norm.rstd", plan_category::activations, "f32",
+               {B, T, int64_t(cfg.num_kv_heads)}, per, "1/rms per token and key head (B,T,NKV) fp32" + how);
+    }
+    if (arch.sandwich_norms) { // the post norms' backward needs their inputs and 1/rms
+        tb.add({plan_item_id::act_attn_proj_out}, act + "o_proj.out", plan_category::activations, "bf16", {B, T, C},
+               per, "o_proj output before the post-attention norm (B,T,C)" + how);
+        tb.add({plan_item_id::act_attn_post_rstd}, act + "post_attn_norm.rstd", plan_category::activations, "f32",
+               {B, T}, per, "1/rms per token (B,T) fp32" + how);
+        tb.add({plan_item_id::act_mlp_proj_out}, act + "down_proj.out", plan_category::activations, "bf16", {B, T, C},
+               per, "down_proj output before the post-MLP norm (B,T,C)" + how);
+        tb.add({plan_item_id::act_mlp_post_rstd}, act + "post_mlp_norm.rstd", plan_category::activations, "f32", {B, T},
+               per, "1/rms per token (B,T) fp32" + how);
+    }
     for (lora_target t : s.lora.targets)
         tb.add({plan_item_id::act_lora_xa, t}, act + target_module(cfg, t) + ".lora_xa", plan_category::activations,
                "bf16", {B, T, r}, per, "LoRA x·Aᵀ (B,T,r) bf16, needed for dB" + how);
@@ -420,6 +461,12 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
            1,
            "partial sums of the gradient norm (1024), two scalars (loss sum, grad norm²) and the fused AdamW's "
            "descriptor table (16384 floats: 1638 tensors or pages per launch)");
+    if (cfg.has_local_rope && cfg.any_sliding())
+        tb.add({plan_item_id::ws_rope_inv_freq_local}, "workspace.rope_inv_freq_local", plan_category::workspace, "f32",
+               {HS / 2}, 1, "the sliding layers' own RoPE inverse frequencies (HS/2) fp32 (Gemma 3 local base)");
+    if (arch.sandwich_norms)
+        tb.add({plan_item_id::ws_post_norm}, "workspace.post_norm", plan_category::workspace, "bf16", {B, T, C}, 1,
+               "a post norm's output before the residual add, and in the backward its input gradient (B,T,C) bf16");
     if (s.lora.dropout > 0.0f)
         tb.add({plan_item_id::ws_lora_dropout_input}, "workspace.lora_dropout_input", plan_category::workspace, "bf16",
                {B, T, max_lora_in}, 1,
@@ -741,8 +788,15 @@ void plan_host(memory_plan& p) {
         const linear_shape d = linear_dims(c, t);
         largest = std::max(largest, uint64_t(d.in) * uint64_t(d.out));
     }
-    const uint64_t frozen_f32 = (V * C * (c.tie_word_embeddings ? 1 : 2) + (2 * L + 1) * C) *
-                                sizeof(float); // embed, lm_head, norms
+    // the newer families' frozen tensors per layer (llama_layer_params): biases (out), q/k norms (HS), post norms (C)
+    const architecture& arch = architecture_for(c);
+    uint64_t family_per_layer = 0;
+    for (lora_target t : arch.projections)
+        if (projection_has_bias(c, t)) family_per_layer += uint64_t(linear_dims(c, t).out);
+    if (arch.qk_norm) family_per_layer += 2 * uint64_t(c.head_dim);
+    if (arch.sandwich_norms) family_per_layer += 2 * C;
+    const uint64_t frozen_f32 = (V * C * (c.tie_word_embeddings ? 1 : 2) + (2 * L + 1) * C + L * family_per_layer) *
+                                sizeof(float); // embed, lm_head, norms, biases
     if (cpu) {
         const uint64_t params = uint64_t(c.parameter_count());
         add_host_item(h, "cpu_model", "model weights in f32 (CPU backend)", params * sizeof(float),
@@ -782,7 +836,11 @@ void plan_host(memory_plan& p) {
         add_host_item(h, "nf4_model", "NF4 projections kept for the upload", nf4_bytes,
                       "the quantized projections (model.nf4) the CUDA backend uploads; no f32 copy is kept");
         add_host_item(h, "frozen_f32", "embeddings, LM head and norms in f32", frozen_f32,
-                      "(V*C" + std::string(c.tie_word_embeddings ? "" : " x 2") + " + (2L+1)*C) x 4 bytes");
+                      "(V*C" + std::string(c.tie_word_embeddings ? "" : " x 2") + " + (2L+1)*C" +
+                          (family_per_layer
+                               ? " + L*" + std::to_string(family_per_layer) + " (biases, q/k and post norms)"
+                               : std::string()) +
+                          ") x 4 bytes");
         add_host_item(h, "runtime", "CUDA runtime, driver and libraries (estimate)", host_runtime_cuda,
                       "estimate: 1 GiB of host allocations for a CUDA context with cuBLAS");
     }

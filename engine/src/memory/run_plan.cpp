@@ -43,17 +43,26 @@ memory_plan plan_run(const model_config& model, const plan_settings& s) {
 
 uint64_t plan_run_count() { return g_plan_runs.load(); }
 
+namespace {
+// The family and the config fields that add plan items (biases, q/k and post norms, the sliding layers' RoPE).
+bool same_layer_tensors(const model_config& a, const model_config& m) {
+    return a.model_type == m.model_type && a.qkv_bias == m.qkv_bias && a.o_bias == m.o_bias &&
+           a.mlp_bias == m.mlp_bias && a.has_local_rope == m.has_local_rope && a.any_sliding() == m.any_sliding();
+}
+} // namespace
+
 bool plan_matches(const memory_plan& p, const model_config& m, const plan_settings& s) {
     const model_config& a = p.config;
     const plan_settings& b = p.settings;
     return a.hidden_size == m.hidden_size && a.intermediate_size == m.intermediate_size &&
            a.num_layers == m.num_layers && a.num_heads == m.num_heads && a.num_kv_heads == m.num_kv_heads &&
            a.head_dim == m.head_dim && a.vocab_size == m.vocab_size && a.tie_word_embeddings == m.tie_word_embeddings &&
-           b.lora.rank == s.lora.rank && b.lora.alpha == s.lora.alpha && b.lora.dropout == s.lora.dropout &&
-           b.lora.use_rslora == s.lora.use_rslora && b.lora.targets == s.lora.targets && b.batch == s.batch &&
-           b.seq == s.seq && b.optimizer == s.optimizer && b.gradient_checkpointing == s.gradient_checkpointing &&
-           b.budget_bytes == s.budget_bytes && b.card_bytes == s.card_bytes && b.page_size == s.page_size &&
-           b.backend == s.backend && b.quantize_nf4 == s.quantize_nf4;
+           same_layer_tensors(a, m) && b.lora.rank == s.lora.rank && b.lora.alpha == s.lora.alpha &&
+           b.lora.dropout == s.lora.dropout && b.lora.use_rslora == s.lora.use_rslora &&
+           b.lora.targets == s.lora.targets && b.batch == s.batch && b.seq == s.seq && b.optimizer == s.optimizer &&
+           b.gradient_checkpointing == s.gradient_checkpointing && b.budget_bytes == s.budget_bytes &&
+           b.card_bytes == s.card_bytes && b.page_size == s.page_size && b.backend == s.backend &&
+           b.quantize_nf4 == s.quantize_nf4;
 }
 
 } // namespace qls

@@ -39,6 +39,10 @@ void decode_embedding(float* x, const __nv_bfloat16* table, const decode_state* 
 
 // out (C) = x * rsqrt(mean(x^2) + eps) * weight, fp32 in and out, weight (C) fp32; one block. cpu::rmsnorm_forward.
 void decode_rmsnorm(float* out, const float* x, const float* weight, int C, float eps, cudaStream_t stream);
+// The same over `rows` rows of (rows, C), one block per row, the one weight (C) for every row: the per-head q/k norm
+// (rows NH or NKV, C = HS) of Qwen3 and Gemma 3. out may equal x (each element is read before it is written).
+void decode_rmsnorm_rows(float* out, const float* x, const float* weight, int rows, int C, float eps,
+                         cudaStream_t stream);
 
 // RoPE (rotate_half, angle float(pos) * inv_freq[i] as one fp32 multiply, cosf/sinf) on q (NH, HS) and k (NKV, HS)
 // in place at position state->pos, then k and v (NKV*HS) stored into row pos of k_cache and v_cache
@@ -48,10 +52,20 @@ void decode_rope_store(float* q, float* k, const float* v, float* k_cache, float
 
 // out (NH, HS) = softmax(q·Kᵀ / sqrt(HS)) V over cache rows 0..state->pos (causal: all of them), query head h reading
 // kv head h / (NH / NKV). scores: scratch (NH, max_pos) fp32. One block per head; fp32 throughout.
+// window > 0 (a sliding-window layer): only rows pos - window < j <= pos, as the CPU decoder; scale > 0 replaces
+// 1/sqrt(HS) (Gemma 3: query_pre_attn_scalar^-0.5). The cache keeps every position; the window only limits the rows.
 void decode_attention(float* out, float* scores, const float* q, const float* k_cache, const float* v_cache,
-                      const decode_state* state, int NH, int NKV, int HS, int max_pos, cudaStream_t stream);
+                      const decode_state* state, int NH, int NKV, int HS, int max_pos, cudaStream_t stream,
+                      int window = 0, float scale = 0.0f);
 
 // h (n) = silu(gate) * up, fp32. cpu::swiglu_forward.
 void decode_swiglu(float* h, const float* gate, const float* up, int n, cudaStream_t stream);
+
+// h (n) = gelu_tanh(gate) * up, fp32 (math in double). cpu::geglu_forward (Gemma 3).
+void decode_geglu(float* h, const float* gate, const float* up, int n, cudaStream_t stream);
+// y (n) += x (n), fp32: a bias add (x the bias) or a residual add (x a post norm's output). cpu::bias_forward.
+void decode_add(float* y, const float* x, int n, cudaStream_t stream);
+// x (n) *= s, fp32. cpu::scale_inplace (Gemma's sqrt(C) embedding scale).
+void decode_scale(float* x, float s, int n, cudaStream_t stream);
 
 } // namespace qls_kernels

@@ -31,7 +31,8 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
 
 // The GPU quantizer and the decoding kernels on fresh random inputs: gpu_nf4_quantizer against nf4_quantize byte for
 // byte (fp32 and bf16 input, odd sizes, partial blocks, an all-zero block, a NaN, values on the NF4 thresholds), the
-// fused NF4 GEMV and the bf16/fp32 GEMVs against cpu::matmul_forward (tolerance 1e-4 relative).
+// fused NF4 GEMV and the bf16/fp32 GEMVs against cpu::matmul_forward (tolerance 1e-4 relative); the newer families'
+// decode ops (per-head RMSNorm, GeGLU, bias add and scale, windowed and scaled attention) against the CPU's (1e-5).
 std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed);
 
 // GPU generation on the model in `model_dir` (NF4, as the CUDA path loads it: no f32 projections): the loader with
@@ -40,5 +41,16 @@ std::vector<gpu_check_row> run_gpu_decode_op_checks(uint64_t seed);
 // logit, printed), without and with a rank-8 adapter (merged on the CPU, applied beside the NF4 GEMVs on the GPU);
 // logits within 2^-5; an unquantized model decoded on the GPU equals its NF4 load.
 std::vector<gpu_check_row> run_gpu_generate_check(const std::string& model_dir, uint64_t seed);
+
+// The newer families on the GPU: for each folder of `families_dir` holding a config.json (tests/data/families: the
+// tiny Llama 3, Mistral, Qwen2, Qwen3 and Gemma 3 models), greedy generation on the CUDA decoder beside the CPU's
+// (without and with a rank-8 adapter; the rows of run_gpu_generate_check), then the LoRA gradients of one batch and a
+// `steps`-step fine-tune beside the CPU reference with checkpointing on and off (the rows of run_gpu_finetune_check,
+// the family's name first in each row's shape). A fixture whose head size the CUDA attention does not take is
+// trained as its family and config with head_dim 8 and random weights (" hs8" in the rows).
+std::vector<gpu_check_row> run_gpu_family_checks(const std::string& families_dir, int steps, uint64_t seed);
+
+// The source tree's tests/data/families when the build knows it (QLS_SOURCE_FAMILIES_DIR), else "".
+std::string default_families_dir();
 
 } // namespace qls

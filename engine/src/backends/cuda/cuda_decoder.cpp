@@ -1,21 +1,27 @@
 // cuda_decoder — single-stream generation on the GPU behind qls::decoder: NF4 projections read by a fused GEMV, the
 // adapter applied beside them, fp32 activations and KV cache, each step replayed as one CUDA graph.
 //
-// One step (llama.h legend; x, xb (C), q (Q), k, v (KV), atty (Q), gate, up, h (H), logits (V), all fp32):
-//   x = embed[token]
-//   per layer: xb = rmsnorm(x); q, k, v = proj(xb); rope(q, k) and k, v into cache row pos;
-//              atty = attention(q, cache rows 0..pos); x += proj_o(atty);
-//              xb = rmsnorm(x); h = silu(proj_gate(xb)) * proj_up(xb); x += proj_down(h)
+// One step (llama.h legend; x, xb, tmp (C), q (Q), k, v (KV), atty (Q), gate, up, h (H), logits (V), all fp32),
+// the CPU decoder's (engine/src/model/llama.cpp llama_decoder::step) op for op, the newer families' steps in []:
+//   x = embed[token] [· sqrt(C)]
+//   per layer: xb = rmsnorm(x); q, k, v = proj(xb) [+ b]; [q, k = per-head rmsnorm]; rope(q, k) (the sliding
+//              layers' own frequencies) and k, v into cache row pos;
+//              atty = attention(q, cache rows 0..pos [or the window's last rows], [scale]);
+//              x += proj_o(atty) [or tmp = proj_o(atty); x += post_attn_norm(tmp)];
+//              xb = rmsnorm(x); h = act(proj_gate(xb)) * proj_up(xb) [act: silu, or tanh GELU];
+//              x += proj_down(h) [or through post_mlp_norm as above]
 //   logits = rmsnorm(x) · headᵀ
+// rmsnorm multiplies by w, or by 1 + w for the (1 + w) norms (Gemma), folded into the fp32 weight at upload.
 // proj(in) = NF4 GEMV (+ scale · B (A in) when the layer's adapter has that target), as the CPU pass computes
 // W x + scale·B·A·x (engine/src/backends/cpu/ops.cpp lora_forward) — never merged into the quantized weight.
 // The token and position live in device memory (decode_state), so the launches of a step do not change with the
 // position and are captured once into a CUDA graph (reset() drops it when the cache moves).
 #include "gpu_train_impl.h"
 
-#include "qls/architecture.h" // defines: architecture_for, require_llama_layers
+#include "qls/architecture.h" // defines: architecture_for (the family's layer ops)
 #include "qls/dtype.h"        // defines: f32_to_bf16
 #include "qls/generate.h"     // defines: decoder
+#include "qls/llama.h"        // defines: projection_has_bias
 #include "qls/quant.h"        // defines: dynamic_map
 #include "qls_kernels/decode.h"
 #include "qls_kernels/elementwise.h" // defines: fill_*
@@ -77,12 +83,27 @@ struct projection {
     dmem packed, codes, scale, map; // map: 256 fp32, this weight's nested map
     int rank = 0;
     dmem a, b; // LoRA A (r, cols), B (rows, r) fp32
+    dmem bias; // (rows) fp32, frozen; empty when the projection has none
 };
+
+// A norm weight as the decoder reads it: w, or 1 + w in fp32 for a (1 + w) norm (what the CPU op multiplies by).
+std::vector<float> norm_weight(const std::vector<float>& w, float offset) {
+    if (offset == 0.0f) return w;
+    std::vector<float> o(w.size());
+    for (size_t i = 0; i < w.size(); ++i) o[i] = offset + w[i];
+    return o;
+}
 
 class cuda_decoder final : public decoder {
 public:
     cuda_decoder(const model_config& cfg, int device) : cfg_(cfg), device_(device) {
-        require_llama_layers(architecture_for(cfg), "GPU generation");
+        const architecture& arch = architecture_for(cfg);
+        qk_norm_ = arch.qk_norm;
+        sandwich_ = arch.sandwich_norms;
+        geglu_ = arch.mlp == mlp_kind::geglu_tanh;
+        offset_ = arch.norm == norm_kind::rms_one_plus ? 1.0f : 0.0f;
+        // the default scale stays the kernel's own 1/sqrt(HS), as before for LLaMA
+        attn_scale_ = cfg.query_pre_attn_scalar > 0 ? float(cfg.attention_scale()) : 0.0f;
         QLS_CUDA_CHECK(cudaSetDevice(device));
         cudaDeviceProp prop{};
         QLS_CUDA_CHECK(cudaGetDeviceProperties(&prop, device));
@@ -101,8 +122,16 @@ public:
         w_.resize(size_t(L));
         attn_norm_.resize(size_t(L));
         mlp_norm_.resize(size_t(L));
+        q_norm_.resize(size_t(L));
+        k_norm_.resize(size_t(L));
+        post_attn_norm_.resize(size_t(L));
+        post_mlp_norm_.resize(size_t(L));
         const std::vector<float> inv = rope_inv_freq(cfg);
         upload(inv_freq_, inv.data(), inv.size(), "the rotary frequencies");
+        if (cfg.has_local_rope && cfg.any_sliding()) { // the sliding layers' own (HS/2), Gemma 3
+            const std::vector<float> local = rope_inv_freq_local(cfg);
+            upload(inv_freq_local_, local.data(), local.size(), "the rotary frequencies");
+        }
         x_.alloc(size_t(C) * 4, "activations");
         xb_.alloc(size_t(C) * 4, "activations");
         q_.alloc(size_t(Q) * 4, "activations");
@@ -112,6 +141,7 @@ public:
         gate_.alloc(size_t(H) * 4, "activations");
         up_.alloc(size_t(H) * 4, "activations");
         h_.alloc(size_t(H) * 4, "activations");
+        if (sandwich_) tmp_.alloc(size_t(C) * 4, "activations");
         logits_.alloc(size_t(V) * 4, "the logits");
         state_.alloc(sizeof(K::decode_state), "the decode state");
         logits_host_.resize(size_t(V));
@@ -148,10 +178,30 @@ public:
                 }
             }
             const llama_layer_params<float>& lp = m.params.layers[size_t(l)];
-            upload(attn_norm_[size_t(l)], lp.attn_norm.data(), lp.attn_norm.size(), "the norms");
-            upload(mlp_norm_[size_t(l)], lp.mlp_norm.data(), lp.mlp_norm.size(), "the norms");
+            put_norm(attn_norm_[size_t(l)], lp.attn_norm, C, l, "input norm");
+            put_norm(mlp_norm_[size_t(l)], lp.mlp_norm, C, l, "MLP norm");
+            if (qk_norm_) {
+                put_norm(q_norm_[size_t(l)], lp.q_norm, HS, l, "q norm");
+                put_norm(k_norm_[size_t(l)], lp.k_norm, HS, l, "k norm");
+            }
+            if (sandwich_) {
+                put_norm(post_attn_norm_[size_t(l)], lp.post_attn_norm, C, l, "post-attention norm");
+                put_norm(post_mlp_norm_[size_t(l)], lp.post_mlp_norm, C, l, "post-MLP norm");
+            }
+            for (lora_target t : arch.projections) {
+                if (!projection_has_bias(cfg_, t)) continue;
+                const std::vector<float>& b = lp.bias[size_t(t)];
+                projection& p = w_[size_t(l)][size_t(t)];
+                if (b.size() != size_t(p.rows))
+                    throw error(error_code::invalid_argument,
+                                "layer " + std::to_string(l) + " " + lora_target_name(t) + ": the model's bias has " +
+                                    std::to_string(b.size()) + " values, the projection " + std::to_string(p.rows) +
+                                    " outputs",
+                                "load the model again; its config.json and weights disagree");
+                upload(p.bias, b.data(), b.size(), "the biases");
+            }
         }
-        upload(final_norm_, m.params.final_norm.data(), m.params.final_norm.size(), "the norms");
+        put_norm(final_norm_, m.params.final_norm, C, -1, "final norm");
         const std::vector<uint16_t> e = to_bf16(m.params.embed);
         upload(embed_, e.data(), e.size(), "the embedding");
         if (!m.params.lm_head.empty()) {
@@ -159,6 +209,17 @@ public:
             upload(head_, h.data(), h.size(), "the LM head");
         }
         if (adapter) put_adapter(*adapter);
+    }
+
+    // A norm weight of n values, as the decoder reads it (norm_weight); a wrong size is refused, never read past.
+    void put_norm(dmem& d, const std::vector<float>& w, int n, int l, const char* what) {
+        if (w.size() != size_t(n))
+            throw error(error_code::invalid_argument,
+                        (l >= 0 ? "layer " + std::to_string(l) + " " : std::string()) + what + ": the model has " +
+                            std::to_string(w.size()) + " values, expected " + std::to_string(n),
+                        "load the model again; its config.json and weights disagree");
+        const std::vector<float> v = norm_weight(w, offset_);
+        upload(d, v.data(), v.size(), "the norms");
     }
 
     void put_nf4(projection& p, const nf4_tensor& w, int l, lora_target t, int in, int out) {
@@ -246,6 +307,21 @@ public:
             mlp_norm_[size_t(l)].alloc(size_t(C) * 4, "the norms");
             K::fill_f32(attn_norm_[size_t(l)].as<float>(), C, 1.0f, stream_);
             K::fill_f32(mlp_norm_[size_t(l)].as<float>(), C, 1.0f, stream_);
+            // the newer families' tensors: identity norms and small random biases
+            for (auto [d, n] : {std::pair<dmem*, int>{&q_norm_[size_t(l)], qk_norm_ ? HS : 0},
+                                {&k_norm_[size_t(l)], qk_norm_ ? HS : 0},
+                                {&post_attn_norm_[size_t(l)], sandwich_ ? C : 0},
+                                {&post_mlp_norm_[size_t(l)], sandwich_ ? C : 0}})
+                if (n > 0) {
+                    d->alloc(size_t(n) * 4, "the norms");
+                    K::fill_f32(d->as<float>(), n, 1.0f, stream_);
+                }
+            for (lora_target t : arch.projections)
+                if (projection_has_bias(cfg_, t)) {
+                    projection& p = w_[size_t(l)][size_t(t)];
+                    p.bias.alloc(size_t(p.rows) * 4, "the biases");
+                    K::fill_random_uniform_f32(p.bias.as<float>(), p.rows, next(), 0.02f, stream_);
+                }
         }
         final_norm_.alloc(size_t(C) * 4, "the norms");
         K::fill_f32(final_norm_.as<float>(), C, 1.0f, stream_);
@@ -319,10 +395,11 @@ public:
         cuda_decoder_memory m;
         for (const auto& layer : w_)
             for (const projection& p : layer)
-                m.weight_bytes += p.packed.bytes + p.codes.bytes + p.scale.bytes + p.map.bytes + p.a.bytes + p.b.bytes;
-        for (const dmem& d : attn_norm_) m.weight_bytes += d.bytes;
-        for (const dmem& d : mlp_norm_) m.weight_bytes += d.bytes;
-        m.weight_bytes += final_norm_.bytes + embed_.bytes + head_.bytes + inv_freq_.bytes;
+                m.weight_bytes += p.packed.bytes + p.codes.bytes + p.scale.bytes + p.map.bytes + p.a.bytes + p.b.bytes +
+                                  p.bias.bytes;
+        for (const auto* v : {&attn_norm_, &mlp_norm_, &q_norm_, &k_norm_, &post_attn_norm_, &post_mlp_norm_})
+            for (const dmem& d : *v) m.weight_bytes += d.bytes;
+        m.weight_bytes += final_norm_.bytes + embed_.bytes + head_.bytes + inv_freq_.bytes + inv_freq_local_.bytes;
         m.cache_bytes = k_cache_.bytes + v_cache_.bytes + scores_.bytes;
         return m;
     }
@@ -363,14 +440,30 @@ private:
         else enqueue();
     }
 
+    // out (rows) [=, or += when accumulate] W in [+ bias] + scale · B (A in)
     void proj(int l, lora_target t, const float* in, float* out, bool accumulate) {
         const projection& p = w_[size_t(l)][size_t(t)];
         K::nf4_gemv(out, in, p.packed.as<uint8_t>(), p.codes.as<uint8_t>(), p.scale.as<float>(), p.offset,
                     p.map.as<float>(), p.rows, p.cols, p.blocksize, p.nested_blocksize, accumulate, stream_);
+        if (p.bias.p) K::decode_add(out, p.bias.as<float>(), p.rows, stream_);
         if (p.rank > 0) {
             K::f32_gemv(xa_.as<float>(), in, p.a.as<float>(), p.rank, p.cols, 1.0f, false, stream_);
             K::f32_gemv(out, xa_.as<float>(), p.b.as<float>(), p.rows, p.rank, scale_, true, stream_);
         }
+    }
+
+    // x (C) += proj_t(in), or with a post norm: tmp = proj_t(in); xb = post_norm(tmp); x += xb (xb is free here:
+    // the next use rewrites it).
+    void residual_proj(int l, lora_target t, const float* in, const dmem* post_norm) {
+        float* x = x_.as<float>();
+        if (!post_norm) {
+            proj(l, t, in, x, true);
+            return;
+        }
+        float *tmp = tmp_.as<float>(), *xb = xb_.as<float>();
+        proj(l, t, in, tmp, false);
+        K::decode_rmsnorm(xb, tmp, post_norm->as<float>(), C, float(cfg_.rms_norm_eps), stream_);
+        K::decode_add(x, xb, C, stream_);
     }
 
     void enqueue() {
@@ -379,21 +472,30 @@ private:
               *atty = atty_.as<float>();
         const float eps = float(cfg_.rms_norm_eps);
         K::decode_embedding(x, embed_.as<bf16>(), st, C, stream_);
+        if (cfg_.embed_scale != 1.0) K::decode_scale(x, float(cfg_.embed_scale), C, stream_);
         for (int l = 0; l < L; ++l) {
             float* kc = k_cache_.as<float>() + size_t(l) * size_t(max_pos_) * size_t(KV);
             float* vc = v_cache_.as<float>() + size_t(l) * size_t(max_pos_) * size_t(KV);
+            const float* freq = cfg_.layer_sliding(l) && inv_freq_local_.p ? inv_freq_local_.as<float>()
+                                                                           : inv_freq_.as<float>();
             K::decode_rmsnorm(xb, x, attn_norm_[size_t(l)].as<float>(), C, eps, stream_);
             proj(l, lora_target::q, xb, q, false);
             proj(l, lora_target::k, xb, k, false);
             proj(l, lora_target::v, xb, v, false);
-            K::decode_rope_store(q, k, v, kc, vc, inv_freq_.as<float>(), st, NH, NKV, HS, stream_);
-            K::decode_attention(atty, scores_.as<float>(), q, kc, vc, st, NH, NKV, HS, max_pos_, stream_);
-            proj(l, lora_target::o, atty, x, true);
+            if (qk_norm_) { // per head, in place: q (NH, HS), k (NKV, HS)
+                K::decode_rmsnorm_rows(q, q, q_norm_[size_t(l)].as<float>(), NH, HS, eps, stream_);
+                K::decode_rmsnorm_rows(k, k, k_norm_[size_t(l)].as<float>(), NKV, HS, eps, stream_);
+            }
+            K::decode_rope_store(q, k, v, kc, vc, freq, st, NH, NKV, HS, stream_);
+            K::decode_attention(atty, scores_.as<float>(), q, kc, vc, st, NH, NKV, HS, max_pos_, stream_,
+                                cfg_.layer_window(l), attn_scale_);
+            residual_proj(l, lora_target::o, atty, sandwich_ ? &post_attn_norm_[size_t(l)] : nullptr);
             K::decode_rmsnorm(xb, x, mlp_norm_[size_t(l)].as<float>(), C, eps, stream_);
             proj(l, lora_target::gate, xb, gate_.as<float>(), false);
             proj(l, lora_target::up, xb, up_.as<float>(), false);
-            K::decode_swiglu(h_.as<float>(), gate_.as<float>(), up_.as<float>(), H, stream_);
-            proj(l, lora_target::down, h_.as<float>(), x, true);
+            if (geglu_) K::decode_geglu(h_.as<float>(), gate_.as<float>(), up_.as<float>(), H, stream_);
+            else K::decode_swiglu(h_.as<float>(), gate_.as<float>(), up_.as<float>(), H, stream_);
+            residual_proj(l, lora_target::down, h_.as<float>(), sandwich_ ? &post_mlp_norm_[size_t(l)] : nullptr);
         }
         K::decode_rmsnorm(xb, x, final_norm_.as<float>(), C, eps, stream_);
         K::bf16_gemv(logits_.as<float>(), xb, (head_.p ? head_ : embed_).as<bf16>(), V, C, stream_);
@@ -407,11 +509,13 @@ private:
     cudaGraphExec_t graph_ = nullptr;
     K::decode_state* state_host_ = nullptr; // pinned
     std::vector<std::array<projection, k_lora_target_count>> w_;
-    std::vector<dmem> attn_norm_, mlp_norm_;
-    dmem final_norm_, embed_, head_, inv_freq_;
+    std::vector<dmem> attn_norm_, mlp_norm_, q_norm_, k_norm_, post_attn_norm_, post_mlp_norm_;
+    dmem final_norm_, embed_, head_, inv_freq_, inv_freq_local_;
+    bool qk_norm_ = false, sandwich_ = false, geglu_ = false;
+    float offset_ = 0.0f, attn_scale_ = 0.0f;
     float scale_ = 0;
     int max_rank_ = 0;
-    dmem x_, xb_, q_, k_, v_, atty_, gate_, up_, h_, xa_, logits_, state_, k_cache_, v_cache_, scores_;
+    dmem tmp_, x_, xb_, q_, k_, v_, atty_, gate_, up_, h_, xa_, logits_, state_, k_cache_, v_cache_, scores_;
     int max_pos_ = 0, pos_ = 0;
     std::vector<float> logits_host_;
 };

@@ -1,6 +1,15 @@
 // gpu_step — one micro-batch on the CUDA backend: embedding, L × (NF4 base GEMMs + LoRA, RoPE, flash-style attention,
 // SwiGLU), the chunked-loss head, then the backward in exact reverse order, recomputing each layer from its checkpoint.
 //
+// The layer mirrors the CPU pass (engine/src/model/llama.cpp layer_forward / layer_backward) op for op, with the
+// newer families' steps in [] (architecture.h):
+//   x = embed(tokens) [· sqrt(C)]
+//   h = norm(x) ; q,k,v = h·Wᵀ [+ b] (+ LoRA) ; [q, k = per-head norm(q), norm(k)] ; rope(q), rope(k) (the sliding
+//   layers' own frequencies) ; a = attention(q,k,v) [window, scale] ; o = a·Woᵀ [+ b] ; [o = post_attn_norm(o)] ;
+//   x_mid = x + o ; h = norm(x_mid) ; m = down(act(gate(h)) · up(h)) [act: silu or tanh GELU] ;
+//   [m = post_mlp_norm(m)] ; x_out = x_mid + m
+// A (1 + w) norm is the plain RMSNorm kernel with the weight uploaded as 1 + w (gpu_weights.cpp).
+//
 // Shapes (llama.h legend): N = B*T rows, C hidden, H MLP hidden, Q = NH*HS, KV = NKV*HS, V vocabulary, r LoRA rank.
 // Activations bf16, residual gradient and normed-input gradients fp32, LoRA masters and gradients fp32.
 #include "gpu_train_impl.h"
@@ -9,6 +18,7 @@
 #include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/elementwise.h"
 #include "qls_kernels/embedding.h"
+#include "qls_kernels/family_ops.h"
 #include "qls_kernels/nf4.h"
 #include "qls_kernels/rmsnorm.h"
 #include "qls_kernels/rope.h"
@@ -55,12 +65,14 @@ void gpu_trainer::impl::cast_layer_lora(int l) {
     }
 }
 
-// y (N, out) [=, or += when accumulate] x (N, in) · Wᵀ + s · (drop(x) · Aᵀ) · Bᵀ ; saves xa (N, r)
+// y (N, out) [=, or += when accumulate] x (N, in) · Wᵀ [+ bias (out)] + s · (drop(x) · Aᵀ) · Bᵀ ; saves xa (N, r).
+// The bias is frozen (no gradient in linear_backward), added after the base GEMM as the CPU pass does.
 void gpu_trainer::impl::linear_forward(int l, lora_target t, const bf16* x, bf16* y, bool accumulate, bool dropout,
                                        uint64_t seed) {
     auto [in, out] = in_out(t);
     const bf16* w = dequantize(l, t);
     blas->gemm(false, true, N, out, in, x, in, w, in, y, false, out, 1.0f, accumulate ? 1.0f : 0.0f);
+    if (const bf16* bias = bias_of(l, t)) K::bias_add(y, bias, N, out, stream);
     tick("gemm.base.fwd");
     if (!adapted(t)) return;
     const bf16* xd = x;
@@ -128,7 +140,7 @@ void gpu_trainer::impl::layer_forward(int l, bool dropout, uint64_t seed, bool r
     const bf16* x = resid_in(l);
     const int* pos = item<int>({plan_item_id::loss_positions});
     const int* seg = use_segments ? item<int>({plan_item_id::loss_segments}) : nullptr;
-    const float* inv = item<float>({plan_item_id::ws_rope_inv_freq});
+    const float* inv = rope_freq(l);
     const float eps = float(cfg.rms_norm_eps);
     cast_layer_lora(l);
     tick("lora.cast");
@@ -136,18 +148,39 @@ void gpu_trainer::impl::layer_forward(int l, bool dropout, uint64_t seed, bool r
     K::rmsnorm_forward(xn, act_f32({plan_item_id::act_attn_norm_rstd}, l), x,
                        item<bf16>({plan_item_id::attn_norm_weight}, l), N, C, eps, stream);
     bf16 *q = act({plan_item_id::act_q}, l), *k = act({plan_item_id::act_k}, l), *v = act({plan_item_id::act_v}, l);
-    linear_forward(l, lora_target::q, xn, q, false, dropout, seed);
-    linear_forward(l, lora_target::k, xn, k, false, dropout, seed);
+    // with q/k norms the projections write q_raw (N, Q), k_raw (N, KV), which the norms' backward reads
+    bf16* q_lin = qk_norm ? act({plan_item_id::act_q_raw}, l) : q;
+    bf16* k_lin = qk_norm ? act({plan_item_id::act_k_raw}, l) : k;
+    linear_forward(l, lora_target::q, xn, q_lin, false, dropout, seed);
+    linear_forward(l, lora_target::k, xn, k_lin, false, dropout, seed);
     linear_forward(l, lora_target::v, xn, v, false, dropout, seed);
+    if (qk_norm) { // per-head RMSNorm over HS: (N*NH, HS) and (N*NKV, HS) rows, 1/rms (N*NH), (N*NKV) fp32
+        K::rmsnorm_forward(q, act_f32({plan_item_id::act_q_norm_rstd}, l), q_lin,
+                           item<bf16>({plan_item_id::q_norm_weight}, l), N * NH, HS, eps, stream);
+        K::rmsnorm_forward(k, act_f32({plan_item_id::act_k_norm_rstd}, l), k_lin,
+                           item<bf16>({plan_item_id::k_norm_weight}, l), N * NKV, HS, eps, stream);
+    }
     K::rope_forward(q, pos, inv, N, NH, HS, stream);
     K::rope_forward(k, pos, inv, N, NKV, HS, stream);
     bf16* att = act({plan_item_id::act_attn_out}, l);
     tick("norm+rope");
-    K::attention_forward(att, act_f32({plan_item_id::act_attn_lse}, l), q, k, v, seg, B, T, NH, NKV, HS, stream);
+    K::attention_forward(att, act_f32({plan_item_id::act_attn_lse}, l), q, k, v, seg, B, T, NH, NKV, HS, stream,
+                         cfg.layer_window(l), attn_scale);
     tick("attention.fwd");
     bf16* mid = act({plan_item_id::act_residual_mid}, l);
-    QLS_CUDA_CHECK(cudaMemcpyAsync(mid, x, size_t(N) * C * 2, cudaMemcpyDeviceToDevice, stream));
-    linear_forward(l, lora_target::o, att, mid, true, dropout, seed);
+    if (!sandwich) {
+        QLS_CUDA_CHECK(cudaMemcpyAsync(mid, x, size_t(N) * C * 2, cudaMemcpyDeviceToDevice, stream));
+        linear_forward(l, lora_target::o, att, mid, true, dropout, seed);
+    } else {
+        // o_raw (N, C) = o(att), post = post_attn_norm(o_raw) (N, C) in the scratch, mid = x + post
+        bf16* o_raw = act({plan_item_id::act_attn_proj_out}, l);
+        bf16* post = item<bf16>({plan_item_id::ws_post_norm});
+        linear_forward(l, lora_target::o, att, o_raw, false, dropout, seed);
+        K::rmsnorm_forward(post, act_f32({plan_item_id::act_attn_post_rstd}, l), o_raw,
+                           item<bf16>({plan_item_id::post_attn_norm_weight}, l), N, C, eps, stream);
+        QLS_CUDA_CHECK(cudaMemcpyAsync(mid, x, size_t(N) * C * 2, cudaMemcpyDeviceToDevice, stream));
+        K::add_inplace_bf16(mid, post, int64_t(N) * C, stream);
+    }
     bf16* xn2 = act({plan_item_id::act_mlp_norm_out}, l);
     K::rmsnorm_forward(xn2, act_f32({plan_item_id::act_mlp_norm_rstd}, l), mid,
                        item<bf16>({plan_item_id::mlp_norm_weight}, l), N, C, eps, stream);
@@ -155,7 +188,22 @@ void gpu_trainer::impl::layer_forward(int l, bool dropout, uint64_t seed, bool r
          *hid = act({plan_item_id::act_mlp_hidden}, l);
     linear_forward(l, lora_target::gate, xn2, gate, false, dropout, seed);
     linear_forward(l, lora_target::up, xn2, up, false, dropout, seed);
-    K::swiglu_forward(hid, gate, up, int64_t(N) * H, stream);
+    if (geglu) K::geglu_forward(hid, gate, up, int64_t(N) * H, stream);
+    else K::swiglu_forward(hid, gate, up, int64_t(N) * H, stream);
+    if (sandwich) {
+        // d_raw (N, C) = down(hid) and post_mlp_norm's 1/rms, which the backward reads, also when recomputing;
+        // then x_out = mid + post_mlp_norm(d_raw) unless recomputing (the next checkpoint already holds it)
+        bf16* d_raw = act({plan_item_id::act_mlp_proj_out}, l);
+        bf16* post = item<bf16>({plan_item_id::ws_post_norm});
+        linear_forward(l, lora_target::down, hid, d_raw, false, dropout, seed);
+        K::rmsnorm_forward(post, act_f32({plan_item_id::act_mlp_post_rstd}, l), d_raw,
+                           item<bf16>({plan_item_id::post_mlp_norm_weight}, l), N, C, eps, stream);
+        if (recompute) return;
+        bf16* y = resid_in(l + 1);
+        QLS_CUDA_CHECK(cudaMemcpyAsync(y, mid, size_t(N) * C * 2, cudaMemcpyDeviceToDevice, stream));
+        K::add_inplace_bf16(y, post, int64_t(N) * C, stream);
+        return;
+    }
     if (recompute) {
         // the backward needs down's xa (for dB) but not its output: the next checkpoint already holds it
         lora_xa_only(l, lora_target::down, hid, dropout, seed);
@@ -174,18 +222,31 @@ void gpu_trainer::impl::layer_backward(int l, bool dropout, uint64_t seed) {
     tick("paging.prefetch");
     const int* pos = item<int>({plan_item_id::loss_positions});
     const int* seg = use_segments ? item<int>({plan_item_id::loss_segments}) : nullptr;
-    const float* inv = item<float>({plan_item_id::ws_rope_inv_freq});
+    const float* inv = rope_freq(l);
     float* dres = item<float>({plan_item_id::grad_residual});
     bf16* dres_bf = item<bf16>({plan_item_id::grad_residual_bf16});
     float* dnorm = item<float>({plan_item_id::grad_norm_out});
+    bf16* dpost = sandwich ? item<bf16>({plan_item_id::ws_post_norm}) : nullptr; // (N, C) d post-norm input
     // MLP
     K::cast_f32_to_bf16(dres_bf, dres, int64_t(N) * C, stream);
+    const bf16* ddown = dres_bf; // d down_proj output (N, C)
+    if (sandwich) {              // x_out = x_mid + post_mlp_norm(d_raw): through the post norm to d_raw
+        K::rmsnorm_backward(dpost, dres_bf, act({plan_item_id::act_mlp_proj_out}, l),
+                            item<bf16>({plan_item_id::post_mlp_norm_weight}, l),
+                            act_f32({plan_item_id::act_mlp_post_rstd}, l), N, C, stream);
+        ddown = dpost;
+    }
     bf16* dh = item<bf16>({plan_item_id::grad_mlp_hidden});
     bf16* dup = item<bf16>({plan_item_id::grad_mlp_up});
-    linear_backward(l, lora_target::down, dres_bf, act({plan_item_id::act_mlp_hidden}, l), dh, false, false, dropout,
+    linear_backward(l, lora_target::down, ddown, act({plan_item_id::act_mlp_hidden}, l), dh, false, false, dropout,
                     seed);
-    K::swiglu_backward(dh, dup, dh, act({plan_item_id::act_mlp_gate}, l), act({plan_item_id::act_mlp_up}, l),
-                       int64_t(N) * H, stream);
+    // in place: dh (N, H) becomes d gate; each element is read before it is written, by the same thread
+    if (geglu)
+        K::geglu_backward(dh, dup, dh, act({plan_item_id::act_mlp_gate}, l), act({plan_item_id::act_mlp_up}, l),
+                          int64_t(N) * H, stream);
+    else
+        K::swiglu_backward(dh, dup, dh, act({plan_item_id::act_mlp_gate}, l), act({plan_item_id::act_mlp_up}, l),
+                           int64_t(N) * H, stream);
     const bf16* xn2 = act({plan_item_id::act_mlp_norm_out}, l);
     linear_backward(l, lora_target::gate, dh, xn2, dnorm, true, false, dropout, seed);
     linear_backward(l, lora_target::up, dup, xn2, dnorm, true, true, dropout, seed);
@@ -194,18 +255,33 @@ void gpu_trainer::impl::layer_backward(int l, bool dropout, uint64_t seed) {
                                    act_f32({plan_item_id::act_mlp_norm_rstd}, l), N, C, stream);
     // attention
     K::cast_f32_to_bf16(dres_bf, dres, int64_t(N) * C, stream);
+    const bf16* dproj_o = dres_bf; // d o_proj output (N, C)
+    if (sandwich) {                // x_mid = x_in + post_attn_norm(o_raw)
+        K::rmsnorm_backward(dpost, dres_bf, act({plan_item_id::act_attn_proj_out}, l),
+                            item<bf16>({plan_item_id::post_attn_norm_weight}, l),
+                            act_f32({plan_item_id::act_attn_post_rstd}, l), N, C, stream);
+        dproj_o = dpost;
+    }
     bf16* datt = item<bf16>({plan_item_id::grad_attn_out});
-    linear_backward(l, lora_target::o, dres_bf, act({plan_item_id::act_attn_out}, l), datt, false, false, dropout,
+    linear_backward(l, lora_target::o, dproj_o, act({plan_item_id::act_attn_out}, l), datt, false, false, dropout,
                     seed);
     bf16 *dq = item<bf16>({plan_item_id::grad_q}), *dk = item<bf16>({plan_item_id::grad_k}),
          *dv = item<bf16>({plan_item_id::grad_v});
     K::attention_backward(dq, dk, dv, item<float>({plan_item_id::grad_attn_delta}), datt,
                           act({plan_item_id::act_attn_out}, l), act_f32({plan_item_id::act_attn_lse}, l),
                           act({plan_item_id::act_q}, l), act({plan_item_id::act_k}, l), act({plan_item_id::act_v}, l),
-                          seg, B, T, NH, NKV, HS, stream);
+                          seg, B, T, NH, NKV, HS, stream, cfg.layer_window(l), attn_scale);
     tick("attention.bwd");
     K::rope_backward(dq, pos, inv, N, NH, HS, stream);
     K::rope_backward(dk, pos, inv, N, NKV, HS, stream);
+    if (qk_norm) {
+        // through the per-head norms to the projections' outputs, in place over (N*NH, HS) and (N*NKV, HS) rows:
+        // one warp per row reads the whole row (its dot product) before any lane writes it
+        K::rmsnorm_backward(dq, dq, act({plan_item_id::act_q_raw}, l), item<bf16>({plan_item_id::q_norm_weight}, l),
+                            act_f32({plan_item_id::act_q_norm_rstd}, l), N * NH, HS, stream);
+        K::rmsnorm_backward(dk, dk, act({plan_item_id::act_k_raw}, l), item<bf16>({plan_item_id::k_norm_weight}, l),
+                            act_f32({plan_item_id::act_k_norm_rstd}, l), N * NKV, HS, stream);
+    }
     const bf16* xn = act({plan_item_id::act_attn_norm_out}, l);
     linear_backward(l, lora_target::q, dq, xn, dnorm, true, false, dropout, seed);
     linear_backward(l, lora_target::k, dk, xn, dnorm, true, true, dropout, seed);
@@ -294,6 +370,8 @@ double gpu_trainer::impl::run(const gpu_batch& b, bool backward, bool dropout, u
     const int counted = upload_batch(b);
     K::embedding_forward(resid_in(0), item<int>({plan_item_id::loss_tokens}), item<bf16>({plan_item_id::embed_tokens}),
                          N, C, stream);
+    // Gemma: x = embed · sqrt(C) (the CPU pass's float(embed_scale)); no gradient flows to the frozen table
+    if (cfg.embed_scale != 1.0) K::scale_inplace(resid_in(0), float(cfg.embed_scale), int64_t(N) * C, stream);
     for (int l = 0; l < L; ++l) layer_forward(l, backward && dropout, seed, false);
     tick("other");
     const double loss = head(backward, counted);

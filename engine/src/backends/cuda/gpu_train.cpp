@@ -6,7 +6,8 @@
 // trainer's GPU (gpu_train_options::device) current on the calling thread.
 #include "gpu_train_impl.h"
 
-#include "qls/model_config.h"      // defines: rope_inv_freq
+#include "qls/architecture.h"      // defines: architecture_for (the family's layer ops)
+#include "qls/model_config.h"      // defines: rope_inv_freq, rope_inv_freq_local
 #include "qls_kernels/attention.h" // defines: attention_max_head_size
 
 namespace qls {
@@ -22,6 +23,9 @@ void check_plan_matches(const memory_plan& p, const model_config& c, const gpu_t
         pc.num_layers != c.num_layers || pc.num_heads != c.num_heads || pc.num_kv_heads != c.num_kv_heads ||
         pc.head_dim != c.head_dim || pc.vocab_size != c.vocab_size || pc.tie_word_embeddings != c.tie_word_embeddings)
         what = "the model's dimensions";
+    else if (pc.model_type != c.model_type || pc.qkv_bias != c.qkv_bias || pc.o_bias != c.o_bias ||
+             pc.mlp_bias != c.mlp_bias || pc.has_local_rope != c.has_local_rope || pc.any_sliding() != c.any_sliding())
+        what = "the model's family or layer tensors"; // biases, q/k and post norms are plan items
     else if (s.batch != o.batch) what = "batch";
     else if (s.seq != o.seq) what = "seq";
     else if (s.lora.rank != o.lora.rank) what = "rank";
@@ -82,6 +86,12 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
     ckpt = opt.gradient_checkpointing;
     paged = optimizer_kind_is_paged(opt.optimizer);
     eightbit = optimizer_kind_is_8bit(opt.optimizer);
+    const architecture& arch = architecture_for(cfg);
+    qk_norm = arch.qk_norm;
+    sandwich = arch.sandwich_norms;
+    geglu = arch.mlp == mlp_kind::geglu_tanh;
+    // the default scale stays the kernels' own 1/sqrtf(HS), so LLaMA's scores are computed exactly as before
+    attn_scale = cfg.query_pre_attn_scalar > 0 ? float(cfg.attention_scale()) : 0.0f;
     if (HS % 8 != 0 || HS > K::attention_max_head_size)
         throw error(error_code::unsupported,
                     "head size " + std::to_string(HS) + " is not supported by the CUDA attention kernels",
@@ -117,6 +127,11 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
     const std::vector<float> inv = rope_inv_freq(cfg);
     QLS_CUDA_CHECK(cudaMemcpy(item<float>({plan_item_id::ws_rope_inv_freq}), inv.data(), inv.size() * 4,
                               cudaMemcpyHostToDevice));
+    if (mem->has({plan_item_id::ws_rope_inv_freq_local})) { // the sliding layers' own (HS/2), Gemma 3
+        const std::vector<float> local = rope_inv_freq_local(cfg);
+        QLS_CUDA_CHECK(cudaMemcpy(item<float>({plan_item_id::ws_rope_inv_freq_local}), local.data(), local.size() * 4,
+                                  cudaMemcpyHostToDevice));
+    }
     setup_optimizer();
 }
 

@@ -140,6 +140,11 @@ struct gpu_trainer::impl {
     int B = 0, T = 0, N = 0, C = 0, H = 0, NH = 0, NKV = 0, HS = 0, Q = 0, KV = 0, V = 0, L = 0, r = 0, chunk = 0;
     float lora_scale = 1.0f;
     bool ckpt = true, paged = false, eightbit = false;
+    // The family's layer (architecture.h): per-head q/k norms, post norms, GeGLU instead of SwiGLU; the attention
+    // scale when the config sets one (0: the kernels' HS^-0.5, the LLaMA default). (1 + w) norms need no flag: their
+    // weights are uploaded as 1 + w.
+    bool qk_norm = false, sandwich = false, geglu = false;
+    float attn_scale = 0.0f;
     std::vector<lora_target> targets;
     std::vector<std::array<float, k_lora_target_count>> nested_offset; // [L][t]
 
@@ -196,6 +201,16 @@ struct gpu_trainer::impl {
         return int(std::find(targets.begin(), targets.end(), t) - targets.begin());
     }
     std::pair<int, int> in_out(lora_target t) const { return lora_in_out(cfg, t); }
+    // The frozen bias (out) of projection t of layer l, or nullptr when the model has none.
+    const bf16* bias_of(int l, lora_target t) const {
+        return mem->has({plan_item_id::proj_bias, t}) ? item<bf16>({plan_item_id::proj_bias, t}, l) : nullptr;
+    }
+    // (HS/2) RoPE inverse frequencies of layer l: the sliding layers' own when the model has them (Gemma 3).
+    const float* rope_freq(int l) const {
+        if (cfg.layer_sliding(l) && mem->has({plan_item_id::ws_rope_inv_freq_local}))
+            return item<float>({plan_item_id::ws_rope_inv_freq_local});
+        return item<float>({plan_item_id::ws_rope_inv_freq});
+    }
 
     // ---- setup (gpu_train.cpp) --------------------------------------------------------------------------------------
     void init(const model_config& c, const memory_plan& p, const gpu_train_options& o);

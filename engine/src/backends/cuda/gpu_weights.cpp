@@ -21,6 +21,15 @@ std::vector<uint16_t> to_bf16(const std::vector<float>& v) {
     return o;
 }
 
+// A norm weight as the kernels read it: w, or for a (1 + w) norm (Gemma3RMSNorm) the bf16 of the fp32 sum 1 + w,
+// so one RMSNorm kernel computes both kinds.
+std::vector<uint16_t> norm_to_bf16(const std::vector<float>& w, float offset) {
+    if (offset == 0.0f) return to_bf16(w);
+    std::vector<uint16_t> o(w.size());
+    for (size_t i = 0; i < w.size(); ++i) o[i] = f32_to_bf16(offset + w[i]);
+    return o;
+}
+
 } // namespace
 
 // ---- weights ------------------------------------------------------------------------------------------------------
@@ -46,6 +55,19 @@ void gpu_trainer::impl::random_weights(uint64_t seed) {
     for (int l = 0; l < L; ++l) {
         K::fill_bf16(item<bf16>({plan_item_id::attn_norm_weight}, l), C, 1.0f, stream);
         K::fill_bf16(item<bf16>({plan_item_id::mlp_norm_weight}, l), C, 1.0f, stream);
+        // the newer families' tensors: identity norms (w = 1, or 1 + w with w = 0) and small random biases
+        if (qk_norm) {
+            K::fill_bf16(item<bf16>({plan_item_id::q_norm_weight}, l), HS, 1.0f, stream);
+            K::fill_bf16(item<bf16>({plan_item_id::k_norm_weight}, l), HS, 1.0f, stream);
+        }
+        if (sandwich) {
+            K::fill_bf16(item<bf16>({plan_item_id::post_attn_norm_weight}, l), C, 1.0f, stream);
+            K::fill_bf16(item<bf16>({plan_item_id::post_mlp_norm_weight}, l), C, 1.0f, stream);
+        }
+        for (int ti = 0; ti < k_lora_target_count; ++ti)
+            if (mem->has({plan_item_id::proj_bias, lora_target(ti)}))
+                K::fill_random_normal_bf16(item<bf16>({plan_item_id::proj_bias, lora_target(ti)}, l),
+                                           in_out(lora_target(ti)).second, next(), 0.02f, stream);
     }
     K::fill_bf16(item<bf16>({plan_item_id::final_norm_weight}), C, 1.0f, stream);
     // LoRA: A ~ U(-1/sqrt(in), 1/sqrt(in)) (PEFT kaiming_uniform_(a=sqrt(5))), B = 0 (the arena starts zeroed)
@@ -72,9 +94,10 @@ template <class E> void gpu_trainer::impl::put(void* dst, const std::vector<E>& 
 }
 
 void gpu_trainer::impl::model_weights(const llama_model& m) {
-    // The step's kernels are LLaMA's: RMSNorm, rotate_half RoPE, SwiGLU, no biases (architecture.h).
+    // Every family of the table (architecture.h): its norms, biases and post norms are uploaded here, its layer ops
+    // are in gpu_step.cpp.
     const architecture& arch = architecture_for(m.config);
-    require_llama_layers(arch, "the CUDA backend");
+    const float off = arch.norm == norm_kind::rms_one_plus ? 1.0f : 0.0f;
     // The projections come from m.nf4 only: params' projection vectors may be empty (a model loaded for the GPU keeps
     // no f32 copy of a frozen weight). A model loaded unquantized is quantized here, on this GPU, one projection at a
     // time, to the bytes the CPU loader would make (gpu_nf4_quantizer).
@@ -106,12 +129,34 @@ void gpu_trainer::impl::model_weights(const llama_model& m) {
             upload_maps(l, t, w.nested_map, w.absmax_offset);
         }
         const llama_layer_params<float>& lp = m.params.layers[size_t(l)];
-        put(item<bf16>({plan_item_id::attn_norm_weight}, l), to_bf16(lp.attn_norm));
-        put(item<bf16>({plan_item_id::mlp_norm_weight}, l), to_bf16(lp.mlp_norm));
+        // a tensor of the plan must come with the model in its planned size (the arena item's bytes)
+        auto put_exact = [&](plan_item_key k, const std::vector<uint16_t>& v, const std::string& what) {
+            if (uint64_t(v.size()) * 2 * uint64_t(L) != mem->bytes(k))
+                throw error(error_code::invalid_argument,
+                            "layer " + std::to_string(l) + ": the model's " + what + " has " +
+                                std::to_string(v.size()) + " values, not the planned size",
+                            "load the model again; its config.json and weights disagree");
+            put(item<bf16>(k, l), v);
+        };
+        put_exact({plan_item_id::attn_norm_weight}, norm_to_bf16(lp.attn_norm, off), "attention norm");
+        put_exact({plan_item_id::mlp_norm_weight}, norm_to_bf16(lp.mlp_norm, off), "MLP norm");
+        if (qk_norm) {
+            put_exact({plan_item_id::q_norm_weight}, norm_to_bf16(lp.q_norm, off), "q norm");
+            put_exact({plan_item_id::k_norm_weight}, norm_to_bf16(lp.k_norm, off), "k norm");
+        }
+        if (sandwich) {
+            put_exact({plan_item_id::post_attn_norm_weight}, norm_to_bf16(lp.post_attn_norm, off),
+                      "post-attention norm");
+            put_exact({plan_item_id::post_mlp_norm_weight}, norm_to_bf16(lp.post_mlp_norm, off), "post-MLP norm");
+        }
+        for (lora_target t : arch.projections)
+            if (mem->has({plan_item_id::proj_bias, t}))
+                put_exact({plan_item_id::proj_bias, t}, to_bf16(lp.bias[size_t(t)]),
+                          std::string(lora_target_name(t)) + " bias");
     }
     put(item<bf16>({plan_item_id::embed_tokens}), to_bf16(m.params.embed));
     if (mem->has({plan_item_id::lm_head})) put(item<bf16>({plan_item_id::lm_head}), to_bf16(m.params.lm_head));
-    put(item<bf16>({plan_item_id::final_norm_weight}), to_bf16(m.params.final_norm));
+    put(item<bf16>({plan_item_id::final_norm_weight}), norm_to_bf16(m.params.final_norm, off));
 }
 
 void gpu_trainer::impl::upload_lora(const lora_weights<float>& w) {
