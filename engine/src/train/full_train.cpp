@@ -81,11 +81,8 @@ std::vector<std::pair<int64_t, fs::path>> full_checkpoints(const fs::path& run_d
     const fs::path dir = run_dir / "checkpoints";
     if (!fs::is_directory(dir, ec)) return v;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        const std::string n = e.path().filename().string();
-        if (n.rfind("step-", 0) != 0 || n.size() == 5 || n.size() > 24 ||
-            n.find_first_not_of("0123456789", 5) != std::string::npos)
-            continue;
-        if (fs::exists(e.path() / "model.safetensors")) v.emplace_back(std::stoll(n.substr(5)), e.path());
+        const int64_t step = checkpoint_step_of(e.path().filename().string());
+        if (step >= 0 && fs::exists(e.path() / "model.safetensors")) v.emplace_back(step, e.path());
     }
     std::sort(v.begin(), v.end());
     return v;

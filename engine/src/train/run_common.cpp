@@ -15,6 +15,16 @@ namespace qls {
 
 namespace fs = std::filesystem;
 
+int64_t checkpoint_step_of(const std::string& n) {
+    if (n.rfind("step-", 0) != 0 || n.size() == 5 || n.size() > 5 + 19) return -1;
+    int64_t v = 0;
+    for (size_t i = 5; i < n.size(); ++i) {
+        if (n[i] < '0' || n[i] > '9') return -1;
+        if (__builtin_mul_overflow(v, int64_t(10), &v) || __builtin_add_overflow(v, int64_t(n[i] - '0'), &v)) return -1;
+    }
+    return v;
+}
+
 void make_run_paths_absolute(train_config& cfg) {
     for (std::string* p : {&cfg.model, &cfg.train_file, &cfg.validation_file, &cfg.runs_dir})
         if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();

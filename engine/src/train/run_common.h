@@ -18,6 +18,9 @@
 
 namespace qls {
 
+// N of a checkpoint folder named "step-N" (N: 1 to 19 decimal digits within int64's range); -1 for any other name.
+int64_t checkpoint_step_of(const std::string& folder_name);
+
 // cfg's model, train_file, validation_file and runs_dir made absolute and normal, so the config.json a run saves
 // works from any working directory.
 void make_run_paths_absolute(train_config& cfg);
