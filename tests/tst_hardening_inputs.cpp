@@ -510,6 +510,26 @@ private slots:
         QVERIFY(read_metrics(run).empty());
     }
 
+    // A checkpoint folder is "step-N", N 1 to 19 digits within int64's range, for resume and the run list alike:
+    // a signed or spaced number was a checkpoint to resume from but not in the list, and a 20-digit one wrapped
+    // around in the list.
+    void checkpointFolderNamesReadAlike() {
+        QTemporaryDir tmp;
+        const std::string run = tmp.path().toStdString() + "/r";
+        for (const char* name : {"step-3", "step-007", "step-+9", "step- 8", "step-99999999999999999999",
+                                 "step-9223372036854775808", "step-", "step-x", "stop-12"}) {
+            fs::create_directories(run + "/checkpoints/" + name);
+            write_file(run + "/checkpoints/" + name + "/trainer_state.json", "{}");
+        }
+        write_file(run + "/config.json", R"({"model": "m"})");
+        QCOMPARE(read_run(run).checkpoint_steps, (std::vector<int64_t>{3, 7}));
+        QCOMPARE(latest_checkpoint(run), (fs::path(run) / "checkpoints" / "step-007").string());
+        fs::create_directories(run + "/checkpoints/step-9223372036854775807");
+        write_file(run + "/checkpoints/step-9223372036854775807/trainer_state.json", "{}");
+        QCOMPARE(read_run(run).checkpoint_steps.back(), std::numeric_limits<int64_t>::max());
+        QCOMPARE(latest_checkpoint(run), (fs::path(run) / "checkpoints" / "step-9223372036854775807").string());
+    }
+
     // Found by the sanitizer tree (tst_safetensors): an empty tensor's data pointer may be null, and memcpy must not
     // get a null pointer even for 0 bytes (undefined; UBSan aborts). Conversions of 0 elements touch nothing.
     void emptyTensorsConvertWithoutTouchingTheirPointers() {

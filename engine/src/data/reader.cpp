@@ -525,6 +525,23 @@ dataset_format detect_lines(const std::string& path, int first, size_t max_recor
                                       : "its first lines are not valid JSON (" + first_problem + ")");
 }
 
+// Appends the record of format f that one parsed JSON value read at `at` (file:line) holds. A value that did not
+// parse is reported at parse_at, one that is not such a record at `at`; neither is appended.
+void append_record(const parsed_json& p, const std::string& at, const std::string& parse_at, dataset_format f,
+                   data::problem_sink& sink, std::vector<data_record>& out) {
+    if (!p.value) {
+        sink.report(parse_at, p.problem, format_hint(f));
+        return;
+    }
+    data_record r;
+    r.source = at;
+    if (std::string problem = to_record(*p.value, f, r); !problem.empty()) {
+        sink.report(at, problem, format_hint(f));
+        return;
+    }
+    out.push_back(std::move(r));
+}
+
 void read_array(const std::string& path, std::string_view content, dataset_format f, const data_options& opt,
                 data::problem_sink& sink, std::vector<data_record>& out) {
     array_scanner sc(content);
@@ -544,18 +561,8 @@ void read_array(const std::string& path, std::string_view content, dataset_forma
                         "split the record or raise the record size limit");
             continue;
         }
-        parsed_json p = parse_json_text(e.text, e.line, e.column);
-        if (!p.value) {
-            sink.report(where(path, p.line), p.problem, format_hint(f));
-            continue;
-        }
-        data_record r;
-        r.source = at;
-        if (std::string problem = to_record(*p.value, f, r); !problem.empty()) {
-            sink.report(at, problem, format_hint(f));
-            continue;
-        }
-        out.push_back(std::move(r));
+        const parsed_json p = parse_json_text(e.text, e.line, e.column);
+        append_record(p, at, where(path, p.line), f, sink, out);
     }
 }
 
@@ -574,18 +581,7 @@ void read_jsonl(const std::string& path, dataset_format f, const data_options& o
             continue;
         }
         if (is_blank(text)) continue;
-        parsed_json p = parse_json_text(text, info.number);
-        if (!p.value) {
-            sink.report(at, p.problem, format_hint(f));
-            continue;
-        }
-        data_record r;
-        r.source = at;
-        if (std::string problem = to_record(*p.value, f, r); !problem.empty()) {
-            sink.report(at, problem, format_hint(f));
-            continue;
-        }
-        out.push_back(std::move(r));
+        append_record(parse_json_text(text, info.number), at, at, f, sink, out);
     }
 }
 

@@ -6,6 +6,7 @@
 // string -> string. Tensors are row-major and little-endian.
 #include "qls/safetensors.h"
 
+#include "io/safetensors_internal.h"
 #include "qls/file_io.h"
 #include "qls/json_input.h"
 
@@ -440,16 +441,41 @@ void safetensors_save(const std::string& path, const std::vector<std::pair<std::
         order.push_back(&nt);
     }
     std::stable_sort(order.begin(), order.end(), [](auto* a, auto* b) {
-        int ra = writer_rank(a->second.type()), rb = writer_rank(b->second.type());
-        if (ra != rb) return ra > rb;
-        return a->first < b->first;
+        return safetensors_detail::written_before(a->second.type(), a->first, b->second.type(), b->first);
     });
+    std::vector<safetensors_detail::header_tensor> listed;
+    listed.reserve(order.size());
+    for (const auto* nt : order)
+        listed.push_back({nt->first, nt->second.type(), &nt->second.shape(), nt->second.nbytes()});
+    const std::string header = safetensors_detail::header_json(path, listed, metadata, {});
+    unsigned char len[8];
+    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
 
-    // Header JSON, compact, keys in the order above (nlohmann only escapes the strings; serde_json and it
-    // agree on escapes: \" \\ \b \f \n \r \t, other control characters as \u00xx, UTF-8 passed through).
+    std::vector<std::string_view> parts;
+    parts.reserve(order.size() + 2);
+    parts.emplace_back(reinterpret_cast<const char*>(len), sizeof len);
+    parts.emplace_back(header);
+    for (const auto* nt : order) parts.emplace_back(static_cast<const char*>(nt->second.raw()), nt->second.nbytes());
+    write_file_atomic(path, parts);
+}
+
+namespace safetensors_detail {
+
+bool written_before(dtype a, std::string_view name_a, dtype b, std::string_view name_b) {
+    const int ra = writer_rank(a), rb = writer_rank(b);
+    if (ra != rb) return ra > rb;
+    return name_a < name_b;
+}
+
+std::string header_json(const std::string& path, const std::vector<header_tensor>& tensors,
+                        const std::map<std::string, std::string>& metadata, const std::string& utf8_hint) {
+    // Compact, keys in the order given (nlohmann only escapes the strings; serde_json and it agree on escapes:
+    // \" \\ \b \f \n \r \t, other control characters as \u00xx, UTF-8 passed through).
     std::string header = "{";
     try {
-        auto str = [](const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::strict); };
+        auto str = [](std::string_view s) {
+            return json(std::string(s)).dump(-1, ' ', false, json::error_handler_t::strict);
+        };
         if (!metadata.empty()) {
             header += "\"__metadata__\":{";
             bool first = true;
@@ -461,32 +487,26 @@ void safetensors_save(const std::string& path, const std::vector<std::pair<std::
         }
         uint64_t offset = 0;
         bool first = metadata.empty();
-        for (const auto* nt : order) {
-            const tensor& t = nt->second;
-            header += (first ? "" : ",") + str(nt->first) + ":{\"dtype\":\"" + dtype_name(t.type()) + "\",\"shape\":[";
+        for (const header_tensor& t : tensors) {
+            header += (first ? "" : ",") + str(t.name) + ":{\"dtype\":\"" + dtype_name(t.type) + "\",\"shape\":[";
             first = false;
-            for (size_t i = 0; i < t.shape().size(); ++i) header += (i ? "," : "") + std::to_string(t.shape()[i]);
-            uint64_t end = offset + t.nbytes();
+            for (size_t i = 0; i < t.shape->size(); ++i) header += (i ? "," : "") + std::to_string((*t.shape)[i]);
+            const uint64_t end = offset + t.nbytes;
             header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
             offset = end;
         }
     } catch (const json::exception& e) {
-        throw error(error_code::invalid_argument, "cannot write '" + path +
-                                                      "': a tensor name or metadata string is not valid UTF-8 (" +
-                                                      e.what() + ")");
+        throw error(error_code::invalid_argument,
+                    "cannot write '" + path + "': a tensor name or metadata string is not valid UTF-8 (" + e.what() +
+                        ")",
+                    utf8_hint);
     }
     header += "}";
     // Spec: the header may be padded with trailing spaces (0x20); the reference pads to a multiple of 8.
     header.append((8 - header.size() % 8) % 8, ' ');
-    unsigned char len[8];
-    for (int i = 0; i < 8; ++i) len[i] = static_cast<unsigned char>(uint64_t(header.size()) >> (8 * i));
-
-    std::vector<std::string_view> parts;
-    parts.reserve(order.size() + 2);
-    parts.emplace_back(reinterpret_cast<const char*>(len), sizeof len);
-    parts.emplace_back(header);
-    for (const auto* nt : order) parts.emplace_back(static_cast<const char*>(nt->second.raw()), nt->second.nbytes());
-    write_file_atomic(path, parts);
+    return header;
 }
+
+} // namespace safetensors_detail
 
 } // namespace qls

@@ -1,10 +1,9 @@
 // Streaming safetensors writer: the header from (name, dtype, shape) up front, then the data tensor by tensor, then
 // fsync and rename; format: https://github.com/huggingface/safetensors#format
+#include "io/safetensors_internal.h"
 #include "qls/error.h"
 #include "qls/file_io.h"
 #include "qls/safetensors.h"
-
-#include <nlohmann/json.hpp>
 
 #include <algorithm>
 #include <cerrno>
@@ -17,31 +16,11 @@ namespace qls {
 
 namespace {
 
-using json = nlohmann::json;
-
 const char* const k_write_hint =
     "check that the folder exists and is writable, that the path is not a folder, and that the disk is not full";
 
 [[noreturn]] void fail_io(const std::string& path, const std::string& problem) {
     throw error(error_code::io, "cannot write '" + path + "': " + problem, k_write_hint);
-}
-
-// Rank of a dtype in the reference writer's Dtype enum (safetensors/src/tensor.rs), as safetensors_save orders by it:
-// descending rank ("descending dtype alignment"), then name ascending byte-wise.
-int writer_rank(dtype t) {
-    switch (t) {
-    case dtype::boolean: return 0;
-    case dtype::u8: return 1;
-    case dtype::i8: return 2;
-    case dtype::i16: return 3;
-    case dtype::f16: return 4;
-    case dtype::bf16: return 5;
-    case dtype::i32: return 6;
-    case dtype::f32: return 7;
-    case dtype::f64: return 8;
-    case dtype::i64: return 9;
-    }
-    return -1;
 }
 
 } // namespace
@@ -70,44 +49,20 @@ safetensors_stream_writer::safetensors_stream_writer(const std::string& path, st
     }
     std::stable_sort(order_.begin(), order_.end(),
                      [](const safetensors_tensor_spec& a, const safetensors_tensor_spec& b) {
-                         const int ra = writer_rank(a.type), rb = writer_rank(b.type);
-                         if (ra != rb) return ra > rb;
-                         return a.name < b.name;
+                         return safetensors_detail::written_before(a.type, a.name, b.type, b.name);
                      });
 
-    // The header exactly as safetensors_save writes it: compact JSON, "__metadata__" first with sorted keys, then
-    // the tensors in order() with consecutive data_offsets; padded with spaces to a multiple of 8 bytes.
-    std::string header = "{";
-    uint64_t offset = 0;
-    try {
-        auto str = [](const std::string& s) { return json(s).dump(-1, ' ', false, json::error_handler_t::strict); };
-        if (!metadata.empty()) {
-            header += "\"__metadata__\":{";
-            bool first = true;
-            for (const auto& [k, v] : metadata) {
-                header += (first ? "" : ",") + str(k) + ":" + str(v);
-                first = false;
-            }
-            header += "}";
-        }
-        bool first = metadata.empty();
-        for (const safetensors_tensor_spec& t : order_) {
-            header += (first ? "" : ",") + str(t.name) + ":{\"dtype\":\"" + dtype_name(t.type) + "\",\"shape\":[";
-            first = false;
-            for (size_t i = 0; i < t.shape.size(); ++i) header += (i ? "," : "") + std::to_string(t.shape[i]);
-            const uint64_t end = offset + t.nbytes();
-            header += "],\"data_offsets\":[" + std::to_string(offset) + "," + std::to_string(end) + "]}";
-            offset = end;
-        }
-    } catch (const json::exception& e) {
-        throw error(error_code::invalid_argument,
-                    "cannot write '" + path + "': a tensor name or metadata string is not valid UTF-8 (" + e.what() +
-                        ")",
-                    "name tensors and metadata with UTF-8 text");
+    // The header exactly as safetensors_save writes it, the tensors in order() with consecutive data_offsets.
+    std::vector<safetensors_detail::header_tensor> listed;
+    listed.reserve(order_.size());
+    uint64_t data_bytes = 0;
+    for (const safetensors_tensor_spec& t : order_) {
+        listed.push_back({t.name, t.type, &t.shape, t.nbytes()});
+        data_bytes += t.nbytes();
     }
-    header += "}";
-    header.append((8 - header.size() % 8) % 8, ' ');
-    file_size_ = 8 + header.size() + offset;
+    const std::string header = safetensors_detail::header_json(path, listed, metadata,
+                                                               "name tensors and metadata with UTF-8 text");
+    file_size_ = 8 + header.size() + data_bytes;
 
     do {
         fd_ = ::open(tmp_.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);

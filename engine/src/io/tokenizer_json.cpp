@@ -113,22 +113,33 @@ struct reader {
         if (n > max_pipeline_steps)
             fail(where, "has more than " + std::to_string(max_pipeline_steps) + " steps", error_code::format);
     }
+    void check_nesting(int depth, const std::string& where) const {
+        if (depth > k_max_nesting) fail(where, "nests Sequences too deeply");
+    }
+    // The type of a pipeline step at Sequence depth `depth`, the pipeline holding n steps so far (both bounded).
+    std::string step_type(const json& j, const std::string& where, int depth, size_t n) const {
+        check_nesting(depth, where);
+        check_steps(n, where);
+        return type_of(j, where);
+    }
+    // Each element of a Sequence's `key` array handed to item(element, where it is).
+    template <class item_parser>
+    void sequence(const json& j, const char* key, const std::string& where, item_parser item) const {
+        const json& list = need(j, key, where);
+        if (!list.is_array()) fail(where + "." + key, "must be an array");
+        for (size_t i = 0; i < list.size(); ++i) item(list[i], where + "." + key + "[" + std::to_string(i) + "]");
+    }
 };
 
 void parse_normalizer(const reader& r, const json& j, const std::string& where, int depth,
                       std::vector<normalizer_step>& out) {
     if (j.is_null()) return;
-    if (depth > k_max_nesting) r.fail(where, "nests Sequences too deeply");
-    r.check_steps(out.size(), where);
-    const std::string t = r.type_of(j, where);
+    const std::string t = r.step_type(j, where, depth, out.size());
+    if (t == "Sequence")
+        return r.sequence(j, "normalizers", where, [&](const json& item, const std::string& at) {
+            parse_normalizer(r, item, at, depth + 1, out);
+        });
     normalizer_step st{};
-    if (t == "Sequence") {
-        const json& list = r.need(j, "normalizers", where);
-        if (!list.is_array()) r.fail(where + ".normalizers", "must be an array");
-        for (size_t i = 0; i < list.size(); ++i)
-            parse_normalizer(r, list[i], where + ".normalizers[" + std::to_string(i) + "]", depth + 1, out);
-        return;
-    }
     if (t == "NFC") st.kind = normalizer_step::nfc;
     else if (t == "NFD") st.kind = normalizer_step::nfd;
     else if (t == "NFKC") st.kind = normalizer_step::nfkc;
@@ -156,17 +167,12 @@ void parse_normalizer(const reader& r, const json& j, const std::string& where, 
 void parse_pre_tokenizer(const reader& r, const json& j, const std::string& where, int depth,
                          std::vector<pre_tokenizer_step>& out) {
     if (j.is_null()) return;
-    if (depth > k_max_nesting) r.fail(where, "nests Sequences too deeply");
-    r.check_steps(out.size(), where);
-    const std::string t = r.type_of(j, where);
+    const std::string t = r.step_type(j, where, depth, out.size());
+    if (t == "Sequence")
+        return r.sequence(j, "pretokenizers", where, [&](const json& item, const std::string& at) {
+            parse_pre_tokenizer(r, item, at, depth + 1, out);
+        });
     pre_tokenizer_step st{};
-    if (t == "Sequence") {
-        const json& list = r.need(j, "pretokenizers", where);
-        if (!list.is_array()) r.fail(where + ".pretokenizers", "must be an array");
-        for (size_t i = 0; i < list.size(); ++i)
-            parse_pre_tokenizer(r, list[i], where + ".pretokenizers[" + std::to_string(i) + "]", depth + 1, out);
-        return;
-    }
     if (t == "Split") {
         st.kind = pre_tokenizer_step::split;
         r.pattern(j, where, st.literal, st.re);
@@ -201,17 +207,11 @@ void parse_pre_tokenizer(const reader& r, const json& j, const std::string& wher
 void parse_decoder(const reader& r, const json& j, const std::string& where, int depth,
                    std::vector<decoder_step>& out) {
     if (j.is_null()) return;
-    if (depth > k_max_nesting) r.fail(where, "nests Sequences too deeply");
-    r.check_steps(out.size(), where);
-    const std::string t = r.type_of(j, where);
+    const std::string t = r.step_type(j, where, depth, out.size());
+    if (t == "Sequence")
+        return r.sequence(j, "decoders", where,
+                          [&](const json& item, const std::string& at) { parse_decoder(r, item, at, depth + 1, out); });
     decoder_step d{};
-    if (t == "Sequence") {
-        const json& list = r.need(j, "decoders", where);
-        if (!list.is_array()) r.fail(where + ".decoders", "must be an array");
-        for (size_t i = 0; i < list.size(); ++i)
-            parse_decoder(r, list[i], where + ".decoders[" + std::to_string(i) + "]", depth + 1, out);
-        return;
-    }
     if (t == "ByteLevel") d.kind = decoder_step::byte_level;
     else if (t == "ByteFallback") d.kind = decoder_step::byte_fallback;
     else if (t == "Fuse") d.kind = decoder_step::fuse;
@@ -242,22 +242,19 @@ bool parse_post_processor(const reader& r, const json& j, const std::string& whe
                           const std::unordered_map<std::string, int>& ids_by_token, std::vector<int>& prefix,
                           std::vector<int>& suffix) {
     if (j.is_null()) return false;
-    if (depth > k_max_nesting) r.fail(where, "nests Sequences too deeply");
+    r.check_nesting(depth, where);
     const std::string t = r.type_of(j, where);
     if (t == "ByteLevel") return false;
     if (t == "Sequence") {
-        const json& list = r.need(j, "processors", where);
-        if (!list.is_array()) r.fail(where + ".processors", "must be an array");
         bool any = false;
-        for (size_t i = 0; i < list.size(); ++i) {
+        r.sequence(j, "processors", where, [&](const json& item, const std::string& at) {
             std::vector<int> p, s;
-            if (parse_post_processor(r, list[i], where + ".processors[" + std::to_string(i) + "]", depth + 1,
-                                     ids_by_token, p, s)) {
+            if (parse_post_processor(r, item, at, depth + 1, ids_by_token, p, s)) {
                 any = true;
                 prefix.insert(prefix.begin(), p.begin(), p.end());
                 suffix.insert(suffix.end(), s.begin(), s.end());
             }
-        }
+        });
         return any;
     }
     if (t == "RobertaProcessing" || t == "BertProcessing") {

@@ -10,37 +10,31 @@ namespace qls {
 
 namespace {
 
+// Names by base_tensor of the tensors every family has (embed, final_norm, lm_head, attn_norm, mlp_norm); those of
+// q_norm, k_norm, post_attn_norm and post_mlp_norm empty.
+std::array<std::string, k_base_tensor_count> base_names(const char* embed, const char* final_norm, const char* lm_head,
+                                                        const char* attn_norm, const char* mlp_norm) {
+    return {embed, final_norm, lm_head, attn_norm, mlp_norm, "", "", "", ""};
+}
+
 // LLaMA 1/2/3.x, TinyLlama, SmolLM, Mistral 7B: transformers models/llama/modeling_llama.py (LlamaDecoderLayer:
 // input_layernorm, self_attn.{q,k,v,o}_proj, post_attention_layernorm, mlp.{gate,up,down}_proj), model.norm,
 // lm_head; MistralForCausalLM keeps the same module names. GGUF: llama.cpp src/llama-arch.cpp, LLM_ARCH_LLAMA.
+// The base of every entry: the other families state only what differs from it.
 architecture llama_entry() {
     architecture a;
     a.family = "llama";
     a.model_types = {"llama", "mistral"};
     a.gguf_arch = "llama";
     a.hf_layer_prefix = "model.layers.";
-    a.hf_base = {"model.embed_tokens.weight",
-                 "model.norm.weight",
-                 "lm_head.weight",
-                 "input_layernorm.weight",
-                 "post_attention_layernorm.weight",
-                 "",
-                 "",
-                 "",
-                 ""};
+    a.hf_base = base_names("model.embed_tokens.weight", "model.norm.weight", "lm_head.weight", "input_layernorm.weight",
+                           "post_attention_layernorm.weight");
     a.hf_projection = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
                        "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
     a.peft_prefix = "base_model.model.";
     a.gguf_layer_prefix = "blk.";
-    a.gguf_base = {"token_embd.weight",
-                   "output_norm.weight",
-                   "output.weight",
-                   "attn_norm.weight",
-                   "ffn_norm.weight",
-                   "",
-                   "",
-                   "",
-                   ""};
+    a.gguf_base = base_names("token_embd.weight", "output_norm.weight", "output.weight", "attn_norm.weight",
+                             "ffn_norm.weight");
     a.gguf_projection = {"attn_q", "attn_k", "attn_v", "attn_output", "ffn_gate", "ffn_up", "ffn_down"};
     a.gguf_permutes_qk = true;
     a.projections = all_lora_targets();
@@ -52,32 +46,42 @@ architecture llama_entry() {
     return a;
 }
 
-// Qwen2 / Qwen2.5: transformers models/qwen2/modeling_qwen2.py — LLaMA's module names, q/k/v_proj with bias=True
-// (o_proj and the MLP without). GGUF: LLM_ARCH_QWEN2 (blk.N.attn_q.bias ...), q/k rows not permuted.
-architecture qwen2_entry() {
+// A family on LLaMA's module layout under its own names. convert_hf_to_gguf.py permutes the q/k rows for LLaMA
+// (LlamaModel.permute) only: these families' GGUF files keep Hugging Face's row order.
+architecture llama_layout_entry(const std::string& family, const std::string& model_type,
+                                const std::string& gguf_arch) {
     architecture a = llama_entry();
-    a.family = "qwen2";
-    a.model_types = {"qwen2"};
-    a.gguf_arch = "qwen2";
+    a.family = family;
+    a.model_types = {model_type};
+    a.gguf_arch = gguf_arch;
     a.gguf_permutes_qk = false;
-    a.projection_bias = true;
     return a;
 }
 
-// Qwen3: models/qwen3/modeling_qwen3.py — self_attn.q_norm / k_norm (Qwen3RMSNorm over HS, per head) applied to q and
-// k before RoPE; head_dim explicit (128 for every size, not C / NH). GGUF: LLM_ARCH_QWEN3 attn_q_norm / attn_k_norm.
-architecture qwen3_entry() {
-    architecture a = llama_entry();
-    a.family = "qwen3";
-    a.model_types = {"qwen3"};
-    a.gguf_arch = "qwen3";
-    a.gguf_permutes_qk = false;
+// Per-head q/k RMSNorm (over HS) applied to q and k before RoPE: self_attn.q_norm / k_norm in transformers
+// (Qwen3RMSNorm, Gemma3RMSNorm), attn_q_norm / attn_k_norm in GGUF.
+void add_qk_norms(architecture& a) {
     a.qk_norm = true;
-    a.needs_head_dim = true;
     a.hf_base[size_t(base_tensor::q_norm)] = "self_attn.q_norm.weight";
     a.hf_base[size_t(base_tensor::k_norm)] = "self_attn.k_norm.weight";
     a.gguf_base[size_t(base_tensor::q_norm)] = "attn_q_norm.weight";
     a.gguf_base[size_t(base_tensor::k_norm)] = "attn_k_norm.weight";
+}
+
+// Qwen2 / Qwen2.5: transformers models/qwen2/modeling_qwen2.py — LLaMA's module names, q/k/v_proj with bias=True
+// (o_proj and the MLP without). GGUF: LLM_ARCH_QWEN2 (blk.N.attn_q.bias ...), q/k rows not permuted.
+architecture qwen2_entry() {
+    architecture a = llama_layout_entry("qwen2", "qwen2", "qwen2");
+    a.projection_bias = true;
+    return a;
+}
+
+// Qwen3: models/qwen3/modeling_qwen3.py — q/k norms; head_dim explicit (128 for every size, not C / NH).
+// GGUF: LLM_ARCH_QWEN3.
+architecture qwen3_entry() {
+    architecture a = llama_layout_entry("qwen3", "qwen3", "qwen3");
+    add_qk_norms(a);
+    a.needs_head_dim = true;
     return a;
 }
 
@@ -88,32 +92,22 @@ architecture qwen3_entry() {
 // rope_scaling); scores scaled by query_pre_attn_scalar^-0.5. GGUF: LLM_ARCH_GEMMA3 (convert_hf_to_gguf.py stores
 // the norms as 1 + w).
 architecture gemma3_entry() {
-    architecture a = llama_entry();
-    a.family = "gemma3";
-    a.model_types = {"gemma3_text"};
-    a.gguf_arch = "gemma3";
-    a.gguf_permutes_qk = false;
+    architecture a = llama_layout_entry("gemma3", "gemma3_text", "gemma3");
+    add_qk_norms(a);
     a.norm = norm_kind::rms_one_plus;
     a.mlp = mlp_kind::geglu_tanh;
-    a.qk_norm = true;
     a.sandwich_norms = true;
     a.embed_scale_sqrt_hidden = true;
     a.needs_head_dim = true;
     a.local_rope = true;
     a.attn_scale_from_config = true;
     a.hidden_act_key = "hidden_activation";
-    a.hf_base = {"model.embed_tokens.weight",
-                 "model.norm.weight",
-                 "lm_head.weight",
-                 "input_layernorm.weight",
-                 "pre_feedforward_layernorm.weight",
-                 "self_attn.q_norm.weight",
-                 "self_attn.k_norm.weight",
-                 "post_attention_layernorm.weight",
-                 "post_feedforward_layernorm.weight"};
-    a.gguf_base = {"token_embd.weight",   "output_norm.weight", "output.weight",      "attn_norm.weight",
-                   "ffn_norm.weight",     "attn_q_norm.weight", "attn_k_norm.weight", "post_attention_norm.weight",
-                   "post_ffw_norm.weight"};
+    // post_attention_layernorm follows the attention here; the MLP's input norm is pre_feedforward_layernorm
+    a.hf_base[size_t(base_tensor::mlp_norm)] = "pre_feedforward_layernorm.weight";
+    a.hf_base[size_t(base_tensor::post_attn_norm)] = "post_attention_layernorm.weight";
+    a.hf_base[size_t(base_tensor::post_mlp_norm)] = "post_feedforward_layernorm.weight";
+    a.gguf_base[size_t(base_tensor::post_attn_norm)] = "post_attention_norm.weight";
+    a.gguf_base[size_t(base_tensor::post_mlp_norm)] = "post_ffw_norm.weight";
     return a;
 }
 

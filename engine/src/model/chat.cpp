@@ -1,6 +1,7 @@
 // chat: a model's chat template from any model source, its end-of-turn ids, and one reply generated through it.
 #include "qls/chat.h"
 
+#include "model/decode_loop.h"
 #include "qls/error.h"
 
 #include <algorithm>
@@ -38,10 +39,7 @@ std::vector<int> end_of_turn_ids(const tokenizer& tok, const model_config& cfg) 
 chat_reply generate_chat(decoder& dec, const tokenizer& tok, const model_chat_template& tmpl,
                          const std::vector<chat_message>& conversation, const chat_reply_options& opts,
                          const std::function<bool(const std::string&)>& on_text) {
-    if (opts.max_new_tokens < 0)
-        throw error(error_code::invalid_argument,
-                    "max-new-tokens must be >= 0 (got " + std::to_string(opts.max_new_tokens) + ")");
-    validate_sampling(opts.sampling);
+    check_decode_options(opts.max_new_tokens, opts.sampling);
     const model_config& cfg = dec.config();
     chat_reply r;
     r.prompt_ids = render_generation_prompt(conversation, tok, chat_template::model, &tmpl);
@@ -52,40 +50,13 @@ chat_reply generate_chat(decoder& dec, const tokenizer& tok, const model_chat_te
                         " tokens but the model's context is " + std::to_string(ctx) +
                         " positions (max_position_embeddings)",
                     "start a new chat, or shorten the messages");
-    const int64_t needed = int64_t(r.prompt_ids.size()) + int64_t(opts.max_new_tokens);
-    dec.reset(int(std::max<int64_t>(1, std::min<int64_t>(ctx, needed))));
     const std::vector<int> stops = end_of_turn_ids(tok, cfg);
-    sampler smp(opts.sampling);
-    detokenizer detok(tok);
-    bool keep_going = true;
-    auto emit = [&](const std::string& s) {
-        if (s.empty()) return;
-        r.text += s;
-        if (on_text && keep_going) keep_going = on_text(s);
-    };
-    const std::vector<float>* logits = nullptr;
-    for (int id : r.prompt_ids) logits = &dec.step(id);
-    r.reason = stop_reason::max_tokens;
-    for (int n = 0; n < opts.max_new_tokens; ++n) {
-        if (!keep_going) {
-            r.reason = stop_reason::cancelled;
-            break;
-        }
-        const int next = smp.sample(*logits);
-        if (std::binary_search(stops.begin(), stops.end(), next)) {
-            r.reason = stop_reason::eos;
-            break;
-        }
-        r.new_ids.push_back(next);
-        emit(detok.push(next));
-        if (n + 1 == opts.max_new_tokens) break;
-        if (dec.position() >= dec.capacity()) {
-            r.reason = stop_reason::context_full;
-            break;
-        }
-        logits = &dec.step(next);
-    }
-    emit(detok.flush());
+    decoded_text d = decode_loop(
+        dec, tok, r.prompt_ids, opts.max_new_tokens, ctx, opts.sampling, /*emit_prompt=*/false,
+        [&](int id) { return std::binary_search(stops.begin(), stops.end(), id); }, on_text);
+    r.new_ids = std::move(d.new_ids);
+    r.text = std::move(d.text);
+    r.reason = d.reason;
     return r;
 }
 

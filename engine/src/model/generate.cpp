@@ -1,6 +1,7 @@
 // Sampling, the CPU decoder (llama_decoder behind qls::decoder), the device choice of decoder, and the generation loop.
 #include "qls/generate.h"
 
+#include "model/decode_loop.h"
 #include "qls/error.h"
 #include "qls/gpu_train.h" // defines: make_cuda_decoder
 
@@ -138,10 +139,7 @@ generate_result generate(const llama_model& model, const tokenizer& tok, const g
 
 generate_result generate(decoder& dec, const tokenizer& tok, const generate_options& opts,
                          const std::function<bool(const std::string&)>& on_text) {
-    if (opts.max_new_tokens < 0)
-        throw error(error_code::invalid_argument,
-                    "max-new-tokens must be >= 0 (got " + std::to_string(opts.max_new_tokens) + ")");
-    validate_sampling(opts.sampling);
+    check_decode_options(opts.max_new_tokens, opts.sampling);
     const model_config& cfg = dec.config();
     generate_result r;
     r.prompt_ids = tok.encode(opts.prompt, /*add_bos=*/true);
@@ -152,11 +150,35 @@ generate_result generate(decoder& dec, const tokenizer& tok, const generate_opti
                         std::to_string(ctx) + " positions (max_position_embeddings)",
                     "shorten the prompt");
 
+    const int bos = tok.bos_id();
+    std::vector<int> stops = cfg.eos_token_ids;
+    stops.push_back(tok.eos_id());
+    decoded_text d = decode_loop(
+        dec, tok, r.prompt_ids, opts.max_new_tokens, ctx, opts.sampling, /*emit_prompt=*/true,
+        [&](int id) { return id == bos || std::find(stops.begin(), stops.end(), id) != stops.end(); }, on_text);
+    r.new_ids = std::move(d.new_ids);
+    r.text = std::move(d.text);
+    r.reason = d.reason;
+    return r;
+}
+
+void check_decode_options(int max_new_tokens, const sampling_options& sampling) {
+    if (max_new_tokens < 0)
+        throw error(error_code::invalid_argument,
+                    "max-new-tokens must be >= 0 (got " + std::to_string(max_new_tokens) + ")");
+    validate_sampling(sampling);
+}
+
+decoded_text decode_loop(decoder& dec, const tokenizer& tok, const std::vector<int>& prompt_ids, int max_new_tokens,
+                         int ctx, const sampling_options& sampling, bool emit_prompt,
+                         const std::function<bool(int id)>& is_stop,
+                         const std::function<bool(const std::string&)>& on_text) {
+    decoded_text r;
     // The KV cache holds what this generation can use: the prompt and max_new_tokens more, capped by the model's
     // context, never max_position_embeddings whatever was asked (a config may claim millions of positions).
-    const int64_t needed = int64_t(r.prompt_ids.size()) + int64_t(opts.max_new_tokens);
+    const int64_t needed = int64_t(prompt_ids.size()) + int64_t(max_new_tokens);
     dec.reset(int(std::max<int64_t>(1, std::min<int64_t>(ctx, needed))));
-    sampler smp(opts.sampling);
+    sampler smp(sampling);
     detokenizer detok(tok);
     bool keep_going = true;
     auto emit = [&](const std::string& s) {
@@ -166,27 +188,24 @@ generate_result generate(decoder& dec, const tokenizer& tok, const generate_opti
     };
 
     const std::vector<float>* logits = nullptr;
-    for (int id : r.prompt_ids) {
+    for (int id : prompt_ids) {
         logits = &dec.step(id);
-        emit(detok.push(id));
+        if (emit_prompt) emit(detok.push(id));
     }
-    const int bos = tok.bos_id();
-    std::vector<int> stops = cfg.eos_token_ids;
-    stops.push_back(tok.eos_id());
     r.reason = stop_reason::max_tokens;
-    for (int n = 0; n < opts.max_new_tokens; ++n) {
+    for (int n = 0; n < max_new_tokens; ++n) {
         if (!keep_going) {
             r.reason = stop_reason::cancelled;
             break;
         }
-        int next = smp.sample(*logits);
-        if (next == bos || std::find(stops.begin(), stops.end(), next) != stops.end()) {
+        const int next = smp.sample(*logits);
+        if (is_stop(next)) {
             r.reason = stop_reason::eos;
             break;
         }
         r.new_ids.push_back(next);
         emit(detok.push(next));
-        if (n + 1 == opts.max_new_tokens) break;
+        if (n + 1 == max_new_tokens) break;
         if (dec.position() >= dec.capacity()) {
             r.reason = stop_reason::context_full;
             break;

@@ -3,6 +3,8 @@
 // then postfix (. [] ()) and the filter/test chain).
 #include "jinja_internal.h"
 
+#include <initializer_list>
+
 namespace qls::jinja {
 
 namespace {
@@ -146,6 +148,15 @@ private:
         }
     }
 
+    // The statement's tag closes (%}), then its body runs up to {% end_tag %}, whose tag closes too.
+    std::unique_ptr<node> with_body(std::unique_ptr<node> n, const char* end_tag) {
+        expect_block_end();
+        std::string end;
+        n->body = body({end_tag}, end);
+        expect_block_end();
+        return n;
+    }
+
     std::unique_ptr<node> statement() {
         const token& t = next(); // the statement name
         const std::string& s = t.text;
@@ -159,20 +170,12 @@ private:
         if (s == "filter") {
             n->type = st::filter;
             filter_chain(n->filters, true);
-            expect_block_end();
-            std::string end;
-            n->body = body({"endfilter"}, end);
-            expect_block_end();
-            return n;
+            return with_body(std::move(n), "endfilter");
         }
         if (s == "generation") {
             n->type = st::generation;
             has_generation_ = true;
-            expect_block_end();
-            std::string end;
-            n->body = body({"endgeneration"}, end);
-            expect_block_end();
-            return n;
+            return with_body(std::move(n), "endgeneration");
         }
         if (s == "with") {
             n->type = st::with;
@@ -182,11 +185,7 @@ private:
                 expect_op("=");
                 n->defaults.push_back(expression(true));
             }
-            expect_block_end();
-            std::string end;
-            n->body = body({"endwith"}, end);
-            expect_block_end();
-            return n;
+            return with_body(std::move(n), "endwith");
         }
         if (s == "break" || s == "continue") {
             if (loop_depth_ == 0) fail_at(t, "'" + s + "' outside of a loop");
@@ -258,11 +257,7 @@ private:
         }
         n->type = st::set_block;
         filter_chain(n->filters, false);
-        expect_block_end();
-        std::string end;
-        n->body = body({"endset"}, end);
-        expect_block_end();
-        return n;
+        return with_body(std::move(n), "endset");
     }
 
     void params(node& n) {
@@ -298,11 +293,7 @@ private:
         if (is_op("(")) params(*n);
         n->e = expression(true);
         if (n->e->type != ex::call) fail_at(cur(), "expected a call after {% call %}");
-        expect_block_end();
-        std::string end;
-        n->body = body({"endcall"}, end);
-        expect_block_end();
-        return n;
+        return with_body(std::move(n), "endcall");
     }
 
     // ---- expressions ----------------------------------------------------------------------------------------
@@ -386,21 +377,27 @@ private:
         return b;
     }
 
-    expr_ptr or_expr() {
-        auto e = and_expr();
-        while (is_name("or")) {
+    // operand (op operand)*, left-associative: op_at() names the operator at the cursor (nullptr: none).
+    template <class operand_parser, class op_finder> expr_ptr left_assoc(operand_parser operand, op_finder op_at) {
+        auto e = operand();
+        while (const char* op = op_at()) {
             const int line = next().line;
-            e = binary("or", std::move(e), and_expr(), line);
+            e = binary(op, std::move(e), operand(), line);
         }
         return e;
     }
+    // The operator at the cursor among `ops` (operator tokens, or names with names = true); nullptr: none of them.
+    const char* op_among(std::initializer_list<const char*> ops, bool names = false) const {
+        for (const char* op : ops)
+            if (names ? is_name(op) : is_op(op)) return op;
+        return nullptr;
+    }
+
+    expr_ptr or_expr() {
+        return left_assoc([this] { return and_expr(); }, [this] { return op_among({"or"}, true); });
+    }
     expr_ptr and_expr() {
-        auto e = not_expr();
-        while (is_name("and")) {
-            const int line = next().line;
-            e = binary("and", std::move(e), not_expr(), line);
-        }
-        return e;
+        return left_assoc([this] { return not_expr(); }, [this] { return op_among({"and"}, true); });
     }
     expr_ptr not_expr() {
         if (is_name("not")) {
@@ -442,37 +439,16 @@ private:
         return c ? std::move(c) : std::move(first);
     }
     expr_ptr math1() {
-        auto e = concat();
-        while (is_op("+") || is_op("-")) {
-            const token& t = next();
-            e = binary(t.text == "+" ? "+" : "-", std::move(e), concat(), t.line);
-        }
-        return e;
+        return left_assoc([this] { return concat(); }, [this] { return op_among({"+", "-"}); });
     }
     expr_ptr concat() {
-        auto e = math2();
-        while (is_op("~")) {
-            const int line = next().line;
-            e = binary("~", std::move(e), math2(), line);
-        }
-        return e;
+        return left_assoc([this] { return math2(); }, [this] { return op_among({"~"}); });
     }
     expr_ptr math2() {
-        auto e = pow_expr();
-        while (is_op("*") || is_op("/") || is_op("//") || is_op("%")) {
-            const token& t = next();
-            const char* op = t.text == "*" ? "*" : t.text == "/" ? "/" : t.text == "//" ? "//" : "%";
-            e = binary(op, std::move(e), pow_expr(), t.line);
-        }
-        return e;
+        return left_assoc([this] { return pow_expr(); }, [this] { return op_among({"*", "/", "//", "%"}); });
     }
     expr_ptr pow_expr() {
-        auto e = unary(true);
-        while (is_op("**")) {
-            const int line = next().line;
-            e = binary("**", std::move(e), unary(true), line);
-        }
-        return e;
+        return left_assoc([this] { return unary(true); }, [this] { return op_among({"**"}); });
     }
     expr_ptr unary(bool with_filter) {
         depth_guard g(*this);
@@ -549,27 +525,17 @@ private:
             if (t.text == "[") {
                 next();
                 auto e = make(ex::list, t.line);
-                while (!accept_op("]")) {
-                    if (!e->kids.empty()) {
-                        expect_op(",");
-                        if (accept_op("]")) break;
-                    }
-                    e->kids.push_back(expression(true));
-                }
+                comma_separated("]", [&] { e->kids.push_back(expression(true)); });
                 return e;
             }
             if (t.text == "{") {
                 next();
                 auto e = make(ex::dict, t.line);
-                while (!accept_op("}")) {
-                    if (!e->kids.empty()) {
-                        expect_op(",");
-                        if (accept_op("}")) break;
-                    }
+                comma_separated("}", [&] {
                     e->kids.push_back(expression(true));
                     expect_op(":");
                     e->kids.push_back(expression(true));
-                }
+                });
                 return e;
             }
             break;
@@ -578,16 +544,31 @@ private:
         fail_at(t, "unexpected " + describe(t));
     }
 
+    // item (, item)* up to `close`, which is consumed; the opening bracket was. A trailing comma is allowed.
+    template <class item_parser> void comma_separated(const char* close, item_parser item) {
+        bool first = true;
+        while (!accept_op(close)) {
+            if (!first) {
+                expect_op(",");
+                if (accept_op(close)) break;
+            }
+            first = false;
+            item();
+        }
+    }
+
+    // callee(arguments), cur() at "(": a call node whose first kid is the callee.
+    expr_ptr call_of(expr_ptr callee) {
+        auto c = make(ex::call, cur().line);
+        c->kids.push_back(std::move(callee));
+        call_args(*c);
+        return c;
+    }
+
     void call_args(expr& call) {
         // cur() is "("
         expect_op("(");
-        bool first = true;
-        while (!accept_op(")")) {
-            if (!first) {
-                expect_op(",");
-                if (accept_op(")")) break;
-            }
-            first = false;
+        comma_separated(")", [&] {
             if (is_op("*") || is_op("**")) fail_at(cur(), "*args and **kwargs in calls are not supported");
             if (cur().type == tok::name && peek().type == tok::op && peek().text == "=") {
                 call.kw_names.push_back(next().text);
@@ -597,7 +578,7 @@ private:
                 if (!call.kw.empty()) fail_at(cur(), "positional argument follows keyword argument");
                 call.kids.push_back(expression(true));
             }
-        }
+        });
     }
 
     expr_ptr postfix(expr_ptr e) {
@@ -620,10 +601,7 @@ private:
             } else if (is_op("[")) {
                 e = subscript(std::move(e));
             } else if (is_op("(")) {
-                auto c = make(ex::call, cur().line);
-                c->kids.push_back(std::move(e));
-                call_args(*c);
-                e = std::move(c);
+                e = call_of(std::move(e));
             } else {
                 return e;
             }
@@ -721,10 +699,7 @@ private:
                 }
                 e = std::move(t);
             } else if (is_op("(")) {
-                auto c = make(ex::call, cur().line);
-                c->kids.push_back(std::move(e));
-                call_args(*c);
-                e = std::move(c);
+                e = call_of(std::move(e));
             } else {
                 return e;
             }

@@ -6,6 +6,7 @@
 #include "qls/json_input.h"
 #include "qls/peft.h"
 #include "qls/safetensors.h"
+#include "train/run_common.h"
 
 #include <nlohmann/json.hpp>
 
@@ -25,25 +26,13 @@ namespace {
 constexpr int k_checkpoint_format = 1;
 const char* const k_incomplete_hint = "the run directory is incomplete";
 
-int64_t checkpoint_step(const fs::path& dir) {
-    const std::string n = dir.filename().string();
-    if (n.rfind("step-", 0) != 0) return -1;
-    try {
-        size_t used = 0;
-        long long v = std::stoll(n.substr(5), &used);
-        return used == n.size() - 5 ? v : -1;
-    } catch (...) {
-        return -1;
-    }
-}
-
 std::vector<std::pair<int64_t, fs::path>> list_checkpoints(const std::string& run_dir) {
     std::vector<std::pair<int64_t, fs::path>> v;
     const fs::path dir = fs::path(run_dir) / "checkpoints";
     std::error_code ec;
     if (!fs::is_directory(dir, ec)) return v;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        int64_t s = checkpoint_step(e.path());
+        const int64_t s = checkpoint_step_of(e.path().filename().string());
         if (s >= 0 && fs::exists(e.path() / "trainer_state.json")) v.emplace_back(s, e.path());
     }
     std::sort(v.begin(), v.end());
@@ -194,7 +183,7 @@ void trainer::restore(const std::string& ckpt_dir) {
                     delete_hint);
     saved_state s;
     s.step = int_field(st, "step", "step", 0, total_steps_, file, ck);
-    if (const int64_t dir_step = checkpoint_step(ck); dir_step >= 0 && dir_step != s.step)
+    if (const int64_t dir_step = checkpoint_step_of(ck.filename().string()); dir_step >= 0 && dir_step != s.step)
         bad_field(file, "step", "is " + std::to_string(s.step) + " but the folder is " + ck.filename().string(), ck);
     int_field(st, "total_steps", "total_steps", 1, INT64_MAX, file, ck);
     const int64_t tokens_per_step = int64_t(cfg_.grad_accum) * cfg_.micro_batch * cfg_.seq_len;

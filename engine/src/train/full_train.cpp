@@ -3,8 +3,6 @@
 #include "qls/full_train.h"
 
 #include "qls/architecture.h"
-#include "qls/chat.h"
-#include "qls/chat_template.h"
 #include "qls/error.h"
 #include "qls/file_io.h"
 #include "qls/hf_checkpoint.h"
@@ -13,12 +11,12 @@
 #include "qls/optim.h"
 #include "qls/safetensors.h"
 #include "qls/telemetry.h"
+#include "train/run_common.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <filesystem>
-#include <fstream>
 
 namespace qls {
 
@@ -83,11 +81,8 @@ std::vector<std::pair<int64_t, fs::path>> full_checkpoints(const fs::path& run_d
     const fs::path dir = run_dir / "checkpoints";
     if (!fs::is_directory(dir, ec)) return v;
     for (const auto& e : fs::directory_iterator(dir, ec)) {
-        const std::string n = e.path().filename().string();
-        if (n.rfind("step-", 0) != 0 || n.size() == 5 || n.size() > 24 ||
-            n.find_first_not_of("0123456789", 5) != std::string::npos)
-            continue;
-        if (fs::exists(e.path() / "model.safetensors")) v.emplace_back(std::stoll(n.substr(5)), e.path());
+        const int64_t step = checkpoint_step_of(e.path().filename().string());
+        if (step >= 0 && fs::exists(e.path() / "model.safetensors")) v.emplace_back(step, e.path());
     }
     std::sort(v.begin(), v.end());
     return v;
@@ -157,8 +152,7 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
     if (cfg_in.mode != "full")
         throw error(error_code::internal, "run_full_training: training.mode is \"" + cfg_in.mode + "\", not \"full\"");
     train_config cfg = cfg_in;
-    for (std::string* p : {&cfg.model, &cfg.train_file, &cfg.validation_file, &cfg.runs_dir})
-        if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();
+    make_run_paths_absolute(cfg);
     auto log = [&cb](const std::string& line) {
         if (cb.on_log) cb.on_log(line);
     };
@@ -167,11 +161,7 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
     const std::unique_ptr<model_source> src = open_model_source(cfg.model);
     const model_config& mc = src->config();
     check_full_training(cfg, mc);
-    if (cfg.seq_len > mc.max_position_embeddings)
-        throw error(error_code::config,
-                    "training.seq_len: " + std::to_string(cfg.seq_len) + " is longer than the model's context of " +
-                        std::to_string(mc.max_position_embeddings) + " positions",
-                    "use training.seq_len <= " + std::to_string(mc.max_position_embeddings));
+    check_seq_len_fits(cfg, mc);
     const std::string weight0 = architecture_for(mc).hf_weight(0, architecture_for(mc).projections.front());
     if (src->stores_nf4(weight0))
         throw error(error_code::config,
@@ -186,33 +176,10 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
     log("device: cpu trains (full-parameter training runs on the CPU)");
 
     // data, as the LoRA trainer reads it
-    data_options dopt;
-    dopt.format = parse_dataset_format(cfg.dataset_format);
-    dopt.tmpl = parse_chat_template(cfg.prompt_template);
-    if (dopt.tmpl == chat_template::model || dopt.tmpl == chat_template::auto_select)
-        dopt.model_template = load_model_chat_template(*src, tok);
-    dopt.seq_len = cfg.seq_len;
-    dopt.train_on_prompt = cfg.train_on_prompt;
-    dopt.on_bad_record = cfg.skip_malformed ? bad_record_policy::skip : bad_record_policy::fail;
-    validation_options vopt;
-    vopt.file = cfg.validation_file;
-    vopt.fraction = cfg.validation_fraction;
-    vopt.seed = cfg.seed;
-    dataset_split split = load_dataset_split(cfg.train_file, tok, dopt, vopt);
+    dataset_split split = load_run_data(cfg, *src, tok);
     for (const std::string& w : split.train.warnings) log("data: " + w);
-    batch_options bt;
-    bt.B = cfg.micro_batch;
-    bt.T = cfg.seq_len;
-    bt.packing = cfg.packing;
-    bt.shuffle = true;
-    bt.seed = cfg.seed;
-    bt.pad_id = 0;
-    batcher batches(split.train.examples, bt);
-    const int64_t per_epoch = int64_t(batches.batches_per_epoch());
-    const int64_t total = cfg.max_steps > 0
-                              ? cfg.max_steps
-                              : std::max<int64_t>(1,
-                                                  int64_t(std::ceil(cfg.epochs * double(per_epoch) / cfg.grad_accum)));
+    batcher batches(split.train.examples, run_batch_options(cfg));
+    const int64_t total = run_total_steps(cfg, int64_t(batches.batches_per_epoch()));
 
     // the run folder
     full_train_result res;
@@ -220,13 +187,7 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
     if (!full_checkpoints(res.run_dir).empty() || !latest_checkpoint(res.run_dir).empty())
         throw error(error_code::config, res.run_dir + ": this run already has checkpoints",
                     "choose another name, or start from its last checkpoint as the model of a new run");
-    std::error_code ec;
-    fs::create_directories(fs::path(res.run_dir) / "checkpoints", ec);
-    if (ec)
-        throw error(error_code::io, res.run_dir + ": cannot create the run directory: " + ec.message(),
-                    "check that runs_dir is writable");
-    write_file_atomic((fs::path(res.run_dir) / "config.json").string(), train_config_to_json(cfg));
-    write_file_atomic((fs::path(res.run_dir) / "metrics.jsonl").string(), "");
+    create_run_dir(res.run_dir, cfg);
 
     // gradients and the optimizer over every weight
     llama_params<float> grads = zeros_like(model.params);
@@ -262,23 +223,12 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
         std::to_string(split.train.stats.examples) + " training examples, " +
         std::to_string(split.validation.stats.examples) + " validation examples, " + std::to_string(total) + " steps");
 
-    auto evaluate = [&]() -> std::optional<double> {
-        if (split.validation.examples.empty()) return std::nullopt;
-        batch_options vo = bt;
-        vo.shuffle = false;
-        batcher vb(split.validation.examples, vo);
-        size_t n = vb.batches_per_epoch();
-        if (cfg.eval_batches > 0) n = std::min(n, size_t(cfg.eval_batches));
-        double sum = 0;
-        int64_t count = 0;
-        for (size_t i = 0; i < n; ++i) {
-            const batch b = vb.next();
-            if (b.counted_targets == 0) continue;
-            sum += double(pass.forward(b.tokens.data(), b.targets.data(), b.positions.data(), b.segments.data())) *
-                   b.counted_targets;
-            count += b.counted_targets;
-        }
-        return count ? std::optional<double>(sum / double(count)) : std::nullopt;
+    auto evaluate = [&]() {
+        return evaluate_mean_loss(split.validation.examples, batches.options(), cfg.eval_batches, nullptr,
+                                  [&pass](const batch& b) {
+                                      return double(pass.forward(b.tokens.data(), b.targets.data(), b.positions.data(),
+                                                                 b.segments.data()));
+                                  });
     };
     auto checkpoint = [&](int64_t step) {
         const fs::path dir = fs::path(res.run_dir) / "checkpoints" / ("step-" + std::to_string(step));
@@ -286,6 +236,7 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
         res.checkpoint = dir.string();
         log("saved " + dir.string());
         auto all = full_checkpoints(res.run_dir);
+        std::error_code ec;
         for (size_t i = 0; i + size_t(cfg.keep_checkpoints) < all.size(); ++i) fs::remove_all(all[i].second, ec);
     };
 
@@ -325,11 +276,9 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
         }
         if (!std::isfinite(loss) || !std::isfinite(norm)) {
             res.outcome = train_outcome::diverged;
-            res.message = std::string(std::isfinite(loss) ? "the gradient norm" : "the loss") +
-                          " became NaN or infinite at step " + std::to_string(step + 1) + " (learning rate " +
-                          std::to_string(lr) + "); training stopped without applying it" +
-                          (res.checkpoint.empty() ? "" : "; the last good checkpoint is " + res.checkpoint) +
-                          ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
+            res.message = divergence_text(std::string(std::isfinite(loss) ? "the gradient norm" : "the loss") +
+                                              " became NaN or infinite",
+                                          step + 1, lr, res.checkpoint);
             log(res.message);
             return res;
         }
@@ -340,36 +289,22 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
         tokens_total += tokens;
         ema_step_s = ema_step_s == 0 ? dt : 0.9 * ema_step_s + 0.1 * dt;
-        step_stats st;
-        st.step = res.steps;
-        st.total_steps = total;
-        const batcher_position pos = batches.position();
-        st.epoch = double(pos.epoch) + double(pos.cursor) / double(std::max<int64_t>(1, per_epoch));
-        st.loss = loss;
-        st.lr = lr;
-        st.grad_norm = norm;
-        st.tokens = tokens;
-        st.tokens_total = tokens_total;
-        st.step_time_s = dt;
-        st.tokens_per_s = dt > 0 ? double(tokens) / dt : 0;
-        st.eta_s = ema_step_s * double(total - res.steps);
+        step_stats st = step_progress_stats(batches, res.steps, total, loss, lr, norm, tokens, tokens_total, dt,
+                                            ema_step_s * double(total - res.steps));
         // host memory of the run: weights, gradients, optimizer states and the pass's buffers
         st.device_used_bytes = 2 * n_params * sizeof(float) + optim.state_bytes() + pass.activation_bytes();
         st.device_peak_bytes = st.device_used_bytes;
         const bool last = res.steps == total;
-        if ((cfg.eval_every > 0 && res.steps % cfg.eval_every == 0) || last) {
+        if (step_is_due(cfg.eval_every, res.steps, last)) {
             st.eval_loss = evaluate();
             if (st.eval_loss) {
                 res.eval_loss = st.eval_loss;
                 log("step " + std::to_string(res.steps) + ": eval loss " + std::to_string(*st.eval_loss));
             }
         }
-        {
-            std::ofstream out(fs::path(res.run_dir) / "metrics.jsonl", std::ios::app | std::ios::binary);
-            out << step_stats_to_json(st) << '\n';
-        }
+        append_metrics_line(res.run_dir, st);
         if (cb.on_step) cb.on_step(st);
-        if ((cfg.checkpoint_every > 0 && res.steps % cfg.checkpoint_every == 0) || last) checkpoint(res.steps);
+        if (step_is_due(cfg.checkpoint_every, res.steps, last)) checkpoint(res.steps);
     }
     res.outcome = train_outcome::completed;
     return res;

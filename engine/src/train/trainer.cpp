@@ -1,22 +1,19 @@
 // The training loop over a train_backend (CPU reference or CUDA): setup, the step, evaluation and per-step telemetry.
 #include "qls/trainer.h"
 
-#include "qls/chat.h"
-#include "qls/chat_template.h"
-
 #include "qls/error.h"
 #include "qls/file_io.h"
 #include "qls/hf_checkpoint.h"
 #include "qls/model_source.h"
 #include "qls/peft.h"
 #include "qls/run_plan.h"
+#include "train/run_common.h"
 
 #include <algorithm>
 #include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 
 namespace qls {
 
@@ -70,11 +67,7 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     const std::unique_ptr<model_source> src = open_model_source(cfg_.model);
     tok_ = src->load_tokenizer();
     const model_config& mc = src->config();
-    if (cfg_.seq_len > mc.max_position_embeddings)
-        throw error(error_code::config,
-                    "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
-                        std::to_string(mc.max_position_embeddings) + " positions",
-                    "use training.seq_len <= " + std::to_string(mc.max_position_embeddings));
+    check_seq_len_fits(cfg_, mc);
     // The device first: it decides how the model is held on the host (the CPU backend computes with f32
     // projections; the CUDA backend uploads the NF4 ones and no f32 copy is kept).
     const device_choice dc = choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant,
@@ -106,19 +99,7 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
     model_ = llama_model::load(*src, lo);
 
-    data_options dopt;
-    dopt.format = parse_dataset_format(cfg_.dataset_format);
-    dopt.tmpl = parse_chat_template(cfg_.prompt_template);
-    if (dopt.tmpl == chat_template::model || dopt.tmpl == chat_template::auto_select)
-        dopt.model_template = load_model_chat_template(*src, tok_); // null when the model has none
-    dopt.seq_len = cfg_.seq_len;
-    dopt.train_on_prompt = cfg_.train_on_prompt;
-    dopt.on_bad_record = cfg_.skip_malformed ? bad_record_policy::skip : bad_record_policy::fail;
-    validation_options vopt;
-    vopt.file = cfg_.validation_file;
-    vopt.fraction = cfg_.validation_fraction;
-    vopt.seed = cfg_.seed;
-    dataset_split split = load_dataset_split(cfg_.train_file, tok_, dopt, vopt);
+    dataset_split split = load_run_data(cfg_, *src, tok_);
     train_ = std::move(split.train);
     val_ = std::move(split.validation);
     for (const std::string& w : train_.warnings) log("data: " + w);
@@ -131,18 +112,8 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB device, " +
         host + ", " + plan_verdict_name(plan_.verdict));
 
-    batch_options bt;
-    bt.B = cfg_.micro_batch;
-    bt.T = cfg_.seq_len;
-    bt.packing = cfg_.packing;
-    bt.shuffle = true;
-    bt.seed = cfg_.seed;
-    bt.pad_id = 0;
-    batches_ = std::make_unique<batcher>(train_.examples, bt);
-    const int64_t per_epoch = int64_t(batches_->batches_per_epoch());
-    total_steps_ = cfg_.max_steps > 0
-                       ? cfg_.max_steps
-                       : std::max<int64_t>(1, int64_t(std::ceil(cfg_.epochs * double(per_epoch) / cfg_.grad_accum)));
+    batches_ = std::make_unique<batcher>(train_.examples, run_batch_options(cfg_));
+    total_steps_ = run_total_steps(cfg_, int64_t(batches_->batches_per_epoch()));
 }
 
 train_backend_options trainer::backend_options() const {
@@ -178,20 +149,13 @@ std::unique_ptr<trainer> trainer::create(const train_config& cfg, const train_ca
     std::unique_ptr<trainer> t(new trainer());
     t->cfg_ = cfg;
     // absolute paths in the saved config.json, so `qlora resume` works from any working directory
-    for (std::string* p : {&t->cfg_.model, &t->cfg_.train_file, &t->cfg_.validation_file, &t->cfg_.runs_dir})
-        if (!p->empty()) *p = fs::absolute(*p).lexically_normal().string();
+    make_run_paths_absolute(t->cfg_);
     t->run_dir_ = (fs::path(t->cfg_.runs_dir) / cfg.name).string();
     if (!latest_checkpoint(t->run_dir_).empty())
         throw error(error_code::config, t->run_dir_ + ": this run already has checkpoints",
                     "continue it with `qlora resume " + t->run_dir_ + "`, or choose another name");
     t->build(cb, plan);
-    std::error_code ec;
-    fs::create_directories(fs::path(t->run_dir_) / "checkpoints", ec);
-    if (ec)
-        throw error(error_code::io, t->run_dir_ + ": cannot create the run directory: " + ec.message(),
-                    "check that runs_dir is writable");
-    write_file_atomic(fs::path(t->run_dir_) / "config.json", train_config_to_json(t->cfg_));
-    write_file_atomic(fs::path(t->run_dir_) / "metrics.jsonl", "");
+    create_run_dir(t->run_dir_, t->cfg_);
     t->log("run " + t->run_dir_ + ": " + std::to_string(t->train_.stats.examples) + " training examples, " +
            std::to_string(t->val_.stats.examples) + " validation examples, " + std::to_string(t->total_steps_) +
            " steps");
@@ -216,53 +180,25 @@ std::unique_ptr<trainer> trainer::resume(const std::string& run_dir, const train
     return t;
 }
 
-void trainer::append_metrics(const step_stats& s) {
-    std::ofstream out(fs::path(run_dir_) / "metrics.jsonl", std::ios::app | std::ios::binary);
-    out << step_stats_to_json(s) << '\n';
-    out.flush();
-}
+void trainer::append_metrics(const step_stats& s) { append_metrics_line(run_dir_, s); }
 
 std::optional<double> trainer::evaluate() {
-    if (val_.examples.empty()) return std::nullopt;
-    batch_options bo = batches_->options();
-    bo.shuffle = false;
-    batcher vb(val_.examples, bo);
-    size_t n = vb.batches_per_epoch();
-    if (cfg_.eval_batches > 0) n = std::min(n, size_t(cfg_.eval_batches));
-    double sum = 0;
-    int64_t count = 0;
-    for (size_t i = 0; i < n; ++i) {
+    auto before_batch = [this](size_t i, size_t n) {
         if (batch_hook) batch_hook(true, int(i));
-        if (stop_) {
-            log("evaluation skipped: a stop was requested after " + std::to_string(i) + " of " + std::to_string(n) +
-                " batches");
-            return std::nullopt;
-        }
-        batch b = vb.next();
-        if (b.counted_targets == 0) continue;
-        sum += backend_->forward_loss(view(b)) * b.counted_targets;
-        count += b.counted_targets;
-    }
-    if (count == 0) return std::nullopt;
-    return sum / double(count);
+        if (!stop_) return true;
+        log("evaluation skipped: a stop was requested after " + std::to_string(i) + " of " + std::to_string(n) +
+            " batches");
+        return false;
+    };
+    return evaluate_mean_loss(val_.examples, batches_->options(), cfg_.eval_batches, before_batch,
+                              [this](const batch& b) { return backend_->forward_loss(view(b)); });
 }
 
 // The step's telemetry: what the plan predicted per category beside what the backend measured.
 step_stats trainer::telemetry(double loss, double lr, double grad_norm, int64_t tokens, double dt, double eta_s,
                               const backend_memory& before) const {
-    step_stats st;
-    st.step = step_;
-    st.total_steps = total_steps_;
-    const batcher_position pos = batches_->position();
-    st.epoch = double(pos.epoch) + double(pos.cursor) / double(std::max<size_t>(1, batches_->batches_per_epoch()));
-    st.loss = loss;
-    st.lr = lr;
-    st.grad_norm = grad_norm;
-    st.tokens = tokens;
-    st.tokens_total = tokens_total_;
-    st.step_time_s = dt;
-    st.tokens_per_s = dt > 0 ? double(tokens) / dt : 0;
-    st.eta_s = eta_s;
+    step_stats st = step_progress_stats(*batches_, step_, total_steps_, loss, lr, grad_norm, tokens, tokens_total_, dt,
+                                        eta_s);
     for (int c = 0; c < plan_category_count; ++c)
         st.plan_bytes.emplace_back(plan_category_name(plan_category(c)), plan_.category_bytes(plan_category(c)));
     const backend_memory m = backend_->memory();
@@ -286,11 +222,9 @@ train_outcome trainer::run(const train_callbacks& cb) {
     // The loss or the gradient norm (`value`) became NaN/Inf: nothing of this step is applied or saved.
     auto diverge = [&](bool is_loss, double value, double lr) {
         const std::string last = latest_checkpoint(run_dir_);
-        divergence_ = std::string(is_loss ? "the loss" : "the gradient norm") + " became " +
-                      (std::isnan(value) ? "NaN" : "infinite") + " at step " + std::to_string(step_ + 1) +
-                      " (learning rate " + std::to_string(lr) + "); training stopped without applying it" +
-                      (last.empty() ? "" : "; the last good checkpoint is " + last) +
-                      ". Lower optimizer.lr, keep optimizer.max_grad_norm on, or check the data";
+        divergence_ = divergence_text(std::string(is_loss ? "the loss" : "the gradient norm") + " became " +
+                                          (std::isnan(value) ? "NaN" : "infinite"),
+                                      step_ + 1, lr, last);
         log(divergence_);
         return train_outcome::diverged;
     };
@@ -367,13 +301,13 @@ train_outcome trainer::run(const train_callbacks& cb) {
         ema_step_s = ema_step_s == 0 ? dt : 0.9 * ema_step_s + 0.1 * dt;
         step_stats st = telemetry(loss, lr, u.grad_norm, tokens, dt, ema_step_s * double(total_steps_ - step_), before);
         const bool last = step_ == total_steps_;
-        if ((cfg_.eval_every > 0 && step_ % cfg_.eval_every == 0) || last) {
+        if (step_is_due(cfg_.eval_every, step_, last)) {
             st.eval_loss = evaluate();
             if (st.eval_loss) log("step " + std::to_string(step_) + ": eval loss " + std::to_string(*st.eval_loss));
         }
         append_metrics(st);
         if (cb_.on_step) cb_.on_step(st);
-        if ((cfg_.checkpoint_every > 0 && step_ % cfg_.checkpoint_every == 0) || last)
+        if (step_is_due(cfg_.checkpoint_every, step_, last))
             if (!checkpoint(lr)) return train_outcome::diverged;
     }
     return train_outcome::completed;

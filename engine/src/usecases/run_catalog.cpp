@@ -3,6 +3,7 @@
 
 #include "qls/error.h"
 #include "qls/json_input.h"
+#include "train/run_common.h"
 
 #include <nlohmann/json.hpp>
 
@@ -44,16 +45,6 @@ std::vector<std::string> tail_lines(const fs::path& path) {
     while (std::getline(ss, line)) lines.push_back(line);
     if (partial && !lines.empty()) lines.erase(lines.begin()); // cut in the middle
     return lines;
-}
-
-int64_t step_of_checkpoint(const std::string& n) {
-    if (n.rfind("step-", 0) != 0 || n.size() == 5) return -1;
-    int64_t v = 0;
-    for (size_t i = 5; i < n.size(); ++i) {
-        if (n[i] < '0' || n[i] > '9') return -1;
-        v = v * 10 + (n[i] - '0');
-    }
-    return v;
 }
 
 bool blank(const std::string& s) { return s.find_first_not_of(" \t\r\n") == std::string::npos; }
@@ -129,7 +120,7 @@ run_info read_run(const std::string& run_dir) {
     std::error_code ec;
     if (fs::is_directory(checkpoints, ec)) {
         for (const auto& e : fs::directory_iterator(checkpoints, ec)) {
-            const int64_t step = step_of_checkpoint(e.path().filename().string());
+            const int64_t step = checkpoint_step_of(e.path().filename().string());
             if (step >= 0 && e.is_directory(ec) && fs::exists(e.path() / "trainer_state.json"))
                 r.checkpoint_steps.push_back(step);
         }

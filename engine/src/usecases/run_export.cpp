@@ -29,6 +29,18 @@ fs::path clean_absolute(const std::string& p) {
     return a;
 }
 
+// Throws error{cancelled} when cb's cancel flag is set: nothing of the export to r.output_dir has been written.
+void throw_if_cancelled(const export_request& r, const export_callbacks& cb) {
+    if (cb.cancel && cb.cancel->load())
+        throw error(error_code::cancelled, "export to " + r.output_dir + " cancelled; nothing was written",
+                    "export again to write it");
+}
+
+// The folder name of an export of `checkpoint` in a run's exports/: "<format>-step-N".
+std::string export_folder_name(export_format f, const fs::path& checkpoint) {
+    return std::string(export_format_name(f)) + "-" + checkpoint.filename().string();
+}
+
 } // namespace
 
 const char* export_format_name(export_format f) {
@@ -54,10 +66,9 @@ int export_stage_count(export_format f) { return f == export_format::merged || f
 std::string default_export_dir(const std::string& checkpoint_dir, export_format f) {
     if (checkpoint_dir.empty()) return {};
     const fs::path ck = clean_absolute(checkpoint_dir);
-    const std::string kind = export_format_name(f);
     const std::string run = checkpoint_run_dir(ck.string());
-    if (run.empty()) return (ck.parent_path() / (ck.filename().string() + "-" + kind)).string();
-    return (fs::path(run) / "exports" / (kind + "-" + ck.filename().string())).string();
+    if (run.empty()) return (ck.parent_path() / (ck.filename().string() + "-" + export_format_name(f))).string();
+    return (fs::path(run) / "exports" / export_folder_name(f, ck)).string();
 }
 
 void check_export_request(const export_request& r) {
@@ -132,6 +143,26 @@ struct staged_dir {
     }
 };
 
+// Reports stage s, the index-th of p.count, to cb.
+void report_stage(export_progress& p, const export_callbacks& cb, export_stage s, int index) {
+    p.stage = s;
+    p.index = index;
+    if (cb.on_stage) cb.on_stage(p);
+}
+
+// The merging stage after a tensor written: mp is the merged writer's report (merged_export_progress, or
+// gguf_merged_progress, which also gives the file's size).
+template <class merge_progress>
+void report_merging(export_progress& p, const export_callbacks& cb, const merge_progress& mp) {
+    p.nf4_base = mp.nf4_base;
+    p.tensors_done = mp.tensors_done;
+    p.tensors_total = mp.tensors_total;
+    p.bytes_done = mp.bytes_done;
+    p.bytes_total = mp.bytes_total;
+    if constexpr (requires { mp.file_size; }) p.file_size = mp.file_size;
+    report_stage(p, cb, export_stage::merging, 3);
+}
+
 std::string shell_quote(const std::string& s) {
     if (!s.empty() && s.find_first_not_of("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./:=+,") ==
                           std::string::npos)
@@ -177,9 +208,7 @@ void export_gguf(const export_request& r, const model_source& src, const lora_we
     std::string gguf_file, eos;
     if (r.format == export_format::gguf_adapter) {
         gguf_file = "adapter-" + r.adapter_dtype + ".gguf";
-        p.stage = export_stage::writing_adapter;
-        p.index = 2;
-        if (cb.on_stage) cb.on_stage(p);
+        report_stage(p, cb, export_stage::writing_adapter, 2);
         write_gguf_adapter((fs::path(staging) / gguf_file).string(), lw, m,
                            r.adapter_dtype == "f16" ? ggml_type::f16 : ggml_type::f32, name);
     } else {
@@ -192,17 +221,7 @@ void export_gguf(const export_request& r, const model_source& src, const lora_we
         o.double_quant = r.double_quant;
         o.name = name;
         o.cancel = cb.cancel;
-        o.on_progress = [&](const gguf_merged_progress& mp) {
-            p.stage = export_stage::merging;
-            p.index = 3;
-            p.nf4_base = mp.nf4_base;
-            p.tensors_done = mp.tensors_done;
-            p.tensors_total = mp.tensors_total;
-            p.bytes_done = mp.bytes_done;
-            p.bytes_total = mp.bytes_total;
-            p.file_size = mp.file_size;
-            if (cb.on_stage) cb.on_stage(p);
-        };
+        o.on_progress = [&](const gguf_merged_progress& mp) { report_merging(p, cb, mp); };
         const lora_weights<float> none;
         write_gguf_merged((fs::path(staging) / gguf_file).string(), src, merge == "none" ? none : lw, o);
     }
@@ -223,9 +242,7 @@ void export_gguf(const export_request& r, const model_source& src, const lora_we
     const std::string modelfile = adapter ? ollama_modelfile(base_abs, "./" + gguf_file, t)
                                           : ollama_modelfile("./" + gguf_file, "", t);
     write_file_atomic((fs::path(staging) / "Modelfile").string(), modelfile);
-    if (cb.cancel && cb.cancel->load())
-        throw error(error_code::cancelled, "export to " + r.output_dir + " cancelled; nothing was written",
-                    "export again to write it");
+    throw_if_cancelled(r, cb);
     publish_dir_atomic(staging, target.string());
     guard.dir.clear();
 
@@ -255,18 +272,12 @@ void export_gguf(const export_request& r, const model_source& src, const lora_we
 
 export_result run_export(const export_request& r, const export_callbacks& cb) {
     check_export_request(r);
-    if (cb.cancel && cb.cancel->load())
-        throw error(error_code::cancelled, "export to " + r.output_dir + " cancelled; nothing was written",
-                    "export again to write it");
+    throw_if_cancelled(r, cb);
     const bool merged = r.format == export_format::merged;
     const bool gguf = r.format == export_format::gguf || r.format == export_format::gguf_adapter;
     export_progress p;
     p.count = export_stage_count(r.format);
-    auto stage = [&](export_stage s, int index) {
-        p.stage = s;
-        p.index = index;
-        if (cb.on_stage) cb.on_stage(p);
-    };
+    auto stage = [&](export_stage s, int index) { report_stage(p, cb, s, index); };
     stage(export_stage::reading_config, 0);
     // the base's config through model_source (a Hugging Face folder or a GGUF file); the merged export below also
     // needs the Hugging Face shards themselves
@@ -290,16 +301,7 @@ export_result run_export(const export_request& r, const export_callbacks& cb) {
         mo.double_quant = r.double_quant;
         mo.max_shard_bytes = r.max_shard_bytes;
         mo.cancel = cb.cancel;
-        mo.on_progress = [&](const merged_export_progress& mp) {
-            p.stage = export_stage::merging;
-            p.index = 3;
-            p.nf4_base = mp.nf4_base;
-            p.tensors_done = mp.tensors_done;
-            p.tensors_total = mp.tensors_total;
-            p.bytes_done = mp.bytes_done;
-            p.bytes_total = mp.bytes_total;
-            if (cb.on_stage) cb.on_stage(p);
-        };
+        mo.on_progress = [&](const merged_export_progress& mp) { report_merging(p, cb, mp); };
         export_merged(r.output_dir, base, lw, mo);
     }
     stage(export_stage::done, p.count);
@@ -320,9 +322,7 @@ export_request export_request_for_run(const std::string& run_dir, export_format 
     r.double_quant = cfg.double_quant;
     r.output_dir = !output_dir.empty()
                        ? output_dir
-                       : (fs::path(run_dir) / "exports" /
-                          (std::string(export_format_name(f)) + "-" + fs::path(r.checkpoint_dir).filename().string()))
-                             .string();
+                       : (fs::path(run_dir) / "exports" / export_folder_name(f, r.checkpoint_dir)).string();
     r.name = fs::path(clean_absolute(run_dir)).filename().string();
     return r;
 }

@@ -89,51 +89,34 @@ uint16_t f32_to_f16(float f) {
     return uint16_t(sign | q);
 }
 
+namespace {
+
+// dst[i] = to(src[i]) for the n elements of type S at src.
+template <class S, class To> void convert_each(float* dst, const void* src, size_t n, To to) {
+    auto s = static_cast<const S*>(src);
+    for (size_t i = 0; i < n; ++i) dst[i] = to(s[i]);
+}
+
+// dst[i] = float(src[i]) for the n elements of type S at src.
+template <class S> void cast_each(float* dst, const void* src, size_t n) {
+    convert_each<S>(dst, src, n, [](S v) { return float(v); });
+}
+
+} // namespace
+
 void convert_to_f32(float* dst, const void* src, dtype from, size_t n) {
     if (n == 0) return; // an empty tensor may have null pointers, which memcpy must not get even for 0 bytes
     switch (from) {
     case dtype::f32: std::memcpy(dst, src, n * 4); return;
-    case dtype::f64: {
-        auto s = static_cast<const double*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
-        return;
-    }
-    case dtype::f16: {
-        auto s = static_cast<const uint16_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = f16_to_f32(s[i]);
-        return;
-    }
-    case dtype::bf16: {
-        auto s = static_cast<const uint16_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = bf16_to_f32(s[i]);
-        return;
-    }
-    case dtype::i64: {
-        auto s = static_cast<const int64_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
-        return;
-    }
-    case dtype::i32: {
-        auto s = static_cast<const int32_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
-        return;
-    }
-    case dtype::i16: {
-        auto s = static_cast<const int16_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
-        return;
-    }
-    case dtype::i8: {
-        auto s = static_cast<const int8_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
-        return;
-    }
+    case dtype::f64: return cast_each<double>(dst, src, n);
+    case dtype::f16: return convert_each<uint16_t>(dst, src, n, f16_to_f32);
+    case dtype::bf16: return convert_each<uint16_t>(dst, src, n, bf16_to_f32);
+    case dtype::i64: return cast_each<int64_t>(dst, src, n);
+    case dtype::i32: return cast_each<int32_t>(dst, src, n);
+    case dtype::i16: return cast_each<int16_t>(dst, src, n);
+    case dtype::i8: return cast_each<int8_t>(dst, src, n);
     case dtype::u8:
-    case dtype::boolean: {
-        auto s = static_cast<const uint8_t*>(src);
-        for (size_t i = 0; i < n; ++i) dst[i] = float(s[i]);
-        return;
-    }
+    case dtype::boolean: return cast_each<uint8_t>(dst, src, n);
     }
 }
 

@@ -214,16 +214,16 @@ inline void rope_angle(int p, float inv_freq, double& c, double& s) {
     s = std::sin((double)angle);
 }
 
-} // namespace
-
-template <class T> void rope_forward(T* x, const int* pos, const float* inv_freq, int N, int NHX, int HS) {
-    // x (N, NHX, HS) in place; pos (N); inv_freq (HS/2)
+// x (N, NHX, HS) in place: every pair (x1, x2) = (x[i], x[i + HS/2]) of a head at position pos[n] rotated by
+// [[c, -s'], [s', c]] with c = cos θ, s' = sign · sin θ, θ = pos[n] · inv_freq[i] (sign ±1 keeps it exact).
+template <class T> void rotate_pairs(T* x, const int* pos, const float* inv_freq, int N, int NHX, int HS, double sign) {
     QLS_ASSERT(HS % 2 == 0);
     const int half = HS / 2;
     for (int n = 0; n < N; n++) {
         for (int i = 0; i < half; i++) {
             double c, s;
             rope_angle(pos[n], inv_freq[i], c, s);
+            s *= sign;
             for (int h = 0; h < NHX; h++) {
                 T* xh = x + ((long)n * NHX + h) * HS;
                 const double x1 = (double)xh[i], x2 = (double)xh[i + half];
@@ -234,23 +234,17 @@ template <class T> void rope_forward(T* x, const int* pos, const float* inv_freq
     }
 }
 
+} // namespace
+
+template <class T> void rope_forward(T* x, const int* pos, const float* inv_freq, int N, int NHX, int HS) {
+    // x (N, NHX, HS) in place; pos (N); inv_freq (HS/2)
+    rotate_pairs(x, pos, inv_freq, N, NHX, HS, 1.0);
+}
+
 template <class T> void rope_backward(T* dx, const int* pos, const float* inv_freq, int N, int NHX, int HS) {
     // The forward map is the rotation R(θ) = [[c, -s], [s, c]] on each pair; its Jacobian transpose is R(-θ),
     // so the gradient is rotated back in place: dx1 = dy1 c + dy2 s, dx2 = dy2 c - dy1 s.
-    QLS_ASSERT(HS % 2 == 0);
-    const int half = HS / 2;
-    for (int n = 0; n < N; n++) {
-        for (int i = 0; i < half; i++) {
-            double c, s;
-            rope_angle(pos[n], inv_freq[i], c, s);
-            for (int h = 0; h < NHX; h++) {
-                T* dh = dx + ((long)n * NHX + h) * HS;
-                const double d1 = (double)dh[i], d2 = (double)dh[i + half];
-                dh[i] = (T)(d1 * c + d2 * s);
-                dh[i + half] = (T)(d2 * c - d1 * s);
-            }
-        }
-    }
+    rotate_pairs(dx, pos, inv_freq, N, NHX, HS, -1.0);
 }
 
 // ---- causal grouped-query attention -------------------------------------------------------------------
