@@ -70,11 +70,9 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     const std::unique_ptr<model_source> src = open_model_source(cfg_.model);
     tok_ = src->load_tokenizer();
     const model_config& mc = src->config();
-    if (cfg_.seq_len > mc.max_position_embeddings)
-        throw error(error_code::config,
-                    "training.seq_len: " + std::to_string(cfg_.seq_len) + " is longer than the model's context of " +
-                        std::to_string(mc.max_position_embeddings) + " positions",
-                    "use training.seq_len <= " + std::to_string(mc.max_position_embeddings));
+    // the settings against the model (train_checks.cpp): the context refuses, the rest are notes
+    for (const config_note& n : check_train_config_for_model(cfg_, mc))
+        log("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
     // The device first: it decides how the model is held on the host (the CPU backend computes with f32
     // projections; the CUDA backend uploads the NF4 ones and no f32 copy is kept).
     const device_choice dc = choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant,
@@ -123,6 +121,9 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     val_ = std::move(split.validation);
     for (const std::string& w : train_.warnings) log("data: " + w);
     for (const std::string& w : val_.warnings) log("validation data: " + w);
+    for (const config_note& n :
+         check_train_config_for_data(cfg_, int64_t(train_.stats.examples), int64_t(train_.stats.tokens)).notes)
+        log("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
 
     backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_,
                                   backend_options());
