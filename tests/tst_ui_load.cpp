@@ -157,9 +157,7 @@ private slots:
         MainWindow w;
         StudioController c(&w);
         PlaygroundPage* play = w.playgroundPage();
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(modelDir());
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, modelDir()));
         EngineWorker::setLoadDelayForTests(40);
         QSignalSpy progress(c.worker(), &EngineWorker::loadProgress);
         QSignalSpy runLoaded(c.worker(), &EngineWorker::runLoaded);

@@ -126,9 +126,7 @@ private slots:
     void missingGgufSaysWhich() {
         MainWindow w;
         StudioController c(&w);
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(modelDir());
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, modelDir()));
         QTRY_VERIFY(!w.modelPage()->field("Format").isEmpty());
         QSignalSpy failed(c.worker(), &EngineWorker::modelFailed);
         const QString missing = QDir::tempPath() + "/no-such-model.gguf";

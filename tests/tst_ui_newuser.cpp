@@ -75,9 +75,7 @@ int ringPixels(const QImage& img, const QColor& highlight) {
 }
 
 bool loadTestModel(MainWindow& w, StudioController& c) {
-    QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-    c.loadModel(QString::fromStdString(testutil::model_dir()));
-    if (!loaded.wait(30000) && loaded.isEmpty()) return false;
+    if (!loadModelAndWait(c, modelDir())) return false;
     QCoreApplication::processEvents();
     return w.state()->modelConfig().has_value();
 }

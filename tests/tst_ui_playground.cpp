@@ -92,9 +92,7 @@ private slots:
         MainWindow w;
         StudioController c(&w);
         PlaygroundPage* play = w.playgroundPage();
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(modelDir());
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, modelDir()));
         QTRY_VERIFY(button(play, "Generate")->isEnabled());
         QCOMPARE(play->paneTitle(ModelSide::Base), QString("Base model"));
         QCOMPARE(play->paneTitle(ModelSide::Adapter), QString("Base + adapter"));

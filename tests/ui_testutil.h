@@ -3,6 +3,9 @@
 
 #include "testutil.h"
 
+#include "engineworker.h"
+#include "studiocontroller.h"
+
 #include "qls/train_config.h"
 
 #include <QDir>
@@ -10,6 +13,7 @@
 #include <QFileInfo>
 #include <QLabel>
 #include <QPushButton>
+#include <QSignalSpy>
 #include <QSpinBox>
 #include <QString>
 #include <QTest>
@@ -37,6 +41,16 @@ inline QString modelDir() { return QFileInfo(QString::fromStdString(testutil::mo
 // SmolLM2-135M-Instruct as a Q4_1 GGUF file, next to the test model.
 inline QString smollmGguf() {
     return QFileInfo(modelDir() + "/../smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf").absoluteFilePath();
+}
+
+// Loads dir through the controller as the Model page does and waits up to timeoutMs for the worker's answer: true
+// when the model loaded, false when it failed or did not answer in time.
+inline bool loadModelAndWait(StudioController& c, const QString& dir, int timeoutMs = 30000) {
+    QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
+    QSignalSpy failed(c.worker(), &EngineWorker::modelFailed);
+    c.loadModel(dir);
+    QTest::qWaitFor([&] { return !loaded.isEmpty() || !failed.isEmpty(); }, timeoutMs);
+    return loaded.count() == 1;
 }
 
 // Writes bytes to path, making its folder; a failure fails the calling test.
