@@ -49,7 +49,7 @@ inline bool loadModelAndWait(StudioController& c, const QString& dir, int timeou
     QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
     QSignalSpy failed(c.worker(), &EngineWorker::modelFailed);
     c.loadModel(dir);
-    QTest::qWaitFor([&] { return !loaded.isEmpty() || !failed.isEmpty(); }, timeoutMs);
+    if (!QTest::qWaitFor([&] { return !loaded.isEmpty() || !failed.isEmpty(); }, timeoutMs)) return false;
     return loaded.count() == 1;
 }
 

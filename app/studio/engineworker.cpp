@@ -20,6 +20,7 @@
 #include <QElapsedTimer>
 
 #include <QFileInfo>
+#include <QStringList>
 #include <algorithm>
 #include <array>
 #include <ctime>
@@ -301,9 +302,21 @@ void EngineWorker::measureStep(const QString& modelDir, const qls::train_config&
     constexpr qint64 kMaxDataBytes = qint64(16) << 20; // larger data files are not tokenized just for an estimate
     try {
         StepTiming timing;
-        const Clocks setupStart = Clocks::now();
         // the run's set-up as trainer::build does it: the model source, its tokenizer, the model with the run's NF4
-        // settings (always read from disk by a run, even when the Playground holds it), the data tokenized
+        // settings (always read from disk by a run, even when the Playground holds it), the data tokenized. Timed once
+        // per model, data and their settings: a change of rank or steps measures the passes again, not the set-up.
+        const QString setupKey = QStringList{modelDir,
+                                             QString::fromStdString(config.train_file),
+                                             QString::fromStdString(config.validation_file),
+                                             QString::number(config.validation_fraction),
+                                             QString::fromStdString(config.dataset_format),
+                                             QString::fromStdString(config.prompt_template),
+                                             QString::number(config.seq_len),
+                                             QString::number(config.train_on_prompt),
+                                             QString::number(config.quantize_nf4),
+                                             QString::number(config.double_quant)}
+                                     .join('\n');
+        const Clocks setupStart = Clocks::now();
         const std::unique_ptr<qls::model_source> src = qls::open_model_source(modelDir.toStdString());
         const double flops = 6.0 * double(src->config().parameter_count()) * config.micro_batch * config.seq_len;
         if (flops > kMaxFlops) {
@@ -313,32 +326,41 @@ void EngineWorker::measureStep(const QString& modelDir, const qls::train_config&
                                         : tr("the model is not loaded yet"));
             return;
         }
-        const qls::tokenizer tok = src->load_tokenizer();
-        qls::llama_load_options lo;
-        lo.quantize_nf4 = config.quantize_nf4;
-        lo.double_quant = config.double_quant;
-        lo.keep_f32_projections = true; // the CPU backend computes with f32 projections
-        const qls::llama_model model = qls::llama_model::load(*src, lo);
-        if (!config.train_file.empty() &&
-            QFileInfo(QString::fromStdString(config.train_file)).size() <= kMaxDataBytes &&
-            (config.validation_file.empty() ||
-             QFileInfo(QString::fromStdString(config.validation_file)).size() <= kMaxDataBytes)) {
-            qls::data_options dopt;
-            dopt.format = qls::parse_dataset_format(config.dataset_format);
-            dopt.tmpl = qls::parse_chat_template(config.prompt_template);
-            if (dopt.tmpl == qls::chat_template::model || dopt.tmpl == qls::chat_template::auto_select)
-                dopt.model_template = qls::load_model_chat_template(*src, tok);
-            dopt.seq_len = config.seq_len;
-            dopt.train_on_prompt = config.train_on_prompt;
-            qls::validation_options vopt;
-            vopt.file = config.validation_file;
-            vopt.fraction = config.validation_fraction;
-            vopt.seed = config.seed;
-            (void)qls::load_dataset_split(config.train_file, tok, dopt, vopt);
+        std::unique_ptr<qls::llama_model> temporary;
+        if (setupKey != m_setupKey) {
+            const qls::tokenizer tok = src->load_tokenizer();
+            qls::llama_load_options lo;
+            lo.quantize_nf4 = config.quantize_nf4;
+            lo.double_quant = config.double_quant;
+            lo.keep_f32_projections = true; // the CPU backend computes with f32 projections
+            temporary = std::make_unique<qls::llama_model>(qls::llama_model::load(*src, lo));
+            if (!config.train_file.empty() &&
+                QFileInfo(QString::fromStdString(config.train_file)).size() <= kMaxDataBytes &&
+                (config.validation_file.empty() ||
+                 QFileInfo(QString::fromStdString(config.validation_file)).size() <= kMaxDataBytes)) {
+                qls::data_options dopt;
+                dopt.format = qls::parse_dataset_format(config.dataset_format);
+                dopt.tmpl = qls::parse_chat_template(config.prompt_template);
+                if (dopt.tmpl == qls::chat_template::model || dopt.tmpl == qls::chat_template::auto_select)
+                    dopt.model_template = qls::load_model_chat_template(*src, tok);
+                dopt.seq_len = config.seq_len;
+                dopt.train_on_prompt = config.train_on_prompt;
+                qls::validation_options vopt;
+                vopt.file = config.validation_file;
+                vopt.fraction = config.validation_fraction;
+                vopt.seed = config.seed;
+                (void)qls::load_dataset_split(config.train_file, tok, dopt, vopt);
+            }
+            const Clocks setupEnd = Clocks::now();
+            m_setupKey = setupKey;
+            m_setupSeconds = {setupEnd.wall - setupStart.wall, setupEnd.cpu - setupStart.cpu};
         }
-        const Clocks setupEnd = Clocks::now();
-        timing.setup = setupEnd.wall - setupStart.wall;
-        timing.setupCpu = setupEnd.cpu - setupStart.cpu;
+        timing.setup = m_setupSeconds.first;
+        timing.setupCpu = m_setupSeconds.second;
+        // the passes on the model just read, or the one the Playground holds, or one read for them
+        if (!temporary && !(m_base && sameDirectory(modelDir, m_baseDir)))
+            temporary = std::make_unique<qls::llama_model>(qls::llama_model::load(*src, {}));
+        const qls::llama_model& model = temporary ? *temporary : *m_base;
 
         const qls::model_config& m = model.config;
         const qls::compute_device cpu; // the CPU backend (a GPU run is not measured here)

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "qls/llama.h" // defines: llama_model, llama_load_options
 
@@ -106,6 +107,8 @@ private:
     std::unique_ptr<qls::tokenizer> m_tokenizer;
     std::shared_ptr<const qls::model_chat_template> m_chatTemplate; // the base model's; null when it has none
     QString m_baseDir;
+    QString m_setupKey;                       // measureStep: the model, data and settings whose set-up was timed
+    std::pair<double, double> m_setupSeconds; // and its wall-clock and CPU seconds
     std::atomic<bool> m_stop{false};
     std::atomic<bool> m_cancelLoad{false};
 };
