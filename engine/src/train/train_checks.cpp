@@ -31,27 +31,36 @@ std::vector<config_note> check_train_config_for_model(const train_config& c, con
                     "use training.seq_len <= " + num(m.max_position_embeddings) +
                         " (max_position_embeddings in the model's config.json)");
     std::vector<config_note> notes;
-    // The smallest (out, in) dimension over the targeted projections the family has (architecture.h's shapes):
-    // B (out × r) · A (r × in) has rank at most min(out, in), so a larger r adds parameters and memory, no capacity.
+    // Each targeted projection the family has, by its smaller (out, in) dimension (architecture.h's shapes):
+    // B (out × r) · A (r × in) has rank at most min(out, in), so a larger r there adds parameters and memory, no
+    // capacity.
     const architecture* arch = find_architecture(m.model_type);
     if (!arch || c.lora.rank < 1) return notes;
+    std::vector<std::string> over;
     int64_t smallest = 0;
-    std::string which;
+    size_t targeted = 0;
     for (lora_target t : c.lora.targets) {
         if (!arch->has_projection(t)) continue;
+        ++targeted;
         const auto [out, in] = arch->projection_shape(m, t);
         const int64_t d = std::min(out, in);
-        if (d > 0 && (smallest == 0 || d < smallest)) {
-            smallest = d;
-            which = lora_target_name(t);
-        }
+        if (d <= 0 || c.lora.rank <= d) continue;
+        over.push_back(std::string(lora_target_name(t)) + " (" + num(d) + ")");
+        smallest = smallest == 0 ? d : std::min(smallest, d);
     }
-    if (smallest > 0 && c.lora.rank > smallest)
-        notes.push_back({"lora.rank",
-                         num(c.lora.rank) + " is larger than " + which + "'s smaller dimension of " + num(smallest) +
-                             ": its adapter cannot use more than rank " + num(smallest) +
-                             ", the rest only costs memory",
-                         "use lora.rank <= " + num(smallest) + ", or leave " + which + " out of lora.targets"});
+    if (over.empty()) return notes;
+    auto listed = [&over] {
+        std::string s;
+        for (size_t i = 0; i < over.size(); ++i) s += (i == 0 ? "" : i + 1 == over.size() ? " and " : ", ") + over[i];
+        return s;
+    };
+    notes.push_back({"lora.rank",
+                     num(c.lora.rank) + " is larger than the smaller dimension of " + listed() +
+                         ": an adapter there cannot use more than that rank, the rest only costs memory",
+                     "use lora.rank <= " + num(smallest) +
+                         (over.size() < targeted
+                              ? ", or leave " + std::string(over.size() > 1 ? "those" : "it") + " out of lora.targets"
+                              : std::string())});
     return notes;
 }
 
