@@ -1,5 +1,6 @@
 // Model loads in the studio with a slowed loader: the progress bars advance, the GUI thread stays responsive, Cancel leaves a clean state.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "enginesession.h"
 #include "engineworker.h"
@@ -21,15 +22,9 @@
 #include <QSignalSpy>
 #include <QTimer>
 
+using namespace ui_testutil;
+
 namespace {
-
-QString modelDir() { return QFileInfo(QString::fromStdString(testutil::model_dir())).absoluteFilePath(); }
-
-QPushButton* button(QWidget* w, const QString& text) {
-    for (QPushButton* b : w->findChildren<QPushButton*>())
-        if (b->text() == text) return b;
-    return nullptr;
-}
 
 // Measures the GUI thread's responsiveness: a 10 ms timer whose largest gap between two ticks is kept.
 class TickProbe {
@@ -54,28 +49,6 @@ private:
     qint64 m_maxGap = 0;
     int m_ticks = 0;
 };
-
-// root/tiny: a run of the test model trained in NF4 (so the Playground loads its base again, quantized) whose
-// checkpoints/step-1 holds the reference PEFT adapter; returns the run directory.
-QString makeRun(const QString& root) {
-    const QString run = root + "/tiny";
-    const QString ckpt = run + "/checkpoints/step-1";
-    if (!QDir().mkpath(ckpt)) return QString();
-    qls::train_config c;
-    c.name = "tiny";
-    c.runs_dir = root.toStdString();
-    c.model = modelDir().toStdString();
-    c.train_file = (root + "/train.txt").toStdString();
-    c.quantize_nf4 = true;
-    QFile f(run + "/config.json");
-    if (!f.open(QIODevice::WriteOnly)) return QString();
-    f.write(QByteArray::fromStdString(qls::train_config_to_json(c)));
-    f.close();
-    const QString adapter = QString(QLS_SOURCE_DIR) + "/tests/data/peft/reference_adapter";
-    for (const char* name : {"adapter_config.json", "adapter_model.safetensors"})
-        if (!QFile::copy(adapter + "/" + name, ckpt + "/" + name)) return QString();
-    return run;
-}
 
 } // namespace
 
@@ -179,14 +152,12 @@ private slots:
     // the base model still generating.
     void playgroundLoadCancel() {
         QTemporaryDir tmp;
-        const QString run = makeRun(tmp.path());
+        const QString run = makeAdapterRun(tmp.path());
         QVERIFY(!run.isEmpty());
         MainWindow w;
         StudioController c(&w);
         PlaygroundPage* play = w.playgroundPage();
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(modelDir());
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, modelDir()));
         EngineWorker::setLoadDelayForTests(40);
         QSignalSpy progress(c.worker(), &EngineWorker::loadProgress);
         QSignalSpy runLoaded(c.worker(), &EngineWorker::runLoaded);

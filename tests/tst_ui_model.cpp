@@ -1,6 +1,7 @@
 // The Model page on real models through the controller and the engine worker: the SmolLM2 GGUF file (a typed path)
 // and the stories260K Hugging Face directory, each with its format, family, tokenizer and chat template rows.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "engineworker.h"
 #include "mainwindow.h"
@@ -18,22 +19,7 @@
 #include <QPushButton>
 #include <QSignalSpy>
 
-namespace {
-
-QString storiesDir() { return QFileInfo(QString::fromStdString(testutil::model_dir())).absoluteFilePath(); }
-QString smollmGguf() {
-    return QFileInfo(QString::fromStdString(testutil::model_dir()) +
-                     "/../smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-        .absoluteFilePath();
-}
-
-QPushButton* button(QWidget* page, const QString& text) {
-    for (QPushButton* b : page->findChildren<QPushButton*>())
-        if (b->text() == text) return b;
-    return nullptr;
-}
-
-} // namespace
+using namespace ui_testutil;
 
 class TestUiModel : public QObject {
     Q_OBJECT
@@ -89,7 +75,7 @@ private slots:
         StudioController c(&w);
         ModelPage* page = w.modelPage();
         QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(storiesDir());
+        c.loadModel(modelDir());
         QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
         QTRY_COMPARE(page->field("Format"), QString("Hugging Face directory (safetensors)"));
         QCOMPARE(page->field("Family"), QString("llama"));
@@ -140,9 +126,7 @@ private slots:
     void missingGgufSaysWhich() {
         MainWindow w;
         StudioController c(&w);
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(storiesDir());
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, modelDir()));
         QTRY_VERIFY(!w.modelPage()->field("Format").isEmpty());
         QSignalSpy failed(c.worker(), &EngineWorker::modelFailed);
         const QString missing = QDir::tempPath() + "/no-such-model.gguf";

@@ -1,5 +1,6 @@
 // The Monitor page driven by a FakeSession's scripted step_stats: chart data, progress and ETA, the buttons, coalesced replots, export.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "charts/monitorchart.h"
 #include "fakesession.h"
@@ -15,13 +16,9 @@
 #include <QSignalSpy>
 #include <QToolTip>
 
-namespace {
+using namespace ui_testutil;
 
-QPushButton* button(QWidget* page, const QString& text) {
-    for (QPushButton* b : page->findChildren<QPushButton*>())
-        if (b->text() == text) return b;
-    return nullptr;
-}
+namespace {
 
 QString statusText(QWidget* page) {
     QString all;

@@ -1,7 +1,9 @@
 // The studio as a new user meets it (offscreen): no stale plan or demo leftovers, settings refused inline against the model, Paused/Stopped without ETA, reload colours, the run lock across two processes, shortcuts.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "datasetpage.h"
+#include "enginesession.h"
 #include "engineworker.h"
 #include "fakesession.h"
 #include "mainwindow.h"
@@ -20,7 +22,9 @@
 #include "qls/train_config.h"
 
 #include <QApplication>
+#include <QComboBox>
 #include <QDialog>
+#include <QElapsedTimer>
 #include <QLineEdit>
 #include <QProcess>
 #include <QPushButton>
@@ -28,34 +32,52 @@
 #include <QSpinBox>
 #include <QStatusBar>
 #include <QTableWidget>
+#include <QTemporaryDir>
+#include <QThread>
+#include <QVBoxLayout>
 
 #undef QT_NO_FOREACH
 #include <qcustomplot.h>
 
 #include <cstdio>
+#include <ctime>
 #include <iostream>
+
+using namespace ui_testutil;
 
 namespace {
 
-QSpinBox* spinFor(TrainingPage* page, const QString& key) {
-    // each field's error label is named "error:<key>"; its input sits beside it in the same cell
-    QLabel* error = page->findChild<QLabel*>("error:" + key);
-    return error ? error->parentWidget()->findChild<QSpinBox*>() : nullptr;
+// The process's CPU seconds (all threads) and the 1-minute load average, for timings on a shared machine.
+double processCpuSeconds() {
+    timespec t{};
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
+    return double(t.tv_sec) + double(t.tv_nsec) * 1e-9;
+}
+double loadAverage() {
+    QFile f("/proc/loadavg");
+    return f.open(QIODevice::ReadOnly) ? f.readAll().split(' ').value(0).toDouble() : -1.0;
+}
+
+// Pixels of a grabbed widget's top rows 0 and 1 at its middle third that are the palette's highlight colour (the
+// focus ring is 2 pixels wide; Fusion's own hint is a 1-pixel line).
+int ringPixels(const QImage& img, const QColor& highlight) {
+    int n = 0;
+    for (int x = img.width() / 3; x < 2 * img.width() / 3; ++x) {
+        bool both = true;
+        for (int y : {0, 1}) {
+            const QColor c = img.pixelColor(x, y);
+            both = both && qAbs(c.hue() - highlight.hue()) < 20 && c.saturation() > 80 &&
+                   qAbs(c.value() - highlight.value()) < 60;
+        }
+        n += both;
+    }
+    return n;
 }
 
 bool loadTestModel(MainWindow& w, StudioController& c) {
-    QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-    c.loadModel(QString::fromStdString(testutil::model_dir()));
-    if (!loaded.wait(30000) && loaded.isEmpty()) return false;
+    if (!loadModelAndWait(c, modelDir())) return false;
     QCoreApplication::processEvents();
     return w.state()->modelConfig().has_value();
-}
-
-void writeFile(const QString& path, const QByteArray& bytes) {
-    QDir().mkpath(QFileInfo(path).absolutePath());
-    QFile f(path);
-    QVERIFY(f.open(QIODevice::WriteOnly));
-    f.write(bytes);
 }
 
 // A finished run folder as the trainer leaves it: config.json with hyperparameters, metrics.jsonl, checkpoints.
@@ -174,6 +196,112 @@ private slots:
                  qPrintable(rank));
     }
 
+    // A config.json whose heads do not divide its hidden size, or whose KV heads do not divide its heads, is refused on
+    // the Model page with the config field named; no model is then loaded.
+    void headCountsRefusedOnModelPage_data() {
+        QTest::addColumn<QString>("field");
+        QTest::addColumn<int>("heads");
+        QTest::addColumn<int>("kvHeads");
+        QTest::newRow("KV heads") << "num_key_value_heads" << 8 << 3;
+        QTest::newRow("heads") << "num_attention_heads" << 6 << 6;
+    }
+    void headCountsRefusedOnModelPage() {
+        QLS_REQUIRE_MODEL();
+        QFETCH(QString, field);
+        QFETCH(int, heads);
+        QFETCH(int, kvHeads);
+        QTemporaryDir tmp;
+        for (const QFileInfo& f : QDir(modelDir()).entryInfoList(QDir::Files))
+            QVERIFY(QFile::copy(f.absoluteFilePath(), tmp.filePath(f.fileName())));
+        QFile cfg(tmp.filePath("config.json"));
+        QVERIFY(cfg.open(QIODevice::ReadOnly));
+        QByteArray text = cfg.readAll();
+        cfg.close();
+        text.replace("\"num_attention_heads\": 8", "\"num_attention_heads\": " + QByteArray::number(heads));
+        text.replace("\"num_key_value_heads\": 4", "\"num_key_value_heads\": " + QByteArray::number(kvHeads));
+        QVERIFY(QFile::remove(tmp.filePath("config.json")));
+        writeFile(tmp.filePath("config.json"), text);
+
+        MainWindow w;
+        FakeSession fake;
+        StudioController c(&w, &fake);
+        QSignalSpy failed(c.worker(), &EngineWorker::modelFailed);
+        c.loadModel(tmp.path());
+        QVERIFY(failed.wait(30000) || !failed.isEmpty());
+        QString shown;
+        for (QLabel* l : w.modelPage()->findChildren<QLabel*>())
+            if (l->text().contains("Could not load")) shown = l->text();
+        QVERIFY2(shown.contains("field '" + field + "'"), qPrintable(shown));
+        QVERIFY2(shown.contains("must divide"), qPrintable(shown));
+        QVERIFY(!w.state()->modelConfig().has_value());
+        QCOMPARE(w.pageMark(MainWindow::Page::Model), MainWindow::Mark::Attention);
+    }
+
+    // The settings against the loaded model and the data as they are typed: a rank larger than a targeted
+    // projection, intervals longer than the run and steps over the data more than once are notes under their fields
+    // (the run may start); a training data shorter than one sequence is refused under Sequence length.
+    void settingsAgainstModelAndData() {
+        QLS_REQUIRE_MODEL();
+        MainWindow w;
+        FakeSession fake;
+        StudioController c(&w, &fake);
+        QVERIFY(loadTestModel(w, c));
+        TrainingPage* page = w.trainingPage();
+        // stories260K's k and v project to 32: rank 64 (the default) is a note, not an error
+        QVERIFY2(page->fieldNote("lora.rank")
+                     .startsWith("Rank r: 64 is larger than the smaller dimension of k_proj (32) and v_proj (32)"),
+                 qPrintable(page->fieldNote("lora.rank")));
+        QVERIFY2(page->fieldNote("lora.rank").endsWith("fix: use Rank r <= 32, or leave those out of Target modules"),
+                 qPrintable(page->fieldNote("lora.rank")));
+        QVERIFY(page->fieldError("lora.rank").isEmpty());
+        auto* rankLabel = w.findChild<QLabel*>("error:lora.rank");
+        QVERIFY(!rankLabel->isHidden() && rankLabel->text() == page->fieldNote("lora.rank"));
+        QVERIFY(rankLabel->styleSheet().contains("#a15c00"));
+        QVERIFY(page->validate());
+        spinFor(page, "lora.rank")->setValue(32);
+        QVERIFY(page->fieldNote("lora.rank").isEmpty());
+        QVERIFY(rankLabel->isHidden());
+        // intervals against max steps (Save every is 100 by default)
+        spinFor(page, "training.max_steps")->setValue(40);
+        spinFor(page, "training.eval_every")->setValue(50);
+        QCOMPARE(page->fieldNote("training.checkpoint_every"),
+                 QString("Save every: every 100 steps, but the run has 40 steps: it saves only at the end — fix: use "
+                         "Save every <= 40, or 0 for only at the end"));
+        QVERIFY2(page->fieldNote("training.eval_every").contains("it evaluates only at the end"),
+                 qPrintable(page->fieldNote("training.eval_every")));
+        spinFor(page, "training.eval_every")->setValue(10);
+        QVERIFY(page->fieldNote("training.eval_every").isEmpty());
+        // the data: 300 rows of 128 tokens an epoch, 4 rows a step
+        spinFor(page, "training.seq_len")->setValue(128);
+        spinFor(page, "training.micro_batch")->setValue(4);
+        spinFor(page, "training.grad_accum")->setValue(1);
+        page->setDatasetSize(300, 38400, 128);
+        spinFor(page, "training.max_steps")->setValue(150);
+        QVERIFY2(page->fieldNote("training.max_steps")
+                     .startsWith("Max steps: 150 steps = 2.00 epochs of your data (300 rows an epoch, 4 rows a step)"),
+                 qPrintable(page->fieldNote("training.max_steps")));
+        QVERIFY2(page->fieldNote("training.max_steps").contains("Max steps 75 is one epoch"),
+                 qPrintable(page->fieldNote("training.max_steps")));
+        QVERIFY(page->dataCoverageText().contains("150 steps = 2.00 epochs of your data"));
+        QVERIFY(w.state()->settingsValid());
+        // a training file of 100 tokens: shorter than one sequence of 128, refused inline and on the Plan page
+        page->setDatasetSize(2, 100, 128);
+        const QString error = page->fieldError("training.seq_len");
+        QVERIFY2(error.startsWith("Sequence length: the training data holds 100 tokens in all, fewer than one "
+                                  "sequence of 128 — fix: use Sequence length <= 100"),
+                 qPrintable(error));
+        QVERIFY(!w.state()->settingsValid());
+        QVERIFY2(w.planPage()->verdictText().startsWith("Settings invalid: Sequence length"),
+                 qPrintable(w.planPage()->verdictText()));
+        spinFor(page, "training.seq_len")->setValue(64);
+        QVERIFY(page->fieldError("training.seq_len").isEmpty());
+        QVERIFY(w.state()->settingsValid());
+        // a count truncated to a shorter sequence than the one typed is not trusted until the data is analysed again
+        page->setDatasetSize(2, 64, 64);
+        spinFor(page, "training.seq_len")->setValue(128);
+        QVERIFY(page->fieldError("training.seq_len").isEmpty());
+    }
+
     // After the demo, the user's own model clears the demo's data files, Playground output and adapter name; the
     // Monitor's failure from an earlier Start goes once a model is loaded.
     void demoLeftoversCleared() {
@@ -226,6 +354,53 @@ private slots:
         StudioController c(&w, &fake);
         QTRY_VERIFY_WITH_TIMEOUT(w.demoPromise().contains("on this machine (measured just now)"), 30000);
         QVERIFY(w.demoPromise().contains(QRegularExpression("about \\d+ (seconds|minutes)")));
+    }
+
+    // The demo through the studio's own path (controller, the real training session, the Monitor drawing every step)
+    // finishes within the time its banner promised. The promise is the start-up warm-up's estimate with the stated
+    // margin (StudioController::promiseSeconds): checked in process CPU seconds, which a machine shared with other
+    // builds hardly changes, and in wall-clock seconds when the machine was no busier than its cores.
+    void demoRunKeepsItsPromise() {
+        QTemporaryDir runs;
+        MainWindow w;
+        w.setDemoOffered(true);
+        EngineSession session;
+        StudioController c(&w, &session);
+        w.runsPage()->setRunsDirectory(runs.path());
+        QTRY_VERIFY_WITH_TIMEOUT(c.demoTiming().has_value() && w.demoPromiseSeconds() > 0, 120000);
+        const StepTiming t = *c.demoTiming();
+        StudioController::DemoPaths paths;
+        QVERIFY(StudioController::demoPaths(&paths, nullptr));
+        const qls::train_config demo = StudioController::demoConfig(paths, StudioController::k_demoSteps, {});
+        // the promise is the measured warm-up's, not a constant
+        QVERIFY(t.micro > 0 && t.update > 0 && t.eval > 0 && t.setup > 0 && t.microCpu > 0 && t.setupCpu > 0);
+        const double estimate = StudioController::estimateRunSeconds(demo, t);
+        QCOMPARE(estimate, t.setup + 40 * (t.micro + t.update) + 4 * 8 * t.eval); // eval at 10, 20, 30, 40
+        const double promise = StudioController::promiseSeconds(estimate);
+        QVERIFY(w.demoPromiseSeconds() >= promise);
+        QVERIFY(w.demoPromiseSeconds() < promise + 60);
+        const double promiseCpu = StudioController::promiseSeconds(StudioController::estimateRunSeconds(demo, t, true));
+
+        const double load0 = loadAverage(), cpu0 = processCpuSeconds();
+        QElapsedTimer wall;
+        wall.start();
+        c.startDemo(StudioController::k_demoSteps);
+        QTRY_VERIFY_WITH_TIMEOUT(w.state()->runState() == StudioState::RunState::Finished ||
+                                     w.state()->runState() == StudioState::RunState::Failed,
+                                 600000);
+        const double seconds = double(wall.elapsed()) / 1000.0, cpu = processCpuSeconds() - cpu0;
+        const double load1 = loadAverage();
+        QCOMPARE(w.state()->runState(), StudioState::RunState::Finished);
+        QCOMPARE(w.monitorPage()->history().size(), qsizetype(StudioController::k_demoSteps));
+        qInfo("demo: warm-up micro-batch %.4f s (%.4f CPU s), update %.4f s, eval batch %.4f s, set-up %.3f s (%.3f "
+              "CPU s); estimate %.1f s, promise %.1f s (banner %d s), CPU promise %.1f s; the run took %.1f s wall, "
+              "%.1f CPU s; load average %.2f before, %.2f after, on %d cores",
+              t.micro, t.microCpu, t.update, t.eval, t.setup, t.setupCpu, estimate, promise, w.demoPromiseSeconds(),
+              promiseCpu, seconds, cpu, load0, load1, QThread::idealThreadCount());
+        QVERIFY2(cpu <= promiseCpu, qPrintable(QString("%1 CPU s > %2").arg(cpu).arg(promiseCpu)));
+        if (std::max(load0, load1) <= QThread::idealThreadCount())
+            QVERIFY2(seconds <= w.demoPromiseSeconds(),
+                     qPrintable(QString("%1 s > %2 s").arg(seconds).arg(w.demoPromiseSeconds())));
     }
 
     // ---- 3. the Monitor ---------------------------------------------------------------------------------------
@@ -537,6 +712,43 @@ private slots:
         QVERIFY(!studio_style::isDark(QApplication::palette()));
     }
 
+    // A focused spin box, combo box and line edit get the 2-pixel highlight-coloured ring in both palettes; the same
+    // fields unfocused do not.
+    void focusRingOnFieldsInBothPalettes() {
+        auto* app = qobject_cast<QApplication*>(QCoreApplication::instance());
+        for (studio_style::Scheme scheme : {studio_style::Scheme::Light, studio_style::Scheme::Dark}) {
+            studio_style::apply(app, scheme);
+            QWidget page;
+            auto* layout = new QVBoxLayout(&page);
+            auto* spin = new QSpinBox(&page);
+            auto* combo = new QComboBox(&page);
+            combo->addItems({"constant", "linear", "cosine"});
+            auto* edit = new QLineEdit("2e-4", &page);
+            auto* other = new QPushButton("elsewhere", &page); // holds the focus while the fields are grabbed unfocused
+            for (QWidget* f : std::initializer_list<QWidget*>{spin, combo, edit, other}) {
+                f->setFixedWidth(200);
+                layout->addWidget(f);
+            }
+            page.show();
+            QApplication::setActiveWindow(&page);
+            QVERIFY(QTest::qWaitForWindowActive(&page));
+            const QColor highlight = QApplication::palette().color(QPalette::Highlight);
+            for (QWidget* f : std::initializer_list<QWidget*>{spin, combo, edit}) {
+                const QString what = QString("%1 (%2)").arg(f->metaObject()->className(),
+                                                            scheme == studio_style::Scheme::Dark ? "dark" : "light");
+                other->setFocus();
+                QTRY_VERIFY(other->hasFocus());
+                const int unfocused = ringPixels(f->grab().toImage(), highlight);
+                f->setFocus();
+                QTRY_VERIFY(f->hasFocus());
+                const int focused = ringPixels(f->grab().toImage(), highlight);
+                QVERIFY2(focused > 50, qPrintable(what + ": " + QString::number(focused)));
+                QVERIFY2(unfocused == 0, qPrintable(what + ": " + QString::number(unfocused)));
+            }
+        }
+        studio_style::apply(app, studio_style::Scheme::Light);
+    }
+
     // The steps weighed against the data's size as they are typed.
     void stepsAgainstDataSize() {
         TrainingPage page;
@@ -551,12 +763,16 @@ private slots:
         QVERIFY2(page.dataCoverageText().contains("300 rows an epoch; 20 steps × 4 rows cover 0.27 epochs"),
                  qPrintable(page.dataCoverageText()));
         spinFor(&page, "training.max_steps")->setValue(2000);
+        QVERIFY2(page.dataCoverageText().contains("2000 steps = 26.7 epochs of your data"),
+                 qPrintable(page.dataCoverageText()));
         QVERIFY2(page.dataCoverageText().contains("memorise"), qPrintable(page.dataCoverageText()));
         spinFor(&page, "training.max_steps")->setValue(20);
         spinFor(&page, "training.micro_batch")->setValue(64);
         spinFor(&page, "training.grad_accum")->setValue(8);
-        QVERIFY2(page.dataCoverageText().contains("one step needs 512 rows but the data fills 300"),
+        QVERIFY2(page.dataCoverageText().contains("one step takes Micro-batch × Accumulation = 512 rows but the data "
+                                                  "fills 300 rows an epoch"),
                  qPrintable(page.dataCoverageText()));
+        QVERIFY(page.fieldNote("training.micro_batch").contains("512 rows"));
     }
 
     // Maximised, number fields keep a readable width.

@@ -1,5 +1,6 @@
 // The Playground's two panes (base model, base + a real PEFT adapter) driven through the controller and the real engine worker thread, checked against `qlora generate`; chat mode on the SmolLM2 GGUF.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "engineworker.h"
 #include "fakesession.h"
@@ -16,35 +17,14 @@
 
 #include <limits>
 
+using namespace ui_testutil;
+
 namespace {
 
 const QString kPrompt = "Once upon a time";
 const int kTokens = 40;
 
-QString modelDir() { return QFileInfo(QString::fromStdString(testutil::model_dir())).absoluteFilePath(); }
 QString adapterDir() { return QString(QLS_SOURCE_DIR) + "/tests/data/peft/reference_adapter"; }
-
-// root/tiny/config.json (the test model, trained in NF4 as runs are by default) and root/tiny/checkpoints/step-1/
-// holding the reference adapter; returns the run directory.
-QString makeRun(const QString& root) {
-    const QString run = root + "/tiny";
-    const QString ckpt = run + "/checkpoints/step-1";
-    if (!QDir().mkpath(ckpt)) return QString();
-    qls::train_config c;
-    c.name = "tiny";
-    c.runs_dir = root.toStdString();
-    c.model = modelDir().toStdString();
-    c.train_file = (root + "/train.txt").toStdString();
-    c.quantize_nf4 = true;
-    c.double_quant = true;
-    QFile f(run + "/config.json");
-    if (!f.open(QIODevice::WriteOnly)) return QString();
-    f.write(QByteArray::fromStdString(qls::train_config_to_json(c)));
-    f.close();
-    for (const char* name : {"adapter_config.json", "adapter_model.safetensors"})
-        if (!QFile::copy(adapterDir() + "/" + name, ckpt + "/" + name)) return QString();
-    return run;
-}
 
 // What `qlora generate` prints for the same greedy request, without its closing newline.
 QString cliText(const QStringList& extra) {
@@ -57,18 +37,6 @@ QString cliText(const QStringList& extra) {
     QString out = r.out;
     if (out.endsWith('\n')) out.chop(1);
     return out;
-}
-
-QPushButton* button(QWidget* page, const QString& text) {
-    for (QPushButton* b : page->findChildren<QPushButton*>())
-        if (b->text() == text) return b;
-    return nullptr;
-}
-
-QString smollmGguf() {
-    return QFileInfo(QString::fromStdString(testutil::model_dir()) +
-                     "/../smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
-        .absoluteFilePath();
 }
 
 const QString kQuestion = "What is the capital of France?";
@@ -111,7 +79,7 @@ private slots:
         QCoreApplication::setApplicationName("tst_ui_playground");
         QSettings().clear();
         QVERIFY(m_tmp.isValid());
-        m_run = makeRun(m_tmp.path());
+        m_run = makeAdapterRun(m_tmp.path());
         QVERIFY(!m_run.isEmpty());
         m_base = cliText({});
         m_adapted = cliText({"--adapter", adapterDir(), "--nf4"});
@@ -124,9 +92,7 @@ private slots:
         MainWindow w;
         StudioController c(&w);
         PlaygroundPage* play = w.playgroundPage();
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(modelDir());
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, modelDir()));
         QTRY_VERIFY(button(play, "Generate")->isEnabled());
         QCOMPARE(play->paneTitle(ModelSide::Base), QString("Base model"));
         QCOMPARE(play->paneTitle(ModelSide::Adapter), QString("Base + adapter"));

@@ -1,5 +1,6 @@
 // The Runs page on hand-made run directories, and the main window + controller around a FakeSession: open, resume, export, demo, closing during a run.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "engineworker.h"
 #include "fakesession.h"
@@ -18,14 +19,9 @@
 #include <QPushButton>
 #include <QSignalSpy>
 
-namespace {
+using namespace ui_testutil;
 
-void writeFile(const QString& path, const QByteArray& bytes) {
-    QDir().mkpath(QFileInfo(path).absolutePath());
-    QFile f(path);
-    QVERIFY(f.open(QIODevice::WriteOnly));
-    f.write(bytes);
-}
+namespace {
 
 // runs/alpha: 8 of 10 steps, evaluations at 4 and 8, one complete checkpoint (step-4), one cut short (step-8), a
 // leftover temporary; runs/beta: a damaged config.json; runs/notes: not a run.
@@ -43,12 +39,6 @@ void makeRuns(const QString& root) {
     writeFile(root + "/alpha/checkpoints/.tmp-step-9/trainer_state.json", "{}");
     writeFile(root + "/beta/config.json", "{ not json");
     writeFile(root + "/notes/readme.txt", "not a run");
-}
-
-QPushButton* button(QWidget* page, const QString& text) {
-    for (QPushButton* b : page->findChildren<QPushButton*>())
-        if (b->text() == text) return b;
-    return nullptr;
 }
 
 } // namespace

@@ -1,5 +1,6 @@
 // The studio's Model and Playground pages driven through the real engine worker on its thread (offscreen).
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "engineworker.h"
 #include "mainwindow.h"
@@ -11,6 +12,8 @@
 #include <QLabel>
 #include <QPushButton>
 #include <QSignalSpy>
+
+using namespace ui_testutil;
 
 class TestUiStudio : public QObject {
     Q_OBJECT
@@ -53,9 +56,7 @@ private slots:
     void stopInterruptsGeneration() {
         MainWindow w;
         StudioController c(&w);
-        QSignalSpy loaded(c.worker(), &EngineWorker::modelLoaded);
-        c.loadModel(QString::fromStdString(testutil::model_dir()));
-        QTRY_COMPARE_WITH_TIMEOUT(loaded.count(), 1, 30000);
+        QVERIFY(loadModelAndWait(c, QString::fromStdString(testutil::model_dir())));
         QSignalSpy text(c.worker(), &EngineWorker::textGenerated);
         QSignalSpy finished(c.worker(), &EngineWorker::generationFinished);
         GenerateRequest r;

@@ -1,5 +1,6 @@
 // The studio training for real on the CPU backend (stories260K): a run started from the widgets, pause/resume/stop/continue, errors, and a responsive event loop.
 #include "testutil.h"
+#include "ui_testutil.h"
 
 #include "datasetpage.h"
 #include "enginesession.h"
@@ -24,6 +25,8 @@
 #include <QSignalSpy>
 
 #include <algorithm>
+
+using namespace ui_testutil;
 
 namespace {
 
@@ -54,12 +57,6 @@ qls::train_config smallConfig(const QString& runs, const QString& name, int step
     c.gradient_checkpointing = false;
     c.seed = 11;
     return c;
-}
-
-QPushButton* button(QWidget* page, const QString& text) {
-    for (QPushButton* b : page->findChildren<QPushButton*>())
-        if (b->text() == text) return b;
-    return nullptr;
 }
 
 } // namespace

@@ -44,7 +44,9 @@ QStringList toQStringList(const std::vector<std::string>& v) {
 
 // The analysis runs on a pool thread with copies only: the engine's use-case, tagged with the request it answers.
 DatasetAnalysis analyze(const qls::dataset_analysis_request& rq, quint64 generation) {
-    return DatasetAnalysis::fromEngine(qls::analyze_dataset(rq), generation);
+    DatasetAnalysis r = DatasetAnalysis::fromEngine(qls::analyze_dataset(rq), generation);
+    r.seqLen = rq.options.seq_len;
+    return r;
 }
 
 QString formatLabel(qls::dataset_format f) {

@@ -48,6 +48,7 @@ struct DatasetAnalysis {
     size_t records = 0;           // usable records (before tokenization)
     std::vector<Example> preview; // the first DatasetPage::previewLimit examples, in file order
     qls::dataset_stats stats;     // of every example of the training file
+    int seqLen = 0;               // the sequence length its examples were truncated to
     QStringList warnings;         // "file:line: problem" for every skipped record (engine's list)
     size_t trainExamples = 0, validationExamples = 0;
     QStringList validationWarnings;

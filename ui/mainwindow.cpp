@@ -86,7 +86,8 @@ MainWindow::MainWindow(QWidget* parent) : QMainWindow(parent), m_state(new Studi
     addPage(Page::Training, m_trainingPage, tr("Training"), tr("LoRA, optimizer, schedule, batch and device settings"));
     addPage(Page::Plan, m_planPage, tr("Plan"), tr("Whether the run fits in memory, and why, before it starts"));
     addPage(Page::Monitor, m_monitorPage, tr("Monitor"), tr("Start, pause and stop the run; live charts"));
-    addPage(Page::Export, m_exportPage, tr("Export"), tr("Save a checkpoint as a PEFT adapter, a merged model or GGUF for llama.cpp and Ollama"));
+    addPage(Page::Export, m_exportPage, tr("Export"),
+            tr("Save a checkpoint as a PEFT adapter, a merged model or GGUF for llama.cpp and Ollama"));
     addPage(Page::Playground, m_playgroundPage, tr("Playground"), tr("Generate text with the model"));
     addPage(Page::Runs, m_runsPage, tr("Runs"), tr("Past runs: reopen, resume, export, try"));
     connect(m_nav, &QListWidget::currentRowChanged, m_stack, &QStackedWidget::setCurrentIndex);
@@ -318,12 +319,14 @@ bool MainWindow::demoOffered() const { return !m_demoBanner->isHidden(); }
 
 void MainWindow::setDemoEstimate(double seconds) {
     const qint64 s = qint64(std::ceil(seconds / 5.0) * 5.0); // rounded up to 5 s: a promise, not a measurement
+    m_demoPromiseSeconds = int(s < 90 ? std::max<qint64>(5, s) : (s + 59) / 60 * 60);
     const QString time = s < 90 ? tr("about %1 seconds").arg(std::max<qint64>(5, s))
                                 : tr("about %1 minutes").arg((s + 59) / 60);
-    m_demoText->setText(tr("<b>No model chosen yet.</b> Try the demo: a tiny LLaMA-shaped model (4 layers, built into "
-                           "the studio) learns a small story corpus in %1 on this machine (measured just now), with "
-                           "every chart live.")
-                            .arg(time));
+    m_demoText->setText(
+        tr("<b>No model chosen yet.</b> Try the demo: a tiny LLaMA-shaped model (4 layers, built into "
+           "the studio) learns a small story corpus within %1 on this machine (measured just now), with "
+           "every chart live.")
+            .arg(time));
 }
 
 QString MainWindow::demoPromise() const { return m_demoText->text(); }

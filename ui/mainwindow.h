@@ -64,6 +64,8 @@ public:
     // The demo's promise: its run's time as measured on this machine (a short warm-up); until then no time is named.
     void setDemoEstimate(double seconds);
     QString demoPromise() const;
+    // The seconds the promise names (the estimate rounded up to 5 s, or to whole minutes from 90 s); 0: none yet.
+    int demoPromiseSeconds() const { return m_demoPromiseSeconds; }
     bool demoOffered() const;
 
 signals:
@@ -89,6 +91,7 @@ private:
     QStackedWidget* m_stack;
     QWidget* m_demoBanner;
     QLabel* m_demoText;
+    int m_demoPromiseSeconds = 0;
     ModelPage* m_modelPage;
     DatasetPage* m_datasetPage;
     TrainingPage* m_trainingPage;

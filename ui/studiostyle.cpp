@@ -42,15 +42,14 @@ void StudioStyle::drawPrimitive(PrimitiveElement element, const QStyleOption* op
     }
 }
 
-void StudioStyle::drawControl(ControlElement element, const QStyleOption* option, QPainter* painter,
-                              const QWidget* widget) const {
-    QProxyStyle::drawControl(element, option, painter, widget);
-    // spin boxes and combo boxes draw their frame as part of the complex control: the ring goes around the widget
-    if (element == CE_ComboBoxLabel && widget && widget->hasFocus()) {
-        QStyleOption o(*option);
-        o.rect = widget->rect();
-        drawRing(&o, painter, 3);
-    }
+void StudioStyle::drawComplexControl(ComplexControl control, const QStyleOptionComplex* option, QPainter* painter,
+                                     const QWidget* widget) const {
+    QProxyStyle::drawComplexControl(control, option, painter, widget);
+    // spin boxes and combo boxes draw their frame as part of the complex control: the ring goes around the whole
+    // control, over Fusion's frame (the spin box's inner line edit and the combo's label sit inside it). A spin box
+    // is focused through its line edit (its focus proxy), so the widget's own focus counts too.
+    if (control != CC_SpinBox && control != CC_ComboBox) return;
+    if (focused(option) || (widget && widget->hasFocus() && widget->isEnabled())) drawRing(option, painter, 3);
 }
 
 namespace studio_style {

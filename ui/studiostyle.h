@@ -5,7 +5,7 @@
 
 class QApplication;
 
-// Draws a 2-pixel ring in the palette's highlight colour around the focused button, field or list (Fusion's own
+// Draws a 2-pixel ring in the palette's highlight colour around the focused button, field (line edit, spin box, combo box) or list (Fusion's own
 // focus hint is a faint 1-pixel tint), over Fusion's drawing.
 class StudioStyle : public QProxyStyle {
     Q_OBJECT
@@ -13,8 +13,8 @@ public:
     StudioStyle();
     void drawPrimitive(PrimitiveElement element, const QStyleOption* option, QPainter* painter,
                        const QWidget* widget = nullptr) const override;
-    void drawControl(ControlElement element, const QStyleOption* option, QPainter* painter,
-                     const QWidget* widget = nullptr) const override;
+    void drawComplexControl(ComplexControl control, const QStyleOptionComplex* option, QPainter* painter,
+                            const QWidget* widget = nullptr) const override;
 };
 
 namespace studio_style {

@@ -35,6 +35,7 @@
 namespace {
 
 const char* k_errorStyle = "color:#b00020";
+const char* k_noteStyle = "color:#a15c00"; // a note: the run starts, but probably not as meant
 
 using json = nlohmann::json;
 
@@ -407,7 +408,7 @@ QWidget* TrainingPage::addField(QFormLayout* form, const QString& key, const QSt
     name->setToolTip(input->toolTip());
     name->setBuddy(input);
     form->addRow(name, cell);
-    m_fields.push_back({key, label, input, error, std::move(write)});
+    m_fields.push_back({key, label, input, error, std::move(write), QString()});
     return cell;
 }
 
@@ -417,23 +418,77 @@ QString TrainingPage::checkField(const Field& f) const {
     try {
         f.write(c);
         qls::validate_train_config(c);
+        // the chosen model's and data's limits (qls::check_train_config_for_model / _for_data; train_checks.cpp):
+        // the sequence length against the context and against the whole training data. The data's token count is
+        // exact when it is below the sequence length the analysis truncated to (no example was cut); else the
+        // analysis for the new length is awaited.
+        if (f.input == m_seqLen) {
+            if (m_model) qls::check_train_config_for_model(c, *m_model);
+            if (m_dataExamples > 0 && dataTokensExact())
+                qls::check_train_config_for_data(c, m_dataExamples, dataTokensAtLeast(c.seq_len));
+        }
     } catch (const qls::error& e) {
         // the field's name is shown before the message already
         QString m = engineMessage(e);
         if (m.startsWith(f.key + QStringLiteral(": "))) m = m.mid(f.key.size() + 2);
         return inFieldNames(m);
     }
-    // the chosen model's limits (validate_train_config knows no model)
-    if (m_model && f.input == m_seqLen && m_model->max_position_embeddings > 0 &&
-        c.seq_len > m_model->max_position_embeddings)
-        return tr("%1 tokens is longer than the model's context of %2 tokens — fix: at most %2")
-            .arg(QLocale().toString(c.seq_len))
-            .arg(m_model->max_position_embeddings);
+    return {};
+}
+
+bool TrainingPage::dataTokensExact() const { return m_dataSeqLen == 0 || m_dataTokens < m_dataSeqLen; }
+
+// The data's tokens for the checks: exact, or (cut to an analysis's shorter sequence) at least one sequence of seqLen
+// until the analysis for seqLen tells.
+qint64 TrainingPage::dataTokensAtLeast(int seqLen) const {
+    return dataTokensExact() ? m_dataTokens : std::max<qint64>(m_dataTokens, seqLen);
+}
+
+// The engine's notes on the whole page's settings against the model and the data, each on its field.
+void TrainingPage::updateNotes() {
+    for (Field& f : m_fields) f.note.clear();
+    qls::train_config c = referenceConfig();
+    applyTo(c);
+    std::vector<qls::config_note> notes;
+    try {
+        if (m_model) notes = qls::check_train_config_for_model(c, *m_model);
+    } catch (const qls::error&) {
+        // a refusal is the Sequence length field's error (checkField)
+    }
+    try {
+        const qls::train_data_fit fit = qls::check_train_config_for_data(c, m_dataExamples,
+                                                                         dataTokensAtLeast(c.seq_len));
+        notes.insert(notes.end(), fit.notes.begin(), fit.notes.end());
+    } catch (const qls::error&) {
+        // as above
+    }
+    for (const qls::config_note& n : notes)
+        for (Field& f : m_fields)
+            if (f.key == QString::fromStdString(n.key) && f.note.isEmpty())
+                f.note = inFieldNames(
+                    tr("%1 — fix: %2").arg(QString::fromStdString(n.text), QString::fromStdString(n.hint)));
+}
+
+// A field's label below its input: the error (red), else its note (amber), else hidden.
+void TrainingPage::showFieldMessage(const Field& f, const QString& error) const {
+    const bool isNote = error.isEmpty() && !f.note.isEmpty();
+    f.error->setText(error.isEmpty() && !isNote ? QString() : tr("%1: %2").arg(f.label, isNote ? f.note : error));
+    if (f.error->property("isNote").toBool() != isNote) { // a style sheet is costly to set on every key press
+        f.error->setStyleSheet(QString::fromLatin1(isNote ? k_noteStyle : k_errorStyle));
+        f.error->setProperty("isNote", isNote);
+    }
+    f.error->setVisible(!error.isEmpty() || isNote);
+}
+
+QString TrainingPage::fieldNote(const QString& key) const {
+    for (const Field& f : m_fields)
+        if (f.key == key) return f.note.isEmpty() ? QString() : tr("%1: %2").arg(f.label, f.note);
     return {};
 }
 
 void TrainingPage::setModelLimits(const std::optional<qls::model_config>& model) {
     m_model = model;
+    updateNotes();
     validate();
     emit changed();
 }
@@ -478,8 +533,7 @@ bool TrainingPage::validate(QString* reason) const {
     QString first;
     for (const Field& f : m_fields) {
         const QString msg = checkField(f);
-        f.error->setText(msg.isEmpty() ? QString() : tr("%1: %2").arg(f.label, msg));
-        f.error->setVisible(!msg.isEmpty());
+        showFieldMessage(f, msg);
         if (first.isEmpty() && !msg.isEmpty()) first = f.error->text();
     }
     if (first.isEmpty()) {
@@ -498,7 +552,8 @@ bool TrainingPage::validate(QString* reason) const {
 
 QString TrainingPage::fieldError(const QString& key) const {
     for (const Field& f : m_fields)
-        if (f.key == key) return f.error->isHidden() ? QString() : f.error->text();
+        if (f.key == key)
+            return f.error->isHidden() || f.error->property("isNote").toBool() ? QString() : f.error->text();
     return {};
 }
 
@@ -569,49 +624,54 @@ void TrainingPage::updateDerived() {
     m_warmupRatio->setEnabled(m_warmupSteps->value() < 0);
     m_epochs->setEnabled(m_maxSteps->value() == 0);
 
-    // the data against the steps (rows per epoch: packed rows fill the sequence length, else one example a row)
+    // the data against the steps: the engine's figures (qls::check_train_config_for_data) and its notes
+    updateNotes();
     if (m_dataExamples <= 0) {
         m_dataCoverage->setText(tr("— (choose the training data on the Dataset page)"));
         return;
     }
-    const qint64 seq = std::max(1, m_seqLen->value());
-    const qint64 rowsPerEpoch = m_packing->isChecked() ? std::max<qint64>(1, (m_dataTokens + seq - 1) / seq)
-                                                       : m_dataExamples;
-    const qint64 rowsPerStep = qint64(m_microBatch->value()) * m_gradAccum->value();
+    qls::train_config c = referenceConfig();
+    applyTo(c);
     QString text;
     bool warn = false;
-    if (rowsPerStep > rowsPerEpoch) {
-        text = tr("one step needs %1 rows but the data fills %2: each step repeats examples — lower Micro-batch or "
-                  "Accumulation, or add data")
-                   .arg(rowsPerStep)
-                   .arg(rowsPerEpoch);
-        warn = true;
-    } else if (m_maxSteps->value() > 0) {
-        const double epochs = double(m_maxSteps->value()) * double(rowsPerStep) / double(rowsPerEpoch);
-        text = tr("%1 rows an epoch; %2 steps × %3 rows cover %4 epochs")
-                   .arg(rowsPerEpoch)
-                   .arg(m_maxSteps->value())
-                   .arg(rowsPerStep)
-                   .arg(epochs, 0, 'f', epochs < 10 ? 2 : 0);
-        if (epochs > 20) {
-            text += tr(" — over 20 passes: the adapter will memorise the data; fewer steps or more data");
-            warn = true;
+    try {
+        const qls::train_data_fit fit = qls::check_train_config_for_data(c, m_dataExamples,
+                                                                         dataTokensAtLeast(c.seq_len));
+        QString note; // a note about the data itself (a step larger than it, steps over it more than once)
+        for (const qls::config_note& n : fit.notes)
+            if (note.isEmpty() && (n.key == "training.micro_batch" || n.key == "training.max_steps"))
+                note = inFieldNames(tr("%1 — %2").arg(QString::fromStdString(n.text), QString::fromStdString(n.hint)));
+        if (!note.isEmpty()) {
+            text = note;
+            warn = fit.rows_per_step > fit.rows_per_epoch || fit.epochs > 20;
+        } else if (c.max_steps > 0) {
+            text = tr("%1 rows an epoch; %2 steps × %3 rows cover %4 epochs")
+                       .arg(fit.rows_per_epoch)
+                       .arg(fit.steps)
+                       .arg(fit.rows_per_step)
+                       .arg(fit.epochs, 0, 'f', fit.epochs < 10 ? 2 : 0);
+        } else {
+            text = tr("%1 rows an epoch; %2 epochs take about %3 steps")
+                       .arg(fit.rows_per_epoch)
+                       .arg(c.epochs, 0, 'g', 3)
+                       .arg(fit.steps);
         }
-    } else {
-        const double steps = std::ceil(m_epochs->value() * double(rowsPerEpoch) / double(rowsPerStep));
-        text = tr("%1 rows an epoch; %2 epochs take about %3 steps")
-                   .arg(rowsPerEpoch)
-                   .arg(m_epochs->value(), 0, 'g', 3)
-                   .arg(qint64(steps));
+    } catch (const qls::error& e) {
+        text = inFieldNames(engineMessage(e));
+        warn = true;
     }
-    m_dataCoverage->setText(warn ? QStringLiteral("<span style='color:#a15c00'>%1</span>").arg(text.toHtmlEscaped())
-                                 : text.toHtmlEscaped());
+    m_dataCoverage->setText(
+        warn ? QStringLiteral("<span style='%1'>%2</span>").arg(QString::fromLatin1(k_noteStyle), text.toHtmlEscaped())
+             : text.toHtmlEscaped());
 }
 
-void TrainingPage::setDatasetSize(qint64 examples, qint64 tokens) {
+void TrainingPage::setDatasetSize(qint64 examples, qint64 tokens, int analysedSeqLen) {
     m_dataExamples = examples;
     m_dataTokens = tokens;
+    m_dataSeqLen = analysedSeqLen;
     updateDerived();
+    validate(); // the sequence length against the data
+    emit changed();
 }
 
 QString TrainingPage::dataCoverageText() const { return m_dataCoverage->text(); }

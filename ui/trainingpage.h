@@ -57,11 +57,15 @@ public:
     // The loaded model's module names for the seven projections (ModelInfo::loraTargets, in lora_target order) and
     // its family, for the target checkboxes' tooltips; empty: the LLaMA names.
     void setTargetNames(const QStringList& names, const QString& family);
-    // The training data's size (the Dataset page's analysis: examples, tokens after truncation to the sequence
-    // length); the page then says how much of the data the steps cover, and warns when a step needs more rows than
-    // the data has or the steps go over it many times. 0, 0: no data known.
-    void setDatasetSize(qint64 examples, qint64 tokens);
+    // The training data's size (the Dataset page's analysis: examples, tokens after truncation to analysedSeqLen, the
+    // sequence length it was made with; 0: not truncated). The page then refuses a sequence length longer than the
+    // whole data, says how many epochs the steps are ("N steps = E epochs of your data"), and notes a step larger
+    // than the data and intervals larger than the run (qls::check_train_config_for_data). 0, 0: no data known.
+    void setDatasetSize(qint64 examples, qint64 tokens, int analysedSeqLen = 0);
     QString dataCoverageText() const;
+    // The note shown below a field (amber: the run starts, but probably not as meant), for a run.json key; empty when
+    // there is none. Notes come from the engine's checks against the model and the data (qls::config_note).
+    QString fieldNote(const QString& key) const;
     // A run is going: the page says its changes apply to the next run.
     void setRunActive(bool active);
     bool runActiveNoteVisible() const;
@@ -77,14 +81,19 @@ private:
         QString key;   // run.json key, e.g. "training.seq_len"
         QString label; // what the form calls it
         QWidget* input = nullptr;
-        QLabel* error = nullptr;                       // red, below the input; hidden when valid
+        QLabel* error = nullptr;                       // red, below the input; hidden when valid (or a note)
         std::function<void(qls::train_config&)> write; // this field's value into a config (may throw qls::error)
+        QString note; // the engine's note (amber), in the error's label when the field is valid
     };
     QWidget* addField(QFormLayout* form, const QString& key, const QString& label, QWidget* input,
                       const QString& tooltip, std::function<void(qls::train_config&)> write);
     QString checkField(const Field& f) const;
     void onEdited();
     void updateDerived();
+    void updateNotes();
+    bool dataTokensExact() const;
+    qint64 dataTokensAtLeast(int seqLen) const;
+    void showFieldMessage(const Field& f, const QString& error) const;
     void savePresetInteractive();
     void loadPresetInteractive();
 
@@ -121,6 +130,7 @@ private:
     QLabel* m_effectiveBatch;
     QLabel* m_dataCoverage;
     qint64 m_dataExamples = 0, m_dataTokens = 0;
+    int m_dataSeqLen = 0;
     // device
     QDoubleSpinBox* m_budget;
     QLineEdit* m_seed;

@@ -92,9 +92,7 @@ int cmd_generate(int argc, char** argv) {
     std::unique_ptr<qls::gpu_nf4_quantizer> quantizer;
     if (on_gpu) {
         quantizer = std::make_unique<qls::gpu_nf4_quantizer>(choice.device.index);
-        lo.nf4_quantizer = [&](const float* w, int64_t rows, int64_t cols, bool dq) {
-            return quantizer->quantize(w, rows, cols, dq);
-        };
+        qls::quantize_on(*quantizer, lo);
     }
     lo.keep_f32_projections = !on_gpu; // the CUDA decoder reads only the NF4 projections
     lo.control.on_progress = terminal_load_progress(*dir);

@@ -3,6 +3,7 @@
 
 #include "qls/architecture.h"
 #include "qls/chat.h"
+#include "qls/dataset.h"
 #include "qls/device.h"
 #include "qls/generate.h"
 #include "qls/hf_checkpoint.h"
@@ -19,8 +20,10 @@
 #include <QElapsedTimer>
 
 #include <QFileInfo>
+#include <QStringList>
 #include <algorithm>
 #include <array>
+#include <ctime>
 
 EngineWorker::EngineWorker() = default;
 EngineWorker::~EngineWorker() = default;
@@ -277,32 +280,89 @@ void EngineWorker::generate(const GenerateRequest& request) {
 
 // ---- the time estimate's warm-up ---------------------------------------------------------------------------------
 
+namespace {
+
+// Now on the wall clock and on the process's CPU clock (all its threads), in seconds.
+struct Clocks {
+    double wall = 0, cpu = 0;
+    static Clocks now() {
+        timespec w{}, c{};
+        clock_gettime(CLOCK_MONOTONIC, &w);
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &c);
+        return {double(w.tv_sec) + double(w.tv_nsec) * 1e-9, double(c.tv_sec) + double(c.tv_nsec) * 1e-9};
+    }
+};
+
+} // namespace
+
 void EngineWorker::measureStep(const QString& modelDir, const qls::train_config& config, quint64 key) {
     // At most this much arithmetic (6 × parameters × tokens, the usual training FLOP count) is spent measuring:
     // about a second or two on a laptop core; larger runs get their ETA from their first steps instead.
     constexpr double kMaxFlops = 4e10;
+    constexpr qint64 kMaxDataBytes = qint64(16) << 20; // larger data files are not tokenized just for an estimate
     try {
-        const qls::llama_model* model = nullptr;
-        std::unique_ptr<qls::llama_model> temporary;
-        if (m_base && sameDirectory(modelDir, m_baseDir)) {
-            model = m_base.get();
-        } else {
-            const std::unique_ptr<qls::model_source> src = qls::open_model_source(modelDir.toStdString());
-            const double flops = 6.0 * double(src->config().parameter_count()) * config.micro_batch * config.seq_len;
-            if (flops > kMaxFlops) {
-                emit measureFailed(key, tr("the model is not loaded yet"));
-                return;
-            }
-            temporary = std::make_unique<qls::llama_model>(qls::llama_model::load(*src, {}));
-            model = temporary.get();
-        }
-        const qls::model_config& m = model->config;
-        const double flops = 6.0 * double(m.parameter_count()) * config.micro_batch * config.seq_len;
+        StepTiming timing;
+        // the run's set-up as trainer::build does it: the model source, its tokenizer, the model with the run's NF4
+        // settings (always read from disk by a run, even when the Playground holds it), the data tokenized. Timed once
+        // per model, data and their settings: a change of rank or steps measures the passes again, not the set-up.
+        const QString setupKey = QStringList{modelDir,
+                                             QString::fromStdString(config.train_file),
+                                             QString::fromStdString(config.validation_file),
+                                             QString::number(config.validation_fraction),
+                                             QString::fromStdString(config.dataset_format),
+                                             QString::fromStdString(config.prompt_template),
+                                             QString::number(config.seq_len),
+                                             QString::number(config.train_on_prompt),
+                                             QString::number(config.quantize_nf4),
+                                             QString::number(config.double_quant)}
+                                     .join('\n');
+        const Clocks setupStart = Clocks::now();
+        const std::unique_ptr<qls::model_source> src = qls::open_model_source(modelDir.toStdString());
+        const double flops = 6.0 * double(src->config().parameter_count()) * config.micro_batch * config.seq_len;
         if (flops > kMaxFlops) {
-            emit measureFailed(key, tr("a micro-batch of this size takes too long to measure on the CPU; the Monitor "
-                                       "shows the ETA after the first step"));
+            emit measureFailed(key, m_base && sameDirectory(modelDir, m_baseDir)
+                                        ? tr("a micro-batch of this size takes too long to measure on the CPU; the "
+                                             "Monitor shows the ETA after the first step")
+                                        : tr("the model is not loaded yet"));
             return;
         }
+        std::unique_ptr<qls::llama_model> temporary;
+        if (setupKey != m_setupKey) {
+            const qls::tokenizer tok = src->load_tokenizer();
+            qls::llama_load_options lo;
+            lo.quantize_nf4 = config.quantize_nf4;
+            lo.double_quant = config.double_quant;
+            lo.keep_f32_projections = true; // the CPU backend computes with f32 projections
+            temporary = std::make_unique<qls::llama_model>(qls::llama_model::load(*src, lo));
+            if (!config.train_file.empty() &&
+                QFileInfo(QString::fromStdString(config.train_file)).size() <= kMaxDataBytes &&
+                (config.validation_file.empty() ||
+                 QFileInfo(QString::fromStdString(config.validation_file)).size() <= kMaxDataBytes)) {
+                qls::data_options dopt;
+                dopt.format = qls::parse_dataset_format(config.dataset_format);
+                dopt.tmpl = qls::parse_chat_template(config.prompt_template);
+                if (dopt.tmpl == qls::chat_template::model || dopt.tmpl == qls::chat_template::auto_select)
+                    dopt.model_template = qls::load_model_chat_template(*src, tok);
+                dopt.seq_len = config.seq_len;
+                dopt.train_on_prompt = config.train_on_prompt;
+                qls::validation_options vopt;
+                vopt.file = config.validation_file;
+                vopt.fraction = config.validation_fraction;
+                vopt.seed = config.seed;
+                (void)qls::load_dataset_split(config.train_file, tok, dopt, vopt);
+            }
+            const Clocks setupEnd = Clocks::now();
+            m_setupKey = setupKey;
+            m_setupSeconds = {setupEnd.wall - setupStart.wall, setupEnd.cpu - setupStart.cpu};
+        }
+        timing.setup = m_setupSeconds.first;
+        timing.setupCpu = m_setupSeconds.second;
+        // the passes on the model just read, or the one the Playground holds, or one read for them
+        if (!temporary && !(m_base && sameDirectory(modelDir, m_baseDir)))
+            temporary = std::make_unique<qls::llama_model>(qls::llama_model::load(*src, {}));
+        const qls::llama_model& model = temporary ? *temporary : *m_base;
+
+        const qls::model_config& m = model.config;
         const qls::compute_device cpu; // the CPU backend (a GPU run is not measured here)
         // the run's plan arithmetic, without counting it as the run's planning (plan_run_count is the run's)
         const qls::memory_plan plan = qls::make_memory_plan(m, qls::plan_settings_for(config, cpu));
@@ -312,8 +372,7 @@ void EngineWorker::measureStep(const QString& modelDir, const qls::train_config&
         }
         qls::train_backend_options opt;
         opt.adamw = config.adamw;
-        const auto backend = qls::make_cpu_train_backend(*model, qls::lora_init(m, config.lora, config.seed), plan,
-                                                         opt);
+        const auto backend = qls::make_cpu_train_backend(model, qls::lora_init(m, config.lora, config.seed), plan, opt);
         // a batch of B rows × T tokens (ids spread over the vocabulary), each predicting the next
         const size_t n = size_t(config.micro_batch) * size_t(config.seq_len);
         std::vector<int> tokens(n), targets(n);
@@ -323,19 +382,29 @@ void EngineWorker::measureStep(const QString& modelDir, const qls::train_config&
         b.tokens = tokens.data();
         b.targets = targets.data();
         backend->forward_backward(b, 1); // warm-up: first-touch of buffers, thread pool start
-        // the median of three passes (a busy machine makes single timings jump), then one optimizer update
-        std::array<double, 3> passes{};
-        QElapsedTimer t;
+        // the median of three passes (a busy machine makes single timings jump), then one optimizer update and one
+        // evaluation batch
+        std::array<std::pair<double, double>, 3> passes{};
         for (size_t i = 0; i < passes.size(); ++i) {
-            t.restart();
+            const Clocks t0 = Clocks::now();
             backend->forward_backward(b, 2 + i);
-            passes[i] = double(t.nsecsElapsed()) * 1e-9;
+            const Clocks t1 = Clocks::now();
+            passes[i] = {t1.wall - t0.wall, t1.cpu - t0.cpu};
         }
         std::sort(passes.begin(), passes.end());
-        t.restart();
+        timing.micro = passes[1].first;
+        timing.microCpu = passes[1].second;
+        Clocks t0 = Clocks::now();
         backend->optimizer_step(0.0f, 4, config.max_grad_norm);
-        const double update = double(t.nsecsElapsed()) * 1e-9;
-        emit stepMeasured(key, passes[1], update);
+        Clocks t1 = Clocks::now();
+        timing.update = t1.wall - t0.wall;
+        timing.updateCpu = t1.cpu - t0.cpu;
+        t0 = Clocks::now();
+        backend->forward_loss(b);
+        t1 = Clocks::now();
+        timing.eval = t1.wall - t0.wall;
+        timing.evalCpu = t1.cpu - t0.cpu;
+        emit stepMeasured(key, timing);
     } catch (const qls::error& e) {
         emit measureFailed(key, QString::fromStdString(e.what()));
     } catch (const std::exception& e) {

@@ -9,6 +9,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <utility>
 
 #include "qls/llama.h" // defines: llama_model, llama_load_options
 
@@ -21,6 +22,17 @@ struct model_chat_template;
 struct device_choice;
 template <class T> struct lora_weights;
 } // namespace qls
+
+// A measured warm-up (EngineWorker::measureStep), in wall-clock seconds and in the process's CPU seconds (all
+// threads; a busy machine stretches the first, hardly the second).
+struct StepTiming {
+    double micro = 0;  // one micro-batch: forward + backward (the median of three)
+    double update = 0; // one optimizer update
+    double eval = 0;   // one evaluation batch: forward only
+    double setup = 0;  // what a run does before its first step: the model read (and NF4-quantized) from disk, the
+                       // training and validation data read and tokenized
+    double microCpu = 0, updateCpu = 0, evalCpu = 0, setupCpu = 0;
+};
 
 class EngineWorker : public QObject {
     Q_OBJECT
@@ -59,9 +71,11 @@ public slots:
     void generate(const GenerateRequest& request);
     // A short measured warm-up for the time estimate shown before Start: the run's training pass (CPU backend, the
     // run's micro-batch × sequence length, its LoRA settings) on the model at modelDir — the loaded one, or a small one
-    // loaded just for this and dropped — once to warm up and once timed. stepMeasured carries the seconds of one
-    // micro-batch (forward + backward, the median of three) and of one optimizer update; measureFailed says why there is no measurement (too large to measure on the
-    // CPU in a moment, not enough memory, an unreadable model). key is handed back as given.
+    // loaded just for this and dropped — once to warm up and then timed. The run's set-up is timed too: the model read
+    // from disk with the run's NF4 settings, its training and validation data read and tokenized (a data file over
+    // 16 MiB is not read here: its share is left out). stepMeasured carries the StepTiming; measureFailed says why
+    // there is no measurement (too large to measure on the CPU in a moment, not enough memory, an unreadable model).
+    // key is handed back as given.
     void measureStep(const QString& modelDir, const qls::train_config& config, quint64 key);
 
 signals:
@@ -77,7 +91,7 @@ signals:
     void textGenerated(ModelSide side, const QString& text);
     void generationFinished(ModelSide side, const QString& status);
     void generationFailed(ModelSide side, const QString& message, const QString& hint);
-    void stepMeasured(quint64 key, double secondsPerMicroBatch, double secondsPerUpdate);
+    void stepMeasured(quint64 key, const StepTiming& timing);
     void measureFailed(quint64 key, const QString& why);
 
 private:
@@ -93,6 +107,8 @@ private:
     std::unique_ptr<qls::tokenizer> m_tokenizer;
     std::shared_ptr<const qls::model_chat_template> m_chatTemplate; // the base model's; null when it has none
     QString m_baseDir;
+    QString m_setupKey;                       // measureStep: the model, data and settings whose set-up was timed
+    std::pair<double, double> m_setupSeconds; // and its wall-clock and CPU seconds
     std::atomic<bool> m_stop{false};
     std::atomic<bool> m_cancelLoad{false};
 };

@@ -135,10 +135,11 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
         m_window->monitorPage()->clearStaleStatus();
     });
     // the Training page weighs the steps against the data's size
+    // (tokens are known only once a model's tokenizer has read the data; the analysis truncated to its seq_len)
     connect(dataset, &DatasetPage::analysisFinished, this, [dataset, training] {
         const DatasetAnalysis& a = dataset->analysis();
-        training->setDatasetSize(a.trainError.isEmpty() ? qint64(a.stats.examples) : 0,
-                                 a.trainError.isEmpty() ? qint64(a.stats.tokens) : 0);
+        const bool known = a.trainError.isEmpty() && a.tokenized;
+        training->setDatasetSize(known ? qint64(a.stats.examples) : 0, known ? qint64(a.stats.tokens) : 0, a.seqLen);
     });
     connect(runs, &RunsPage::runsDirectoryChanged, monitor, &MonitorPage::setRunsFolder);
     monitor->setRunsFolder(runs->runsDirectory());
@@ -209,23 +210,28 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
             m_worker, [w = m_worker, c, key] { w->measureStep(QString::fromStdString(c.model), c, key); },
             Qt::QueuedConnection);
     });
-    connect(m_worker, &EngineWorker::stepMeasured, this, [this](quint64 key, double micro, double update) {
+    connect(m_worker, &EngineWorker::stepMeasured, this, [this](quint64 key, const StepTiming& t) {
         if (key == m_demoKey && m_demoKey != 0) {
             DemoPaths paths;
-            if (demoPaths(&paths, nullptr))
-                m_window->setDemoEstimate(estimateRunSeconds(demoConfig(paths, k_demoSteps, {}), micro, update));
+            if (demoPaths(&paths, nullptr)) {
+                m_demoTiming = t;
+                m_window->setDemoEstimate(promiseSeconds(estimateRunSeconds(demoConfig(paths, k_demoSteps, {}), t)));
+            }
             return;
         }
         if (key != m_estimateKey || !m_estimateConfig) return;
         const qls::train_config& c = *m_estimateConfig;
-        const QString how = tr("measured here: one micro-batch of %1 × %2 tokens took %3 s on the CPU, an update %4 s")
+        auto secs = [](double s) { return QString::number(s, 'f', s < 0.1 ? 3 : 2); };
+        const QString how = tr("measured here: one micro-batch of %1 × %2 tokens took %3 s on the CPU, an update %4 s, "
+                               "reading the model and data %5 s")
                                 .arg(c.micro_batch)
                                 .arg(c.seq_len)
-                                .arg(micro, 0, 'f', micro < 0.1 ? 3 : 2)
-                                .arg(update, 0, 'f', update < 0.1 ? 3 : 2);
-        if (c.max_steps > 0) m_window->planPage()->setTimeEstimate(estimateRunSeconds(c, micro, update), how);
+                                .arg(secs(t.micro), secs(t.update), secs(t.setup));
+        if (c.max_steps > 0)
+            m_window->planPage()->setTimeEstimate(promiseSeconds(estimateRunSeconds(c, t)),
+                                                  how + tr("; with a margin for drawing and saving"));
         else
-            m_window->planPage()->setTimeEstimate(micro * c.grad_accum + update,
+            m_window->planPage()->setTimeEstimate(t.micro * c.grad_accum + t.update,
                                                   how + tr("; per optimizer step — Max steps is 0, so the data's size "
                                                            "and the epochs decide the number of steps"));
         m_window->monitorPage()->setNextRunEstimate(c.max_steps > 0 ? m_window->planPage()->timeEstimateShort()
@@ -243,13 +249,19 @@ StudioController::StudioController(MainWindow* window, TrainingSession* session,
     QTimer::singleShot(0, this, &StudioController::measureDemo);
 }
 
-double StudioController::estimateRunSeconds(const qls::train_config& c, double microSeconds, double updateSeconds) {
-    // steps × accumulation micro-batches, plus evaluations: each validation batch is a forward pass, about a third of
-    // a forward + backward (backward ≈ 2 × forward); eval_batches 0 (the whole set) is counted as 4 batches.
-    const double steps = double(std::max<int64_t>(1, c.max_steps));
-    const double evals = c.eval_every > 0 ? std::floor(steps / c.eval_every) + 1 : 1;
-    const double evalBatches = c.eval_batches > 0 ? c.eval_batches : 4;
-    return steps * (c.grad_accum * microSeconds + updateSeconds) + evals * evalBatches * microSeconds / 3.0;
+double StudioController::estimateRunSeconds(const qls::train_config& c, const StepTiming& t, bool cpu) {
+    const double micro = cpu ? t.microCpu : t.micro, update = cpu ? t.updateCpu : t.update;
+    const double eval = cpu ? t.evalCpu : t.eval, setup = cpu ? t.setupCpu : t.setup;
+    const int64_t steps = std::max<int64_t>(1, c.max_steps);
+    // trainer.cpp evaluates when step % eval_every == 0 and after the last step (once when they coincide);
+    // eval_batches 0 (the whole validation set) is counted as 8 batches
+    const int64_t evals = c.eval_every > 0 ? steps / c.eval_every + (steps % c.eval_every != 0 ? 1 : 0) : 1;
+    const double evalBatches = c.eval_batches > 0 ? c.eval_batches : 8;
+    return setup + double(steps) * (c.grad_accum * micro + update) + double(evals) * evalBatches * eval;
+}
+
+double StudioController::promiseSeconds(double estimateSeconds) {
+    return k_promiseFactor * estimateSeconds + k_promiseExtraSeconds;
 }
 
 void StudioController::measureDemo() {

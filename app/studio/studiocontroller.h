@@ -5,6 +5,7 @@
 #include "qls/model_config.h"
 #include "qls/train_config.h"
 
+#include "engineworker.h" // StepTiming
 #include "runlock.h"
 
 #include <QObject>
@@ -56,10 +57,18 @@ public:
     static constexpr int k_demoSteps = 40; // as resources/examples/demo.run.json
     static qls::train_config demoConfig(const DemoPaths& paths, int steps, const QString& runsDir);
     void startDemo(int steps);
-    // The time a CPU run of this configuration should take when one micro-batch takes microSeconds and one optimizer
-    // update updateSeconds (Plan page, the demo's promise): steps × (accumulation micro-batches + an update) plus the
-    // evaluations' forward passes.
-    static double estimateRunSeconds(const qls::train_config& config, double microSeconds, double updateSeconds);
+    // The time a CPU run of this configuration takes by a measured warm-up (Plan page, the demo's promise): its set-up,
+    // steps × (accumulation micro-batches + an update), and its evaluations (trainer.cpp: every eval_every steps and at
+    // the end, eval_batches forward passes each). cpu: from the warm-up's process CPU seconds instead of wall-clock.
+    static double estimateRunSeconds(const qls::train_config& config, const StepTiming& t, bool cpu = false);
+    // What the studio promises for that run: the estimate plus a margin for what the warm-up does not see (the charts
+    // redrawn after every step on the same cores, telemetry and metrics.jsonl, the run's closing checkpoint, a
+    // machine busier than during the warm-up): k_promiseFactor × estimate + k_promiseExtraSeconds.
+    static constexpr double k_promiseFactor = 1.25;
+    static constexpr double k_promiseExtraSeconds = 5.0;
+    static double promiseSeconds(double estimateSeconds);
+    // The demo promise's warm-up, once measured at start-up (nullopt before, or when the demo is not offered).
+    std::optional<StepTiming> demoTiming() const { return m_demoTiming; }
 
     // The Runs page's actions.
     void openRun(const QString& runDir);
@@ -100,6 +109,7 @@ private:
     QTimer m_estimateTimer;               // a measured warm-up after the settings rest for a moment
     quint64 m_estimateKey = 0;            // the newest measurement asked for (older answers are dropped)
     quint64 m_demoKey = 0;                // the demo promise's measurement
+    std::optional<StepTiming> m_demoTiming;
     std::optional<qls::train_config> m_estimateConfig;
     bool m_adapterLoading = false; // the worker's load in progress is a run's (Playground), not the Model page's
 };

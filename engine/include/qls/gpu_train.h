@@ -149,6 +149,13 @@ private:
     std::unique_ptr<impl> p_;
 };
 
+// Points lo.nf4_quantizer at q, which must outlive the load: each projection is quantized on q's GPU as it is read.
+inline void quantize_on(gpu_nf4_quantizer& q, llama_load_options& lo) {
+    lo.nf4_quantizer = [&q](const float* w, int64_t rows, int64_t cols, bool dq) {
+        return q.quantize(w, rows, cols, dq);
+    };
+}
+
 // ---- single-stream generation on the GPU ------------------------------------------------------------------------------
 
 class decoder; // generate.h

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace qls {
 
@@ -71,6 +72,36 @@ train_config load_train_config(const std::string& path);
 std::string train_config_to_json(const train_config& c);
 // Range checks shared by the parser and the studio's form (throws like the parser).
 void validate_train_config(const train_config& c);
+
+// ---- the settings against the model and the data (train_checks.cpp) ----------------------------------------------
+struct model_config;
+
+// Settings that are valid but probably not meant: the run starts; `qlora train` logs the note, the studio shows it
+// beside the field. key is the run.json key ("lora.rank"), text says what happens, hint what to do instead.
+struct config_note {
+    std::string key, text, hint;
+};
+
+// The settings against the chosen model's config.json. Throws qls::error{config} naming the run.json key when
+// training.seq_len is longer than the model's context (max_position_embeddings); notes when lora.rank is larger than
+// the smaller dimension of a targeted projection (an adapter's B·A has at most that rank: the rest is memory only).
+std::vector<config_note> check_train_config_for_model(const train_config& c, const model_config& m);
+
+// What the settings make of the training data (examples, and tokens after truncation to training.seq_len, as the
+// dataset's statistics count them): rows an epoch (packed: ceil(tokens / seq_len); else one example a row), rows a
+// step (micro_batch × grad_accum), the run's optimizer steps (max_steps, or the trainer's count from epochs) and the
+// epochs they cover.
+struct train_data_fit {
+    int64_t rows_per_epoch = 0;
+    int64_t rows_per_step = 0;
+    int64_t steps = 0;
+    double epochs = 0;
+    std::vector<config_note> notes; // steps over the data more than once, a step larger than the data, intervals
+};
+// Throws qls::error{config} naming training.seq_len when the whole training data is shorter than one sequence (or
+// holds no example). The notes name the run.json key: "training.max_steps: 2000 steps = 26.67 epochs of your data",
+// eval_every / checkpoint_every larger than the run's steps.
+train_data_fit check_train_config_for_data(const train_config& c, int64_t examples, int64_t tokens);
 
 // Learning rate of optimizer step `step` (0-based) of `total`, HF transformers semantics
 // (get_constant_schedule_with_warmup, get_linear_schedule_with_warmup, get_cosine_schedule_with_warmup).

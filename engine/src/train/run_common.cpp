@@ -31,11 +31,12 @@ void make_run_paths_absolute(train_config& cfg) {
 }
 
 void check_seq_len_fits(const train_config& cfg, const model_config& mc) {
-    if (cfg.seq_len > mc.max_position_embeddings)
+    if (mc.max_position_embeddings > 0 && cfg.seq_len > mc.max_position_embeddings)
         throw error(error_code::config,
                     "training.seq_len: " + std::to_string(cfg.seq_len) + " is longer than the model's context of " +
                         std::to_string(mc.max_position_embeddings) + " positions",
-                    "use training.seq_len <= " + std::to_string(mc.max_position_embeddings));
+                    "use training.seq_len <= " + std::to_string(mc.max_position_embeddings) +
+                        " (max_position_embeddings in the model's config.json)");
 }
 
 dataset_split load_run_data(const train_config& cfg, const model_source& src, const tokenizer& tok) {

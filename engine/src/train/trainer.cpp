@@ -3,6 +3,7 @@
 
 #include "qls/error.h"
 #include "qls/file_io.h"
+#include "qls/gpu_train.h" // defines: gpu_nf4_quantizer, quantize_on
 #include "qls/hf_checkpoint.h"
 #include "qls/model_source.h"
 #include "qls/peft.h"
@@ -67,7 +68,9 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     const std::unique_ptr<model_source> src = open_model_source(cfg_.model);
     tok_ = src->load_tokenizer();
     const model_config& mc = src->config();
-    check_seq_len_fits(cfg_, mc);
+    // the settings against the model (train_checks.cpp): the context refuses, the rest are notes
+    for (const config_note& n : check_train_config_for_model(cfg_, mc))
+        log("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
     // The device first: it decides how the model is held on the host (the CPU backend computes with f32
     // projections; the CUDA backend uploads the NF4 ones and no f32 copy is kept).
     const device_choice dc = choose_train_device(cfg_.backend, cfg_.gpu, cfg_.quantize_nf4 && cfg_.double_quant,
@@ -97,13 +100,24 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     lo.control.on_progress = cb.on_load;
     lo.control.cancel = cb.cancel_load;
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
+    // A CUDA run quantizes each projection on its GPU as it is read (the same bytes as the CPU quantizer, which
+    // takes about ten times longer for a 7B model)
+    std::unique_ptr<gpu_nf4_quantizer> gpu_quantizer;
+    if (device_.backend == "cuda" && lo.quantize_nf4 && !lo.keep_f32_projections) {
+        gpu_quantizer = std::make_unique<gpu_nf4_quantizer>(device_.index);
+        quantize_on(*gpu_quantizer, lo);
+    }
     model_ = llama_model::load(*src, lo);
+    gpu_quantizer.reset(); // its scratch memory goes back before the run's arena is allocated
 
     dataset_split split = load_run_data(cfg_, *src, tok_);
     train_ = std::move(split.train);
     val_ = std::move(split.validation);
     for (const std::string& w : train_.warnings) log("data: " + w);
     for (const std::string& w : val_.warnings) log("validation data: " + w);
+    for (const config_note& n :
+         check_train_config_for_data(cfg_, int64_t(train_.stats.examples), int64_t(train_.stats.tokens)).notes)
+        log("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
 
     backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_,
                                   backend_options());
