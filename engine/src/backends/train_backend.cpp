@@ -2,6 +2,7 @@
 #include "qls/train_backend.h"
 
 #include "qls/error.h"
+#include "qls/gpu_train.h" // defines: gpu_nf4_quantizer, quantize_on
 
 namespace qls {
 
@@ -15,5 +16,13 @@ std::unique_ptr<train_backend> make_train_backend(const compute_device& device, 
 }
 
 bool backend_keeps_f32_projections(const compute_device& device) { return device.backend != "cuda"; }
+
+std::shared_ptr<void> prepare_backend_load(const compute_device& device, llama_load_options& lo) {
+    lo.keep_f32_projections = backend_keeps_f32_projections(device);
+    if (device.backend != "cuda" || !lo.quantize_nf4 || lo.keep_f32_projections) return nullptr;
+    auto q = std::make_shared<gpu_nf4_quantizer>(device.index);
+    quantize_on(*q, lo);
+    return q;
+}
 
 } // namespace qls

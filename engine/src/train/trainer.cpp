@@ -3,7 +3,6 @@
 
 #include "qls/error.h"
 #include "qls/file_io.h"
-#include "qls/gpu_train.h" // defines: gpu_nf4_quantizer, quantize_on
 #include "qls/hf_checkpoint.h"
 #include "qls/model_source.h"
 #include "qls/peft.h"
@@ -96,19 +95,12 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     llama_load_options lo;
     lo.quantize_nf4 = cfg_.quantize_nf4;
     lo.double_quant = cfg_.double_quant;
-    lo.keep_f32_projections = backend_keeps_f32_projections(device_);
     lo.control.on_progress = cb.on_load;
     lo.control.cancel = cb.cancel_load;
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
-    // A CUDA run quantizes each projection on its GPU as it is read (the same bytes as the CPU quantizer, which
-    // takes about ten times longer for a 7B model)
-    std::unique_ptr<gpu_nf4_quantizer> gpu_quantizer;
-    if (device_.backend == "cuda" && lo.quantize_nf4 && !lo.keep_f32_projections) {
-        gpu_quantizer = std::make_unique<gpu_nf4_quantizer>(device_.index);
-        quantize_on(*gpu_quantizer, lo);
-    }
+    std::shared_ptr<void> load_helper = prepare_backend_load(device_, lo); // f32 copies kept or not; GPU quantizer
     model_ = llama_model::load(*src, lo);
-    gpu_quantizer.reset(); // its scratch memory goes back before the run's arena is allocated
+    load_helper.reset(); // a GPU quantizer's scratch memory goes back before the run's arena is allocated
 
     dataset_split split = load_run_data(cfg_, *src, tok_);
     train_ = std::move(split.train);
