@@ -28,12 +28,4 @@ std::vector<gpu_check_row> run_gpu_family_checks(const std::string&, int, uint64
                 "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
 }
 
-std::string default_families_dir() {
-#ifdef QLS_SOURCE_FAMILIES_DIR
-    return QLS_SOURCE_FAMILIES_DIR;
-#else
-    return "";
-#endif
-}
-
 } // namespace qls

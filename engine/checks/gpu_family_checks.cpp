@@ -81,14 +81,6 @@ void guarded(std::vector<gpu_check_row>& rows, const std::string& name, const ch
 
 } // namespace
 
-std::string default_families_dir() {
-#ifdef QLS_SOURCE_FAMILIES_DIR
-    return QLS_SOURCE_FAMILIES_DIR;
-#else
-    return "";
-#endif
-}
-
 std::vector<gpu_check_row> run_gpu_family_checks(const std::string& families_dir, int steps, uint64_t seed) {
     const gpu_probe p = probe_gpu();
     if (!p.available)
