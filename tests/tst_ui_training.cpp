@@ -145,6 +145,10 @@ private slots:
         QCOMPARE(shown.settings.seq, 32);
         QCOMPARE(shown.settings.lora.rank, 4);
         QCOMPARE(w.planPage()->device().backend, std::string("cpu")); // this build and test train on the CPU
+        // the Dataset page's analysis ends by telling the Training page the data's size, which re-plans the Plan page;
+        // on a busy machine it can end after the plan above appeared, so the count is taken once it has
+        QTRY_VERIFY_WITH_TIMEOUT(!w.datasetPage()->isAnalyzing(), 60000);
+        QTRY_VERIFY(w.planPage()->plan().has_value());
         const uint64_t before = qls::plan_run_count();
 
         QSignalSpy finished(c.session(), &TrainingSession::finished);
