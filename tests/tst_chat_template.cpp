@@ -350,12 +350,19 @@ private slots:
             {"{% include 'x' %}", "test.jinja:1:", "not available"},
             {"{% break %}", "test.jinja:1:", "outside of a loop"},
             {"{{ (1 ]}}", "test.jinja:1:", "unexpected"},
+            // numbers past 64 bits: a literal and an index written as an attribute (found by fuzz_chat_template)
+            {"{{ 99999999999999999999 }}", "test.jinja:1:", "integer literal 99999999999999999999 is too large"},
+            {"{% if m.777777777777777777777 == 1 %}{% endif %}", "test.jinja:1:", "index .777777777777777777777 is too large"},
         };
         for (const bad& b : cases) {
             const std::string msg = testutil::expect_error([&] { qls::jinja_template::parse(b.text, "test.jinja"); },
                                                            qls::error_code::format, {b.where, b.problem});
             QVERIFY2(msg.empty(), qPrintable(QString::fromStdString(std::string(b.text) + " → " + msg)));
         }
+        // the same numbers reaching str.format and attribute paths at render time
+        QVERIFY(error_of("{{ '{99999999999999999999}'.format(1) }}").find("Replacement index 99999999999999999999 out of range") !=
+                std::string::npos);
+        QCOMPARE(render("{{ [[1]] | map(attribute='99999999999999999999') | list }}"), std::string("[Undefined]"));
         // An unknown filter inside an if fails only when that branch runs, as in Jinja2.
         QCOMPARE(render("{% if false %}{{ x|nosuch }}{% endif %}ok"), std::string("ok"));
         QVERIFY(error_of("{% if true %}\n{{ x|nosuch }}{% endif %}").find("test.jinja:2") != std::string::npos);

@@ -246,9 +246,10 @@ std::string py_format(interpreter& in, const std::string& fmt, const call_args& 
                     fail("Replacement index " + std::to_string(auto_index) + " out of range");
                 v = a.pos[auto_index++];
             } else if (std::all_of(field.begin(), field.end(), ::isdigit)) {
-                const size_t k = std::stoul(field);
-                if (k >= a.pos.size()) fail("Replacement index " + field + " out of range");
-                v = a.pos[k];
+                int64_t k = 0;
+                if (!parse_decimal_int(field, k) || uint64_t(k) >= a.pos.size())
+                    fail("Replacement index " + field + " out of range");
+                v = a.pos[size_t(k)];
             } else {
                 const value* kv = a.kwarg(field);
                 if (!kv) fail("KeyError: '" + field + "'");
@@ -836,8 +837,9 @@ value attr_path(interpreter& in, const value& obj, const std::string& path) {
     while (true) {
         const size_t dot = path.find('.', pos);
         const std::string part = path.substr(pos, dot == std::string::npos ? std::string::npos : dot - pos);
-        const bool digits = !part.empty() && std::all_of(part.begin(), part.end(), ::isdigit);
-        cur = get_item(in, cur, digits ? value::integer(std::stoll(part)) : value::string(part));
+        int64_t index = 0; // Jinja2's make_attrgetter turns all-digit parts into ints; longer ones stay strings here
+        const bool digits = std::all_of(part.begin(), part.end(), ::isdigit) && parse_decimal_int(part, index);
+        cur = get_item(in, cur, digits ? value::integer(index) : value::string(part));
         if (dot == std::string::npos) return cur;
         pos = dot + 1;
     }

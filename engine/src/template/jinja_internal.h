@@ -165,6 +165,10 @@ std::string to_json(const value& v, const json_style& style);
 std::string python_float_repr(double x);
 value from_json(const nlohmann::ordered_json& j);
 
+// Decimal digits as a 64-bit integer (an index, an attribute like x.0, a literal); false when the text is not all
+// digits or the number does not fit, so callers report it instead of std::stoll throwing out_of_range.
+bool parse_decimal_int(const std::string& digits, int64_t& out);
+
 // Unicode helpers: strings are UTF-8; Python indexes them by code point.
 size_t utf8_length(const std::string& s);
 std::vector<size_t> utf8_offsets(const std::string& s); // byte offset of every code point, plus s.size()

@@ -491,11 +491,9 @@ private:
         case tok::integer: {
             next();
             auto e = make(ex::constant, t.line);
-            try {
-                e->c = value::integer(std::stoll(t.text));
-            } catch (const std::exception&) {
-                fail_at(t, "integer literal " + t.text + " is too large");
-            }
+            int64_t x = 0;
+            if (!parse_decimal_int(t.text, x)) fail_at(t, "integer literal " + t.text + " is too large");
+            e->c = value::integer(x);
             return e;
         }
         case tok::floating: {
@@ -588,7 +586,10 @@ private:
                 if (cur().type == tok::integer) {
                     auto g = make(ex::getitem, line);
                     auto k = make(ex::constant, line);
-                    k->c = value::integer(std::stoll(next().text));
+                    const token& index = next();
+                    int64_t x = 0;
+                    if (!parse_decimal_int(index.text, x)) fail_at(index, "index ." + index.text + " is too large");
+                    k->c = value::integer(x);
                     g->kids.push_back(std::move(e));
                     g->kids.push_back(std::move(k));
                     e = std::move(g);

@@ -434,4 +434,11 @@ std::vector<value> iterate(const value& v) {
     }
 }
 
+bool parse_decimal_int(const std::string& digits, int64_t& out) {
+    if (digits.empty()) return false;
+    const char* end = digits.data() + digits.size();
+    const auto [p, ec] = std::from_chars(digits.data(), end, out, 10);
+    return ec == std::errc() && p == end && digits[0] != '-';
+}
+
 } // namespace qls::jinja
