@@ -3,6 +3,7 @@
 #include "qls_kernels/attention.h"
 #include "qls_kernels/attention_fa2.h"
 #include "qls_kernels/check.h"
+#include "qls_kernels/fa2_layout.h"
 
 #include <cmath>
 #include <cstdint>
@@ -74,10 +75,8 @@ __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
     return u;
 }
 
-// A tile is [64 rows][D] bf16 in shared memory, rows of D/8 16-byte chunks; chunk c of row r is stored at chunk
-// c ^ (r % 8) (the XOR swizzle of CUTLASS / FlashAttention-2's Swizzle<3,3,3>). The 8 rows one ldmatrix phase reads
-// at one logical chunk then land on 8 distinct chunks of a 128-byte line: no bank conflicts. Needs D/8 >= 8.
-template <int D> __device__ __forceinline__ int swz(int row, int chunk) { return row * D + ((chunk ^ (row & 7)) << 3); }
+// A tile is [64 rows][D] bf16 in shared memory, rows of D/8 16-byte chunks, XOR-swizzled (fa2::swz).
+template <int D> __device__ __forceinline__ int swz(int row, int chunk) { return fa2::swz(D, row, chunk); }
 
 // Rows [r0, r0 + 64) of head h of x (B, T, H, D) into the swizzled tile dst, asynchronously; rows past T are zeros.
 template <int D>
@@ -108,11 +107,11 @@ __device__ __forceinline__ void warp_abt(float (&s)[8][4], const bf16* a_tile, i
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
         uint32_t a[4];
-        ldsm_x4(a, a_tile + swz<D>(a_row0 + (lane & 15), 2 * kk + (lane >> 4)));
+        ldsm_x4(a, a_tile + swz<D>(a_row0 + fa2::a_row(lane), 2 * kk + fa2::a_chunk(lane)));
 #pragma unroll
         for (int j = 0; j < 4; ++j) {
             uint32_t bb[4];
-            ldsm_x4(bb, b_tile + swz<D>(16 * j + (lane & 7) + ((lane >> 4) << 3), 2 * kk + ((lane >> 3) & 1)));
+            ldsm_x4(bb, b_tile + swz<D>(16 * j + fa2::bt_row(lane), 2 * kk + fa2::bt_chunk(lane)));
             mma16816(s[2 * j], a, bb[0], bb[1]);
             mma16816(s[2 * j + 1], a, bb[2], bb[3]);
         }
@@ -131,7 +130,7 @@ __device__ __forceinline__ void warp_pv(float (&acc)[D / 8][4], const uint32_t (
 #pragma unroll
         for (int c = 0; c < D / 16; ++c) {
             uint32_t bb[4];
-            ldsm_x4_trans(bb, x + swz<D>(16 * j + (lane & 15), 2 * c + (lane >> 4)));
+            ldsm_x4_trans(bb, x + swz<D>(16 * j + fa2::a_row(lane), 2 * c + fa2::a_chunk(lane)));
             mma16816(acc[2 * c], p[j], bb[0], bb[1]);
             mma16816(acc[2 * c + 1], p[j], bb[2], bb[3]);
         }
