@@ -425,8 +425,8 @@ __global__ void __launch_bounds__(NTHREADS)
     int qt_end = (T - 1) / TILE;
     if (window > 0) qt_end = min(qt_end, (k0 + TILE - 1 + window - 1) / TILE);
     const int per_head = qt_end - qt_begin + 1;
-    const int n_iter = group *
-                       per_head; // iteration i: head kvh·group + i / per_head, query tile qt_begin + i % per_head
+    // iteration i: head kvh·group + i / per_head, query tile qt_begin + i % per_head
+    const int n_iter = group * per_head;
 
     auto issue = [&](int i, int buf) {
         const int h = kvh * group + i / per_head, q0 = (qt_begin + i % per_head) * TILE;
