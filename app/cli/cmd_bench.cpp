@@ -3,8 +3,9 @@
 #include "args.h"
 #include "commands.h"
 
-#include "qls/device.h"   // defines: probe_gpu, compute_device
-#include "qls/generate.h" // defines: decoder
+#include "qls/device.h"     // defines: probe_gpu, compute_device
+#include "qls/generate.h"   // defines: decoder
+#include "qls/gpu_checks.h" // defines: run_attention_bench (library qls_gpu_checks)
 #include "qls/gpu_train.h"
 #include "qls/lora.h" // defines: parse_lora_targets, lora_targets_string
 #include "qls/memory_plan.h"
@@ -237,11 +238,45 @@ int bench_generate(const qls::model_config& cfg, const std::string& shape_name, 
 } // namespace
 
 int cmd_bench(int argc, char** argv) {
-    args a(argc, argv, 2,
-           {"shape", "dims", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib", "steps",
-            "warmup", "seed", "paging-check", "profile", "prompt-tokens", "new-tokens", "runs"},
-           {"no-checkpointing", "json", "generate"});
+    args a(argc, argv, 2, {"shape",   "dims",          "seq",        "batch", "rank",   "alpha",   "dropout",
+                           "targets", "optimizer",     "budget-gib", "steps", "warmup", "seed",    "paging-check",
+                           "profile", "prompt-tokens", "new-tokens", "runs",  "heads",  "head-dim"},
+           {"no-checkpointing", "json", "generate", "attention"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
+    if (a.has("attention")) {
+        // The attention kernels alone: causal forward and backward, B = 1, both paths (QLS_ATTENTION=wmma|fa2 picks
+        // one for training), printed as JSON with TFLOP/s by FlashAttention-2's count (see run_attention_bench).
+        const int T = a.get_int("seq", 4096), NH = a.get_int("heads", 32), HS = a.get_int("head-dim", 128);
+        const int iters = a.get_int("steps", 20);
+        if (T < 1 || NH < 1 || HS < 8 || HS % 8 != 0 || HS > 128 || iters < 1)
+            throw usage_error("--seq and --heads must be at least 1, --head-dim a multiple of 8 up to 128, --steps "
+                              "at least 1");
+        const qls::gpu_probe probe = qls::probe_gpu();
+        if (!probe.available) {
+            std::fprintf(stderr, "qlora bench --attention: %s (the attention bench runs only on a GPU)\n",
+                         probe.message.c_str());
+            return 1;
+        }
+        const auto rows = qls::run_attention_bench(T, NH, HS, iters, uint64_t(a.get_int64("seed", 1234)));
+        nlohmann::json out = {{"bench", "attention"},
+                              {"device", probe.name},
+                              {"batch", 1},
+                              {"seq", T},
+                              {"heads", NH},
+                              {"head_dim", HS},
+                              {"causal", true},
+                              {"iters", iters},
+                              {"flops_forward", "4*B*NH*T^2*D/2"},
+                              {"flops_backward", "2.5*forward"}};
+        for (const auto& r : rows)
+            out["paths"][r.path] = {{"forward_ms", r.forward_ms},
+                                    {"backward_ms", r.backward_ms},
+                                    {"forward_tflops", r.forward_tflops},
+                                    {"backward_tflops", r.backward_tflops},
+                                    {"forward_rel_diff_vs_wmma", r.forward_rel_diff_vs_wmma}};
+        std::printf("%s\n", out.dump(2).c_str());
+        return 0;
+    }
     if (a.has("shape") == a.has("dims"))
         throw usage_error("give exactly one of --shape 7b|13b|33b|65b|70b or --dims C,H,L,NH,NKV,V");
     const qls::model_config cfg = a.has("shape") ? qls::shape_config(*a.get("shape")) : explicit_dims(*a.get("dims"));

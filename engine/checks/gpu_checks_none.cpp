@@ -23,6 +23,11 @@ std::vector<gpu_check_row> run_gpu_generate_check(const std::string&, uint64_t) 
                 "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
 }
 
+std::vector<attention_bench_row> run_attention_bench(int, int, int, int, uint64_t) {
+    throw error(error_code::device, "this build has no CUDA backend, so there is no GPU attention to time",
+                "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");
+}
+
 std::vector<gpu_check_row> run_gpu_family_checks(const std::string&, int, uint64_t) {
     throw error(error_code::device, "this build has no CUDA backend, so there is nothing to check on a GPU",
                 "install the CUDA toolkit (nvcc) and rebuild; QLS_WITH_CUDA=AUTO turns the backend on");

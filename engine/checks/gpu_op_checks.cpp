@@ -12,6 +12,7 @@
 #include "qls/tensor.h"
 #include "qls_kernels/adamw.h"
 #include "qls_kernels/attention.h"
+#include "qls_kernels/attention_fa2.h"
 #include "qls_kernels/check.h"
 #include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/elementwise.h"
@@ -729,18 +730,131 @@ std::vector<gpu_check_row> check_attention(int B, int T, int NH, int NKV, int HS
         gdelta(size_t(B) * NH * T * 4);
     using bf = __nv_bfloat16;
     const int* gsegp = segments ? gseg.as<int>() : nullptr;
-    qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
-                                   NH, NKV, HS, nullptr, window, scale);
-    qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
-                                    gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(), gsegp, B, T,
-                                    NH, NKV, HS, nullptr, window, scale);
     std::string shape = shape_str({B, T, NH, NKV, HS}) + (segments ? " packed" : "");
     if (window > 0) shape += " window " + std::to_string(window);
     if (scale > 0) shape += " scale " + std::to_string(scale);
-    return {compare_bf16("attention_forward", shape, 1.0 / 64.0, gout, out),
-            compare_bf16("attention_bwd_dq", shape, 1.0 / 64.0, gdq, dq),
-            compare_bf16("attention_bwd_dk", shape, 1.0 / 64.0, gdk, dk),
-            compare_bf16("attention_bwd_dv", shape, 1.0 / 64.0, gdv, dv)};
+    // both kernel paths on the same inputs against the same CPU result: the WMMA kernels ("attention_*") and, for the
+    // head sizes they cover, the FlashAttention-2 kernels ("attention_fa2_*"); outputs are cleared between the two
+    std::vector<gpu_check_row> rows;
+    for (const bool fa2 : {false, true}) {
+        if (fa2 && !qls_kernels::attention_fa2_supported(HS)) break;
+        for (auto [d, bytes] : {std::pair<dbuf*, size_t>{&gout, nq * 2},
+                                {&glse, size_t(B) * NH * T * 4},
+                                {&gdq, nq * 2},
+                                {&gdk, nk * 2},
+                                {&gdv, nk * 2},
+                                {&gdelta, size_t(B) * NH * T * 4}})
+            QLS_CUDA_CHECK(cudaMemset(d->p, 0, bytes));
+        if (fa2) {
+            qls_kernels::attention_fa2_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(),
+                                               gsegp, B, T, NH, NKV, HS, nullptr, window, scale);
+            qls_kernels::attention_fa2_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(),
+                                                gd.as<bf>(), gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(),
+                                                gv.as<bf>(), gsegp, B, T, NH, NKV, HS, nullptr, window, scale);
+        } else {
+            qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(),
+                                           gsegp, B, T, NH, NKV, HS, nullptr, window, scale);
+            qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(), gd.as<bf>(),
+                                            gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(), gv.as<bf>(),
+                                            gsegp, B, T, NH, NKV, HS, nullptr, window, scale);
+        }
+        const std::string p = fa2 ? "attention_fa2_" : "attention_";
+        rows.push_back(compare_bf16(p + "forward", shape, 1.0 / 64.0, gout, out));
+        rows.push_back(compare_bf16(p + "bwd_dq", shape, 1.0 / 64.0, gdq, dq));
+        rows.push_back(compare_bf16(p + "bwd_dk", shape, 1.0 / 64.0, gdk, dk));
+        rows.push_back(compare_bf16(p + "bwd_dv", shape, 1.0 / 64.0, gdv, dv));
+    }
+    return rows;
+}
+
+std::vector<attention_bench_row> run_attention_bench(int T, int NH, int HS, int iters, uint64_t seed) {
+    if (T < 1 || NH < 1 || HS < 8 || HS % 8 != 0 || HS > qls_kernels::attention_max_head_size || iters < 1)
+        throw error(error_code::invalid_argument,
+                    "attention bench: T=" + std::to_string(T) + " NH=" + std::to_string(NH) +
+                        " HS=" + std::to_string(HS) + " is not a shape the attention kernels take",
+                    "give --seq >= 1, --heads >= 1 and --head-dim a multiple of 8 up to 128");
+    const gpu_probe p = probe_gpu();
+    if (!p.available)
+        throw error(error_code::device, p.message,
+                    "run the attention bench on a machine with an NVIDIA GPU and driver");
+    const int B = 1, NKV = NH;
+    const size_t n = size_t(B) * T * NH * HS, nrow = size_t(B) * NH * T;
+    std::mt19937_64 rng(seed);
+    std::vector<uint16_t> qb, kb, vb, db;
+    std::vector<float> tmp;
+    random_bf16(n, 0.0f, 1.0f, rng, qb, tmp);
+    random_bf16(n, 0.0f, 1.0f, rng, kb, tmp);
+    random_bf16(n, 0.0f, 1.0f, rng, vb, tmp);
+    random_bf16(n, 0.0f, 1.0f, rng, db, tmp);
+    using bf = __nv_bfloat16;
+    std::vector<attention_bench_row> rows;
+    std::vector<uint16_t> first_out;
+    try {
+        dbuf gq = upload(qb), gk = upload(kb), gv = upload(vb), gd = upload(db);
+        dbuf gout(n * 2), glse(nrow * 4), gdq(n * 2), gdk(n * 2), gdv(n * 2), gdelta(nrow * 4);
+        cudaEvent_t e0, e1;
+        QLS_CUDA_CHECK(cudaEventCreate(&e0));
+        QLS_CUDA_CHECK(cudaEventCreate(&e1));
+        // FLOPs as FlashAttention-2 counts them (benchmarks/benchmark_flash_attention.py, flops()): forward
+        // 4·B·NH·T²·D, halved for the causal mask; the backward does 2.5× the forward's (5 matmuls to 2, with the
+        // recomputed S counted in).
+        const double fwd_flops = 4.0 * B * NH * double(T) * double(T) * HS / 2.0, bwd_flops = 2.5 * fwd_flops;
+        for (const bool fa2 : {false, true}) {
+            if (fa2 && !qls_kernels::attention_fa2_supported(HS)) break;
+            auto fwd = [&] {
+                if (fa2)
+                    qls_kernels::attention_fa2_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(),
+                                                       gv.as<bf>(), nullptr, B, T, NH, NKV, HS, nullptr);
+                else
+                    qls_kernels::attention_forward(gout.as<bf>(), glse.as<float>(), gq.as<bf>(), gk.as<bf>(),
+                                                   gv.as<bf>(), nullptr, B, T, NH, NKV, HS, nullptr);
+            };
+            auto bwd = [&] {
+                if (fa2)
+                    qls_kernels::attention_fa2_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(),
+                                                        gd.as<bf>(), gout.as<bf>(), glse.as<float>(), gq.as<bf>(),
+                                                        gk.as<bf>(), gv.as<bf>(), nullptr, B, T, NH, NKV, HS, nullptr);
+                else
+                    qls_kernels::attention_backward(gdq.as<bf>(), gdk.as<bf>(), gdv.as<bf>(), gdelta.as<float>(),
+                                                    gd.as<bf>(), gout.as<bf>(), glse.as<float>(), gq.as<bf>(),
+                                                    gk.as<bf>(), gv.as<bf>(), nullptr, B, T, NH, NKV, HS, nullptr);
+            };
+            auto time_ms = [&](auto&& f) {
+                for (int i = 0; i < 3; ++i) f(); // warm-up: first-launch and shared-memory attribute costs
+                QLS_CUDA_CHECK(cudaEventRecord(e0));
+                for (int i = 0; i < iters; ++i) f();
+                QLS_CUDA_CHECK(cudaEventRecord(e1));
+                QLS_CUDA_CHECK(cudaEventSynchronize(e1));
+                float ms = 0;
+                QLS_CUDA_CHECK(cudaEventElapsedTime(&ms, e0, e1));
+                return double(ms) / iters;
+            };
+            attention_bench_row r;
+            r.path = fa2 ? "fa2" : "wmma";
+            r.forward_ms = time_ms(fwd);
+            r.backward_ms = time_ms(bwd);
+            r.forward_tflops = fwd_flops / (r.forward_ms * 1e-3) / 1e12;
+            r.backward_tflops = bwd_flops / (r.backward_ms * 1e-3) / 1e12;
+            // the two paths on the same inputs: the largest output difference relative to the largest output
+            std::vector<uint16_t> o(n);
+            QLS_CUDA_CHECK(cudaMemcpy(o.data(), gout.p, n * 2, cudaMemcpyDeviceToHost));
+            if (first_out.empty()) first_out = o;
+            double md = 0, mx = 0;
+            for (size_t i = 0; i < n; ++i) {
+                const double a = bf16_to_f32(first_out[i]), b = bf16_to_f32(o[i]);
+                md = std::max(md, std::fabs(a - b));
+                mx = std::max(mx, std::fabs(a));
+            }
+            r.forward_rel_diff_vs_wmma = mx > 0 ? md / mx : md;
+            rows.push_back(r);
+        }
+        cudaEventDestroy(e0);
+        cudaEventDestroy(e1);
+    } catch (const qls_kernels::cuda_failure& e) {
+        throw error(error_code::device, e.what(),
+                    "check the driver (nvidia-smi) and that no other process holds the GPU");
+    }
+    return rows;
 }
 
 std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
@@ -799,6 +913,18 @@ std::vector<gpu_check_row> run_gpu_op_checks(uint64_t seed) {
               {1, 300, 8, 4, 128, false, 100}})
             for (const gpu_check_row& r :
                  check_attention(b, t, nh, nkv, hs, sg, rng, w, w == 100 ? 1.0f / std::sqrt(168.0f) : 0.0f))
+                rows.push_back(r);
+        // the FlashAttention-2 kernels' own cases (every row above with HS 64 or 128 runs them too): T not a multiple
+        // of the 64-row tile, GQA 4:1, packed segments, windows smaller and larger than a tile, a custom scale
+        for (auto [b, t, nh, nkv, hs, sg, w] :
+             {std::tuple<int, int, int, int, int, bool, int>{1, 333, 16, 4, 64, false, 0},
+              {2, 190, 8, 2, 128, true, 0},
+              {1, 1000, 32, 8, 128, false, 0},
+              {2, 257, 8, 2, 64, true, 40},
+              {1, 450, 16, 4, 128, true, 150},
+              {1, 77, 4, 1, 128, false, 0}})
+            for (const gpu_check_row& r :
+                 check_attention(b, t, nh, nkv, hs, sg, rng, w, w == 150 ? 1.0f / std::sqrt(256.0f) : 0.0f))
                 rows.push_back(r);
         rows.push_back(check_adamw_32bit(rng));
         rows.push_back(check_adamw_8bit_multi(rng));

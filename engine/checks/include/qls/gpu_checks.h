@@ -50,6 +50,17 @@ std::vector<gpu_check_row> run_gpu_generate_check(const std::string& model_dir, 
 // trained as its family and config with head_dim 8 and random weights (" hs8" in the rows).
 std::vector<gpu_check_row> run_gpu_family_checks(const std::string& families_dir, int steps, uint64_t seed);
 
+// `qlora bench --attention`: causal attention forward and backward (B = 1, NKV = NH, random N(0, 1) bf16 inputs) of
+// T tokens, NH heads of HS, timed over `iters` launches after 3 warm-up ones, on the WMMA kernels and, where they
+// cover HS, the FlashAttention-2 kernels. Throws qls::error(device) without a GPU or CUDA build.
+struct attention_bench_row {
+    std::string path; // "wmma" or "fa2"
+    double forward_ms = 0, backward_ms = 0;
+    double forward_tflops = 0, backward_tflops = 0; // FLOPs: 4·B·NH·T²·HS/2 forward (causal), 2.5× that backward
+    double forward_rel_diff_vs_wmma = 0;            // max |out - out_wmma| / max |out_wmma| on the same inputs
+};
+std::vector<attention_bench_row> run_attention_bench(int T, int NH, int HS, int iters, uint64_t seed);
+
 // The source tree's tests/data/families when the build knows it (QLS_SOURCE_FAMILIES_DIR), else "".
 std::string default_families_dir();
 

@@ -14,7 +14,7 @@
 // Activations bf16, residual gradient and normed-input gradients fp32, LoRA masters and gradients fp32.
 #include "gpu_train_impl.h"
 
-#include "qls_kernels/attention.h"
+#include "qls_kernels/attention_fa2.h"
 #include "qls_kernels/cross_entropy.h"
 #include "qls_kernels/elementwise.h"
 #include "qls_kernels/embedding.h"
@@ -164,8 +164,8 @@ void gpu_trainer::impl::layer_forward(int l, bool dropout, uint64_t seed, bool r
     K::rope_forward(k, pos, inv, N, NKV, HS, stream);
     bf16* att = act({plan_item_id::act_attn_out}, l);
     tick("norm+rope");
-    K::attention_forward(att, act_f32({plan_item_id::act_attn_lse}, l), q, k, v, seg, B, T, NH, NKV, HS, stream,
-                         cfg.layer_window(l), attn_scale);
+    K::attention_forward_selected(att, act_f32({plan_item_id::act_attn_lse}, l), q, k, v, seg, B, T, NH, NKV, HS,
+                                  stream, cfg.layer_window(l), attn_scale);
     tick("attention.fwd");
     bf16* mid = act({plan_item_id::act_residual_mid}, l);
     if (!sandwich) {
@@ -267,10 +267,11 @@ void gpu_trainer::impl::layer_backward(int l, bool dropout, uint64_t seed) {
                     seed);
     bf16 *dq = item<bf16>({plan_item_id::grad_q}), *dk = item<bf16>({plan_item_id::grad_k}),
          *dv = item<bf16>({plan_item_id::grad_v});
-    K::attention_backward(dq, dk, dv, item<float>({plan_item_id::grad_attn_delta}), datt,
-                          act({plan_item_id::act_attn_out}, l), act_f32({plan_item_id::act_attn_lse}, l),
-                          act({plan_item_id::act_q}, l), act({plan_item_id::act_k}, l), act({plan_item_id::act_v}, l),
-                          seg, B, T, NH, NKV, HS, stream, cfg.layer_window(l), attn_scale);
+    K::attention_backward_selected(dq, dk, dv, item<float>({plan_item_id::grad_attn_delta}), datt,
+                                   act({plan_item_id::act_attn_out}, l), act_f32({plan_item_id::act_attn_lse}, l),
+                                   act({plan_item_id::act_q}, l), act({plan_item_id::act_k}, l),
+                                   act({plan_item_id::act_v}, l), seg, B, T, NH, NKV, HS, stream, cfg.layer_window(l),
+                                   attn_scale);
     tick("attention.bwd");
     K::rope_backward(dq, pos, inv, N, NH, HS, stream);
     K::rope_backward(dk, pos, inv, N, NKV, HS, stream);

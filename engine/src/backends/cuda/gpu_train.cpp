@@ -6,9 +6,10 @@
 // trainer's GPU (gpu_train_options::device) current on the calling thread.
 #include "gpu_train_impl.h"
 
-#include "qls/architecture.h"      // defines: architecture_for (the family's layer ops)
-#include "qls/model_config.h"      // defines: rope_inv_freq, rope_inv_freq_local
-#include "qls_kernels/attention.h" // defines: attention_max_head_size
+#include "qls/architecture.h"          // defines: architecture_for (the family's layer ops)
+#include "qls/model_config.h"          // defines: rope_inv_freq, rope_inv_freq_local
+#include "qls_kernels/attention.h"     // defines: attention_max_head_size
+#include "qls_kernels/attention_fa2.h" // defines: attention_path_from_env
 
 namespace qls {
 
@@ -96,6 +97,13 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
         throw error(error_code::unsupported,
                     "head size " + std::to_string(HS) + " is not supported by the CUDA attention kernels",
                     "the CUDA backend takes head sizes that are multiples of 8 up to 128; use the CPU backend");
+
+    // QLS_ATTENTION=wmma|fa2 picks the attention kernels; a misspelt value stops the run here, not mid-step
+    try {
+        (void)K::attention_path_from_env();
+    } catch (const std::invalid_argument& e) {
+        throw error(error_code::invalid_argument, e.what(), "set QLS_ATTENTION to wmma or fa2, or unset it");
+    }
 
     check_plan_matches(p, cfg, opt);
     plan = p;
