@@ -844,8 +844,7 @@ void plan_host(memory_plan& p) {
         //  the f32 read (4) and its bf16 upload copy (2) (gpu_weights.cpp put_base).
         const uint64_t proj = largest * 6 + uint64_t(nf4_storage_bytes(int64_t(largest), true));
         const uint64_t head = V * C * 8;
-        add_host_item(h, "load_staging", "load staging (one tensor: bf16 read + f32 + NF4 or bf16)",
-                      std::max(proj, head),
+        add_host_item(h, "load_staging", "load staging (one tensor at a time)", std::max(proj, head),
                       proj >= head
                           ? std::to_string(largest) + " elements (largest projection) x (2 + 4) bytes + "
                                                       "its NF4 storage"
