@@ -10,6 +10,7 @@
 
 #include <QFileInfo>
 #include <QtTest>
+#include <atomic>
 
 using namespace qls;
 
@@ -137,6 +138,40 @@ private slots:
             check_stream(ref, s);
             check_empty(m, ref);
         }
+    }
+
+    // A sink that refuses a tensor (a backend's shape check, a device error) stops the load with its error; a cancel
+    // between tensors stops a streaming load as any other.
+    void sinkErrorsAndCancelStopTheLoad() {
+        QLS_REQUIRE_MODEL();
+        struct refusing_sink final : weight_sink {
+            int calls = 0;
+            void put_projection(int layer, lora_target t, const nf4_tensor&) override {
+                ++calls;
+                if (layer == 1 && t == lora_target::v)
+                    throw error(error_code::invalid_argument, "layer 1 v: refused by the test sink", "none");
+            }
+            void put_base(int, base_tensor, const std::vector<float>&) override { ++calls; }
+            void put_bias(int, lora_target, const std::vector<float>&) override { ++calls; }
+        } s;
+        llama_load_options lo;
+        lo.quantize_nf4 = true;
+        lo.sink = &s;
+        std::string e = testutil::expect_error([&] { llama_model::load(testutil::model_dir(), lo); },
+                                               error_code::invalid_argument, {"layer 1 v", "refused"});
+        QVERIFY2(e.empty(), e.c_str());
+        QCOMPARE(s.calls, 1 + 9 + 2 + 3); // embed, layer 0, layer 1's norms and q, k, v
+        recording_sink r;
+        std::atomic<bool> cancel{false};
+        lo.sink = &r;
+        lo.control.cancel = &cancel;
+        lo.control.on_progress = [&](const load_progress& p) {
+            if (p.tensors_done == 5) cancel = true;
+        };
+        e = testutil::expect_error([&] { llama_model::load(testutil::model_dir(), lo); }, error_code::cancelled,
+                                   {"cancelled"});
+        QVERIFY2(e.empty(), e.c_str());
+        QCOMPARE(r.calls.size(), size_t(5));
     }
 
     // A sink takes an NF4 base: an unquantized streaming load is refused with the fix.
