@@ -97,6 +97,9 @@ std::vector<gpu_check_row> stream_load_rows(const std::string& model_dir, const 
     lo.quantize_nf4 = true;
     lo.double_quant = true;
     lo.keep_f32_projections = false;
+    // both ways quantize on the GPU as `qlora train` does (prepare_backend_load), so only the upload path differs
+    gpu_nf4_quantizer q(device);
+    quantize_on(q, lo);
     const llama_model old_model = llama_model::load(model_dir, lo);
     const model_config& c = old_model.config;
     lora_config lc;
@@ -133,8 +136,6 @@ std::vector<gpu_check_row> stream_load_rows(const std::string& model_dir, const 
     {
         llama_load_options so = lo;
         so.sink = &streamed->load_sink();
-        gpu_nf4_quantizer q(device);
-        quantize_on(q, so);
         const llama_model empty = llama_model::load(model_dir, so);
         if (empty.has_f32_projections() || empty.quantized() || !empty.params.embed.empty())
             throw error(error_code::internal, "the streaming load kept weights on the host", "");
