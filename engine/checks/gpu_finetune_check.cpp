@@ -86,6 +86,100 @@ std::vector<gpu_check_row> compare_grads(const lora_weights<float>& cpu, const l
     return rows;
 }
 
+// The streaming load against the old way, `steps` steps each on the same batches: the old way loads the whole
+// model (NF4 projections, f32 norms and embeddings on the host) and uploads it (gpu_trainer::from_model); the
+// streaming way allocates the arena first and the loader puts each tensor into it as it is read
+// (gpu_trainer::for_streaming + llama_load_options::sink, the GPU quantizer as `qlora train` uses it). The arena must
+// hold the same bytes, so every loss and every adapter after the steps must be equal bit for bit.
+std::vector<gpu_check_row> stream_load_rows(const std::string& model_dir, const std::vector<int>& ids, int B, int T,
+                                            int steps, uint64_t seed, int device) {
+    llama_load_options lo;
+    lo.quantize_nf4 = true;
+    lo.double_quant = true;
+    lo.keep_f32_projections = false;
+    // both ways quantize on the GPU as `qlora train` does (prepare_backend_load), so only the upload path differs
+    gpu_nf4_quantizer q(device);
+    quantize_on(q, lo);
+    const llama_model old_model = llama_model::load(model_dir, lo);
+    const model_config& c = old_model.config;
+    lora_config lc;
+    lc.rank = 8;
+    lc.alpha = 16.0f;
+    lc.dropout = 0.0f;
+    const lora_weights<float> init = lora_init(c, lc, seed);
+    gpu_train_options go;
+    go.lora = lc;
+    go.batch = B;
+    go.seq = T;
+    go.optimizer = optimizer_kind::paged_adamw_8bit;
+    go.gradient_checkpointing = true;
+    go.device = device;
+    auto plan_now = [&] {
+        const gpu_probe now = probe_gpu(device);
+        compute_device d;
+        d.backend = "cuda";
+        d.index = now.index;
+        d.name = now.name;
+        d.total_bytes = now.total_bytes;
+        d.free_bytes = now.free_bytes;
+        plan_settings s;
+        s.lora = lc;
+        s.batch = B;
+        s.seq = T;
+        s.optimizer = go.optimizer;
+        s.gradient_checkpointing = true;
+        s.page_size = go.page_size;
+        return plan_run(c, plan_settings_on(s, d));
+    };
+    std::unique_ptr<gpu_trainer> old_way = gpu_trainer::from_model(old_model, init, plan_now(), go);
+    std::unique_ptr<gpu_trainer> streamed = gpu_trainer::for_streaming(c, lc, plan_now(), go);
+    {
+        llama_load_options so = lo;
+        so.sink = &streamed->load_sink();
+        const llama_model empty = llama_model::load(model_dir, so);
+        if (empty.has_f32_projections() || empty.quantized() || !empty.params.embed.empty())
+            throw error(error_code::internal, "the streaming load kept weights on the host", "");
+    }
+    streamed->finish_load(init);
+    double max_diff = 0;
+    std::string losses;
+    std::vector<int> tokens(size_t(B) * T), targets(size_t(B) * T);
+    const size_t span = ids.size() - size_t(T) - 1;
+    for (int st = 0; st < steps; ++st) {
+        for (int b = 0; b < B; ++b) {
+            const size_t off = (size_t(st) * size_t(B) + size_t(b)) * 97 % span;
+            for (int t = 0; t < T; ++t) {
+                tokens[size_t(b) * T + t] = ids[off + size_t(t)];
+                targets[size_t(b) * T + t] = ids[off + size_t(t) + 1];
+            }
+        }
+        gpu_batch gb;
+        gb.tokens = tokens.data();
+        gb.targets = targets.data();
+        const double a = old_way->forward_backward(gb, false, 0), b = streamed->forward_backward(gb, false, 0);
+        old_way->optimizer_step(3e-3f, 1, 0.3f);
+        streamed->optimizer_step(3e-3f, 1, 0.3f);
+        max_diff = std::max(max_diff, a == b ? 0.0 : std::isfinite(a - b) ? std::fabs(a - b) : 1e30);
+        char buf[48];
+        std::snprintf(buf, sizeof buf, "%s%.6f", st ? " " : "", b);
+        losses += buf;
+    }
+    const lora_weights<float> wa = old_way->download_lora(), wb = streamed->download_lora();
+    size_t differ = 0;
+    for (size_t l = 0; l < wa.layers.size(); ++l)
+        for (size_t t = 0; t < wa.layers[l].size(); ++t)
+            differ += (wa.layers[l][t].a != wb.layers[l][t].a) + (wa.layers[l][t].b != wb.layers[l][t].b);
+    gpu_check_row r;
+    r.op = "streaming load";
+    r.shape = std::to_string(steps) + " steps, losses " + losses + "; " + std::to_string(differ) +
+              " adapter tensors differ from the old load";
+    r.max_abs_error = max_diff;
+    r.max_rel_error = max_diff;
+    r.tolerance = 0.0;
+    r.passed = max_diff == 0.0 && differ == 0;
+    return {r};
+}
+
 } // namespace
 
 std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, const std::string& text_file, int steps,
@@ -107,7 +201,9 @@ std::vector<gpu_check_row> run_gpu_finetune_check(const std::string& model_dir, 
     if (ids.size() < size_t(B * T + 2))
         throw error(error_code::invalid_argument,
                     text_file + " is too short for the check (" + std::to_string(ids.size()) + " tokens)", "");
-    return gpu_finetune_rows(model, ids, B, T, steps, seed, "", p.index);
+    std::vector<gpu_check_row> rows = gpu_finetune_rows(model, ids, B, T, steps, seed, "", p.index);
+    for (gpu_check_row& r : stream_load_rows(model_dir, ids, B, T, 3, seed, p.index)) rows.push_back(r);
+    return rows;
 }
 
 std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std::vector<int>& ids, int B, int T,

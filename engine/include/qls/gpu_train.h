@@ -80,6 +80,14 @@ public:
     // `plan` as synthetic.
     static std::unique_ptr<gpu_trainer> from_model(const llama_model& model, const lora_weights<float>& init,
                                                    const memory_plan& plan, const gpu_train_options& opt);
+    // The streaming way (the same arena bytes as from_model): the arena of `plan` is allocated before any weight is
+    // read; the loader puts each frozen tensor into it through load_sink() (llama_load_options::sink) and keeps no
+    // host copy; finish_load then checks that every frozen tensor of the plan arrived (qls::error{invalid_argument}
+    // naming the first missing one) and uploads the adapters `init` (whose config must be `lora`).
+    static std::unique_ptr<gpu_trainer> for_streaming(const model_config& cfg, const lora_config& lora,
+                                                      const memory_plan& plan, const gpu_train_options& opt);
+    weight_sink& load_sink();
+    void finish_load(const lora_weights<float>& init);
     ~gpu_trainer();
     gpu_trainer(const gpu_trainer&) = delete;
     gpu_trainer& operator=(const gpu_trainer&) = delete;

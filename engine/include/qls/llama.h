@@ -53,6 +53,22 @@ bool projection_has_bias(const model_config& c, lora_target t);
 // The per-layer norm vector of a layer for base_tensor t (attn_norm, mlp_norm, q_norm, k_norm, post_*_norm).
 template <class T> std::vector<T>& layer_tensor(llama_layer_params<T>& L, base_tensor t);
 
+// Where a streaming load puts the frozen weights instead of the model (llama_load_options::sink): e.g. a GPU backend's
+// arena. The loader calls it once per tensor as it is read, in the read order (embed; per layer its norms, biases,
+// then projections; final norm; LM head), and keeps no copy: the model it returns holds config, inv_freq and empty
+// weight vectors (has_f32_projections() false, quantized() false), so every CPU consumer refuses it.
+class weight_sink {
+public:
+    virtual ~weight_sink() = default;
+    // Projection t of `layer` as NF4 ((out, in) row-major, as quantized at load or read pre-quantized).
+    virtual void put_projection(int layer, lora_target t, const nf4_tensor& w) = 0;
+    // A frozen f32 tensor: embed (V, C), final_norm (C), lm_head (V, C) with layer -1; a per-layer norm with its layer
+    // (base_tensor_per_layer), (C) or (HS) for q/k norms.
+    virtual void put_base(int layer, base_tensor t, const std::vector<float>& v) = 0;
+    // The bias (out) of projection t of `layer` (projection_has_bias).
+    virtual void put_bias(int layer, lora_target t, const std::vector<float>& v) = 0;
+};
+
 struct llama_load_options {
     // Quantize the seven decoder projections to NF4 at load time (bitsandbytes-compatible, blocks of 64).
     bool quantize_nf4 = false;
@@ -66,6 +82,9 @@ struct llama_load_options {
     bool keep_f32_projections = true;
     // Progress after every tensor and a cancel flag checked between tensors (model_source.h).
     load_control control;
+    // When set, every weight goes to the sink as it is read and the model keeps none (weight_sink above). Requires an
+    // NF4 base (quantize_nf4 or a pre-quantized checkpoint): qls::error{invalid_argument} otherwise.
+    weight_sink* sink = nullptr;
 };
 
 // A model: config, f32 weights and the rotary frequencies. When the base is NF4 (quantized at load or read from a

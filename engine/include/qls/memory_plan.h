@@ -44,7 +44,7 @@ struct plan_settings {
     uint64_t card_bytes = 0;   // total memory of the card (cudaMemGetInfo total); 0 = unknown
     uint64_t free_bytes = 0;   // free device memory when planned; with no budget the limit is 95% of it
     size_t page_size = pager_config{}.page_size; // bytes per optimizer-state page (paged kinds)
-    // Host side: which backend computes ("cuda": the model lives as NF4 on the host only to upload it; "cpu": the
+    // Host side: which backend computes ("cuda": the weights stream into the arena one tensor at a time; "cpu": the
     // whole model in f32 plus the pass's activations), whether the base is quantized to NF4, and the machine's RAM
     // (0 = unknown: the host need is stated but not checked).
     std::string backend = "cuda";

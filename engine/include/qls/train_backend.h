@@ -102,11 +102,34 @@ std::unique_ptr<train_backend> make_train_backend(const compute_device& device, 
                                                   const lora_weights<float>& init, const memory_plan& plan,
                                                   const train_backend_options& opt);
 
+// Two-phase creation, for a load that streams the weights straight into the backend: begin_train_backend sets the
+// backend up inside `plan` before any weight is read (the CUDA backend allocates its arena), the load gives each
+// frozen tensor to sink() (llama_load_options::sink) and keeps none, then finish() makes the backend. The trainer
+// stays backend-agnostic: it only passes sink() to the loader.
+class train_backend_builder {
+public:
+    virtual ~train_backend_builder() = default;
+    // Where the loader puts the frozen weights; nullptr: the backend computes with the loaded llama_model (the CPU
+    // reference), which the load then fills as usual.
+    virtual weight_sink* sink() = 0;
+    // The backend, once the load is done. `model`: the loaded model (every weight when sink() was nullptr; config and
+    // rotary frequencies only otherwise). Throws qls::error naming a frozen tensor the load never delivered.
+    virtual std::unique_ptr<train_backend> finish(const llama_model& model) = 0;
+};
+// `cfg` is the model's config (model_source::config(), known before the load); init, plan, opt as make_train_backend.
+std::unique_ptr<train_backend_builder> begin_train_backend(const compute_device& device, const model_config& cfg,
+                                                           const lora_weights<float>& init, const memory_plan& plan,
+                                                           const train_backend_options& opt);
+
 // The two implementations (make_train_backend picks one). The CUDA one throws qls::error{device} in a build without it.
 std::unique_ptr<train_backend> make_cpu_train_backend(const llama_model& model, const lora_weights<float>& init,
                                                       const memory_plan& plan, const train_backend_options& opt);
 std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const llama_model& model,
                                                        const lora_weights<float>& init, const memory_plan& plan,
                                                        const train_backend_options& opt);
+std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int device_index, const model_config& cfg,
+                                                                const lora_weights<float>& init,
+                                                                const memory_plan& plan,
+                                                                const train_backend_options& opt);
 
 } // namespace qls

@@ -94,6 +94,8 @@ public:
     const dataset_stats& train_stats() const { return train_.stats; }
     const dataset_stats& validation_stats() const { return val_.stats; }
     const std::vector<std::string>& data_warnings() const { return train_.warnings; }
+    // The model as loaded for the backend: on a backend that streams the weights into its own memory (CUDA) only
+    // config and inv_freq, no weight (llama_load_options::sink).
     const llama_model& model() const { return model_; }
     const tokenizer& tok() const { return tok_; }
     // The adapters' current values (CUDA: copied from the device on each call).

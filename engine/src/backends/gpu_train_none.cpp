@@ -27,6 +27,12 @@ std::unique_ptr<gpu_trainer> gpu_trainer::from_model(const llama_model&, const l
                                                      const gpu_train_options&) {
     no_cuda();
 }
+std::unique_ptr<gpu_trainer> gpu_trainer::for_streaming(const model_config&, const lora_config&, const memory_plan&,
+                                                        const gpu_train_options&) {
+    no_cuda();
+}
+weight_sink& gpu_trainer::load_sink() { no_cuda(); }
+void gpu_trainer::finish_load(const lora_weights<float>&) { no_cuda(); }
 double gpu_trainer::forward_backward(const gpu_batch&, bool, uint64_t) { no_cuda(); }
 double gpu_trainer::forward_loss(const gpu_batch&) { no_cuda(); }
 gpu_update_result gpu_trainer::optimizer_step(float, int, float) { no_cuda(); }
@@ -45,6 +51,10 @@ std::vector<std::pair<std::string, double>> gpu_trainer::profile() const { no_cu
 
 std::unique_ptr<train_backend> make_cuda_train_backend(int, const llama_model&, const lora_weights<float>&,
                                                        const memory_plan&, const train_backend_options&) {
+    no_cuda();
+}
+std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int, const model_config&, const lora_weights<float>&,
+                                                                const memory_plan&, const train_backend_options&) {
     no_cuda();
 }
 

@@ -788,15 +788,6 @@ void plan_host(memory_plan& p) {
         const linear_shape d = linear_dims(c, t);
         largest = std::max(largest, uint64_t(d.in) * uint64_t(d.out));
     }
-    // the newer families' frozen tensors per layer (llama_layer_params): biases (out), q/k norms (HS), post norms (C)
-    const architecture& arch = architecture_for(c);
-    uint64_t family_per_layer = 0;
-    for (lora_target t : arch.projections)
-        if (projection_has_bias(c, t)) family_per_layer += uint64_t(linear_dims(c, t).out);
-    if (arch.qk_norm) family_per_layer += 2 * uint64_t(c.head_dim);
-    if (arch.sandwich_norms) family_per_layer += 2 * C;
-    const uint64_t frozen_f32 = (V * C * (c.tie_word_embeddings ? 1 : 2) + (2 * L + 1) * C + L * family_per_layer) *
-                                sizeof(float); // embed, lm_head, norms, biases
     if (cpu) {
         const uint64_t params = uint64_t(c.parameter_count());
         add_host_item(h, "cpu_model", "model weights in f32 (CPU backend)", params * sizeof(float),
@@ -833,22 +824,32 @@ void plan_host(memory_plan& p) {
     } else {
         add_host_item(h, "pinned_pool", "pinned pool for paged optimizer states", p.host_bytes(),
                       "paged optimizer states evicted to pinned host memory (the plan's host placement)");
-        add_host_item(h, "nf4_model", "NF4 projections kept for the upload", nf4_bytes,
-                      "the quantized projections (model.nf4) the CUDA backend uploads; no f32 copy is kept");
-        add_host_item(h, "frozen_f32", "embeddings, LM head and norms in f32", frozen_f32,
-                      "(V*C" + std::string(c.tie_word_embeddings ? "" : " x 2") + " + (2L+1)*C" +
-                          (family_per_layer
-                               ? " + L*" + std::to_string(family_per_layer) + " (biases, q/k and post norms)"
-                               : std::string()) +
-                          ") x 4 bytes");
+        // The streaming load (llama_load_options::sink, train_backend_builder): the arena is allocated before the
+        // weights are read and each tensor goes to its arena item as it is read, so no whole-model NF4 or f32 copy
+        // of a frozen weight is on the host; only the staging of one tensor (below).
         add_host_item(h, "runtime", "CUDA runtime, driver and libraries (estimate)", host_runtime_cuda,
                       "estimate: 1 GiB of host allocations for a CUDA context with cuBLAS");
     }
-    // The loader's staging: one projection's f32 read from the file and, quantizing, its NF4 before it joins the model.
-    const uint64_t staging = largest * sizeof(float) +
-                             (s.quantize_nf4 ? uint64_t(nf4_storage_bytes(int64_t(largest), true)) : 0);
-    add_host_item(h, "load_staging", "load staging (largest tensor f32 + NF4)", staging,
-                  std::to_string(largest) + " elements x 4 bytes" + (s.quantize_nf4 ? " + their NF4 storage" : ""));
+    if (cpu) {
+        // The loader's staging: one projection's f32 read from the file and, quantizing, its NF4 before it joins
+        // the model.
+        const uint64_t staging = largest * sizeof(float) +
+                                 (s.quantize_nf4 ? uint64_t(nf4_storage_bytes(int64_t(largest), true)) : 0);
+        add_host_item(h, "load_staging", "load staging (largest tensor f32 + NF4)", staging,
+                      std::to_string(largest) + " elements x 4 bytes" + (s.quantize_nf4 ? " + their NF4 storage" : ""));
+    } else {
+        // Streaming staging (llama.cpp load with a sink), one tensor at a time, the larger of:
+        //  a projection: its mapped bf16 file pages (2 bytes), the loader's f32 scratch (4) and its NF4 storage;
+        //  the embedding or LM head (V x C, read after the projections' scratch is freed): mapped bf16 pages (2),
+        //  the f32 read (4) and its bf16 upload copy (2) (gpu_weights.cpp put_base).
+        const uint64_t proj = largest * 6 + uint64_t(nf4_storage_bytes(int64_t(largest), true));
+        const uint64_t head = V * C * 8;
+        add_host_item(h, "load_staging", "load staging (one tensor at a time)", std::max(proj, head),
+                      proj >= head
+                          ? std::to_string(largest) + " elements (largest projection) x (2 + 4) bytes + "
+                                                      "its NF4 storage"
+                          : "V*C = " + std::to_string(V * C) + " elements (embedding / LM head) x (2 + 4 + 2) bytes");
+    }
 
     h.checked = h.machine.total_bytes > 0;
     if (!h.checked) {
@@ -868,9 +869,9 @@ void plan_host(memory_plan& p) {
                     fmt_gib(h.machine.total_bytes) + " RAM)";
     if (h.fits) return;
     if (cpu) {
-        h.suggestions.push_back("train on a CUDA GPU (device.backend \"cuda\"): the model then stays NF4 on the host "
-                                "(about " +
-                                fmt_gib(nf4_bytes + frozen_f32) + ") instead of f32");
+        h.suggestions.push_back("train on a CUDA GPU (device.backend \"cuda\"): the weights then stream into the "
+                                "GPU's memory as they are read and the host holds one tensor at a time instead of "
+                                "the f32 model");
         h.suggestions.push_back("choose a smaller model: the CPU backend holds every weight in f32 (" +
                                 fmt_gib(uint64_t(c.parameter_count()) * 4) + " for this one)");
         if (!s.gradient_checkpointing) h.suggestions.push_back("turn gradient checkpointing on");

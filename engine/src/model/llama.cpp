@@ -153,25 +153,44 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
         return v;
     };
     auto get_base = [&](base_tensor t, int layer = -1) { return get(arch.hf_name(t, layer), arch.base_shape(c, t)); };
-    m.params.embed = get_base(base_tensor::embed);
+    // A tensor goes to the sink (and is dropped here) or into the model.
+    weight_sink* const sink = opt.sink;
+    if (sink && !nf4)
+        throw error(error_code::invalid_argument,
+                    src.path() + ": a streaming load (llama_load_options::sink) takes an NF4 base, but this load "
+                                 "neither quantizes nor reads a 4-bit checkpoint",
+                    "set quantize_nf4 (quantization.nf4 true in run.json)");
+    auto keep_base = [&](std::vector<float>& dst, base_tensor t, int layer) {
+        std::vector<float> v = get_base(t, layer);
+        if (sink) sink->put_base(layer, t, v);
+        else dst = std::move(v);
+    };
+    keep_base(m.params.embed, base_tensor::embed, -1);
     m.params.layers.resize(size_t(c.num_layers));
-    if (nf4) m.nf4.resize(size_t(c.num_layers));
+    if (nf4 && !sink) m.nf4.resize(size_t(c.num_layers));
     // The one transient f32 of the NF4-only load: a projection read from the file, quantized, then overwritten by
     // the next one; freed when the load returns.
     std::vector<float> scratch;
     for (int l = 0; l < c.num_layers; ++l) {
         llama_layer_params<float>& L = m.params.layers[size_t(l)];
-        for (base_tensor t : layer_tensors) layer_tensor(L, t) = get_base(t, l);
-        for (lora_target t : biased) L.bias[size_t(t)] = get(arch.hf_bias(l, t), {arch.projection_shape(c, t).first});
+        for (base_tensor t : layer_tensors) keep_base(layer_tensor(L, t), t, l);
+        for (lora_target t : biased) {
+            std::vector<float> v = get(arch.hf_bias(l, t), {arch.projection_shape(c, t).first});
+            if (sink) sink->put_bias(l, t, v);
+            else L.bias[size_t(t)] = std::move(v);
+        }
         for (lora_target t : arch.projections) {
             const std::string name = arch.hf_weight(l, t);
             const auto [out, in] = arch.projection_shape(c, t);
             const size_t numel = size_t(in) * size_t(out);
-            std::vector<float>& w = keep_f32 ? m.projection(l, t) : scratch;
+            std::vector<float>& w = keep_f32 && !sink ? m.projection(l, t) : scratch;
+            // streaming: the one NF4 tensor in flight, handed to the sink and dropped
+            nf4_tensor streamed;
+            nf4_tensor& q_dst = sink ? streamed : m.nf4[size_t(l)][size_t(t)];
             if (src.stores_nf4(name)) {
                 std::optional<nf4_tensor> q = src.read_nf4(name, out, in);
                 QLS_ASSERT(q.has_value());
-                m.nf4[size_t(l)][size_t(t)] = std::move(*q);
+                q_dst = std::move(*q);
             } else if (prequantized) {
                 throw error(error_code::format,
                             src.path() + ": tensor '" + name +
@@ -182,19 +201,21 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
                 w.resize(numel);
                 src.read_f32(name, {out, in}, w.data());
                 if (nf4)
-                    m.nf4[size_t(l)][size_t(t)] = opt.nf4_quantizer
-                                                      ? opt.nf4_quantizer(w.data(), out, in, opt.double_quant)
-                                                      : nf4_quantize(w.data(), out, in, opt.double_quant);
+                    q_dst = opt.nf4_quantizer ? opt.nf4_quantizer(w.data(), out, in, opt.double_quant)
+                                              : nf4_quantize(w.data(), out, in, opt.double_quant);
             }
-            if (nf4 && keep_f32) {
+            if (sink) {
+                sink->put_projection(l, t, streamed);
+            } else if (nf4 && keep_f32) {
                 w.resize(numel);
                 nf4_dequantize(m.nf4[size_t(l)][size_t(t)], w.data());
             }
             track.done(name);
         }
     }
-    m.params.final_norm = get_base(base_tensor::final_norm);
-    if (has_head) m.params.lm_head = get_base(base_tensor::lm_head);
+    std::vector<float>().swap(scratch); // the projections' staging goes before the LM head is read
+    keep_base(m.params.final_norm, base_tensor::final_norm, -1);
+    if (has_head) keep_base(m.params.lm_head, base_tensor::lm_head, -1);
     m.inv_freq = rope_inv_freq(c);
     return m;
 }

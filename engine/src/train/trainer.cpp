@@ -98,9 +98,14 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     lo.control.on_progress = cb.on_load;
     lo.control.cancel = cb.cancel_load;
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
+    // The backend is set up inside the plan before the weights are read: a backend with a sink (CUDA: the arena)
+    // takes each frozen tensor as it is read and the host keeps none; the others compute with the loaded model.
+    const lora_weights<float> init = lora_init(mc, cfg_.lora, cfg_.seed);
+    std::unique_ptr<train_backend_builder> builder = begin_train_backend(device_, mc, init, plan_, backend_options());
+    lo.sink = builder->sink();
     std::shared_ptr<void> load_helper = prepare_backend_load(device_, lo); // f32 copies kept or not; GPU quantizer
     model_ = llama_model::load(*src, lo);
-    load_helper.reset(); // a GPU quantizer's scratch memory goes back before the run's arena is allocated
+    load_helper.reset(); // a GPU quantizer's scratch memory goes back before the first step
 
     dataset_split split = load_run_data(cfg_, *src, tok_);
     train_ = std::move(split.train);
@@ -111,8 +116,7 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
          check_train_config_for_data(cfg_, int64_t(train_.stats.examples), int64_t(train_.stats.tokens)).notes)
         log("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
 
-    backend_ = make_train_backend(device_, model_, lora_init(model_.config, cfg_.lora, cfg_.seed), plan_,
-                                  backend_options());
+    backend_ = builder->finish(model_);
     char host[64];
     std::snprintf(host, sizeof host, "%.2f GiB host", to_gib(plan_.host.peak_bytes));
     log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB device, " +

@@ -1,5 +1,6 @@
 // cuda_train_backend — qls::train_backend (train_backend.h) over gpu_trainer: the CUDA backend as the trainer sees it.
 // A thin adapter: no kernel work of its own; every call is one gpu_trainer call.
+#include "qls/error.h"
 #include "qls/gpu_train.h"
 #include "qls/peft.h" // defines: peft_tensor_name (the optimizer state's parameter names)
 #include "qls/train_backend.h"
@@ -77,9 +78,10 @@ private:
 
 // The plan fixes B, T, checkpointing, the optimizer and the page size; `init` fixes the LoRA config.
 // opt.page_pool_bytes is not used: the CUDA page pool is the plan's optimizer_paged region of the arena.
-std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const llama_model& model,
-                                                       const lora_weights<float>& init, const memory_plan& plan,
-                                                       const train_backend_options& opt) {
+namespace {
+
+gpu_train_options cuda_options(int device_index, const lora_weights<float>& init, const memory_plan& plan,
+                               const train_backend_options& opt) {
     gpu_train_options o;
     o.lora = init.config;
     o.batch = plan.settings.batch;
@@ -89,8 +91,44 @@ std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const l
     o.gradient_checkpointing = plan.settings.gradient_checkpointing;
     o.page_size = plan.settings.page_size;
     o.device = device_index;
-    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, plan, o);
+    return o;
+}
+
+// The streaming way: the arena exists before the load; the loader fills it through the trainer's load sink.
+class cuda_backend_builder final : public train_backend_builder {
+public:
+    cuda_backend_builder(int index, std::unique_ptr<gpu_trainer> gpu, const lora_weights<float>& init)
+        : index_(index), gpu_(std::move(gpu)), init_(init) {}
+    weight_sink* sink() override { return &gpu_->load_sink(); }
+    std::unique_ptr<train_backend> finish(const llama_model&) override {
+        if (!gpu_) throw error(error_code::internal, "the CUDA backend was already finished", "build a new backend");
+        gpu_->finish_load(init_);
+        return std::make_unique<cuda_train_backend>(index_, std::move(gpu_), init_);
+    }
+
+private:
+    int index_;
+    std::unique_ptr<gpu_trainer> gpu_;
+    lora_weights<float> init_;
+};
+
+} // namespace
+
+std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const llama_model& model,
+                                                       const lora_weights<float>& init, const memory_plan& plan,
+                                                       const train_backend_options& opt) {
+    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(model, init, plan,
+                                                               cuda_options(device_index, init, plan, opt));
     return std::make_unique<cuda_train_backend>(device_index, std::move(gpu), init);
+}
+
+std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int device_index, const model_config& cfg,
+                                                                const lora_weights<float>& init,
+                                                                const memory_plan& plan,
+                                                                const train_backend_options& opt) {
+    std::unique_ptr<gpu_trainer> gpu = gpu_trainer::for_streaming(cfg, init.config, plan,
+                                                                  cuda_options(device_index, init, plan, opt));
+    return std::make_unique<cuda_backend_builder>(device_index, std::move(gpu), init);
 }
 
 } // namespace qls

@@ -192,6 +192,29 @@ std::unique_ptr<gpu_trainer> gpu_trainer::from_model(const llama_model& model, c
     });
 }
 
+std::unique_ptr<gpu_trainer> gpu_trainer::for_streaming(const model_config& cfg, const lora_config& lora,
+                                                        const memory_plan& plan, const gpu_train_options& opt) {
+    return device_call("gpu_trainer::for_streaming", [&] {
+        gpu_train_options o = opt;
+        o.lora = lora;
+        std::unique_ptr<gpu_trainer> t(new gpu_trainer());
+        t->p_->init(cfg, plan, o);
+        t->p_->sink.p = t->p_.get();
+        return t;
+    });
+}
+
+weight_sink& gpu_trainer::load_sink() { return p_->sink; }
+
+void gpu_trainer::finish_load(const lora_weights<float>& init) {
+    device_call("gpu_trainer::finish_load", [&] {
+        p_->use_device();
+        p_->require_all_weights();
+        p_->upload_lora(init);
+        p_->sample_memory();
+    });
+}
+
 double gpu_trainer::forward_backward(const gpu_batch& batch, bool dropout, uint64_t dropout_seed) {
     return device_call("gpu_trainer::forward_backward", [&] {
         p_->use_device();

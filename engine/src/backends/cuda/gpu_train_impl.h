@@ -3,7 +3,7 @@
 //
 // Where each part lives (one concern per file):
 //   gpu_train.cpp            setup from the plan, the public gpu_trainer entry points, memory telemetry
-//   gpu_weights.cpp          frozen weights (synthetic or a loaded model) and the adapters up and down
+//   gpu_weights.cpp          frozen weights (synthetic, a loaded model, or streamed by the loader) and the adapters
 //   gpu_step.cpp             forward, backward with recomputation, the chunked-loss head
 //   gpu_optimizer.cpp        AdamW: state setup, gradient norm and clipping, fused resident or paged launches
 //   gpu_optimizer_state.cpp  optimizer state in and out (checkpoints)
@@ -221,6 +221,27 @@ struct gpu_trainer::impl {
     void upload_maps(int l, lora_target t, const std::array<float, 256>& nested, float offset);
     template <class E> void put(void* dst, const std::vector<E>& v);
     void model_weights(const llama_model& m);
+    // One frozen tensor into its arena item (checked against the plan's shape), bf16 for norms, biases, embeddings and
+    // LM head: model_weights and the streaming load both come through these (llama.h weight_sink's calls).
+    void put_projection(int l, lora_target t, const nf4_tensor& w);
+    void put_base(int l, base_tensor bt, const std::vector<float>& v);
+    void put_bias(int l, lora_target t, const std::vector<float>& v);
+    // qls::error{invalid_argument} naming the first frozen tensor of the plan that was never put.
+    void require_all_weights() const;
+    // Which frozen tensors have arrived: [3 + L·k_layer_slots] flags, by weight_slot (kind 0 base_tensor, 1 bias,
+    // 2 projection; l = -1 for embed 0, final_norm 1, lm_head 2). Empty until the first put.
+    static constexpr int k_layer_slots = k_base_tensor_count + 2 * k_lora_target_count;
+    std::vector<uint8_t> delivered;
+    size_t weight_slot(int l, int kind, int index) const;
+    void mark_delivered(size_t slot, const std::string& what);
+    // The loader's view (llama_load_options::sink): each call makes this GPU current and converts CUDA failures.
+    struct load_sink final : weight_sink {
+        impl* p = nullptr;
+        void put_projection(int layer, lora_target t, const nf4_tensor& w) override;
+        void put_base(int layer, base_tensor t, const std::vector<float>& v) override;
+        void put_bias(int layer, lora_target t, const std::vector<float>& v) override;
+    };
+    load_sink sink;
     void upload_lora(const lora_weights<float>& w);
     lora_weights<float> download() const;
 
