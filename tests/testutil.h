@@ -8,6 +8,7 @@
 #include <QtTest>
 
 #include "qls/error.h"
+#include "qls/train_config.h"
 
 #include <functional>
 #include <string>
@@ -46,6 +47,18 @@ inline std::string pip_train() {
 }
 inline std::string pip_val() {
     return std::string(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt";
+}
+
+// A run named `name` in runs_dir `runs`: stories260K on the Pip corpus (training and validation files); every other
+// field is train_config's default, for the suite to set.
+inline qls::train_config pip_run(const std::string& runs, const std::string& name) {
+    qls::train_config c;
+    c.name = name;
+    c.runs_dir = runs;
+    c.model = model_dir();
+    c.train_file = pip_train();
+    c.validation_file = pip_val();
+    return c;
 }
 
 // Runs f, which must throw qls::error with `code`, a hint and a message containing every part (and, when max_chars

@@ -46,6 +46,22 @@ private slots:
             QCOMPARE(c.exit_code, 1);
             QVERIFY(c.out.contains("CPU reference backend"));
         }
+        // --only picks parts (one part a compute-sanitizer call); a wrong one is refused before any GPU work
+        auto bad = testutil::run_cli({"check-gpu", "--only", "ops,kernels"});
+        QCOMPARE(bad.exit_code, 2);
+        QVERIFY2(bad.err.contains("--only: 'kernels' is not a part of check-gpu") &&
+                     bad.err.contains("ops, decode, generate, finetune, families"),
+                 qPrintable(bad.err));
+        auto nomodel = testutil::run_cli({"check-gpu", "--only", "finetune"});
+        QCOMPARE(nomodel.exit_code, 2);
+        QVERIFY2(nomodel.err.contains("--model DIR --text FILE"), qPrintable(nomodel.err));
+        auto ops = testutil::run_cli({"check-gpu", "--only", "ops", "--seed", "5"});
+        if (p.available) {
+            QVERIFY2(ops.exit_code == 0, qPrintable(ops.out + ops.err));
+            QVERIFY(ops.out.contains("0 failed") && !ops.out.contains("nf4_gemv")); // no decode rows
+        } else {
+            QCOMPARE(ops.exit_code, 1);
+        }
     }
 };
 

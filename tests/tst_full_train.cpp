@@ -75,13 +75,8 @@ QByteArray sha256_of(const std::string& path) {
 
 // A short full run on stories260K and the Pip corpus.
 qls::train_config short_full_run(const std::string& runs, const std::string& name, int steps) {
-    qls::train_config c;
+    qls::train_config c = testutil::pip_run(runs, name);
     c.mode = "full";
-    c.name = name;
-    c.runs_dir = runs;
-    c.model = testutil::model_dir();
-    c.train_file = testutil::pip_train();
-    c.validation_file = testutil::pip_val();
     c.dataset_format = "plain";
     c.prompt_template = "raw";
     c.train_on_prompt = true;
@@ -218,7 +213,14 @@ private slots:
         std::vector<double> losses;
         qls::train_callbacks cb;
         cb.on_step = [&losses](const qls::step_stats& s) { losses.push_back(s.loss); };
-        const qls::full_train_result r = qls::run_full_training(short_full_run(runs, "a", 8), cb);
+        std::vector<std::string> logs;
+        cb.on_log = [&logs](const std::string& line) { logs.push_back(line); };
+        qls::train_config cfg = short_full_run(runs, "a", 8);
+        cfg.checkpoint_every = 50; // saves at the end as 0 does, and says so before the first step as a LoRA run does
+        const qls::full_train_result r = qls::run_full_training(cfg, cb);
+        QVERIFY(std::find(logs.begin(), logs.end(),
+                          "note: training.checkpoint_every: every 50 steps, but the run has 8 steps: it saves only at "
+                          "the end (use training.checkpoint_every <= 8, or 0 for only at the end)") != logs.end());
         QCOMPARE(r.outcome, qls::train_outcome::completed);
         QCOMPARE(r.steps, int64_t(8));
         QCOMPARE(losses.size(), size_t(8));

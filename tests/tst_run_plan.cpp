@@ -16,12 +16,7 @@
 using namespace qls;
 
 static train_config tiny_config(const QString& runs, const std::string& name) {
-    train_config c;
-    c.name = name;
-    c.runs_dir = runs.toStdString();
-    c.model = testutil::model_dir();
-    c.train_file = testutil::pip_train();
-    c.validation_file = testutil::pip_val();
+    train_config c = testutil::pip_run(runs.toStdString(), name);
     c.backend = "cpu";
     c.lora.rank = 4;
     c.seq_len = 32;

@@ -24,12 +24,7 @@ namespace fs = std::filesystem;
 
 // A small, fast configuration on stories260K and the Pip corpus.
 static train_config small_config(const QString& runs, const std::string& name) {
-    train_config c;
-    c.name = name;
-    c.runs_dir = runs.toStdString();
-    c.model = testutil::model_dir();
-    c.train_file = testutil::pip_train();
-    c.validation_file = testutil::pip_val();
+    train_config c = testutil::pip_run(runs.toStdString(), name);
     c.lora.rank = 8;
     c.lora.alpha = 16;
     c.lora.dropout = 0.1f;

@@ -356,6 +356,39 @@ private slots:
         QVERIFY(w.demoPromise().contains(QRegularExpression("about \\d+ (seconds|minutes)")));
     }
 
+    // The warm-up times the run's own set-up (the run's data reading, qls::load_run_data): data with a malformed
+    // line and skip_malformed on is measured, as the run would train on it, and refused like the run with it off.
+    void estimateReadsDataAsTheRunDoes() {
+        QTemporaryDir dir;
+        const QString data = dir.filePath("pairs.jsonl");
+        QByteArray lines;
+        for (int i = 0; i < 8; ++i)
+            lines += QStringLiteral(R"({"instruction": "Tell a story number %1.", "output": "Pip the mouse saw the sea."})")
+                         .arg(i)
+                         .toUtf8() +
+                     "\n";
+        lines += "{\"instruction\": \"never closed\n";
+        writeFile(data, lines);
+        qls::train_config cfg;
+        cfg.model = modelDir().toStdString();
+        cfg.train_file = data.toStdString();
+        cfg.dataset_format = "alpaca";
+        cfg.seq_len = 128; // the alpaca prompt around each pair is longer than 32 tokens
+        cfg.lora.rank = 4;
+        cfg.skip_malformed = true;
+        EngineWorker worker;
+        QSignalSpy measured(&worker, &EngineWorker::stepMeasured);
+        QSignalSpy failed(&worker, &EngineWorker::measureFailed);
+        worker.measureStep(modelDir(), cfg, 1);
+        QVERIFY2(failed.isEmpty(), failed.isEmpty() ? "" : qPrintable(failed.at(0).at(1).toString()));
+        QCOMPARE(measured.size(), 1);
+        QVERIFY(measured.at(0).at(1).value<StepTiming>().setup > 0);
+        cfg.skip_malformed = false;
+        worker.measureStep(modelDir(), cfg, 2);
+        QCOMPARE(failed.size(), 1);
+        QVERIFY2(failed.at(0).at(1).toString().contains("pairs.jsonl"), qPrintable(failed.at(0).at(1).toString()));
+    }
+
     // The demo through the studio's own path (controller, the real training session, the Monitor drawing every step)
     // finishes within the time its banner promised. The promise is the start-up warm-up's estimate with the stated
     // margin (StudioController::promiseSeconds): checked in process CPU seconds, which a machine shared with other

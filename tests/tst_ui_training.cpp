@@ -30,17 +30,9 @@ using namespace ui_testutil;
 
 namespace {
 
-QString pipTrain() { return QString(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.txt"; }
-QString pipVal() { return QString(QLS_SOURCE_DIR) + "/datasets/stories/pip_the_lighthouse_mouse.val.txt"; }
-
 // Small and quick: a few tens of milliseconds a step on the CPU reference backend.
 qls::train_config smallConfig(const QString& runs, const QString& name, int steps) {
-    qls::train_config c;
-    c.name = name.toStdString();
-    c.runs_dir = runs.toStdString();
-    c.model = testutil::model_dir();
-    c.train_file = pipTrain().toStdString();
-    c.validation_file = pipVal().toStdString();
+    qls::train_config c = testutil::pip_run(runs.toStdString(), name.toStdString());
     c.lora.rank = 4;
     c.lora.alpha = 8;
     c.lora.dropout = 0.0f;

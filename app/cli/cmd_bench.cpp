@@ -3,7 +3,7 @@
 #include "args.h"
 #include "commands.h"
 
-#include "qls/device.h"     // defines: probe_gpu, compute_device
+#include "qls/device.h"     // defines: probe_gpu, cuda_device_of
 #include "qls/generate.h"   // defines: decoder
 #include "qls/gpu_checks.h" // defines: run_attention_bench (library qls_gpu_checks)
 #include "qls/gpu_train.h"
@@ -104,13 +104,7 @@ struct run_result {
 // The run's plan through the one plan path (run_plan.h): these settings on the GPU as it is now (size, free memory);
 // budget_bytes 0 = no budget of one's own (the plan then allows 95% of what the GPU has free).
 qls::memory_plan plan_on_gpu(const qls::model_config& cfg, const qls::gpu_train_options& o, uint64_t budget_bytes) {
-    const qls::gpu_probe p = qls::probe_gpu(o.device);
-    qls::compute_device d;
-    d.backend = "cuda";
-    d.index = p.index;
-    d.name = p.name;
-    d.total_bytes = p.total_bytes;
-    d.free_bytes = p.free_bytes;
+    const qls::compute_device d = qls::cuda_device_of(qls::probe_gpu(o.device));
     qls::plan_settings s;
     s.lora = o.lora;
     s.batch = o.batch;

@@ -9,7 +9,7 @@
 #include "qls/device.h" // defines: choose_train_device
 #include "qls/error.h"
 #include "qls/generate.h"
-#include "qls/gpu_train.h" // defines: gpu_nf4_quantizer
+#include "qls/train_backend.h" // defines: prepare_backend_load
 #include "qls/hf_checkpoint.h"
 #include "qls/llama.h"
 #include "qls/model_source.h"
@@ -89,15 +89,11 @@ int cmd_generate(int argc, char** argv) {
     const bool on_gpu = choice.device.backend == "cuda";
     qls::llama_load_options lo;
     lo.quantize_nf4 = a.has("nf4") || on_gpu;
-    std::unique_ptr<qls::gpu_nf4_quantizer> quantizer;
-    if (on_gpu) {
-        quantizer = std::make_unique<qls::gpu_nf4_quantizer>(choice.device.index);
-        qls::quantize_on(*quantizer, lo);
-    }
-    lo.keep_f32_projections = !on_gpu; // the CUDA decoder reads only the NF4 projections
+    // as a run loads: the CUDA decoder reads only the NF4 projections, quantized on its GPU as they are read
+    std::shared_ptr<void> load_helper = qls::prepare_backend_load(choice.device, lo);
     lo.control.on_progress = terminal_load_progress(*dir);
     qls::llama_model model = qls::llama_model::load(*src, lo);
-    quantizer.reset();
+    load_helper.reset();
     std::fprintf(stderr, "generating on %s%s\n", choice.device.label().c_str(), on_gpu ? " (NF4 base)" : "");
     if (!choice.why.empty()) std::fprintf(stderr, "  (%s)\n", choice.why.c_str());
     std::optional<qls::lora_weights<float>> adapter;

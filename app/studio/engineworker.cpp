@@ -16,6 +16,7 @@
 #include "qls/tokenizer.h"
 #include "qls/train_backend.h"
 #include "qls/train_config.h"
+#include "qls/trainer.h" // defines: load_run_data
 
 #include <QElapsedTimer>
 
@@ -313,6 +314,8 @@ void EngineWorker::measureStep(const QString& modelDir, const qls::train_config&
                                              QString::fromStdString(config.prompt_template),
                                              QString::number(config.seq_len),
                                              QString::number(config.train_on_prompt),
+                                             QString::number(config.skip_malformed),
+                                             QString::number(config.seed), // the validation split's
                                              QString::number(config.quantize_nf4),
                                              QString::number(config.double_quant)}
                                      .join('\n');
@@ -338,18 +341,7 @@ void EngineWorker::measureStep(const QString& modelDir, const qls::train_config&
                 QFileInfo(QString::fromStdString(config.train_file)).size() <= kMaxDataBytes &&
                 (config.validation_file.empty() ||
                  QFileInfo(QString::fromStdString(config.validation_file)).size() <= kMaxDataBytes)) {
-                qls::data_options dopt;
-                dopt.format = qls::parse_dataset_format(config.dataset_format);
-                dopt.tmpl = qls::parse_chat_template(config.prompt_template);
-                if (dopt.tmpl == qls::chat_template::model || dopt.tmpl == qls::chat_template::auto_select)
-                    dopt.model_template = qls::load_model_chat_template(*src, tok);
-                dopt.seq_len = config.seq_len;
-                dopt.train_on_prompt = config.train_on_prompt;
-                qls::validation_options vopt;
-                vopt.file = config.validation_file;
-                vopt.fraction = config.validation_fraction;
-                vopt.seed = config.seed;
-                (void)qls::load_dataset_split(config.train_file, tok, dopt, vopt);
+                (void)qls::load_run_data(config, *src, tok);
             }
             const Clocks setupEnd = Clocks::now();
             m_setupKey = setupKey;

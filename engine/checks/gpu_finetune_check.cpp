@@ -2,7 +2,7 @@
 #include "gpu_check_parts.h"
 #include "qls/gpu_checks.h"
 
-#include "qls/device.h" // defines: probe_gpu, compute_device
+#include "qls/device.h" // defines: probe_gpu, cuda_device_of
 
 #include "qls/dtype.h"
 #include "qls/error.h"
@@ -248,13 +248,7 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
     go.device = device;
     // Each trainer gets the run's plan through the one plan path (run_plan.h), on the device as it is right then.
     auto plan_for = [&](const gpu_train_options& o) {
-        const gpu_probe now = probe_gpu(device);
-        compute_device d;
-        d.backend = "cuda";
-        d.index = now.index;
-        d.name = now.name;
-        d.total_bytes = now.total_bytes;
-        d.free_bytes = now.free_bytes;
+        const compute_device d = cuda_device_of(probe_gpu(device));
         plan_settings s;
         s.lora = init.config;
         s.batch = o.batch;

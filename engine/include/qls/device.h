@@ -32,6 +32,8 @@ struct compute_device {
     uint64_t free_bytes = 0;     // free when probed (0: unknown)
     std::string label() const;   // "cpu" or "cuda:0 (NVIDIA H200)"
 };
+// The probed GPU as a CUDA compute_device (index, name, total and free bytes).
+compute_device cuda_device_of(const gpu_probe& probe);
 
 // Which device a run uses: device.backend "cuda" needs a usable GPU `gpu_index` and a model the kernels take (NF4 +
 // double quant, head size a multiple of 8 up to 128) and throws qls::error{device} naming the reason otherwise;

@@ -18,6 +18,7 @@
 #include "qls/llama.h"
 #include "qls/lora.h"
 #include "qls/memory_plan.h"
+#include "qls/model_source.h"
 #include "qls/optim.h"
 #include "qls/telemetry.h"
 #include "qls/tokenizer.h"
@@ -34,6 +35,11 @@
 #include <vector>
 
 namespace qls {
+
+// The run's training and validation examples: dataset.format, prompt_template (the model's own template from src
+// when asked), seq_len, train_on_prompt, skip_malformed and the validation split (file, fraction, seed). Every run
+// reads its data through this, and the studio's set-up timing does the same work.
+dataset_split load_run_data(const train_config& cfg, const model_source& src, const tokenizer& tok);
 
 struct train_callbacks {
     std::function<void(const step_stats&)> on_step; // after every optimizer step (and its evaluation, if any)

@@ -60,6 +60,16 @@ std::string compute_device::label() const {
     return "cuda:" + std::to_string(index) + (name.empty() ? "" : " (" + name + ")");
 }
 
+compute_device cuda_device_of(const gpu_probe& probe) {
+    compute_device d;
+    d.backend = "cuda";
+    d.index = probe.index;
+    d.name = probe.name;
+    d.total_bytes = probe.total_bytes;
+    d.free_bytes = probe.free_bytes;
+    return d;
+}
+
 device_choice choose_train_device(const std::string& backend, int gpu_index, bool nf4_double_quant, int head_dim,
                                   const gpu_probe& probe) {
     device_choice c;
@@ -74,11 +84,7 @@ device_choice choose_train_device(const std::string& backend, int gpu_index, boo
     else if (head_dim % 8 != 0 || head_dim > 128)
         why = "head size " + std::to_string(head_dim) + " is outside the CUDA attention kernels' range";
     if (why.empty()) {
-        c.device.backend = "cuda";
-        c.device.index = gpu_index;
-        c.device.name = probe.name;
-        c.device.total_bytes = probe.total_bytes;
-        c.device.free_bytes = probe.free_bytes;
+        c.device = cuda_device_of(probe); // probe.index == gpu_index
         return c;
     }
     if (backend == "cuda")

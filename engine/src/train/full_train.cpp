@@ -177,7 +177,7 @@ full_train_result run_full_training(const train_config& cfg_in, const train_call
 
     // data, as the LoRA trainer reads it
     dataset_split split = load_run_data(cfg, *src, tok);
-    for (const std::string& w : split.train.warnings) log("data: " + w);
+    for (const std::string& line : run_data_log_lines(cfg, split)) log(line);
     batcher batches(split.train.examples, run_batch_options(cfg));
     const int64_t total = run_total_steps(cfg, int64_t(batches.batches_per_epoch()));
 

@@ -55,6 +55,16 @@ dataset_split load_run_data(const train_config& cfg, const model_source& src, co
     return load_dataset_split(cfg.train_file, tok, dopt, vopt);
 }
 
+std::vector<std::string> run_data_log_lines(const train_config& cfg, const dataset_split& split) {
+    std::vector<std::string> lines;
+    for (const std::string& w : split.train.warnings) lines.push_back("data: " + w);
+    for (const std::string& w : split.validation.warnings) lines.push_back("validation data: " + w);
+    const dataset_stats& st = split.train.stats;
+    for (const config_note& n : check_train_config_for_data(cfg, int64_t(st.examples), int64_t(st.tokens)).notes)
+        lines.push_back("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
+    return lines;
+}
+
 batch_options run_batch_options(const train_config& cfg) {
     batch_options bt;
     bt.B = cfg.micro_batch;

@@ -8,6 +8,7 @@
 #include "qls/telemetry.h"
 #include "qls/tokenizer.h"
 #include "qls/train_config.h"
+#include "qls/trainer.h" // defines: load_run_data
 
 #include <cstddef>
 #include <cstdint>
@@ -28,9 +29,10 @@ void make_run_paths_absolute(train_config& cfg);
 // Refuses (qls::error config, naming training.seq_len) a sequence length beyond the model's context.
 void check_seq_len_fits(const train_config& cfg, const model_config& mc);
 
-// The run's training and validation examples: dataset.format, prompt_template (the model's own template from src
-// when asked), seq_len, train_on_prompt, skip_malformed and the validation split (file, fraction, seed).
-dataset_split load_run_data(const train_config& cfg, const model_source& src, const tokenizer& tok);
+// What a run says about its data before the first step, one line each: the training and validation data's warnings
+// ("data: …", "validation data: …") and check_train_config_for_data's notes ("note: key: text (hint)"). Throws as
+// that check does (qls::error config naming training.seq_len when the data is shorter than one sequence).
+std::vector<std::string> run_data_log_lines(const train_config& cfg, const dataset_split& split);
 
 // The training batches' options: B = micro_batch rows of T = seq_len tokens, packing as configured, shuffled with the
 // run's seed, padding id 0.

@@ -108,13 +108,9 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     load_helper.reset(); // a GPU quantizer's scratch memory goes back before the first step
 
     dataset_split split = load_run_data(cfg_, *src, tok_);
+    for (const std::string& line : run_data_log_lines(cfg_, split)) log(line);
     train_ = std::move(split.train);
     val_ = std::move(split.validation);
-    for (const std::string& w : train_.warnings) log("data: " + w);
-    for (const std::string& w : val_.warnings) log("validation data: " + w);
-    for (const config_note& n :
-         check_train_config_for_data(cfg_, int64_t(train_.stats.examples), int64_t(train_.stats.tokens)).notes)
-        log("note: " + n.key + ": " + n.text + " (" + n.hint + ")");
 
     backend_ = builder->finish(model_);
     char host[64];
