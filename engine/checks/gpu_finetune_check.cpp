@@ -115,13 +115,7 @@ std::vector<gpu_check_row> stream_load_rows(const std::string& model_dir, const 
     go.gradient_checkpointing = true;
     go.device = device;
     auto plan_now = [&] {
-        const gpu_probe now = probe_gpu(device);
-        compute_device d;
-        d.backend = "cuda";
-        d.index = now.index;
-        d.name = now.name;
-        d.total_bytes = now.total_bytes;
-        d.free_bytes = now.free_bytes;
+        const compute_device d = cuda_device_of(probe_gpu(device));
         plan_settings s;
         s.lora = lc;
         s.batch = B;
