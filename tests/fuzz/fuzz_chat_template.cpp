@@ -22,13 +22,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
         req.variables["bos_token"] = "<s>";
         req.variables["eos_token"] = "</s>";
         qls::render_options opt;
-        opt.now = [] {
-            std::tm tm{};
-            tm.tm_year = 126;
-            tm.tm_mon = 11;
-            tm.tm_mday = 5;
-            return tm;
-        };
+        opt.now = qls_fuzz::fixed_date;
         (void)qls::render_chat(t, messages, req, opt);
     });
     return 0;

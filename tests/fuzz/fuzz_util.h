@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <ctime>
 #include <filesystem>
 #include <fstream>
 #include <string>
@@ -16,6 +17,16 @@
 #include <vector>
 
 namespace qls_fuzz {
+
+// A fixed day (2026-12-05) for chat templates that print the date (render_options::now), so an input renders the
+// same way on every run.
+inline std::tm fixed_date() {
+    std::tm tm{};
+    tm.tm_year = 126;
+    tm.tm_mon = 11;
+    tm.tm_mday = 5;
+    return tm;
+}
 
 // Runs one parse. A qls::error is the expected answer to bad input, except error_code::internal (a failed invariant,
 // which input must never reach): that aborts, and so does any other exception, so libFuzzer reports both.

@@ -12,6 +12,7 @@ c="$here/corpus"
 rm -rf "$c"
 mkdir -p "$c"/{safetensors,model_config,shard_index,sentencepiece,dataset,train_config,trainer_state,adapter_config}
 mkdir -p "$c"/{peft_target_regex,bnb_quant_state,metrics_line,run_catalog,gguf,tokenizer_json,chat_template}
+mkdir -p "$c"/tokenizer_config
 
 # --- files as they are
 cp "$src/tests/data/safetensors/reference.safetensors" "$c/safetensors/reference.safetensors"
@@ -106,6 +107,19 @@ PY
 # --- GGUF files, tokenizer.json files and chat templates as they are
 cp "$src"/tests/data/gguf/quants.gguf "$src"/tests/data/gguf/tiny_llama.gguf "$c/gguf/"
 for t in whitespace added qwen2; do cp "$src/tests/data/tokenizers/$t/tokenizer.json" "$c/tokenizer_json/$t.json"; done
+for t in added gpt2 llama3 metaspace qwen2 tekken whitespace; do
+  cp "$src/tests/data/tokenizers/$t/tokenizer_config.json" "$c/tokenizer_config/$t.json"
+done
+cp "$src/../shared/models/smollm2-135m-instruct/hf-tokenizer/tokenizer_config.json" "$c/tokenizer_config/smollm2.json"
+# the list form of "chat_template" (named templates, "default" used) and AddedToken special tokens
+cat >"$c/tokenizer_config/named_templates.json" <<'JSON'
+{"add_bos_token": true, "add_eos_token": false,
+ "bos_token": {"content": "<|endoftext|>", "lstrip": false, "normalized": false, "rstrip": false, "single_word": false},
+ "eos_token": "<|im_end|>", "pad_token": null, "additional_special_tokens": ["<|im_start|>", "<|im_end|>"],
+ "chat_template": [
+  {"name": "default", "template": "{{ bos_token }}{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}"},
+  {"name": "tool_use", "template": "{{ tools | tojson }}"}]}
+JSON
 for t in HuggingFaceTB-SmolLM2-135M-Instruct Qwen-Qwen2.5-7B-Instruct meta-llama-Llama-3.1-8B-Instruct google-gemma-3-it; do
   cp "$src/tests/data/chat_templates/templates/$t.jinja" "$c/chat_template/"
 done

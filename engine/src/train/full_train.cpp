@@ -66,9 +66,19 @@ llama_params<float> zeros_like(const llama_params<float>& p) {
     auto z = [](const std::vector<float>& v) { return std::vector<float>(v.size(), 0.0f); };
     llama_params<float> g;
     g.embed = z(p.embed);
-    for (const auto& L : p.layers)
-        g.layers.push_back({z(L.attn_norm), z(L.wq), z(L.wk), z(L.wv), z(L.wo), z(L.mlp_norm), z(L.w_gate), z(L.w_up),
-                            z(L.w_down)});
+    for (const auto& L : p.layers) {
+        // LLaMA's tensors only: check_full_training refuses the families with more (biases, q/k norms, post norms)
+        llama_layer_params<float>& gl = g.layers.emplace_back();
+        gl.attn_norm = z(L.attn_norm);
+        gl.wq = z(L.wq);
+        gl.wk = z(L.wk);
+        gl.wv = z(L.wv);
+        gl.wo = z(L.wo);
+        gl.mlp_norm = z(L.mlp_norm);
+        gl.w_gate = z(L.w_gate);
+        gl.w_up = z(L.w_up);
+        gl.w_down = z(L.w_down);
+    }
     g.final_norm = z(p.final_norm);
     g.lm_head = z(p.lm_head);
     return g;
