@@ -14,6 +14,7 @@
 #include "qls/memory_plan.h"
 #include "qls/model_config.h"
 #include "qls/quant.h"
+#include "qls/run_plan.h" // defines: plan_matches
 
 #include <nlohmann/json.hpp>
 
@@ -101,7 +102,9 @@ void check_table(const memory_plan& p) {
         else by_cat[int(it.category)] += it.bytes;
         if (it.placement == plan_placement::device) device += it.bytes;
         if (it.placement == plan_placement::outside_budget) ctx += it.bytes;
-        if (it.placement == plan_placement::host) QVERIFY(it.pageable);
+        // on the host: paged optimizer states, and offloaded checkpoints
+        if (it.placement == plan_placement::host)
+            QVERIFY(it.pageable || it.key.id == plan_item_id::act_checkpoint_host);
     }
     uint64_t sum_cats = 0;
     for (int c = 0; c < plan_category_count; ++c) {
@@ -438,9 +441,16 @@ private slots:
         // The pool holds at least two updates' working sets: down_proj A (64 x 22016) m + v = 11.3 MB, twice.
         QVERIFY(pool->bytes >= 2 * 2 * round_up(64ull * 22016 * 4, 65536));
         s.optimizer = optimizer_kind::adamw_32bit;
+        s.offload = checkpoint_offload::off; // as the paper ran: checkpoints on the device
         const memory_plan unpaged = make_memory_plan(c, s);
         QCOMPARE(unpaged.verdict, plan_verdict::does_not_fit);
         QCOMPARE(unpaged.host_bytes(), uint64_t(0));
+        // offloading the 80 layers' checkpoints (80 x 4 x 528 x 8192 bf16 = 2.58 GiB) rescues the unpaged optimizer
+        s.offload = checkpoint_offload::auto_select;
+        const memory_plan offloaded = make_memory_plan(c, s);
+        QVERIFY2(offloaded.verdict == plan_verdict::fits_with_paging, offloaded.explanation.c_str());
+        QCOMPARE(offloaded.offloaded_checkpoint_bytes(), 80ull * 4 * 528 * 8192 * 2);
+        QCOMPARE(offloaded.host_bytes(), offloaded.offloaded_checkpoint_bytes());
     }
 
     void llama70b_16k_does_not_fit_24gib_with_suggestions() {
@@ -459,7 +469,7 @@ private slots:
                 // The computed budget really fits those exact settings.
                 const memory_plan again = make_memory_plan(shape_config("70b"), sg.settings);
                 QVERIFY2(again.verdict != plan_verdict::does_not_fit, again.explanation.c_str());
-                QVERIFY(sg.settings.budget_bytes > gib_to_bytes(60)); // the 4-bit 70B base alone is 33 GiB
+                QVERIFY(sg.settings.budget_bytes > gib_to_bytes(33)); // the 4-bit 70B base alone is 33 GiB
             }
         }
         QVERIFY(budget_line);
@@ -503,6 +513,7 @@ private slots:
         const model_config c = shape_config("7b");
         const memory_plan free_run = make_memory_plan(c, plan_settings{});
         plan_settings s;
+        s.offload = checkpoint_offload::off; // the same arena, not a smaller one with the checkpoints on the host
         s.card_bytes = free_run.peak_bytes();
         QCOMPARE(make_memory_plan(c, s).verdict, plan_verdict::does_not_fit);
         s.card_bytes = free_run.card_bytes_needed();
@@ -598,7 +609,8 @@ private slots:
         QCOMPARE(item(cpu, "load_staging"), uint64_t(11008) * 4096 * 4 + nf4_storage_bytes(11008 * 4096, true));
         // a short budget pages optimizer states to pinned host memory: the host plan counts the pool
         plan_settings pg = g;
-        pg.budget_bytes = gpu.minimum_bytes + (64ull << 20);
+        pg.offload = checkpoint_offload::off; // paging alone (the minimum would count offloaded checkpoints)
+        pg.budget_bytes = make_memory_plan(c7, pg).minimum_bytes + (64ull << 20);
         pg.optimizer = optimizer_kind::paged_adamw_32bit;
         const memory_plan paged = make_memory_plan(c7, pg);
         QCOMPARE(paged.verdict, plan_verdict::fits_with_paging);
@@ -641,6 +653,79 @@ private slots:
         auto bad = testutil::run_cli({"plan", "--shape", "7b", "--backend", "tpu"});
         QCOMPARE(bad.exit_code, 2);
         QVERIFY2(bad.err.contains("--backend must be cuda or cpu"), qPrintable(bad.err));
+    }
+
+    // Checkpoint offload (plan_settings::offload): chosen only when nothing else fits; the device keeps a ring of
+    // three layer inputs and the host holds all L, both exactly (B,T,C) bf16 each.
+    void checkpoints_offload_when_nothing_else_fits() {
+        const model_config c = shape_config("7b"); // L 32, C 4096
+        const uint64_t ck = 49152ull * 4096 * 2;   // one layer input at seq 49152, batch 1
+        plan_settings s = settings(49152, 1, 64, optimizer_kind::paged_adamw_8bit, true, 24);
+        s.host = {uint64_t(256) << 30, uint64_t(200) << 30}; // a workstation's RAM
+        const memory_plan p = make_memory_plan(c, s);
+        QVERIFY2(p.verdict == plan_verdict::fits_with_paging, p.explanation.c_str());
+        QVERIFY(p.checkpoints_offloaded());
+        QVERIFY2(p.explanation.rfind("fits with checkpoint offload:", 0) == 0, p.explanation.c_str());
+        QVERIFY(p.peak_bytes() <= gib_to_bytes(24));
+        QVERIFY(p.all_resident_bytes > gib_to_bytes(24));
+        const plan_item* ring = find_item(p, "act.checkpoint_ring");
+        const plan_item* host = find_item(p, "act.layers.*.checkpoint");
+        QVERIFY(ring && host);
+        QCOMPARE(ring->count, int64_t(3));
+        QCOMPARE(ring->bytes, 3 * ck);
+        QCOMPARE(ring->placement, plan_placement::device);
+        QCOMPARE(host->count, int64_t(32));
+        QCOMPARE(host->bytes, 32 * ck);
+        QCOMPARE(host->placement, plan_placement::host);
+        QCOMPARE(p.offloaded_checkpoint_bytes(), 32 * ck);
+        // nothing paged: offloading alone fits, and every other item is the resident plan's
+        QCOMPARE(p.host_bytes(), 32 * ck);
+        QCOMPARE(p.all_resident_bytes - p.peak_bytes(), 29 * ck);
+        // the host side names it and counts it
+        bool named = false;
+        for (const host_item& h : p.host.items)
+            if (h.name == "checkpoint_offload") named = h.bytes == 32 * ck;
+        QVERIFY(named);
+        QVERIFY(p.host.fits);
+        const nlohmann::json j = nlohmann::json::parse(memory_plan_json(p));
+        QCOMPARE(j["offloaded_checkpoint_bytes"].get<uint64_t>(), 32 * ck);
+        QCOMPARE(j["settings"]["checkpoint_offload"].get<std::string>(), std::string("auto"));
+
+        // the longest 7B sequence under 24 GiB grows from about 36k to about 63k tokens
+        plan_settings shorter = s;
+        shorter.seq = 32768;
+        QVERIFY(!make_memory_plan(c, shorter).checkpoints_offloaded()); // fits resident: no offload
+        plan_settings off = s;
+        off.offload = checkpoint_offload::off;
+        const memory_plan refused = make_memory_plan(c, off);
+        QCOMPARE(refused.verdict, plan_verdict::does_not_fit);
+        QVERIFY(!refused.checkpoints_offloaded());
+        QVERIFY(!refused.suggestions.empty());
+        // the CPU backend never offloads (its activations are host memory already)
+        plan_settings cpu = s;
+        cpu.backend = "cpu";
+        QVERIFY(!make_memory_plan(c, cpu).checkpoints_offloaded());
+    }
+
+    void checkpoint_offload_forced_and_refused() {
+        const model_config c = shape_config("7b");
+        plan_settings s = settings(2048, 1, 64, optimizer_kind::paged_adamw_8bit, true, 0);
+        const memory_plan resident = make_memory_plan(c, s);
+        s.offload = checkpoint_offload::on;
+        const memory_plan forced = make_memory_plan(c, s);
+        QCOMPARE(forced.verdict, plan_verdict::fits);
+        QVERIFY(forced.checkpoints_offloaded());
+        QVERIFY2(forced.explanation.find("checkpoints offloaded as asked") != std::string::npos,
+                 forced.explanation.c_str());
+        QCOMPARE(resident.peak_bytes() - forced.peak_bytes(), 29ull * 2048 * 4096 * 2);
+        // a plan for other offload settings is not the run's plan
+        QVERIFY(!plan_matches(forced, c, resident.settings));
+        QVERIFY(plan_matches(forced, c, forced.settings));
+        // offloading checkpoints needs checkpoints
+        s.gradient_checkpointing = false;
+        QCOMPARE(testutil::expect_error([&] { make_memory_plan(c, s); }, error_code::invalid_argument,
+                                        {"checkpoint_offload", "gradient checkpointing is off"}),
+                 std::string());
     }
 
     void cli_prints_the_table() {

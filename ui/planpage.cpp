@@ -458,8 +458,12 @@ void PlanPage::showPlan() {
                QString(), &k_categoryColors[size_t(qls::plan_category::cuda_context)], false);
         addRow(tr("the card must hold"), p.card_bytes_needed(), QString(), nullptr, true);
     }
-    if (p.host_bytes() > 0)
-        addRow(tr("paged optimizer states in pinned host memory"), p.host_bytes(), QString(), nullptr, false);
+    const uint64_t offloaded = p.offloaded_checkpoint_bytes();
+    if (p.host_bytes() > offloaded)
+        addRow(tr("paged optimizer states in pinned host memory"), p.host_bytes() - offloaded, QString(), nullptr,
+               false);
+    if (offloaded > 0)
+        addRow(tr("layer checkpoints offloaded to pinned host memory"), offloaded, QString(), nullptr, false);
     m_table->resizeColumnsToContents();
     m_table->horizontalHeader()->setSectionResizeMode(0, QHeaderView::Stretch);
 }

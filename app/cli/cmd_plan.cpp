@@ -50,9 +50,12 @@ void print_table(const qls::memory_plan& p) {
     }
     std::printf("%s\n", std::string(61, '-').c_str());
     std::printf("%-30s %10.3f %11.1f\n", "total (device peak)", qls::to_gib(peak), qls::to_mib(peak));
-    if (p.host_bytes() > 0)
-        std::printf("%-30s %10.3f %11.1f\n", "paged states in host memory", qls::to_gib(p.host_bytes()),
-                    qls::to_mib(p.host_bytes()));
+    const uint64_t paged = p.host_bytes() - p.offloaded_checkpoint_bytes();
+    if (paged > 0)
+        std::printf("%-30s %10.3f %11.1f\n", "paged states in host memory", qls::to_gib(paged), qls::to_mib(paged));
+    if (p.checkpoints_offloaded())
+        std::printf("%-30s %10.3f %11.1f\n", "checkpoints in host memory", qls::to_gib(p.offloaded_checkpoint_bytes()),
+                    qls::to_mib(p.offloaded_checkpoint_bytes()));
     std::printf("%-30s %10.3f %11.1f\n", qls::plan_category_label(qls::plan_category::cuda_context),
                 qls::to_gib(p.context_bytes()), qls::to_mib(p.context_bytes()));
     std::printf("%-30s %10.3f %11.1f\n", "card must hold", qls::to_gib(p.card_bytes_needed()),

@@ -241,7 +241,7 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
     go.gradient_checkpointing = true;
     go.device = device;
     // Each trainer gets the run's plan through the one plan path (run_plan.h), on the device as it is right then.
-    auto plan_for = [&](const gpu_train_options& o) {
+    auto plan_for = [&](const gpu_train_options& o, checkpoint_offload offload = checkpoint_offload::auto_select) {
         const compute_device d = cuda_device_of(probe_gpu(device));
         plan_settings s;
         s.lora = init.config;
@@ -250,6 +250,7 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
         s.optimizer = o.optimizer;
         s.gradient_checkpointing = o.gradient_checkpointing;
         s.page_size = o.page_size;
+        s.offload = offload;
         return plan_run(model.config, plan_settings_on(s, d));
     };
     std::unique_ptr<gpu_trainer> gpu = gpu_trainer::from_model(gpu_model, init, plan_for(go), go);
@@ -258,6 +259,12 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
     keep.gradient_checkpointing = false;
     std::unique_ptr<gpu_trainer> gpu_keep = gpu_trainer::from_model(gpu_model, init, plan_for(keep), keep);
     double keep_max_diff = 0;
+    // and with every layer's checkpoint offloaded to pinned host memory behind the device ring: only copies differ
+    const memory_plan offload_plan = plan_for(go, checkpoint_offload::on);
+    if (!offload_plan.checkpoints_offloaded())
+        throw error(error_code::internal, "the plan did not offload the checkpoints it was told to", "");
+    std::unique_ptr<gpu_trainer> gpu_offload = gpu_trainer::from_model(gpu_model, init, offload_plan, go);
+    double offload_max_diff = 0;
 
     std::vector<gpu_check_row> rows;
     std::vector<int> tokens(size_t(B) * T), targets(size_t(B) * T);
@@ -336,6 +343,9 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
         const double keep_loss = gpu_keep->forward_backward(gb, false, 0);
         gpu_keep->optimizer_step(lr, 1, 0.0f);
         keep_max_diff = std::max(keep_max_diff, std::fabs(keep_loss - gpu_loss));
+        const double offload_loss = gpu_offload->forward_backward(gb, false, 0);
+        gpu_offload->optimizer_step(lr, 1, 0.0f);
+        offload_max_diff = std::max(offload_max_diff, std::fabs(offload_loss - gpu_loss));
         gpu_check_row r;
         r.op = "finetune step " + std::to_string(s + 1);
         char shape[96];
@@ -365,6 +375,25 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
         r.max_rel_error = keep_max_diff;
         r.tolerance = 0.0;
         r.passed = keep_max_diff == 0.0 && differ == 0;
+        rows.push_back(r);
+    }
+    {
+        // offloaded checkpoints: the same kernels read the same bytes, brought back from the host: bit for bit again
+        const lora_weights<float> a = gpu->download_lora(), b = gpu_offload->download_lora();
+        size_t differ = 0;
+        for (size_t l = 0; l < a.layers.size(); ++l)
+            for (size_t t = 0; t < a.layers[l].size(); ++t) {
+                differ += a.layers[l][t].a != b.layers[l][t].a;
+                differ += a.layers[l][t].b != b.layers[l][t].b;
+            }
+        gpu_check_row r;
+        r.op = "checkpoint offload";
+        r.shape = prefix + std::to_string(differ) + " adapter tensors differ, " +
+                  std::to_string(offload_plan.offloaded_checkpoint_bytes() >> 10) + " KiB on the host";
+        r.max_abs_error = offload_max_diff;
+        r.max_rel_error = offload_max_diff;
+        r.tolerance = 0.0;
+        r.passed = offload_max_diff == 0.0 && differ == 0;
         rows.push_back(r);
     }
     return rows;

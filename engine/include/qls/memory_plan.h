@@ -34,6 +34,14 @@ struct host_memory {
 // Reads MemTotal and MemAvailable (kB) from `meminfo` (tests pass their own file); {0, 0} when it cannot be read.
 host_memory read_host_memory(const std::string& meminfo = "/proc/meminfo");
 
+// Whether each layer's gradient checkpoint lives in pinned host memory instead of the device (gradient checkpointing
+// only): auto = only when the plan does not fit the limit otherwise (after optimizer paging); on = always; off = never.
+// Offloaded, the device keeps a ring of checkpoint_ring_slots checkpoints: the forward copies each layer's input to
+// the host on a copy stream while the next layers compute, and the backward brings each back one layer ahead.
+enum class checkpoint_offload : uint8_t { auto_select, off, on };
+const char* checkpoint_offload_name(checkpoint_offload o); // "auto", "off", "on"
+constexpr int checkpoint_ring_slots = 3;
+
 struct plan_settings {
     lora_config lora; // rank, alpha, dropout, targets (alpha does not change memory)
     int batch = 1;    // B
@@ -50,6 +58,7 @@ struct plan_settings {
     std::string backend = "cuda";
     bool quantize_nf4 = true;
     host_memory host;
+    checkpoint_offload offload = checkpoint_offload::auto_select;
 };
 
 // Throws qls::error (invalid_argument) whose message starts with the field ("rank: ", "seq: ", "batch: ",
@@ -176,6 +185,8 @@ enum class plan_item_id : uint8_t {
     act_mlp_post_rstd,
     ws_post_norm,
     ws_rope_inv_freq_local,
+    // offloaded gradient checkpoints: one per layer in pinned host memory (act_checkpoint is then the device ring)
+    act_checkpoint_host,
     // outside the budget
     cuda_context,
 };
@@ -251,8 +262,11 @@ struct memory_plan {
     uint64_t category_bytes(plan_category c) const;
     // Predicted peak of our device arena: every device-placed item (the budget is checked against this).
     uint64_t peak_bytes() const;
-    // Pinned host bytes (paged optimizer states evicted to the host).
+    // Pinned host bytes (paged optimizer states evicted to the host, offloaded checkpoints).
     uint64_t host_bytes() const;
+    // Pinned host bytes of the offloaded checkpoints (0 when they stay on the device).
+    uint64_t offloaded_checkpoint_bytes() const;
+    bool checkpoints_offloaded() const { return offloaded_checkpoint_bytes() > 0; }
     // Device memory outside the budget (CUDA context and cuBLAS modules).
     uint64_t context_bytes() const;
     // What the card must hold: peak_bytes() + context_bytes().

@@ -139,9 +139,10 @@ struct build_info {
 };
 
 // Builds every item. paged_to_host: the pageable optimizer states are placed in host memory and a device page pool
-// of pool_bytes is added instead.
+// of pool_bytes is added instead. offload: the layers' checkpoints are placed in pinned host memory and a device ring
+// of checkpoint_ring_slots of them is added instead (gradient checkpointing only).
 std::vector<plan_item> build_items(const model_config& cfg, const plan_settings& s, bool paged_to_host,
-                                   uint64_t pool_bytes, build_info& info) {
+                                   uint64_t pool_bytes, build_info& info, bool offload) {
     table tb;
     const int64_t B = s.batch, T = s.seq, N = B * T, r = s.lora.rank;
     const int64_t C = cfg.hidden_size, H = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
@@ -327,7 +328,18 @@ std::vector<plan_item> build_items(const model_config& cfg, const plan_settings&
     const int64_t per = ckpt ? 1 : L;
     const std::string act = ckpt ? "act.recompute." : "act.layers.*.";
     const std::string how = ckpt ? " (one layer, recomputed from its checkpoint)" : " (saved for every layer)";
-    if (ckpt)
+    if (ckpt && offload) {
+        // Offloaded: layer l's input goes to host slot l on the copy stream while layers l+1, l+2 compute (the
+        // device slot l % R is written again by layer l+R-1's output); the backward brings slot l-1 back while
+        // layer l computes. R = 3 keeps one slot for the layer's input, one being written or fetched, one in flight.
+        tb.add({plan_item_id::act_checkpoint}, "act.checkpoint_ring", plan_category::activations, "bf16", {B, T, C},
+               std::min<int64_t>(L, checkpoint_ring_slots),
+               "device ring of offloaded checkpoints: " + std::to_string(checkpoint_ring_slots) +
+                   " layer inputs (B,T,C) bf16 (one computing, one copying to or from the host, one in flight)");
+        tb.add({plan_item_id::act_checkpoint_host}, "act.layers.*.checkpoint", plan_category::activations, "bf16",
+               {B, T, C}, L, "gradient checkpoint offloaded to pinned host memory: the layer's residual input (B,T,C)")
+            .placement = plan_placement::host;
+    } else if (ckpt)
         tb.add({plan_item_id::act_checkpoint}, "act.layers.*.checkpoint", plan_category::activations, "bf16", {B, T, C},
                L, "gradient checkpoint: the layer's residual input (B,T,C) bf16, one per layer");
     else
@@ -515,7 +527,11 @@ bool fits(const memory_plan& p) { return p.verdict != plan_verdict::does_not_fit
 
 std::string predicted(const memory_plan& p) {
     std::string t = "predicted " + fmt_gib(p.peak_bytes());
-    if (p.verdict == plan_verdict::fits_with_paging) t += ", " + fmt_gib(p.host_bytes()) + " of states paged to host";
+    if (p.verdict == plan_verdict::fits_with_paging) {
+        const uint64_t ck = p.offloaded_checkpoint_bytes();
+        if (p.host_bytes() > ck) t += ", " + fmt_gib(p.host_bytes() - ck) + " of states paged to host";
+        if (ck > 0) t += ", " + fmt_gib(ck) + " of checkpoints offloaded to host";
+    }
     return t;
 }
 
@@ -677,9 +693,15 @@ memory_plan build_device_plan(const model_config& cfg, const plan_settings& s, b
     p.config = cfg;
     p.settings = s;
 
-    // 1. Everything resident: the plan when the budget allows.
+    // 1. Everything resident: the plan when the budget allows. Checkpoints offloaded to the host from the start when
+    //    the settings say so; otherwise only when nothing else fits (4.).
+    // (the CUDA backend only: the CPU backend keeps its activations in host memory anyway)
+    const bool cuda = s.backend == "cuda";
+    const bool can_offload = cuda && s.gradient_checkpointing && cfg.num_layers > checkpoint_ring_slots &&
+                             s.offload != checkpoint_offload::off;
+    bool offload = cuda && s.gradient_checkpointing && s.offload == checkpoint_offload::on;
     build_info info;
-    std::vector<plan_item> resident = build_items(cfg, s, false, 0, info);
+    std::vector<plan_item> resident = build_items(cfg, s, false, 0, info, offload);
     p.loss_chunk_tokens = info.loss_chunk;
     p.lora_parameters = info.lora_params;
     p.all_resident_bytes = sum_device(resident);
@@ -689,9 +711,17 @@ memory_plan build_device_plan(const model_config& cfg, const plan_settings& s, b
     uint64_t pageable = 0;
     for (const auto& it : resident)
         if (it.pageable) pageable += it.bytes;
-    const uint64_t rest = p.all_resident_bytes - pageable;
     const uint64_t min_pool = pageable > 0 ? std::min(pageable, 2 * info.largest_working_set) : 0;
-    p.minimum_bytes = rest + min_pool;
+    // the same with the checkpoints offloaded, when they may be and are not already
+    uint64_t rest = p.all_resident_bytes - pageable;
+    std::vector<plan_item> offloaded;
+    uint64_t offloaded_rest = rest;
+    if (can_offload && !offload) {
+        build_info unused;
+        offloaded = build_items(cfg, s, false, 0, unused, true);
+        offloaded_rest = sum_device(offloaded) - pageable;
+    }
+    p.minimum_bytes = std::min(rest, offloaded_rest) + min_pool;
 
     // 3. The limit: our budget, and the card less what the driver takes; the tighter of those given.
     uint64_t limit = 0;
@@ -712,35 +742,70 @@ memory_plan build_device_plan(const model_config& cfg, const plan_settings& s, b
     else if (s.card_bytes > 0)
         limit_text = "the " + fmt_gib(limit) + " a " + fmt_gib(s.card_bytes) + " card leaves after " +
                      fmt_gib(cuda_context_bytes) + " of CUDA context";
+    auto offload_text = [&p] {
+        return fmt_gib(p.offloaded_checkpoint_bytes()) + " of layer checkpoints live in pinned host memory behind a " +
+               std::to_string(checkpoint_ring_slots) + "-layer device ring";
+    };
 
     if (limit == 0 || p.all_resident_bytes <= limit) {
         p.items = std::move(resident);
         p.verdict = plan_verdict::fits;
+        const std::string off = p.checkpoints_offloaded() ? " (checkpoints offloaded as asked: " + offload_text() + ")"
+                                                          : std::string();
         if (limit == 0)
             p.explanation = "predicted " + fmt_gib(p.peak_bytes()) +
-                            " (no budget given: pass a budget or a card size to check the fit); largest: " +
-                            dominant(p, 2);
+                            " (no budget given: pass a budget or a card size to check the fit)" + off +
+                            "; largest: " + dominant(p, 2);
         else
             p.explanation = "fits: predicted " + fmt_gib(p.peak_bytes()) + " of " + limit_text + " (" +
-                            fmt_pct(double(p.peak_bytes()) / double(limit)) + "); largest: " + dominant(p, 2);
+                            fmt_pct(double(p.peak_bytes()) / double(limit)) + ")" + off + "; largest: " +
+                            dominant(p, 2);
         return p;
     }
-    if (pageable > 0 && p.minimum_bytes <= limit) {
-        const uint64_t pool = std::max(min_pool, (limit - rest) / s.page_size * s.page_size);
-        p.items = build_items(cfg, s, true, pool, info);
+    // 4. Paging the optimizer states first (the checkpoints stay on the device), then offloading the checkpoints
+    //    (alone, then with paging): each step moves more traffic over PCIe, so the plan takes the first that fits.
+    auto paged_plan = [&](uint64_t rest_bytes, bool with_offload) {
+        const uint64_t pool = std::max(min_pool, (limit - rest_bytes) / s.page_size * s.page_size);
+        build_info unused;
+        p.items = build_items(cfg, s, true, pool, unused, with_offload);
         p.verdict = plan_verdict::fits_with_paging;
-        p.explanation = "fits with paging: keeping every optimizer state on the device would need " +
-                        fmt_gib(p.all_resident_bytes) + ", over " + limit_text + "; " + fmt_gib(p.host_bytes()) +
+        p.explanation = "fits with paging: keeping every optimizer state " +
+                        std::string(with_offload ? "and checkpoint " : "") + "on the device would need " +
+                        fmt_gib(p.all_resident_bytes) + ", over " + limit_text + "; " +
+                        fmt_gib(p.host_bytes() - p.offloaded_checkpoint_bytes()) +
                         " of paged optimizer states live in pinned host memory behind a " + fmt_gib(pool) +
-                        " device page pool; largest: " + dominant(p, 2);
+                        " device page pool" + (with_offload ? "; " + offload_text() : std::string()) +
+                        "; largest: " + dominant(p, 2);
         return p;
+    };
+    if (pageable > 0 && rest + min_pool <= limit) return paged_plan(rest, offload);
+    if (!offloaded.empty()) {
+        const uint64_t offloaded_all = offloaded_rest + pageable;
+        if (offloaded_all <= limit) {
+            p.items = std::move(offloaded);
+            p.verdict = plan_verdict::fits_with_paging;
+            p.explanation = "fits with checkpoint offload: keeping every layer's checkpoint on the device would need " +
+                            fmt_gib(p.all_resident_bytes) + ", over " + limit_text + "; " + offload_text() +
+                            "; largest: " + dominant(p, 2);
+            return p;
+        }
+        if (pageable > 0 && offloaded_rest + min_pool <= limit) return paged_plan(offloaded_rest, true);
+        offload = true;
     }
-    // Does not fit: show the smallest footprint (paged states on host when the optimizer pages).
-    p.items = pageable > 0 ? build_items(cfg, s, true, min_pool, info) : std::move(resident);
+    // Does not fit: show the smallest footprint (paged states on host when the optimizer pages, checkpoints
+    // offloaded when they may be).
+    {
+        build_info unused;
+        p.items = build_items(cfg, s, pageable > 0, pageable > 0 ? min_pool : 0, unused, offload);
+    }
     p.verdict = plan_verdict::does_not_fit;
+    const bool with_paging = pageable > 0;
     p.explanation = "does not fit: needs at least " + fmt_gib(p.peak_bytes()) +
-                    (pageable > 0 ? " with paged states on host" : "") + ", over " + limit_text + " by " +
-                    fmt_gib(p.peak_bytes() - limit) + "; largest: " + dominant(p, 2);
+                    (with_paging && offload  ? " with paged states and checkpoints on host"
+                     : with_paging           ? " with paged states on host"
+                     : offload               ? " with checkpoints on host"
+                                             : "") +
+                    ", over " + limit_text + " by " + fmt_gib(p.peak_bytes() - limit) + "; largest: " + dominant(p, 2);
     if (suggest) compute_suggestions(p);
     return p;
 }
@@ -822,8 +887,13 @@ void plan_host(memory_plan& p) {
                           "when built in");
         else add_host_item(h, "runtime", "process and libraries (estimate)", host_runtime_cpu, "estimate: 64 MiB");
     } else {
-        add_host_item(h, "pinned_pool", "pinned pool for paged optimizer states", p.host_bytes(),
+        add_host_item(h, "pinned_pool", "pinned pool for paged optimizer states",
+                      p.host_bytes() - p.offloaded_checkpoint_bytes(),
                       "paged optimizer states evicted to pinned host memory (the plan's host placement)");
+        if (p.checkpoints_offloaded())
+            add_host_item(h, "checkpoint_offload", "offloaded layer checkpoints (pinned)",
+                          p.offloaded_checkpoint_bytes(),
+                          "L x (B,T,C) bf16: every layer's input, copied out in the forward and back in the backward");
         // The streaming load (llama_load_options::sink, train_backend_builder): the arena is allocated before the
         // weights are read and each tensor goes to its arena item as it is read, so no whole-model NF4 or f32 copy
         // of a frozen weight is on the host; only the staging of one tensor (below).
@@ -877,7 +947,7 @@ void plan_host(memory_plan& p) {
         if (!s.gradient_checkpointing) h.suggestions.push_back("turn gradient checkpointing on");
         if (s.batch > 1 || s.seq > 512) h.suggestions.push_back("lower training.seq_len or micro_batch");
     } else {
-        if (p.host_bytes() > 0)
+        if (p.host_bytes() > p.offloaded_checkpoint_bytes())
             h.suggestions.push_back("give the optimizer more device memory (raise device.budget_gib) so fewer states "
                                     "page to the host");
         h.suggestions.push_back("close other programs to free RAM, or use a machine with more than " +
@@ -954,6 +1024,10 @@ void validate_plan_settings(const plan_settings& s) {
         throw error(error_code::invalid_argument,
                     "alpha: LoRA alpha must be a positive number (got " + std::to_string(l.alpha) + ")",
                     "valid alphas are > 0; QLoRA uses 16 with rank 64");
+    if (s.offload == checkpoint_offload::on && !s.gradient_checkpointing)
+        throw error(error_code::invalid_argument,
+                    "checkpoint_offload: \"on\" offloads the gradient checkpoints, and gradient checkpointing is off",
+                    "turn gradient checkpointing on, or leave checkpoint_offload at \"auto\"");
     const std::string valid_targets = "valid targets: a comma-separated subset of q,k,v,o,gate,up,down, each once";
     if (l.targets.empty()) throw error(error_code::invalid_argument, "targets: no LoRA target given", valid_targets);
     for (size_t i = 0; i < l.targets.size(); ++i) {
@@ -995,6 +1069,20 @@ uint64_t memory_plan::host_bytes() const {
     for (const auto& it : items)
         if (it.placement == plan_placement::host) b += it.bytes;
     return b;
+}
+uint64_t memory_plan::offloaded_checkpoint_bytes() const {
+    uint64_t b = 0;
+    for (const auto& it : items)
+        if (it.key.id == plan_item_id::act_checkpoint_host) b += it.bytes;
+    return b;
+}
+const char* checkpoint_offload_name(checkpoint_offload o) {
+    switch (o) {
+    case checkpoint_offload::auto_select: return "auto";
+    case checkpoint_offload::off: return "off";
+    case checkpoint_offload::on: return "on";
+    }
+    return "?";
 }
 uint64_t memory_plan::context_bytes() const {
     uint64_t b = 0;
@@ -1131,6 +1219,7 @@ std::string memory_plan_json(const memory_plan& p, int indent) {
         j["card_bytes"] = s.card_bytes;
         if (s.free_bytes > 0) j["free_bytes"] = s.free_bytes;
         j["page_size"] = s.page_size;
+        j["checkpoint_offload"] = checkpoint_offload_name(s.offload);
         return j;
     };
     ojson j;
@@ -1169,6 +1258,7 @@ std::string memory_plan_json(const memory_plan& p, int indent) {
     j["categories"] = cats;
     j["peak_bytes"] = p.peak_bytes();
     j["host_bytes"] = p.host_bytes();
+    j["offloaded_checkpoint_bytes"] = p.offloaded_checkpoint_bytes();
     j["cuda_context_bytes"] = p.context_bytes();
     j["card_bytes_needed"] = p.card_bytes_needed();
     j["all_resident_bytes"] = p.all_resident_bytes;

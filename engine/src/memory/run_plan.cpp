@@ -62,7 +62,7 @@ bool plan_matches(const memory_plan& p, const model_config& m, const plan_settin
            b.lora.targets == s.lora.targets && b.batch == s.batch && b.seq == s.seq && b.optimizer == s.optimizer &&
            b.gradient_checkpointing == s.gradient_checkpointing && b.budget_bytes == s.budget_bytes &&
            b.card_bytes == s.card_bytes && b.page_size == s.page_size && b.backend == s.backend &&
-           b.quantize_nf4 == s.quantize_nf4;
+           b.quantize_nf4 == s.quantize_nf4 && b.offload == s.offload;
 }
 
 } // namespace qls

@@ -369,16 +369,27 @@ double gpu_trainer::impl::run(const gpu_batch& b, bool backward, bool dropout, u
         step_open = true;
     }
     const int counted = upload_batch(b);
+    if (offload) { // slot 0 takes the embedding: an earlier pass's copies out of or into it must be done
+        QLS_CUDA_CHECK(cudaStreamWaitEvent(stream, ev_saved[0], 0));
+        QLS_CUDA_CHECK(cudaStreamWaitEvent(stream, ev_loaded[0], 0));
+    }
     K::embedding_forward(resid_in(0), item<int>({plan_item_id::loss_tokens}), item<bf16>({plan_item_id::embed_tokens}),
                          N, C, stream);
     // Gemma: x = embed · sqrt(C) (the CPU pass's float(embed_scale)); no gradient flows to the frozen table
     if (cfg.embed_scale != 1.0) K::scale_inplace(resid_in(0), float(cfg.embed_scale), int64_t(N) * C, stream);
-    for (int l = 0; l < L; ++l) layer_forward(l, backward && dropout, seed, false);
+    for (int l = 0; l < L; ++l) {
+        if (offload) offload_before_forward(l, backward);
+        layer_forward(l, backward && dropout, seed, false);
+    }
     tick("other");
     const double loss = head(backward, counted);
     tick("head (final norm, logits, loss)");
     if (backward)
-        for (int l = L - 1; l >= 0; --l) layer_backward(l, dropout, seed);
+        for (int l = L - 1; l >= 0; --l) {
+            if (offload) offload_before_backward(l);
+            layer_backward(l, dropout, seed);
+            if (offload) offload_after_backward(l);
+        }
     sample_memory();
     return loss;
 }

@@ -121,6 +121,7 @@ void gpu_trainer::impl::init(const model_config& c, const memory_plan& p, const 
     blas = std::make_unique<K::blas>(stream, mem->get({plan_item_id::ws_cublas}),
                                      mem->bytes({plan_item_id::ws_cublas}));
     has_dropout_scratch = mem->has({plan_item_id::ws_lora_dropout_input});
+    init_offload();
     nested_offset.assign(size_t(L), {});
 
     // one layer's bf16 LoRA copies: per target A (r, in) then B (out, r)
@@ -147,6 +148,7 @@ gpu_trainer::impl::~impl() {
     if (stream) cudaSetDevice(opt.device); // the trainer may be destroyed on another thread than it ran on
     if (stream) cudaStreamSynchronize(stream);
     if (copy_stream) cudaStreamSynchronize(copy_stream);
+    free_offload();
     pager_.reset();
     blas.reset();
     mem.reset();

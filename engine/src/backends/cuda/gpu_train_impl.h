@@ -188,11 +188,31 @@ struct gpu_trainer::impl {
     // One layer's activation: act.recompute.<x> with checkpointing (one set, reused), act.layers.*.<x>[l] without.
     bf16* act(plan_item_key k, int l) const { return item<bf16>(k, ckpt ? 0 : l); }
     float* act_f32(plan_item_key k, int l) const { return item<float>(k, ckpt ? 0 : l); }
-    // (B, T, C) input of layer l; l == L: the last layer's output
+    // (B, T, C) input of layer l; l == L: the last layer's output. Offloaded checkpoints: slot l % R of the device ring.
     bf16* resid_in(int l) const {
         if (l == L) return item<bf16>({plan_item_id::act_final_residual});
+        if (offload) return item<bf16>({plan_item_id::act_checkpoint}, l % checkpoint_ring_slots);
         return ckpt ? item<bf16>({plan_item_id::act_checkpoint}, l) : item<bf16>({plan_item_id::act_residual_in}, l);
     }
+
+    // ---- offloaded checkpoints (gpu_offload.cpp) ------------------------------------------------------------------
+    // The plan placed every layer's checkpoint in pinned host memory (act_checkpoint_host) and a ring of R =
+    // checkpoint_ring_slots device slots (act_checkpoint). Forward: layer l's input (slot l % R) is copied to host
+    // slot l on offload_stream while the next layers compute; before a layer writes its output into a slot, the main
+    // stream waits for that slot's copy out. Backward (layers L-1 … 0): while layer l computes, host slot l-1 comes
+    // back into its ring slot, after the layer that last read it (l+2) is done. Every wait is an event, so the result
+    // is the resident path's bit for bit.
+    bool offload = false;
+    bf16* host_ckpt = nullptr;             // [L][N*C] pinned
+    cudaStream_t offload_stream = nullptr; // the checkpoints' copies, beside the pager's copy_stream
+    std::array<cudaEvent_t, checkpoint_ring_slots> ev_filled{}, ev_saved{}, ev_loaded{}, ev_read{};
+    std::array<int, checkpoint_ring_slots> slot_layer{}; // which layer's input a ring slot holds (-1: none)
+    uint64_t offload_d2h_bytes = 0, offload_h2d_bytes = 0; // cumulative
+    void init_offload();
+    void free_offload();
+    void offload_before_forward(int l, bool save); // slot l % R holds layer l's input; saves it; frees slot (l+1) % R
+    void offload_before_backward(int l);           // brings layer l's input back if needed, prefetches l-1
+    void offload_after_backward(int l);            // layer l is done reading its slot
     // LoRA master (A (r, in) or B (out, r)) and its gradient of layer l
     float* lora_w(lora_target t, bool a, int l) const { return item<float>({plan_item_id::lora_weight, t, !a}, l); }
     float* lora_g(lora_target t, bool a, int l) const { return item<float>({plan_item_id::lora_grad, t, !a}, l); }
