@@ -44,6 +44,8 @@ public:
             s.paging_d2h_bytes = i % 2 ? uint64_t(i) * 500000 : 0;
             s.resident_pages = 40 + uint64_t(i % 7);
             s.total_pages = 64;
+            s.offload_d2h_bytes = uint64_t(i) * 2000000; // a run that offloads its checkpoints: out in the forward,
+            s.offload_h2d_bytes = uint64_t(i) * 1500000; // back in the backward
             if (evalEvery > 0 && i % evalEvery == 0) s.eval_loss = s.loss + 0.1;
             v.push_back(s);
         }

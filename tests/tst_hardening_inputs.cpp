@@ -490,6 +490,14 @@ private slots:
     void metricsLineIntegersOutOfRangeAreErrors() {
         const std::string ok = step_stats_to_json(step_stats{});
         QCOMPARE(step_stats_to_json(step_stats_from_json(ok)), ok);
+        // offloaded checkpoints' traffic: written only by runs that offload, read back exactly; other lines read 0
+        step_stats offloading;
+        offloading.offload_h2d_bytes = 3;
+        offloading.offload_d2h_bytes = 5;
+        const std::string with = step_stats_to_json(offloading);
+        QCOMPARE(step_stats_to_json(step_stats_from_json(with)), with);
+        QCOMPARE(step_stats_from_json(with).offload_d2h_bytes, uint64_t(5));
+        QVERIFY(ok.find("offload") == std::string::npos);
         for (const char* bad : {R"({"arena_bytes": 4.4e31})", R"({"device_used_bytes": -5})", R"({"step": 1.5})",
                                 R"({"step": 9223372036854775808})", R"({"total_pages": 1e300})"}) {
             const std::string field = json::parse(bad).begin().key();

@@ -72,6 +72,10 @@ private slots:
             QCOMPARE(valueAt(page.graph(MonitorPage::PagingDeviceToHost), s.step),
                      s.paging_d2h_bytes / s.step_time_s / 1e6);
             QCOMPARE(valueAt(page.graph(MonitorPage::ResidentPages), s.step), double(s.resident_pages));
+            QCOMPARE(valueAt(page.graph(MonitorPage::CheckpointsHostToDevice), s.step),
+                     s.offload_h2d_bytes / s.step_time_s / 1e6);
+            QCOMPARE(valueAt(page.graph(MonitorPage::CheckpointsDeviceToHost), s.step),
+                     s.offload_d2h_bytes / s.step_time_s / 1e6);
             if (s.eval_loss) QCOMPARE(valueAt(page.graph(MonitorPage::EvalLoss), s.step), *s.eval_loss);
         }
         // memory: the plan's non-zero categories stacked (a CPU run has no CUDA context), in GiB for a 7 GiB plan

@@ -20,6 +20,7 @@
 #include <QLineEdit>
 #include <QListWidget>
 #include <QSignalSpy>
+#include <QTableWidget>
 #include <QTextBlock>
 #include <QTextDocument>
 #include <QTimer>
@@ -681,6 +682,31 @@ private slots:
             }
         QCOMPARE(listed, p.verdict == qls::plan_verdict::does_not_fit);
         if (p.verdict == qls::plan_verdict::does_not_fit) QVERIFY(!p.suggestions.empty());
+    }
+
+    // 7B at 48k tokens under 24 GiB fits only with every layer's checkpoint in pinned host memory: the headline and
+    // the table say so, with the engine's bytes.
+    void planShowsCheckpointOffload() {
+        qls::train_config c;
+        c.seq_len = 49152;
+        c.budget_gib = 24;
+        PlanPage page;
+        page.setHostMemory({256ull << 30, 200ull << 30});
+        qls::compute_device gpu;
+        gpu.backend = "cuda";
+        gpu.total_bytes = qls::gib_to_bytes(80);
+        page.setInput(c, qls::shape_config("7b"), gpu);
+        QVERIFY(page.plan().has_value() && page.plan()->checkpoints_offloaded());
+        QCOMPARE(page.verdictText(), QString("Fits with checkpoint offload"));
+        const uint64_t bytes = 32ull * 49152 * 4096 * 2;
+        QCOMPARE(page.plan()->offloaded_checkpoint_bytes(), bytes);
+        bool row = false;
+        QTableWidget* table = page.findChild<QTableWidget*>();
+        QVERIFY(table);
+        for (int i = 0; i < table->rowCount(); ++i)
+            if (table->item(i, 0) && table->item(i, 0)->text() == "layer checkpoints offloaded to pinned host memory")
+                row = table->item(i, 1) && table->item(i, 1)->text().startsWith(QString::number(qls::to_gib(bytes), 'f', 2));
+        QVERIFY(row);
     }
 
     void planRecomputesAndRefusesBadSettings() {

@@ -155,6 +155,8 @@ MonitorPage::MonitorPage(QWidget* parent) : QWidget(parent) {
     m_series[PagingHostToDevice] = m_paging->graph(::PagingChart::HostToDevice);
     m_series[PagingDeviceToHost] = m_paging->graph(::PagingChart::DeviceToHost);
     m_series[ResidentPages] = m_paging->graph(::PagingChart::ResidentPages);
+    m_series[CheckpointsHostToDevice] = m_paging->graph(::PagingChart::CheckpointsToDevice);
+    m_series[CheckpointsDeviceToHost] = m_paging->graph(::PagingChart::CheckpointsToHost);
     for (int c = 0; c < ChartCount; ++c) {
         connect(m_charts[size_t(c)], &MonitorChart::followRequested, this, &MonitorPage::markDirty);
         connect(m_charts[size_t(c)], &MonitorChart::contextMenuRequested, this,
@@ -529,7 +531,7 @@ bool MonitorPage::exportCsv(const QString& file, QString* error) const {
     QTextStream ts(&out);
     ts << "step,total_steps,epoch,loss,eval_loss,lr,grad_norm,tokens,tokens_total,tokens_per_s,step_time_s,eta_s,"
           "device_used_bytes,device_peak_bytes,device_total_bytes,paging_h2d_bytes,paging_d2h_bytes,"
-          "resident_pages,total_pages";
+          "resident_pages,total_pages,offload_h2d_bytes,offload_d2h_bytes";
     QStringList categories;
     for (const qls::step_stats& s : m_history)
         for (const auto& [name, bytes] : s.plan_bytes)
@@ -543,7 +545,7 @@ bool MonitorPage::exportCsv(const QString& file, QString* error) const {
         ts << ',' << s.lr << ',' << s.grad_norm << ',' << s.tokens << ',' << s.tokens_total << ',' << s.tokens_per_s
            << ',' << s.step_time_s << ',' << s.eta_s << ',' << s.device_used_bytes << ',' << s.device_peak_bytes << ','
            << s.device_total_bytes << ',' << s.paging_h2d_bytes << ',' << s.paging_d2h_bytes << ',' << s.resident_pages
-           << ',' << s.total_pages;
+           << ',' << s.total_pages << ',' << s.offload_h2d_bytes << ',' << s.offload_d2h_bytes;
         for (const QString& c : categories) {
             ts << ',';
             for (const auto& [name, bytes] : s.plan_bytes)

@@ -44,6 +44,8 @@ public:
         PagingHostToDevice,
         PagingDeviceToHost,
         ResidentPages,
+        CheckpointsHostToDevice, // offloaded gradient checkpoints (memory_plan.h checkpoint_offload)
+        CheckpointsDeviceToHost,
         SeriesCount
     };
     // At most this many replots a second, however fast steps arrive (the charts are redrawn on a coalescing timer,

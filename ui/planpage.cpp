@@ -90,8 +90,10 @@ PlanPage::PlanPage(QWidget* parent) : QWidget(parent) {
     m_verdict->setTextFormat(Qt::RichText);
     m_verdict->setToolTip(
         tr("Fits: every tensor stays on the device within the limit. Fits with paging: paged optimizer "
-           "states that do not fit move to pinned host memory (slower steps, same result). Does not "
-           "fit: even the smallest footprint exceeds the limit."));
+           "states that do not fit move to pinned host memory (slower steps, same result). Fits with checkpoint "
+           "offload: each layer's checkpoint waits in pinned host memory and comes back one layer ahead in the "
+           "backward (copies beside the compute, same result). Does not fit: even the smallest footprint "
+           "exceeds the limit."));
     layout->addWidget(m_verdict);
     m_explanation = new QLabel(this);
     m_explanation->setWordWrap(true);
@@ -315,7 +317,10 @@ void PlanPage::showPlan() {
         verdict = tr("Fits");
         color = "#1b7f3b";
     } else if (p.verdict == qls::plan_verdict::fits_with_paging) {
-        verdict = tr("Fits with paging");
+        const bool offloaded = p.checkpoints_offloaded(), paged = p.host_bytes() > p.offloaded_checkpoint_bytes();
+        verdict = offloaded && paged ? tr("Fits with paging and checkpoint offload")
+                  : offloaded        ? tr("Fits with checkpoint offload")
+                                     : tr("Fits with paging");
         color = "#a15c00";
     } else {
         verdict = tr("Does not fit");

@@ -1,4 +1,4 @@
-// PagingChart — the Monitor's paged optimizer-state traffic (MB/s each way) and the resident pages.
+// PagingChart — the Monitor's host↔device traffic (MB/s each way): paged optimizer states, offloaded checkpoints (dashed), and the resident pages.
 #pragma once
 
 #include "monitorchart.h"
@@ -6,7 +6,7 @@
 class PagingChart : public MonitorChart {
     Q_OBJECT
 public:
-    enum Series { HostToDevice, DeviceToHost, ResidentPages };
+    enum Series { HostToDevice, DeviceToHost, ResidentPages, CheckpointsToDevice, CheckpointsToHost };
     explicit PagingChart(const QVector<qls::step_stats>* history, QWidget* parent = nullptr);
     void append(const qls::step_stats& s) override;
     void clearData() override;
@@ -22,4 +22,5 @@ protected:
 
 private:
     bool m_anyPaging = false;
+    bool m_anyOffload = false; // some step copied checkpoints (memory_plan.h checkpoint_offload)
 };

@@ -63,6 +63,9 @@ struct gpu_memory_stats {
     uint64_t paging_d2h_bytes = 0;
     uint64_t resident_pages = 0, total_pages = 0, pool_pages = 0;
     uint64_t pinned_host_bytes = 0; // host copies of paged states
+    // offloaded checkpoints (memory_plan.h checkpoint_offload), cumulative: copied out in the forward, back in the
+    // backward
+    uint64_t offload_h2d_bytes = 0, offload_d2h_bytes = 0;
 };
 
 class gpu_trainer {

@@ -32,6 +32,9 @@ struct step_stats {
     uint64_t paging_d2h_bytes = 0; // this step
     uint64_t resident_pages = 0;
     uint64_t total_pages = 0;
+    // offloaded gradient checkpoints (CUDA, when the plan offloads them): bytes this step
+    uint64_t offload_h2d_bytes = 0;
+    uint64_t offload_d2h_bytes = 0;
     std::optional<double> eval_loss; // when an evaluation ran after this step
 };
 

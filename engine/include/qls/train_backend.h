@@ -46,6 +46,8 @@ struct backend_memory {
     uint64_t paging_h2d_bytes = 0; // paged optimizer states, cumulative
     uint64_t paging_d2h_bytes = 0;
     uint64_t resident_pages = 0, total_pages = 0;
+    uint64_t offload_h2d_bytes = 0; // offloaded gradient checkpoints, cumulative (CUDA)
+    uint64_t offload_d2h_bytes = 0;
 };
 
 // What a backend needs besides the model and the plan (the plan fixes B, T, rank, targets, checkpointing, optimizer).

@@ -36,6 +36,10 @@ std::string step_stats_to_json(const step_stats& s) {
     j["paging_d2h_bytes"] = s.paging_d2h_bytes;
     j["resident_pages"] = s.resident_pages;
     j["total_pages"] = s.total_pages;
+    if (s.offload_h2d_bytes || s.offload_d2h_bytes) { // only runs that offload write them
+        j["offload_h2d_bytes"] = s.offload_h2d_bytes;
+        j["offload_d2h_bytes"] = s.offload_d2h_bytes;
+    }
     if (s.eval_loss) j["eval_loss"] = *s.eval_loss;
     // losses are written with full precision so a resumed run can be compared bit for bit
     return j.dump();
@@ -86,6 +90,8 @@ step_stats step_stats_from_json(const std::string& line) {
     num("paging_d2h_bytes", s.paging_d2h_bytes);
     num("resident_pages", s.resident_pages);
     num("total_pages", s.total_pages);
+    num("offload_h2d_bytes", s.offload_h2d_bytes);
+    num("offload_d2h_bytes", s.offload_d2h_bytes);
     if (j.contains("plan_bytes") && j["plan_bytes"].is_object())
         for (auto it = j["plan_bytes"].begin(); it != j["plan_bytes"].end(); ++it)
             if (it.value().is_number_unsigned()) s.plan_bytes.emplace_back(it.key(), it.value().get<uint64_t>());

@@ -216,6 +216,8 @@ step_stats trainer::telemetry(double loss, double lr, double grad_norm, int64_t 
     st.paging_d2h_bytes = m.paging_d2h_bytes - before.paging_d2h_bytes;
     st.resident_pages = m.resident_pages;
     st.total_pages = m.total_pages;
+    st.offload_h2d_bytes = m.offload_h2d_bytes - before.offload_h2d_bytes;
+    st.offload_d2h_bytes = m.offload_d2h_bytes - before.offload_d2h_bytes;
     return st;
 }
 

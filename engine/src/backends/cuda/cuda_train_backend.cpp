@@ -65,6 +65,8 @@ public:
         m.paging_d2h_bytes = s.paging_d2h_bytes;
         m.resident_pages = s.resident_pages;
         m.total_pages = s.total_pages;
+        m.offload_h2d_bytes = s.offload_h2d_bytes;
+        m.offload_d2h_bytes = s.offload_d2h_bytes;
         return m;
     }
 

@@ -310,6 +310,8 @@ gpu_memory_stats gpu_trainer::memory() const {
             s.pool_pages = p_->pager_->capacity_pages();
             s.pinned_host_bytes = p_->page_mem->pinned_bytes();
         }
+        s.offload_h2d_bytes = p_->offload_h2d_bytes;
+        s.offload_d2h_bytes = p_->offload_d2h_bytes;
         return s;
     });
 }
