@@ -11,6 +11,7 @@
 #include "qls/lora.h"
 #include "qls/model_config.h"
 #include "qls/peft.h"
+#include "qls/run_plan.h" // defines: plan_settings_for
 #include "qls/run_catalog.h"
 #include "qls/safetensors.h"
 #include "qls/telemetry.h"
@@ -392,6 +393,8 @@ private slots:
             {"device", "page_pool_bytes", "-1"},
             {"device", "page_size", "-1024"},
             {"device", "page_size", "18446744073709551615"},
+            {"device", "checkpoint_offload", "\"sometimes\""},
+            {"device", "checkpoint_offload", "1"},
         };
         for (const row& r : rows) {
             const std::string e = run_error("{" + k_run_ok + ", \"" + r.section + "\": {\"" + r.key + "\": " + r.value +
@@ -415,6 +418,17 @@ private slots:
         const train_config back = parse_train_config(train_config_to_json(c), "/x/run.json", "/x");
         QCOMPARE(back.seed, c.seed);
         QCOMPARE(back.max_steps, c.max_steps);
+        // checkpoint offload: auto by default, on/off kept, "on" without checkpoints refused naming both fields
+        QCOMPARE(c.checkpoint_offload, std::string("auto"));
+        const train_config on = parse_train_config("{" + k_run_ok + R"(, "device": {"checkpoint_offload": "on"}})",
+                                                   "/x/run.json", "/x");
+        QCOMPARE(parse_train_config(train_config_to_json(on), "/x/run.json", "/x").checkpoint_offload, std::string("on"));
+        QCOMPARE(plan_settings_for(on, compute_device{}).offload, checkpoint_offload::on);
+        const std::string e = run_error("{" + k_run_ok + R"(, "device": {"checkpoint_offload": "on"},
+                                          "training": {"gradient_checkpointing": false}})");
+        QVERIFY2(e.find("device.checkpoint_offload") != std::string::npos &&
+                     e.find("training.gradient_checkpointing") != std::string::npos,
+                 e.c_str());
     }
 
     // ---- safetensors: trailing junk, integer weights, non-finite weights ----

@@ -778,6 +778,15 @@ private slots:
         QVERIFY2(n.out.contains("verdict: does not fit"), qPrintable(n.out));
         QVERIFY2(n.out.contains("to make it fit:"), qPrintable(n.out));
         QVERIFY2(n.out.contains("--budget-gib"), qPrintable(n.out));
+        // 7B at 48k tokens under 24 GiB: fits by offloading the checkpoints, unless told not to
+        auto o = testutil::run_cli({"plan", "--shape", "7b", "--seq", "49152", "--budget-gib", "24", "--ram-gib", "128"});
+        QVERIFY2(o.exit_code == 0, qPrintable(o.err));
+        QVERIFY2(o.out.contains("verdict: fits with checkpoint offload") &&
+                     o.out.contains("checkpoints in host memory         12.000"),
+                 qPrintable(o.out));
+        auto k = testutil::run_cli({"plan", "--shape", "7b", "--seq", "49152", "--budget-gib", "24", "--ram-gib", "128",
+                                    "--checkpoint-offload", "off"});
+        QVERIFY2(k.out.contains("verdict: does not fit"), qPrintable(k.out));
     }
 
     void cli_reads_config_json() {
@@ -808,6 +817,9 @@ private slots:
             {{"plan", "--shape", "7b", "--dropout", "1.5"}, 2, "--dropout"},
             {{"plan", "--shape", "7b", "--alpha", "-2"}, 2, "--alpha"},
             {{"plan", "--shape", "7b", "--bogus", "1"}, 2, "--bogus"},
+            {{"plan", "--shape", "7b", "--checkpoint-offload", "maybe"}, 2, "--checkpoint-offload: \"maybe\""},
+            {{"plan", "--shape", "7b", "--no-checkpointing", "--checkpoint-offload", "on"}, 2,
+             "--checkpoint-offload: \"on\" offloads the gradient checkpoints, and gradient checkpointing is off"},
             {{"plan"}, 2, "--model"},
             {{"plan", "--model", "/nonexistent/model", "--shape", "7b"}, 2, "--shape"},
             {{"plan", "--model", "/nonexistent/model"}, 1, "/nonexistent/model"},

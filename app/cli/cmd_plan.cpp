@@ -17,10 +17,13 @@ namespace qlora_cli {
 
 namespace {
 
-// The engine names the offending field first ("rank: ...", "targets: ..."), and its field names are our flag names,
-// so a bad value becomes a usage error naming the flag.
+// The engine names the offending field first ("rank: ...", "checkpoint_offload: ..."), and its field names are our
+// flag names with '_' for '-', so a bad value becomes a usage error naming the flag.
 [[noreturn]] void rethrow_as_flag_error(const qls::error& e) {
-    throw usage_error(std::string("--") + e.what(), e.hint());
+    std::string what = e.what();
+    for (size_t i = 0; i < what.size() && what[i] != ':'; ++i)
+        if (what[i] == '_') what[i] = '-';
+    throw usage_error("--" + what, e.hint());
 }
 
 double positive_gib(const args& a, const std::string& flag) {
@@ -114,7 +117,7 @@ void print_report(const qls::memory_plan& p, bool items) {
 int cmd_plan(int argc, char** argv) {
     args a(argc, argv, 2,
            {"model", "shape", "config", "seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer",
-            "budget-gib", "card-gib", "backend", "ram-gib"},
+            "budget-gib", "card-gib", "backend", "ram-gib", "checkpoint-offload"},
            {"no-checkpointing", "json", "items"});
     if (!a.positional().empty()) throw usage_error("unexpected argument '" + a.positional()[0] + "'");
     if (int(a.has("model")) + int(a.has("shape")) + int(a.has("config")) != 1)
@@ -125,7 +128,7 @@ int cmd_plan(int argc, char** argv) {
     if (auto run = a.get("config")) {
         // Exactly the plan `qlora train --config` makes: the run's settings on the device it would train on.
         for (const char* f : {"seq", "batch", "rank", "alpha", "dropout", "targets", "optimizer", "budget-gib",
-                              "card-gib", "no-checkpointing", "backend"})
+                              "card-gib", "no-checkpointing", "backend", "checkpoint-offload"})
             if (a.has(f))
                 throw usage_error(std::string("--") + f + " cannot be combined with --config",
                                   "change the run's setting in " + *run + " instead");
@@ -169,6 +172,12 @@ int cmd_plan(int argc, char** argv) {
     s.lora.alpha = float(a.get_double("alpha", s.lora.alpha)); // lora_config defaults: alpha 16, dropout 0.1
     s.lora.dropout = float(a.get_double("dropout", s.lora.dropout));
     s.gradient_checkpointing = !a.has("no-checkpointing");
+    const std::string offload = a.get_or("checkpoint-offload", "auto");
+    try {
+        s.offload = qls::parse_checkpoint_offload(offload);
+    } catch (const qls::error& e) {
+        throw usage_error("--checkpoint-offload: \"" + offload + "\" is not auto, on or off", e.hint());
+    }
     if (a.has("budget-gib")) s.budget_bytes = qls::gib_to_bytes(positive_gib(a, "budget-gib"));
     if (a.has("card-gib")) s.card_bytes = qls::gib_to_bytes(positive_gib(a, "card-gib"));
     // Host memory: the backend that would compute (the device table is the CUDA one either way) and this machine's

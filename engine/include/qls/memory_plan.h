@@ -40,6 +40,8 @@ host_memory read_host_memory(const std::string& meminfo = "/proc/meminfo");
 // the host on a copy stream while the next layers compute, and the backward brings each back one layer ahead.
 enum class checkpoint_offload : uint8_t { auto_select, off, on };
 const char* checkpoint_offload_name(checkpoint_offload o); // "auto", "off", "on"
+// The inverse; throws qls::error naming "checkpoint_offload" and the three values.
+checkpoint_offload parse_checkpoint_offload(const std::string& name);
 constexpr int checkpoint_ring_slots = 3;
 
 struct plan_settings {

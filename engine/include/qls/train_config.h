@@ -57,6 +57,9 @@ struct train_config {
     uint64_t seed = 42;
     // device
     std::string backend = "auto"; // auto | cpu | cuda
+    // auto | on | off: every layer's gradient checkpoint in pinned host memory (CUDA; memory_plan.h
+    // checkpoint_offload): auto = only when the run does not fit the device otherwise
+    std::string checkpoint_offload = "auto";
     int gpu = 0;                  // the CUDA device index (`qlora devices`)
     double budget_gib = 0.0;      // 0 = no budget of your own: 95% of the device's free memory (run_plan.h)
     uint64_t page_pool_bytes = 0; // paged optimizers: device pool for states; 0 = what the plan gives

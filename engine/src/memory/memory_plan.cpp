@@ -1076,6 +1076,12 @@ uint64_t memory_plan::offloaded_checkpoint_bytes() const {
         if (it.key.id == plan_item_id::act_checkpoint_host) b += it.bytes;
     return b;
 }
+checkpoint_offload parse_checkpoint_offload(const std::string& name) {
+    for (checkpoint_offload o : {checkpoint_offload::auto_select, checkpoint_offload::off, checkpoint_offload::on})
+        if (name == checkpoint_offload_name(o)) return o;
+    throw error(error_code::invalid_argument, "checkpoint_offload: \"" + name + "\" is not auto, on or off",
+                "use auto (offload only when the run does not fit otherwise), on or off");
+}
 const char* checkpoint_offload_name(checkpoint_offload o) {
     switch (o) {
     case checkpoint_offload::auto_select: return "auto";

@@ -33,6 +33,7 @@ plan_settings plan_settings_for(const train_config& c, const compute_device& d) 
     s.budget_bytes = c.budget_gib > 0 ? gib_to_bytes(c.budget_gib) : 0;
     s.page_size = c.page_size;
     s.quantize_nf4 = c.quantize_nf4;
+    s.offload = parse_checkpoint_offload(c.checkpoint_offload);
     return plan_settings_on(s, d);
 }
 

@@ -212,6 +212,7 @@ train_config parse_train_config(const std::string& text, const std::string& sour
 
     section dev = sub("device");
     dev.str("backend", c.backend);
+    dev.str("checkpoint_offload", c.checkpoint_offload);
     dev.integer("gpu", c.gpu, 0, 1023);
     dev.number("budget_gib", c.budget_gib);
     dev.integer("page_pool_bytes", c.page_pool_bytes, 0);
@@ -297,6 +298,12 @@ void validate_train_config(const train_config& c) {
     if (c.keep_checkpoints < 1) bad("training.keep_checkpoints", "must be at least 1", "3 keeps the last three");
     if (c.backend != "auto" && c.backend != "cpu" && c.backend != "cuda")
         bad("device.backend", "is \"" + c.backend + "\"", "use auto, cpu or cuda");
+    if (c.checkpoint_offload != "auto" && c.checkpoint_offload != "on" && c.checkpoint_offload != "off")
+        bad("device.checkpoint_offload", "is \"" + c.checkpoint_offload + "\"",
+            "use auto (offload only when the run does not fit otherwise), on or off");
+    if (c.checkpoint_offload == "on" && !c.gradient_checkpointing)
+        bad("device.checkpoint_offload", "is \"on\" but training.gradient_checkpointing is false",
+            "turn gradient checkpointing on (the offloaded tensors are its checkpoints), or use auto");
     if (c.gpu < 0)
         bad("device.gpu", "must be >= 0, got " + std::to_string(c.gpu), "0 is the first GPU (`qlora devices`)");
     if (!(c.budget_gib >= 0))
@@ -352,6 +359,7 @@ std::string train_config_to_json(const train_config& c) {
                      {"gradient_checkpointing", c.gradient_checkpointing},
                      {"seed", c.seed}};
     j["device"] = {{"backend", c.backend},
+                   {"checkpoint_offload", c.checkpoint_offload},
                    {"gpu", c.gpu},
                    {"budget_gib", c.budget_gib},
                    {"page_pool_bytes", c.page_pool_bytes},
