@@ -709,6 +709,29 @@ private slots:
         QVERIFY(row);
     }
 
+    // device.checkpoint_offload on the Training page: loaded and applied as run.json has it; "always" without gradient
+    // checkpointing is refused like the run refuses it.
+    void checkpointOffloadField() {
+        TrainingPage page;
+        qls::train_config c;
+        c.checkpoint_offload = "on";
+        page.loadFrom(c);
+        qls::train_config back;
+        page.applyTo(back);
+        QCOMPARE(back.checkpoint_offload, std::string("on"));
+        QString why;
+        QVERIFY2(page.validate(&why), qPrintable(why));
+        c.gradient_checkpointing = false;
+        page.loadFrom(c);
+        QVERIFY(!page.validate(&why));
+        QVERIFY2(why.contains("is \"on\" but") && why.contains("checkpointing"), qPrintable(why));
+        c.checkpoint_offload = "off";
+        page.loadFrom(c);
+        QVERIFY2(page.validate(&why), qPrintable(why));
+        page.applyTo(back);
+        QCOMPARE(back.checkpoint_offload, std::string("off"));
+    }
+
     void planRecomputesAndRefusesBadSettings() {
         PlanPage page;
         QVERIFY(!page.plan().has_value()); // no model yet

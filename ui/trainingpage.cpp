@@ -330,6 +330,19 @@ TrainingPage::TrainingPage(QWidget* parent) : QWidget(parent) {
              tr("Keep only each layer's input and recompute the rest during backward: much less activation memory "
                 "for about a third more compute. On in the QLoRA paper."),
              [this](qls::train_config& c) { c.gradient_checkpointing = m_gradientCheckpointing->isChecked(); });
+    m_checkpointOffload = new QComboBox(content);
+    m_checkpointOffload->addItem(tr("when needed"), QStringLiteral("auto"));
+    m_checkpointOffload->addItem(tr("always"), QStringLiteral("on"));
+    m_checkpointOffload->addItem(tr("never"), QStringLiteral("off"));
+    m_checkpointOffload->setCurrentIndex(m_checkpointOffload->findData(QString::fromStdString(d.checkpoint_offload)));
+    addField(dev, "device.checkpoint_offload", tr("Checkpoints in host RAM"), m_checkpointOffload,
+             tr("GPU runs with gradient checkpointing: keep each layer's checkpoint in pinned host memory instead of "
+                "the card, copied out in the forward and back one layer ahead in the backward (same results; the "
+                "Monitor shows the traffic). \"When needed\" does it only when the run does not fit otherwise, which "
+                "lets a 24 GB card train about twice the sequence length."),
+             [this](qls::train_config& c) {
+                 c.checkpoint_offload = m_checkpointOffload->currentData().toString().toStdString();
+             });
     m_checkpointEvery = spin(0, 1000000, d.checkpoint_every);
     m_checkpointEvery->setSpecialValueText(tr("at the end"));
     addField(dev, "training.checkpoint_every", tr("Save every"), m_checkpointEvery,
@@ -593,6 +606,7 @@ void TrainingPage::loadFrom(const qls::train_config& c) {
     m_evalEvery->setValue(c.eval_every);
     m_evalBatches->setValue(c.eval_batches);
     m_gradientCheckpointing->setChecked(c.gradient_checkpointing);
+    m_checkpointOffload->setCurrentIndex(std::max(0, m_checkpointOffload->findData(QString::fromStdString(c.checkpoint_offload))));
     m_checkpointEvery->setValue(c.checkpoint_every);
     m_keepCheckpoints->setValue(c.keep_checkpoints);
     m_budget->setValue(c.budget_gib);

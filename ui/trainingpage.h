@@ -125,6 +125,7 @@ private:
     QSpinBox* m_evalEvery;
     QSpinBox* m_evalBatches;
     QCheckBox* m_gradientCheckpointing;
+    QComboBox* m_checkpointOffload; // device.checkpoint_offload: auto | on | off
     QSpinBox* m_checkpointEvery;
     QSpinBox* m_keepCheckpoints;
     QLabel* m_effectiveBatch;
