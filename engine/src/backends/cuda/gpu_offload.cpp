@@ -12,7 +12,8 @@
 namespace qls {
 
 void gpu_trainer::impl::init_offload() {
-    offload = ckpt && mem->has({plan_item_id::act_checkpoint_host});
+    // the host item is not in the device arena (cuda_arena takes device items only): ask the plan
+    offload = ckpt && plan.checkpoints_offloaded();
     if (!offload) return;
     const size_t bytes = size_t(L) * size_t(N) * size_t(C) * sizeof(bf16);
     const cudaError_t st = cudaHostAlloc(reinterpret_cast<void**>(&host_ckpt), bytes, cudaHostAllocDefault);
