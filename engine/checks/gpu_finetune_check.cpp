@@ -86,6 +86,15 @@ std::vector<gpu_check_row> compare_grads(const lora_weights<float>& cpu, const l
     return rows;
 }
 
+// How many adapter tensors (each A and each B) of two trainers' adapters differ in any bit.
+size_t differing_adapter_tensors(const lora_weights<float>& a, const lora_weights<float>& b) {
+    size_t differ = 0;
+    for (size_t l = 0; l < a.layers.size(); ++l)
+        for (size_t t = 0; t < a.layers[l].size(); ++t)
+            differ += size_t(a.layers[l][t].a != b.layers[l][t].a) + size_t(a.layers[l][t].b != b.layers[l][t].b);
+    return differ;
+}
+
 // The streaming load against the old way, `steps` steps each on the same batches: the old way loads the whole
 // model (NF4 projections, f32 norms and embeddings on the host) and uploads it (gpu_trainer::from_model); the
 // streaming way allocates the arena first and the loader puts each tensor into it as it is read
@@ -159,10 +168,7 @@ std::vector<gpu_check_row> stream_load_rows(const std::string& model_dir, const 
         losses += buf;
     }
     const lora_weights<float> wa = old_way->download_lora(), wb = streamed->download_lora();
-    size_t differ = 0;
-    for (size_t l = 0; l < wa.layers.size(); ++l)
-        for (size_t t = 0; t < wa.layers[l].size(); ++t)
-            differ += (wa.layers[l][t].a != wb.layers[l][t].a) + (wa.layers[l][t].b != wb.layers[l][t].b);
+    const size_t differ = differing_adapter_tensors(wa, wb);
     gpu_check_row r;
     r.op = "streaming load";
     r.shape = std::to_string(steps) + " steps, losses " + losses + "; " + std::to_string(differ) +
@@ -362,12 +368,7 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
         // gradient checkpointing recomputes each layer with the same kernels on the same inputs: the losses and the
         // adapters after every step must equal the run that kept all activations, bit for bit
         const lora_weights<float> a = gpu->download_lora(), b = gpu_keep->download_lora();
-        size_t differ = 0;
-        for (size_t l = 0; l < a.layers.size(); ++l)
-            for (size_t t = 0; t < a.layers[l].size(); ++t) {
-                differ += a.layers[l][t].a != b.layers[l][t].a;
-                differ += a.layers[l][t].b != b.layers[l][t].b;
-            }
+        const size_t differ = differing_adapter_tensors(a, b);
         gpu_check_row r;
         r.op = "checkpointing off";
         r.shape = prefix + std::to_string(differ) + " adapter tensors differ";
@@ -380,12 +381,7 @@ std::vector<gpu_check_row> gpu_finetune_rows(const llama_model& model, const std
     {
         // offloaded checkpoints: the same kernels read the same bytes, brought back from the host: bit for bit again
         const lora_weights<float> a = gpu->download_lora(), b = gpu_offload->download_lora();
-        size_t differ = 0;
-        for (size_t l = 0; l < a.layers.size(); ++l)
-            for (size_t t = 0; t < a.layers[l].size(); ++t) {
-                differ += a.layers[l][t].a != b.layers[l][t].a;
-                differ += a.layers[l][t].b != b.layers[l][t].b;
-            }
+        const size_t differ = differing_adapter_tensors(a, b);
         gpu_check_row r;
         r.op = "checkpoint offload";
         r.shape = prefix + std::to_string(differ) + " adapter tensors differ, " +
