@@ -410,6 +410,10 @@ private slots:
         QCOMPARE(gm.out, g.out);
         auto bad = testutil::run_cli({"export", QString::fromStdString(run), "--format", "onnx"});
         QCOMPARE(bad.exit_code, 2);
+        // an empty run folder (an unset shell variable) is a usage error that says so, not a filesystem exception
+        auto empty = testutil::run_cli({"export", "", "--format", "merged", "--out", tmp.filePath("m2")});
+        QCOMPARE(empty.exit_code, 2);
+        QVERIFY2(empty.err.contains("argument 1 is empty"), qPrintable(empty.err));
         auto missing = testutil::run_cli({"resume", tmp.filePath("nope")});
         QCOMPARE(missing.exit_code, 1);
         QVERIFY(missing.err.contains("config.json"));

@@ -15,6 +15,10 @@ args::args(int argc, char** argv, int first, const std::vector<std::string>& val
     for (int i = first; i < argc; ++i) {
         std::string a = argv[i];
         if (a.rfind("--", 0) != 0 || a == "--") {
+            // an empty word is never a run folder, model or file: most often an unset shell variable ("$RUN")
+            if (a.empty())
+                throw usage_error("argument " + std::to_string(positional_.size() + 1) +
+                                  " is empty where a folder, file or name is expected (an unset shell variable?)");
             positional_.push_back(a);
             continue;
         }

@@ -43,6 +43,7 @@ if [ "${QLS_RS_GENERATE:-1}" = 1 ]; then
 fi
 if [ "${QLS_RS_EXPORT:-0}" = 1 ]; then
   run_dir="$(ls -d "$work"/runs/*/ 2>/dev/null | head -1)"
+  [ -n "$run_dir" ] || { echo "== no run to export (training failed)"; rm -rf "$ckpt"; exit 1; }
   echo "== ours: merged export of $run_dir"
   python3 "$peers/rss.py" "$qlora" export "$run_dir" --format merged --out "$work/merged" --force 2>&1 | tail -4
   echo "== transformers loads the merged export"

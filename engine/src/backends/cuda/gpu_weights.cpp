@@ -101,11 +101,15 @@ template <class E> void gpu_trainer::impl::put(void* dst, const std::vector<E>& 
 size_t gpu_trainer::impl::weight_slot(int l, int kind, int index) const {
     // global: 0 embed, 1 final_norm, 2 lm_head; per layer l: 3 + l·k_layer_slots + (base_tensor | 9 + bias | 16 + proj)
     if (l < 0) return size_t(index);
-    return 3 + size_t(l) * k_layer_slots + size_t(kind * k_base_tensor_count + index);
+    const int first = kind == 0 ? 0 : k_base_tensor_count + (kind - 1) * k_lora_target_count;
+    return 3 + size_t(l) * k_layer_slots + size_t(first + index);
 }
 
 void gpu_trainer::impl::mark_delivered(size_t slot, const std::string& what) {
     if (delivered.empty()) delivered.assign(3 + size_t(L) * k_layer_slots, 0);
+    if (slot >= delivered.size())
+        throw error(error_code::internal, what + " has no place among the frozen tensors the load tracks",
+                    "report this; the CUDA trainer's weight bookkeeping is wrong");
     if (delivered[slot])
         throw error(error_code::internal, what + " was put into the GPU arena twice", "load the model again");
     delivered[slot] = 1;
