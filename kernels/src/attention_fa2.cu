@@ -586,8 +586,8 @@ void attention_fa2_backward(bf16* dq, bf16* dk, bf16* dv, float* delta, const bf
 attention_path attention_path_from_env() {
     static const attention_path path = [] {
         const char* s = std::getenv("QLS_ATTENTION");
-        if (s == nullptr || *s == '\0' || std::strcmp(s, "wmma") == 0) return attention_path::wmma;
-        if (std::strcmp(s, "fa2") == 0) return attention_path::fa2;
+        if (s == nullptr || *s == '\0' || std::strcmp(s, "fa2") == 0) return attention_path::fa2;
+        if (std::strcmp(s, "wmma") == 0) return attention_path::wmma;
         throw std::invalid_argument(std::string("QLS_ATTENTION=") + s +
                                     " is not a known attention path; set it to wmma or fa2, or unset it");
     }();

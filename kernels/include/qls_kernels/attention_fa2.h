@@ -28,12 +28,13 @@ void attention_fa2_backward(__nv_bfloat16* dq, __nv_bfloat16* dk, __nv_bfloat16*
                             float scale = 0.0f);
 
 // Which kernels attention_forward_selected / attention_backward_selected use: QLS_ATTENTION=wmma|fa2 in the
-// environment (read once per process); unset means wmma. Throws std::invalid_argument naming the variable for any
+// environment (read once per process); unset means fa2 (5x WMMA's speed at seq 8k-16k, check-gpu passing both on an
+// H100, 2026-12-05). Throws std::invalid_argument naming the variable for any
 // other value.
 enum class attention_path { wmma, fa2 };
 attention_path attention_path_from_env();
 
-// The trainer's entry points: FA2 where QLS_ATTENTION=fa2 and attention_fa2_supported(HS), else the WMMA kernels.
+// The trainer's entry points: FA2 unless QLS_ATTENTION=wmma, where attention_fa2_supported(HS); else the WMMA kernels.
 void attention_forward_selected(__nv_bfloat16* out, float* lse, const __nv_bfloat16* q, const __nv_bfloat16* k,
                                 const __nv_bfloat16* v, const int* segment, int B, int T, int NH, int NKV, int HS,
                                 cudaStream_t stream, int window = 0, float scale = 0.0f);
