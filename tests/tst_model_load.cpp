@@ -217,6 +217,44 @@ private slots:
         QVERIFY2(r.empty(), r.c_str());
     }
 
+    // The conversion runs in parallel chunks: over a tensor of many chunks the result is still exact, and the error
+    // names the FIRST non-finite element even when later chunks hold others. The BF16 reader hands out the stored
+    // bits with the same checks, and declines (false, nothing read) a tensor stored in another dtype.
+    void readIntoParallelChunksAndBf16Bits() {
+        QTemporaryDir tmp;
+        const std::string path = tmp.path().toStdString() + "/w.safetensors";
+        const int64_t n = 1'000'003; // 62 chunks of 16384 and a tail
+        tensor bf(dtype::bf16, {n}), badf(dtype::f32, {n}), badb(dtype::bf16, {n}), f(dtype::f32, {5});
+        auto* b = reinterpret_cast<uint16_t*>(bf.raw());
+        auto* bb = reinterpret_cast<uint16_t*>(badb.raw());
+        for (int64_t i = 0; i < n; ++i) b[i] = bb[i] = uint16_t(0x3C00 + (i * 2654435761u >> 20) % 0x0300);
+        for (int64_t i = 0; i < n; ++i) badf.f32()[i] = float(i % 1000) * 1e-3f;
+        badf.f32()[900'000] = std::numeric_limits<float>::infinity();
+        badf.f32()[700'001] = std::numeric_limits<float>::quiet_NaN();
+        badf.f32()[999'999] = std::numeric_limits<float>::quiet_NaN();
+        bb[650'000] = 0x7f80; // +inf
+        bb[800'000] = 0x7fc1; // NaN
+        for (int i = 0; i < 5; ++i) f.f32()[i] = float(i);
+        safetensors_save(path, {{"bf", bf}, {"badf", badf}, {"badb", badb}, {"f", f}});
+        const safetensors_file file = safetensors_file::open(path);
+        std::vector<float> got(static_cast<size_t>(n));
+        file.read_weight_f32_into("bf", got.data());
+        const tensor ref = file.read_f32("bf");
+        QCOMPARE(std::memcmp(got.data(), ref.f32(), got.size() * sizeof(float)), 0);
+        std::string r = testutil::expect_error([&] { file.read_weight_f32_into("badf", got.data()); },
+                                               error_code::format, {path, "'badf'", "NaN", "element 700001"});
+        QVERIFY2(r.empty(), r.c_str());
+        std::vector<uint16_t> bits(static_cast<size_t>(n), 0);
+        QVERIFY(file.read_weight_bf16_into("bf", bits.data()));
+        QCOMPARE(std::memcmp(bits.data(), b, bits.size() * 2), 0);
+        r = testutil::expect_error([&] { (void)file.read_weight_bf16_into("badb", bits.data()); }, error_code::format,
+                                   {path, "'badb'", "infinite", "element 650000"});
+        QVERIFY2(r.empty(), r.c_str());
+        std::vector<uint16_t> none(5, 0xabcd);
+        QVERIFY(!file.read_weight_bf16_into("f", none.data()));
+        QCOMPARE(none[0], uint16_t(0xabcd));
+    }
+
     // Peak resident memory of loading a larger checkpoint (packaging/gpu/write-random-checkpoint.py), run on its own:
     //   QLS_LOAD_BENCH_DIR=/tmp/rc7 QLS_LOAD_BENCH_MODE=nf4-only|nf4-f32|f32 tst_model_load measuresPeakRss
     // Prints VmHWM, RssAnon and RssFile after the load; skipped without QLS_LOAD_BENCH_DIR.

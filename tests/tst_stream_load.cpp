@@ -1,14 +1,19 @@
 // The streaming load (llama_load_options::sink): every frozen tensor reaches the sink exactly once, in the loader's
 // order, with the bytes a normal load keeps, and the model keeps none of them; the backend builder's CPU path.
 #include "qls/architecture.h"
+#include "qls/dtype.h"
 #include "qls/error.h"
 #include "qls/llama.h"
 #include "qls/memory_plan.h"
+#include "qls/quant.h"
+#include "qls/safetensors.h"
 #include "qls/train_backend.h"
 
 #include "testutil.h"
 
+#include <QFile>
 #include <QFileInfo>
+#include <QTemporaryDir>
 #include <QtTest>
 #include <atomic>
 
@@ -184,6 +189,47 @@ private slots:
                                                      error_code::invalid_argument, {"sink", "NF4", "stories260K"});
         QVERIFY2(e.empty(), e.c_str());
         QVERIFY(s.calls.empty());
+    }
+
+    // A BF16 checkpoint with nf4_quantizer_bf16 set (the GPU quantizer's bf16 entry; here a CPU stand-in): every
+    // projection reaches it as its stored bits, none through the f32 copy, and the NF4 equals the f32 path's (bf16 ->
+    // f32 is exact); an F32 checkpoint never calls it.
+    void bf16ProjectionsGoToTheBf16Quantizer() {
+        QTemporaryDir tmp;
+        const std::string dir = tmp.path().toStdString();
+        QVERIFY(QFile::copy(QString::fromStdString(family_dir("llama3") + "/config.json"),
+                            QString::fromStdString(dir + "/config.json")));
+        const safetensors_file src = safetensors_file::open(family_dir("llama3") + "/model.safetensors");
+        std::vector<std::pair<std::string, tensor>> bf16_tensors;
+        for (const safetensors_entry& e : src.entries()) {
+            const tensor f = src.read_f32(e.name);
+            tensor b(dtype::bf16, f.shape());
+            for (int64_t i = 0; i < f.numel(); ++i) reinterpret_cast<uint16_t*>(b.raw())[i] = f32_to_bf16(f.f32()[i]);
+            bf16_tensors.emplace_back(e.name, std::move(b));
+        }
+        safetensors_save(dir + "/model.safetensors", bf16_tensors);
+        llama_load_options lo;
+        lo.quantize_nf4 = true;
+        const llama_model ref = llama_model::load(dir, lo);
+        int calls = 0;
+        lo.nf4_quantizer_bf16 = [&calls](const uint16_t* w, int64_t rows, int64_t cols, bool dq) {
+            ++calls;
+            std::vector<float> f(size_t(rows * cols));
+            for (size_t i = 0; i < f.size(); ++i) f[i] = bf16_to_f32(w[i]);
+            return nf4_quantize(f.data(), rows, cols, dq);
+        };
+        recording_sink s;
+        lo.sink = &s;
+        lo.keep_f32_projections = false;
+        check_empty(llama_model::load(dir, lo), ref);
+        check_stream(ref, s);
+        QCOMPARE(calls, ref.config.num_layers * int(architecture_for(ref.config).projections.size()));
+        calls = 0;
+        recording_sink s2;
+        lo.sink = &s2;
+        (void)llama_model::load(family_dir("llama3"), lo);
+        QCOMPARE(calls, 0);
+        QVERIFY(!s2.calls.empty());
     }
 
     // The CPU backend through the builder: no sink, and the backend it finishes computes exactly as make_train_backend.

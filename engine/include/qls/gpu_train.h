@@ -165,6 +165,9 @@ inline void quantize_on(gpu_nf4_quantizer& q, llama_load_options& lo) {
     lo.nf4_quantizer = [&q](const float* w, int64_t rows, int64_t cols, bool dq) {
         return q.quantize(w, rows, cols, dq);
     };
+    lo.nf4_quantizer_bf16 = [&q](const uint16_t* w, int64_t rows, int64_t cols, bool dq) {
+        return q.quantize_bf16(w, rows, cols, dq);
+    };
 }
 
 // ---- single-stream generation on the GPU ------------------------------------------------------------------------------

@@ -29,8 +29,13 @@ public:
     tensor read_f32(const std::string& name, const shape_t& expected) const;
     // The same into out (numel(expected) floats), converted straight from the mapping (safetensors read_weight_f32_into).
     void read_f32_into(const std::string& name, const shape_t& expected, float* out) const;
+    // A BF16-stored weight's bits into out (numel(expected) uint16), the same shape check first; false when the tensor
+    // is stored in another dtype (read_f32_into then).
+    bool read_bf16_into(const std::string& name, const shape_t& expected, uint16_t* out) const;
 
 private:
+    void check_shape(const std::string& name, const shape_t& expected) const;
+
     std::string dir_;
     model_config config_;
     std::vector<safetensors_file> files_;

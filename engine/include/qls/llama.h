@@ -76,6 +76,10 @@ struct llama_load_options {
     // When set, quantizes each projection instead of the CPU's nf4_quantize (it must give the same bytes): e.g. a
     // qls::gpu_nf4_quantizer (gpu_train.h). w is [rows, cols] fp32 on the host.
     std::function<nf4_tensor(const float* w, int64_t rows, int64_t cols, bool double_quant)> nf4_quantizer = nullptr;
+    // When set too, a projection the source stores as BF16 goes to this one as its bf16 bits (model_source::read_bf16)
+    // instead of through an f32 copy: it must give nf4_quantizer's bytes for the same values (bf16 -> f32 is exact).
+    std::function<nf4_tensor(const uint16_t* w, int64_t rows, int64_t cols, bool double_quant)> nf4_quantizer_bf16 =
+        nullptr;
     // Keep the f32 dequantization of the NF4 projections in params (true: the CPU backend computes with f32). false
     // on the CUDA path: when the base is NF4 the seven projection vectors of every layer stay EMPTY and only `nf4`
     // holds them; each tensor's transient f32 is freed right after quantizing. No effect on a base that is not NF4.

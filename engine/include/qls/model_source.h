@@ -68,6 +68,11 @@ public:
     // shape equals `expected`: converts BF16/F16/F32, or dequantizes GGUF blocks and undoes llama.cpp's q/k row
     // permutation. Throws qls::error naming the file and the tensor (absent, shape mismatch, NaN/Inf, unsupported).
     virtual void read_f32(const std::string& name, const shape_t& expected, float* out) const = 0;
+    // The same weight's BF16 bits into out (resized to numel(expected)) when the source stores it as BF16 (the same
+    // checks), for a quantizer that takes bf16; false, with out untouched, otherwise (the default: GGUF).
+    virtual bool read_bf16(const std::string& name, const shape_t& expected, std::vector<uint16_t>& out) const {
+        return false;
+    }
     // A pre-quantized bitsandbytes NF4 weight stored under `name` (HF *-bnb-4bit checkpoints); nullopt when the
     // source stores that weight any other way.
     virtual std::optional<nf4_tensor> read_nf4(const std::string& name, int64_t rows, int64_t cols) const {

@@ -50,6 +50,10 @@ public:
     // (madvise MADV_DONTNEED on the read-only mapping; the page cache keeps them), so streaming a checkpoint through
     // this call never holds more than one tensor of the file resident.
     void read_weight_f32_into(std::string_view name, float* out) const;
+    // A BF16 weight as stored (numel uint16 bit patterns into out), with the same finite check and page release; false
+    // (nothing read) when the tensor is stored in another dtype. The GPU quantizer takes these bits: half the bytes of
+    // the f32 conversion to move, and no conversion on the host.
+    bool read_weight_bf16_into(std::string_view name, uint16_t* out) const;
     // Drops a tensor's whole pages from this process's resident set (advice; the bytes stay readable, faulted back
     // in from the page cache or the file on the next access).
     void release_pages(const safetensors_entry& e) const;

@@ -173,6 +173,16 @@ tensor hf_checkpoint::read_f32(const std::string& name, const shape_t& expected)
 }
 
 void hf_checkpoint::read_f32_into(const std::string& name, const shape_t& expected, float* out) const {
+    check_shape(name, expected);
+    file_of(name).read_weight_f32_into(name, out);
+}
+
+bool hf_checkpoint::read_bf16_into(const std::string& name, const shape_t& expected, uint16_t* out) const {
+    check_shape(name, expected);
+    return file_of(name).read_weight_bf16_into(name, out);
+}
+
+void hf_checkpoint::check_shape(const std::string& name, const shape_t& expected) const {
     const safetensors_file& f = file_of(name);
     const safetensors_entry& e = entry(name);
     if (e.shape != expected)
@@ -181,7 +191,6 @@ void hf_checkpoint::read_f32_into(const std::string& name, const shape_t& expect
                         path_join(dir_, "config.json") + " implies " + shape_str(expected),
                     "config.json disagrees with the weights: make sure config.json belongs to this checkpoint "
                     "(hidden_size, intermediate_size, num_attention_heads, num_key_value_heads, head_dim, vocab_size)");
-    f.read_weight_f32_into(name, out);
 }
 
 tokenizer load_tokenizer_in(const std::string& dir, std::string* which) {

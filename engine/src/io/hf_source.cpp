@@ -26,6 +26,11 @@ public:
     void read_f32(const std::string& name, const shape_t& expected, float* out) const override {
         ckpt_.read_f32_into(name, expected, out); // straight from the mapping into the caller's buffer
     }
+    bool read_bf16(const std::string& name, const shape_t& expected, std::vector<uint16_t>& out) const override {
+        if (ckpt_.entry(name).type != dtype::bf16) return false;
+        out.resize(size_t(shape_numel(expected)));
+        return ckpt_.read_bf16_into(name, expected, out.data());
+    }
     std::optional<nf4_tensor> read_nf4(const std::string& name, int64_t rows, int64_t cols) const override {
         if (!bnb_nf4_present(ckpt_, name)) return std::nullopt;
         nf4_tensor t = read_bnb_nf4(ckpt_, name, rows, cols);

@@ -171,6 +171,7 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
     // The one transient f32 of the NF4-only load: a projection read from the file, quantized, then overwritten by
     // the next one; freed when the load returns.
     std::vector<float> scratch;
+    std::vector<uint16_t> bf16_scratch; // the same for a BF16 projection going to nf4_quantizer_bf16
     for (int l = 0; l < c.num_layers; ++l) {
         llama_layer_params<float>& L = m.params.layers[size_t(l)];
         for (base_tensor t : layer_tensors) keep_base(layer_tensor(L, t), t, l);
@@ -197,6 +198,9 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
                                 "' is not 4-bit quantized while the rest of the "
                                 "checkpoint is (bitsandbytes NF4)",
                             "the checkpoint is incomplete or mixed; download or export it again");
+            } else if (nf4 && opt.nf4_quantizer_bf16 && src.read_bf16(name, {out, in}, bf16_scratch)) {
+                // stored as BF16: the quantizer takes the bits (half the bytes of an f32 copy, no host conversion)
+                q_dst = opt.nf4_quantizer_bf16(bf16_scratch.data(), out, in, opt.double_quant);
             } else {
                 w.resize(numel);
                 src.read_f32(name, {out, in}, w.data());
@@ -214,6 +218,7 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
         }
     }
     std::vector<float>().swap(scratch); // the projections' staging goes before the LM head is read
+    std::vector<uint16_t>().swap(bf16_scratch);
     keep_base(m.params.final_norm, base_tensor::final_norm, -1);
     if (has_head) keep_base(m.params.lm_head, base_tensor::lm_head, -1);
     m.inv_freq = rope_inv_freq(c);
