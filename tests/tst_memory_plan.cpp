@@ -588,8 +588,9 @@ private slots:
         const memory_plan gpu = make_memory_plan(c7, g);
         QVERIFY2(gpu.host.fits, gpu.host.explanation.c_str());
         QVERIFY(gpu.verdict != plan_verdict::does_not_fit);
-        // streaming into the arena: one tensor's staging + the runtime, far below even the NF4 model
-        QVERIFY(gpu.host.peak_bytes < gpu.category_bytes(plan_category::quantized_weights));
+        // streaming into the arena: one tensor's staging, the runtime, the adapters' host mirror and a checkpoint's
+        // optimizer states, within the 4 GiB above the pinned pool a 7B run may take on the host
+        QVERIFY(gpu.host.peak_bytes < (4ull << 30) + gpu.host_bytes());
         auto item = [](const memory_plan& p, const std::string& name) -> uint64_t {
             for (const host_item& i : p.host.items)
                 if (i.name == name) return i.bytes;
@@ -599,7 +600,12 @@ private slots:
         QCOMPARE(item(gpu, "nf4_model"), uint64_t(0));
         QCOMPARE(item(gpu, "frozen_f32"), uint64_t(0));
         QCOMPARE(item(gpu, "runtime"), uint64_t(1) << 30);
-        QCOMPARE(gpu.host.peak_bytes, item(gpu, "load_staging") + item(gpu, "runtime") + item(gpu, "pinned_pool"));
+        QCOMPARE(gpu.host.peak_bytes, item(gpu, "load_staging") + item(gpu, "runtime") + item(gpu, "pinned_pool") +
+                                          item(gpu, "lora_host") + item(gpu, "checkpoint_state"));
+        // the adapters' host mirror: values and gradients in fp32, as on the device; a checkpoint reads the
+        // optimizer states back (paged-adamw-8bit: one byte per state and parameter, two states, plus absmax)
+        QCOMPARE(item(gpu, "lora_host"), uint64_t(gpu.lora_parameters) * 8);
+        QVERIFY(item(gpu, "checkpoint_state") >= uint64_t(gpu.lora_parameters) * 2);
         // staging: one tensor, the larger of the largest projection (11008 x 4096: bf16 pages + f32 + NF4) and the
         // embedding (32000 x 4096: bf16 pages + f32 + bf16 upload copy)
         const uint64_t proj = uint64_t(11008) * 4096 * 6 + nf4_storage_bytes(11008 * 4096, true);

@@ -8,6 +8,7 @@
 #include "qls/trainer.h"
 
 #include <QFile>
+#include <QRegularExpression>
 #include <QThread>
 
 #include <atomic>
@@ -131,6 +132,15 @@ private slots:
         write_config(cfg_a, c);
         auto a = testutil::run_cli({"train", "--config", cfg_a});
         QVERIFY2(a.exit_code == 0, qPrintable(a.err));
+        // the run log times the load and the first step and sets the process's host memory beside the plan's
+        const QString log = a.out + a.err;
+        QVERIFY2(log.contains(QRegularExpression("weights: [0-9.]+ GB read in [0-9.]+ s \\([0-9.]+ GB/s\\); host "
+                                                 "memory [0-9.]+ GiB resident \\([0-9.]+ GiB anonymous\\), peak "
+                                                 "[0-9.]+ GiB; plan [0-9.]+ GiB")),
+                 qPrintable(log));
+        QVERIFY2(log.contains(QRegularExpression("step 1 done [0-9.]+ s after the trainer started")), qPrintable(log));
+        QVERIFY2(log.contains("at the end: host memory"), qPrintable(log));
+        QVERIFY2(!log.contains("host memory 0.00 GiB resident"), qPrintable(log));
         const std::vector<double> straight = losses_of(c.runs_dir + "/straight");
         QCOMPARE(int(straight.size()), 16);
 

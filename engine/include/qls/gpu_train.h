@@ -109,6 +109,8 @@ public:
     // Device → host copies of the adapters (same config and shapes as `init` / the synthetic LoRA), with their
     // gradients accumulated since the last optimizer_step in da, db.
     lora_weights<float> download_lora() const;
+    // The same into w, reusing its buffers (no second host copy of the adapters while they are read back).
+    void download_lora_into(lora_weights<float>& w) const;
     // Host → device copy of the adapters (resume); shapes must match.
     void upload_lora(const lora_weights<float>& w);
     // The optimizer's state in qls::optimizer::serialize_state's format ("optimizer.step", the 8-bit qmaps,

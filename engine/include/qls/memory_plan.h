@@ -34,6 +34,16 @@ struct host_memory {
 // Reads MemTotal and MemAvailable (kB) from `meminfo` (tests pass their own file); {0, 0} when it cannot be read.
 host_memory read_host_memory(const std::string& meminfo = "/proc/meminfo");
 
+// This process's host memory as /proc/self/status states it (proc(5)): VmRSS (resident now), VmHWM (the resident
+// peak so far) and RssAnon (anonymous resident now, i.e. not file pages); 0 for a field that cannot be read. The run
+// log sets them beside the plan's host peak, so every run checks the plan.
+struct process_memory {
+    uint64_t resident_bytes = 0;
+    uint64_t peak_resident_bytes = 0;
+    uint64_t anonymous_bytes = 0;
+};
+process_memory read_process_memory(const std::string& status = "/proc/self/status");
+
 // Whether each layer's gradient checkpoint lives in pinned host memory instead of the device (gradient checkpointing
 // only): auto = only when the plan does not fit the limit otherwise (after optimizer paging); on = always; off = never.
 // Offloaded, the device keeps a ring of checkpoint_ring_slots checkpoints: the forward copies each layer's input to

@@ -118,9 +118,10 @@ public:
     // rotary frequencies only otherwise). Throws qls::error naming a frozen tensor the load never delivered.
     virtual std::unique_ptr<train_backend> finish(const llama_model& model) = 0;
 };
-// `cfg` is the model's config (model_source::config(), known before the load); init, plan, opt as make_train_backend.
+// `cfg` is the model's config (model_source::config(), known before the load); plan, opt as make_train_backend; init
+// as there, taken by value: moved in, it travels to the backend without a second host copy of the adapters.
 std::unique_ptr<train_backend_builder> begin_train_backend(const compute_device& device, const model_config& cfg,
-                                                           const lora_weights<float>& init, const memory_plan& plan,
+                                                           lora_weights<float> init, const memory_plan& plan,
                                                            const train_backend_options& opt);
 
 // The two implementations (make_train_backend picks one). The CUDA one throws qls::error{device} in a build without it.
@@ -130,8 +131,7 @@ std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const l
                                                        const lora_weights<float>& init, const memory_plan& plan,
                                                        const train_backend_options& opt);
 std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int device_index, const model_config& cfg,
-                                                                const lora_weights<float>& init,
-                                                                const memory_plan& plan,
+                                                                lora_weights<float> init, const memory_plan& plan,
                                                                 const train_backend_options& opt);
 
 } // namespace qls

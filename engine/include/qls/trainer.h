@@ -26,6 +26,7 @@
 #include "qls/train_config.h"
 
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -141,6 +142,8 @@ private:
     int64_t step_ = 0, total_steps_ = 0, tokens_total_ = 0;
     std::string divergence_;
     bool stale_gradients_ = false; // a step was abandoned with gradients accumulated in the backend
+    std::chrono::steady_clock::time_point built_at_{}; // when build() began: the run's time to its first step
+    bool first_step_logged_ = false;
     std::atomic<bool> stop_{false}, pause_{false};
     std::mutex pause_mutex_;
     std::condition_variable pause_cv_;

@@ -38,6 +38,7 @@ double gpu_trainer::forward_loss(const gpu_batch&) { no_cuda(); }
 gpu_update_result gpu_trainer::optimizer_step(float, int, float) { no_cuda(); }
 void gpu_trainer::zero_grad() { no_cuda(); }
 lora_weights<float> gpu_trainer::download_lora() const { no_cuda(); }
+void gpu_trainer::download_lora_into(lora_weights<float>&) const { no_cuda(); }
 gpu_memory_stats gpu_trainer::memory() const { no_cuda(); }
 void gpu_trainer::upload_lora(const lora_weights<float>&) { no_cuda(); }
 std::vector<std::pair<std::string, tensor>> gpu_trainer::serialize_optimizer_state(param_namer) const { no_cuda(); }
@@ -53,7 +54,7 @@ std::unique_ptr<train_backend> make_cuda_train_backend(int, const llama_model&, 
                                                        const memory_plan&, const train_backend_options&) {
     no_cuda();
 }
-std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int, const model_config&, const lora_weights<float>&,
+std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int, const model_config&, lora_weights<float>,
                                                                 const memory_plan&, const train_backend_options&) {
     no_cuda();
 }

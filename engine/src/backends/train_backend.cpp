@@ -20,8 +20,8 @@ namespace {
 // The CPU reference computes with the loaded model: no sink, the backend is made from the model after the load.
 class cpu_backend_builder final : public train_backend_builder {
 public:
-    cpu_backend_builder(const lora_weights<float>& init, const memory_plan& plan, const train_backend_options& opt)
-        : init_(init), plan_(plan), opt_(opt) {}
+    cpu_backend_builder(lora_weights<float> init, const memory_plan& plan, const train_backend_options& opt)
+        : init_(std::move(init)), plan_(plan), opt_(opt) {}
     weight_sink* sink() override { return nullptr; }
     std::unique_ptr<train_backend> finish(const llama_model& model) override {
         return make_cpu_train_backend(model, init_, plan_, opt_);
@@ -36,12 +36,12 @@ private:
 } // namespace
 
 std::unique_ptr<train_backend_builder> begin_train_backend(const compute_device& device, const model_config& cfg,
-                                                           const lora_weights<float>& init, const memory_plan& plan,
+                                                           lora_weights<float> init, const memory_plan& plan,
                                                            const train_backend_options& opt) {
-    if (device.backend == "cuda") return begin_cuda_train_backend(device.index, cfg, init, plan, opt);
+    if (device.backend == "cuda") return begin_cuda_train_backend(device.index, cfg, std::move(init), plan, opt);
     if (device.backend != "cpu")
         throw error(error_code::device, "unknown backend \"" + device.backend + "\"", "use cpu or cuda");
-    return std::make_unique<cpu_backend_builder>(init, plan, opt);
+    return std::make_unique<cpu_backend_builder>(std::move(init), plan, opt);
 }
 
 bool backend_keeps_f32_projections(const compute_device& device) { return device.backend != "cuda"; }

@@ -821,16 +821,7 @@ constexpr uint64_t host_runtime_cuda = 1ull << 30;
 // The resident memory of this process now (VmRSS of /proc/self/status, proc(5)); 0 when it cannot be read. A build
 // with the CUDA backend maps its kernels and runtime (about 200 MiB resident even with no GPU), so the CPU backend's
 // runtime item is what the planning process measures, never less than the estimate.
-uint64_t current_rss_bytes() {
-    std::FILE* f = std::fopen("/proc/self/status", "r");
-    if (!f) return 0;
-    char line[256];
-    unsigned long long kb = 0;
-    bool found = false;
-    while (!found && std::fgets(line, sizeof line, f)) found = std::sscanf(line, "VmRSS: %llu kB", &kb) == 1;
-    std::fclose(f);
-    return found && kb < (1ull << 44) ? kb * 1024 : 0;
-}
+uint64_t current_rss_bytes() { return read_process_memory().resident_bytes; }
 
 void add_host_item(host_plan& h, const char* name, const char* label, uint64_t bytes, std::string formula) {
     if (bytes == 0) return;
@@ -899,6 +890,18 @@ void plan_host(memory_plan& p) {
         // of a frozen weight is on the host; only the staging of one tensor (below).
         add_host_item(h, "runtime", "CUDA runtime, driver and libraries (estimate)", host_runtime_cuda,
                       "estimate: 1 GiB of host allocations for a CUDA context with cuBLAS");
+        // The adapters on the host: their initial values travel to the backend, which keeps them as its host mirror
+        // (cuda_train_backend::adapters, refreshed in place for each checkpoint), values and gradients in fp32.
+        add_host_item(h, "lora_host", "LoRA adapters and gradients (fp32 host mirror)",
+                      p.category_bytes(plan_category::lora_weights) + p.category_bytes(plan_category::lora_grads),
+                      "the device's LoRA weights and gradients, once on the host: initial values, then checkpoints");
+        // A checkpoint reads every optimizer state back to write it (gpu_trainer::serialize_optimizer_state).
+        const uint64_t states = p.category_bytes(plan_category::optimizer_resident) +
+                                p.category_bytes(plan_category::optimizer_paged) +
+                                (p.host_bytes() - p.offloaded_checkpoint_bytes());
+        add_host_item(h, "checkpoint_state", "optimizer states read back for a checkpoint", states,
+                      "the optimizer states on the device and in the pinned pool, copied out while a checkpoint "
+                      "is written");
     }
     if (cpu) {
         // The loader's staging: one projection's f32 read from the file and, quantizing, its NF4 before it joins
@@ -1110,6 +1113,22 @@ host_memory read_host_memory(const std::string& meminfo) {
         if (std::sscanf(line, "MemTotal: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.total_bytes = kb * 1024;
         else if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1 && kb < (1ull << 44))
             m.available_bytes = kb * 1024;
+    }
+    std::fclose(f);
+    return m;
+}
+
+process_memory read_process_memory(const std::string& status) {
+    process_memory m;
+    std::FILE* f = std::fopen(status.c_str(), "r");
+    if (!f) return m;
+    char line[256];
+    // "VmRSS:\t  123456 kB" (proc(5)); a longer line is read in pieces, which match nothing.
+    while (std::fgets(line, sizeof line, f)) {
+        unsigned long long kb = 0;
+        if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.resident_bytes = kb * 1024;
+        else if (std::sscanf(line, "VmHWM: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.peak_resident_bytes = kb * 1024;
+        else if (std::sscanf(line, "RssAnon: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.anonymous_bytes = kb * 1024;
     }
     std::fclose(f);
     return m;

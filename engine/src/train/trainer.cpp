@@ -35,6 +35,25 @@ train_batch view(const batch& b) { return {b.tokens.data(), b.targets.data(), b.
 
 trainer::~trainer() = default;
 
+namespace {
+
+// "host memory 2.10 GiB resident (1.52 GiB anonymous), peak 2.31 GiB; plan 1.98 GiB": this process now
+// (/proc/self/status) beside the plan's host peak, so each run shows whether the plan's host side held.
+std::string host_memory_text(const memory_plan& plan) {
+    const process_memory m = read_process_memory();
+    char b[192];
+    std::snprintf(b, sizeof b, "host memory %.2f GiB resident (%.2f GiB anonymous), peak %.2f GiB; plan %.2f GiB",
+                  to_gib(m.resident_bytes), to_gib(m.anonymous_bytes), to_gib(m.peak_resident_bytes),
+                  to_gib(plan.host.peak_bytes));
+    return b;
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+}
+
+} // namespace
+
 void trainer::log(const std::string& line) const {
     if (cb_.on_log) cb_.on_log(line);
 }
@@ -58,6 +77,7 @@ const optimizer& trainer::optim() const {
 // Everything both create() and resume() rebuild from the config: model, tokenizer, device, data, plan, backend.
 void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>& given_plan) {
     cb_ = cb;
+    built_at_ = std::chrono::steady_clock::now();
     if (cfg_.mode == "full")
         throw error(error_code::config,
                     "training.mode: \"full\" trains every weight with run_full_training (full_train.h), not the "
@@ -100,12 +120,23 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
     // The backend is set up inside the plan before the weights are read: a backend with a sink (CUDA: the arena)
     // takes each frozen tensor as it is read and the host keeps none; the others compute with the loaded model.
-    const lora_weights<float> init = lora_init(mc, cfg_.lora, cfg_.seed);
-    std::unique_ptr<train_backend_builder> builder = begin_train_backend(device_, mc, init, plan_, backend_options());
+    // The adapters' initial values go to the builder and on to the backend without a host copy being kept here.
+    std::unique_ptr<train_backend_builder> builder =
+        begin_train_backend(device_, mc, lora_init(mc, cfg_.lora, cfg_.seed), plan_, backend_options());
     lo.sink = builder->sink();
     std::shared_ptr<void> load_helper = prepare_backend_load(device_, lo); // f32 copies kept or not; GPU quantizer
+    const auto load_start = std::chrono::steady_clock::now();
     model_ = llama_model::load(*src, lo);
     load_helper.reset(); // a GPU quantizer's scratch memory goes back before the first step
+    {
+        uint64_t stored = 0;
+        for (const weight_info& w : src->weights()) stored += w.stored_bytes;
+        const double s = seconds_since(load_start);
+        char b[128];
+        std::snprintf(b, sizeof b, "weights: %.2f GB read in %.1f s (%.2f GB/s); ", double(stored) / 1e9, s,
+                      s > 0 ? double(stored) / 1e9 / s : 0.0);
+        log(b + host_memory_text(plan_));
+    }
 
     dataset_split split = load_run_data(cfg_, *src, tok_);
     for (const std::string& line : run_data_log_lines(cfg_, split)) log(line);
@@ -307,6 +338,13 @@ train_outcome trainer::run(const train_callbacks& cb) {
         const double dt = std::chrono::duration<double>(clock::now() - t0).count();
         tokens_total_ += tokens;
         ema_step_s = ema_step_s == 0 ? dt : 0.9 * ema_step_s + 0.1 * dt;
+        if (!first_step_logged_) { // time to the first step and the host memory then: the load's real cost
+            first_step_logged_ = true;
+            char b[96];
+            std::snprintf(b, sizeof b, "step %lld done %.1f s after the trainer started (loading included); ",
+                          (long long)step_, seconds_since(built_at_));
+            log(b + host_memory_text(plan_));
+        }
         step_stats st = telemetry(loss, lr, u.grad_norm, tokens, dt, ema_step_s * double(total_steps_ - step_), before);
         const bool last = step_ == total_steps_;
         if (step_is_due(cfg_.eval_every, step_, last)) {
@@ -318,6 +356,7 @@ train_outcome trainer::run(const train_callbacks& cb) {
         if (step_is_due(cfg_.checkpoint_every, step_, last))
             if (!checkpoint(lr)) return train_outcome::diverged;
     }
+    log("at the end: " + host_memory_text(plan_));
     return train_outcome::completed;
 }
 

@@ -6,6 +6,7 @@
 #include "qls/train_backend.h"
 
 #include <memory>
+#include <utility>
 
 namespace qls {
 
@@ -13,8 +14,8 @@ namespace {
 
 class cuda_train_backend final : public train_backend {
 public:
-    cuda_train_backend(int index, std::unique_ptr<gpu_trainer> gpu, const lora_weights<float>& init)
-        : index_(index), gpu_(std::move(gpu)), host_(init) {}
+    cuda_train_backend(int index, std::unique_ptr<gpu_trainer> gpu, lora_weights<float> init)
+        : index_(index), gpu_(std::move(gpu)), host_(std::move(init)) {}
 
     const char* kind() const override { return "cuda"; }
     std::string name() const override { return "cuda:" + std::to_string(index_) + " (" + gpu_->device_name() + ")"; }
@@ -29,19 +30,10 @@ public:
         return train_update{u.grad_norm, u.finite};
     }
 
-    // The host mirror, refreshed from the device on each call: values and gradients of the adapted targets; the
-    // config and every adapter's shape stay those of `init`.
+    // The host mirror, refreshed from the device on each call into its own buffers (one host copy of the adapters,
+    // values and gradients of the adapted targets); the config and every adapter's shape are those of `init`.
     const lora_weights<float>& adapters() const override {
-        const lora_weights<float> d = gpu_->download_lora();
-        for (size_t l = 0; l < host_.layers.size(); ++l)
-            for (lora_target t : host_.config.targets) {
-                lora_adapter<float>& h = host_.at(int(l), t);
-                const lora_adapter<float>& g = d.at(int(l), t);
-                h.a = g.a;
-                h.b = g.b;
-                h.da = g.da;
-                h.db = g.db;
-            }
+        gpu_->download_lora_into(host_);
         return host_;
     }
     void discard_gradients() override { gpu_->zero_grad(); }
@@ -99,13 +91,13 @@ gpu_train_options cuda_options(int device_index, const lora_weights<float>& init
 // The streaming way: the arena exists before the load; the loader fills it through the trainer's load sink.
 class cuda_backend_builder final : public train_backend_builder {
 public:
-    cuda_backend_builder(int index, std::unique_ptr<gpu_trainer> gpu, const lora_weights<float>& init)
-        : index_(index), gpu_(std::move(gpu)), init_(init) {}
+    cuda_backend_builder(int index, std::unique_ptr<gpu_trainer> gpu, lora_weights<float> init)
+        : index_(index), gpu_(std::move(gpu)), init_(std::move(init)) {}
     weight_sink* sink() override { return &gpu_->load_sink(); }
     std::unique_ptr<train_backend> finish(const llama_model&) override {
         if (!gpu_) throw error(error_code::internal, "the CUDA backend was already finished", "build a new backend");
         gpu_->finish_load(init_);
-        return std::make_unique<cuda_train_backend>(index_, std::move(gpu_), init_);
+        return std::make_unique<cuda_train_backend>(index_, std::move(gpu_), std::move(init_));
     }
 
 private:
@@ -125,12 +117,11 @@ std::unique_ptr<train_backend> make_cuda_train_backend(int device_index, const l
 }
 
 std::unique_ptr<train_backend_builder> begin_cuda_train_backend(int device_index, const model_config& cfg,
-                                                                const lora_weights<float>& init,
-                                                                const memory_plan& plan,
+                                                                lora_weights<float> init, const memory_plan& plan,
                                                                 const train_backend_options& opt) {
     std::unique_ptr<gpu_trainer> gpu = gpu_trainer::for_streaming(cfg, init.config, plan,
                                                                   cuda_options(device_index, init, plan, opt));
-    return std::make_unique<cuda_backend_builder>(device_index, std::move(gpu), init);
+    return std::make_unique<cuda_backend_builder>(device_index, std::move(gpu), std::move(init));
 }
 
 } // namespace qls

@@ -250,9 +250,15 @@ void gpu_trainer::zero_grad() {
 }
 
 lora_weights<float> gpu_trainer::download_lora() const {
-    return device_call("gpu_trainer::download_lora", [&] {
+    lora_weights<float> w;
+    download_lora_into(w);
+    return w;
+}
+
+void gpu_trainer::download_lora_into(lora_weights<float>& w) const {
+    device_call("gpu_trainer::download_lora", [&] {
         p_->use_device();
-        return p_->download();
+        p_->download_into(w);
     });
 }
 

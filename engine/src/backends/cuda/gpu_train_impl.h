@@ -263,7 +263,7 @@ struct gpu_trainer::impl {
     };
     load_sink sink;
     void upload_lora(const lora_weights<float>& w);
-    lora_weights<float> download() const;
+    void download_into(lora_weights<float>& w) const; // w's config, layers and buffers set to the device's adapters
 
     // ---- the step (gpu_step.cpp) ----------------------------------------------------------------------------------------
     const bf16* dequantize(int l, lora_target t);

@@ -296,8 +296,7 @@ void gpu_trainer::impl::upload_lora(const lora_weights<float>& w) {
         }
 }
 
-lora_weights<float> gpu_trainer::impl::download() const {
-    lora_weights<float> w;
+void gpu_trainer::impl::download_into(lora_weights<float>& w) const {
     w.config = opt.lora;
     w.layers.resize(size_t(L));
     QLS_CUDA_CHECK(cudaStreamSynchronize(stream));
@@ -317,7 +316,6 @@ lora_weights<float> gpu_trainer::impl::download() const {
             QLS_CUDA_CHECK(cudaMemcpy(ad.da.data(), lora_g(t, true, l), ad.da.size() * 4, cudaMemcpyDeviceToHost));
             QLS_CUDA_CHECK(cudaMemcpy(ad.db.data(), lora_g(t, false, l), ad.db.size() * 4, cudaMemcpyDeviceToHost));
         }
-    return w;
 }
 
 } // namespace qls
