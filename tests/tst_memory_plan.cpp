@@ -639,6 +639,17 @@ private slots:
         const host_memory none = read_host_memory(path + ".absent");
         QCOMPARE(none.total_bytes, uint64_t(0));
         QVERIFY(read_host_memory().total_bytes > 0); // this machine's /proc/meminfo
+        // this process's resident memory (proc(5) status): VmRSS, VmHWM, RssAnon; other lines and units ignored
+        const std::string status = tmp.path().toStdString() + "/status";
+        std::ofstream(status) << "Name:\tqlora\nVmPeak:\t 9999999 kB\nVmHWM:\t  524288 kB\nVmRSS:\t  262144 kB\n"
+                                 "RssAnon:\t  131072 kB\nRssFile:\t  131072 kB\nThreads:\t8\n";
+        const process_memory pm = read_process_memory(status);
+        QCOMPARE(pm.resident_bytes, uint64_t(256) << 20);
+        QCOMPARE(pm.peak_resident_bytes, uint64_t(512) << 20);
+        QCOMPARE(pm.anonymous_bytes, uint64_t(128) << 20);
+        QCOMPARE(read_process_memory(status + ".absent").resident_bytes, uint64_t(0));
+        const process_memory self = read_process_memory();
+        QVERIFY(self.resident_bytes > 0 && self.peak_resident_bytes >= self.resident_bytes);
     }
 
     void cli_prints_host_memory() {

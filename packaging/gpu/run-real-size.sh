@@ -29,7 +29,7 @@ cat > "$work/run.json" <<JSON
   "device": { "backend": "cuda"$budget_json } }
 JSON
 echo "== ours: qlora train to the end of step 1"
-python3 "$peers/rss.py" "$qlora" train --config "$work/run.json" 2>&1 | grep -vE "^\s*(loading|step [0-9]+/)" | tail -12
+python3 "$peers/rss.py" "$qlora" train --config "$work/run.json" 2>&1 | grep -vE "^\s*(loading|step [0-9]+/)" | tail -16
 if [ "${QLS_RS_PEER:-1}" = 1 ]; then
   echo "== peer: transformers + bitsandbytes NF4 load"
   python3 "$peers/rss.py" python3 "$peers/hf_load_peer.py" "$ckpt" 2>&1 | grep -E "PEER|RSS" | tail -3

@@ -21,6 +21,8 @@
 #include <array>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
+#include <initializer_list>
 #include <string>
 
 namespace qls {
@@ -1102,35 +1104,38 @@ uint64_t memory_plan::context_bytes() const {
 
 memory_plan make_memory_plan(const model_config& cfg, const plan_settings& s) { return build_plan(cfg, s, true); }
 
-host_memory read_host_memory(const std::string& meminfo) {
-    host_memory m;
-    std::FILE* f = std::fopen(meminfo.c_str(), "r");
-    if (!f) return m;
+namespace {
+
+// Reads the "Name: N kB" lines of a proc(5) file into the fields named (bytes; a field not found stays as it was);
+// a longer line is read in pieces, which match nothing. False when the file cannot be opened.
+bool read_proc_kb(const std::string& path, std::initializer_list<std::pair<const char*, uint64_t*>> fields) {
+    std::FILE* f = std::fopen(path.c_str(), "r");
+    if (!f) return false;
     char line[256];
-    // "MemTotal:       24683784 kB" (proc(5)); a longer line is read in pieces, which match nothing.
     while (std::fgets(line, sizeof line, f)) {
+        char name[64];
         unsigned long long kb = 0;
-        if (std::sscanf(line, "MemTotal: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.total_bytes = kb * 1024;
-        else if (std::sscanf(line, "MemAvailable: %llu kB", &kb) == 1 && kb < (1ull << 44))
-            m.available_bytes = kb * 1024;
+        if (std::sscanf(line, "%63[^:]: %llu kB", name, &kb) != 2 || kb >= (1ull << 44)) continue;
+        for (const auto& [want, out] : fields)
+            if (std::strcmp(name, want) == 0) *out = kb * 1024;
     }
     std::fclose(f);
+    return true;
+}
+
+} // namespace
+
+host_memory read_host_memory(const std::string& meminfo) {
+    host_memory m; // "MemTotal:       24683784 kB"
+    read_proc_kb(meminfo, {{"MemTotal", &m.total_bytes}, {"MemAvailable", &m.available_bytes}});
     return m;
 }
 
 process_memory read_process_memory(const std::string& status) {
-    process_memory m;
-    std::FILE* f = std::fopen(status.c_str(), "r");
-    if (!f) return m;
-    char line[256];
-    // "VmRSS:\t  123456 kB" (proc(5)); a longer line is read in pieces, which match nothing.
-    while (std::fgets(line, sizeof line, f)) {
-        unsigned long long kb = 0;
-        if (std::sscanf(line, "VmRSS: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.resident_bytes = kb * 1024;
-        else if (std::sscanf(line, "VmHWM: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.peak_resident_bytes = kb * 1024;
-        else if (std::sscanf(line, "RssAnon: %llu kB", &kb) == 1 && kb < (1ull << 44)) m.anonymous_bytes = kb * 1024;
-    }
-    std::fclose(f);
+    process_memory m; // "VmRSS:\t  123456 kB"
+    read_proc_kb(status, {{"VmRSS", &m.resident_bytes},
+                          {"VmHWM", &m.peak_resident_bytes},
+                          {"RssAnon", &m.anonymous_bytes}});
     return m;
 }
 
