@@ -187,11 +187,12 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
             std::vector<float>& w = keep_f32 && !sink ? m.projection(l, t) : scratch;
             // streaming: the one NF4 tensor in flight, handed to the sink and dropped
             nf4_tensor streamed;
-            nf4_tensor& q_dst = sink ? streamed : m.nf4[size_t(l)][size_t(t)];
+            // where the NF4 goes; m.nf4 is empty unless the base is NF4 (an f32 load never writes through it)
+            nf4_tensor* const q = !nf4 ? nullptr : sink ? &streamed : &m.nf4[size_t(l)][size_t(t)];
             if (src.stores_nf4(name)) {
-                std::optional<nf4_tensor> q = src.read_nf4(name, out, in);
-                QLS_ASSERT(q.has_value());
-                q_dst = std::move(*q);
+                std::optional<nf4_tensor> stored = src.read_nf4(name, out, in);
+                QLS_ASSERT(stored.has_value() && q != nullptr);
+                *q = std::move(*stored);
             } else if (prequantized) {
                 throw error(error_code::format,
                             src.path() + ": tensor '" + name +
@@ -200,13 +201,13 @@ llama_model llama_model::load(const model_source& src, const llama_load_options&
                             "the checkpoint is incomplete or mixed; download or export it again");
             } else if (nf4 && opt.nf4_quantizer_bf16 && src.read_bf16(name, {out, in}, bf16_scratch)) {
                 // stored as BF16: the quantizer takes the bits (half the bytes of an f32 copy, no host conversion)
-                q_dst = opt.nf4_quantizer_bf16(bf16_scratch.data(), out, in, opt.double_quant);
+                *q = opt.nf4_quantizer_bf16(bf16_scratch.data(), out, in, opt.double_quant);
             } else {
                 w.resize(numel);
                 src.read_f32(name, {out, in}, w.data());
                 if (nf4)
-                    q_dst = opt.nf4_quantizer ? opt.nf4_quantizer(w.data(), out, in, opt.double_quant)
-                                              : nf4_quantize(w.data(), out, in, opt.double_quant);
+                    *q = opt.nf4_quantizer ? opt.nf4_quantizer(w.data(), out, in, opt.double_quant)
+                                           : nf4_quantize(w.data(), out, in, opt.double_quant);
             }
             if (sink) {
                 sink->put_projection(l, t, streamed);
