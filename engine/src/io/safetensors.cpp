@@ -400,6 +400,13 @@ template <class Body> size_t first_flagged_chunk(size_t n, size_t chunk, Body bo
 
 constexpr size_t k_convert_chunk = 16384; // elements; the bounce buffer (8 bytes each) stays in the L1/L2 cache
 
+[[noreturn]] void fail_nonfinite(const std::string& path, const std::string& tensor, bool nan, size_t element) {
+    fail_format(path,
+                "tensor '" + tensor + "' holds " + (nan ? "NaN" : "an infinite value") + " at element " +
+                    std::to_string(element) + " (as f32); a model weight must be finite",
+                "the weights are corrupt, or were saved from a run that diverged; use a good copy of them");
+}
+
 } // namespace
 
 void safetensors_file::read_weight_f32_into(std::string_view name, float* out) const {
@@ -434,11 +441,7 @@ void safetensors_file::read_weight_f32_into(std::string_view name, float* out) c
     });
     if (bad != SIZE_MAX)
         for (size_t j = bad * k_convert_chunk; j < n; ++j)
-            if (!std::isfinite(out[j]))
-                fail_format(impl_->path,
-                            "tensor '" + e.name + "' holds " + (std::isnan(out[j]) ? "NaN" : "an infinite value") +
-                                " at element " + std::to_string(j) + " (as f32); a model weight must be finite",
-                            "the weights are corrupt, or were saved from a run that diverged; use a good copy of them");
+            if (!std::isfinite(out[j])) fail_nonfinite(impl_->path, e.name, std::isnan(out[j]), j);
     release_pages(e);
 }
 
@@ -456,11 +459,7 @@ bool safetensors_file::read_weight_bf16_into(std::string_view name, uint16_t* ou
     });
     if (bad != SIZE_MAX)
         for (size_t j = bad * k_convert_chunk * 4; j < n; ++j)
-            if (nonfinite_bf16_bits(out[j]))
-                fail_format(impl_->path,
-                            "tensor '" + e.name + "' holds " + ((out[j] & 0x7fu) ? "NaN" : "an infinite value") +
-                                " at element " + std::to_string(j) + " (as f32); a model weight must be finite",
-                            "the weights are corrupt, or were saved from a run that diverged; use a good copy of them");
+            if (nonfinite_bf16_bits(out[j])) fail_nonfinite(impl_->path, e.name, (out[j] & 0x7fu) != 0, j);
     release_pages(e);
     return true;
 }

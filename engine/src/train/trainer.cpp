@@ -115,7 +115,11 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     llama_load_options lo;
     lo.quantize_nf4 = cfg_.quantize_nf4;
     lo.double_quant = cfg_.double_quant;
-    lo.control.on_progress = cb.on_load;
+    load_progress loaded; // the loader's last report (bytes read, seconds): the run log's load line
+    lo.control.on_progress = [&loaded, user = cb.on_load](const load_progress& p) {
+        loaded = p;
+        if (user) user(p);
+    };
     lo.control.cancel = cb.cancel_load;
     lo.control.test_delay_ms_per_tensor = cb.load_test_delay_ms;
     // The backend is set up inside the plan before the weights are read: a backend with a sink (CUDA: the arena)
@@ -125,16 +129,13 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
         begin_train_backend(device_, mc, lora_init(mc, cfg_.lora, cfg_.seed), plan_, backend_options());
     lo.sink = builder->sink();
     std::shared_ptr<void> load_helper = prepare_backend_load(device_, lo); // f32 copies kept or not; GPU quantizer
-    const auto load_start = std::chrono::steady_clock::now();
     model_ = llama_model::load(*src, lo);
     load_helper.reset(); // a GPU quantizer's scratch memory goes back before the first step
     {
-        uint64_t stored = 0;
-        for (const weight_info& w : src->weights()) stored += w.stored_bytes;
-        const double s = seconds_since(load_start);
+        const double gb = double(loaded.bytes_done) / 1e9;
         char b[128];
-        std::snprintf(b, sizeof b, "weights: %.2f GB read in %.1f s (%.2f GB/s); ", double(stored) / 1e9, s,
-                      s > 0 ? double(stored) / 1e9 / s : 0.0);
+        std::snprintf(b, sizeof b, "weights: %.2f GB read in %.1f s (%.2f GB/s); ", gb, loaded.seconds,
+                      loaded.seconds > 0 ? gb / loaded.seconds : 0.0);
         log(b + host_memory_text(plan_));
     }
 
