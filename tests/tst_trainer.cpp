@@ -139,6 +139,11 @@ private slots:
                                                  "[0-9.]+ GiB; plan [0-9.]+ GiB")),
                  qPrintable(log));
         QVERIFY2(log.contains(QRegularExpression("step 1 done [0-9.]+ s after the trainer started")), qPrintable(log));
+        // and says where the start-up time went, phase by phase
+        QVERIFY2(log.contains(QRegularExpression("start-up: model and tokenizer opened [0-9.]+ s, device and plan "
+                                                 "[0-9.]+ s, backend and adapters set up [0-9.]+ s, weights [0-9.]+ "
+                                                 "s, data [0-9.]+ s, backend ready [0-9.]+ s")),
+                 qPrintable(log));
         QVERIFY2(log.contains("at the end: host memory"), qPrintable(log));
         QVERIFY2(!log.contains("host memory 0.00 GiB resident"), qPrintable(log));
         const std::vector<double> straight = losses_of(c.runs_dir + "/straight");

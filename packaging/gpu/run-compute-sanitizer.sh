@@ -41,6 +41,8 @@ for tool in ${QLS_SAN_TOOLS:-memcheck racecheck initcheck}; do
       fi
       args+=(--model "$model" --text "$text" --finetune-steps 2)
     fi
+    # the family models of this checkout (check-gpu's default is the tree the binary was built in)
+    [ "$part" = families ] && args+=(--families "$here/tests/data/families")
     tool_args=(--tool "$tool" --error-exitcode 99 --print-limit 50)
     [ "$tool" = racecheck ] && tool_args+=(--racecheck-report all)
     log="$logs/$tool-$part.log"

@@ -28,6 +28,7 @@ cat > "$work/run.json" <<JSON
   "training": { "seq_len": 2048, "micro_batch": 1, "max_steps": 1, "eval_every": 0, "checkpoint_every": 0 },
   "device": { "backend": "cuda"$budget_json } }
 JSON
+rm -rf "$work/runs/real-$shape" # a run of the same name from an earlier measurement would refuse to start
 echo "== ours: qlora train to the end of step 1"
 python3 "$peers/rss.py" "$qlora" train --config "$work/run.json" 2>&1 | grep -vE "^\s*(loading|step [0-9]+/)" | tail -16
 if [ "${QLS_RS_PEER:-1}" = 1 ]; then

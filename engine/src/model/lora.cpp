@@ -119,24 +119,29 @@ lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint6
     lora_weights<float> w;
     w.config = c;
     w.layers.resize(size_t(m.num_layers));
-    for (int l = 0; l < m.num_layers; ++l)
-        for (lora_target t : all_lora_targets()) {
-            // one generator per adapter: the same seed gives the same A for (layer, target) whatever the subset
-            std::mt19937_64 rng(splitmix64(seed ^ splitmix64(uint64_t(l) << 8 | uint64_t(t))));
-            auto [in, out] = lora_in_out(m, t);
-            const float bound = 1.0f / std::sqrt(float(in));
-            lora_adapter<float>& ad = w.at(l, t);
-            if (!c.targets_has(t)) continue;
-            ad.in = in;
-            ad.out = out;
-            ad.rank = c.rank;
-            ad.a.resize(size_t(c.rank) * size_t(in));
-            // uniform in [-bound, bound) from the top 24 bits (exactly representable in float)
-            for (float& x : ad.a) x = (float(rng() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
-            ad.b.assign(size_t(out) * size_t(c.rank), 0.0f);
-            ad.da.assign(ad.a.size(), 0.0f);
-            ad.db.assign(ad.b.size(), 0.0f);
-        }
+    const auto& targets = all_lora_targets();
+    const int per_layer = int(std::size(targets));
+    // adapters are independent (one generator each, drawn in a fixed order), so they are drawn in parallel
+#pragma omp parallel for schedule(dynamic) if (m.num_layers > 1)
+    for (int lt = 0; lt < m.num_layers * per_layer; ++lt) {
+        const int l = lt / per_layer;
+        const lora_target t = targets[size_t(lt % per_layer)];
+        // one generator per adapter: the same seed gives the same A for (layer, target) whatever the subset
+        std::mt19937_64 rng(splitmix64(seed ^ splitmix64(uint64_t(l) << 8 | uint64_t(t))));
+        auto [in, out] = lora_in_out(m, t);
+        const float bound = 1.0f / std::sqrt(float(in));
+        lora_adapter<float>& ad = w.at(l, t);
+        if (!c.targets_has(t)) continue;
+        ad.in = in;
+        ad.out = out;
+        ad.rank = c.rank;
+        ad.a.resize(size_t(c.rank) * size_t(in));
+        // uniform in [-bound, bound) from the top 24 bits (exactly representable in float)
+        for (float& x : ad.a) x = (float(rng() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
+        ad.b.assign(size_t(out) * size_t(c.rank), 0.0f);
+        ad.da.assign(ad.a.size(), 0.0f);
+        ad.db.assign(ad.b.size(), 0.0f);
+    }
     return w;
 }
 
@@ -160,14 +165,26 @@ lora_weights<double> lora_to_f64(const lora_weights<float>& w) {
 }
 
 void lora_merge(float* w, const lora_adapter<float>& ad, float scale) {
-    // w (out, in) += scale · B (out, r) · A (r, in), accumulated in double
-    for (int o = 0; o < ad.out; ++o)
-        for (int i = 0; i < ad.in; ++i) {
-            double s = 0;
-            for (int r = 0; r < ad.rank; ++r)
-                s += double(ad.b[size_t(o) * ad.rank + r]) * double(ad.a[size_t(r) * ad.in + i]);
-            w[size_t(o) * ad.in + i] += float(scale * s);
+    // w (out, in) += scale · B (out, r) · A (r, in), accumulated in double. Each row's sums run r = 0 .. rank-1 as
+    // before; with r outside the inner loop over i the inner loop streams A's rows and vectorizes, and rows are
+    // independent, so the result does not depend on the thread count (a 7B's 224 projections: ~0.9 TFLOP).
+    const int64_t in = ad.in, rank = ad.rank;
+#pragma omp parallel if (int64_t(ad.out) * in * rank > (int64_t(1) << 22))
+    {
+        std::vector<double> s(size_t(in));
+#pragma omp for schedule(static)
+        for (int o = 0; o < ad.out; ++o) {
+            std::fill(s.begin(), s.end(), 0.0);
+            const float* b = ad.b.data() + size_t(o) * size_t(rank);
+            for (int64_t r = 0; r < rank; ++r) {
+                const double br = double(b[r]);
+                const float* a = ad.a.data() + size_t(r) * size_t(in);
+                for (int64_t i = 0; i < in; ++i) s[size_t(i)] += br * double(a[i]);
+            }
+            float* row = w + size_t(o) * size_t(in);
+            for (int64_t i = 0; i < in; ++i) row[i] += float(scale * s[size_t(i)]);
         }
+    }
 }
 
 bool lora_dropout_keep(uint64_t seed, int layer, lora_target t, uint64_t i, float p) {

@@ -86,6 +86,8 @@ nf4_tensor nf4_quantize(const float* w, int64_t rows, int64_t cols, bool double_
     const int64_t n = rows * cols, nb = t.nblocks();
     t.packed.assign(size_t(ceil_div(n, 2)), 0);
     std::vector<float> absmax(static_cast<size_t>(nb));
+    // blocks are independent and even-sized, so each writes its own bytes of `packed` (any thread count, same bytes)
+#pragma omp parallel for schedule(static) if (nb > 4096)
     for (int64_t b = 0; b < nb; ++b) {
         const int64_t begin = b * blocksize, end = std::min(n, begin + blocksize);
         // kQuantizeBlockwise: local_abs_max = -FLT_MAX; fmaxf(local_abs_max, fabsf(v)); CUB block max.
@@ -139,6 +141,7 @@ void nf4_dequantize(const nf4_tensor& t, float* out) {
     const std::vector<float> absmax = nf4_absmax(t);
     const int64_t n = t.numel();
     const int64_t bs = t.blocksize;
+#pragma omp parallel for schedule(static) if (n > (int64_t(1) << 18))
     for (int64_t i = 0; i < n; ++i) {
         const uint8_t byte = t.packed[size_t(i / 2)];
         const unsigned q = (i % 2 == 0) ? unsigned(byte >> 4) : unsigned(byte & 0x0F);

@@ -86,6 +86,7 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     // The model through model_source: a Hugging Face directory or a GGUF file (weights, tokenizer, chat template).
     const std::unique_ptr<model_source> src = open_model_source(cfg_.model);
     tok_ = src->load_tokenizer();
+    const double opened_s = seconds_since(built_at_);
     const model_config& mc = src->config();
     // the settings against the model (train_checks.cpp): the context refuses, the rest are notes
     for (const config_note& n : check_train_config_for_model(cfg_, mc))
@@ -125,12 +126,15 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     // The backend is set up inside the plan before the weights are read: a backend with a sink (CUDA: the arena)
     // takes each frozen tensor as it is read and the host keeps none; the others compute with the loaded model.
     // The adapters' initial values go to the builder and on to the backend without a host copy being kept here.
+    const double planned_s = seconds_since(built_at_);
     std::unique_ptr<train_backend_builder> builder =
         begin_train_backend(device_, mc, lora_init(mc, cfg_.lora, cfg_.seed), plan_, backend_options());
+    const double set_up_s = seconds_since(built_at_);
     lo.sink = builder->sink();
     std::shared_ptr<void> load_helper = prepare_backend_load(device_, lo); // f32 copies kept or not; GPU quantizer
     model_ = llama_model::load(*src, lo);
     load_helper.reset(); // a GPU quantizer's scratch memory goes back before the first step
+    const double loaded_s = seconds_since(built_at_);
     {
         const double gb = double(loaded.bytes_done) / 1e9;
         char b[128];
@@ -144,7 +148,18 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     train_ = std::move(split.train);
     val_ = std::move(split.validation);
 
+    const double data_s = seconds_since(built_at_);
     backend_ = builder->finish(model_);
+    {
+        // where the start-up time went, phase by phase (seconds since the trainer started)
+        char b[256];
+        std::snprintf(b, sizeof b,
+                      "start-up: model and tokenizer opened %.1f s, device and plan %.1f s, backend and adapters set "
+                      "up %.1f s, weights %.1f s, data %.1f s, backend ready %.1f s",
+                      opened_s, planned_s - opened_s, set_up_s - planned_s, loaded_s - set_up_s, data_s - loaded_s,
+                      seconds_since(built_at_) - data_s);
+        log(b);
+    }
     char host[64];
     std::snprintf(host, sizeof host, "%.2f GiB host", to_gib(plan_.host.peak_bytes));
     log("backend: " + backend_->name() + ", planned " + std::to_string(to_gib(plan_.peak_bytes())) + " GiB device, " +
