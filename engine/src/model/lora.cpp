@@ -171,7 +171,7 @@ void lora_merge(float* w, const lora_adapter<float>& ad, float scale) {
     const int64_t in = ad.in, rank = ad.rank;
 #pragma omp parallel if (int64_t(ad.out) * in * rank > (int64_t(1) << 22))
     {
-        std::vector<double> s(size_t(in));
+        std::vector<double> s(static_cast<size_t>(in));
 #pragma omp for schedule(static)
         for (int o = 0; o < ad.out; ++o) {
             std::fill(s.begin(), s.end(), 0.0);
