@@ -32,9 +32,6 @@ blas::blas(cudaStream_t stream, void* workspace, size_t workspace_bytes) : strea
     handle_ = handle;
     QLS_CUBLAS_CHECK(cublasSetStream(handle, stream));
     QLS_CUBLAS_CHECK(cublasSetWorkspace(handle, workspace, workspace_bytes));
-    // The workspace starts as zeros, not as whatever the arena held: compute-sanitizer's initcheck reported reads of
-    // never-written memory inside cuBLASLt's split-K reduction (check-gpu --only ops, H100, CUDA 13).
-    if (workspace && workspace_bytes) QLS_CUDA_CHECK(cudaMemsetAsync(workspace, 0, workspace_bytes, stream));
     QLS_CUBLAS_CHECK(cublasSetMathMode(handle, CUBLAS_DEFAULT_MATH));
 }
 

@@ -60,10 +60,8 @@ template <class T> struct lora_weights {
 };
 
 // A ~ U(-1/sqrt(in), 1/sqrt(in)) — PEFT's kaiming_uniform_(a=sqrt(5)): gain sqrt(2/(1+5)), bound gain·sqrt(3/in);
-// B = 0. Deterministic in seed. with_gradients: da and db allocated as zeros (the CPU backend accumulates into them);
-// false leaves them empty for a backend that keeps its gradients elsewhere (CUDA: on the device), which spares the
-// host one fp32 copy of the adapters at start-up (a 65B at rank 64: 3.2 GB of fresh pages).
-lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint64_t seed, bool with_gradients = true);
+// B = 0. Deterministic in seed.
+lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint64_t seed);
 lora_weights<double> lora_to_f64(const lora_weights<float>& w);
 
 // Merged weight for export: w (out, in) += scale · B · A.

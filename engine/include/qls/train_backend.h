@@ -96,9 +96,6 @@ public:
 // How the device's backend wants the base model on the host: the CPU reference computes with the f32 projections;
 // the CUDA backend uploads the NF4 ones, so their f32 copy is not kept (llama_load_options::keep_f32_projections).
 bool backend_keeps_f32_projections(const compute_device& device);
-// Whether the device's backend accumulates the LoRA gradients in the host adapters it is given (the CPU reference
-// does; CUDA keeps them on the device), so the initial adapters need their host gradient buffers (lora_init).
-bool backend_needs_host_gradients(const compute_device& device);
 // Sets lo for loading the base model for the device's backend: keep_f32_projections as above, and on the CUDA backend
 // each projection NF4-quantized on the GPU as it is read (the CPU quantizer's bytes, about ten times faster for a 7B
 // model). The returned holder owns what lo refers to: keep it until the load is done, then drop it to free its memory.

@@ -46,8 +46,6 @@ std::unique_ptr<train_backend_builder> begin_train_backend(const compute_device&
 
 bool backend_keeps_f32_projections(const compute_device& device) { return device.backend != "cuda"; }
 
-bool backend_needs_host_gradients(const compute_device& device) { return device.backend != "cuda"; }
-
 std::shared_ptr<void> prepare_backend_load(const compute_device& device, llama_load_options& lo) {
     lo.keep_f32_projections = backend_keeps_f32_projections(device);
     if (device.backend != "cuda" || !lo.quantize_nf4 || lo.keep_f32_projections) return nullptr;

@@ -114,7 +114,7 @@ template struct lora_weights<double>;
 
 using qls_kernels::splitmix64; // kernels/include/qls_kernels/dropout_hash.h
 
-lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint64_t seed, bool with_gradients) {
+lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint64_t seed) {
     validate_lora(c);
     lora_weights<float> w;
     w.config = c;
@@ -139,10 +139,8 @@ lora_weights<float> lora_init(const model_config& m, const lora_config& c, uint6
         // uniform in [-bound, bound) from the top 24 bits (exactly representable in float)
         for (float& x : ad.a) x = (float(rng() >> 40) * (1.0f / 16777216.0f) * 2.0f - 1.0f) * bound;
         ad.b.assign(size_t(out) * size_t(c.rank), 0.0f);
-        if (with_gradients) {
-            ad.da.assign(ad.a.size(), 0.0f);
-            ad.db.assign(ad.b.size(), 0.0f);
-        }
+        ad.da.assign(ad.a.size(), 0.0f);
+        ad.db.assign(ad.b.size(), 0.0f);
     }
     return w;
 }

@@ -127,9 +127,8 @@ void trainer::build(const train_callbacks& cb, const std::optional<memory_plan>&
     // takes each frozen tensor as it is read and the host keeps none; the others compute with the loaded model.
     // The adapters' initial values go to the builder and on to the backend without a host copy being kept here.
     const double planned_s = seconds_since(built_at_);
-    lora_weights<float> init = lora_init(mc, cfg_.lora, cfg_.seed, backend_needs_host_gradients(device_));
     std::unique_ptr<train_backend_builder> builder =
-        begin_train_backend(device_, mc, std::move(init), plan_, backend_options());
+        begin_train_backend(device_, mc, lora_init(mc, cfg_.lora, cfg_.seed), plan_, backend_options());
     const double set_up_s = seconds_since(built_at_);
     lo.sink = builder->sink();
     std::shared_ptr<void> load_helper = prepare_backend_load(device_, lo); // f32 copies kept or not; GPU quantizer
