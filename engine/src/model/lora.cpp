@@ -165,8 +165,8 @@ lora_weights<double> lora_to_f64(const lora_weights<float>& w) {
 }
 
 void lora_merge(float* w, const lora_adapter<float>& ad, float scale) {
-    // w (out, in) += scale · B (out, r) · A (r, in), accumulated in double. Each row's sums run r = 0 .. rank-1 as
-    // before; with r outside the inner loop over i the inner loop streams A's rows and vectorizes, and rows are
+    // w (out, in) += scale · B (out, r) · A (r, in), accumulated in double, each element's products added in the order
+    // r = 0 .. rank-1. r is the middle loop, so the inner loop over i streams a row of A and vectorizes; rows are
     // independent, so the result does not depend on the thread count (a 7B's 224 projections: ~0.9 TFLOP).
     const int64_t in = ad.in, rank = ad.rank;
 #pragma omp parallel if (int64_t(ad.out) * in * rank > (int64_t(1) << 22))

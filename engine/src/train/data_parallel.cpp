@@ -44,18 +44,24 @@ std::vector<layer_range> layer_owners(int layers, int ranks) {
     return owners;
 }
 
+namespace {
+
+// The rank whose range holds `layer` (ranges as layer_owners returns them); -1 when none does.
+int owner_in(const std::vector<layer_range>& owners, int layer) {
+    for (size_t r = 0; r < owners.size(); ++r)
+        if (owners[r].contains(layer)) return int(r);
+    return -1;
+}
+
+} // namespace
+
 int layer_owner(int layer, int layers, int ranks) {
-    if (layers < 1 || ranks < 1) (void)layer_owners(layers, ranks); // throws, naming both counts
-    if (layer < 0 || layer >= layers)
+    const int r = owner_in(layer_owners(layers, ranks), layer); // layer_owners validates both counts
+    if (r < 0)
         throw error(error_code::invalid_argument,
                     "layer_owner: layer " + std::to_string(layer) + " of a model with " + std::to_string(layers) +
                         " layers");
-    // the closed form of layer_owners: the first `extra` ranks hold base + 1 layers each (base 0: every layer is
-    // below `wide`, so the division by base is never reached)
-    const int base = layers / ranks, extra = layers % ranks;
-    const int wide = extra * (base + 1); // layers held by the wider ranks
-    if (layer < wide) return layer / (base + 1);
-    return extra + (layer - wide) / base;
+    return r;
 }
 
 int state_tensor_layer(const std::string& name) {
@@ -83,7 +89,7 @@ int state_tensor_layer(const std::string& name) {
 
 std::vector<std::vector<std::pair<std::string, tensor>>>
 shard_optimizer_state(const std::vector<std::pair<std::string, tensor>>& state, int layers, int ranks) {
-    (void)layer_owners(layers, ranks); // validates both counts
+    const std::vector<layer_range> owners = layer_owners(layers, ranks); // validates both counts
     std::vector<std::vector<std::pair<std::string, tensor>>> shards(static_cast<size_t>(ranks));
     for (const auto& [name, t] : state) {
         const int l = state_tensor_layer(name);
@@ -96,7 +102,7 @@ shard_optimizer_state(const std::vector<std::pair<std::string, tensor>>& state, 
                         "optimizer state tensor '" + name + "' belongs to layer " + std::to_string(l) +
                             ", but the model has " + std::to_string(layers) + " layers",
                         "resume with the model the run was trained on (run.json's model)");
-        shards[size_t(layer_owner(l, layers, ranks))].emplace_back(name, t);
+        shards[size_t(owner_in(owners, l))].emplace_back(name, t);
     }
     return shards;
 }
